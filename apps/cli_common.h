@@ -1,0 +1,36 @@
+// Shared pieces of the deltakit subcommands: option parsing with --help, number formatting and
+// one place that prints warnings. Subcommands hold no algorithms: they parse, call the
+// pipeline, print.
+#pragma once
+
+#include <boost/program_options.hpp>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace deltakit::cli {
+
+namespace po = boost::program_options;
+
+using Args = std::vector<std::string>;
+
+// Parse args against `opts` (plus --help) with the given positionals. Returns false if --help
+// was printed (the command should exit 0). Errors throw po::error (exit code 2 in main).
+bool parse(const std::string& command, const std::string& usage, po::options_description& opts,
+           const po::positional_options_description& pos, const Args& args, po::variables_map& vm);
+
+// Throws Error(Usage) naming the missing option.
+void require(const po::variables_map& vm, const std::vector<std::string>& names);
+
+std::string human_bytes(double bytes);
+std::string fixed(double v, int decimals);
+std::string sci(double v);
+void warn(const std::string& command, const std::string& message);
+
+int cmd_inspect(const Args& args);
+int cmd_diff(const Args& args);
+int cmd_compress(const Args& args);
+int cmd_apply(const Args& args);
+int cmd_make_fixture(const Args& args);
+
+}  // namespace deltakit::cli

@@ -1,0 +1,69 @@
+// deltakit: one binary, git-style subcommands. Every error ends here as one line on stderr
+// naming the file and the problem, with exit code 1 (2 for bad usage).
+#include <boost/program_options.hpp>
+#include <cstring>
+#include <iostream>
+#include <map>
+
+#include "apps/cli_common.h"
+#include "mpi/mpi_info.h"
+#include "src/core/error.h"
+
+namespace {
+struct Command {
+  int (*run)(const deltakit::cli::Args&);
+  const char* summary;
+};
+
+const std::map<std::string, Command>& commands() {
+  using namespace deltakit::cli;
+  static const std::map<std::string, Command> c = {
+      {"inspect", {cmd_inspect, "list the tensors of a checkpoint or an adapter"}},
+      {"diff", {cmd_diff, "per-tensor statistics of fine-tune minus base"}},
+      {"compress", {cmd_compress, "turn a fine-tune's delta into an adapter file"}},
+      {"apply", {cmd_apply, "add an adapter to its base, writing a checkpoint"}},
+      {"make-fixture", {cmd_make_fixture, "write a Llama-shaped base + fine-tune pair for tests"}},
+  };
+  return c;
+}
+
+void usage(std::ostream& os) {
+  os << "usage: deltakit <command> [options]   (deltakit <command> --help for its options)\n\n";
+  for (const auto& [name, c] : commands()) os << "  " << name << std::string(14 - name.size(), ' ') << c.summary << "\n";
+  os << "  version       print versions\n";
+}
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2 || !std::strcmp(argv[1], "--help") || !std::strcmp(argv[1], "-h") || !std::strcmp(argv[1], "help")) {
+    usage(argc < 2 ? std::cerr : std::cout);
+    return argc < 2 ? 2 : 0;
+  }
+  std::string name = argv[1];
+  if (name == "version" || name == "--version") {
+    std::cout << "deltakit " << DELTAKIT_VERSION << " (" << deltakit::mpi_library_version() << ")\n";
+    return 0;
+  }
+  auto it = commands().find(name);
+  if (it == commands().end()) {
+    std::cerr << "deltakit: error: unknown command \"" << name << "\"\n";
+    usage(std::cerr);
+    return 2;
+  }
+  deltakit::cli::Args args(argv + 2, argv + argc);
+  try {
+    return it->second.run(args);
+  } catch (const deltakit::Error& e) {
+    std::cerr << "deltakit " << name << ": error: " << e.what() << "\n";
+    return e.code() == deltakit::ErrorCode::Usage ? 2 : 1;
+  } catch (const boost::program_options::error& e) {
+    std::cerr << "deltakit " << name << ": error: " << e.what() << " (see deltakit " << name << " --help)\n";
+    return 2;
+  } catch (const std::bad_alloc&) {
+    std::cerr << "deltakit " << name << ": error: out of memory\n";
+    return 1;
+  } catch (const std::exception& e) {
+    std::cerr << "deltakit " << name << ": internal error: " << e.what() << "\n";
+    return 3;
+  }
+}

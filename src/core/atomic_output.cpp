@@ -1,0 +1,175 @@
+#include "src/core/atomic_output.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+
+#include "src/core/error.h"
+
+namespace fs = std::filesystem;
+
+namespace deltakit {
+
+namespace {
+// A sibling name that no other run of this process will pick.
+std::string temp_sibling(const std::string& final_path) {
+  static unsigned counter = 0;
+  fs::path p(final_path);
+  std::string leaf = p.filename().string();
+  if (leaf.empty()) leaf = "out";
+  std::string name = "." + leaf + ".deltakit-tmp-" + std::to_string(::getpid()) + "-" +
+                     std::to_string(counter++);
+  return (p.parent_path().empty() ? fs::path(name) : p.parent_path() / name).string();
+}
+
+std::string parent_dir(const std::string& path) {
+  fs::path parent = fs::path(path).parent_path();
+  return parent.empty() ? "." : parent.string();
+}
+
+bool is_within(const fs::path& inner, const fs::path& outer) {
+  auto mismatch = std::mismatch(outer.begin(), outer.end(), inner.begin(), inner.end());
+  return mismatch.first == outer.end();
+}
+}  // namespace
+
+void check_output_path(const std::string& out, std::span<const std::string> inputs,
+                       bool overwrite) {
+  if (out.empty()) throw Error(ErrorCode::Usage, "", "--out is required");
+  std::error_code ec;
+  fs::path out_abs = fs::weakly_canonical(fs::absolute(out), ec);
+  for (const auto& in : inputs) {
+    fs::path in_abs = fs::weakly_canonical(fs::absolute(in), ec);
+    if (is_within(out_abs, in_abs) || is_within(in_abs, out_abs))
+      throw Error(ErrorCode::OutputConflict, out,
+                  "output path is (or overlaps) the input " + in + "; choose another --out");
+  }
+  if (!overwrite && fs::exists(fs::symlink_status(out)))
+    throw Error(ErrorCode::OutputConflict, out, "output already exists (pass --overwrite)");
+  if (!fs::is_directory(parent_dir(out)))
+    throw Error(ErrorCode::Io, out, "parent folder " + parent_dir(out) + " does not exist");
+}
+
+void fsync_directory(const std::string& dir) {
+  int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) throw_errno(dir, "cannot open folder to fsync");
+  int rc = ::fsync(fd);
+  ::close(fd);
+  if (rc != 0) throw_errno(dir, "fsync of folder failed");
+}
+
+// --- AtomicFile ------------------------------------------------------------------------------
+AtomicFile::AtomicFile(std::string final_path)
+    : final_(std::move(final_path)), temp_(temp_sibling(final_)) {
+  fd_ = ::open(temp_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  if (fd_ < 0) throw_errno(final_, "cannot create temporary file " + temp_);
+  buffer_.reserve(1 << 20);
+}
+
+AtomicFile::~AtomicFile() {
+  if (fd_ >= 0) ::close(fd_);
+  if (!committed_) ::unlink(temp_.c_str());
+}
+
+void AtomicFile::flush_buffer() {
+  size_t off = 0;
+  while (off < buffer_.size()) {
+    ssize_t n = ::write(fd_, buffer_.data() + off, buffer_.size() - off);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      throw_errno(final_, "write failed");
+    }
+    off += static_cast<size_t>(n);
+  }
+  buffer_.clear();
+}
+
+void AtomicFile::write(const void* data, size_t n) {
+  const char* p = static_cast<const char*>(data);
+  if (buffer_.size() + n > buffer_.capacity()) flush_buffer();
+  if (n >= buffer_.capacity()) {  // large block: straight to the file
+    buffer_.assign(p, n);
+    flush_buffer();
+  } else {
+    buffer_.append(p, n);
+  }
+  written_ += n;
+}
+
+void AtomicFile::write_zeros(size_t n) {
+  static const char zeros[4096] = {};
+  while (n) {
+    size_t k = n < sizeof zeros ? n : sizeof zeros;
+    write(zeros, k);
+    n -= k;
+  }
+}
+
+void AtomicFile::write_at(uint64_t offset, const void* data, size_t n) {
+  flush_buffer();
+  const char* p = static_cast<const char*>(data);
+  while (n) {
+    ssize_t k = ::pwrite(fd_, p, n, static_cast<off_t>(offset));
+    if (k < 0) {
+      if (errno == EINTR) continue;
+      throw_errno(final_, "write failed");
+    }
+    p += k;
+    n -= static_cast<size_t>(k);
+    offset += static_cast<uint64_t>(k);
+  }
+}
+
+void AtomicFile::commit() {
+  flush_buffer();
+  if (::fsync(fd_) != 0) throw_errno(final_, "fsync failed");
+  int rc = ::close(fd_);
+  fd_ = -1;
+  if (rc != 0) throw_errno(final_, "close failed");
+  if (::rename(temp_.c_str(), final_.c_str()) != 0) throw_errno(final_, "rename into place failed");
+  committed_ = true;
+  fsync_directory(parent_dir(final_));
+}
+
+// --- AtomicDirectory -------------------------------------------------------------------------
+AtomicDirectory::AtomicDirectory(std::string final_path)
+    : final_(std::move(final_path)), temp_(temp_sibling(final_)) {
+  std::error_code ec;
+  if (!fs::create_directory(temp_, ec) || ec)
+    throw Error(ErrorCode::Io, final_, "cannot create temporary folder " + temp_ + ": " +
+                                           ec.message());
+}
+
+AtomicDirectory::~AtomicDirectory() {
+  if (!committed_) {
+    std::error_code ec;
+    fs::remove_all(temp_, ec);
+  }
+}
+
+void AtomicDirectory::commit() {
+  fsync_directory(temp_);
+  std::string aside;
+  if (fs::exists(fs::symlink_status(final_))) {  // only reached with --overwrite
+    aside = temp_sibling(final_);
+    if (::rename(final_.c_str(), aside.c_str()) != 0)
+      throw_errno(final_, "cannot move the existing output aside");
+  }
+  if (::rename(temp_.c_str(), final_.c_str()) != 0) {
+    int e = errno;
+    if (!aside.empty()) ::rename(aside.c_str(), final_.c_str());  // put the old one back
+    errno = e;
+    throw_errno(final_, "rename into place failed");
+  }
+  committed_ = true;
+  fsync_directory(parent_dir(final_));
+  if (!aside.empty()) {
+    std::error_code ec;
+    fs::remove_all(aside, ec);
+  }
+}
+
+}  // namespace deltakit

@@ -1,0 +1,67 @@
+// Outputs that are either complete or absent. A file is written under a temporary name in the
+// same folder, fsynced, renamed over the final name and the folder fsynced; a folder output is
+// built under a temporary folder and renamed into place the same way. Destructors of unfinished
+// outputs delete the temporaries, so an interrupted or failed run leaves nothing that looks
+// complete at the final path.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string>
+
+namespace deltakit {
+
+// Refuse to write `out` if it is one of the inputs or (without overwrite) already exists.
+// Throws Error(OutputConflict).
+void check_output_path(const std::string& out, std::span<const std::string> inputs,
+                       bool overwrite);
+
+void fsync_directory(const std::string& dir);
+
+class AtomicFile {
+ public:
+  explicit AtomicFile(std::string final_path);
+  ~AtomicFile();  // removes the temporary unless commit() succeeded
+  AtomicFile(const AtomicFile&) = delete;
+  AtomicFile& operator=(const AtomicFile&) = delete;
+
+  void write(const void* data, size_t n);
+  void write_zeros(size_t n);
+  // Overwrite bytes already written (e.g. a header reserved at the start).
+  void write_at(uint64_t offset, const void* data, size_t n);
+  // Flush buffered bytes so the temporary file can be read back.
+  void flush() { flush_buffer(); }
+  uint64_t bytes_written() const { return written_; }
+  // fsync, close, rename into place, fsync the folder.
+  void commit();
+  const std::string& final_path() const { return final_; }
+  const std::string& temp_path() const { return temp_; }
+
+ private:
+  void flush_buffer();
+  std::string final_, temp_;
+  int fd_ = -1;
+  uint64_t written_ = 0;
+  std::string buffer_;  // writes are batched so small header pieces don't each cost a syscall
+  bool committed_ = false;
+};
+
+// A folder output: files go into temp_dir(); commit() renames it to the final path (replacing
+// an existing folder only when overwrite was allowed, via a rename-aside so the old one is
+// never half-replaced).
+class AtomicDirectory {
+ public:
+  explicit AtomicDirectory(std::string final_path);
+  ~AtomicDirectory();
+  AtomicDirectory(const AtomicDirectory&) = delete;
+  AtomicDirectory& operator=(const AtomicDirectory&) = delete;
+
+  const std::string& temp_dir() const { return temp_; }
+  void commit();
+
+ private:
+  std::string final_, temp_;
+  bool committed_ = false;
+};
+
+}  // namespace deltakit

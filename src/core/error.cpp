@@ -1,0 +1,44 @@
+#include "src/core/error.h"
+
+#include <cerrno>
+#include <cstring>
+
+namespace deltakit {
+
+const char* error_code_name(ErrorCode code) {
+  switch (code) {
+    case ErrorCode::Io: return "Io";
+    case ErrorCode::FileTooSmall: return "FileTooSmall";
+    case ErrorCode::HeaderTooLarge: return "HeaderTooLarge";
+    case ErrorCode::HeaderNotJson: return "HeaderNotJson";
+    case ErrorCode::HeaderNotObject: return "HeaderNotObject";
+    case ErrorCode::DuplicateName: return "DuplicateName";
+    case ErrorCode::UnknownDtype: return "UnknownDtype";
+    case ErrorCode::InvalidShape: return "InvalidShape";
+    case ErrorCode::InvalidOffsets: return "InvalidOffsets";
+    case ErrorCode::SizeMismatch: return "SizeMismatch";
+    case ErrorCode::OffsetsNotContiguous: return "OffsetsNotContiguous";
+    case ErrorCode::DataLengthMismatch: return "DataLengthMismatch";
+    case ErrorCode::Overflow: return "Overflow";
+    case ErrorCode::InvalidMetadata: return "InvalidMetadata";
+    case ErrorCode::IndexInvalid: return "IndexInvalid";
+    case ErrorCode::PathEscapes: return "PathEscapes";
+    case ErrorCode::MissingShard: return "MissingShard";
+    case ErrorCode::TensorSetMismatch: return "TensorSetMismatch";
+    case ErrorCode::ShapeMismatch: return "ShapeMismatch";
+    case ErrorCode::DtypeMismatch: return "DtypeMismatch";
+    case ErrorCode::OutputConflict: return "OutputConflict";
+    case ErrorCode::AdapterInvalid: return "AdapterInvalid";
+    case ErrorCode::FingerprintMismatch: return "FingerprintMismatch";
+    case ErrorCode::NonFinite: return "NonFinite";
+    case ErrorCode::Usage: return "Usage";
+  }
+  return "Unknown";
+}
+
+void throw_errno(const std::string& where, const std::string& what) {
+  int e = errno;
+  throw Error(ErrorCode::Io, where, what + ": " + std::strerror(e));
+}
+
+}  // namespace deltakit

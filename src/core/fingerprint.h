@@ -1,0 +1,15 @@
+// 64-bit fingerprints of tensor bytes (XXH3-64, seed 0): an adapter records one per base
+// tensor, and apply refuses a base whose fingerprints differ. XXH3 runs near memory bandwidth,
+// so fingerprinting the base costs little beside reading it.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string>
+
+namespace deltakit {
+
+uint64_t fingerprint64(std::span<const uint8_t> bytes);
+std::string fingerprint_hex(uint64_t fp);  // 16 lowercase hex digits
+
+}  // namespace deltakit

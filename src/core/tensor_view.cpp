@@ -1,0 +1,85 @@
+#include "src/core/tensor_view.h"
+
+#include <cstring>
+#include <stdexcept>
+
+#include "src/core/half.h"
+
+namespace deltakit {
+
+uint64_t TensorView::numel() const {
+  uint64_t n = 1;
+  for (uint64_t d : shape) n *= d;  // validated against overflow when the header was read
+  return n;
+}
+
+uint64_t TensorView::cols() const { return shape.empty() ? 1 : shape.back(); }
+
+uint64_t TensorView::rows() const {
+  uint64_t c = cols();
+  return c == 0 ? 0 : numel() / c;
+}
+
+std::string shape_string(const std::vector<uint64_t>& shape) {
+  std::string s = "[";
+  for (size_t i = 0; i < shape.size(); ++i) {
+    if (i) s += ", ";
+    s += std::to_string(shape[i]);
+  }
+  return s + "]";
+}
+
+void decode_to_f32(DType dtype, std::span<const uint8_t> bytes, uint64_t first,
+                   std::span<float> out) {
+  const size_t n = out.size();
+  switch (dtype) {
+    case DType::F32:
+      std::memcpy(out.data(), bytes.data() + first * 4, n * 4);
+      return;
+    case DType::BF16: {
+      const uint8_t* p = bytes.data() + first * 2;
+      for (size_t i = 0; i < n; ++i) {
+        uint16_t h;
+        std::memcpy(&h, p + 2 * i, 2);
+        out[i] = bf16_to_f32(h);
+      }
+      return;
+    }
+    case DType::F16: {
+      const uint8_t* p = bytes.data() + first * 2;
+      for (size_t i = 0; i < n; ++i) {
+        uint16_t h;
+        std::memcpy(&h, p + 2 * i, 2);
+        out[i] = f16_to_f32(h);
+      }
+      return;
+    }
+    default:
+      throw std::logic_error("decode_to_f32: dtype is not F32/F16/BF16");
+  }
+}
+
+void encode_from_f32(DType dtype, std::span<const float> in, std::span<uint8_t> out) {
+  const size_t n = in.size();
+  switch (dtype) {
+    case DType::F32:
+      std::memcpy(out.data(), in.data(), n * 4);
+      return;
+    case DType::BF16:
+      for (size_t i = 0; i < n; ++i) {
+        uint16_t h = f32_to_bf16(in[i]);
+        std::memcpy(out.data() + 2 * i, &h, 2);
+      }
+      return;
+    case DType::F16:
+      for (size_t i = 0; i < n; ++i) {
+        uint16_t h = f32_to_f16(in[i]);
+        std::memcpy(out.data() + 2 * i, &h, 2);
+      }
+      return;
+    default:
+      throw std::logic_error("encode_from_f32: dtype is not F32/F16/BF16");
+  }
+}
+
+}  // namespace deltakit

@@ -1,0 +1,36 @@
+// A non-owning view of one tensor's bytes (usually inside an mmapped safetensors file), plus
+// the block conversions between its stored dtype and fp32 that every pipeline step uses.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "src/core/dtype.h"
+
+namespace deltakit {
+
+struct TensorView {
+  std::string name;
+  DType dtype = DType::F32;
+  std::vector<uint64_t> shape;
+  std::span<const uint8_t> bytes;
+
+  uint64_t numel() const;
+  // Rows and columns as a matrix: the last dim is columns, the rest flatten into rows; a
+  // scalar or 1-D tensor is one row.
+  uint64_t rows() const;
+  uint64_t cols() const;
+};
+
+std::string shape_string(const std::vector<uint64_t>& shape);
+
+// Decode elements [first, first + out.size()) of a F32/F16/BF16 buffer into fp32.
+void decode_to_f32(DType dtype, std::span<const uint8_t> bytes, uint64_t first,
+                   std::span<float> out);
+// Encode fp32 values into `out` (sized n * dtype_size) as F32/F16/BF16, round to nearest even.
+void encode_from_f32(DType dtype, std::span<const float> in, std::span<uint8_t> out);
+
+}  // namespace deltakit

@@ -1,0 +1,122 @@
+#include "src/pipeline/diff.h"
+
+#include <chrono>
+#include <cmath>
+#include <cstring>
+
+#include "formats/checkpoint.h"
+#include "src/core/tensor_view.h"
+#include "src/pipeline/pair_check.h"
+
+namespace deltakit {
+
+namespace {
+constexpr uint64_t kBlock = 4096;
+constexpr int kLanes = 16;  // independent accumulators so the compiler can vectorize the sums
+}  // namespace
+
+TensorDiff diff_tensor(const TensorView& base, const TensorView& ft) {
+  TensorDiff t;
+  t.name = ft.name;
+  t.dtype = std::string(dtype_name(ft.dtype));
+  t.shape = ft.shape;
+  t.numel = ft.numel();
+  const size_t es = dtype_size(ft.dtype);
+  if (!dtype_is_float_decodable(ft.dtype)) {
+    t.numeric = false;
+    for (uint64_t i = 0; i < t.numel; ++i)
+      t.unchanged += std::memcmp(base.bytes.data() + i * es, ft.bytes.data() + i * es, es) == 0;
+    return t;
+  }
+  float b[kBlock], f[kBlock];
+  double sq = 0, bsq = 0, sabs = 0;
+  float mx = 0;
+  for (uint64_t first = 0; first < t.numel; first += kBlock) {
+    const uint64_t m = std::min(kBlock, t.numel - first);
+    decode_to_f32(base.dtype, base.bytes, first, {b, m});
+    decode_to_f32(ft.dtype, ft.bytes, first, {f, m});
+    float acc_sq[kLanes] = {}, acc_bsq[kLanes] = {}, acc_abs[kLanes] = {}, acc_max[kLanes] = {};
+    uint32_t acc_same[kLanes] = {}, acc_bad[kLanes] = {};
+    uint64_t i = 0;
+    for (; i + kLanes <= m; i += kLanes) {
+      for (int l = 0; l < kLanes; ++l) {
+        float d = f[i + l] - b[i + l];
+        uint32_t fb, bb;
+        std::memcpy(&fb, &f[i + l], 4);
+        std::memcpy(&bb, &b[i + l], 4);
+        acc_same[l] += fb == bb;  // decoded bits equal <=> stored bits equal for these dtypes
+        bool finite = std::fabs(d) <= 3.4e38f;
+        acc_bad[l] += !finite;
+        d = finite ? d : 0.0f;
+        float bv = std::fabs(b[i + l]) <= 3.4e38f ? b[i + l] : 0.0f;
+        acc_sq[l] += d * d;
+        acc_bsq[l] += bv * bv;
+        acc_abs[l] += std::fabs(d);
+        acc_max[l] = std::fabs(d) > acc_max[l] ? std::fabs(d) : acc_max[l];
+      }
+    }
+    for (; i < m; ++i) {
+      float d = f[i] - b[i];
+      uint32_t fb, bb;
+      std::memcpy(&fb, &f[i], 4);
+      std::memcpy(&bb, &b[i], 4);
+      acc_same[0] += fb == bb;
+      bool finite = std::fabs(d) <= 3.4e38f;
+      acc_bad[0] += !finite;
+      d = finite ? d : 0.0f;
+      float bv = std::fabs(b[i]) <= 3.4e38f ? b[i] : 0.0f;
+      acc_sq[0] += d * d;
+      acc_bsq[0] += bv * bv;
+      acc_abs[0] += std::fabs(d);
+      acc_max[0] = std::fabs(d) > acc_max[0] ? std::fabs(d) : acc_max[0];
+    }
+    for (int l = 0; l < kLanes; ++l) {
+      sq += acc_sq[l];
+      bsq += acc_bsq[l];
+      sabs += acc_abs[l];
+      mx = std::max(mx, acc_max[l]);
+      t.unchanged += acc_same[l];
+      t.nonfinite += acc_bad[l];
+    }
+  }
+  t.l2 = std::sqrt(sq);
+  t.base_l2 = std::sqrt(bsq);
+  t.max_abs = mx;
+  uint64_t finite = t.numel - t.nonfinite;
+  t.mean_abs = finite ? sabs / static_cast<double>(finite) : 0.0;
+  return t;
+}
+
+DiffReport run_diff(const std::string& base_path, const std::string& ft_path) {
+  auto t0 = std::chrono::steady_clock::now();
+  Checkpoint base(base_path);
+  Checkpoint ft(ft_path);
+  check_same_tensors(base, ft);
+  DiffReport rep;
+  rep.total.name = "TOTAL";
+  double sq = 0, bsq = 0, sabs = 0;
+  uint64_t finite = 0;
+  for (const auto& name : base.names()) {
+    TensorView bv = base.view(name), fv = ft.view(name);
+    TensorDiff t = diff_tensor(bv, fv);
+    rep.input_bytes += bv.bytes.size() + fv.bytes.size();
+    rep.total.numel += t.numel;
+    rep.total.unchanged += t.unchanged;
+    if (t.numeric) {
+      rep.total.nonfinite += t.nonfinite;
+      sq += t.l2 * t.l2;
+      bsq += t.base_l2 * t.base_l2;
+      sabs += t.mean_abs * static_cast<double>(t.numel - t.nonfinite);
+      finite += t.numel - t.nonfinite;
+      rep.total.max_abs = std::max(rep.total.max_abs, t.max_abs);
+    }
+    rep.tensors.push_back(std::move(t));
+  }
+  rep.total.l2 = std::sqrt(sq);
+  rep.total.base_l2 = std::sqrt(bsq);
+  rep.total.mean_abs = finite ? sabs / static_cast<double>(finite) : 0.0;
+  rep.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return rep;
+}
+
+}  // namespace deltakit
