@@ -1,0 +1,431 @@
+#!/usr/bin/env python3
+"""Handcrafted bad inputs for the deltakit CLI, enumerated in one place (as ggml's
+test-gguf.cpp does). Each case builds a fixture, breaks one thing, runs one command, and checks:
+exit code 1 or 2 (never a crash or hang), exactly one line on stderr naming the bad file and the
+problem, and nothing (not even a temporary) left at the output path.
+
+    bad_inputs.py --deltakit BIN --case NAME     run one case (CTest runs each as its own test)
+    bad_inputs.py --list                         print the case names
+"""
+import argparse
+import json
+import os
+import shutil
+import struct
+import subprocess
+import sys
+import tempfile
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from st_independent import read_file, write_raw  # noqa: E402
+
+CASES = {}
+
+
+def case(fn):
+    CASES[fn.__name__] = fn
+    return fn
+
+
+class Ctx:
+    def __init__(self, deltakit, work):
+        self.deltakit, self.work = deltakit, work
+
+    def path(self, *parts):
+        return os.path.join(self.work, *parts)
+
+    def fixture(self, name="m", *flags):
+        base, ft = self.path(name + "_base"), self.path(name + "_ft")
+        subprocess.run([self.deltakit, "make-fixture", "--out-base", base, "--out-finetuned", ft,
+                        *flags], check=True, stdout=subprocess.DEVNULL)
+        return base, ft
+
+    def compress(self, base, ft, out):
+        subprocess.run([self.deltakit, "compress", "--base", base, "--finetuned", ft, "--out", out],
+                       check=True, stdout=subprocess.DEVNULL)
+        return out
+
+
+def rewrite(path, mutate):
+    """Re-write a safetensors file after mutate(header, data) -> (header or text, data)."""
+    header, data = read_file(path)
+    new_header, new_data = mutate(header, data)
+    if isinstance(new_header, str):
+        write_raw(path, None, new_data, header_text=new_header)
+    else:
+        write_raw(path, new_header, new_data)
+
+
+def tensors_in_order(header):
+    return sorted((k for k in header if k != "__metadata__"), key=lambda k: header[k]["data_offsets"])
+
+
+def compress_args(ctx, base, ft):
+    out = ctx.path("out.adapter")
+    return [ctx.deltakit, "compress", "--base", base, "--finetuned", ft, "--out", out], out
+
+
+# --- the cases: each returns (argv, output path, file the message must name, words it must say)
+@case
+def empty_file(ctx):
+    base, ft = ctx.fixture()
+    open(os.path.join(ft, "model.safetensors"), "wb").close()
+    argv, out = compress_args(ctx, base, ft)
+    return argv, out, "model.safetensors", "shorter than the 8-byte header length"
+
+
+@case
+def truncated_file(ctx):
+    base, ft = ctx.fixture()
+    p = os.path.join(ft, "model.safetensors")
+    os.truncate(p, os.path.getsize(p) - 1000)
+    argv, out = compress_args(ctx, base, ft)
+    return argv, out, "model.safetensors", "file truncated"
+
+
+@case
+def header_length_past_end(ctx):
+    base, ft = ctx.fixture()
+    p = os.path.join(ft, "model.safetensors")
+    with open(p, "r+b") as f:
+        f.write(struct.pack("<Q", os.path.getsize(p) + 100))
+    argv, out = compress_args(ctx, base, ft)
+    return argv, out, "model.safetensors", "runs past the end of the file"
+
+
+@case
+def header_length_2_pow_63(ctx):
+    base, ft = ctx.fixture()
+    with open(os.path.join(base, "model.safetensors"), "r+b") as f:
+        f.write(struct.pack("<Q", 1 << 63))
+    argv, out = compress_args(ctx, base, ft)
+    return argv, out, "model.safetensors", "exceeds the 100 MB cap"
+
+
+@case
+def offsets_past_end(ctx):
+    base, ft = ctx.fixture()
+
+    def grow_last(h, d):
+        last = tensors_in_order(h)[-1]
+        b, e = h[last]["data_offsets"]
+        h[last]["shape"][0] += 4  # consistent shape, but the bytes run past the data
+        h[last]["data_offsets"] = [b, e + 4 * h[last]["shape"][1] * 2]
+        return h, d
+    rewrite(os.path.join(ft, "model.safetensors"), grow_last)
+    argv, out = compress_args(ctx, base, ft)
+    return argv, out, "model.safetensors", "file truncated"
+
+
+@case
+def overlapping_offsets(ctx):
+    base, ft = ctx.fixture()
+
+    def overlap(h, d):
+        names = tensors_in_order(h)
+        a, b = names[1], names[2]  # make b start inside a, keeping b's own size
+        size_b = h[b]["data_offsets"][1] - h[b]["data_offsets"][0]
+        start = h[a]["data_offsets"][0] + 2
+        h[b]["data_offsets"] = [start, start + size_b]
+        return h, d
+    rewrite(os.path.join(ft, "model.safetensors"), overlap)
+    argv, out = compress_args(ctx, base, ft)
+    return argv, out, "model.safetensors", "overlaps"
+
+
+@case
+def shape_size_mismatch(ctx):
+    base, ft = ctx.fixture()
+
+    def reshape(h, d):
+        h["model.norm.weight"]["shape"] = [63]
+        return h, d
+    rewrite(os.path.join(ft, "model.safetensors"), reshape)
+    argv, out = compress_args(ctx, base, ft)
+    return argv, out, "model.safetensors", "data_offsets span"
+
+
+@case
+def negative_shape(ctx):
+    base, ft = ctx.fixture()
+
+    def neg(h, d):
+        h["model.norm.weight"]["shape"] = [-64]
+        return h, d
+    rewrite(os.path.join(base, "model.safetensors"), neg)
+    argv, out = compress_args(ctx, base, ft)
+    return argv, out, "model.safetensors", "not a non-negative integer"
+
+
+@case
+def shape_overflow(ctx):
+    base, ft = ctx.fixture()
+
+    def huge(h, d):
+        h["model.norm.weight"]["shape"] = [1 << 32, 1 << 32, 1 << 32]
+        return h, d
+    rewrite(os.path.join(base, "model.safetensors"), huge)
+    argv, out = compress_args(ctx, base, ft)
+    return argv, out, "model.safetensors", "overflows 64 bits"
+
+
+@case
+def unknown_dtype(ctx):
+    base, ft = ctx.fixture()
+
+    def q4(h, d):
+        h["model.norm.weight"]["dtype"] = "Q4_K"
+        return h, d
+    rewrite(os.path.join(ft, "model.safetensors"), q4)
+    argv, out = compress_args(ctx, base, ft)
+    return argv, out, "model.safetensors", 'unknown dtype "Q4_K"'
+
+
+@case
+def duplicate_names(ctx):
+    base, ft = ctx.fixture()
+
+    def dup(h, d):
+        text = json.dumps(h)
+        entry = json.dumps(h["model.norm.weight"])
+        return text[:-1] + ', "model.norm.weight": ' + entry + "}", d
+    rewrite(os.path.join(ft, "model.safetensors"), dup)
+    argv, out = compress_args(ctx, base, ft)
+    return argv, out, "model.safetensors", "more than once"
+
+
+@case
+def invalid_json(ctx):
+    base, ft = ctx.fixture()
+    rewrite(os.path.join(ft, "model.safetensors"), lambda h, d: ('{"a": [1, 2,, }' + " " * 8, d))
+    argv, out = compress_args(ctx, base, ft)
+    return argv, out, "model.safetensors", "invalid JSON"
+
+
+@case
+def tensor_entry_not_object(ctx):
+    base, ft = ctx.fixture()
+    rewrite(os.path.join(ft, "model.safetensors"), lambda h, d: (dict(h, extra=5), d))
+    argv, out = compress_args(ctx, base, ft)
+    return argv, out, "model.safetensors", "is not a JSON object"
+
+
+@case
+def metadata_not_strings(ctx):
+    base, ft = ctx.fixture()
+    rewrite(os.path.join(ft, "model.safetensors"), lambda h, d: (dict(h, __metadata__={"step": 5}), d))
+    argv, out = compress_args(ctx, base, ft)
+    return argv, out, "model.safetensors", "is not a string"
+
+
+@case
+def bytes_appended(ctx):
+    base, ft = ctx.fixture()
+    with open(os.path.join(ft, "model.safetensors"), "ab") as f:
+        f.write(b"\0" * 16)
+    argv, out = compress_args(ctx, base, ft)
+    return argv, out, "model.safetensors", "16 unexpected bytes after the last tensor"
+
+
+@case
+def index_missing_shard(ctx):
+    base, ft = ctx.fixture("m", "--max-shard-size", "60KB")
+    os.remove(os.path.join(ft, "model-00002-of-00005.safetensors"))
+    argv, out = compress_args(ctx, base, ft)
+    return argv, out, "model.safetensors.index.json", "does not exist"
+
+
+@case
+def index_path_escapes(ctx):
+    base, ft = ctx.fixture("m", "--max-shard-size", "60KB")
+    idx = os.path.join(ft, "model.safetensors.index.json")
+    with open(idx) as f:
+        j = json.load(f)
+    shutil.copy(os.path.join(ft, "model-00001-of-00005.safetensors"), ctx.path("outside.safetensors"))
+    for k, v in j["weight_map"].items():
+        if v == "model-00001-of-00005.safetensors":
+            j["weight_map"][k] = "../outside.safetensors"
+    with open(idx, "w") as f:
+        json.dump(j, f)
+    argv, out = compress_args(ctx, base, ft)
+    return argv, out, "model.safetensors.index.json", "leaves the checkpoint folder"
+
+
+@case
+def index_symlink_escapes(ctx):
+    base, ft = ctx.fixture("m", "--max-shard-size", "60KB")
+    shard = os.path.join(ft, "model-00001-of-00005.safetensors")
+    shutil.move(shard, ctx.path("elsewhere.safetensors"))
+    os.symlink(ctx.path("elsewhere.safetensors"), shard)
+    argv, out = compress_args(ctx, base, ft)
+    return argv, out, "model.safetensors.index.json", "resolves outside the checkpoint folder"
+
+
+@case
+def index_tensor_unlisted(ctx):
+    base, ft = ctx.fixture("m", "--max-shard-size", "60KB")
+    idx = os.path.join(ft, "model.safetensors.index.json")
+    with open(idx) as f:
+        j = json.load(f)
+    del j["weight_map"]["model.norm.weight"]
+    with open(idx, "w") as f:
+        json.dump(j, f)
+    argv, out = compress_args(ctx, base, ft)
+    return argv, out, "model.safetensors.index.json", "not in the index"
+
+
+@case
+def different_tensor_sets(ctx):
+    base, _ = ctx.fixture("a")
+    _, ft = ctx.fixture("b", "--tie-embeddings")
+    argv, out = compress_args(ctx, base, ft)
+    return argv, out, ft, "only in the base: 'lm_head.weight'"
+
+
+@case
+def different_shapes(ctx):
+    base, _ = ctx.fixture("a")
+    _, ft = ctx.fixture("b", "--size", "small", "--layers", "2")
+    argv, out = compress_args(ctx, base, ft)
+    return argv, out, ft, "but the base's is"
+
+
+@case
+def different_dtypes(ctx):
+    base, _ = ctx.fixture("a")
+    _, ft = ctx.fixture("b", "--dtype", "f16")
+    argv, out = compress_args(ctx, base, ft)
+    return argv, out, ft, "is F16 but the base's is BF16"
+
+
+@case
+def diff_different_shapes(ctx):
+    base, _ = ctx.fixture("a")
+    _, ft = ctx.fixture("b", "--size", "small", "--layers", "2")
+    return [ctx.deltakit, "diff", "--base", base, "--finetuned", ft], None, ft, "but the base's is"
+
+
+@case
+def output_equals_input(ctx):
+    base, ft = ctx.fixture()
+    target = os.path.join(base, "model.safetensors")
+    argv = [ctx.deltakit, "compress", "--base", base, "--finetuned", ft, "--out", target, "--overwrite"]
+    return argv, None, target, "overlaps) the input"
+
+
+@case
+def apply_output_is_base(ctx):
+    base, ft = ctx.fixture()
+    adapter = ctx.compress(base, ft, ctx.path("a.adapter"))
+    argv = [ctx.deltakit, "apply", "--base", base, "--adapter", adapter, "--out", base, "--overwrite"]
+    return argv, None, base, "overlaps) the input"
+
+
+@case
+def apply_output_exists(ctx):
+    base, ft = ctx.fixture()
+    adapter = ctx.compress(base, ft, ctx.path("a.adapter"))
+    out = ctx.path("existing")
+    os.mkdir(out)
+    with open(os.path.join(out, "keep.txt"), "w") as f:
+        f.write("precious")
+    argv = [ctx.deltakit, "apply", "--base", base, "--adapter", adapter, "--out", out]
+    return argv, None, out, "already exists"
+
+
+@case
+def apply_wrong_base(ctx):
+    base, ft = ctx.fixture("a")
+    other, _ = ctx.fixture("b", "--seed", "2")
+    adapter = ctx.compress(base, ft, ctx.path("a.adapter"))
+    argv = [ctx.deltakit, "apply", "--base", other, "--adapter", adapter, "--out", ctx.path("out")]
+    return argv, ctx.path("out"), other, "differs from the one the adapter was made from"
+
+
+@case
+def adapter_truncated(ctx):
+    base, ft = ctx.fixture()
+    adapter = ctx.compress(base, ft, ctx.path("a.adapter"))
+    os.truncate(adapter, os.path.getsize(adapter) // 2)
+    argv = [ctx.deltakit, "apply", "--base", base, "--adapter", adapter, "--out", ctx.path("out")]
+    return argv, ctx.path("out"), "a.adapter", "file truncated"
+
+
+@case
+def adapter_record_missing_payload(ctx):
+    base, ft = ctx.fixture()
+    adapter = ctx.compress(base, ft, ctx.path("a.adapter"))
+
+    def drop_payload(h, d):
+        recs = json.loads(h["__metadata__"]["tensors"])
+        recs[0]["parts"].append("ghost")
+        h["__metadata__"]["tensors"] = json.dumps(recs)
+        return h, d
+    rewrite(adapter, drop_payload)
+    argv = [ctx.deltakit, "apply", "--base", base, "--adapter", adapter, "--out", ctx.path("out")]
+    return argv, ctx.path("out"), "a.adapter", "names a payload that is missing"
+
+
+@case
+def not_an_adapter(ctx):
+    base, ft = ctx.fixture()
+    argv = [ctx.deltakit, "apply", "--base", base, "--adapter", os.path.join(ft, "model.safetensors"),
+            "--out", ctx.path("out")]
+    return argv, ctx.path("out"), "model.safetensors", "not a deltakit adapter"
+
+
+def run_case(deltakit, name):
+    work = tempfile.mkdtemp(prefix="deltakit-bad-")
+    try:
+        argv, out, must_name, must_say = CASES[name](Ctx(deltakit, work))
+        before = snapshot(out) if out and os.path.exists(out) else None
+        try:
+            p = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+        except subprocess.TimeoutExpired:
+            return fail(name, "hung for 60 s")
+        lines = [l for l in p.stderr.splitlines() if l.strip()]
+        if p.returncode not in (1, 2):
+            return fail(name, f"exit code {p.returncode} (want 1 or 2); stderr: {p.stderr!r}")
+        if len(lines) != 1:
+            return fail(name, f"want exactly one stderr line, got {len(lines)}: {p.stderr!r}")
+        if must_name not in lines[0] or must_say not in lines[0]:
+            return fail(name, f"message {lines[0]!r} should name {must_name!r} and say {must_say!r}")
+        if out:
+            after = snapshot(out) if os.path.exists(out) else None
+            if after != before:
+                return fail(name, f"output {out} was created or changed")
+        leftovers = [f for f in os.listdir(work) if ".deltakit-tmp" in f]
+        if leftovers:
+            return fail(name, f"temporary files left behind: {leftovers}")
+        print(f"ok {name}: {lines[0]}")
+        return 0
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def snapshot(path):
+    if os.path.isfile(path):
+        with open(path, "rb") as f:
+            return f.read()
+    return sorted((r, tuple(sorted(f))) for r, _, f in os.walk(path))
+
+
+def fail(name, why):
+    print(f"FAIL {name}: {why}")
+    return 1
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--deltakit")
+    ap.add_argument("--case")
+    ap.add_argument("--list", action="store_true")
+    a = ap.parse_args()
+    if a.list:
+        print("\n".join(CASES))
+        return 0
+    return run_case(a.deltakit, a.case)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
