@@ -15,18 +15,25 @@ std::string part_key(const std::string& name, const std::string& part) { return 
 AdapterWriter::AdapterWriter(const std::string& path, uint64_t header_reserve)
     : writer_(path, header_reserve) {}
 
-void AdapterWriter::add_tensor(const std::string& name, Json record,
-                               const std::vector<AdapterPart>& parts) {
-  Json names = Json::array();
-  for (const auto& p : parts) {
-    writer_.begin_tensor({part_key(name, p.part), p.dtype, p.shape});
-    writer_.write(p.bytes.data(), p.bytes.size());
-    names.push_back(p.part);
-  }
+void AdapterWriter::begin_part(const std::string& tensor, const std::string& part, DType dtype,
+                               const std::vector<uint64_t>& shape) {
+  writer_.begin_tensor({part_key(tensor, part), dtype, shape});
+  pending_parts_.push_back(part);
+}
+
+void AdapterWriter::write_part(const void* data, size_t n) { writer_.write(data, n); }
+
+void AdapterWriter::add_part(const std::string& tensor, const AdapterPart& p) {
+  begin_part(tensor, p.part, p.dtype, p.shape);
+  write_part(p.bytes.data(), p.bytes.size());
+}
+
+void AdapterWriter::end_tensor(const std::string& name, Json record) {
   Json full = Json::object();
   full["name"] = name;
   for (auto& [k, v] : record.items()) full[k] = v;
-  full["parts"] = names;
+  full["parts"] = std::move(pending_parts_);
+  pending_parts_ = Json::array();
   records_.push_back(std::move(full));
 }
 

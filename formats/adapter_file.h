@@ -36,9 +36,15 @@ class AdapterWriter {
   // reserve: a guess of the header size (records + side files); any guess is correct, a good one
   // avoids rewriting the file once at commit.
   AdapterWriter(const std::string& path, uint64_t header_reserve);
-  // record: the codec's attributes; "name" and "parts" are filled in here.
-  void add_tensor(const std::string& name, nlohmann::ordered_json record,
-                  const std::vector<AdapterPart>& parts);
+  // A tensor is its payload parts, then its record. A part is written whole (add_part) or
+  // streamed (begin_part, then write_part in any chunking until shape × dtype bytes arrived).
+  void add_part(const std::string& tensor, const AdapterPart& part);
+  void begin_part(const std::string& tensor, const std::string& part, DType dtype,
+                  const std::vector<uint64_t>& shape);
+  void write_part(const void* data, size_t n);
+  // record: the codec's attributes; "name" and "parts" (those added since the last record) are
+  // filled in here.
+  void end_tensor(const std::string& name, nlohmann::ordered_json record);
   // root: recipe, base, finetuned, ...; side_files: file name -> contents.
   void commit(const std::map<std::string, std::string>& root,
               const std::map<std::string, std::string>& side_files);
@@ -46,6 +52,7 @@ class AdapterWriter {
  private:
   SafetensorsWriter writer_;
   nlohmann::ordered_json records_ = nlohmann::ordered_json::array();
+  nlohmann::ordered_json pending_parts_ = nlohmann::ordered_json::array();
 };
 
 class AdapterReader {

@@ -136,6 +136,17 @@ TensorView Checkpoint::view(const std::string& name) const {
   return l.file->view(*l.entry);
 }
 
+TensorView Checkpoint::acquire(const std::string& name) const {
+  const Located& l = at(name);
+  l.file->mapped().populate(l.file->header().data_offset + l.entry->begin, l.entry->nbytes());
+  return l.file->view(*l.entry);
+}
+
+void Checkpoint::release(const std::string& name) const {
+  const Located& l = at(name);
+  l.file->mapped().release(l.file->header().data_offset + l.entry->begin, l.entry->nbytes());
+}
+
 std::string Checkpoint::shard_of(const std::string& name) const {
   return fs::path(at(name).file->path()).filename().string();
 }

@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <span>
 #include <vector>
 
@@ -16,22 +17,34 @@
 namespace deltakit {
 
 enum class RawMode : uint8_t { Unchanged, Delta, Replace };
-
-struct RawDelta {
-  RawMode mode = RawMode::Unchanged;
-  std::vector<float> delta;             // Delta: fp32, numel entries
-  std::vector<uint64_t> exact_index;    // Delta: elements patched with the fine-tune's bits
-  std::vector<uint8_t> exact_bits;      // Delta: dtype_size bytes per patched element
-  std::vector<uint8_t> replacement;     // Replace: the fine-tune's bytes
-  uint64_t nonfinite = 0;               // NaN/Inf entries in the fine-tune (policy: warn, carry)
-};
-
 const char* raw_mode_name(RawMode m);
 
-// base and ft must have the same dtype and shape (checked by the caller's plan).
-RawDelta raw_encode(const TensorView& base, const TensorView& ft);
+// What encoding found, besides the delta itself (which streams out through a sink).
+struct RawEncoded {
+  RawMode mode = RawMode::Unchanged;
+  std::vector<uint64_t> exact_index;  // Delta: elements patched with the fine-tune's bits
+  std::vector<uint8_t> exact_bits;    // Delta: dtype_size bytes per patched element
+  uint64_t nonfinite = 0;             // NaN/Inf entries in the fine-tune (policy: warn, carry)
+};
 
-// Writes base + α·δ in base's dtype into out (base.bytes.size() bytes).
-void raw_apply(const TensorView& base, const RawDelta& d, float alpha, std::span<uint8_t> out);
+// Receives the fp32 delta in consecutive blocks (Delta mode only).
+using F32Sink = std::function<void(std::span<const float>)>;
+
+// base and ft must have the same dtype and shape (checked by the caller's plan). Replace mode
+// stores ft.bytes as they are; the caller writes them.
+RawEncoded raw_encode(const TensorView& base, const TensorView& ft, const F32Sink& delta_out);
+
+// The stored parts of one tensor, as views of any alignment (e.g. inside an mmapped file).
+struct RawPayload {
+  RawMode mode = RawMode::Unchanged;
+  std::span<const uint8_t> delta;        // numel little-endian fp32
+  std::span<const uint8_t> exact_index;  // k little-endian uint64
+  std::span<const uint8_t> exact_bits;   // k elements of the tensor's dtype
+  std::span<const uint8_t> replacement;  // the fine-tune's bytes
+};
+
+// Writes base + α·δ in base's dtype into out (base.bytes.size() bytes). Sizes and indices of
+// the payload are the caller's to validate (apply does, against the header).
+void raw_apply(const TensorView& base, const RawPayload& p, float alpha, std::span<uint8_t> out);
 
 }  // namespace deltakit

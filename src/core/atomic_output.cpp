@@ -74,25 +74,28 @@ AtomicFile::~AtomicFile() {
   if (!committed_) ::unlink(temp_.c_str());
 }
 
-void AtomicFile::flush_buffer() {
-  size_t off = 0;
-  while (off < buffer_.size()) {
-    ssize_t n = ::write(fd_, buffer_.data() + off, buffer_.size() - off);
-    if (n < 0) {
+void AtomicFile::write_all(const char* p, size_t n) {
+  while (n) {
+    ssize_t k = ::write(fd_, p, n);
+    if (k < 0) {
       if (errno == EINTR) continue;
       throw_errno(final_, "write failed");
     }
-    off += static_cast<size_t>(n);
+    p += k;
+    n -= static_cast<size_t>(k);
   }
+}
+
+void AtomicFile::flush_buffer() {
+  write_all(buffer_.data(), buffer_.size());
   buffer_.clear();
 }
 
 void AtomicFile::write(const void* data, size_t n) {
   const char* p = static_cast<const char*>(data);
   if (buffer_.size() + n > buffer_.capacity()) flush_buffer();
-  if (n >= buffer_.capacity()) {  // large block: straight to the file
-    buffer_.assign(p, n);
-    flush_buffer();
+  if (n >= buffer_.capacity()) {  // large block: straight to the file, no copy
+    write_all(p, n);
   } else {
     buffer_.append(p, n);
   }

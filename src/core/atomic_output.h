@@ -39,6 +39,7 @@ class AtomicFile {
 
  private:
   void flush_buffer();
+  void write_all(const char* p, size_t n);
   std::string final_, temp_;
   int fd_ = -1;
   uint64_t written_ = 0;

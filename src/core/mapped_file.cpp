@@ -5,6 +5,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <utility>
+
 #include "src/core/error.h"
 
 namespace deltakit {
@@ -46,19 +49,29 @@ void MappedFile::check_intact() const {
                     std::to_string(st.st_size) + " bytes while in use");
 }
 
-void MappedFile::advise_sequential(uint64_t offset, uint64_t len) const {
+namespace {
+// Page-aligned [start, end) covering [offset, offset+len) inside a mapping of `size` bytes.
+std::pair<uint64_t, uint64_t> page_range(uint64_t offset, uint64_t len, uint64_t size) {
+  static const uint64_t page = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
+  uint64_t end = std::min(size, offset + len);
+  return {offset / page * page, end};
+}
+}  // namespace
+
+void MappedFile::populate(uint64_t offset, uint64_t len) const {
   if (!data_ || len == 0) return;
-  uint64_t page = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
-  uint64_t start = offset / page * page;
-  ::madvise(const_cast<uint8_t*>(data_) + start, len + (offset - start), MADV_SEQUENTIAL);
-  ::madvise(const_cast<uint8_t*>(data_) + start, len + (offset - start), MADV_WILLNEED);
+  auto [start, end] = page_range(offset, len, size_);
+  uint8_t* p = const_cast<uint8_t*>(data_) + start;
+#ifdef MADV_POPULATE_READ
+  if (::madvise(p, end - start, MADV_POPULATE_READ) == 0) return;
+#endif
+  ::madvise(p, end - start, MADV_WILLNEED);  // older kernels: read-ahead only
 }
 
-void MappedFile::advise_done(uint64_t offset, uint64_t len) const {
+void MappedFile::release(uint64_t offset, uint64_t len) const {
   if (!data_ || len == 0) return;
-  uint64_t page = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
-  uint64_t start = offset / page * page;
-  ::madvise(const_cast<uint8_t*>(data_) + start, len + (offset - start), MADV_DONTNEED);
+  auto [start, end] = page_range(offset, len, size_);
+  ::madvise(const_cast<uint8_t*>(data_) + start, end - start, MADV_DONTNEED);
 }
 
 }  // namespace deltakit

@@ -36,40 +36,38 @@ void check_record(const AdapterReader& ad, const Json& rec, const SafetensorsEnt
     throw Error(ErrorCode::AdapterInvalid, ad.path(), "tensor '" + name + "' record lacks mode/base_fingerprint");
 }
 
-// Rebuild the raw codec's data for one tensor, checking every payload size against the shape.
-RawDelta load_raw(const AdapterReader& ad, const Json& rec, const TensorView& base) {
-  RawDelta d;
+// Views of the raw codec's parts for one tensor, every size checked against the shape.
+RawPayload load_raw(const AdapterReader& ad, const Json& rec, const TensorView& base) {
+  RawPayload p;
   const std::string mode = rec["mode"].get<std::string>();
   const std::string& name = base.name;
   auto bad = [&](const std::string& what) { return Error(ErrorCode::AdapterInvalid, ad.path(), "tensor '" + name + "': " + what); };
-  if (mode == "unchanged") return d;
+  if (mode == "unchanged") return p;
   if (mode == "replace") {
-    d.mode = RawMode::Replace;
-    TensorView r = ad.part(name, "replacement", base.dtype);
-    if (r.bytes.size() != base.bytes.size()) throw bad("replacement payload has the wrong size");
-    d.replacement.assign(r.bytes.begin(), r.bytes.end());
-    return d;
+    p.mode = RawMode::Replace;
+    p.replacement = ad.part(name, "replacement", base.dtype).bytes;
+    if (p.replacement.size() != base.bytes.size()) throw bad("replacement payload has the wrong size");
+    return p;
   }
   if (mode != "delta") throw bad("unknown raw mode \"" + mode + "\"");
   if (!dtype_is_float_decodable(base.dtype)) throw bad("a delta on a non-float tensor");
-  d.mode = RawMode::Delta;
-  TensorView dv = ad.part(name, "delta", DType::F32);
-  if (dv.numel() != base.numel() || dv.bytes.size() != base.numel() * 4) throw bad("delta payload does not match the shape");
-  d.delta.resize(base.numel());
-  std::memcpy(d.delta.data(), dv.bytes.data(), dv.bytes.size());
+  p.mode = RawMode::Delta;
+  p.delta = ad.part(name, "delta", DType::F32).bytes;
+  if (p.delta.size() != base.numel() * 4) throw bad("delta payload does not match the shape");
   const auto& parts = rec["parts"];
   if (std::find(parts.begin(), parts.end(), "exact_index") != parts.end()) {
     TensorView iv = ad.part(name, "exact_index", DType::U64);
     TensorView bv = ad.part(name, "exact_bits", base.dtype);
-    const uint64_t k = iv.numel();
-    if (bv.numel() != k) throw bad("exact_index and exact_bits differ in length");
-    d.exact_index.resize(k);
-    std::memcpy(d.exact_index.data(), iv.bytes.data(), k * 8);
-    for (uint64_t i : d.exact_index)
+    if (bv.numel() != iv.numel()) throw bad("exact_index and exact_bits differ in length");
+    for (uint64_t j = 0; j < iv.numel(); ++j) {
+      uint64_t i;
+      std::memcpy(&i, iv.bytes.data() + j * 8, 8);
       if (i >= base.numel()) throw bad("exact_index entry " + std::to_string(i) + " is out of range");
-    d.exact_bits.assign(bv.bytes.begin(), bv.bytes.end());
+    }
+    p.exact_index = iv.bytes;
+    p.exact_bits = bv.bytes;
   }
-  return d;
+  return p;
 }
 }  // namespace
 
@@ -102,7 +100,7 @@ ApplyReport run_apply(const ApplyOptions& opt) {
   std::vector<uint8_t> out;
   for (const auto& name : base.names()) {
     const Json& rec = *ad.record(name);
-    TensorView bv = base.view(name);
+    TensorView bv = base.acquire(name);
     std::string fp = fingerprint_hex(fingerprint64(bv.bytes));
     if (fp != rec["base_fingerprint"].get<std::string>()) {
       std::string msg = "tensor '" + name + "' of the base differs from the one the adapter was made from "
@@ -110,10 +108,11 @@ ApplyReport run_apply(const ApplyOptions& opt) {
       if (!opt.force) throw Error(ErrorCode::FingerprintMismatch, opt.base, msg + "; pass --force to apply anyway");
       rep.warnings.push_back(opt.base + ": " + msg);
     }
-    RawDelta d = load_raw(ad, rec, bv);
+    RawPayload payload = load_raw(ad, rec, bv);
     out.resize(bv.bytes.size());
-    raw_apply(bv, d, opt.alpha, out);
+    raw_apply(bv, payload, opt.alpha, out);
     writer.write(out.data(), out.size());
+    base.release(name);
     rep.bytes_written += out.size();
     ++rep.tensors;
   }

@@ -41,8 +41,29 @@ CompressReport run_compress(const CompressOptions& opt) {
 
   AdapterWriter writer(opt.out, reserve);
   for (const auto& name : ft.names()) {
-    TensorView bv = base.view(name), fv = ft.view(name);
-    RawDelta d = raw_encode(bv, fv);
+    TensorView bv = base.acquire(name), fv = ft.acquire(name);
+    CompressTensorReport tr;
+    tr.name = name;
+    tr.numel = fv.numel();
+    tr.input_bytes = fv.bytes.size();
+    // the delta streams into the file block by block; the patch list follows it
+    bool delta_started = false;
+    RawEncoded d = raw_encode(bv, fv, [&](std::span<const float> block) {
+      if (!delta_started) writer.begin_part(name, "delta", DType::F32, fv.shape), delta_started = true;
+      writer.write_part(block.data(), block.size_bytes());
+    });
+    if (d.mode == RawMode::Delta) {
+      tr.stored_bytes += fv.numel() * 4;
+      if (!d.exact_index.empty()) {
+        const uint64_t k = d.exact_index.size();
+        writer.add_part(name, {"exact_index", DType::U64, {k}, as_bytes(d.exact_index.data(), k * 8)});
+        writer.add_part(name, {"exact_bits", fv.dtype, {k}, as_bytes(d.exact_bits.data(), d.exact_bits.size())});
+        tr.stored_bytes += k * 8 + d.exact_bits.size();
+      }
+    } else if (d.mode == RawMode::Replace) {
+      writer.add_part(name, {"replacement", fv.dtype, fv.shape, fv.bytes});
+      tr.stored_bytes += fv.bytes.size();
+    }
     nlohmann::ordered_json rec;
     rec["codec"] = "raw";
     rec["mode"] = raw_mode_name(d.mode);
@@ -50,30 +71,16 @@ CompressReport run_compress(const CompressOptions& opt) {
     rec["shape"] = fv.shape;
     rec["base_fingerprint"] = fingerprint_hex(fingerprint64(bv.bytes));
     rec["rel_error"] = 0.0;
-    std::vector<AdapterPart> parts;
-    if (d.mode == RawMode::Delta) {
-      rec["exact_patches"] = d.exact_index.size();
-      parts.push_back({"delta", DType::F32, fv.shape, as_bytes(d.delta.data(), d.delta.size() * 4)});
-      if (!d.exact_index.empty()) {
-        const uint64_t k = d.exact_index.size();
-        parts.push_back({"exact_index", DType::U64, {k}, as_bytes(d.exact_index.data(), k * 8)});
-        parts.push_back({"exact_bits", fv.dtype, {k}, as_bytes(d.exact_bits.data(), d.exact_bits.size())});
-      }
-    } else if (d.mode == RawMode::Replace) {
-      parts.push_back({"replacement", fv.dtype, fv.shape, as_bytes(d.replacement.data(), d.replacement.size())});
-    }
+    if (d.mode == RawMode::Delta) rec["exact_patches"] = d.exact_index.size();
+    writer.end_tensor(name, std::move(rec));
     if (d.nonfinite)
       rep.warnings.push_back(opt.finetuned + ": tensor '" + name + "' has " + std::to_string(d.nonfinite) +
                              " NaN/Inf entries (carried exactly by raw)");
-    CompressTensorReport tr;
-    tr.name = name;
+    base.release(name);
+    ft.release(name);
     tr.mode = raw_mode_name(d.mode);
-    tr.numel = fv.numel();
-    tr.input_bytes = fv.bytes.size();
-    for (const auto& p : parts) tr.stored_bytes += p.bytes.size();
     tr.exact_patches = d.exact_index.size();
     tr.nonfinite = d.nonfinite;
-    writer.add_tensor(name, std::move(rec), parts);
     rep.input_bytes += tr.input_bytes;
     rep.tensors.push_back(std::move(tr));
   }

@@ -97,8 +97,10 @@ DiffReport run_diff(const std::string& base_path, const std::string& ft_path) {
   double sq = 0, bsq = 0, sabs = 0;
   uint64_t finite = 0;
   for (const auto& name : base.names()) {
-    TensorView bv = base.view(name), fv = ft.view(name);
+    TensorView bv = base.acquire(name), fv = ft.acquire(name);
     TensorDiff t = diff_tensor(bv, fv);
+    base.release(name);
+    ft.release(name);
     rep.input_bytes += bv.bytes.size() + fv.bytes.size();
     rep.total.numel += t.numel;
     rep.total.unchanged += t.unchanged;

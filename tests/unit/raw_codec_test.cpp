@@ -28,9 +28,26 @@ Pair make_pair(DType dt, const std::vector<float>& b, const std::vector<float>& 
   return p;
 }
 
-std::vector<uint8_t> apply(const Pair& p, const RawDelta& d, float alpha) {
+// Encode through the streaming API, collecting the delta as the adapter writer would.
+struct Encoded {
+  RawEncoded info;
+  std::vector<float> delta;
+};
+Encoded encode(const Pair& p) {
+  Encoded e;
+  e.info = raw_encode(p.bv, p.fv, [&](std::span<const float> b) { e.delta.insert(e.delta.end(), b.begin(), b.end()); });
+  return e;
+}
+
+std::vector<uint8_t> apply(const Pair& p, const Encoded& e, float alpha) {
+  RawPayload pl;
+  pl.mode = e.info.mode;
+  pl.delta = {reinterpret_cast<const uint8_t*>(e.delta.data()), e.delta.size() * 4};
+  pl.exact_index = {reinterpret_cast<const uint8_t*>(e.info.exact_index.data()), e.info.exact_index.size() * 8};
+  pl.exact_bits = e.info.exact_bits;
+  pl.replacement = p.fv.bytes;
   std::vector<uint8_t> out(p.base.size());
-  raw_apply(p.bv, d, alpha, out);
+  raw_apply(p.bv, pl, alpha, out);
   return out;
 }
 }  // namespace
@@ -44,8 +61,9 @@ TEST(RawCodec, ExactForRandomSftLikeDeltasInEveryFloatDtype) {
       f[i] = b[i] + (rng.word(2 * i + 1) * 2.3283064e-10f - 0.5f) * 0.004f;
     }
     Pair p = make_pair(dt, b, f);
-    RawDelta d = raw_encode(p.bv, p.fv);
-    EXPECT_EQ(d.mode, RawMode::Delta);
+    Encoded d = encode(p);
+    EXPECT_EQ(d.info.mode, RawMode::Delta);
+    EXPECT_EQ(d.delta.size(), b.size());
     EXPECT_EQ(apply(p, d, 1.0f), p.ft) << dtype_name(dt);
     EXPECT_EQ(apply(p, d, 0.0f), p.base) << dtype_name(dt);
   }
@@ -57,16 +75,16 @@ TEST(RawCodec, PatchesWhatFp32CannotCarry) {
   std::vector<float> f = {1e-30f, 1.0f, 1e30f, INFINITY, nan_payload, -INFINITY, 0.0f, 1.0f};
   for (DType dt : {DType::F32, DType::BF16, DType::F16}) {
     Pair p = make_pair(dt, b, f);
-    RawDelta d = raw_encode(p.bv, p.fv);
-    EXPECT_FALSE(d.exact_index.empty()) << dtype_name(dt);
-    EXPECT_GE(d.nonfinite, 3u) << "Inf, NaN, -Inf are counted for the warning";
+    Encoded d = encode(p);
+    EXPECT_FALSE(d.info.exact_index.empty()) << dtype_name(dt);
+    EXPECT_GE(d.info.nonfinite, 3u) << "Inf, NaN, -Inf are counted for the warning";
     EXPECT_EQ(apply(p, d, 1.0f), p.ft) << dtype_name(dt) << ": must be bit-exact at alpha = 1";
   }
 }
 
 TEST(RawCodec, AlphaScalesTheDelta) {
   Pair p = make_pair(DType::F32, {1.0f, 2.0f}, {1.5f, 1.0f});
-  RawDelta d = raw_encode(p.bv, p.fv);
+  Encoded d = encode(p);
   auto out = apply(p, d, 2.0f);
   float v[2];
   std::memcpy(v, out.data(), 8);
@@ -76,8 +94,8 @@ TEST(RawCodec, AlphaScalesTheDelta) {
 
 TEST(RawCodec, UnchangedAndReplace) {
   Pair same = make_pair(DType::BF16, {1, 2, 3}, {1, 2, 3});
-  RawDelta d = raw_encode(same.bv, same.fv);
-  EXPECT_EQ(d.mode, RawMode::Unchanged);
+  Encoded d = encode(same);
+  EXPECT_EQ(d.info.mode, RawMode::Unchanged);
   EXPECT_TRUE(d.delta.empty());
   EXPECT_EQ(apply(same, d, 1.0f), same.ft);
 
@@ -89,7 +107,8 @@ TEST(RawCodec, UnchangedAndReplace) {
   ints.base = bb, ints.ft = fb;
   ints.bv = {"i", DType::I32, {3}, ints.base};
   ints.fv = {"i", DType::I32, {3}, ints.ft};
-  RawDelta r = raw_encode(ints.bv, ints.fv);
-  EXPECT_EQ(r.mode, RawMode::Replace);
+  Encoded r = encode(ints);
+  EXPECT_EQ(r.info.mode, RawMode::Replace);
+  EXPECT_TRUE(r.delta.empty());
   EXPECT_EQ(apply(ints, r, 0.5f), ints.ft) << "non-float tensors are replaced, never scaled";
 }
