@@ -32,5 +32,6 @@ int cmd_diff(const Args& args);
 int cmd_compress(const Args& args);
 int cmd_apply(const Args& args);
 int cmd_make_fixture(const Args& args);
+int cmd_demo(const Args& args);
 
 }  // namespace deltakit::cli

@@ -22,6 +22,7 @@ const std::map<std::string, Command>& commands() {
       {"diff", {cmd_diff, "per-tensor statistics of fine-tune minus base"}},
       {"compress", {cmd_compress, "turn a fine-tune's delta into an adapter file"}},
       {"apply", {cmd_apply, "add an adapter to its base, writing a checkpoint"}},
+      {"demo", {cmd_demo, "the main job on the embedded default (today: lossless round trip)"}},
       {"make-fixture", {cmd_make_fixture, "write a Llama-shaped base + fine-tune pair for tests"}},
   };
   return c;

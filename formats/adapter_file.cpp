@@ -126,6 +126,15 @@ TensorView AdapterReader::part(const std::string& name, const std::string& part,
   return file_.view(*e);
 }
 
+void AdapterReader::release(const std::string& name) const {
+  const Json* r = record(name);
+  if (!r) return;
+  for (const auto& p : (*r)["parts"]) {
+    const SafetensorsEntry* e = file_.find(part_key(name, p.get<std::string>()));
+    file_.mapped().release(file_.header().data_offset + e->begin, e->nbytes());
+  }
+}
+
 uint64_t AdapterReader::stored_bytes(const std::string& name) const {
   const Json* r = record(name);
   uint64_t total = 0;

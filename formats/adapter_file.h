@@ -67,6 +67,8 @@ class AdapterReader {
   // A payload array of a tensor; Error(AdapterInvalid) if absent or of another dtype.
   TensorView part(const std::string& name, const std::string& part, DType dtype) const;
   uint64_t stored_bytes(const std::string& name) const;  // payload bytes of one tensor
+  // Unmap the pages of a tensor's payloads once it has been applied (memory stays ~one tensor).
+  void release(const std::string& name) const;
 
  private:
   SafetensorsFile file_;

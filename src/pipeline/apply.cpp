@@ -113,6 +113,7 @@ ApplyReport run_apply(const ApplyOptions& opt) {
     raw_apply(bv, payload, opt.alpha, out);
     writer.write(out.data(), out.size());
     base.release(name);
+    ad.release(name);
     rep.bytes_written += out.size();
     ++rep.tensors;
   }

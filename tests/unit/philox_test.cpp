@@ -36,6 +36,13 @@ TEST(Philox, StreamIsTheDocumentedFunction) {
   }
 }
 
+TEST(Philox, PinnedWordsSharedWithTheNumpyReproduction) {
+  // tests/cli/philox_numpy.py asserts the same six words from its own implementation
+  const uint32_t want[6] = {0xc72cce0d, 0x0f0f744a, 0x74f246b2, 0x8169ac02, 0xafe56328, 0xfba72a50};
+  TensorRng rng(42, "t");
+  for (int i = 0; i < 6; ++i) EXPECT_EQ(rng.word(i), want[i]) << i;
+}
+
 TEST(Philox, ChunkingDoesNotChangeTheStream) {
   TensorRng rng(42, "t");
   std::vector<uint32_t> whole(1000), piece(1000);
