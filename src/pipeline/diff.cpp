@@ -37,39 +37,25 @@ TensorDiff diff_tensor(const TensorView& base, const TensorView& ft) {
     decode_to_f32(ft.dtype, ft.bytes, first, {f, m});
     float acc_sq[kLanes] = {}, acc_bsq[kLanes] = {}, acc_abs[kLanes] = {}, acc_max[kLanes] = {};
     uint32_t acc_same[kLanes] = {}, acc_bad[kLanes] = {};
-    uint64_t i = 0;
-    for (; i + kLanes <= m; i += kLanes) {
-      for (int l = 0; l < kLanes; ++l) {
-        float d = f[i + l] - b[i + l];
-        uint32_t fb, bb;
-        std::memcpy(&fb, &f[i + l], 4);
-        std::memcpy(&bb, &b[i + l], 4);
-        acc_same[l] += fb == bb;  // decoded bits equal <=> stored bits equal for these dtypes
-        bool finite = std::fabs(d) <= 3.4e38f;
-        acc_bad[l] += !finite;
-        d = finite ? d : 0.0f;
-        float bv = std::fabs(b[i + l]) <= 3.4e38f ? b[i + l] : 0.0f;
-        acc_sq[l] += d * d;
-        acc_bsq[l] += bv * bv;
-        acc_abs[l] += std::fabs(d);
-        acc_max[l] = std::fabs(d) > acc_max[l] ? std::fabs(d) : acc_max[l];
-      }
-    }
-    for (; i < m; ++i) {
+    auto accumulate = [&](int l, uint64_t i) {
       float d = f[i] - b[i];
       uint32_t fb, bb;
       std::memcpy(&fb, &f[i], 4);
       std::memcpy(&bb, &b[i], 4);
-      acc_same[0] += fb == bb;
+      acc_same[l] += fb == bb;  // decoded bits equal <=> stored bits equal for these dtypes
       bool finite = std::fabs(d) <= 3.4e38f;
-      acc_bad[0] += !finite;
+      acc_bad[l] += !finite;
       d = finite ? d : 0.0f;
       float bv = std::fabs(b[i]) <= 3.4e38f ? b[i] : 0.0f;
-      acc_sq[0] += d * d;
-      acc_bsq[0] += bv * bv;
-      acc_abs[0] += std::fabs(d);
-      acc_max[0] = std::fabs(d) > acc_max[0] ? std::fabs(d) : acc_max[0];
-    }
+      acc_sq[l] += d * d;
+      acc_bsq[l] += bv * bv;
+      acc_abs[l] += std::fabs(d);
+      acc_max[l] = std::fabs(d) > acc_max[l] ? std::fabs(d) : acc_max[l];
+    };
+    uint64_t i = 0;
+    for (; i + kLanes <= m; i += kLanes)
+      for (int l = 0; l < kLanes; ++l) accumulate(l, i + l);
+    for (; i < m; ++i) accumulate(0, i);
     for (int l = 0; l < kLanes; ++l) {
       sq += acc_sq[l];
       bsq += acc_bsq[l];

@@ -65,6 +65,21 @@ def compress_args(ctx, base, ft):
     return [ctx.deltakit, "compress", "--base", base, "--finetuned", ft, "--out", out], out
 
 
+def broken_header(ctx, mutate, must_say, which="ft"):
+    """compress after mutate(header, data) broke the base's or fine-tune's model.safetensors."""
+    base, ft = ctx.fixture()
+    rewrite(os.path.join(ft if which == "ft" else base, "model.safetensors"), mutate)
+    argv, out = compress_args(ctx, base, ft)
+    return argv, out, "model.safetensors", must_say
+
+
+def set_field(tensor, field, value):
+    def mutate(h, d):
+        h[tensor][field] = value
+        return h, d
+    return mutate
+
+
 # --- the cases: each returns (argv, output path, file the message must name, words it must say)
 @case
 def empty_file(ctx):
@@ -104,23 +119,17 @@ def header_length_2_pow_63(ctx):
 
 @case
 def offsets_past_end(ctx):
-    base, ft = ctx.fixture()
-
     def grow_last(h, d):
         last = tensors_in_order(h)[-1]
         b, e = h[last]["data_offsets"]
         h[last]["shape"][0] += 4  # consistent shape, but the bytes run past the data
         h[last]["data_offsets"] = [b, e + 4 * h[last]["shape"][1] * 2]
         return h, d
-    rewrite(os.path.join(ft, "model.safetensors"), grow_last)
-    argv, out = compress_args(ctx, base, ft)
-    return argv, out, "model.safetensors", "file truncated"
+    return broken_header(ctx, grow_last, "file truncated")
 
 
 @case
 def overlapping_offsets(ctx):
-    base, ft = ctx.fixture()
-
     def overlap(h, d):
         names = tensors_in_order(h)
         a, b = names[1], names[2]  # make b start inside a, keeping b's own size
@@ -128,94 +137,51 @@ def overlapping_offsets(ctx):
         start = h[a]["data_offsets"][0] + 2
         h[b]["data_offsets"] = [start, start + size_b]
         return h, d
-    rewrite(os.path.join(ft, "model.safetensors"), overlap)
-    argv, out = compress_args(ctx, base, ft)
-    return argv, out, "model.safetensors", "overlaps"
+    return broken_header(ctx, overlap, "overlaps")
 
 
 @case
 def shape_size_mismatch(ctx):
-    base, ft = ctx.fixture()
-
-    def reshape(h, d):
-        h["model.norm.weight"]["shape"] = [63]
-        return h, d
-    rewrite(os.path.join(ft, "model.safetensors"), reshape)
-    argv, out = compress_args(ctx, base, ft)
-    return argv, out, "model.safetensors", "data_offsets span"
+    return broken_header(ctx, set_field("model.norm.weight", "shape", [63]), "data_offsets span")
 
 
 @case
 def negative_shape(ctx):
-    base, ft = ctx.fixture()
-
-    def neg(h, d):
-        h["model.norm.weight"]["shape"] = [-64]
-        return h, d
-    rewrite(os.path.join(base, "model.safetensors"), neg)
-    argv, out = compress_args(ctx, base, ft)
-    return argv, out, "model.safetensors", "not a non-negative integer"
+    return broken_header(ctx, set_field("model.norm.weight", "shape", [-64]), "not a non-negative integer", "base")
 
 
 @case
 def shape_overflow(ctx):
-    base, ft = ctx.fixture()
-
-    def huge(h, d):
-        h["model.norm.weight"]["shape"] = [1 << 32, 1 << 32, 1 << 32]
-        return h, d
-    rewrite(os.path.join(base, "model.safetensors"), huge)
-    argv, out = compress_args(ctx, base, ft)
-    return argv, out, "model.safetensors", "overflows 64 bits"
+    return broken_header(ctx, set_field("model.norm.weight", "shape", [1 << 32] * 3), "overflows 64 bits", "base")
 
 
 @case
 def unknown_dtype(ctx):
-    base, ft = ctx.fixture()
-
-    def q4(h, d):
-        h["model.norm.weight"]["dtype"] = "Q4_K"
-        return h, d
-    rewrite(os.path.join(ft, "model.safetensors"), q4)
-    argv, out = compress_args(ctx, base, ft)
-    return argv, out, "model.safetensors", 'unknown dtype "Q4_K"'
+    return broken_header(ctx, set_field("model.norm.weight", "dtype", "Q4_K"), 'unknown dtype "Q4_K"')
 
 
 @case
 def duplicate_names(ctx):
-    base, ft = ctx.fixture()
-
     def dup(h, d):
         text = json.dumps(h)
         entry = json.dumps(h["model.norm.weight"])
         return text[:-1] + ', "model.norm.weight": ' + entry + "}", d
-    rewrite(os.path.join(ft, "model.safetensors"), dup)
-    argv, out = compress_args(ctx, base, ft)
-    return argv, out, "model.safetensors", "more than once"
+    return broken_header(ctx, dup, "more than once")
 
 
 @case
 def invalid_json(ctx):
-    base, ft = ctx.fixture()
-    rewrite(os.path.join(ft, "model.safetensors"), lambda h, d: ('{"a": [1, 2,, }' + " " * 8, d))
-    argv, out = compress_args(ctx, base, ft)
-    return argv, out, "model.safetensors", "invalid JSON"
+    return broken_header(ctx, lambda h, d: ('{"a": [1, 2,, }' + " " * 8, d), "invalid JSON")
 
 
 @case
 def tensor_entry_not_object(ctx):
-    base, ft = ctx.fixture()
-    rewrite(os.path.join(ft, "model.safetensors"), lambda h, d: (dict(h, extra=5), d))
-    argv, out = compress_args(ctx, base, ft)
-    return argv, out, "model.safetensors", "is not a JSON object"
+    return broken_header(ctx, lambda h, d: (dict(h, extra=5), d), "is not a JSON object")
 
 
 @case
 def metadata_not_strings(ctx):
-    base, ft = ctx.fixture()
-    rewrite(os.path.join(ft, "model.safetensors"), lambda h, d: (dict(h, __metadata__={"step": 5}), d))
-    argv, out = compress_args(ctx, base, ft)
-    return argv, out, "model.safetensors", "is not a string"
+    return broken_header(ctx, lambda h, d: (dict(h, __metadata__={"step": 5}), d), "is not a string")
 
 
 @case
