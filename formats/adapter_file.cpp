@@ -1,6 +1,7 @@
 #include "formats/adapter_file.h"
 
 #include <filesystem>
+#include <utility>
 
 #include "formats/json_strict.h"
 #include "src/core/error.h"
@@ -17,8 +18,10 @@ AdapterWriter::AdapterWriter(const std::string& path, uint64_t header_reserve)
 
 void AdapterWriter::begin_part(const std::string& tensor, const std::string& part, DType dtype,
                                const std::vector<uint64_t>& shape) {
-  writer_.begin_tensor({part_key(tensor, part), dtype, shape});
+  TensorSpec spec{part_key(tensor, part), dtype, shape};
+  writer_.begin_tensor(spec);
   pending_parts_.push_back(part);
+  pending_bytes_ += spec.nbytes();
 }
 
 void AdapterWriter::write_part(const void* data, size_t n) { writer_.write(data, n); }
@@ -28,13 +31,14 @@ void AdapterWriter::add_part(const std::string& tensor, const AdapterPart& p) {
   write_part(p.bytes.data(), p.bytes.size());
 }
 
-void AdapterWriter::end_tensor(const std::string& name, Json record) {
+uint64_t AdapterWriter::end_tensor(const std::string& name, Json record) {
   Json full = Json::object();
   full["name"] = name;
   for (auto& [k, v] : record.items()) full[k] = v;
   full["parts"] = std::move(pending_parts_);
   pending_parts_ = Json::array();
   records_.push_back(std::move(full));
+  return std::exchange(pending_bytes_, 0);
 }
 
 void AdapterWriter::commit(const std::map<std::string, std::string>& root,
@@ -129,10 +133,7 @@ TensorView AdapterReader::part(const std::string& name, const std::string& part,
 void AdapterReader::release(const std::string& name) const {
   const Json* r = record(name);
   if (!r) return;
-  for (const auto& p : (*r)["parts"]) {
-    const SafetensorsEntry* e = file_.find(part_key(name, p.get<std::string>()));
-    file_.mapped().release(file_.header().data_offset + e->begin, e->nbytes());
-  }
+  for (const auto& p : (*r)["parts"]) file_.release(*file_.find(part_key(name, p.get<std::string>())));
 }
 
 uint64_t AdapterReader::stored_bytes(const std::string& name) const {

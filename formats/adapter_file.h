@@ -43,8 +43,8 @@ class AdapterWriter {
                   const std::vector<uint64_t>& shape);
   void write_part(const void* data, size_t n);
   // record: the codec's attributes; "name" and "parts" (those added since the last record) are
-  // filled in here.
-  void end_tensor(const std::string& name, nlohmann::ordered_json record);
+  // filled in here. Returns the payload bytes stored for this tensor.
+  uint64_t end_tensor(const std::string& name, nlohmann::ordered_json record);
   // root: recipe, base, finetuned, ...; side_files: file name -> contents.
   void commit(const std::map<std::string, std::string>& root,
               const std::map<std::string, std::string>& side_files);
@@ -53,6 +53,7 @@ class AdapterWriter {
   SafetensorsWriter writer_;
   nlohmann::ordered_json records_ = nlohmann::ordered_json::array();
   nlohmann::ordered_json pending_parts_ = nlohmann::ordered_json::array();
+  uint64_t pending_bytes_ = 0;
 };
 
 class AdapterReader {
@@ -69,6 +70,7 @@ class AdapterReader {
   uint64_t stored_bytes(const std::string& name) const;  // payload bytes of one tensor
   // Unmap the pages of a tensor's payloads once it has been applied (memory stays ~one tensor).
   void release(const std::string& name) const;
+  void check_intact() const { file_.mapped().check_intact(); }
 
  private:
   SafetensorsFile file_;

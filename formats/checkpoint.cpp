@@ -138,13 +138,17 @@ TensorView Checkpoint::view(const std::string& name) const {
 
 TensorView Checkpoint::acquire(const std::string& name) const {
   const Located& l = at(name);
-  l.file->mapped().populate(l.file->header().data_offset + l.entry->begin, l.entry->nbytes());
+  l.file->populate(*l.entry);
   return l.file->view(*l.entry);
 }
 
 void Checkpoint::release(const std::string& name) const {
   const Located& l = at(name);
-  l.file->mapped().release(l.file->header().data_offset + l.entry->begin, l.entry->nbytes());
+  l.file->release(*l.entry);
+}
+
+void Checkpoint::check_intact() const {
+  for (const auto& shard : shards_) shard->mapped().check_intact();
 }
 
 std::string Checkpoint::shard_of(const std::string& name) const {

@@ -42,6 +42,8 @@ class Checkpoint {
   // The shard file (relative to the folder) that holds `name`.
   std::string shard_of(const std::string& name) const;
   uint64_t total_tensor_bytes() const;
+  // Error(Io) if any shard shrank while mapped (call after a pass, before committing output).
+  void check_intact() const;
 
  private:
   void open_index(const std::string& index_path);

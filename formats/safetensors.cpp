@@ -154,6 +154,14 @@ TensorView SafetensorsFile::view(const SafetensorsEntry& e) const {
   return v;
 }
 
+void SafetensorsFile::populate(const SafetensorsEntry& e) const {
+  map_.populate(header_.data_offset + e.begin, e.nbytes());
+}
+
+void SafetensorsFile::release(const SafetensorsEntry& e) const {
+  map_.release(header_.data_offset + e.begin, e.nbytes());
+}
+
 // --- writer ----------------------------------------------------------------------------------
 uint64_t TensorSpec::nbytes() const {
   uint64_t n = dtype_size(dtype);

@@ -56,6 +56,9 @@ class SafetensorsFile {
   const std::map<std::string, std::string>& metadata() const { return header_.metadata; }
   const SafetensorsEntry* find(const std::string& name) const;
   TensorView view(const SafetensorsEntry& e) const;
+  // Map an entry's pages in one call before reading it / unmap them when done (MappedFile).
+  void populate(const SafetensorsEntry& e) const;
+  void release(const SafetensorsEntry& e) const;
   const MappedFile& mapped() const { return map_; }
   uint64_t file_size() const { return map_.size(); }
 

@@ -121,7 +121,8 @@ ApplyReport run_apply(const ApplyOptions& opt) {
   rep.shards = writer.shard_count();
   std::error_code ec;
   write_side_files(std::filesystem::is_directory(opt.base, ec) ? opt.base : std::string(), dir.temp_dir(), ad.side_files());
-  for (const auto& shard : base.shards()) shard->mapped().check_intact();
+  base.check_intact();
+  ad.check_intact();
   dir.commit();
   rep.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return rep;

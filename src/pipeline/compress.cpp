@@ -52,17 +52,12 @@ CompressReport run_compress(const CompressOptions& opt) {
       if (!delta_started) writer.begin_part(name, "delta", DType::F32, fv.shape), delta_started = true;
       writer.write_part(block.data(), block.size_bytes());
     });
-    if (d.mode == RawMode::Delta) {
-      tr.stored_bytes += fv.numel() * 4;
-      if (!d.exact_index.empty()) {
-        const uint64_t k = d.exact_index.size();
-        writer.add_part(name, {"exact_index", DType::U64, {k}, as_bytes(d.exact_index.data(), k * 8)});
-        writer.add_part(name, {"exact_bits", fv.dtype, {k}, as_bytes(d.exact_bits.data(), d.exact_bits.size())});
-        tr.stored_bytes += k * 8 + d.exact_bits.size();
-      }
+    if (!d.exact_index.empty()) {
+      const uint64_t k = d.exact_index.size();
+      writer.add_part(name, {"exact_index", DType::U64, {k}, as_bytes(d.exact_index.data(), k * 8)});
+      writer.add_part(name, {"exact_bits", fv.dtype, {k}, as_bytes(d.exact_bits.data(), d.exact_bits.size())});
     } else if (d.mode == RawMode::Replace) {
       writer.add_part(name, {"replacement", fv.dtype, fv.shape, fv.bytes});
-      tr.stored_bytes += fv.bytes.size();
     }
     nlohmann::ordered_json rec;
     rec["codec"] = "raw";
@@ -72,7 +67,7 @@ CompressReport run_compress(const CompressOptions& opt) {
     rec["base_fingerprint"] = fingerprint_hex(fingerprint64(bv.bytes));
     rec["rel_error"] = 0.0;
     if (d.mode == RawMode::Delta) rec["exact_patches"] = d.exact_index.size();
-    writer.end_tensor(name, std::move(rec));
+    tr.stored_bytes = writer.end_tensor(name, std::move(rec));
     if (d.nonfinite)
       rep.warnings.push_back(opt.finetuned + ": tensor '" + name + "' has " + std::to_string(d.nonfinite) +
                              " NaN/Inf entries (carried exactly by raw)");
@@ -84,8 +79,8 @@ CompressReport run_compress(const CompressOptions& opt) {
     rep.input_bytes += tr.input_bytes;
     rep.tensors.push_back(std::move(tr));
   }
-  for (const auto& shard : base.shards()) shard->mapped().check_intact();
-  for (const auto& shard : ft.shards()) shard->mapped().check_intact();
+  base.check_intact();
+  ft.check_intact();
   writer.commit({{"recipe", opt.recipe},
                  {"base", opt.base},
                  {"finetuned", opt.finetuned}},

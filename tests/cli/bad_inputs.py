@@ -193,51 +193,52 @@ def bytes_appended(ctx):
     return argv, out, "model.safetensors", "16 unexpected bytes after the last tensor"
 
 
+SHARD1 = "model-00001-of-00005.safetensors"
+
+
+def broken_index(ctx, breaks, must_say):
+    """compress after breaks(ctx, ft) damaged a sharded fine-tune; the index must be named."""
+    base, ft = ctx.fixture("m", "--max-shard-size", "60KB")
+    breaks(ctx, ft)
+    argv, out = compress_args(ctx, base, ft)
+    return argv, out, "model.safetensors.index.json", must_say
+
+
+def edit_index(ft, edit):
+    idx = os.path.join(ft, "model.safetensors.index.json")
+    with open(idx) as f:
+        j = json.load(f)
+    edit(j["weight_map"])
+    with open(idx, "w") as f:
+        json.dump(j, f)
+
+
 @case
 def index_missing_shard(ctx):
-    base, ft = ctx.fixture("m", "--max-shard-size", "60KB")
-    os.remove(os.path.join(ft, "model-00002-of-00005.safetensors"))
-    argv, out = compress_args(ctx, base, ft)
-    return argv, out, "model.safetensors.index.json", "does not exist"
+    return broken_index(ctx, lambda ctx, ft: os.remove(os.path.join(ft, "model-00002-of-00005.safetensors")),
+                        "does not exist")
 
 
 @case
 def index_path_escapes(ctx):
-    base, ft = ctx.fixture("m", "--max-shard-size", "60KB")
-    idx = os.path.join(ft, "model.safetensors.index.json")
-    with open(idx) as f:
-        j = json.load(f)
-    shutil.copy(os.path.join(ft, "model-00001-of-00005.safetensors"), ctx.path("outside.safetensors"))
-    for k, v in j["weight_map"].items():
-        if v == "model-00001-of-00005.safetensors":
-            j["weight_map"][k] = "../outside.safetensors"
-    with open(idx, "w") as f:
-        json.dump(j, f)
-    argv, out = compress_args(ctx, base, ft)
-    return argv, out, "model.safetensors.index.json", "leaves the checkpoint folder"
+    def escape(ctx, ft):
+        shutil.copy(os.path.join(ft, SHARD1), ctx.path("outside.safetensors"))
+        edit_index(ft, lambda wm: wm.update({k: "../outside.safetensors" for k, v in wm.items() if v == SHARD1}))
+    return broken_index(ctx, escape, "leaves the checkpoint folder")
 
 
 @case
 def index_symlink_escapes(ctx):
-    base, ft = ctx.fixture("m", "--max-shard-size", "60KB")
-    shard = os.path.join(ft, "model-00001-of-00005.safetensors")
-    shutil.move(shard, ctx.path("elsewhere.safetensors"))
-    os.symlink(ctx.path("elsewhere.safetensors"), shard)
-    argv, out = compress_args(ctx, base, ft)
-    return argv, out, "model.safetensors.index.json", "resolves outside the checkpoint folder"
+    def link_out(ctx, ft):
+        shutil.move(os.path.join(ft, SHARD1), ctx.path("elsewhere.safetensors"))
+        os.symlink(ctx.path("elsewhere.safetensors"), os.path.join(ft, SHARD1))
+    return broken_index(ctx, link_out, "resolves outside the checkpoint folder")
 
 
 @case
 def index_tensor_unlisted(ctx):
-    base, ft = ctx.fixture("m", "--max-shard-size", "60KB")
-    idx = os.path.join(ft, "model.safetensors.index.json")
-    with open(idx) as f:
-        j = json.load(f)
-    del j["weight_map"]["model.norm.weight"]
-    with open(idx, "w") as f:
-        json.dump(j, f)
-    argv, out = compress_args(ctx, base, ft)
-    return argv, out, "model.safetensors.index.json", "not in the index"
+    return broken_index(ctx, lambda ctx, ft: edit_index(ft, lambda wm: wm.pop("model.norm.weight")),
+                        "not in the index")
 
 
 @case
