@@ -1,0 +1,30 @@
+// BitDelta (Liu et al. 2024): δ̂ = α·sign(δ), one bit per entry plus a scale per unit.
+//   signs: bit i = 1 iff δ_i >= 0 (the sign of 0 is +1, as the reference code does), packed
+//          LSB first (src/codec/bits.h);
+//   α:     mean |δ| over the unit's entries — the L2-optimal scale for fixed signs — per matrix
+//          (the paper), per row, or per group of G consecutive entries;
+//   levels M > 1 (the multi-level extension, SPEC §2): a unit's magnitudes, sorted, are split
+//          into M blocks of equal count (block b holds ranks [b·c/M, (b+1)·c/M)), each entry's
+//          magnitude becomes its block's mean; log2 M more bits per entry hold the block.
+// Parts: bitdelta.signs uint8 [ceil(n/8)], bitdelta.scales float32 [units, M],
+//        bitdelta.level uint8 [ceil(n·log2 M / 8)] (M > 1).
+#pragma once
+
+#include <cstdint>
+
+#include "src/codec/codec_types.h"
+#include "src/codec/value_stream.h"
+
+namespace deltakit {
+
+struct BitDeltaParams {
+  ScaleUnit scale = ScaleUnit::Matrix;
+  uint64_t group = 0;  // ScaleUnit::Group only
+  unsigned levels = 1; // power of two, 1..256
+};
+
+void bitdelta_encode(const BitDeltaParams& prm, const ValueStream& s, Encoded& out);
+std::vector<float> bitdelta_decode(const AttrReader& attrs, const PartSource& src, uint64_t count,
+                                   std::span<const uint64_t> row_offsets);
+
+}  // namespace deltakit

@@ -1,0 +1,128 @@
+#include "src/codec/bits.h"
+
+#include "src/core/error.h"
+
+namespace deltakit {
+
+uint64_t packed_bytes(uint64_t count, unsigned width) { return (count * width + 7) / 8; }
+
+std::vector<uint8_t> pack_fields(std::span<const uint16_t> fields, unsigned width) {
+  std::vector<uint8_t> out(packed_bytes(fields.size(), width), 0);
+  if (width == 1) {  // the BitDelta hot path: 8 signs per byte
+    const uint64_t n = fields.size();
+    uint64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+      uint8_t b = 0;
+      for (unsigned k = 0; k < 8; ++k) b |= static_cast<uint8_t>((fields[i + k] & 1u) << k);
+      out[i / 8] = b;
+    }
+    for (; i < n; ++i) out[i / 8] |= static_cast<uint8_t>((fields[i] & 1u) << (i % 8));
+    return out;
+  }
+  if (8 % width == 0) {  // 2, 4, 8 bits: whole fields per byte
+    const unsigned per = 8 / width;
+    for (uint64_t i = 0; i < fields.size(); ++i)
+      out[i / per] |= static_cast<uint8_t>(fields[i] << ((i % per) * width));
+    return out;
+  }
+  uint64_t bit = 0;
+  for (uint16_t f : fields) {
+    for (unsigned k = 0; k < width; ++k, ++bit)
+      if ((f >> k) & 1u) out[bit / 8] |= static_cast<uint8_t>(1u << (bit % 8));
+  }
+  return out;
+}
+
+uint16_t packed_field(const uint8_t* packed, uint64_t i, unsigned width) {
+  uint64_t bit = i * width;
+  uint32_t v = 0;
+  // a field of <= 16 bits spans at most 3 bytes
+  for (unsigned got = 0; got < width;) {
+    uint64_t byte = bit / 8;
+    unsigned off = bit % 8, take = std::min<unsigned>(8 - off, width - got);
+    v |= ((packed[byte] >> off) & ((1u << take) - 1u)) << got;
+    got += take;
+    bit += take;
+  }
+  return static_cast<uint16_t>(v);
+}
+
+namespace {
+unsigned varint_size(uint64_t v) {
+  unsigned s = 1;
+  while (v >= 0x80) v >>= 7, ++s;
+  return s;
+}
+}  // namespace
+
+CodedPositions encode_positions(std::span<const uint64_t> pos, uint64_t n) {
+  uint64_t varint_total = 0, prev = ~uint64_t{0};
+  for (uint64_t p : pos) varint_total += varint_size(p - prev - 1), prev = p;
+  CodedPositions c;
+  if (varint_total < bitmap_bytes(n)) {
+    c.coding = "varint";
+    c.bytes.reserve(varint_total);
+    prev = ~uint64_t{0};
+    for (uint64_t p : pos) {
+      uint64_t g = p - prev - 1;
+      prev = p;
+      while (g >= 0x80) c.bytes.push_back(static_cast<uint8_t>(g | 0x80)), g >>= 7;
+      c.bytes.push_back(static_cast<uint8_t>(g));
+    }
+  } else {
+    c.coding = "bitmap";
+    c.bytes.assign(bitmap_bytes(n), 0);
+    for (uint64_t p : pos) c.bytes[p / 8] |= static_cast<uint8_t>(1u << (p % 8));
+  }
+  return c;
+}
+
+std::vector<uint64_t> decode_positions(const std::string& coding, std::span<const uint8_t> bytes, uint64_t n,
+                                       uint64_t count, const std::string& where) {
+  auto bad = [&](const std::string& what) { return Error(ErrorCode::AdapterInvalid, where, what); };
+  if (count > n) throw bad("position count " + std::to_string(count) + " exceeds the tensor's " + std::to_string(n));
+  std::vector<uint64_t> out;
+  out.reserve(count);
+  if (coding == "bitmap") {
+    if (bytes.size() != bitmap_bytes(n)) throw bad("position bitmap has the wrong size");
+    for (uint64_t b = 0; b < bytes.size(); ++b) {
+      uint8_t v = bytes[b];
+      while (v) {
+        unsigned k = static_cast<unsigned>(__builtin_ctz(v));
+        uint64_t p = b * 8 + k;
+        if (p >= n) throw bad("position bitmap has bits past the tensor's end");
+        if (out.size() == count) throw bad("position bitmap holds more than the declared count");
+        out.push_back(p);
+        v &= static_cast<uint8_t>(v - 1);
+      }
+    }
+  } else if (coding == "varint") {
+    uint64_t prev = ~uint64_t{0};
+    size_t i = 0;
+    while (i < bytes.size()) {
+      uint64_t g = 0;
+      unsigned shift = 0;
+      for (;;) {
+        if (i >= bytes.size()) throw bad("position varint stream ends inside a number");
+        uint8_t b = bytes[i++];
+        if (shift == 63 && (b & 0x7e)) throw bad("position varint overflows 64 bits");
+        g |= static_cast<uint64_t>(b & 0x7f) << shift;
+        if (!(b & 0x80)) break;
+        shift += 7;
+        if (shift > 63) throw bad("position varint is longer than 10 bytes");
+      }
+      if (g >= n || prev + 1 + g >= n || (prev != ~uint64_t{0} && prev + 1 + g <= prev))
+        throw bad("position past the tensor's end");
+      prev = prev + 1 + g;
+      if (out.size() == count) throw bad("position stream holds more than the declared count");
+      out.push_back(prev);
+    }
+  } else {
+    throw bad("unknown position coding \"" + coding + "\"");
+  }
+  if (out.size() != count)
+    throw bad("position stream holds " + std::to_string(out.size()) + " positions, expected " + std::to_string(count));
+  return out;
+}
+
+}  // namespace deltakit

@@ -1,0 +1,37 @@
+// Bit packing and sparse position coding shared by the codecs.
+//
+// Packed fields: element i's `width`-bit field occupies bits [i·width, (i+1)·width) of the byte
+// stream, least significant bit first (numpy: unpackbits(..., bitorder="little"), then read
+// fields LSB-first). width 1 is BitDelta's sign stream.
+//
+// Positions (sorted, distinct indices into n elements) are stored whichever way is smaller:
+//   "bitmap": ceil(n/8) bytes, bit i set iff i is kept (LSB first);
+//   "varint": for each position the gap g = pos − prev − 1 (prev = −1 before the first) as an
+//             unsigned LEB128 varint (7 bits per byte, high bit = more bytes follow).
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+namespace deltakit {
+
+uint64_t packed_bytes(uint64_t count, unsigned width);
+// fields[i] must be < 2^width (width 1..16).
+std::vector<uint8_t> pack_fields(std::span<const uint16_t> fields, unsigned width);
+uint16_t packed_field(const uint8_t* packed, uint64_t i, unsigned width);
+
+struct CodedPositions {
+  std::string coding;  // "bitmap" or "varint"
+  std::vector<uint8_t> bytes;
+};
+CodedPositions encode_positions(std::span<const uint64_t> sorted_positions, uint64_t n);
+// Validates: the coding, every position < n, strictly increasing, exactly `count` of them, no
+// trailing bytes, no overlong varint. Throws Error(AdapterInvalid) with `where` on any fault.
+std::vector<uint64_t> decode_positions(const std::string& coding, std::span<const uint8_t> bytes, uint64_t n,
+                                       uint64_t count, const std::string& where);
+// Bytes the coding needs for `count` positions... of a bitmap over n (varint needs the data).
+inline uint64_t bitmap_bytes(uint64_t n) { return (n + 7) / 8; }
+
+}  // namespace deltakit

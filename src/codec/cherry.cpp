@@ -1,0 +1,44 @@
+#include "src/codec/cherry.h"
+
+#include <algorithm>
+#include <cmath>
+
+namespace deltakit {
+
+uint64_t cherry_count(double frac, uint64_t unit) {
+  double k = std::ceil(frac * static_cast<double>(unit) - 1e-9);
+  return std::min<uint64_t>(unit, k > 0 ? static_cast<uint64_t>(k) : 0);
+}
+
+std::vector<uint64_t> cherry_select(const CherryParams& prm, std::span<const float> delta,
+                                    std::span<const float> recon, uint64_t rows, uint64_t cols,
+                                    const Importance& imp) {
+  const uint64_t n = delta.size();
+  std::vector<float> score(n);
+  for (uint64_t i = 0; i < n; ++i) {
+    float e = delta[i] - recon[i];
+    float h = imp.kind == Importance::Kind::PerElement ? imp.h[i]
+              : imp.kind == Importance::Kind::PerColumn ? imp.h[i % cols]
+                                                        : 1.0f;
+    score[i] = h * e * e;
+  }
+  auto higher = [&](uint64_t a, uint64_t b) { return score[a] != score[b] ? score[a] > score[b] : a < b; };
+  std::vector<uint64_t> kept;
+  auto pick = [&](uint64_t begin, uint64_t end) {
+    const uint64_t k = cherry_count(prm.frac, end - begin);
+    std::vector<uint64_t> idx(end - begin);
+    for (uint64_t i = begin; i < end; ++i) idx[i - begin] = i;
+    if (k < idx.size()) std::nth_element(idx.begin(), idx.begin() + k, idx.end(), higher);
+    idx.resize(k);
+    kept.insert(kept.end(), idx.begin(), idx.end());
+  };
+  if (prm.per_row && rows > 1) {
+    for (uint64_t r = 0; r < rows; ++r) pick(r * cols, (r + 1) * cols);
+  } else {
+    pick(0, n);
+  }
+  std::sort(kept.begin(), kept.end());
+  return kept;
+}
+
+}  // namespace deltakit

@@ -1,0 +1,111 @@
+#include "src/codec/codec_types.h"
+
+#include <cmath>
+#include <cstring>
+
+#include "src/core/error.h"
+#include "src/core/half.h"
+#include "src/core/tensor_view.h"
+
+namespace deltakit {
+
+size_t part_kind_size(PartKind k) {
+  switch (k) {
+    case PartKind::U8: return 1;
+    case PartKind::U16: return 2;
+    case PartKind::U32: return 4;
+    case PartKind::U64: return 8;
+    case PartKind::F32: return 4;
+  }
+  return 1;
+}
+
+const char* part_kind_name(PartKind k) {
+  switch (k) {
+    case PartKind::U8: return "uint8";
+    case PartKind::U16: return "uint16";
+    case PartKind::U32: return "uint32";
+    case PartKind::U64: return "uint64";
+    case PartKind::F32: return "float32";
+  }
+  return "?";
+}
+
+uint64_t Part::count() const {
+  uint64_t n = 1;
+  for (uint64_t d : dims) n *= d;
+  return n;
+}
+
+bool EncodedSource::has(const std::string& part) const {
+  for (const auto& p : e_.parts)
+    if (p.name == part) return true;
+  return false;
+}
+
+std::vector<uint8_t> EncodedSource::read(const std::string& part, PartKind kind, const std::vector<uint64_t>& dims,
+                                         const std::string& encoding) const {
+  for (const auto& p : e_.parts) {
+    if (p.name != part) continue;
+    if (p.kind != kind || p.dims != dims || p.encoding != encoding)
+      throw Error(ErrorCode::AdapterInvalid, "", "part '" + part + "' has another type or size than expected");
+    return p.bytes;
+  }
+  throw Error(ErrorCode::AdapterInvalid, "", "part '" + part + "' is missing");
+}
+
+void AttrReader::fail(const std::string& what) const { throw Error(ErrorCode::AdapterInvalid, where, what); }
+
+uint64_t AttrReader::u64(const std::string& key, uint64_t max) const {
+  auto it = attrs.find(key);
+  if (it == attrs.end() || !it->is_number_integer()) fail("attribute '" + key + "' is missing or not an integer");
+  if (it->is_number_unsigned()) {
+    uint64_t v = it->get<uint64_t>();
+    if (v > max) fail("attribute '" + key + "' = " + std::to_string(v) + " is out of range");
+    return v;
+  }
+  int64_t v = it->get<int64_t>();
+  if (v < 0 || static_cast<uint64_t>(v) > max)
+    fail("attribute '" + key + "' = " + std::to_string(v) + " is out of range");
+  return static_cast<uint64_t>(v);
+}
+
+double AttrReader::f64(const std::string& key) const {
+  auto it = attrs.find(key);
+  if (it == attrs.end() || !it->is_number()) fail("attribute '" + key + "' is missing or not a number");
+  double v = it->get<double>();
+  if (!std::isfinite(v)) fail("attribute '" + key + "' is not finite");
+  return v;
+}
+
+std::string AttrReader::str(const std::string& key) const {
+  auto it = attrs.find(key);
+  if (it == attrs.end() || !it->is_string()) fail("attribute '" + key + "' is missing or not a string");
+  return it->get<std::string>();
+}
+
+ValueType value_type_for(DType t) {
+  if (t == DType::BF16) return {PartKind::U16, "bfloat16", DType::BF16};
+  if (t == DType::F16) return {PartKind::U16, "float16", DType::F16};
+  return {PartKind::F32, "", DType::F32};
+}
+
+std::vector<uint8_t> store_values(const ValueType& vt, std::span<const float> v) {
+  std::vector<uint8_t> out(v.size() * dtype_size(vt.dtype));
+  encode_from_f32(vt.dtype, v, out);
+  return out;
+}
+
+std::vector<float> load_values(const ValueType& vt, std::span<const uint8_t> bytes) {
+  std::vector<float> out(bytes.size() / dtype_size(vt.dtype));
+  decode_to_f32(vt.dtype, bytes, 0, out);
+  return out;
+}
+
+float round_to_value_type(const ValueType& vt, float x) {
+  if (vt.dtype == DType::BF16) return bf16_to_f32(f32_to_bf16(x));
+  if (vt.dtype == DType::F16) return f16_to_f32(f32_to_f16(x));
+  return x;
+}
+
+}  // namespace deltakit

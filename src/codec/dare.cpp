@@ -1,0 +1,61 @@
+#include <algorithm>
+
+#include "src/codec/sparse.h"
+#include "src/core/parallel.h"
+#include "src/core/philox.h"
+
+namespace deltakit {
+
+double DareParams::effective_rescale() const {
+  if (!rescale_auto) return rescale;
+  return p >= 1.0 ? 1.0 : 1.0 / (1.0 - p);
+}
+
+SparseSelection dare_select(const DareParams& prm, std::string_view tensor_name, std::span<const float> delta,
+                            std::span<const uint8_t> skip, unsigned threads, uint64_t block) {
+  const uint64_t n = delta.size();
+  const TensorRng rng(prm.seed, tensor_name);
+  const uint64_t threshold = TensorRng::drop_threshold(prm.p);
+  const float scale = static_cast<float>(prm.effective_rescale());
+  block = std::max<uint64_t>(block, 4);
+  const uint64_t blocks = (n + block - 1) / block;
+  std::vector<SparseSelection> parts(blocks);
+  parallel_blocks(n, block, threads, [&](uint64_t b, uint64_t begin, uint64_t end) {
+    SparseSelection& s = parts[b];
+    std::vector<uint32_t> words(end - begin);
+    rng.words(begin, end - begin, words.data());
+    uint64_t expect = static_cast<uint64_t>((end - begin) * (1.0 - prm.p)) + 16;
+    s.positions.reserve(expect);
+    s.values.reserve(expect);
+    for (uint64_t i = begin; i < end; ++i) {
+      if (words[i - begin] < threshold) continue;
+      if (!skip.empty() && skip[i]) continue;
+      s.positions.push_back(i);
+      s.values.push_back(delta[i] * scale);
+    }
+  });
+  SparseSelection out;
+  uint64_t total = 0;
+  for (const auto& s : parts) total += s.positions.size();
+  out.positions.reserve(total);
+  out.values.reserve(total);
+  for (const auto& s : parts) {
+    out.positions.insert(out.positions.end(), s.positions.begin(), s.positions.end());
+    out.values.insert(out.values.end(), s.values.begin(), s.values.end());
+  }
+  return out;
+}
+
+std::vector<uint64_t> sparse_row_offsets(std::span<const uint64_t> positions, uint64_t rows, uint64_t cols) {
+  std::vector<uint64_t> off(rows + 1, 0);
+  uint64_t j = 0;
+  for (uint64_t r = 0; r < rows; ++r) {
+    off[r] = j;
+    const uint64_t row_end = (r + 1) * cols;
+    while (j < positions.size() && positions[j] < row_end) ++j;
+  }
+  off[rows] = j;
+  return off;
+}
+
+}  // namespace deltakit

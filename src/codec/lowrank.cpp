@@ -1,0 +1,186 @@
+#include "src/codec/lowrank.h"
+
+#include <algorithm>
+#include <cmath>
+#include <numbers>
+
+#include "src/codec/lapack.h"
+#include "src/core/error.h"
+#include "src/core/philox.h"
+
+namespace deltakit {
+
+namespace {
+
+int as_int(uint64_t v) {
+  if (v > 0x7fffffffull) throw Error(ErrorCode::Usage, "", "matrix dimension too large for LAPACK");
+  return static_cast<int>(v);
+}
+
+// C (m×n) = op(A) op(B), all column-major.
+void gemm(char ta, char tb, uint64_t m, uint64_t n, uint64_t k, const float* a, uint64_t lda, const float* b,
+          uint64_t ldb, float* c, uint64_t ldc) {
+  const int M = as_int(m), N = as_int(n), K = as_int(k), LA = as_int(lda), LB = as_int(ldb), LC = as_int(ldc);
+  const float one = 1.0f, zero = 0.0f;
+  sgemm_(&ta, &tb, &M, &N, &K, &one, a, &LA, b, &LB, &zero, c, &LC, 1, 1);
+}
+
+struct Svd {
+  std::vector<float> u, s, vt;  // u: m×k, vt: k×n, column-major, k = min(m, n)
+};
+
+// Thin SVD of a column-major m×n matrix (destroyed).
+Svd svd(std::vector<float>& a, uint64_t m, uint64_t n) {
+  const int M = as_int(m), N = as_int(n), K = std::min(M, N);
+  Svd r;
+  r.u.resize(m * K), r.s.resize(K), r.vt.resize(static_cast<uint64_t>(K) * n);
+  std::vector<int> iwork(8 * static_cast<size_t>(K));
+  int info = 0, lwork = -1;
+  float query = 0;
+  const char jobz = 'S';
+  sgesdd_(&jobz, &M, &N, a.data(), &M, r.s.data(), r.u.data(), &M, r.vt.data(), &K, &query, &lwork, iwork.data(),
+          &info, 1);
+  lwork = static_cast<int>(query) + 1;
+  std::vector<float> work(lwork);
+  sgesdd_(&jobz, &M, &N, a.data(), &M, r.s.data(), r.u.data(), &M, r.vt.data(), &K, work.data(), &lwork,
+          iwork.data(), &info, 1);
+  if (info != 0) throw Error(ErrorCode::Usage, "", "LAPACK sgesdd did not converge (info " + std::to_string(info) + ")");
+  return r;
+}
+
+// Orthonormalize the columns of a column-major m×k matrix in place (Householder QR).
+void orthonormalize(std::vector<float>& y, uint64_t m, uint64_t k) {
+  const int M = as_int(m), K = as_int(k);
+  std::vector<float> tau(k);
+  int info = 0, lwork = -1;
+  float query = 0;
+  sgeqrf_(&M, &K, y.data(), &M, tau.data(), &query, &lwork, &info);
+  lwork = static_cast<int>(query) + 1;
+  std::vector<float> work(lwork);
+  sgeqrf_(&M, &K, y.data(), &M, tau.data(), work.data(), &lwork, &info);
+  lwork = -1;
+  sorgqr_(&M, &K, &K, y.data(), &M, tau.data(), &query, &lwork, &info);
+  lwork = static_cast<int>(query) + 1;
+  work.resize(lwork);
+  sorgqr_(&M, &K, &K, y.data(), &M, tau.data(), work.data(), &lwork, &info);
+  if (info != 0) throw Error(ErrorCode::Usage, "", "LAPACK QR failed (info " + std::to_string(info) + ")");
+}
+
+std::vector<float> to_column_major(std::span<const float> a, uint64_t m, uint64_t n) {
+  std::vector<float> c(m * n);
+  for (uint64_t i = 0; i < m; ++i)
+    for (uint64_t j = 0; j < n; ++j) c[i + j * m] = a[i * n + j];
+  return c;
+}
+
+// Randomized thin SVD of rank k of a column-major m×n matrix (kept intact).
+Svd randomized_svd(const std::vector<float>& a, uint64_t m, uint64_t n, uint64_t k, uint64_t seed,
+                   std::string_view name) {
+  // Gaussian test matrix from the counter RNG (Box-Muller), so the sketch is reproducible.
+  const TensorRng rng(seed ^ 0x5eed10a7c0de5eedull, name);
+  std::vector<uint32_t> words(2 * n * k);
+  rng.words(0, words.size(), words.data());
+  std::vector<float> omega(n * k);
+  for (uint64_t i = 0; i < n * k; ++i) {
+    double u1 = (words[2 * i] + 1.0) * 0x1p-32, u2 = words[2 * i + 1] * 0x1p-32;
+    omega[i] = static_cast<float>(std::sqrt(-2.0 * std::log(u1)) * std::cos(2.0 * std::numbers::pi * u2));
+  }
+  std::vector<float> y(m * k), z(n * k);
+  gemm('N', 'N', m, k, n, a.data(), m, omega.data(), n, y.data(), m);
+  for (int it = 0; it < 2; ++it) {
+    orthonormalize(y, m, k);
+    gemm('T', 'N', n, k, m, a.data(), m, y.data(), m, z.data(), n);
+    orthonormalize(z, n, k);
+    gemm('N', 'N', m, k, n, a.data(), m, z.data(), n, y.data(), m);
+  }
+  orthonormalize(y, m, k);
+  std::vector<float> b(k * n);  // Qᵀ A
+  gemm('T', 'N', k, n, m, y.data(), m, a.data(), m, b.data(), k);
+  Svd small = svd(b, k, n);
+  Svd r;
+  r.s = std::move(small.s);
+  r.vt = std::move(small.vt);
+  r.u.resize(m * k);
+  gemm('N', 'N', m, k, k, y.data(), m, small.u.data(), k, r.u.data(), m);
+  return r;
+}
+
+uint64_t rank_for_energy(const std::vector<float>& s, double energy, double total) {
+  double acc = 0;
+  for (uint64_t i = 0; i < s.size(); ++i) {
+    acc += static_cast<double>(s[i]) * s[i];
+    if (acc >= energy * total * (1 - 1e-6)) return i + 1;
+  }
+  return s.size();
+}
+
+}  // namespace
+
+std::vector<float> singular_values(std::span<const float> a, uint64_t rows, uint64_t cols) {
+  auto c = to_column_major(a, rows, cols);
+  return svd(c, rows, cols).s;
+}
+
+void lowrank_encode(const LowrankParams& prm, std::string_view name, std::span<const float> delta, uint64_t m,
+                    uint64_t n, const ValueType& vt, Encoded& out) {
+  const uint64_t kmax = std::min(m, n);
+  auto a = to_column_major(delta, m, n);
+  double total = 0;
+  for (float x : delta) total += static_cast<double>(x) * x;
+  Svd f;
+  uint64_t r = 0;
+  if (kmax <= prm.full_svd_max_dim) {
+    auto work = a;
+    f = svd(work, m, n);
+    r = prm.rank ? std::min(prm.rank, kmax) : rank_for_energy(f.s, prm.energy, total);
+  } else if (prm.rank) {
+    r = std::min(prm.rank, kmax);
+    f = randomized_svd(a, m, n, std::min(kmax, r + 10), prm.seed, name);
+  } else {
+    // energy target: grow the sketch until it captures the share of ‖δ‖², else go exact
+    for (uint64_t k = 64;; k *= 2) {
+      if (k >= kmax / 2) {
+        auto work = a;
+        f = svd(work, m, n);
+        break;
+      }
+      f = randomized_svd(a, m, n, k, prm.seed, name);
+      double got = 0;
+      for (float s : f.s) got += static_cast<double>(s) * s;
+      if (got >= prm.energy * total) break;
+    }
+    r = rank_for_energy(f.s, prm.energy, total);
+  }
+  if (total == 0) r = 0;
+  const uint64_t k = f.s.size();
+  std::vector<float> us(m * r), v(n * r);
+  for (uint64_t i = 0; i < m; ++i)
+    for (uint64_t j = 0; j < r; ++j) us[i * r + j] = f.u[i + j * m] * f.s[j];
+  for (uint64_t c = 0; c < n; ++c)
+    for (uint64_t j = 0; j < r; ++j) v[c * r + j] = f.vt[j + c * k];
+  double kept = 0;
+  for (uint64_t j = 0; j < r; ++j) kept += static_cast<double>(f.s[j]) * f.s[j];
+  out.attrs["lowrank.rank"] = r;
+  out.attrs["lowrank.energy_kept"] = total > 0 ? std::min(1.0, kept / total) : 1.0;
+  out.attrs["lowrank.method"] = kmax <= prm.full_svd_max_dim ? "svd" : "randomized";
+  out.add({"lowrank.us", vt.kind, {m, r}, store_values(vt, us), vt.encoding});
+  out.add({"lowrank.v", vt.kind, {n, r}, store_values(vt, v), vt.encoding});
+}
+
+std::vector<float> lowrank_decode(const AttrReader& a, const PartSource& src, uint64_t m, uint64_t n,
+                                  const ValueType& vt) {
+  const uint64_t r = a.u64("lowrank.rank", std::min(m, n));
+  std::vector<float> out(m * n, 0.0f);
+  if (r == 0) return out;
+  auto us = load_values(vt, src.read("lowrank.us", vt.kind, {m, r}, vt.encoding));
+  auto v = load_values(vt, src.read("lowrank.v", vt.kind, {n, r}, vt.encoding));
+  for (float x : us)
+    if (!std::isfinite(x)) a.fail("lowrank.us holds a non-finite value");
+  for (float x : v)
+    if (!std::isfinite(x)) a.fail("lowrank.v holds a non-finite value");
+  // out (row-major m×n) is column-major n×m = V · USᵀ; row-major V is column-major Vᵀ (r×n)
+  gemm('T', 'N', n, m, r, v.data(), r, us.data(), r, out.data(), n);
+  return out;
+}
+
+}  // namespace deltakit

@@ -1,0 +1,31 @@
+// Low rank: the delta as a rows × cols matrix (last dim = cols), truncated to rank r by SVD:
+// δ̂ = (U·diag(s)) Vᵀ, optimal in Frobenius norm (Eckart–Young: ‖δ − δ̂‖² = Σ_{i>r} s_i²).
+// r is given (`rank`) or the smallest that keeps `energy` of Σ s_i². Full SVD (LAPACK sgesdd)
+// while min(rows, cols) <= full_svd_max_dim; above it a randomized SVD (Halko, Martinsson &
+// Tropp 2011: Gaussian sketch of r + 10 columns from the counter RNG, 2 power iterations with
+// re-orthonormalization), which is deterministic for a given seed and tensor name.
+// Parts: lowrank.us [rows, r] and lowrank.v [cols, r], row-major, in the tensor's value dtype.
+#pragma once
+
+#include <string_view>
+
+#include "src/codec/codec_types.h"
+
+namespace deltakit {
+
+struct LowrankParams {
+  uint64_t rank = 0;      // > 0: fixed rank
+  double energy = 0.0;    // else: in (0, 1]
+  uint64_t full_svd_max_dim = 1024;
+  uint64_t seed = 0;
+};
+
+// The singular values of a row-major rows × cols matrix (descending), for tests and planning.
+std::vector<float> singular_values(std::span<const float> a, uint64_t rows, uint64_t cols);
+
+void lowrank_encode(const LowrankParams& prm, std::string_view name, std::span<const float> delta, uint64_t rows,
+                    uint64_t cols, const ValueType& vt, Encoded& out);
+std::vector<float> lowrank_decode(const AttrReader& attrs, const PartSource& src, uint64_t rows, uint64_t cols,
+                                  const ValueType& vt);
+
+}  // namespace deltakit

@@ -1,0 +1,66 @@
+#include "src/codec/quant.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "src/codec/bits.h"
+
+namespace deltakit {
+
+void quant_encode(const QuantParams& prm, const ValueStream& s, Encoded& out) {
+  const uint64_t n = s.values.size(), G = prm.group;
+  const uint64_t groups = (n + G - 1) / G;
+  const float qmax = static_cast<float>((1u << prm.bits) - 1);
+  std::vector<float> mins(groups), steps(groups);
+  std::vector<uint16_t> codes(n, 0);
+  for (uint64_t g = 0; g < groups; ++g) {
+    const uint64_t b = g * G, e = std::min(n, b + G);
+    float lo = INFINITY, hi = -INFINITY;
+    for (uint64_t i = b; i < e; ++i)
+      if (!s.skipped(i)) lo = std::min(lo, s.values[i]), hi = std::max(hi, s.values[i]);
+    if (lo > hi) lo = hi = 0.0f;  // every entry skipped
+    const float step = (hi - lo) / qmax;
+    mins[g] = lo;
+    steps[g] = step;
+    if (step == 0.0f) continue;
+    for (uint64_t i = b; i < e; ++i) {
+      float q = std::nearbyint((s.values[i] - lo) / step);
+      codes[i] = static_cast<uint16_t>(std::clamp(q, 0.0f, qmax));
+    }
+  }
+  out.attrs["quant.bits"] = prm.bits;
+  out.attrs["quant.group"] = G;
+  out.add({"quant.codes", PartKind::U8, {packed_bytes(n, prm.bits)}, pack_fields(codes, prm.bits), ""});
+  out.add({"quant.mins", PartKind::F32, {groups}, bytes_of<float>(mins), ""});
+  out.add({"quant.steps", PartKind::F32, {groups}, bytes_of<float>(steps), ""});
+}
+
+std::vector<float> quant_decode(const AttrReader& a, const PartSource& src, uint64_t n) {
+  const uint64_t bits = a.u64("quant.bits", 8);
+  if (bits != 2 && bits != 3 && bits != 4 && bits != 8) a.fail("attribute 'quant.bits' must be 2, 3, 4 or 8");
+  const uint64_t G = a.u64("quant.group", uint64_t{1} << 40);
+  if (G == 0) a.fail("attribute 'quant.group' must be positive");
+  const uint64_t groups = (n + G - 1) / G;
+  const unsigned w = static_cast<unsigned>(bits);
+  auto codes = src.read("quant.codes", PartKind::U8, {packed_bytes(n, w)}, "");
+  auto mins = elements_of<float>(src.read("quant.mins", PartKind::F32, {groups}, ""));
+  auto steps = elements_of<float>(src.read("quant.steps", PartKind::F32, {groups}, ""));
+  for (uint64_t g = 0; g < groups; ++g)
+    if (!std::isfinite(mins[g]) || !std::isfinite(steps[g]) || steps[g] < 0)
+      a.fail("quant.mins/steps hold a non-finite or negative value");
+  std::vector<float> out(n);
+  for (uint64_t g = 0; g < groups; ++g) {
+    const uint64_t b = g * G, e = std::min(n, b + G);
+    const float lo = mins[g], step = steps[g];
+    if (w == 8) {
+      for (uint64_t i = b; i < e; ++i) out[i] = lo + static_cast<float>(codes[i]) * step;
+    } else if (w == 4) {
+      for (uint64_t i = b; i < e; ++i) out[i] = lo + static_cast<float>((codes[i / 2] >> ((i & 1) * 4)) & 15u) * step;
+    } else {
+      for (uint64_t i = b; i < e; ++i) out[i] = lo + static_cast<float>(packed_field(codes.data(), i, w)) * step;
+    }
+  }
+  return out;
+}
+
+}  // namespace deltakit

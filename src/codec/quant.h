@@ -1,0 +1,22 @@
+// Round-to-nearest asymmetric min-max quantization in groups of G consecutive values:
+//   lo, hi = min, max of the group (skipped entries excluded); step = (hi − lo)/(2^b − 1);
+//   q = clamp(round((δ − lo)/step), 0, 2^b − 1); δ̂ = lo + q·step (q = 0, δ̂ = lo when step = 0).
+// |δ − δ̂| <= step/2 for every entry of the group. b ∈ {2, 3, 4, 8}.
+// Parts: quant.codes uint8 [ceil(n·b/8)] (LSB-first fields), quant.mins float32 [groups],
+//        quant.steps float32 [groups].
+#pragma once
+
+#include "src/codec/codec_types.h"
+#include "src/codec/value_stream.h"
+
+namespace deltakit {
+
+struct QuantParams {
+  unsigned bits = 4;
+  uint64_t group = 128;
+};
+
+void quant_encode(const QuantParams& prm, const ValueStream& s, Encoded& out);
+std::vector<float> quant_decode(const AttrReader& attrs, const PartSource& src, uint64_t count);
+
+}  // namespace deltakit

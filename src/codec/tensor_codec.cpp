@@ -1,0 +1,172 @@
+#include "src/codec/tensor_codec.h"
+
+#include <cmath>
+
+#include "src/codec/bits.h"
+#include "src/core/error.h"
+
+namespace deltakit {
+
+namespace {
+
+struct Geometry {
+  uint64_t n, rows, cols;
+};
+Geometry geometry(const std::vector<uint64_t>& shape) {
+  uint64_t n = 1;
+  for (uint64_t d : shape) n *= d;
+  uint64_t cols = shape.empty() ? 1 : shape.back();
+  uint64_t rows = cols ? n / cols : 0;
+  return {n, rows, cols};
+}
+
+void add_positions(Encoded& e, const std::string& prefix, std::span<const uint64_t> pos, uint64_t n) {
+  CodedPositions c = encode_positions(pos, n);
+  e.attrs[prefix + ".count"] = pos.size();
+  e.attrs[prefix + ".positions_coding"] = c.coding;
+  e.attrs[prefix + ".positions_bytes"] = c.bytes.size();
+  e.add({prefix + ".positions", PartKind::U8, {c.bytes.size()}, std::move(c.bytes), ""});
+}
+
+std::vector<uint64_t> read_positions(const AttrReader& a, const PartSource& src, const std::string& prefix,
+                                     uint64_t n) {
+  const uint64_t count = a.u64(prefix + ".count", n);
+  const std::string coding = a.str(prefix + ".positions_coding");
+  const uint64_t max_bytes = coding == "bitmap" ? bitmap_bytes(n) : 10 * count;
+  const uint64_t nbytes = a.u64(prefix + ".positions_bytes", max_bytes);
+  auto bytes = src.read(prefix + ".positions", PartKind::U8, {nbytes}, "");
+  return decode_positions(coding, bytes, n, count, a.where);
+}
+
+Encoded encode_chain(const Recipe& r, const TensorDelta& t, std::span<const float> delta,
+                     std::span<const uint8_t> skip) {
+  const Geometry g = geometry(t.shape);
+  const ValueType vt = value_type_for(t.dtype);
+  const Stage& first = r.chain[0];
+  Encoded e;
+  if (first.sparsifier()) {
+    const std::string prefix = stage_name(first.kind);
+    SparseSelection sel = first.kind == StageKind::Dare ? dare_select(first.dare, t.name, delta, skip, t.threads)
+                                                        : topk_select(first.topk, delta, skip);
+    add_positions(e, prefix, sel.positions, g.n);
+    if (first.kind == StageKind::Dare) e.attrs["dare.rescale"] = first.dare.effective_rescale();
+    if (r.chain.size() == 2) {
+      auto rows = sparse_row_offsets(sel.positions, g.rows, g.cols);
+      ValueStream s{sel.values, rows, {}};
+      const Stage& coder = r.chain[1];
+      if (coder.kind == StageKind::BitDelta) bitdelta_encode(coder.bitdelta, s, e);
+      else quant_encode(coder.quant, s, e);
+    } else {
+      e.add({prefix + ".values", vt.kind, {sel.values.size()}, store_values(vt, sel.values), vt.encoding});
+    }
+  } else if (first.value_coder()) {
+    auto rows = dense_row_offsets(g.rows, g.cols);
+    ValueStream s{delta, rows, skip};
+    if (first.kind == StageKind::BitDelta) bitdelta_encode(first.bitdelta, s, e);
+    else quant_encode(first.quant, s, e);
+  } else if (first.kind == StageKind::Lowrank) {
+    lowrank_encode(first.lowrank, t.name, delta, g.rows, g.cols, vt, e);
+  } else {
+    throw Error(ErrorCode::Usage, "", "tensor '" + t.name + "': raw is not a lossy chain");
+  }
+  e.attrs["recipe"] = r.canonical();
+  e.attrs["codec"] = r.codec_names();
+  return e;
+}
+
+std::vector<float> decode_chain(const Recipe& r, const AttrReader& a, const PartSource& src, const Geometry& g,
+                                const ValueType& vt) {
+  const Stage& first = r.chain[0];
+  if (first.sparsifier()) {
+    const std::string prefix = stage_name(first.kind);
+    auto pos = read_positions(a, src, prefix, g.n);
+    std::vector<float> vals;
+    if (r.chain.size() == 2) {
+      auto rows = sparse_row_offsets(pos, g.rows, g.cols);
+      vals = r.chain[1].kind == StageKind::BitDelta ? bitdelta_decode(a, src, pos.size(), rows)
+                                                    : quant_decode(a, src, pos.size());
+    } else {
+      vals = load_values(vt, src.read(prefix + ".values", vt.kind, {pos.size()}, vt.encoding));
+    }
+    std::vector<float> out(g.n, 0.0f);
+    for (uint64_t j = 0; j < pos.size(); ++j) out[pos[j]] = vals[j];
+    return out;
+  }
+  if (first.kind == StageKind::BitDelta) return bitdelta_decode(a, src, g.n, dense_row_offsets(g.rows, g.cols));
+  if (first.kind == StageKind::Quant) return quant_decode(a, src, g.n);
+  if (first.kind == StageKind::Lowrank) return lowrank_decode(a, src, g.rows, g.cols, vt);
+  a.fail("recipe raw is not decoded by the lossy path");
+}
+
+}  // namespace
+
+std::string recipe_unsuitable(const Recipe& r, DType dtype, const std::vector<uint64_t>& shape) {
+  if (r.is_raw()) return "";
+  if (!dtype_is_float_decodable(dtype)) return "lossy codecs need an F32/F16/BF16 tensor";
+  if (r.chain[0].kind == StageKind::Lowrank && shape.size() < 2) return "lowrank needs a tensor of 2 or more dims";
+  return "";
+}
+
+Encoded encode_tensor(const Recipe& r, const TensorDelta& t) {
+  if (!r.cherry) return encode_chain(r, t, t.delta, {});
+  const Geometry g = geometry(t.shape);
+  const ValueType vt = value_type_for(t.dtype);
+  // pass 1: what the chain alone reconstructs, to score against
+  Encoded first = encode_chain(r, t, t.delta, {});
+  std::vector<float> recon = decode_tensor(first.attrs, EncodedSource(first), t.shape, t.dtype, "tensor '" + t.name + "'");
+  first = Encoded();
+  auto kept = cherry_select(*r.cherry, t.delta, recon, g.rows, g.cols, t.importance);
+  // pass 2: refit without the cherries (lowrank sees them imputed by pass 1's values)
+  std::vector<uint8_t> skip(g.n, 0);
+  for (uint64_t p : kept) skip[p] = 1;
+  std::vector<float> input;
+  std::span<const float> delta = t.delta;
+  if (r.chain[0].kind == StageKind::Lowrank) {
+    input.assign(t.delta.begin(), t.delta.end());
+    for (uint64_t p : kept) input[p] = recon[p];
+    delta = input;
+  }
+  Encoded e = encode_chain(r, t, delta, skip);
+  std::vector<float> vals;
+  vals.reserve(kept.size());
+  for (uint64_t p : kept) vals.push_back(t.delta[p]);
+  add_positions(e, "cherry", kept, g.n);
+  e.add({"cherry.values", vt.kind, {kept.size()}, store_values(vt, vals), vt.encoding});
+  return e;
+}
+
+std::vector<float> decode_tensor(const Json& attrs, const PartSource& src, const std::vector<uint64_t>& shape,
+                                 DType dtype, const std::string& where) {
+  AttrReader a{attrs, where};
+  Recipe r;
+  try {
+    r = parse_recipe(a.str("recipe"));
+  } catch (const Error& e) {
+    a.fail(std::string("attribute 'recipe' is not a valid recipe (") + e.what() + ")");
+  }
+  if (r.is_raw()) a.fail("recipe raw is not decoded by the lossy path");
+  if (!dtype_is_float_decodable(dtype)) a.fail("a lossy recipe on a non-float tensor");
+  const Geometry g = geometry(shape);
+  const ValueType vt = value_type_for(dtype);
+  std::vector<float> out = decode_chain(r, a, src, g, vt);
+  if (r.cherry) {
+    auto pos = read_positions(a, src, "cherry", g.n);
+    auto vals = load_values(vt, src.read("cherry.values", vt.kind, {pos.size()}, vt.encoding));
+    for (uint64_t j = 0; j < pos.size(); ++j) out[pos[j]] = vals[j];
+  }
+  for (float x : out)
+    if (!std::isfinite(x)) a.fail("decodes to a non-finite delta");
+  return out;
+}
+
+double relative_error(std::span<const float> delta, std::span<const float> recon) {
+  double num = 0, den = 0;
+  for (size_t i = 0; i < delta.size(); ++i) {
+    double d = delta[i], e = d - recon[i];
+    num += e * e;
+    den += d * d;
+  }
+  return den > 0 ? std::sqrt(num / den) : (num > 0 ? INFINITY : 0.0);
+}
+
+}  // namespace deltakit

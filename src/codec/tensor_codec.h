@@ -1,0 +1,38 @@
+// Encoding one tensor's fp32 delta with a (lossy) recipe, and decoding it back. The tensor's
+// attributes carry "recipe" (canonical text, which decoding parses again to learn the chain),
+// "codec" (stage names) and each stage's "<codec>.<key>" attributes; parts are named
+// "<codec>.<what>". Raw is not handled here: it needs the base and fine-tune bytes, not just δ
+// (src/codec/raw.h).
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "src/codec/codec_types.h"
+#include "src/codec/recipe.h"
+
+namespace deltakit {
+
+struct TensorDelta {
+  std::string name;
+  DType dtype = DType::F32;      // the tensor's dtype (F32, F16 or BF16)
+  std::vector<uint64_t> shape;
+  std::span<const float> delta;  // numel finite values
+  Importance importance;         // for cherry
+  unsigned threads = 0;
+};
+
+// Why `r` cannot encode a tensor of this dtype/shape ("" if it can).
+std::string recipe_unsuitable(const Recipe& r, DType dtype, const std::vector<uint64_t>& shape);
+
+Encoded encode_tensor(const Recipe& r, const TensorDelta& t);
+
+// `where` prefixes errors ("adapter.h5: tensor 'x'"). Throws Error(AdapterInvalid) on anything
+// inconsistent, including a non-finite decoded value.
+std::vector<float> decode_tensor(const Json& attrs, const PartSource& src, const std::vector<uint64_t>& shape,
+                                 DType dtype, const std::string& where);
+
+// ‖δ − δ̂‖ / ‖δ‖ (0 when δ = 0), accumulated in double.
+double relative_error(std::span<const float> delta, std::span<const float> recon);
+
+}  // namespace deltakit
