@@ -1,8 +1,10 @@
-// deltakit compress --base B --finetuned F --recipe raw --out ADAPTER
+// deltakit compress --base B --finetuned F (--recipe R [--only GLOB] | --rules FILE) --out A.h5
 #include <iostream>
+#include <map>
 #include <nlohmann/json.hpp>
 
 #include "apps/cli_common.h"
+#include "src/core/error.h"
 #include "src/pipeline/compress.h"
 
 namespace deltakit::cli {
@@ -11,34 +13,52 @@ int cmd_compress(const Args& args) {
   po::options_description opts("compress options");
   opts.add_options()("base", po::value<std::string>(), "base checkpoint")(
       "finetuned", po::value<std::string>(), "fine-tuned checkpoint")(
-      "recipe", po::value<std::string>()->default_value("raw"), "codec recipe (this build: raw)")(
-      "out", po::value<std::string>(), "adapter file to write")(
+      "recipe", po::value<std::string>()->default_value("raw"),
+      "codec recipe, e.g. \"bitdelta\", \"dare:p=0.9\", \"dare:p=0.5 > bitdelta:scale=row + cherry:frac=0.005\"")(
+      "only", po::value<std::string>()->default_value(""), "apply --recipe only to tensors matching this glob; raw elsewhere")(
+      "rules", po::value<std::string>()->default_value(""), "YAML/JSON rules file mapping name globs to recipes")(
+      "seed", po::value<uint64_t>()->default_value(0), "default seed of dare and randomized lowrank")(
+      "threads", po::value<unsigned>()->default_value(0), "worker threads (0: all cores)")(
+      "zstd-level", po::value<int>()->default_value(3), "zstd level of the adapter's datasets (1-19)")(
+      "out", po::value<std::string>(), "adapter file to write (.h5)")(
       "overwrite", po::bool_switch(), "replace an existing output (atomically)")(
       "json", po::bool_switch(), "print a JSON summary");
   po::variables_map vm;
-  if (!parse("compress", "--base B --finetuned F --recipe raw --out ADAPTER", opts, {}, args, vm)) return 0;
+  if (!parse("compress", "--base B --finetuned F (--recipe R [--only GLOB] | --rules FILE) --out A.h5", opts, {}, args, vm))
+    return 0;
   require(vm, {"base", "finetuned", "out"});
   CompressOptions o;
   o.base = vm["base"].as<std::string>();
   o.finetuned = vm["finetuned"].as<std::string>();
   o.out = vm["out"].as<std::string>();
   o.recipe = vm["recipe"].as<std::string>();
+  o.only = vm["only"].as<std::string>();
+  o.rules_file = vm["rules"].as<std::string>();
+  o.seed = vm["seed"].as<uint64_t>();
+  o.threads = vm["threads"].as<unsigned>();
+  o.zstd_level = vm["zstd-level"].as<int>();
   o.overwrite = vm["overwrite"].as<bool>();
+  if (!o.rules_file.empty() && (!vm["recipe"].defaulted() || !o.only.empty()))
+    throw Error(ErrorCode::Usage, "", "give either --recipe [--only] or --rules, not both");
+  if (o.zstd_level < 1 || o.zstd_level > 19) throw Error(ErrorCode::Usage, "", "--zstd-level must be 1..19");
   CompressReport r = run_compress(o);
   for (const auto& w : r.warnings) warn("compress", w);
-  uint64_t unchanged = 0, patches = 0;
-  for (const auto& t : r.tensors) unchanged += t.mode == "unchanged", patches += t.exact_patches;
+  std::map<std::string, uint64_t> by_codec;
+  uint64_t patches = 0;
+  for (const auto& t : r.tensors) ++by_codec[t.codec], patches += t.exact_patches;
   double gbps = r.seconds > 0 ? r.input_bytes / r.seconds / 1e9 : 0.0;
   if (vm["json"].as<bool>()) {
-    std::cout << nlohmann::ordered_json{{"out", o.out}, {"tensors", r.tensors.size()}, {"unchanged", unchanged},
+    std::cout << nlohmann::ordered_json{{"out", o.out}, {"tensors", r.tensors.size()}, {"codecs", by_codec},
                                         {"exact_patches", patches}, {"input_bytes", r.input_bytes},
                                         {"adapter_bytes", r.adapter_bytes}, {"seconds", r.seconds}}.dump() << "\n";
     return 0;
   }
-  std::printf("wrote %s: %zu tensors (%llu unchanged, %llu exact patches), %s from %s of fine-tune in %.3f s (%.2f GB/s)\n",
-              o.out.c_str(), r.tensors.size(), static_cast<unsigned long long>(unchanged),
-              static_cast<unsigned long long>(patches), human_bytes(double(r.adapter_bytes)).c_str(),
-              human_bytes(double(r.input_bytes)).c_str(), r.seconds, gbps);
+  std::string codecs;
+  for (const auto& [c, n] : by_codec) codecs += (codecs.empty() ? "" : ", ") + std::to_string(n) + " " + c;
+  std::printf("wrote %s: %zu tensors (%s), %s from %s of fine-tune (%.1fx smaller) in %.3f s (%.2f GB/s)\n",
+              o.out.c_str(), r.tensors.size(), codecs.c_str(), human_bytes(double(r.adapter_bytes)).c_str(),
+              human_bytes(double(r.input_bytes)).c_str(), r.adapter_bytes ? double(r.input_bytes) / r.adapter_bytes : 0.0,
+              r.seconds, gbps);
   return 0;
 }
 

@@ -3,7 +3,7 @@
 #include <nlohmann/json.hpp>
 
 #include "apps/cli_common.h"
-#include "formats/adapter_file.h"
+#include "formats/adapter_h5.h"
 #include "formats/checkpoint.h"
 
 namespace deltakit::cli {
@@ -42,35 +42,36 @@ int inspect_adapter(const std::string& path, bool json) {
   AdapterReader ad(path);
   Json rows = Json::array();
   uint64_t stored = 0, bf16_delta = 0;
-  for (const auto& rec : ad.records()) {
-    std::string name = rec["name"].get<std::string>();
+  for (const auto& name : ad.names()) {
+    const Json& a = ad.attrs(name);
     uint64_t numel = 1;
-    for (const auto& d : rec["shape"]) numel *= d.get<uint64_t>();
+    for (uint64_t d : ad.shape(name)) numel *= d;
     uint64_t bytes = ad.stored_bytes(name);
     stored += bytes;
     bf16_delta += 2 * numel;
-    rows.push_back({{"name", name}, {"codec", rec["codec"]}, {"mode", rec.value("mode", "")},
-                    {"dtype", rec["dtype"]}, {"shape", rec["shape"]}, {"stored_bytes", bytes},
-                    {"ratio_vs_bf16_delta", bytes ? 2.0 * numel / bytes : 0.0},
-                    {"rel_error", rec.value("rel_error", 0.0)}});
+    rows.push_back({{"name", name}, {"codec", a["codec"]}, {"recipe", a.value("recipe", "")}, {"dtype", a["dtype"]},
+                    {"shape", a["shape"]}, {"stored_bytes", bytes},
+                    {"ratio_vs_bf16_delta", bytes ? 2.0 * numel / bytes : 0.0}, {"rel_error", a.value("rel_error", 0.0)}});
   }
+  const double ratio = ad.file_size() ? double(bf16_delta) / ad.file_size() : 0.0;
   if (json) {
-    std::cout << Json{{"kind", "adapter"}, {"path", path}, {"format_version", ad.root().at("format_version")},
-                      {"recipe", ad.root().count("recipe") ? ad.root().at("recipe") : ""},
+    std::cout << Json{{"kind", "adapter"}, {"path", path}, {"format_version", ad.root()["format_version"]},
+                      {"recipe", ad.root().value("recipe", "")}, {"seed", ad.root().value("seed", 0)},
                       {"tensors", rows}, {"stored_bytes", stored}, {"file_bytes", ad.file_size()},
-                      {"ratio_vs_bf16_delta", ad.file_size() ? double(bf16_delta) / ad.file_size() : 0.0}}.dump()
+                      {"bf16_delta_bytes", bf16_delta}, {"ratio_vs_bf16_delta", ratio}}.dump()
               << "\n";
     return 0;
   }
-  std::printf("%-52s %-5s %-10s %-6s %12s %9s %9s\n", "tensor", "codec", "mode", "dtype", "stored", "ratio", "rel_err");
+  std::printf("%-48s %-18s %-5s %12s %9s %9s\n", "tensor", "codec", "dtype", "stored", "ratio", "rel_err");
   for (const auto& r : rows)
-    std::printf("%-52s %-5s %-10s %-6s %12llu %9.2f %9.2e\n", r["name"].get<std::string>().c_str(),
-                r["codec"].get<std::string>().c_str(), r["mode"].get<std::string>().c_str(),
-                r["dtype"].get<std::string>().c_str(), static_cast<unsigned long long>(r["stored_bytes"].get<uint64_t>()),
-                r["ratio_vs_bf16_delta"].get<double>(), r["rel_error"].get<double>());
-  std::printf("total: %zu tensors, file %s, %.2fx smaller than the bf16 delta\n", rows.size(),
-              human_bytes(static_cast<double>(ad.file_size())).c_str(),
-              ad.file_size() ? double(bf16_delta) / ad.file_size() : 0.0);
+    std::printf("%-48s %-18s %-5s %12llu %9.2f %9.2e\n", r["name"].get<std::string>().c_str(),
+                r["codec"].get<std::string>().c_str(), r["dtype"].get<std::string>().c_str(),
+                static_cast<unsigned long long>(r["stored_bytes"].get<uint64_t>()), r["ratio_vs_bf16_delta"].get<double>(),
+                r["rel_error"].get<double>());
+  std::printf("recipe: %s\n", ad.root().value("recipe", "").c_str());
+  std::printf("total: %zu tensors, datasets %s, file %s, %.2fx smaller than the bf16 delta (%s)\n", rows.size(),
+              human_bytes(static_cast<double>(stored)).c_str(), human_bytes(static_cast<double>(ad.file_size())).c_str(),
+              ratio, human_bytes(static_cast<double>(bf16_delta)).c_str());
   return 0;
 }
 }  // namespace

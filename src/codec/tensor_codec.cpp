@@ -112,7 +112,9 @@ Encoded encode_tensor(const Recipe& r, const TensorDelta& t) {
   const Geometry g = geometry(t.shape);
   const ValueType vt = value_type_for(t.dtype);
   // pass 1: what the chain alone reconstructs, to score against
-  Encoded first = encode_chain(r, t, t.delta, {});
+  Recipe chain_only = r;
+  chain_only.cherry.reset();
+  Encoded first = encode_chain(chain_only, t, t.delta, {});
   std::vector<float> recon = decode_tensor(first.attrs, EncodedSource(first), t.shape, t.dtype, "tensor '" + t.name + "'");
   first = Encoded();
   auto kept = cherry_select(*r.cherry, t.delta, recon, g.rows, g.cols, t.importance);

@@ -5,7 +5,8 @@
 #include <cstring>
 #include <filesystem>
 
-#include "formats/adapter_file.h"
+#include "formats/adapter_h5.h"
+#include "src/codec/tensor_codec.h"
 #include "formats/checkpoint.h"
 #include "src/codec/raw.h"
 #include "src/core/atomic_output.h"
@@ -16,59 +17,71 @@
 namespace deltakit {
 
 namespace {
-using Json = nlohmann::ordered_json;
 
-// Check an adapter record against the base tensor it will be applied to (headers only).
-void check_record(const AdapterReader& ad, const Json& rec, const SafetensorsEntry& b) {
+// Check an adapter tensor against the base tensor it will be applied to (headers only).
+void check_tensor(const AdapterReader& ad, const SafetensorsEntry& b) {
   const std::string& name = b.name;
-  if (rec["dtype"].get<std::string>() != dtype_name(b.dtype))
+  if (ad.dtype(name) != b.dtype)
     throw Error(ErrorCode::DtypeMismatch, ad.path(),
-                "tensor '" + name + "' is " + rec["dtype"].get<std::string>() + " in the adapter but " +
+                "tensor '" + name + "' is " + std::string(dtype_name(ad.dtype(name))) + " in the adapter but " +
                     std::string(dtype_name(b.dtype)) + " in the base");
-  if (rec["shape"].get<std::vector<uint64_t>>() != b.shape)
+  if (ad.shape(name) != b.shape)
     throw Error(ErrorCode::ShapeMismatch, ad.path(),
-                "tensor '" + name + "' has shape " + shape_string(rec["shape"].get<std::vector<uint64_t>>()) +
-                    " in the adapter but " + shape_string(b.shape) + " in the base");
-  if (rec["codec"] != "raw")
-    throw Error(ErrorCode::AdapterInvalid, ad.path(), "tensor '" + name + "' uses unknown codec " + rec["codec"].dump());
-  if (!rec.contains("mode") || !rec["mode"].is_string() || !rec.contains("base_fingerprint") ||
-      !rec["base_fingerprint"].is_string())
-    throw Error(ErrorCode::AdapterInvalid, ad.path(), "tensor '" + name + "' record lacks mode/base_fingerprint");
+                "tensor '" + name + "' has shape " + shape_string(ad.shape(name)) + " in the adapter but " +
+                    shape_string(b.shape) + " in the base");
 }
 
-// Views of the raw codec's parts for one tensor, every size checked against the shape.
-RawPayload load_raw(const AdapterReader& ad, const Json& rec, const TensorView& base) {
-  RawPayload p;
-  const std::string mode = rec["mode"].get<std::string>();
+// The raw codec's parts for one tensor, every size checked against the shape before reading.
+struct RawParts {
+  std::vector<uint8_t> delta, exact_index, exact_bits, replacement;
+  RawPayload payload;
+};
+
+void load_raw(const AdapterReader& ad, const TensorView& base, RawParts& rp) {
   const std::string& name = base.name;
-  auto bad = [&](const std::string& what) { return Error(ErrorCode::AdapterInvalid, ad.path(), "tensor '" + name + "': " + what); };
-  if (mode == "unchanged") return p;
+  const Json& attrs = ad.attrs(name);
+  AttrReader a{attrs, ad.where(name)};
+  AdapterTensorSource src = ad.source(name);
+  RawPayload& p = rp.payload;
+  const std::string mode = a.str("raw.mode");
   if (mode == "replace") {
     p.mode = RawMode::Replace;
-    p.replacement = ad.part(name, "replacement", base.dtype).bytes;
-    if (p.replacement.size() != base.bytes.size()) throw bad("replacement payload has the wrong size");
-    return p;
+    rp.replacement = src.read("raw.replacement", PartKind::U8, {base.bytes.size()}, "");
+    p.replacement = rp.replacement;
+    return;
   }
-  if (mode != "delta") throw bad("unknown raw mode \"" + mode + "\"");
-  if (!dtype_is_float_decodable(base.dtype)) throw bad("a delta on a non-float tensor");
+  if (mode != "delta") a.fail("unknown raw.mode \"" + mode + "\"");
+  if (!dtype_is_float_decodable(base.dtype)) a.fail("a delta on a non-float tensor");
   p.mode = RawMode::Delta;
-  p.delta = ad.part(name, "delta", DType::F32).bytes;
-  if (p.delta.size() != base.numel() * 4) throw bad("delta payload does not match the shape");
-  const auto& parts = rec["parts"];
-  if (std::find(parts.begin(), parts.end(), "exact_index") != parts.end()) {
-    TensorView iv = ad.part(name, "exact_index", DType::U64);
-    TensorView bv = ad.part(name, "exact_bits", base.dtype);
-    if (bv.numel() != iv.numel()) throw bad("exact_index and exact_bits differ in length");
-    for (uint64_t j = 0; j < iv.numel(); ++j) {
+  rp.delta = src.read("raw.delta", PartKind::F32, {base.numel()}, "");
+  p.delta = rp.delta;
+  const uint64_t k = a.u64("raw.exact_patches", base.numel());
+  if (k) {
+    rp.exact_index = src.read("raw.exact_index", PartKind::U64, {k}, "");
+    rp.exact_bits = src.read("raw.exact_bits", PartKind::U8, {k * dtype_size(base.dtype)}, "");
+    for (uint64_t j = 0; j < k; ++j) {
       uint64_t i;
-      std::memcpy(&i, iv.bytes.data() + j * 8, 8);
-      if (i >= base.numel()) throw bad("exact_index entry " + std::to_string(i) + " is out of range");
+      std::memcpy(&i, rp.exact_index.data() + j * 8, 8);
+      if (i >= base.numel()) a.fail("raw.exact_index entry " + std::to_string(i) + " is out of range");
     }
-    p.exact_index = iv.bytes;
-    p.exact_bits = bv.bytes;
+    p.exact_index = rp.exact_index;
+    p.exact_bits = rp.exact_bits;
   }
-  return p;
 }
+
+// round(base + α·δ̂) into out, in the base's dtype, block by block.
+void add_scaled(const TensorView& base, std::span<const float> delta, float alpha, std::span<uint8_t> out) {
+  constexpr uint64_t kBlock = 4096;
+  float buf[kBlock];
+  const size_t es = dtype_size(base.dtype);
+  for (uint64_t i = 0; i < base.numel(); i += kBlock) {
+    const uint64_t m = std::min<uint64_t>(kBlock, base.numel() - i);
+    decode_to_f32(base.dtype, base.bytes, i, {buf, m});
+    for (uint64_t j = 0; j < m; ++j) buf[j] += alpha * delta[i + j];
+    encode_from_f32(base.dtype, {buf, m}, out.subspan(i * es, m * es));
+  }
+}
+
 }  // namespace
 
 ApplyReport run_apply(const ApplyOptions& opt) {
@@ -77,18 +90,16 @@ ApplyReport run_apply(const ApplyOptions& opt) {
   // fail fast: headers, records, pairing and output path before any tensor byte
   Checkpoint base(opt.base);
   AdapterReader ad(opt.adapter);
-  for (const auto& rec : ad.records())
-    if (!base.find(rec["name"].get<std::string>()))
-      throw Error(ErrorCode::TensorSetMismatch, ad.path(),
-                  "adapter has tensor '" + rec["name"].get<std::string>() + "' that the base " + opt.base + " lacks");
+  for (const auto& name : ad.names())
+    if (!base.find(name))
+      throw Error(ErrorCode::TensorSetMismatch, ad.path(), "adapter has tensor '" + name + "' that the base " + opt.base + " lacks");
   std::vector<TensorSpec> specs;
   for (const auto& name : base.names()) {
-    const Json* rec = ad.record(name);
-    if (!rec)
+    if (!ad.has(name))
       throw Error(ErrorCode::TensorSetMismatch, ad.path(),
                   "adapter has no entry for base tensor '" + name + "' (made from another model?)");
     const auto& e = *base.at(name).entry;
-    check_record(ad, *rec, e);
+    check_tensor(ad, e);
     specs.push_back({name, e.dtype, e.shape});
   }
   const std::string inputs[] = {opt.base, opt.adapter};
@@ -99,21 +110,29 @@ ApplyReport run_apply(const ApplyOptions& opt) {
   CheckpointWriter writer(dir.temp_dir(), specs, opt.max_shard_bytes, {{"format", "pt"}});
   std::vector<uint8_t> out;
   for (const auto& name : base.names()) {
-    const Json& rec = *ad.record(name);
     TensorView bv = base.acquire(name);
-    std::string fp = fingerprint_hex(fingerprint64(bv.bytes));
-    if (fp != rec["base_fingerprint"].get<std::string>()) {
+    const uint64_t fp = fingerprint64(bv.bytes), want = ad.base_fingerprint(name);
+    if (fp != want) {
       std::string msg = "tensor '" + name + "' of the base differs from the one the adapter was made from "
-                        "(fingerprint " + fp + ", adapter expects " + rec["base_fingerprint"].get<std::string>() + ")";
+                        "(fingerprint " + fingerprint_hex(fp) + ", adapter expects " + fingerprint_hex(want) + ")";
       if (!opt.force) throw Error(ErrorCode::FingerprintMismatch, opt.base, msg + "; pass --force to apply anyway");
       rep.warnings.push_back(opt.base + ": " + msg);
     }
-    RawPayload payload = load_raw(ad, rec, bv);
+    const Json& attrs = ad.attrs(name);
+    const std::string codec = attrs["codec"].get<std::string>();
     out.resize(bv.bytes.size());
-    raw_apply(bv, payload, opt.alpha, out);
+    if (codec == "unchanged") {
+      std::memcpy(out.data(), bv.bytes.data(), out.size());
+    } else if (codec == "raw") {
+      RawParts rp;
+      load_raw(ad, bv, rp);
+      raw_apply(bv, rp.payload, opt.alpha, out);
+    } else {
+      std::vector<float> delta = decode_tensor(attrs, ad.source(name), bv.shape, bv.dtype, ad.where(name));
+      add_scaled(bv, delta, opt.alpha, out);
+    }
     writer.write(out.data(), out.size());
     base.release(name);
-    ad.release(name);
     rep.bytes_written += out.size();
     ++rep.tensors;
   }
@@ -122,7 +141,6 @@ ApplyReport run_apply(const ApplyOptions& opt) {
   std::error_code ec;
   write_side_files(std::filesystem::is_directory(opt.base, ec) ? opt.base : std::string(), dir.temp_dir(), ad.side_files());
   base.check_intact();
-  ad.check_intact();
   dir.commit();
   rep.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return rep;

@@ -32,14 +32,16 @@ std::vector<DemoRow> run_demo(const std::string& out, const std::string& size, b
     FixtureOptions o = fixture_preset(size);
     o.dtype = v.dtype;
     const std::string base = (dir / "base").string(), ft = (dir / "finetuned").string();
-    const std::string adapter = (dir / "raw.adapter").string(), applied = (dir / "applied").string();
+    const std::string adapter = (dir / "raw.h5").string(), applied = (dir / "applied").string();
     const uint64_t shard = v.sharded ? 1'000'000 : 5'000'000'000ull;
     o.max_shard_bytes = v.sharded ? shard : 0;
     write_llama_fixture(o, base, ft, overwrite);
 
     DiffReport d = run_diff(base, ft);
     row.rel_delta = d.total.base_l2 > 0 ? d.total.l2 / d.total.base_l2 : 0;
-    CompressReport c = run_compress({base, ft, adapter, "raw", overwrite});
+    CompressOptions co;
+    co.base = base, co.finetuned = ft, co.out = adapter, co.overwrite = overwrite;
+    CompressReport c = run_compress(co);
     row.compress_s = c.seconds;
     row.adapter_bytes = c.adapter_bytes;
     ApplyOptions a;

@@ -1,0 +1,340 @@
+#include "formats/adapter_h5.h"
+
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "src/core/checked.h"
+#include "src/core/error.h"
+#include "src/core/fingerprint.h"
+
+namespace deltakit {
+
+namespace {
+
+constexpr uint64_t kChunkTarget = 1u << 20;       // bytes per chunk we write
+constexpr uint64_t kChunkLimit = 64ull << 20;     // bytes per chunk we accept
+constexpr uint64_t kSideFileLimit = 16ull << 20;
+
+hid_t file_type(PartKind k) {
+  switch (k) {
+    case PartKind::U8: return H5T_STD_U8LE;
+    case PartKind::U16: return H5T_STD_U16LE;
+    case PartKind::U32: return H5T_STD_U32LE;
+    case PartKind::U64: return H5T_STD_U64LE;
+    case PartKind::F32: return H5T_IEEE_F32LE;
+  }
+  return H5T_STD_U8LE;
+}
+
+hid_t memory_type(PartKind k) {
+  switch (k) {
+    case PartKind::U8: return H5T_NATIVE_UINT8;
+    case PartKind::U16: return H5T_NATIVE_UINT16;
+    case PartKind::U32: return H5T_NATIVE_UINT32;
+    case PartKind::U64: return H5T_NATIVE_UINT64;
+    case PartKind::F32: return H5T_NATIVE_FLOAT;
+  }
+  return H5T_NATIVE_UINT8;
+}
+
+H5Handle group_create_plist() {
+  H5Handle gcpl(H5Pcreate(H5P_GROUP_CREATE), H5Pclose);
+  H5Pset_link_creation_order(gcpl.get(), H5P_CRT_ORDER_TRACKED | H5P_CRT_ORDER_INDEXED);
+  return gcpl;
+}
+
+H5Handle create_group(hid_t parent, const std::string& name) {
+  H5Handle gcpl = group_create_plist();
+  H5Handle g(H5Gcreate2(parent, name.c_str(), H5P_DEFAULT, gcpl.get(), H5P_DEFAULT), H5Gclose);
+  if (!g) throw Error(ErrorCode::Io, "", "cannot create HDF5 group '" + name + "' (" + h5_error_detail() + ")");
+  return g;
+}
+
+[[noreturn]] void invalid(const std::string& where, const std::string& what) {
+  throw Error(ErrorCode::AdapterInvalid, where, what);
+}
+
+}  // namespace
+
+// --- writer ----------------------------------------------------------------------------------
+
+AdapterWriter::AdapterWriter(const std::string& path, int zstd_level) : file_(path), level_(zstd_level) {
+  h5_setup();
+  H5Handle fcpl(H5Pcreate(H5P_FILE_CREATE), H5Pclose);
+  H5Pset_link_creation_order(fcpl.get(), H5P_CRT_ORDER_TRACKED | H5P_CRT_ORDER_INDEXED);
+  H5Handle fapl(H5Pcreate(H5P_FILE_ACCESS), H5Pclose);
+  H5Pset_libver_bounds(fapl.get(), H5F_LIBVER_V18, H5F_LIBVER_LATEST);
+  h5_ = H5Handle(H5Fcreate(file_.temp_path().c_str(), H5F_ACC_TRUNC, fcpl.get(), fapl.get()), H5Fclose);
+  if (!h5_) throw Error(ErrorCode::Io, path, "cannot create the HDF5 file (" + h5_error_detail() + ")");
+  tensors_ = create_group(h5_.get(), "tensors");
+}
+
+AdapterWriter::~AdapterWriter() {
+  tensors_.reset();
+  h5_.reset();
+}
+
+uint64_t AdapterWriter::write_dataset(hid_t group, const Part& p) {
+  const size_t esize = part_kind_size(p.kind);
+  if (p.bytes.size() != p.count() * esize)
+    throw Error(ErrorCode::Usage, file_.final_path(), "part '" + p.name + "' has " + std::to_string(p.bytes.size()) +
+                                                          " bytes for " + std::to_string(p.count()) + " elements");
+  std::vector<hsize_t> dims(p.dims.begin(), p.dims.end()), chunk(dims.size());
+  if (dims.empty()) dims.push_back(1), chunk.push_back(1);
+  // full trailing dims, the leading dim cut to about kChunkTarget bytes
+  uint64_t inner = esize;
+  for (size_t d = 1; d < dims.size(); ++d) chunk[d] = std::max<hsize_t>(dims[d], 1), inner *= chunk[d];
+  chunk[0] = std::clamp<hsize_t>(kChunkTarget / inner, 1, std::max<hsize_t>(dims[0], 1));
+  H5Handle dcpl(H5Pcreate(H5P_DATASET_CREATE), H5Pclose);
+  unsigned level = static_cast<unsigned>(level_);
+  if (H5Pset_chunk(dcpl.get(), static_cast<int>(chunk.size()), chunk.data()) < 0 ||
+      H5Pset_filter(dcpl.get(), kZstdFilterId, H5Z_FLAG_MANDATORY, 1, &level) < 0 || H5Pset_fletcher32(dcpl.get()) < 0)
+    throw Error(ErrorCode::Io, file_.final_path(), "cannot set up dataset '" + p.name + "' (" + h5_error_detail() + ")");
+  H5Handle space(H5Screate_simple(static_cast<int>(dims.size()), dims.data(), nullptr), H5Sclose);
+  H5Handle ds(H5Dcreate2(group, p.name.c_str(), file_type(p.kind), space.get(), H5P_DEFAULT, dcpl.get(), H5P_DEFAULT),
+              H5Dclose);
+  if (!ds) throw Error(ErrorCode::Io, file_.final_path(), "cannot create dataset '" + p.name + "' (" + h5_error_detail() + ")");
+  if (!p.bytes.empty() && H5Dwrite(ds.get(), memory_type(p.kind), H5S_ALL, H5S_ALL, H5P_DEFAULT, p.bytes.data()) < 0)
+    throw Error(ErrorCode::Io, file_.final_path(), "cannot write dataset '" + p.name + "' (" + h5_error_detail() + ")");
+  if (!p.encoding.empty()) h5_write_attr(ds.get(), "encoding", p.encoding);
+  return H5Dget_storage_size(ds.get());
+}
+
+uint64_t AdapterWriter::add_tensor(const std::string& name, const Json& attrs, const std::vector<Part>& parts) {
+  if (name.empty()) throw Error(ErrorCode::Usage, file_.final_path(), "a tensor with an empty name cannot be stored");
+  H5Handle g = create_group(tensors_.get(), h5_escape_name(name));
+  h5_write_attr(g.get(), "name", name);
+  for (const auto& [k, v] : attrs.items())
+    if (k != "name") h5_write_attr(g.get(), k, v);
+  uint64_t stored = 0;
+  for (const auto& p : parts) stored += write_dataset(g.get(), p);
+  return stored;
+}
+
+void AdapterWriter::commit(const Json& root_attrs, const std::map<std::string, std::string>& side_files) {
+  for (const auto& [k, v] : root_attrs.items()) h5_write_attr(h5_.get(), k, v);
+  h5_write_attr(h5_.get(), "format", kAdapterFormat);
+  h5_write_attr(h5_.get(), "format_version", static_cast<int64_t>(kAdapterVersion));
+  if (!side_files.empty()) {
+    H5Handle sg = create_group(h5_.get(), "side_files");
+    for (const auto& [name, text] : side_files) {
+      Part p{h5_escape_name(name), PartKind::U8, {text.size()}, {text.begin(), text.end()}, ""};
+      write_dataset(sg.get(), p);
+      H5Handle ds(H5Dopen2(sg.get(), p.name.c_str(), H5P_DEFAULT), H5Dclose);
+      h5_write_attr(ds.get(), "name", name);
+    }
+  }
+  tensors_.reset();
+  if (H5Fflush(h5_.get(), H5F_SCOPE_GLOBAL) < 0)
+    throw Error(ErrorCode::Io, file_.final_path(), "cannot flush the HDF5 file (" + h5_error_detail() + ")");
+  h5_.reset();
+  file_.commit();
+}
+
+// --- reader ----------------------------------------------------------------------------------
+
+namespace {
+
+void check_dataset(hid_t ds, const std::string& where, const std::string& part, PartKind kind,
+                   const std::vector<uint64_t>& dims) {
+  const std::string what = "dataset '" + part + "'";
+  H5Handle type(H5Dget_type(ds), H5Tclose);
+  if (!type || H5Tequal(type.get(), file_type(kind)) <= 0)
+    invalid(where, what + " is not " + part_kind_name(kind) + " little-endian");
+  H5Handle space(H5Dget_space(ds), H5Sclose);
+  if (!space || H5Sget_simple_extent_type(space.get()) != H5S_SIMPLE) invalid(where, what + " is not a simple array");
+  const int rank = H5Sget_simple_extent_ndims(space.get());
+  std::vector<uint64_t> want = dims.empty() ? std::vector<uint64_t>{1} : dims;
+  if (rank != static_cast<int>(want.size())) invalid(where, what + " has rank " + std::to_string(rank) + ", expected " + std::to_string(want.size()));
+  std::vector<hsize_t> got(rank);
+  H5Sget_simple_extent_dims(space.get(), got.data(), nullptr);
+  for (int d = 0; d < rank; ++d)
+    if (got[d] != want[d])
+      invalid(where, what + " has " + std::to_string(got[d]) + " elements in dim " + std::to_string(d) + ", expected " +
+                         std::to_string(want[d]) + " from the tensor's shape and attributes");
+  H5Handle dcpl(H5Dget_create_plist(ds), H5Pclose);
+  if (!dcpl) invalid(where, what + ": cannot read its creation properties");
+  if (H5Pget_layout(dcpl.get()) != H5D_CHUNKED) invalid(where, what + " is not chunked (only our chunked layout is read)");
+  if (H5Pget_external_count(dcpl.get()) != 0) invalid(where, what + " uses external storage (refused)");
+  std::vector<hsize_t> chunk(rank);
+  if (H5Pget_chunk(dcpl.get(), rank, chunk.data()) != rank) invalid(where, what + " has a malformed chunk shape");
+  uint64_t chunk_bytes = part_kind_size(kind);
+  for (hsize_t c : chunk) {
+    if (c == 0 || c > kChunkLimit) invalid(where, what + " has a malformed chunk shape");
+    chunk_bytes *= c;
+    if (chunk_bytes > kChunkLimit) invalid(where, what + " has chunks over 64 MiB");
+  }
+  if (H5Pget_nfilters(dcpl.get()) != 2) invalid(where, what + " does not have the zstd + fletcher32 filter pipeline");
+  unsigned flags = 0, cd[4] = {0, 0, 0, 0};
+  size_t ncd = 4;
+  if (H5Pget_filter2(dcpl.get(), 0, &flags, &ncd, cd, 0, nullptr, nullptr) != kZstdFilterId || ncd < 2 || cd[1] != chunk_bytes)
+    invalid(where, what + ": the first filter is not zstd with this chunk's size");
+  ncd = 4;
+  if (H5Pget_filter2(dcpl.get(), 1, &flags, &ncd, cd, 0, nullptr, nullptr) != H5Z_FILTER_FLETCHER32)
+    invalid(where, what + ": the second filter is not fletcher32");
+}
+
+}  // namespace
+
+AdapterReader::AdapterReader(const std::string& path) : path_(path) {
+  h5_setup();
+  struct stat st;
+  if (::stat(path.c_str(), &st) != 0) throw_errno(path, "cannot open the adapter");
+  if (!S_ISREG(st.st_mode)) invalid(path, "the adapter is not a regular file");
+  file_size_ = static_cast<uint64_t>(st.st_size);
+  htri_t is = H5Fis_hdf5(path.c_str());
+  H5Eclear2(H5E_DEFAULT);
+  if (is <= 0) invalid(path, "not a deltakit adapter (not an HDF5 file)");
+  h5_ = H5Handle(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), H5Fclose);
+  if (!h5_) invalid(path, "cannot open the HDF5 file; it is damaged or truncated (" + h5_error_detail() + ")");
+  root_ = h5_read_attrs(h5_.get(), path);
+  if (!root_.contains("format") || root_["format"] != kAdapterFormat)
+    invalid(path, "not a deltakit adapter (root attribute 'format' is not \"deltakit-adapter\")");
+  if (!root_.contains("format_version") || !root_["format_version"].is_number_integer() ||
+      root_["format_version"].get<int64_t>() != kAdapterVersion)
+    invalid(path, "adapter format_version " + (root_.contains("format_version") ? root_["format_version"].dump() : "(none)") +
+                      " is not supported (this build reads " + std::to_string(kAdapterVersion) + ")");
+  bool have_tensors = false, have_side = false;
+  for (const auto& link : h5_hard_links(h5_.get(), path)) {
+    if (link == "tensors") have_tensors = true;
+    else if (link == "side_files") have_side = true;
+    else invalid(path, "unexpected object '/" + link + "' at the root");
+  }
+  if (!have_tensors) invalid(path, "the group /tensors is missing");
+  H5Handle tg(H5Gopen2(h5_.get(), "tensors", H5P_DEFAULT), H5Gclose);
+  if (!tg) invalid(path, "/tensors is not a group");
+  for (const auto& link : h5_hard_links(tg.get(), path + ": /tensors")) {
+    const std::string where = path + ": /tensors/" + link;
+    H5Handle g(H5Oopen(tg.get(), link.c_str(), H5P_DEFAULT), H5Oclose);
+    if (!g || H5Iget_type(g.get()) != H5I_GROUP) invalid(where, "is not a group");
+    Tensor t;
+    t.group = link;
+    t.attrs = h5_read_attrs(g.get(), where);
+    AttrReader a{t.attrs, where};
+    std::string name = a.str("name");
+    if (h5_escape_name(name) != link) invalid(where, "its 'name' attribute \"" + name + "\" does not match the group name");
+    a.str("codec");
+    if (!dtype_from_name(a.str("dtype"))) invalid(where, "attribute 'dtype' is not a safetensors dtype");
+    const Json& shape = t.attrs.contains("shape") ? t.attrs["shape"] : Json();
+    if (!shape.is_array() || shape.size() > 16) invalid(where, "attribute 'shape' is not an array of up to 16 dims");
+    uint64_t numel = 1;
+    for (const auto& d : shape) {
+      if (!d.is_number_integer() || d.get<int64_t>() < 0) invalid(where, "attribute 'shape' holds a negative or non-integer dim");
+      auto m = checked_mul(numel, d.get<uint64_t>());
+      if (!m || *m > (uint64_t{1} << 48))
+        invalid(where, "attribute 'shape' describes more than 2^48 elements");
+      numel = *m;
+    }
+    if (!t.attrs.contains("base_fingerprint") || !t.attrs["base_fingerprint"].is_number_unsigned())
+      invalid(where, "attribute 'base_fingerprint' is missing or not a uint64");
+    if (t.attrs.contains("rel_error")) a.f64("rel_error");
+    for (const auto& part : h5_hard_links(g.get(), where)) {
+      H5Handle o(H5Oopen(g.get(), part.c_str(), H5P_DEFAULT), H5Oclose);
+      if (!o || H5Iget_type(o.get()) != H5I_DATASET) invalid(where, "'" + part + "' is not a dataset");
+      t.parts.push_back(part);
+    }
+    if (tensors_.count(name)) invalid(where, "tensor '" + name + "' stored twice");
+    names_.push_back(name);
+    tensors_.emplace(name, std::move(t));
+  }
+  if (have_side) {
+    H5Handle sg(H5Gopen2(h5_.get(), "side_files", H5P_DEFAULT), H5Gclose);
+    if (!sg) invalid(path, "/side_files is not a group");
+    for (const auto& link : h5_hard_links(sg.get(), path + ": /side_files")) {
+      const std::string where = path + ": /side_files/" + link;
+      H5Handle ds(H5Oopen(sg.get(), link.c_str(), H5P_DEFAULT), H5Oclose);
+      if (!ds || H5Iget_type(ds.get()) != H5I_DATASET) invalid(where, "is not a dataset");
+      Json a = h5_read_attrs(ds.get(), where);
+      if (!a.contains("name") || !a["name"].is_string() || h5_escape_name(a["name"].get<std::string>()) != link)
+        invalid(where, "its 'name' attribute is missing or does not match");
+      H5Handle space(H5Dget_space(ds.get()), H5Sclose);
+      hssize_t n = space ? H5Sget_simple_extent_npoints(space.get()) : -1;
+      if (n < 0 || static_cast<uint64_t>(n) > kSideFileLimit) invalid(where, "is not a byte array of at most 16 MB");
+      check_dataset(ds.get(), where, link, PartKind::U8, {static_cast<uint64_t>(n)});
+      std::string text(static_cast<size_t>(n), '\0');
+      if (n > 0 && H5Dread(ds.get(), H5T_NATIVE_UINT8, H5S_ALL, H5S_ALL, H5P_DEFAULT, text.data()) < 0)
+        invalid(where, "is damaged: checksum or decompression failed (" + h5_error_detail() + ")");
+      side_files_[a["name"].get<std::string>()] = std::move(text);
+    }
+  }
+}
+
+const AdapterReader::Tensor& AdapterReader::tensor(const std::string& name) const {
+  auto it = tensors_.find(name);
+  if (it == tensors_.end()) invalid(path_, "no tensor '" + name + "' in the adapter");
+  return it->second;
+}
+
+const Json& AdapterReader::attrs(const std::string& name) const { return tensor(name).attrs; }
+
+DType AdapterReader::dtype(const std::string& name) const {
+  return *dtype_from_name(attrs(name)["dtype"].get<std::string>());
+}
+
+std::vector<uint64_t> AdapterReader::shape(const std::string& name) const {
+  return attrs(name)["shape"].get<std::vector<uint64_t>>();
+}
+
+uint64_t AdapterReader::base_fingerprint(const std::string& name) const {
+  return attrs(name)["base_fingerprint"].get<uint64_t>();
+}
+
+std::vector<uint8_t> AdapterReader::read_part(const std::string& name, const std::string& part, PartKind kind,
+                                              const std::vector<uint64_t>& dims, const std::string& encoding) const {
+  const Tensor& t = tensor(name);
+  const std::string where = this->where(name);
+  if (std::find(t.parts.begin(), t.parts.end(), part) == t.parts.end()) invalid(where, "dataset '" + part + "' is missing");
+  H5Handle g(H5Gopen2(h5_.get(), ("tensors/" + t.group).c_str(), H5P_DEFAULT), H5Gclose);
+  H5Handle ds(g ? H5Dopen2(g.get(), part.c_str(), H5P_DEFAULT) : -1, H5Dclose);
+  if (!ds) invalid(where, "cannot open dataset '" + part + "' (" + h5_error_detail() + ")");
+  check_dataset(ds.get(), where, part, kind, dims);
+  Json a = h5_read_attrs(ds.get(), where + " dataset '" + part + "'");
+  std::string enc = a.contains("encoding") && a["encoding"].is_string() ? a["encoding"].get<std::string>() : "";
+  if (enc != encoding)
+    invalid(where, "dataset '" + part + "' has encoding \"" + enc + "\", expected \"" + encoding + "\"");
+  uint64_t count = 1;
+  for (uint64_t d : dims) count *= d;
+  std::vector<uint8_t> out(count * part_kind_size(kind));
+  if (count && H5Dread(ds.get(), memory_type(kind), H5S_ALL, H5S_ALL, H5P_DEFAULT, out.data()) < 0)
+    invalid(where, "dataset '" + part + "' is damaged: checksum or decompression failed (" + h5_error_detail() + ")");
+  return out;
+}
+
+uint64_t AdapterReader::stored_bytes(const std::string& name) const {
+  const Tensor& t = tensor(name);
+  H5Handle g(H5Gopen2(h5_.get(), ("tensors/" + t.group).c_str(), H5P_DEFAULT), H5Gclose);
+  uint64_t total = 0;
+  for (const auto& part : t.parts) {
+    H5Handle ds(g ? H5Dopen2(g.get(), part.c_str(), H5P_DEFAULT) : -1, H5Dclose);
+    if (ds) total += H5Dget_storage_size(ds.get());
+  }
+  return total;
+}
+
+bool AdapterTensorSource::has(const std::string& part) const {
+  const auto& parts = r_.tensor(name_).parts;
+  return std::find(parts.begin(), parts.end(), part) != parts.end();
+}
+
+std::vector<uint8_t> AdapterTensorSource::read(const std::string& part, PartKind kind, const std::vector<uint64_t>& dims,
+                                               const std::string& encoding) const {
+  return r_.read_part(name_, part, kind, dims, encoding);
+}
+
+bool is_adapter_file(const std::string& path) {
+  h5_setup();
+  if (H5Fis_hdf5(path.c_str()) <= 0) {
+    H5Eclear2(H5E_DEFAULT);
+    return false;
+  }
+  H5Handle f(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), H5Fclose);
+  if (!f) {
+    H5Eclear2(H5E_DEFAULT);
+    return false;
+  }
+  return H5Aexists(f.get(), "format") > 0;
+}
+
+}  // namespace deltakit

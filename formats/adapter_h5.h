@@ -1,0 +1,101 @@
+// The adapter file (format_version 1): one HDF5 file.
+//   /                 attributes: format "deltakit-adapter", format_version 1, recipe, rules,
+//                     seed, deltakit_version, base, finetuned, tensor_count, base_fingerprint
+//                     (XXH3-64 over the per-tensor fingerprints in storage order, 16 hex)
+//   /tensors/<name>/  one group per tensor (name escaped, see h5_escape_name), attributes:
+//                     name, codec, dtype, shape, base_fingerprint (uint64, XXH3-64 of the base
+//                     tensor's bytes), rel_error, and the codec's "<codec>.<key>" attributes;
+//                     datasets: the codec's parts, "<codec>.<what>"
+//   /side_files/<f>   uint8 datasets: the fine-tune's config.json, tokenizer files, ...
+// Every dataset is chunked (about 1 MiB per chunk), zstd-compressed (filter 32015) and
+// Fletcher32-checksummed; 16-bit float values are uint16 with an attribute "encoding"
+// ("bfloat16" or "float16"). formats/README.md has the full layout and an h5py decoder.
+#pragma once
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "formats/h5_support.h"
+#include "src/codec/codec_types.h"
+#include "src/core/atomic_output.h"
+
+namespace deltakit {
+
+constexpr const char* kAdapterFormat = "deltakit-adapter";
+constexpr int kAdapterVersion = 1;
+
+class AdapterWriter {
+ public:
+  explicit AdapterWriter(const std::string& path, int zstd_level = 3);
+  ~AdapterWriter();
+  // Writes one tensor's group; returns the bytes its datasets occupy in the file.
+  uint64_t add_tensor(const std::string& name, const Json& attrs, const std::vector<Part>& parts);
+  // Root attributes and side files, then close, fsync, rename into place, fsync the folder.
+  void commit(const Json& root_attrs, const std::map<std::string, std::string>& side_files);
+
+ private:
+  uint64_t write_dataset(hid_t group, const Part& p);
+  AtomicFile file_;
+  int level_;
+  H5Handle h5_, tensors_;
+};
+
+class AdapterReader;
+
+// The parts of one tensor, read on demand with every dataset property checked first.
+class AdapterTensorSource : public PartSource {
+ public:
+  AdapterTensorSource(const AdapterReader& r, std::string name) : r_(r), name_(std::move(name)) {}
+  bool has(const std::string& part) const override;
+  std::vector<uint8_t> read(const std::string& part, PartKind kind, const std::vector<uint64_t>& dims,
+                            const std::string& encoding) const override;
+
+ private:
+  const AdapterReader& r_;
+  std::string name_;
+};
+
+class AdapterReader {
+ public:
+  // Opens and validates the container: root attributes, the link tree (hard links only, known
+  // groups), every tensor's required attributes and types. Payloads are read later, on demand.
+  explicit AdapterReader(const std::string& path);
+  const std::string& path() const { return path_; }
+  uint64_t file_size() const { return file_size_; }
+  const Json& root() const { return root_; }
+  const std::vector<std::string>& names() const { return names_; }  // storage order
+  bool has(const std::string& name) const { return tensors_.count(name) != 0; }
+  // Attributes of a tensor (validated: name, codec, dtype, shape, base_fingerprint, rel_error).
+  const Json& attrs(const std::string& name) const;
+  DType dtype(const std::string& name) const;
+  std::vector<uint64_t> shape(const std::string& name) const;
+  uint64_t base_fingerprint(const std::string& name) const;
+  AdapterTensorSource source(const std::string& name) const { return {*this, name}; }
+  uint64_t stored_bytes(const std::string& name) const;  // bytes of its datasets in the file
+  std::string where(const std::string& name) const { return path_ + ": tensor '" + name + "'"; }
+  const std::map<std::string, std::string>& side_files() const { return side_files_; }
+
+ private:
+  friend class AdapterTensorSource;
+  struct Tensor {
+    std::string group;  // escaped link name
+    Json attrs;
+    std::vector<std::string> parts;
+  };
+  const Tensor& tensor(const std::string& name) const;
+  std::vector<uint8_t> read_part(const std::string& name, const std::string& part, PartKind kind,
+                                 const std::vector<uint64_t>& dims, const std::string& encoding) const;
+  std::string path_;
+  uint64_t file_size_ = 0;
+  H5Handle h5_;
+  Json root_;
+  std::vector<std::string> names_;
+  std::map<std::string, Tensor> tensors_;
+  std::map<std::string, std::string> side_files_;
+};
+
+// True if `path` is an HDF5 file whose root says format "deltakit-adapter".
+bool is_adapter_file(const std::string& path);
+
+}  // namespace deltakit

@@ -1,0 +1,111 @@
+#include "src/pipeline/recipe_rules.h"
+
+#include <fnmatch.h>
+#include <yaml-cpp/yaml.h>
+
+#include "src/core/error.h"
+
+namespace deltakit {
+
+bool glob_match(const std::string& pattern, const std::string& name) {
+  return fnmatch(pattern.c_str(), name.c_str(), 0) == 0;
+}
+
+RecipeRules RecipeRules::single(const std::string& recipe, const std::string& only, uint64_t seed) {
+  RecipeRules r;
+  r.summary_ = recipe;
+  if (only.empty()) {
+    r.fallback_ = parse_recipe(recipe, seed);
+  } else {
+    r.rules_.push_back({{only}, parse_recipe(recipe, seed)});
+    r.fallback_ = parse_recipe("raw");
+    r.summary_ += " (only " + only + ", raw elsewhere)";
+  }
+  return r;
+}
+
+RecipeRules RecipeRules::from_file(const std::string& path, uint64_t seed) {
+  auto fail = [&](const std::string& what) -> Error { return Error(ErrorCode::Usage, path, what); };
+  YAML::Node doc;
+  try {
+    doc = YAML::LoadFile(path);
+  } catch (const YAML::BadFile&) {
+    throw fail("cannot read the rules file");
+  } catch (const YAML::Exception& e) {
+    throw fail(std::string("not valid YAML/JSON: ") + e.what());
+  }
+  if (!doc.IsMap()) throw fail("the rules file must be a mapping with 'rules' (and optionally 'default')");
+  RecipeRules r;
+  r.summary_ = "rules:" + path;
+  auto recipe_of = [&](const YAML::Node& n, const std::string& at) {
+    if (!n.IsScalar()) throw fail(at + ": 'recipe' must be a string");
+    try {
+      return parse_recipe(n.as<std::string>(), seed);
+    } catch (const Error& e) {
+      throw fail(at + ": " + e.what());
+    }
+  };
+  r.fallback_ = parse_recipe("raw");
+  for (const auto& kv : doc) {
+    std::string key = kv.first.as<std::string>();
+    if (key == "default") {
+      r.fallback_ = recipe_of(kv.second, "default");
+    } else if (key == "rules") {
+      if (!kv.second.IsSequence()) throw fail("'rules' must be a list");
+      size_t i = 0;
+      for (const auto& rule : kv.second) {
+        std::string at = "rule " + std::to_string(++i);
+        if (!rule.IsMap()) throw fail(at + " is not a mapping with 'match' and 'recipe'");
+        RecipeRule rr;
+        bool has_recipe = false;
+        for (const auto& f : rule) {
+          std::string k = f.first.as<std::string>();
+          if (k == "match") {
+            if (f.second.IsScalar()) rr.patterns.push_back(f.second.as<std::string>());
+            else if (f.second.IsSequence())
+              for (const auto& p : f.second) {
+                if (!p.IsScalar()) throw fail(at + ": 'match' entries must be strings");
+                rr.patterns.push_back(p.as<std::string>());
+              }
+            else throw fail(at + ": 'match' must be a glob or a list of globs");
+          } else if (k == "recipe") {
+            rr.recipe = recipe_of(f.second, at);
+            has_recipe = true;
+          } else {
+            throw fail(at + ": unknown key '" + k + "' (expected match, recipe)");
+          }
+        }
+        if (rr.patterns.empty() || !has_recipe) throw fail(at + " needs both 'match' and 'recipe'");
+        for (const auto& p : rr.patterns)
+          if (p.empty()) throw fail(at + ": an empty pattern");
+        r.rules_.push_back(std::move(rr));
+      }
+    } else {
+      throw fail("unknown key '" + key + "' (expected default, rules)");
+    }
+  }
+  return r;
+}
+
+const Recipe& RecipeRules::for_tensor(const std::string& name) const {
+  for (const auto& r : rules_)
+    for (const auto& p : r.patterns)
+      if (glob_match(p, name)) return r.recipe;
+  return fallback_;
+}
+
+Json RecipeRules::to_json() const {
+  Json j = Json::object();
+  j["default"] = fallback_.canonical();
+  j["rules"] = Json::array();
+  for (const auto& r : rules_) j["rules"].push_back({{"match", r.patterns}, {"recipe", r.recipe.canonical()}});
+  return j;
+}
+
+std::vector<const Recipe*> RecipeRules::all() const {
+  std::vector<const Recipe*> out{&fallback_};
+  for (const auto& r : rules_) out.push_back(&r.recipe);
+  return out;
+}
+
+}  // namespace deltakit
