@@ -61,7 +61,7 @@ def tensors_in_order(header):
 
 
 def compress_args(ctx, base, ft):
-    out = ctx.path("out.adapter")
+    out = ctx.path("out.h5")
     return [ctx.deltakit, "compress", "--base", base, "--finetuned", ft, "--out", out], out
 
 
@@ -283,7 +283,7 @@ def output_equals_input(ctx):
 @case
 def apply_output_is_base(ctx):
     base, ft = ctx.fixture()
-    adapter = ctx.compress(base, ft, ctx.path("a.adapter"))
+    adapter = ctx.compress(base, ft, ctx.path("a.h5"))
     argv = [ctx.deltakit, "apply", "--base", base, "--adapter", adapter, "--out", base, "--overwrite"]
     return argv, None, base, "overlaps) the input"
 
@@ -291,7 +291,7 @@ def apply_output_is_base(ctx):
 @case
 def apply_output_exists(ctx):
     base, ft = ctx.fixture()
-    adapter = ctx.compress(base, ft, ctx.path("a.adapter"))
+    adapter = ctx.compress(base, ft, ctx.path("a.h5"))
     out = ctx.path("existing")
     os.mkdir(out)
     with open(os.path.join(out, "keep.txt"), "w") as f:
@@ -304,33 +304,130 @@ def apply_output_exists(ctx):
 def apply_wrong_base(ctx):
     base, ft = ctx.fixture("a")
     other, _ = ctx.fixture("b", "--seed", "2")
-    adapter = ctx.compress(base, ft, ctx.path("a.adapter"))
+    adapter = ctx.compress(base, ft, ctx.path("a.h5"))
     argv = [ctx.deltakit, "apply", "--base", other, "--adapter", adapter, "--out", ctx.path("out")]
     return argv, ctx.path("out"), other, "differs from the one the adapter was made from"
 
 
+def damaged_adapter(ctx, mutate, must_say, recipe="bitdelta:scale=row"):
+    """apply after mutate(h5py.File) damaged an adapter (linear layers `recipe`, the rest raw)."""
+    import h5py  # only the adapter cases need it
+    base, ft = ctx.fixture()
+    adapter = ctx.path("a.h5")
+    subprocess.run([ctx.deltakit, "compress", "--base", base, "--finetuned", ft, "--recipe", recipe,
+                    "--only", "*_proj.weight", "--out", adapter], check=True, stdout=subprocess.DEVNULL)
+    if mutate:
+        with h5py.File(adapter, "r+") as f:
+            mutate(f, adapter)
+    argv = [ctx.deltakit, "apply", "--base", base, "--adapter", adapter, "--out", ctx.path("out")]
+    return argv, ctx.path("out"), "a.h5", must_say
+
+
+LINEAR = "tensors/model.layers.0.self_attn.q_proj.weight"
+
+
 @case
 def adapter_truncated(ctx):
-    base, ft = ctx.fixture()
-    adapter = ctx.compress(base, ft, ctx.path("a.adapter"))
-    os.truncate(adapter, os.path.getsize(adapter) // 2)
-    argv = [ctx.deltakit, "apply", "--base", base, "--adapter", adapter, "--out", ctx.path("out")]
-    return argv, ctx.path("out"), "a.adapter", "file truncated"
+    def cut(f, path):
+        f.flush()
+    argv, out, name, say = damaged_adapter(ctx, cut, "damaged or truncated")
+    os.truncate(ctx.path("a.h5"), os.path.getsize(ctx.path("a.h5")) // 2)
+    return argv, out, name, say
 
 
 @case
-def adapter_record_missing_payload(ctx):
-    base, ft = ctx.fixture()
-    adapter = ctx.compress(base, ft, ctx.path("a.adapter"))
+def adapter_flipped_payload_byte(ctx):
+    # the byte sits inside a zstd frame; fletcher32 must catch it before zstd sees it
+    def flip(f, path):
+        ds = f[LINEAR + "/bitdelta.signs"]
+        info = ds.id.get_chunk_info(0)
+        f.flush()
+        flip.at = info.byte_offset + info.size // 2
+    damaged = damaged_adapter(ctx, flip, "checksum or decompression failed")
+    with open(ctx.path("a.h5"), "r+b") as fh:
+        fh.seek(flip.at)
+        b = fh.read(1)
+        fh.seek(flip.at)
+        fh.write(bytes([b[0] ^ 0x10]))
+    return damaged
 
-    def drop_payload(h, d):
-        recs = json.loads(h["__metadata__"]["tensors"])
-        recs[0]["parts"].append("ghost")
-        h["__metadata__"]["tensors"] = json.dumps(recs)
-        return h, d
-    rewrite(adapter, drop_payload)
-    argv = [ctx.deltakit, "apply", "--base", base, "--adapter", adapter, "--out", ctx.path("out")]
-    return argv, ctx.path("out"), "a.adapter", "names a payload that is missing"
+
+@case
+def adapter_missing_dataset(ctx):
+    def drop(f, path):
+        del f[LINEAR + "/bitdelta.scales"]
+    return damaged_adapter(ctx, drop, "dataset 'bitdelta.scales' is missing")
+
+
+@case
+def adapter_wrong_attribute(ctx):
+    def edit(f, path):
+        f[LINEAR].attrs["bitdelta.units"] = 3
+    return damaged_adapter(ctx, edit, "'bitdelta.units' does not match the shape")
+
+
+@case
+def adapter_attribute_wrong_type(ctx):
+    def edit(f, path):
+        f[LINEAR].attrs["bitdelta.scale"] = 7
+    return damaged_adapter(ctx, edit, "'bitdelta.scale' is missing or not a string")
+
+
+@case
+def adapter_bad_recipe_attribute(ctx):
+    def edit(f, path):
+        f[LINEAR].attrs["recipe"] = "bitdelta:scale=diagonal"
+    return damaged_adapter(ctx, edit, "attribute 'recipe' is not a valid recipe")
+
+
+@case
+def adapter_dataset_wrong_size(ctx):
+    import numpy as np
+
+    def resize(f, path):
+        g = f[LINEAR]
+        del g["bitdelta.scales"]
+        g.create_dataset("bitdelta.scales", data=np.ones((5, 1), np.float32), chunks=True)
+    return damaged_adapter(ctx, resize, "expected")
+
+
+@case
+def adapter_foreign_filter(ctx):
+    import numpy as np
+
+    def regzip(f, path):
+        g = f[LINEAR]
+        n = g["bitdelta.scales"].shape
+        del g["bitdelta.scales"]
+        g.create_dataset("bitdelta.scales", data=np.ones(n, np.float32), compression="gzip")
+    return damaged_adapter(ctx, regzip, "zstd + fletcher32")
+
+
+@case
+def adapter_soft_link(ctx):
+    import h5py
+
+    def link(f, path):
+        g = f[LINEAR]
+        del g["bitdelta.scales"]
+        g["bitdelta.scales"] = h5py.SoftLink("/" + LINEAR.replace("q_proj", "k_proj") + "/bitdelta.scales")
+    return damaged_adapter(ctx, link, "soft or external link")
+
+
+@case
+def adapter_external_link(ctx):
+    import h5py
+
+    def link(f, path):
+        f["tensors"]["elsewhere"] = h5py.ExternalLink("/etc/other.h5", "/")
+    return damaged_adapter(ctx, link, "soft or external link")
+
+
+@case
+def adapter_wrong_format_version(ctx):
+    def edit(f, path):
+        f.attrs["format_version"] = 99
+    return damaged_adapter(ctx, edit, "format_version 99 is not supported")
 
 
 @case

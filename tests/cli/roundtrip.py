@@ -50,7 +50,7 @@ def main():
         if a.sharded:
             assert os.path.exists(os.path.join(ft, "model.safetensors.index.json")), "fixture not sharded"
 
-        adapter = os.path.join(work, "ft.adapter")
+        adapter = os.path.join(work, "ft.h5")
         run(a.deltakit, "compress", "--base", base, "--finetuned", ft, "--out", adapter)
         info = json.loads(run(a.deltakit, "inspect", adapter, "--json"))
         assert info["kind"] == "adapter" and info["recipe"] == "raw", info
