@@ -1,0 +1,41 @@
+// Shared helpers for the codec tests: reproducible vectors and encode/decode round trips.
+#pragma once
+
+#include <cmath>
+#include <random>
+#include <vector>
+
+#include "src/codec/tensor_codec.h"
+
+namespace deltakit::testing {
+
+inline std::vector<float> normal_vector(uint64_t n, uint32_t seed, float stddev = 1e-3f) {
+  std::mt19937 gen(seed);
+  std::normal_distribution<float> dist(0.0f, stddev);
+  std::vector<float> v(n);
+  for (auto& x : v) x = dist(gen);
+  return v;
+}
+
+struct RoundTrip {
+  Encoded enc;
+  std::vector<float> recon;
+};
+
+inline RoundTrip round_trip(const std::string& recipe, const std::vector<float>& delta, std::vector<uint64_t> shape,
+                            DType dtype = DType::F32, unsigned threads = 1, Importance imp = {}) {
+  Recipe r = parse_recipe(recipe, 7);
+  TensorDelta t{"layer.weight", dtype, shape, delta, imp, threads};
+  RoundTrip rt;
+  rt.enc = encode_tensor(r, t);
+  rt.recon = decode_tensor(rt.enc.attrs, EncodedSource(rt.enc), shape, dtype, "test");
+  return rt;
+}
+
+inline const Part* find_part(const Encoded& e, const std::string& name) {
+  for (const auto& p : e.parts)
+    if (p.name == name) return &p;
+  return nullptr;
+}
+
+}  // namespace deltakit::testing

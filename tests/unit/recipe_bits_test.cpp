@@ -1,0 +1,101 @@
+// Recipe grammar (canonical forms, refusals) and the shared bit/position coding.
+#include <gtest/gtest.h>
+
+#include "src/codec/bits.h"
+#include "src/codec/recipe.h"
+#include "src/core/error.h"
+
+namespace deltakit {
+namespace {
+
+TEST(Recipe, CanonicalFormsSpellEveryParameter) {
+  EXPECT_EQ(parse_recipe("raw").canonical(), "raw");
+  EXPECT_EQ(parse_recipe("dare", 5).canonical(), "dare:p=0.9,rescale=auto,seed=5");
+  EXPECT_EQ(parse_recipe("bitdelta").canonical(), "bitdelta:scale=matrix,levels=1");
+  EXPECT_EQ(parse_recipe(" dare:p=0.5 > bitdelta:scale=row + cherry:frac=0.005 ").canonical(),
+            "dare:p=0.5,rescale=auto,seed=0 > bitdelta:scale=row,levels=1 + cherry:frac=0.005,per=row,importance=magnitude");
+  EXPECT_EQ(parse_recipe("bitdelta:scale=group:64,levels=4").canonical(), "bitdelta:scale=group:64,levels=4");
+  EXPECT_EQ(parse_recipe("quant:bits=3").canonical(), "quant:bits=3,group=128");
+  EXPECT_EQ(parse_recipe("lowrank:rank=16").canonical(), "lowrank:rank=16,seed=0");
+  EXPECT_EQ(parse_recipe("quant + cherry:importance=fisher:/x/f.safetensors").canonical(),
+            "quant:bits=4,group=128 + cherry:frac=0.01,per=row,importance=fisher:/x/f.safetensors");
+  EXPECT_EQ(parse_recipe("dare:rescale=none").canonical(), "dare:p=0.9,rescale=1,seed=0");
+  // the canonical text parses back to itself
+  for (const char* r : {"dare:p=0.25,rescale=2.5,seed=9 > quant:bits=2,group=32 + cherry:frac=0.1,per=tensor,importance=magnitude",
+                        "topk:density=0.05", "lowrank:energy=0.9,seed=3"})
+    EXPECT_EQ(parse_recipe(parse_recipe(r).canonical()).canonical(), parse_recipe(r).canonical());
+}
+
+TEST(Recipe, RefusesNonsenseWithAClearMessage) {
+  struct Bad {
+    const char* recipe;
+    const char* says;
+  } cases[] = {
+      {"", "no codec name"},
+      {"zip", "unknown codec"},
+      {"dare:p=1.5", "out of range"},
+      {"dare:q=0.5", "unknown parameter \"q\""},
+      {"dare:p", "not key=value"},
+      {"dare:p=0.5,p=0.6", "given twice"},
+      {"quant:bits=5", "bits must be 2, 3, 4 or 8"},
+      {"bitdelta:levels=3", "power of two"},
+      {"bitdelta:scale=col", "not matrix, row or group:G"},
+      {"lowrank", "exactly one of rank=R or energy=E"},
+      {"lowrank:rank=4,energy=0.5", "exactly one of rank=R or energy=E"},
+      {"raw > bitdelta", "raw stands alone"},
+      {"bitdelta > dare", "bitdelta cannot come first"},
+      {"dare > topk", "topk cannot code a sparsifier's values"},
+      {"dare > quant > bitdelta", "at most two stages"},
+      {"lowrank:rank=2 > quant", "lowrank stands alone"},
+      {"cherry:frac=0.1", "cherry is a modifier"},
+      {"bitdelta + quant", "only cherry can follow"},
+      {"raw + cherry", "raw is exact"},
+      {"bitdelta + cherry:frac=0", "out of range"},
+      {"bitdelta + cherry:importance=fisher:", "names no file"},
+      {"bitdelta + cherry + cherry", "at most one"},
+  };
+  for (const auto& c : cases) {
+    try {
+      parse_recipe(c.recipe);
+      ADD_FAILURE() << "accepted \"" << c.recipe << "\"";
+    } catch (const Error& e) {
+      EXPECT_EQ(e.code(), ErrorCode::Usage);
+      EXPECT_NE(std::string(e.what()).find(c.says), std::string::npos) << c.recipe << " -> " << e.what();
+    }
+  }
+}
+
+TEST(Bits, PackedFieldsRoundTrip) {
+  for (unsigned w : {1u, 2u, 3u, 4u, 5u, 8u, 12u}) {
+    std::vector<uint16_t> f(1001);
+    for (size_t i = 0; i < f.size(); ++i) f[i] = static_cast<uint16_t>((i * 2654435761u) & ((1u << w) - 1));
+    auto packed = pack_fields(f, w);
+    EXPECT_EQ(packed.size(), packed_bytes(f.size(), w));
+    for (size_t i = 0; i < f.size(); ++i) ASSERT_EQ(packed_field(packed.data(), i, w), f[i]) << w;
+  }
+}
+
+TEST(Bits, PositionsRoundTripAndRefuseMalformedStreams) {
+  std::vector<uint64_t> sparse = {0, 5, 1000, 1001, 99999};
+  auto c = encode_positions(sparse, 100000);
+  EXPECT_EQ(c.coding, "varint");
+  EXPECT_EQ(decode_positions(c.coding, c.bytes, 100000, sparse.size(), "t"), sparse);
+  std::vector<uint64_t> dense;
+  for (uint64_t i = 0; i < 1000; i += 2) dense.push_back(i);
+  auto b = encode_positions(dense, 1000);
+  EXPECT_EQ(b.coding, "bitmap");
+  EXPECT_EQ(decode_positions(b.coding, b.bytes, 1000, dense.size(), "t"), dense);
+  auto refuses = [](const std::string& coding, std::vector<uint8_t> bytes, uint64_t n, uint64_t count) {
+    EXPECT_THROW(decode_positions(coding, bytes, n, count, "t"), Error) << coding;
+  };
+  refuses("varint", {0x80}, 10, 1);                               // ends inside a number
+  refuses("varint", {0x05, 0x05}, 10, 2);                         // second position 11 >= n
+  refuses("varint", {0x01}, 10, 2);                               // fewer than declared
+  refuses("varint", std::vector<uint8_t>(11, 0xff), UINT64_MAX, 1);  // overlong
+  refuses("bitmap", {0xff}, 4, 4);                                // bits past the end
+  refuses("bitmap", {0x01, 0x00}, 8, 1);                          // wrong size
+  refuses("rle", {}, 8, 0);
+}
+
+}  // namespace
+}  // namespace deltakit
