@@ -42,6 +42,7 @@ hid_t memory_type(PartKind k) {
 H5Handle group_create_plist() {
   H5Handle gcpl(H5Pcreate(H5P_GROUP_CREATE), H5Pclose);
   H5Pset_link_creation_order(gcpl.get(), H5P_CRT_ORDER_TRACKED | H5P_CRT_ORDER_INDEXED);
+  H5Pset_obj_track_times(gcpl.get(), false);  // no timestamps: same inputs, same bytes
   return gcpl;
 }
 
@@ -64,6 +65,7 @@ AdapterWriter::AdapterWriter(const std::string& path, int zstd_level) : file_(pa
   h5_setup();
   H5Handle fcpl(H5Pcreate(H5P_FILE_CREATE), H5Pclose);
   H5Pset_link_creation_order(fcpl.get(), H5P_CRT_ORDER_TRACKED | H5P_CRT_ORDER_INDEXED);
+  H5Pset_obj_track_times(fcpl.get(), false);
   H5Handle fapl(H5Pcreate(H5P_FILE_ACCESS), H5Pclose);
   H5Pset_libver_bounds(fapl.get(), H5F_LIBVER_V18, H5F_LIBVER_LATEST);
   h5_ = H5Handle(H5Fcreate(file_.temp_path().c_str(), H5F_ACC_TRUNC, fcpl.get(), fapl.get()), H5Fclose);
@@ -89,6 +91,7 @@ uint64_t AdapterWriter::write_dataset(hid_t group, const Part& p) {
   chunk[0] = std::clamp<hsize_t>(kChunkTarget / inner, 1, std::max<hsize_t>(dims[0], 1));
   H5Handle dcpl(H5Pcreate(H5P_DATASET_CREATE), H5Pclose);
   unsigned level = static_cast<unsigned>(level_);
+  H5Pset_obj_track_times(dcpl.get(), false);
   if (H5Pset_chunk(dcpl.get(), static_cast<int>(chunk.size()), chunk.data()) < 0 ||
       H5Pset_filter(dcpl.get(), kZstdFilterId, H5Z_FLAG_MANDATORY, 1, &level) < 0 || H5Pset_fletcher32(dcpl.get()) < 0)
     throw Error(ErrorCode::Io, file_.final_path(), "cannot set up dataset '" + p.name + "' (" + h5_error_detail() + ")");
