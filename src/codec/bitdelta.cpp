@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "src/codec/bits.h"
+#include "src/core/half.h"
 
 namespace deltakit {
 
@@ -105,9 +106,16 @@ std::vector<float> bitdelta_decode(const AttrReader& a, const PartSource& src, u
   if (M > 1) level = src.read("bitdelta.level", PartKind::U8, {packed_bytes(n, w)}, "");
   std::vector<float> out(n);
   for (uint64_t u = 0; u < U; ++u) {
-    for (uint64_t i = units[u]; i < units[u + 1]; ++i) {
-      float mag = scales[u * M + (M > 1 ? packed_field(level.data(), i, w) : 0)];
-      out[i] = (signs[i / 8] >> (i % 8)) & 1u ? mag : -mag;
+    // the sign is random: set the float's sign bit arithmetically, never branch on it
+    if (M == 1) {
+      const uint32_t mag = f32_bits(scales[u]);
+      for (uint64_t i = units[u]; i < units[u + 1]; ++i)
+        out[i] = f32_from_bits(mag | ((~static_cast<uint32_t>(signs[i / 8] >> (i % 8)) & 1u) << 31));
+    } else {
+      for (uint64_t i = units[u]; i < units[u + 1]; ++i) {
+        const uint32_t mag = f32_bits(scales[u * M + packed_field(level.data(), i, w)]);
+        out[i] = f32_from_bits(mag | ((~static_cast<uint32_t>(signs[i / 8] >> (i % 8)) & 1u) << 31));
+      }
     }
   }
   return out;

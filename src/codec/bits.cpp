@@ -25,11 +25,14 @@ std::vector<uint8_t> pack_fields(std::span<const uint16_t> fields, unsigned widt
       out[i / per] |= static_cast<uint8_t>(fields[i] << ((i % per) * width));
     return out;
   }
-  uint64_t bit = 0;
+  uint64_t acc = 0, byte = 0;
+  unsigned held = 0;  // bits in acc
   for (uint16_t f : fields) {
-    for (unsigned k = 0; k < width; ++k, ++bit)
-      if ((f >> k) & 1u) out[bit / 8] |= static_cast<uint8_t>(1u << (bit % 8));
+    acc |= static_cast<uint64_t>(f) << held;
+    held += width;
+    while (held >= 8) out[byte++] = static_cast<uint8_t>(acc), acc >>= 8, held -= 8;
   }
+  if (held) out[byte] = static_cast<uint8_t>(acc);
   return out;
 }
 

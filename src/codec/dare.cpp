@@ -22,17 +22,21 @@ SparseSelection dare_select(const DareParams& prm, std::string_view tensor_name,
   std::vector<SparseSelection> parts(blocks);
   parallel_blocks(n, block, threads, [&](uint64_t b, uint64_t begin, uint64_t end) {
     SparseSelection& s = parts[b];
-    std::vector<uint32_t> words(end - begin);
-    rng.words(begin, end - begin, words.data());
-    uint64_t expect = static_cast<uint64_t>((end - begin) * (1.0 - prm.p)) + 16;
-    s.positions.reserve(expect);
-    s.values.reserve(expect);
-    for (uint64_t i = begin; i < end; ++i) {
-      if (words[i - begin] < threshold) continue;
-      if (!skip.empty() && skip[i]) continue;
-      s.positions.push_back(i);
-      s.values.push_back(delta[i] * scale);
+    const uint64_t m = end - begin;
+    std::vector<uint32_t> words(m);
+    rng.words(begin, m, words.data());
+    s.positions.resize(m);
+    s.values.resize(m);
+    uint64_t k = 0;
+    for (uint64_t j = 0; j < m; ++j) {  // branchless compaction: the mask is random
+      const uint64_t i = begin + j;
+      const bool keep = words[j] >= threshold && (skip.empty() || !skip[i]);
+      s.positions[k] = i;
+      s.values[k] = delta[i] * scale;
+      k += keep;
     }
+    s.positions.resize(k);
+    s.values.resize(k);
   });
   SparseSelection out;
   uint64_t total = 0;

@@ -55,6 +55,12 @@ uint32_t TensorRng::word(uint64_t i) const {
 
 void TensorRng::words(uint64_t first, uint64_t n, uint32_t* out) const {
   uint64_t i = first, end = first + n;
+  while (i < end && i % 4) *out++ = word(i++);
+  for (; i + 4 <= end; i += 4, out += 4) {  // whole Philox blocks
+    const uint64_t block = i / 4;
+    auto w = philox4x32_10({static_cast<uint32_t>(block), static_cast<uint32_t>(block >> 32), name_lo_, name_hi_}, key_);
+    out[0] = w[0], out[1] = w[1], out[2] = w[2], out[3] = w[3];
+  }
   while (i < end) {
     uint64_t block = i / 4;
     auto w = philox4x32_10({static_cast<uint32_t>(block), static_cast<uint32_t>(block >> 32),
