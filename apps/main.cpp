@@ -41,7 +41,7 @@ int main(int argc, char** argv) {
     usage(argc < 2 ? std::cerr : std::cout);
     return argc < 2 ? 2 : 0;
   }
-  keep_freed_memory();
+  deltakit::keep_freed_memory();
   std::string name = argv[1];
   if (name == "version" || name == "--version") {
     std::cout << "deltakit " << DELTAKIT_VERSION << " (" << deltakit::mpi_library_version() << ")\n";

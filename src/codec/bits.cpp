@@ -19,12 +19,6 @@ std::vector<uint8_t> pack_fields(std::span<const uint16_t> fields, unsigned widt
     for (; i < n; ++i) out[i / 8] |= static_cast<uint8_t>((fields[i] & 1u) << (i % 8));
     return out;
   }
-  if (8 % width == 0) {  // 2, 4, 8 bits: whole fields per byte
-    const unsigned per = 8 / width;
-    for (uint64_t i = 0; i < fields.size(); ++i)
-      out[i / per] |= static_cast<uint8_t>(fields[i] << ((i % per) * width));
-    return out;
-  }
   uint64_t acc = 0, byte = 0;
   unsigned held = 0;  // bits in acc
   for (uint16_t f : fields) {
