@@ -9,27 +9,13 @@
 #include <string>
 #include <vector>
 
+#include "bench/bench_timing.h"
 #include "src/codec/tensor_codec.h"
 #include "src/core/allocator.h"
 
 using namespace deltakit;
-
-namespace {
-
-double now() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
-
-template <class F>
-double best_of(int reps, F&& f) {
-  double best = 1e30;
-  for (int r = 0; r < reps; ++r) {
-    double t0 = now();
-    f();
-    best = std::min(best, now() - t0);
-  }
-  return best;
-}
-
-}  // namespace
+using deltakit::bench::best_of;
+using deltakit::bench::now;
 
 int main(int argc, char** argv) {
   keep_freed_memory();

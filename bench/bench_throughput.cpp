@@ -14,26 +14,17 @@
 #include <vector>
 
 #include "formats/checkpoint.h"
+#include "bench/bench_timing.h"
 #include "src/fixture/llama_fixture.h"
 #include "src/pipeline/compress.h"
 #include "src/pipeline/diff.h"
 
 using namespace deltakit;
+using deltakit::bench::best_of;
+using deltakit::bench::now;
 namespace fs = std::filesystem;
 
 namespace {
-double now() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
-
-template <class F>
-double best_of(int reps, F&& f) {
-  double best = 1e30;
-  for (int r = 0; r < reps; ++r) {
-    double t0 = now();
-    f();
-    best = std::min(best, now() - t0);
-  }
-  return best;
-}
 
 long peak_rss_mb() {
   rusage ru{};
