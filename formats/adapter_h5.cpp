@@ -140,8 +140,9 @@ void AdapterWriter::commit(const Json& root_attrs, const std::map<std::string, s
 
 namespace {
 
-void check_dataset(hid_t ds, const std::string& where, const std::string& part, PartKind kind,
-                   const std::vector<uint64_t>& dims) {
+// Every property of a dataset checked against what it must hold, then its bytes.
+std::vector<uint8_t> read_dataset(hid_t ds, const std::string& where, const std::string& part, PartKind kind,
+                                  const std::vector<uint64_t>& dims, const std::string& encoding) {
   const std::string what = "dataset '" + part + "'";
   H5Handle type(H5Dget_type(ds), H5Tclose);
   if (!type || H5Tequal(type.get(), file_type(kind)) <= 0)
@@ -177,6 +178,23 @@ void check_dataset(hid_t ds, const std::string& where, const std::string& part, 
   ncd = 4;
   if (H5Pget_filter2(dcpl.get(), 1, &flags, &ncd, cd, 0, nullptr, nullptr) != H5Z_FILTER_FLETCHER32)
     invalid(where, what + ": the second filter is not fletcher32");
+  Json a = h5_read_attrs(ds, where + " " + what);
+  std::string enc = a.contains("encoding") && a["encoding"].is_string() ? a["encoding"].get<std::string>() : "";
+  if (enc != encoding) invalid(where, what + " has encoding \"" + enc + "\", expected \"" + encoding + "\"");
+  uint64_t count = 1;
+  for (uint64_t d : want) count *= d;
+  std::vector<uint8_t> out(count * part_kind_size(kind));
+  if (count && H5Dread(ds, memory_type(kind), H5S_ALL, H5S_ALL, H5P_DEFAULT, out.data()) < 0)
+    invalid(where, what + " is damaged: checksum or decompression failed (" + h5_error_detail() + ")");
+  return out;
+}
+
+// A child object of `parent` that must be of `type` (links were checked to be hard already).
+H5Handle open_child(hid_t parent, const std::string& name, H5I_type_t type, const std::string& where,
+                    const std::string& what) {
+  H5Handle o(H5Oopen(parent, name.c_str(), H5P_DEFAULT), H5Oclose);
+  if (!o || H5Iget_type(o.get()) != type) invalid(where, what);
+  return o;
 }
 
 }  // namespace
@@ -210,8 +228,7 @@ AdapterReader::AdapterReader(const std::string& path) : path_(path) {
   if (!tg) invalid(path, "/tensors is not a group");
   for (const auto& link : h5_hard_links(tg.get(), path + ": /tensors")) {
     const std::string where = path + ": /tensors/" + link;
-    H5Handle g(H5Oopen(tg.get(), link.c_str(), H5P_DEFAULT), H5Oclose);
-    if (!g || H5Iget_type(g.get()) != H5I_GROUP) invalid(where, "is not a group");
+    H5Handle g = open_child(tg.get(), link, H5I_GROUP, where, "is not a group");
     Tensor t;
     t.group = link;
     t.attrs = h5_read_attrs(g.get(), where);
@@ -234,8 +251,7 @@ AdapterReader::AdapterReader(const std::string& path) : path_(path) {
       invalid(where, "attribute 'base_fingerprint' is missing or not a uint64");
     if (t.attrs.contains("rel_error")) a.f64("rel_error");
     for (const auto& part : h5_hard_links(g.get(), where)) {
-      H5Handle o(H5Oopen(g.get(), part.c_str(), H5P_DEFAULT), H5Oclose);
-      if (!o || H5Iget_type(o.get()) != H5I_DATASET) invalid(where, "'" + part + "' is not a dataset");
+      open_child(g.get(), part, H5I_DATASET, where, "'" + part + "' is not a dataset");
       t.parts.push_back(part);
     }
     if (tensors_.count(name)) invalid(where, "tensor '" + name + "' stored twice");
@@ -247,19 +263,15 @@ AdapterReader::AdapterReader(const std::string& path) : path_(path) {
     if (!sg) invalid(path, "/side_files is not a group");
     for (const auto& link : h5_hard_links(sg.get(), path + ": /side_files")) {
       const std::string where = path + ": /side_files/" + link;
-      H5Handle ds(H5Oopen(sg.get(), link.c_str(), H5P_DEFAULT), H5Oclose);
-      if (!ds || H5Iget_type(ds.get()) != H5I_DATASET) invalid(where, "is not a dataset");
+      H5Handle ds = open_child(sg.get(), link, H5I_DATASET, where, "is not a dataset");
       Json a = h5_read_attrs(ds.get(), where);
       if (!a.contains("name") || !a["name"].is_string() || h5_escape_name(a["name"].get<std::string>()) != link)
         invalid(where, "its 'name' attribute is missing or does not match");
       H5Handle space(H5Dget_space(ds.get()), H5Sclose);
       hssize_t n = space ? H5Sget_simple_extent_npoints(space.get()) : -1;
       if (n < 0 || static_cast<uint64_t>(n) > kSideFileLimit) invalid(where, "is not a byte array of at most 16 MB");
-      check_dataset(ds.get(), where, link, PartKind::U8, {static_cast<uint64_t>(n)});
-      std::string text(static_cast<size_t>(n), '\0');
-      if (n > 0 && H5Dread(ds.get(), H5T_NATIVE_UINT8, H5S_ALL, H5S_ALL, H5P_DEFAULT, text.data()) < 0)
-        invalid(where, "is damaged: checksum or decompression failed (" + h5_error_detail() + ")");
-      side_files_[a["name"].get<std::string>()] = std::move(text);
+      auto bytes = read_dataset(ds.get(), where, link, PartKind::U8, {static_cast<uint64_t>(n)}, "");
+      side_files_[a["name"].get<std::string>()] = std::string(bytes.begin(), bytes.end());
     }
   }
 }
@@ -289,30 +301,21 @@ std::vector<uint8_t> AdapterReader::read_part(const std::string& name, const std
   const Tensor& t = tensor(name);
   const std::string where = this->where(name);
   if (std::find(t.parts.begin(), t.parts.end(), part) == t.parts.end()) invalid(where, "dataset '" + part + "' is missing");
-  H5Handle g(H5Gopen2(h5_.get(), ("tensors/" + t.group).c_str(), H5P_DEFAULT), H5Gclose);
-  H5Handle ds(g ? H5Dopen2(g.get(), part.c_str(), H5P_DEFAULT) : -1, H5Dclose);
+  H5Handle ds = open_part(t, part);
   if (!ds) invalid(where, "cannot open dataset '" + part + "' (" + h5_error_detail() + ")");
-  check_dataset(ds.get(), where, part, kind, dims);
-  Json a = h5_read_attrs(ds.get(), where + " dataset '" + part + "'");
-  std::string enc = a.contains("encoding") && a["encoding"].is_string() ? a["encoding"].get<std::string>() : "";
-  if (enc != encoding)
-    invalid(where, "dataset '" + part + "' has encoding \"" + enc + "\", expected \"" + encoding + "\"");
-  uint64_t count = 1;
-  for (uint64_t d : dims) count *= d;
-  std::vector<uint8_t> out(count * part_kind_size(kind));
-  if (count && H5Dread(ds.get(), memory_type(kind), H5S_ALL, H5S_ALL, H5P_DEFAULT, out.data()) < 0)
-    invalid(where, "dataset '" + part + "' is damaged: checksum or decompression failed (" + h5_error_detail() + ")");
-  return out;
+  return read_dataset(ds.get(), where, part, kind, dims, encoding);
+}
+
+H5Handle AdapterReader::open_part(const Tensor& t, const std::string& part) const {
+  H5Handle g(H5Gopen2(h5_.get(), ("tensors/" + t.group).c_str(), H5P_DEFAULT), H5Gclose);
+  return H5Handle(g ? H5Dopen2(g.get(), part.c_str(), H5P_DEFAULT) : -1, H5Dclose);
 }
 
 uint64_t AdapterReader::stored_bytes(const std::string& name) const {
   const Tensor& t = tensor(name);
-  H5Handle g(H5Gopen2(h5_.get(), ("tensors/" + t.group).c_str(), H5P_DEFAULT), H5Gclose);
   uint64_t total = 0;
-  for (const auto& part : t.parts) {
-    H5Handle ds(g ? H5Dopen2(g.get(), part.c_str(), H5P_DEFAULT) : -1, H5Dclose);
-    if (ds) total += H5Dget_storage_size(ds.get());
-  }
+  for (const auto& part : t.parts)
+    if (H5Handle ds = open_part(t, part)) total += H5Dget_storage_size(ds.get());
   return total;
 }
 

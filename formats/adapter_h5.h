@@ -84,6 +84,7 @@ class AdapterReader {
     std::vector<std::string> parts;
   };
   const Tensor& tensor(const std::string& name) const;
+  H5Handle open_part(const Tensor& t, const std::string& part) const;
   std::vector<uint8_t> read_part(const std::string& name, const std::string& part, PartKind kind,
                                  const std::vector<uint64_t>& dims, const std::string& encoding) const;
   std::string path_;

@@ -130,8 +130,7 @@ void lowrank_encode(const LowrankParams& prm, std::string_view name, std::span<c
   Svd f;
   uint64_t r = 0;
   if (kmax <= prm.full_svd_max_dim) {
-    auto work = a;
-    f = svd(work, m, n);
+    f = svd(a, m, n);  // a is not needed afterwards
     r = prm.rank ? std::min(prm.rank, kmax) : rank_for_energy(f.s, prm.energy, total);
   } else if (prm.rank) {
     r = std::min(prm.rank, kmax);
@@ -140,8 +139,7 @@ void lowrank_encode(const LowrankParams& prm, std::string_view name, std::span<c
     // energy target: grow the sketch until it captures the share of ‖δ‖², else go exact
     for (uint64_t k = 64;; k *= 2) {
       if (k >= kmax / 2) {
-        auto work = a;
-        f = svd(work, m, n);
+        f = svd(a, m, n);
         break;
       }
       f = randomized_svd(a, m, n, k, prm.seed, name);

@@ -72,6 +72,9 @@ class StageParser {
   double real(const std::string& k, double dflt, double lo, double hi, bool lo_open = false) {
     std::string v = take(k, "");
     if (v.empty()) return dflt;
+    return parse_real(k, v, lo, hi, lo_open);
+  }
+  double parse_real(const std::string& k, const std::string& v, double lo, double hi, bool lo_open) {
     double d = 0;
     auto r = std::from_chars(v.data(), v.data() + v.size(), d);
     if (r.ec != std::errc() || r.ptr != v.data() + v.size() || !std::isfinite(d))
@@ -120,10 +123,8 @@ Stage parse_stage(const std::string& text, const std::string& spec, uint64_t see
     } else if (r == "none") {
       s.dare.rescale_auto = false, s.dare.rescale = 1.0;
     } else {
-      StageParser q(text, name);
-      q.load("rescale=" + r);
       s.dare.rescale_auto = false;
-      s.dare.rescale = q.real("rescale", 1.0, 0.0, 1e6, true);
+      s.dare.rescale = p.parse_real("rescale", r, 0.0, 1e6, true);
     }
     s.dare.seed = p.integer("seed", seed, 0, UINT64_MAX);
   } else if (name == "topk") {

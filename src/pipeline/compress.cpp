@@ -59,15 +59,18 @@ Part bytes_part(const std::string& name, std::span<const uint8_t> b) {
 // The raw codec's parts: exact delta (fp32) plus patches, or the fine-tune's bytes.
 void encode_raw(const TensorView& bv, const TensorView& fv, Json& attrs, std::vector<Part>& parts,
                 CompressTensorReport& tr) {
-  std::vector<float> delta;
-  delta.reserve(fv.numel());
-  RawEncoded d = raw_encode(bv, fv, [&](std::span<const float> block) { delta.insert(delta.end(), block.begin(), block.end()); });
+  std::vector<uint8_t> delta;  // the fp32 delta's bytes, as the part stores them
+  delta.reserve(fv.numel() * 4);
+  RawEncoded d = raw_encode(bv, fv, [&](std::span<const float> block) {
+    const auto* b = reinterpret_cast<const uint8_t*>(block.data());
+    delta.insert(delta.end(), b, b + block.size_bytes());
+  });
   attrs["codec"] = d.mode == RawMode::Unchanged ? "unchanged" : "raw";
   attrs["recipe"] = "raw";
   if (d.mode == RawMode::Delta) {
     attrs["raw.mode"] = "delta";
     attrs["raw.exact_patches"] = d.exact_index.size();
-    parts.push_back({"raw.delta", PartKind::F32, {delta.size()}, bytes_of<float>(delta), ""});
+    parts.push_back({"raw.delta", PartKind::F32, {fv.numel()}, std::move(delta), ""});
     if (!d.exact_index.empty()) {
       parts.push_back({"raw.exact_index", PartKind::U64, {d.exact_index.size()}, bytes_of<uint64_t>(d.exact_index), ""});
       parts.push_back(bytes_part("raw.exact_bits", d.exact_bits));

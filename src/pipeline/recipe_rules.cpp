@@ -102,10 +102,4 @@ Json RecipeRules::to_json() const {
   return j;
 }
 
-std::vector<const Recipe*> RecipeRules::all() const {
-  std::vector<const Recipe*> out{&fallback_};
-  for (const auto& r : rules_) out.push_back(&r.recipe);
-  return out;
-}
-
 }  // namespace deltakit

@@ -33,7 +33,6 @@ class RecipeRules {
   Json to_json() const;
   // Short text for the adapter's root 'recipe' attribute: the one recipe, or "rules:<file>".
   const std::string& summary() const { return summary_; }
-  std::vector<const Recipe*> all() const;
 
  private:
   std::vector<RecipeRule> rules_;
