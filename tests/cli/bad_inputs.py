@@ -309,16 +309,19 @@ def apply_wrong_base(ctx):
     return argv, ctx.path("out"), other, "differs from the one the adapter was made from"
 
 
-def damaged_adapter(ctx, mutate, must_say, recipe="bitdelta:scale=row"):
-    """apply after mutate(h5py.File) damaged an adapter (linear layers `recipe`, the rest raw)."""
+def damaged_adapter(ctx, must_say, edit=None, damage_bytes=None):
+    """apply after an adapter (linear layers bitdelta:scale=row, the rest raw) was damaged by
+    edit(h5py.File opened r+) and/or damage_bytes(path) on the closed file."""
     import h5py  # only the adapter cases need it
     base, ft = ctx.fixture()
     adapter = ctx.path("a.h5")
-    subprocess.run([ctx.deltakit, "compress", "--base", base, "--finetuned", ft, "--recipe", recipe,
+    subprocess.run([ctx.deltakit, "compress", "--base", base, "--finetuned", ft, "--recipe", "bitdelta:scale=row",
                     "--only", "*_proj.weight", "--out", adapter], check=True, stdout=subprocess.DEVNULL)
-    if mutate:
+    if edit:
         with h5py.File(adapter, "r+") as f:
-            mutate(f, adapter)
+            edit(f)
+    if damage_bytes:
+        damage_bytes(adapter)
     argv = [ctx.deltakit, "apply", "--base", base, "--adapter", adapter, "--out", ctx.path("out")]
     return argv, ctx.path("out"), "a.h5", must_say
 
@@ -326,108 +329,103 @@ def damaged_adapter(ctx, mutate, must_say, recipe="bitdelta:scale=row"):
 LINEAR = "tensors/model.layers.0.self_attn.q_proj.weight"
 
 
+def replace_scales(make):
+    """An edit that swaps LINEAR's bitdelta.scales for make(group, its shape)."""
+    def edit(f):
+        g = f[LINEAR]
+        shape = g["bitdelta.scales"].shape
+        del g["bitdelta.scales"]
+        make(g, shape)
+    return edit
+
+
 @case
 def adapter_truncated(ctx):
-    def cut(f, path):
-        f.flush()
-    argv, out, name, say = damaged_adapter(ctx, cut, "damaged or truncated")
-    os.truncate(ctx.path("a.h5"), os.path.getsize(ctx.path("a.h5")) // 2)
-    return argv, out, name, say
+    return damaged_adapter(ctx, "damaged or truncated",
+                           damage_bytes=lambda path: os.truncate(path, os.path.getsize(path) // 2))
 
 
 @case
 def adapter_flipped_payload_byte(ctx):
     # the byte sits inside a zstd frame; fletcher32 must catch it before zstd sees it
-    def flip(f, path):
-        ds = f[LINEAR + "/bitdelta.signs"]
-        info = ds.id.get_chunk_info(0)
-        f.flush()
-        flip.at = info.byte_offset + info.size // 2
-    damaged = damaged_adapter(ctx, flip, "checksum or decompression failed")
-    with open(ctx.path("a.h5"), "r+b") as fh:
-        fh.seek(flip.at)
-        b = fh.read(1)
-        fh.seek(flip.at)
-        fh.write(bytes([b[0] ^ 0x10]))
-    return damaged
+    def flip(path):
+        import h5py
+        with h5py.File(path, "r") as f:
+            info = f[LINEAR + "/bitdelta.signs"].id.get_chunk_info(0)
+        at = info.byte_offset + info.size // 2
+        with open(path, "r+b") as fh:
+            fh.seek(at)
+            b = fh.read(1)
+            fh.seek(at)
+            fh.write(bytes([b[0] ^ 0x10]))
+    return damaged_adapter(ctx, "checksum or decompression failed", damage_bytes=flip)
 
 
 @case
 def adapter_missing_dataset(ctx):
-    def drop(f, path):
+    def drop(f):
         del f[LINEAR + "/bitdelta.scales"]
-    return damaged_adapter(ctx, drop, "dataset 'bitdelta.scales' is missing")
+    return damaged_adapter(ctx, "dataset 'bitdelta.scales' is missing", drop)
 
 
 @case
 def adapter_wrong_attribute(ctx):
-    def edit(f, path):
+    def edit(f):
         f[LINEAR].attrs["bitdelta.units"] = 3
-    return damaged_adapter(ctx, edit, "'bitdelta.units' does not match the shape")
+    return damaged_adapter(ctx, "'bitdelta.units' does not match the shape", edit)
 
 
 @case
 def adapter_attribute_wrong_type(ctx):
-    def edit(f, path):
+    def edit(f):
         f[LINEAR].attrs["bitdelta.scale"] = 7
-    return damaged_adapter(ctx, edit, "'bitdelta.scale' is missing or not a string")
+    return damaged_adapter(ctx, "'bitdelta.scale' is missing or not a string", edit)
 
 
 @case
 def adapter_bad_recipe_attribute(ctx):
-    def edit(f, path):
+    def edit(f):
         f[LINEAR].attrs["recipe"] = "bitdelta:scale=diagonal"
-    return damaged_adapter(ctx, edit, "attribute 'recipe' is not a valid recipe")
+    return damaged_adapter(ctx, "attribute 'recipe' is not a valid recipe", edit)
 
 
 @case
 def adapter_dataset_wrong_size(ctx):
     import numpy as np
-
-    def resize(f, path):
-        g = f[LINEAR]
-        del g["bitdelta.scales"]
-        g.create_dataset("bitdelta.scales", data=np.ones((5, 1), np.float32), chunks=True)
-    return damaged_adapter(ctx, resize, "expected")
+    return damaged_adapter(ctx, "expected", replace_scales(
+        lambda g, shape: g.create_dataset("bitdelta.scales", data=np.ones((5, 1), np.float32), chunks=True)))
 
 
 @case
 def adapter_foreign_filter(ctx):
     import numpy as np
-
-    def regzip(f, path):
-        g = f[LINEAR]
-        n = g["bitdelta.scales"].shape
-        del g["bitdelta.scales"]
-        g.create_dataset("bitdelta.scales", data=np.ones(n, np.float32), compression="gzip")
-    return damaged_adapter(ctx, regzip, "zstd + fletcher32")
+    return damaged_adapter(ctx, "zstd + fletcher32", replace_scales(
+        lambda g, shape: g.create_dataset("bitdelta.scales", data=np.ones(shape, np.float32), compression="gzip")))
 
 
 @case
 def adapter_soft_link(ctx):
     import h5py
 
-    def link(f, path):
-        g = f[LINEAR]
-        del g["bitdelta.scales"]
+    def link(g, shape):
         g["bitdelta.scales"] = h5py.SoftLink("/" + LINEAR.replace("q_proj", "k_proj") + "/bitdelta.scales")
-    return damaged_adapter(ctx, link, "soft or external link")
+    return damaged_adapter(ctx, "soft or external link", replace_scales(link))
 
 
 @case
 def adapter_external_link(ctx):
     import h5py
 
-    def link(f, path):
+    def link(f):
         f["tensors"]["elsewhere"] = h5py.ExternalLink("/etc/other.h5", "/")
-    return damaged_adapter(ctx, link, "soft or external link")
+    return damaged_adapter(ctx, "soft or external link", link)
 
 
 @case
 def adapter_wrong_format_version(ctx):
-    def edit(f, path):
+    def edit(f):
         f.attrs["format_version"] = 99
-    return damaged_adapter(ctx, edit, "format_version 99 is not supported")
+    return damaged_adapter(ctx, "format_version 99 is not supported", edit)
 
 
 @case

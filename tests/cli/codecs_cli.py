@@ -11,7 +11,6 @@ and apply it; then check with outside tools that
 """
 import argparse
 import os
-import subprocess
 import sys
 import tempfile
 
@@ -20,14 +19,8 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import adapter_decode  # noqa: E402
+from cli_run import run  # noqa: E402
 from st_independent import read_checkpoint  # noqa: E402
-
-
-def run(*argv):
-    p = subprocess.run(argv, capture_output=True, text=True, timeout=300)
-    if p.returncode != 0:
-        sys.exit(f"FAIL: {' '.join(argv)} -> {p.returncode}\n{p.stderr}")
-    return p.stdout
 
 
 def bf16_to_f32(raw):

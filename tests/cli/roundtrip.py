@@ -11,19 +11,12 @@ import json
 import os
 import shutil
 import struct
-import subprocess
 import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from cli_run import run  # noqa: E402
 from st_independent import read_checkpoint  # noqa: E402
-
-
-def run(*argv):
-    p = subprocess.run(argv, capture_output=True, text=True, timeout=300)
-    if p.returncode != 0:
-        sys.exit(f"FAIL: {' '.join(argv)} -> {p.returncode}\n{p.stderr}")
-    return p.stdout
 
 
 def decode(dtype, raw):
