@@ -68,19 +68,8 @@ void raw_apply(const TensorView& base, const RawPayload& p, float alpha, std::sp
     case RawMode::Delta:
       break;
   }
-  const uint64_t n = base.numel();
+  add_scaled_delta(base, p.delta, alpha, out);
   const size_t es = dtype_size(base.dtype);
-  float b[kBlock], d[kBlock];
-  for (uint64_t first = 0; first < n; first += kBlock) {
-    const uint64_t m = std::min(kBlock, n - first);
-    decode_to_f32(base.dtype, base.bytes, first, {b, m});
-    std::memcpy(d, p.delta.data() + first * 4, m * 4);  // the payload may sit unaligned
-    if (alpha == 1.0f)
-      for (uint64_t i = 0; i < m; ++i) b[i] = b[i] + d[i];
-    else
-      for (uint64_t i = 0; i < m; ++i) b[i] = b[i] + alpha * d[i];
-    encode_from_f32(base.dtype, {b, m}, out.subspan(first * es, m * es));
-  }
   if (alpha == 1.0f) {
     const uint64_t k = p.exact_index.size() / 8;
     for (uint64_t j = 0; j < k; ++j) {

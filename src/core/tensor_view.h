@@ -32,5 +32,8 @@ void decode_to_f32(DType dtype, std::span<const uint8_t> bytes, uint64_t first,
                    std::span<float> out);
 // Encode fp32 values into `out` (sized n * dtype_size) as F32/F16/BF16, round to nearest even.
 void encode_from_f32(DType dtype, std::span<const float> in, std::span<uint8_t> out);
+// out = round_dtype(base + α·δ) in base's dtype, block by block; `delta` is numel little-endian
+// fp32 of any alignment (a payload inside a file, or a decoded vector's bytes).
+void add_scaled_delta(const TensorView& base, std::span<const uint8_t> delta, float alpha, std::span<uint8_t> out);
 
 }  // namespace deltakit

@@ -69,19 +69,6 @@ void load_raw(const AdapterReader& ad, const TensorView& base, RawParts& rp) {
   }
 }
 
-// round(base + α·δ̂) into out, in the base's dtype, block by block.
-void add_scaled(const TensorView& base, std::span<const float> delta, float alpha, std::span<uint8_t> out) {
-  constexpr uint64_t kBlock = 4096;
-  float buf[kBlock];
-  const size_t es = dtype_size(base.dtype);
-  for (uint64_t i = 0; i < base.numel(); i += kBlock) {
-    const uint64_t m = std::min<uint64_t>(kBlock, base.numel() - i);
-    decode_to_f32(base.dtype, base.bytes, i, {buf, m});
-    for (uint64_t j = 0; j < m; ++j) buf[j] += alpha * delta[i + j];
-    encode_from_f32(base.dtype, {buf, m}, out.subspan(i * es, m * es));
-  }
-}
-
 }  // namespace
 
 ApplyReport run_apply(const ApplyOptions& opt) {
@@ -129,7 +116,7 @@ ApplyReport run_apply(const ApplyOptions& opt) {
       raw_apply(bv, rp.payload, opt.alpha, out);
     } else {
       std::vector<float> delta = decode_tensor(attrs, ad.source(name), bv.shape, bv.dtype, ad.where(name));
-      add_scaled(bv, delta, opt.alpha, out);
+      add_scaled_delta(bv, {reinterpret_cast<const uint8_t*>(delta.data()), delta.size() * 4}, opt.alpha, out);
     }
     writer.write(out.data(), out.size());
     base.release(name);
