@@ -8,17 +8,6 @@ uint64_t packed_bytes(uint64_t count, unsigned width) { return (count * width + 
 
 std::vector<uint8_t> pack_fields(std::span<const uint16_t> fields, unsigned width) {
   std::vector<uint8_t> out(packed_bytes(fields.size(), width), 0);
-  if (width == 1) {  // the BitDelta hot path: 8 signs per byte
-    const uint64_t n = fields.size();
-    uint64_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-      uint8_t b = 0;
-      for (unsigned k = 0; k < 8; ++k) b |= static_cast<uint8_t>((fields[i + k] & 1u) << k);
-      out[i / 8] = b;
-    }
-    for (; i < n; ++i) out[i / 8] |= static_cast<uint8_t>((fields[i] & 1u) << (i % 8));
-    return out;
-  }
   uint64_t acc = 0, byte = 0;
   unsigned held = 0;  // bits in acc
   for (uint16_t f : fields) {
