@@ -428,6 +428,81 @@ def adapter_wrong_format_version(ctx):
     return damaged_adapter(ctx, "format_version 99 is not supported", edit)
 
 
+def bad_recipe_setup(ctx, *recipe_args):
+    """compress with the given recipe options (--recipe/--rules ...)."""
+    base, ft = ctx.fixture()
+    argv, out = compress_args(ctx, base, ft)
+    return argv + list(recipe_args), out
+
+
+@case
+def recipe_invalid(ctx):
+    argv, out = bad_recipe_setup(ctx, "--recipe", "bitdelta > dare")
+    return argv, out, "bitdelta > dare", "bitdelta cannot come first in a chain"
+
+
+def rules_file(ctx, text):
+    path = ctx.path("rules.yaml")
+    with open(path, "w") as f:
+        f.write(text)
+    return path
+
+
+@case
+def rules_not_yaml(ctx):
+    argv, out = bad_recipe_setup(ctx, "--rules", rules_file(ctx, "rules: [\n"))
+    return argv, out, "rules.yaml", "not valid YAML/JSON"
+
+
+@case
+def rules_unknown_key(ctx):
+    argv, out = bad_recipe_setup(ctx, "--rules", rules_file(ctx, "rules:\n  - match: '*'\n    recipe: raw\n    colour: red\n"))
+    return argv, out, "rules.yaml", "rule 1: unknown key 'colour'"
+
+
+@case
+def rules_bad_recipe(ctx):
+    argv, out = bad_recipe_setup(ctx, "--rules", rules_file(ctx, "rules:\n  - match: '*_proj.weight'\n    recipe: zip\n"))
+    return argv, out, "rules.yaml", "unknown codec"
+
+
+def importance_file(ctx, values, name="model.layers.0.self_attn.q_proj.weight"):
+    """An act-statistics safetensors file holding one F32 vector."""
+    path = ctx.path("act.safetensors")
+    data = struct.pack(f"<{len(values)}f", *values)
+    write_raw(path, {name: {"dtype": "F32", "shape": [len(values)], "data_offsets": [0, len(data)]}}, data)
+    return path
+
+
+def cherry_act(ctx, path):
+    # only q_proj of layer 0 is coded, so the file must hold exactly that tensor's column vector
+    return bad_recipe_setup(ctx, "--recipe", f"bitdelta + cherry:importance=act:{path}", "--only",
+                            "model.layers.0.self_attn.q_proj.weight")
+
+
+def q_proj_cols(ctx):
+    header, _ = read_file(os.path.join(ctx.fixture("cols")[0], "model.safetensors"))
+    return header["model.layers.0.self_attn.q_proj.weight"]["shape"][-1]
+
+
+@case
+def importance_missing_tensor(ctx):
+    argv, out = cherry_act(ctx, importance_file(ctx, [1.0] * 4, name="other.weight"))
+    return argv, out, "act.safetensors", "importance file has no tensor 'model.layers.0.self_attn.q_proj.weight'"
+
+
+@case
+def importance_wrong_length(ctx):
+    argv, out = cherry_act(ctx, importance_file(ctx, [1.0] * (q_proj_cols(ctx) + 1)))
+    return argv, out, "act.safetensors", "one per input column"
+
+
+@case
+def importance_negative(ctx):
+    argv, out = cherry_act(ctx, importance_file(ctx, [-1.0] * q_proj_cols(ctx)))
+    return argv, out, "act.safetensors", "negative or non-finite"
+
+
 @case
 def not_an_adapter(ctx):
     base, ft = ctx.fixture()
