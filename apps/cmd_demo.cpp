@@ -25,7 +25,7 @@ int cmd_demo(const Args& args) {
                 human_bytes(double(r.adapter_bytes)).c_str(), r.rel_delta, r.compress_s, r.apply_s,
                 r.mismatched_tensors ? "MISMATCH" : "bit-exact");
   }
-  std::printf("outputs in %s (raw adapters store the fp32 delta: lossless, not small; the codecs come next)\n",
+  std::printf("outputs in %s (raw adapters store the fp32 delta: lossless, not small; lossy codecs: compress --recipe, see README)\n",
               vm["out"].as<std::string>().c_str());
   return bad ? 1 : 0;
 }
