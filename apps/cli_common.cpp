@@ -46,7 +46,28 @@ std::string sci(double v) {
 }
 
 void warn(const std::string& command, const std::string& message) {
-  std::cerr << "deltakit " << command << ": warning: " << message << "\n";
+  if (world().is_root()) std::cerr << "deltakit " << command << ": warning: " << message << "\n";
+}
+
+namespace {
+Comm* world_comm = nullptr;
+}
+
+Comm& world() {
+  static SerialComm serial;
+  return world_comm ? *world_comm : serial;
+}
+
+void set_world(Comm* comm) { world_comm = comm; }
+
+void add_job_options(po::options_description& opts) {
+  opts.add_options()("resume", po::bool_switch(), "continue a killed run from its journal (same arguments)")(
+      "quiet", po::bool_switch(), "no progress display")(
+      "log-json", po::value<std::string>()->default_value(""), "append progress as JSON lines to this file");
+}
+
+ProgressOptions progress_options(const po::variables_map& vm) {
+  return {vm["quiet"].as<bool>(), vm["log-json"].as<std::string>()};
 }
 
 }  // namespace deltakit::cli

@@ -8,6 +8,9 @@
 #include <string>
 #include <vector>
 
+#include "src/core/comm.h"
+#include "src/pipeline/progress.h"
+
 namespace deltakit::cli {
 
 namespace po = boost::program_options;
@@ -25,7 +28,16 @@ void require(const po::variables_map& vm, const std::vector<std::string>& names)
 std::string human_bytes(double bytes);
 std::string fixed(double v, int decimals);
 std::string sci(double v);
+// Printed by rank 0 only.
 void warn(const std::string& command, const std::string& message);
+
+// The job's ranks (MPI under a launcher, else one); set by main.
+Comm& world();
+void set_world(Comm* comm);
+
+// --resume, --quiet, --log-json: the options of commands that run as (distributed) jobs.
+void add_job_options(po::options_description& opts);
+ProgressOptions progress_options(const po::variables_map& vm);
 
 int cmd_inspect(const Args& args);
 int cmd_diff(const Args& args);

@@ -23,6 +23,7 @@ int cmd_compress(const Args& args) {
       "out", po::value<std::string>(), "adapter file to write (.h5)")(
       "overwrite", po::bool_switch(), "replace an existing output (atomically)")(
       "json", po::bool_switch(), "print a JSON summary");
+  add_job_options(opts);
   po::variables_map vm;
   if (!parse("compress", "--base B --finetuned F (--recipe R [--only GLOB] | --rules FILE) --out A.h5", opts, {}, args, vm))
     return 0;
@@ -38,10 +39,13 @@ int cmd_compress(const Args& args) {
   o.threads = vm["threads"].as<unsigned>();
   o.zstd_level = vm["zstd-level"].as<int>();
   o.overwrite = vm["overwrite"].as<bool>();
+  o.resume = vm["resume"].as<bool>();
+  o.progress = progress_options(vm);
   if (!o.rules_file.empty() && (!vm["recipe"].defaulted() || !o.only.empty()))
     throw Error(ErrorCode::Usage, "", "give either --recipe [--only] or --rules, not both");
   if (o.zstd_level < 1 || o.zstd_level > 19) throw Error(ErrorCode::Usage, "", "--zstd-level must be 1..19");
-  CompressReport r = run_compress(o);
+  CompressReport r = run_compress(o, world());
+  if (!r.complete) return 0;  // ranks other than 0: rank 0 reports
   for (const auto& w : r.warnings) warn("compress", w);
   std::map<std::string, uint64_t> by_codec;
   uint64_t patches = 0;
@@ -50,7 +54,8 @@ int cmd_compress(const Args& args) {
   if (vm["json"].as<bool>()) {
     std::cout << nlohmann::ordered_json{{"out", o.out}, {"tensors", r.tensors.size()}, {"codecs", by_codec},
                                         {"exact_patches", patches}, {"input_bytes", r.input_bytes},
-                                        {"adapter_bytes", r.adapter_bytes}, {"seconds", r.seconds}}.dump() << "\n";
+                                        {"adapter_bytes", r.adapter_bytes}, {"seconds", r.seconds},
+                                        {"ranks", world().size()}, {"resumed", r.resumed}}.dump() << "\n";
     return 0;
   }
   std::string codecs;

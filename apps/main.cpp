@@ -4,10 +4,12 @@
 #include <cstring>
 #include <iostream>
 #include <map>
+#include <memory>
 
 #include "apps/cli_common.h"
 #include "src/core/allocator.h"
 #include "mpi/mpi_info.h"
+#include "src/core/collective.h"
 #include "src/core/error.h"
 
 namespace {
@@ -53,14 +55,35 @@ int main(int argc, char** argv) {
     usage(std::cerr);
     return 2;
   }
+  // Jobs run on every rank an MPI launcher started; other commands are always one process.
+  const bool job = name == "compress" || name == "apply";
+  std::unique_ptr<deltakit::Comm> comm =
+      job ? deltakit::make_world_comm(&argc, &argv) : std::make_unique<deltakit::SerialComm>();
+  deltakit::cli::set_world(comm.get());
+  deltakit::set_error_label("deltakit " + name);
+  const bool root = comm->is_root();
   deltakit::cli::Args args(argv + 2, argv + argc);
   try {
     return it->second.run(args);
-  } catch (const deltakit::Error& e) {
-    std::cerr << "deltakit " << name << ": error: " << e.what() << "\n";
+  } catch (const deltakit::AgreedError& e) {
+    // every rank has it: rank 0 says it once, every rank exits cleanly
+    if (root) std::cerr << "deltakit " << name << ": error: " << e.what() << "\n";
     return e.code() == deltakit::ErrorCode::Usage ? 2 : 1;
+  } catch (const deltakit::Error& e) {
+    if (e.code() == deltakit::ErrorCode::Usage) {  // from the arguments: the same on every rank
+      if (root) std::cerr << "deltakit " << name << ": error: " << e.what() << "\n";
+      return 2;
+    }
+    if (comm->size() > 1) {  // this rank alone: Error::one
+      std::cerr << "deltakit " << name << ": error (rank " << comm->rank() << " of " << comm->size() << "): " << e.what()
+                << std::endl;
+      deltakit::run_cleanups();
+      comm->abort(1);
+    }
+    std::cerr << "deltakit " << name << ": error: " << e.what() << "\n";
+    return 1;
   } catch (const boost::program_options::error& e) {
-    std::cerr << "deltakit " << name << ": error: " << e.what() << " (see deltakit " << name << " --help)\n";
+    if (root) std::cerr << "deltakit " << name << ": error: " << e.what() << " (see deltakit " << name << " --help)\n";
     return 2;
   } catch (const std::bad_alloc&) {
     std::cerr << "deltakit " << name << ": error: out of memory\n";

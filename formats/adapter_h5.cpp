@@ -116,6 +116,51 @@ uint64_t AdapterWriter::add_tensor(const std::string& name, const Json& attrs, c
   return stored;
 }
 
+uint64_t AdapterWriter::copy_tensor(const AdapterReader& from, const std::string& name) {
+  // By hand rather than H5Ocopy, which crashes in HDF5 1.10 copying variable-length string
+  // attributes held in dense storage.
+  const auto& t = from.tensor(name);
+  const std::string& out = file_.final_path();
+  auto fail = [&](const std::string& what) {
+    throw Error(ErrorCode::Io, out, "cannot copy tensor '" + name + "' from " + from.path() + ": " + what + " (" +
+                                        h5_error_detail() + ")");
+  };
+  H5Handle g = create_group(tensors_.get(), t.group);
+  h5_write_attr(g.get(), "name", name);
+  for (const auto& [k, v] : t.attrs.items())
+    if (k != "name") h5_write_attr(g.get(), k, v);
+  uint64_t stored = 0;
+  std::vector<uint8_t> chunk;
+  for (const auto& part : t.parts) {
+    H5Handle src = from.open_part(t, part);
+    if (!src) fail("cannot open dataset '" + part + "'");
+    H5Handle dcpl(H5Dget_create_plist(src.get()), H5Pclose), type(H5Dget_type(src.get()), H5Tclose),
+        space(H5Dget_space(src.get()), H5Sclose);
+    H5Handle dst(H5Dcreate2(g.get(), part.c_str(), type.get(), space.get(), H5P_DEFAULT, dcpl.get(), H5P_DEFAULT),
+                 H5Dclose);
+    if (!dcpl || !type || !space || !dst) fail("cannot create dataset '" + part + "'");
+    hsize_t nchunks = 0;
+    if (H5Dget_num_chunks(src.get(), space.get(), &nchunks) < 0) fail("cannot count the chunks of '" + part + "'");
+    for (hsize_t c = 0; c < nchunks; ++c) {
+      hsize_t offset[H5S_MAX_RANK] = {};
+      unsigned mask = 0;
+      haddr_t addr = 0;
+      hsize_t size = 0;
+      if (H5Dget_chunk_info(src.get(), space.get(), c, offset, &mask, &addr, &size) < 0 || size > kChunkLimit)
+        fail("bad chunk " + std::to_string(c) + " in '" + part + "'");
+      chunk.resize(size);
+      uint32_t filters = 0;
+      if (H5Dread_chunk(src.get(), H5P_DEFAULT, offset, &filters, chunk.data()) < 0 ||
+          H5Dwrite_chunk(dst.get(), H5P_DEFAULT, filters, offset, size, chunk.data()) < 0)
+        fail("cannot move chunk " + std::to_string(c) + " of '" + part + "'");
+    }
+    Json enc = h5_read_attrs(src.get(), from.where(name));
+    if (enc.contains("encoding")) h5_write_attr(dst.get(), "encoding", enc["encoding"]);
+    stored += H5Dget_storage_size(dst.get());
+  }
+  return stored;
+}
+
 void AdapterWriter::commit(const Json& root_attrs, const std::map<std::string, std::string>& side_files) {
   for (const auto& [k, v] : root_attrs.items()) h5_write_attr(h5_.get(), k, v);
   h5_write_attr(h5_.get(), "format", kAdapterFormat);

@@ -25,12 +25,18 @@ namespace deltakit {
 constexpr const char* kAdapterFormat = "deltakit-adapter";
 constexpr int kAdapterVersion = 1;
 
+class AdapterReader;
+
 class AdapterWriter {
  public:
   explicit AdapterWriter(const std::string& path, int zstd_level = 3);
   ~AdapterWriter();
   // Writes one tensor's group; returns the bytes its datasets occupy in the file.
   uint64_t add_tensor(const std::string& name, const Json& attrs, const std::vector<Part>& parts);
+  // Copies tensor `name` of another adapter (a compress journal's one-tensor part file) as it
+  // is: H5Ocopy moves the compressed, checksummed chunks without decoding them, so ranks can
+  // encode and compress in parallel and rank 0 only stitches. Returns its stored bytes.
+  uint64_t copy_tensor(const AdapterReader& from, const std::string& name);
   // Root attributes and side files, then close, fsync, rename into place, fsync the folder.
   void commit(const Json& root_attrs, const std::map<std::string, std::string>& side_files);
 
@@ -78,6 +84,7 @@ class AdapterReader {
 
  private:
   friend class AdapterTensorSource;
+  friend class AdapterWriter;
   struct Tensor {
     std::string group;  // escaped link name
     Json attrs;

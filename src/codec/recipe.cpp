@@ -95,6 +95,12 @@ class StageParser {
     if (x < lo || x > hi) fail(k + "=" + v + " is out of range [" + std::to_string(lo) + ", " + std::to_string(hi) + "]");
     return x;
   }
+  // scope=[tensor]|model: whose budget a topk/cherry stage spends
+  bool scope() {
+    std::string v = take("scope", "tensor");
+    if (v != "tensor" && v != "model") fail("scope=" + v + " is not tensor or model");
+    return v == "model";
+  }
   void finish() const {
     if (!kv_.empty()) fail("unknown parameter \"" + kv_.begin()->first + "\"");
   }
@@ -130,6 +136,7 @@ Stage parse_stage(const std::string& text, const std::string& spec, uint64_t see
   } else if (name == "topk") {
     s.kind = StageKind::Topk;
     s.topk.density = p.real("density", 0.1, 0.0, 1.0);
+    s.topk.scope_model = p.scope();
   } else if (name == "bitdelta") {
     s.kind = StageKind::BitDelta;
     std::string sc = p.take("scale", "matrix");
@@ -160,9 +167,13 @@ Stage parse_stage(const std::string& text, const std::string& spec, uint64_t see
   } else if (name == "cherry") {
     if (!cherry) p.fail("cherry is a modifier: write it last, after \"+\"");
     cherry->frac = p.real("frac", 0.01, 0.0, 1.0, true);
+    const bool per_given = p.has("per");
     std::string per = p.take("per", "row");
     if (per != "row" && per != "tensor") p.fail("per=" + per + " is not row or tensor");
     cherry->per_row = per == "row";
+    cherry->scope_model = p.scope();
+    if (cherry->scope_model && per_given) p.fail("per= and scope=model conflict: scope=model is one budget for the model");
+    if (cherry->scope_model) cherry->per_row = false;
     std::string imp = p.take("importance", "magnitude");
     if (imp == "magnitude") {
       cherry->importance = imp;
@@ -210,6 +221,10 @@ Recipe parse_recipe(const std::string& text, uint64_t seed) {
     if (!ch[1].value_coder()) fail(std::string(stage_name(ch[1].kind)) + " cannot code a sparsifier's values (only bitdelta or quant)");
   }
   if (r.cherry && r.is_raw()) fail("raw is exact; cherry has nothing to keep");
+  if (r.cherry && !ch.empty() && ch[0].kind == StageKind::Topk && ch[0].topk.scope_model)
+    fail("topk scope=model cannot be combined with cherry (the refit would change the model-wide budget)");
+  if (r.cherry && r.cherry->scope_model && !ch.empty() && ch[0].kind == StageKind::Topk && ch[0].topk.scope_model)
+    fail("only one scope=model budget per recipe");
   return r;
 }
 
@@ -225,7 +240,10 @@ std::string Recipe::canonical() const {
         out += ":p=" + num(s.dare.p) + ",rescale=" + (s.dare.rescale_auto ? std::string("auto") : num(s.dare.rescale)) +
                ",seed=" + std::to_string(s.dare.seed);
         break;
-      case StageKind::Topk: out += ":density=" + num(s.topk.density); break;
+      case StageKind::Topk:
+        out += ":density=" + num(s.topk.density);
+        if (s.topk.scope_model) out += ",scope=model";
+        break;
       case StageKind::BitDelta:
         out += ":scale=";
         out += s.bitdelta.scale == ScaleUnit::Group ? "group:" + std::to_string(s.bitdelta.group)
@@ -242,7 +260,9 @@ std::string Recipe::canonical() const {
     }
   }
   if (cherry) {
-    out += " + cherry:frac=" + num(cherry->frac) + ",per=" + (cherry->per_row ? "row" : "tensor") + ",importance=";
+    out += " + cherry:frac=" + num(cherry->frac);
+    out += cherry->scope_model ? std::string(",scope=model") : std::string(",per=") + (cherry->per_row ? "row" : "tensor");
+    out += ",importance=";
     out += cherry->importance;
     if (!cherry->file.empty()) out += ":" + cherry->file;
   }

@@ -7,11 +7,13 @@
 // Stages and their parameters (defaults in brackets):
 //   raw                                   exact delta; stands alone
 //   dare:p=[0.9],rescale=[auto]|none|F,seed=[--seed]   random drop, survivors × 1/(1−p) or F
-//   topk:density=[0.1]                    keep the floor(density·n) largest |δ|
+//   topk:density=[0.1],scope=[tensor]|model  keep the floor(density·n) largest |δ| (n: the
+//                                         tensor, or with scope=model every such tensor)
 //   bitdelta:scale=[matrix]|row|group:G,levels=[1]     signs × per-unit mean magnitude
 //   quant:bits=2|3|[4]|8,group=[128]      asymmetric min-max round to nearest
 //   lowrank:rank=R | energy=E             truncated SVD (2-D tensors)
-//   cherry:frac=[0.01],per=[row]|tensor,importance=[magnitude]|fisher:FILE|act:FILE
+//   cherry:frac=[0.01],per=[row]|tensor,importance=[magnitude]|fisher:FILE|act:FILE,
+//          scope=[tensor]|model           scope=model: one top-frac budget over the model
 // Meaning of the combinations:
 //   S            a sparsifier (dare, topk) alone stores positions and values in the tensor's dtype
 //   S > V        the sparsifier's kept values (in position order) are coded by V (bitdelta or

@@ -32,8 +32,11 @@ SparseSelection dare_select(const DareParams& prm, std::string_view tensor_name,
 
 // Top-k by magnitude: k = floor(density·n) (mergekit's magnitude trim), the largest |δ| kept,
 // ties broken toward the lower index; values unchanged.
+// With scope=model the budget floor(density·N) is over every tensor of the model with this
+// stage, by a cut the pipeline finds (src/pipeline/global_cut.h).
 struct TopkParams {
   double density = 0.1;
+  bool scope_model = false;
 };
 uint64_t topk_count(double density, uint64_t n);
 SparseSelection topk_select(const TopkParams& prm, std::span<const float> delta, std::span<const uint8_t> skip);

@@ -1,6 +1,7 @@
 #include "src/codec/tensor_codec.h"
 
 #include <cmath>
+#include <stdexcept>
 
 #include "src/codec/bits.h"
 #include "src/core/error.h"
@@ -47,8 +48,18 @@ Encoded encode_chain(const Recipe& r, const TensorDelta& t, std::span<const floa
   Encoded e;
   if (first.sparsifier()) {
     const std::string prefix = stage_name(first.kind);
-    SparseSelection sel = first.kind == StageKind::Dare ? dare_select(first.dare, t.name, delta, skip, t.threads)
-                                                        : topk_select(first.topk, delta, skip);
+    SparseSelection sel;
+    if (first.kind == StageKind::Dare) {
+      sel = dare_select(first.dare, t.name, delta, skip, t.threads);
+    } else if (first.topk.scope_model) {
+      if (!t.cut) throw std::logic_error("topk scope=model needs the pipeline's model-wide cut");
+      std::vector<float> mag(delta.size());
+      for (uint64_t i = 0; i < delta.size(); ++i) mag[i] = std::fabs(delta[i]);
+      sel.positions = select_by_cut(mag, *t.cut);
+      for (uint64_t p : sel.positions) sel.values.push_back(delta[p]);
+    } else {
+      sel = topk_select(first.topk, delta, skip);
+    }
     add_positions(e, prefix, sel.positions, g.n);
     if (first.kind == StageKind::Dare) e.attrs["dare.rescale"] = first.dare.effective_rescale();
     if (r.chain.size() == 2) {
@@ -108,17 +119,60 @@ std::string recipe_unsuitable(const Recipe& r, DType dtype, const std::vector<ui
   return "";
 }
 
+namespace {
+// What the chain alone (no cherry) reconstructs, to score against.
+std::vector<float> chain_reconstruction(const Recipe& r, const TensorDelta& t) {
+  Recipe chain_only = r;
+  chain_only.cherry.reset();
+  Encoded first = encode_chain(chain_only, t, t.delta, {});
+  return decode_tensor(first.attrs, EncodedSource(first), t.shape, t.dtype, "tensor '" + t.name + "'");
+}
+}  // namespace
+
+std::string model_scope_key(const Recipe& r) {
+  if (r.cherry && r.cherry->scope_model) {
+    Recipe c;
+    c.chain.push_back(Stage{});  // canonical() of the modifier alone
+    c.cherry = r.cherry;
+    std::string s = c.canonical();
+    return s.substr(s.find("cherry"));
+  }
+  if (!r.chain.empty() && r.chain[0].kind == StageKind::Topk && r.chain[0].topk.scope_model) {
+    Recipe c;
+    c.chain.push_back(r.chain[0]);
+    return c.canonical();
+  }
+  return "";
+}
+
+uint64_t model_scope_budget(const Recipe& r, uint64_t total) {
+  if (r.cherry && r.cherry->scope_model) return cherry_count(r.cherry->frac, total);
+  return topk_count(r.chain[0].topk.density, total);
+}
+
+std::vector<float> model_scope_scores(const Recipe& r, const TensorDelta& t) {
+  if (r.cherry && r.cherry->scope_model) {
+    const Geometry g = geometry(t.shape);
+    return cherry_scores(t.delta, chain_reconstruction(r, t), g.cols, t.importance);
+  }
+  std::vector<float> mag(t.delta.size());
+  for (uint64_t i = 0; i < mag.size(); ++i) mag[i] = std::fabs(t.delta[i]);
+  return mag;
+}
+
 Encoded encode_tensor(const Recipe& r, const TensorDelta& t) {
   if (!r.cherry) return encode_chain(r, t, t.delta, {});
   const Geometry g = geometry(t.shape);
   const ValueType vt = value_type_for(t.dtype);
   // pass 1: what the chain alone reconstructs, to score against
-  Recipe chain_only = r;
-  chain_only.cherry.reset();
-  Encoded first = encode_chain(chain_only, t, t.delta, {});
-  std::vector<float> recon = decode_tensor(first.attrs, EncodedSource(first), t.shape, t.dtype, "tensor '" + t.name + "'");
-  first = Encoded();
-  auto kept = cherry_select(*r.cherry, t.delta, recon, g.rows, g.cols, t.importance);
+  std::vector<float> recon = chain_reconstruction(r, t);
+  std::vector<uint64_t> kept;
+  if (r.cherry->scope_model) {
+    if (!t.cut) throw std::logic_error("cherry scope=model needs the pipeline's model-wide cut");
+    kept = select_by_cut(cherry_scores(t.delta, recon, g.cols, t.importance), *t.cut);
+  } else {
+    kept = cherry_select(*r.cherry, t.delta, recon, g.rows, g.cols, t.importance);
+  }
   // pass 2: refit without the cherries (lowrank sees them imputed by pass 1's values)
   std::vector<uint8_t> skip(g.n, 0);
   for (uint64_t p : kept) skip[p] = 1;

@@ -10,6 +10,7 @@
 
 #include "src/codec/codec_types.h"
 #include "src/codec/recipe.h"
+#include "src/codec/score_cut.h"
 
 namespace deltakit {
 
@@ -20,7 +21,15 @@ struct TensorDelta {
   std::span<const float> delta;  // numel finite values
   Importance importance;         // for cherry
   unsigned threads = 0;
+  const ScoreCut* cut = nullptr;  // the model-wide cut, for a recipe with a scope=model stage
 };
+
+// The scope=model stage of a recipe as text ("" if none): tensors whose recipes share it spend
+// one budget, which holds budget(N) entries for N elements in all.
+std::string model_scope_key(const Recipe& r);
+uint64_t model_scope_budget(const Recipe& r, uint64_t total_elements);
+// The scores the model-wide cut ranks: |δ| for topk, cherry's s_i against the chain for cherry.
+std::vector<float> model_scope_scores(const Recipe& r, const TensorDelta& t);
 
 // Why `r` cannot encode a tensor of this dtype/shape ("" if it can).
 std::string recipe_unsuitable(const Recipe& r, DType dtype, const std::vector<uint64_t>& shape);

@@ -146,8 +146,19 @@ AtomicDirectory::AtomicDirectory(std::string final_path)
                                            ec.message());
 }
 
+AtomicDirectory::AtomicDirectory(std::string final_path, std::string temp_path)
+    : final_(std::move(final_path)), temp_(std::move(temp_path)), keep_(true) {}
+
+std::string stable_sibling(const std::string& final_path, const std::string& tag) {
+  fs::path p(final_path);
+  std::string leaf = p.filename().string();
+  if (leaf.empty()) leaf = "out";
+  std::string name = "." + leaf + ".deltakit-" + tag;
+  return (p.parent_path().empty() ? fs::path(name) : p.parent_path() / name).string();
+}
+
 AtomicDirectory::~AtomicDirectory() {
-  if (!committed_) {
+  if (!committed_ && !keep_) {
     std::error_code ec;
     fs::remove_all(temp_, ec);
   }

@@ -53,7 +53,11 @@ class AtomicFile {
 class AtomicDirectory {
  public:
   explicit AtomicDirectory(std::string final_path);
+  // Adopt `temp_path` (made by the caller) as the temporary: a resumable job's journal folder.
+  // It is kept if this object dies uncommitted, until remove_on_failure(true).
+  AtomicDirectory(std::string final_path, std::string temp_path);
   ~AtomicDirectory();
+  void remove_on_failure(bool remove) { keep_ = !remove; }
   AtomicDirectory(const AtomicDirectory&) = delete;
   AtomicDirectory& operator=(const AtomicDirectory&) = delete;
 
@@ -62,7 +66,11 @@ class AtomicDirectory {
 
  private:
   std::string final_, temp_;
-  bool committed_ = false;
+  bool committed_ = false, keep_ = false;
 };
+
+// A temporary sibling name for `final_path` that is the same on every rank and every run
+// ("." + leaf + ".deltakit-" + tag): where a resumable job keeps its journal.
+std::string stable_sibling(const std::string& final_path, const std::string& tag);
 
 }  // namespace deltakit

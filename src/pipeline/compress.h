@@ -5,6 +5,9 @@
 #include <string>
 #include <vector>
 
+#include "src/core/comm.h"
+#include "src/pipeline/progress.h"
+
 namespace deltakit {
 
 struct CompressOptions {
@@ -16,6 +19,8 @@ struct CompressOptions {
   unsigned threads = 0;        // 0: all cores
   int zstd_level = 3;
   bool overwrite = false;
+  bool resume = false;         // continue a killed job from its journal
+  ProgressOptions progress{.quiet = true, .log_json = ""};
 };
 
 struct CompressTensorReport {
@@ -29,9 +34,17 @@ struct CompressReport {
   uint64_t input_bytes = 0;    // bytes of the fine-tune's tensors
   uint64_t adapter_bytes = 0;  // size of the written file
   double seconds = 0;
+  uint64_t resumed = 0;        // tensors a previous run had finished
+  bool complete = false;       // false on ranks other than 0 (which hold no report)
   std::vector<std::string> warnings;
 };
 
-CompressReport run_compress(const CompressOptions& opt);
+// Every rank of `comm` calls it with the same options. Tensors are partitioned by bytes over
+// the ranks; each rank encodes its tensors into one-tensor part files in the job's journal
+// (".<out>.deltakit-compress" beside the output), and rank 0 stitches them, in the fine-tune's
+// tensor order, into the adapter, copying compressed chunks as they are. The output is the
+// same bytes for any number of ranks and threads.
+CompressReport run_compress(const CompressOptions& opt, Comm& comm);
+CompressReport run_compress(const CompressOptions& opt);  // one rank
 
 }  // namespace deltakit

@@ -1,0 +1,74 @@
+#include "src/core/collective.h"
+
+#include <filesystem>
+#include <iostream>
+#include <mutex>
+#include <set>
+
+namespace deltakit {
+
+void collectively(Comm& comm, const std::function<void()>& fn) {
+  std::string verdict;  // empty: fine; else code byte + message
+  try {
+    fn();
+  } catch (const AgreedError&) {
+    throw;  // already agreed by a nested phase
+  } catch (const Error& e) {
+    verdict = std::string(1, static_cast<char>(e.code())) + e.what();
+  }
+  if (comm.size() == 1) {
+    if (verdict.empty()) return;
+    throw AgreedError(static_cast<ErrorCode>(static_cast<unsigned char>(verdict[0])), verdict.substr(1));
+  }
+  for (const auto& v : comm.allgather(verdict))
+    if (!v.empty()) throw AgreedError(static_cast<ErrorCode>(static_cast<unsigned char>(v[0])), v.substr(1));
+}
+
+namespace {
+std::mutex cleanup_mutex;
+std::set<std::string>& cleanup_paths() {
+  static std::set<std::string> paths;
+  return paths;
+}
+std::string& label() {
+  static std::string l = "deltakit";
+  return l;
+}
+}  // namespace
+
+void set_error_label(const std::string& l) { label() = l; }
+const std::string& error_label() { return label(); }
+
+void register_cleanup(const std::string& path) {
+  std::lock_guard<std::mutex> lock(cleanup_mutex);
+  cleanup_paths().insert(path);
+}
+
+void unregister_cleanup(const std::string& path) {
+  std::lock_guard<std::mutex> lock(cleanup_mutex);
+  cleanup_paths().erase(path);
+}
+
+void run_cleanups() {
+  std::lock_guard<std::mutex> lock(cleanup_mutex);
+  for (const auto& p : cleanup_paths()) {
+    std::error_code ec;
+    std::filesystem::remove_all(p, ec);
+  }
+  cleanup_paths().clear();
+}
+
+void independently(Comm& comm, const std::function<void()>& fn) {
+  if (comm.size() == 1) return fn();
+  try {
+    fn();
+  } catch (const std::exception& e) {
+    // print first: the abort below may take the other ranks (and their output) down at once
+    std::cerr << error_label() << ": error (rank " << comm.rank() << " of " << comm.size() << "): " << e.what()
+              << std::endl;
+    run_cleanups();
+    comm.abort(1);
+  }
+}
+
+}  // namespace deltakit

@@ -1,0 +1,34 @@
+#include <algorithm>
+#include <cstdlib>
+#include <string>
+#include <thread>
+
+#include "src/core/comm.h"
+
+namespace deltakit {
+
+void SerialComm::abort(int code) { std::_Exit(code); }
+
+bool launched_by_mpi() {
+  // Open MPI's mpirun, PMIx (srun --mpi=pmix, prterun) and PMI-1/2 launchers (MPICH, srun)
+  for (const char* v : {"OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "PMI_RANK", "PMI_SIZE"})
+    if (std::getenv(v)) return true;
+  return false;
+}
+
+unsigned default_threads_per_rank(const Comm& comm) {
+  unsigned hw = std::thread::hardware_concurrency();
+  if (!hw) hw = 1;
+  unsigned local = comm.size() > 1 ? static_cast<unsigned>(comm.size()) : 1;
+  for (const char* v : {"OMPI_COMM_WORLD_LOCAL_SIZE", "MPI_LOCALNRANKS", "PMIX_LOCAL_SIZE", "SLURM_NTASKS_PER_NODE"})
+    if (const char* e = std::getenv(v)) {
+      unsigned n = static_cast<unsigned>(std::strtoul(e, nullptr, 10));
+      if (n) {
+        local = n;
+        break;
+      }
+    }
+  return std::max(1u, hw / local);
+}
+
+}  // namespace deltakit
