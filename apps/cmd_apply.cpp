@@ -15,6 +15,7 @@ int cmd_apply(const Args& args) {
       "force", po::bool_switch(), "apply even if the base's fingerprints differ (warns)")(
       "overwrite", po::bool_switch(), "replace an existing output folder (atomically)")(
       "max-shard-size", po::value<std::string>()->default_value("5GB"), "largest output shard (HF default 5GB)");
+  add_job_options(opts);
   po::variables_map vm;
   if (!parse("apply", "--base B --adapter A --out DIR [--alpha 1.0]", opts, {}, args, vm)) return 0;
   require(vm, {"base", "adapter", "out"});
@@ -26,8 +27,12 @@ int cmd_apply(const Args& args) {
   o.force = vm["force"].as<bool>();
   o.overwrite = vm["overwrite"].as<bool>();
   o.max_shard_bytes = parse_byte_size(vm["max-shard-size"].as<std::string>());
-  ApplyReport r = run_apply(o);
-  for (const auto& w : r.warnings) warn("apply", w);
+  o.resume = vm["resume"].as<bool>();
+  o.progress = progress_options(vm);
+  ApplyReport r = run_apply(o, world());
+  for (const auto& w : r.warnings)  // each rank saw its own tensors
+    std::cerr << "deltakit apply: warning: " << w << "\n";
+  if (!r.complete) return 0;
   std::printf("wrote %s: %llu tensors in %llu shard(s), %s in %.3f s\n", o.out.c_str(),
               static_cast<unsigned long long>(r.tensors), static_cast<unsigned long long>(r.shards),
               human_bytes(double(r.bytes_written)).c_str(), r.seconds);

@@ -9,6 +9,7 @@
 #include "apps/cli_common.h"
 #include "src/core/allocator.h"
 #include "mpi/mpi_info.h"
+#include "formats/h5_support.h"
 #include "src/core/collective.h"
 #include "src/core/error.h"
 
@@ -57,6 +58,10 @@ int main(int argc, char** argv) {
   }
   // Jobs run on every rank an MPI launcher started; other commands are always one process.
   const bool job = name == "compress" || name == "apply";
+  // HDF5 first: initialised before MPI, it shuts down at exit like a serial program instead of
+  // from inside MPI_Finalize (where a file left open by a failed write, e.g. a full disk, crashes
+  // HDF5 1.10's teardown)
+  deltakit::h5_setup();
   std::unique_ptr<deltakit::Comm> comm =
       job ? deltakit::make_world_comm(&argc, &argv) : std::make_unique<deltakit::SerialComm>();
   deltakit::cli::set_world(comm.get());

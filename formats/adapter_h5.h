@@ -29,7 +29,11 @@ class AdapterReader;
 
 class AdapterWriter {
  public:
-  explicit AdapterWriter(const std::string& path, int zstd_level = 3);
+  // in_memory: HDF5 builds the file in memory (its core driver) and commit() writes the image
+  // with plain writes: for small files (a journal's one-tensor parts), so that a full disk is an
+  // ordinary write error rather than an HDF5 file left half-flushed (which HDF5 1.10 cannot
+  // close, and crashes on at exit).
+  explicit AdapterWriter(const std::string& path, int zstd_level = 3, bool in_memory = false);
   ~AdapterWriter();
   // Writes one tensor's group; returns the bytes its datasets occupy in the file.
   uint64_t add_tensor(const std::string& name, const Json& attrs, const std::vector<Part>& parts);
@@ -44,6 +48,7 @@ class AdapterWriter {
   uint64_t write_dataset(hid_t group, const Part& p);
   AtomicFile file_;
   int level_;
+  bool in_memory_;
   H5Handle h5_, tensors_;
 };
 

@@ -176,48 +176,69 @@ std::vector<std::string> checkpoint_side_files(const std::string& folder) {
 }
 
 // --- writer ----------------------------------------------------------------------------------
-CheckpointWriter::CheckpointWriter(std::string folder, std::vector<TensorSpec> specs,
-                                   uint64_t max_shard_bytes, std::map<std::string, std::string> metadata)
-    : folder_(std::move(folder)), metadata_(std::move(metadata)) {
+ShardPlan plan_shards(std::vector<TensorSpec> specs, uint64_t max_shard_bytes) {
+  ShardPlan plan;
   for (auto& s : specs) {
-    if (shard_specs_.empty() || (shard_bytes_.back() > 0 && shard_bytes_.back() + s.nbytes() > max_shard_bytes)) {
-      shard_specs_.emplace_back();
-      shard_bytes_.push_back(0);
+    if (plan.shards.empty() || (plan.bytes.back() > 0 && plan.bytes.back() + s.nbytes() > max_shard_bytes)) {
+      plan.shards.emplace_back();
+      plan.bytes.push_back(0);
     }
-    shard_bytes_.back() += s.nbytes();
-    shard_specs_.back().push_back(std::move(s));
+    plan.bytes.back() += s.nbytes();
+    plan.shards.back().push_back(std::move(s));
   }
-  if (shard_specs_.empty()) {
-    shard_specs_.emplace_back();
-    shard_bytes_.push_back(0);
+  if (plan.shards.empty()) {
+    plan.shards.emplace_back();
+    plan.bytes.push_back(0);
   }
-  open_next_shard();
+  return plan;
 }
 
-std::string CheckpointWriter::shard_name(size_t i) const {
-  if (shard_specs_.size() == 1) return kSingleFileName;
+std::string ShardPlan::name(size_t i) const {
+  if (shards.size() == 1) return kSingleFileName;
   char buf[64];
-  std::snprintf(buf, sizeof buf, "model-%05zu-of-%05zu.safetensors", i + 1, shard_specs_.size());
+  std::snprintf(buf, sizeof buf, "model-%05zu-of-%05zu.safetensors", i + 1, shards.size());
   return buf;
 }
 
+void write_shard_index(const std::string& folder, const ShardPlan& plan) {
+  if (plan.shards.size() == 1) return;
+  nlohmann::ordered_json index;
+  uint64_t total = 0;
+  for (uint64_t b : plan.bytes) total += b;
+  index["metadata"] = {{"total_size", total}};
+  nlohmann::ordered_json map = nlohmann::ordered_json::object();
+  for (size_t i = 0; i < plan.shards.size(); ++i)
+    for (const auto& s : plan.shards[i]) map[s.name] = plan.name(i);
+  index["weight_map"] = map;
+  std::string text = index.dump(2) + "\n";
+  AtomicFile f((fs::path(folder) / kIndexFileName).string());
+  f.write(text.data(), text.size());
+  f.commit();
+}
+
+CheckpointWriter::CheckpointWriter(std::string folder, std::vector<TensorSpec> specs,
+                                   uint64_t max_shard_bytes, std::map<std::string, std::string> metadata)
+    : folder_(std::move(folder)), metadata_(std::move(metadata)), plan_(plan_shards(std::move(specs), max_shard_bytes)) {
+  open_next_shard();
+}
+
 void CheckpointWriter::open_next_shard() {
-  writer_ = std::make_unique<SafetensorsWriter>((fs::path(folder_) / shard_name(shard_)).string(),
-                                                shard_specs_[shard_], metadata_);
+  writer_ = std::make_unique<SafetensorsWriter>((fs::path(folder_) / plan_.name(shard_)).string(),
+                                                plan_.shards[shard_], metadata_);
   shard_done_ = 0;
 }
 
 void CheckpointWriter::write(const void* data, size_t n) {
   const uint8_t* p = static_cast<const uint8_t*>(data);
   while (n) {
-    if (shard_done_ == shard_bytes_[shard_]) {
+    if (shard_done_ == plan_.bytes[shard_]) {
       writer_->commit();
       ++shard_;
-      if (shard_ >= shard_specs_.size()) throw std::logic_error("CheckpointWriter: write past the end");
+      if (shard_ >= plan_.shards.size()) throw std::logic_error("CheckpointWriter: write past the end");
       open_next_shard();
       continue;
     }
-    uint64_t k = std::min<uint64_t>(n, shard_bytes_[shard_] - shard_done_);
+    uint64_t k = std::min<uint64_t>(n, plan_.bytes[shard_] - shard_done_);
     writer_->write(p, k);
     p += k;
     n -= k;
@@ -226,26 +247,14 @@ void CheckpointWriter::write(const void* data, size_t n) {
 }
 
 void CheckpointWriter::commit() {
-  while (shard_ + 1 < shard_specs_.size() || shard_done_ != shard_bytes_[shard_]) {
-    if (shard_done_ != shard_bytes_[shard_]) throw std::logic_error("CheckpointWriter: commit before all bytes");
+  while (shard_ + 1 < plan_.shards.size() || shard_done_ != plan_.bytes[shard_]) {
+    if (shard_done_ != plan_.bytes[shard_]) throw std::logic_error("CheckpointWriter: commit before all bytes");
     writer_->commit();
     ++shard_;
     open_next_shard();
   }
   writer_->commit();
-  if (shard_specs_.size() == 1) return;
-  nlohmann::ordered_json index;
-  uint64_t total = 0;
-  for (uint64_t b : shard_bytes_) total += b;
-  index["metadata"] = {{"total_size", total}};
-  nlohmann::ordered_json map = nlohmann::ordered_json::object();
-  for (size_t i = 0; i < shard_specs_.size(); ++i)
-    for (const auto& s : shard_specs_[i]) map[s.name] = shard_name(i);
-  index["weight_map"] = map;
-  std::string text = index.dump(2) + "\n";
-  AtomicFile f((fs::path(folder_) / kIndexFileName).string());
-  f.write(text.data(), text.size());
-  f.commit();
+  write_shard_index(folder_, plan_);
 }
 
 uint64_t parse_byte_size(const std::string& text) {

@@ -61,6 +61,18 @@ class Checkpoint {
 // tokenizer files, ...): regular files that are neither *.safetensors nor the index.
 std::vector<std::string> checkpoint_side_files(const std::string& folder);
 
+// How tensors are cut into shards: greedily in the given order; a tensor larger than the limit
+// gets a shard of its own (Hugging Face's rule). One shard is named model.safetensors, more are
+// model-0000i-of-0000n.safetensors with an index.
+struct ShardPlan {
+  std::vector<std::vector<TensorSpec>> shards;
+  std::vector<uint64_t> bytes;
+  std::string name(size_t i) const;
+};
+ShardPlan plan_shards(std::vector<TensorSpec> specs, uint64_t max_shard_bytes);
+// model.safetensors.index.json for a plan of more than one shard (nothing for one).
+void write_shard_index(const std::string& folder, const ShardPlan& plan);
+
 // Write tensors as a checkpoint into `folder` (which must exist, normally an AtomicDirectory's
 // temporary): one model.safetensors if everything fits in max_shard_bytes, else HF-style shards
 // model-0000i-of-0000n.safetensors plus the index. Shards are cut greedily in the given order;
@@ -72,16 +84,14 @@ class CheckpointWriter {
   // Bytes of the tensors, in spec order, in any chunking.
   void write(const void* data, size_t n);
   void commit();  // all shards and the index
-  size_t shard_count() const { return shard_specs_.size(); }
+  size_t shard_count() const { return plan_.shards.size(); }
 
  private:
   void open_next_shard();
-  std::string shard_name(size_t i) const;
 
   std::string folder_;
   std::map<std::string, std::string> metadata_;
-  std::vector<std::vector<TensorSpec>> shard_specs_;
-  std::vector<uint64_t> shard_bytes_;
+  ShardPlan plan_;
   size_t shard_ = 0;
   uint64_t shard_done_ = 0;
   std::unique_ptr<SafetensorsWriter> writer_;

@@ -66,7 +66,20 @@ std::string h5_error_detail() {
   H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, collect_error, &msgs);
   H5Eclear2(H5E_DEFAULT);
   std::string out;
-  for (size_t i = 0; i < msgs.size() && i < 3; ++i) out += (i ? "; " : "") + msgs[i];
+  for (size_t i = 0; i < msgs.size() && i < 3; ++i) {
+    std::string m = msgs[i];
+    // the POSIX driver's messages carry a time stamp, file name, offsets... and the one useful
+    // part, "error message = '...'" (strerror): keep that, on one line
+    auto at = m.find("error message = '");
+    if (at != std::string::npos) {
+      auto end = m.find('\'', at + 17);
+      m = m.substr(at + 17, end == std::string::npos ? std::string::npos : end - at - 17);
+    }
+    for (char& c : m)
+      if (c == '\n' || c == '\r') c = ' ';
+    if (m.size() > 200) m = m.substr(0, 200) + "...";
+    out += (i ? "; " : "") + m;
+  }
   return out.empty() ? out : "HDF5: " + out;
 }
 

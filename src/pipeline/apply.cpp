@@ -13,6 +13,9 @@
 #include "src/core/error.h"
 #include "src/core/fingerprint.h"
 #include "src/pipeline/side_files.h"
+#include "src/core/collective.h"
+#include "src/pipeline/journal.h"
+#include "src/pipeline/partition.h"
 
 namespace deltakit {
 
@@ -71,64 +74,145 @@ void load_raw(const AdapterReader& ad, const TensorView& base, RawParts& rp) {
 
 }  // namespace
 
-ApplyReport run_apply(const ApplyOptions& opt) {
-  auto t0 = std::chrono::steady_clock::now();
-  if (!std::isfinite(opt.alpha)) throw Error(ErrorCode::Usage, "", "--alpha must be a finite number");
-  // fail fast: headers, records, pairing and output path before any tensor byte
-  Checkpoint base(opt.base);
-  AdapterReader ad(opt.adapter);
-  for (const auto& name : ad.names())
-    if (!base.find(name))
-      throw Error(ErrorCode::TensorSetMismatch, ad.path(), "adapter has tensor '" + name + "' that the base " + opt.base + " lacks");
-  std::vector<TensorSpec> specs;
-  for (const auto& name : base.names()) {
-    if (!ad.has(name))
-      throw Error(ErrorCode::TensorSetMismatch, ad.path(),
-                  "adapter has no entry for base tensor '" + name + "' (made from another model?)");
-    const auto& e = *base.at(name).entry;
-    check_tensor(ad, e);
-    specs.push_back({name, e.dtype, e.shape});
+namespace {
+
+// Base tensor + its adapter entry -> the output tensor's bytes.
+void apply_tensor(const ApplyOptions& opt, const AdapterReader& ad, const TensorView& bv, std::vector<uint8_t>& out,
+                  std::vector<std::string>& warnings) {
+  const std::string& name = bv.name;
+  const uint64_t fp = fingerprint64(bv.bytes), want = ad.base_fingerprint(name);
+  if (fp != want) {
+    std::string msg = "tensor '" + name + "' of the base differs from the one the adapter was made from "
+                      "(fingerprint " + fingerprint_hex(fp) + ", adapter expects " + fingerprint_hex(want) + ")";
+    if (!opt.force) throw Error(ErrorCode::FingerprintMismatch, opt.base, msg + "; pass --force to apply anyway");
+    warnings.push_back(opt.base + ": " + msg);
   }
-  const std::string inputs[] = {opt.base, opt.adapter};
-  check_output_path(opt.out, inputs, opt.overwrite);
+  const Json& attrs = ad.attrs(name);
+  const std::string codec = attrs["codec"].get<std::string>();
+  out.resize(bv.bytes.size());
+  if (codec == "unchanged") {
+    std::memcpy(out.data(), bv.bytes.data(), out.size());
+  } else if (codec == "raw") {
+    RawParts rp;
+    load_raw(ad, bv, rp);
+    raw_apply(bv, rp.payload, opt.alpha, out);
+  } else {
+    std::vector<float> delta = decode_tensor(attrs, ad.source(name), bv.shape, bv.dtype, ad.where(name));
+    add_scaled_delta(bv, {reinterpret_cast<const uint8_t*>(delta.data()), delta.size() * 4}, opt.alpha, out);
+  }
+}
+
+std::string apply_job_identity(const ApplyOptions& opt, const Checkpoint& base, const AdapterReader& ad) {
+  Json j = Json::object();
+  j["command"] = "apply";
+  j["out"] = opt.out;
+  j["alpha"] = opt.alpha;
+  j["force"] = opt.force;
+  j["max_shard_bytes"] = opt.max_shard_bytes;
+  Json files = Json::array();
+  std::vector<std::string> paths = {ad.path()};
+  for (const auto& s : base.shards()) paths.push_back(s->path());
+  for (const auto& p : paths) {
+    std::error_code ec;
+    auto t = std::filesystem::last_write_time(p, ec).time_since_epoch().count();
+    files.push_back(Json{{"path", p}, {"bytes", std::filesystem::file_size(p, ec)}, {"mtime", t}});
+  }
+  j["inputs"] = files;
+  return j.dump(1) + "\n";
+}
+
+}  // namespace
+
+ApplyReport run_apply(const ApplyOptions& opt) {
+  SerialComm serial;
+  return run_apply(opt, serial);
+}
+
+ApplyReport run_apply(const ApplyOptions& opt, Comm& comm) {
+  auto t0 = std::chrono::steady_clock::now();
+  std::unique_ptr<Checkpoint> base;
+  std::unique_ptr<AdapterReader> ad;
+  std::vector<TensorSpec> specs;
+  // the "all" phase: headers, records, pairing and output path before any tensor byte
+  collectively(comm, [&] {
+    if (!std::isfinite(opt.alpha)) throw Error(ErrorCode::Usage, "", "--alpha must be a finite number");
+    base = std::make_unique<Checkpoint>(opt.base);
+    ad = std::make_unique<AdapterReader>(opt.adapter);
+    for (const auto& name : ad->names())
+      if (!base->find(name))
+        throw Error(ErrorCode::TensorSetMismatch, ad->path(), "adapter has tensor '" + name + "' that the base " + opt.base + " lacks");
+    for (const auto& name : base->names()) {
+      if (!ad->has(name))
+        throw Error(ErrorCode::TensorSetMismatch, ad->path(),
+                    "adapter has no entry for base tensor '" + name + "' (made from another model?)");
+      const auto& e = *base->at(name).entry;
+      check_tensor(*ad, e);
+      specs.push_back({name, e.dtype, e.shape});
+    }
+    const std::string inputs[] = {opt.base, opt.adapter};
+    check_output_path(opt.out, inputs, opt.overwrite);
+  });
 
   ApplyReport rep;
-  AtomicDirectory dir(opt.out);
-  CheckpointWriter writer(dir.temp_dir(), specs, opt.max_shard_bytes, {{"format", "pt"}});
-  std::vector<uint8_t> out;
-  for (const auto& name : base.names()) {
-    TensorView bv = base.acquire(name);
-    const uint64_t fp = fingerprint64(bv.bytes), want = ad.base_fingerprint(name);
-    if (fp != want) {
-      std::string msg = "tensor '" + name + "' of the base differs from the one the adapter was made from "
-                        "(fingerprint " + fingerprint_hex(fp) + ", adapter expects " + fingerprint_hex(want) + ")";
-      if (!opt.force) throw Error(ErrorCode::FingerprintMismatch, opt.base, msg + "; pass --force to apply anyway");
-      rep.warnings.push_back(opt.base + ": " + msg);
+  const ShardPlan plan = plan_shards(specs, opt.max_shard_bytes);
+  uint64_t total_bytes = 0;
+  for (uint64_t b : plan.bytes) total_bytes += b;
+  // the journal folder is the output under construction: finished shards are its items
+  JobJournal journal(comm, opt.out, "apply", apply_job_identity(opt, *base, *ad), opt.resume);
+  std::vector<size_t> todo;
+  std::vector<uint64_t> todo_bytes;
+  for (size_t i = 0; i < plan.shards.size(); ++i)
+    if (!journal.done_at_start().count(plan.name(i))) todo.push_back(i), todo_bytes.push_back(plan.bytes[i]);
+  auto mine = items_of(partition_by_bytes(todo_bytes, comm.size()), comm.rank());
+  ProgressReporter progress(
+      opt.progress, "apply", plan.shards.size(), total_bytes,
+      [&] {
+        ProgressCount c;
+        auto items = journal.list();
+        for (size_t i = 0; i < plan.shards.size(); ++i)
+          if (items.count(plan.name(i))) ++c.items, c.bytes += plan.bytes[i];
+        return c;
+      },
+      comm.is_root());
+  // the "one" phase: one writer per shard, shards spread over the ranks by bytes
+  independently(comm, [&] {
+    std::vector<uint8_t> out;
+    for (size_t j : mine) {
+      const size_t s = todo[j];
+      SafetensorsWriter w(journal.item_path(plan.name(s)), plan.shards[s], {{"format", "pt"}});
+      for (const auto& spec : plan.shards[s]) {
+        TensorView bv = base->acquire(spec.name);
+        apply_tensor(opt, *ad, bv, out, rep.warnings);
+        w.write(out.data(), out.size());
+        base->release(spec.name);
+        rep.bytes_written += out.size();
+        ++rep.tensors;
+      }
+      w.commit();
     }
-    const Json& attrs = ad.attrs(name);
-    const std::string codec = attrs["codec"].get<std::string>();
-    out.resize(bv.bytes.size());
-    if (codec == "unchanged") {
-      std::memcpy(out.data(), bv.bytes.data(), out.size());
-    } else if (codec == "raw") {
-      RawParts rp;
-      load_raw(ad, bv, rp);
-      raw_apply(bv, rp.payload, opt.alpha, out);
-    } else {
-      std::vector<float> delta = decode_tensor(attrs, ad.source(name), bv.shape, bv.dtype, ad.where(name));
-      add_scaled_delta(bv, {reinterpret_cast<const uint8_t*>(delta.data()), delta.size() * 4}, opt.alpha, out);
-    }
-    writer.write(out.data(), out.size());
-    base.release(name);
-    rep.bytes_written += out.size();
-    ++rep.tensors;
+    base->check_intact();
+  });
+  comm.barrier();  // every shard is in the folder
+  if (comm.is_root()) {
+    progress.finish();
+    independently(comm, [&] {
+      write_shard_index(journal.dir(), plan);
+      std::error_code ec;
+      write_side_files(std::filesystem::is_directory(opt.base, ec) ? opt.base : std::string(), journal.dir(),
+                       ad->side_files());
+      journal.commit_as_output();
+    });
+    rep.complete = true;
+  } else {
+    journal.disown();
   }
-  writer.commit();
-  rep.shards = writer.shard_count();
-  std::error_code ec;
-  write_side_files(std::filesystem::is_directory(opt.base, ec) ? opt.base : std::string(), dir.temp_dir(), ad.side_files());
-  base.check_intact();
-  dir.commit();
+  // totals over ranks (warnings stay with the rank that saw them: --force runs print per rank)
+  uint64_t totals[2] = {rep.tensors, rep.bytes_written};
+  comm.allreduce_sum(totals);
+  rep.tensors = totals[0];
+  rep.bytes_written = totals[1];
+  rep.shards = plan.shards.size();
+  rep.resumed = plan.shards.size() - todo.size();
   rep.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return rep;
 }

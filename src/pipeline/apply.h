@@ -6,6 +6,9 @@
 #include <string>
 #include <vector>
 
+#include "src/core/comm.h"
+#include "src/pipeline/progress.h"
+
 namespace deltakit {
 
 struct ApplyOptions {
@@ -14,14 +17,23 @@ struct ApplyOptions {
   bool force = false;  // apply even if base fingerprints differ (warns)
   bool overwrite = false;
   uint64_t max_shard_bytes = 5'000'000'000ull;
+  bool resume = false;  // continue a killed job: finished shards are kept
+  ProgressOptions progress{.quiet = true, .log_json = ""};
 };
 
 struct ApplyReport {
   uint64_t tensors = 0, bytes_written = 0, shards = 0;
+  uint64_t resumed = 0;  // shards a previous run had finished
   double seconds = 0;
+  bool complete = false;  // true on rank 0
   std::vector<std::string> warnings;
 };
 
-ApplyReport run_apply(const ApplyOptions& opt);
+// Every rank calls it with the same options. The output's shards are planned as one process
+// would cut them and spread over the ranks by bytes, one writer per shard, into the job's
+// journal folder (".<out>.deltakit-apply"); rank 0 adds the index and side files and renames
+// the folder into place. Same bytes for any number of ranks.
+ApplyReport run_apply(const ApplyOptions& opt, Comm& comm);
+ApplyReport run_apply(const ApplyOptions& opt);  // one rank
 
 }  // namespace deltakit

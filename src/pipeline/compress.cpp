@@ -233,7 +233,7 @@ struct CompressJob {
       attrs["rel_error"] = tr.rel_error;
       parts = std::move(e.parts);
     }
-    AdapterWriter w(path, opt.zstd_level);
+    AdapterWriter w(path, opt.zstd_level, /*in_memory=*/true);
     tr.stored_bytes = w.add_tensor(name, attrs, parts);
     release(i);
     Json root = root_attrs(1, std::string(reinterpret_cast<const char*>(&fp), 8));
@@ -265,6 +265,22 @@ std::string job_identity(const CompressOptions& opt, const RecipeRules& rules, c
     j[c == &base ? "base" : "finetuned"] = files;
   }
   return j.dump(1) + "\n";
+}
+
+// The stitched adapter takes about what the part files take. Refuse up front if the disk cannot
+// hold it: HDF5 1.10 cannot close a file whose flush hit a full disk, so rather than fail there
+// we fail here, cleanly (a disk that fills in the meantime still ends in an error, and the
+// temporary is still removed).
+void check_free_space(const std::string& out, const JobJournal& journal) {
+  uint64_t need = 1 << 20;
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator(journal.dir(), ec)) need += e.file_size(ec);
+  std::filesystem::path dir = std::filesystem::path(out).parent_path();
+  auto space = std::filesystem::space(dir.empty() ? "." : dir, ec);
+  if (!ec && space.available < need)
+    throw Error(ErrorCode::Io, out,
+                "not enough free space to write the adapter: it needs about " + std::to_string(need >> 20) + " MiB, " +
+                    std::to_string(space.available >> 20) + " MiB are free (No space left on device)");
 }
 
 }  // namespace
@@ -339,6 +355,7 @@ CompressReport run_compress(const CompressOptions& opt, Comm& comm) {
     independently(comm, [&] {
       std::map<std::string, uint64_t> fallbacks;
       std::string fingerprints;
+      check_free_space(opt.out, journal);
       AdapterWriter writer(opt.out, opt.zstd_level);
       for (size_t i = 0; i < names.size(); ++i) {
         AdapterReader part(journal.item_path(CompressJob::item(i)));
