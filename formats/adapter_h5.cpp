@@ -69,7 +69,10 @@ AdapterWriter::AdapterWriter(const std::string& path, int zstd_level, bool in_me
   H5Pset_obj_track_times(fcpl.get(), false);
   H5Handle fapl(H5Pcreate(H5P_FILE_ACCESS), H5Pclose);
   H5Pset_libver_bounds(fapl.get(), H5F_LIBVER_V18, H5F_LIBVER_LATEST);
-  if (in_memory_) H5Pset_fapl_core(fapl.get(), 1 << 20, /*backing_store=*/false);
+  if (in_memory_) {
+    H5Pset_fapl_core(fapl.get(), 1 << 20, /*backing_store=*/false);
+    H5Pset_libver_bounds(fapl.get(), H5F_LIBVER_EARLIEST, H5F_LIBVER_V18);
+  }
   h5_ = H5Handle(H5Fcreate(file_.temp_path().c_str(), H5F_ACC_TRUNC, fcpl.get(), fapl.get()), H5Fclose);
   if (!h5_) throw Error(ErrorCode::Io, path, "cannot create the HDF5 file (" + h5_error_detail() + ")");
   tensors_ = create_group(h5_.get(), "tensors");
@@ -138,6 +141,7 @@ uint64_t AdapterWriter::copy_tensor(const AdapterReader& from, const std::string
     if (!src) fail("cannot open dataset '" + part + "'");
     H5Handle dcpl(H5Dget_create_plist(src.get()), H5Pclose), type(H5Dget_type(src.get()), H5Tclose),
         space(H5Dget_space(src.get()), H5Sclose);
+    if (dcpl) H5Pset_obj_track_times(dcpl.get(), false);  // not carried over by H5Dget_create_plist
     H5Handle dst(H5Dcreate2(g.get(), part.c_str(), type.get(), space.get(), H5P_DEFAULT, dcpl.get(), H5P_DEFAULT),
                  H5Dclose);
     if (!dcpl || !type || !space || !dst) fail("cannot create dataset '" + part + "'");

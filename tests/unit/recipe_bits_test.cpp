@@ -22,7 +22,8 @@ TEST(Recipe, CanonicalFormsSpellEveryParameter) {
   EXPECT_EQ(parse_recipe("dare:rescale=none").canonical(), "dare:p=0.9,rescale=1,seed=0");
   // the canonical text parses back to itself
   for (const char* r : {"dare:p=0.25,rescale=2.5,seed=9 > quant:bits=2,group=32 + cherry:frac=0.1,per=tensor,importance=magnitude",
-                        "topk:density=0.05", "lowrank:energy=0.9,seed=3"})
+                        "topk:density=0.05", "lowrank:energy=0.9,seed=3", "topk:density=0.1,scope=model",
+                        "bitdelta + cherry:frac=0.001,scope=model,importance=magnitude"})
     EXPECT_EQ(parse_recipe(parse_recipe(r).canonical()).canonical(), parse_recipe(r).canonical());
 }
 
@@ -32,6 +33,9 @@ TEST(Recipe, RefusesNonsenseWithAClearMessage) {
     const char* says;
   } cases[] = {
       {"", "no codec name"},
+      {"topk:scope=galaxy", "scope=galaxy is not tensor or model"},
+      {"bitdelta + cherry:per=row,scope=model", "per= and scope=model conflict"},
+      {"topk:density=0.1,scope=model + cherry", "topk scope=model cannot be combined with cherry"},
       {"zip", "unknown codec"},
       {"dare:p=1.5", "out of range"},
       {"dare:q=0.5", "unknown parameter \"q\""},
