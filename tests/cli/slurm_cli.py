@@ -1,0 +1,96 @@
+#!/usr/bin/env python3
+"""slurm/ on a real one-node Slurm: brings one up from Debian's packages (slurm/local_cluster.sh),
+submits slurm/compress.sbatch with 2 tasks and slurm/apply.sbatch with 2 tasks, waits, and checks
+that the adapter and the checkpoint equal what one process writes. Exit 77 (skipped) with the
+reason when this machine cannot run Slurm (no root, packages missing, a daemon refusing).
+    slurm_cli.py --deltakit BIN --slurm-dir SLURM_DIR
+"""
+import argparse
+import filecmp
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from cli_run import run  # noqa: E402
+
+SKIP = 77
+
+
+def wait(job, log, timeout=180):
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        q = subprocess.run(["squeue", "-h", "-j", job, "-o", "%T"], capture_output=True, text=True)
+        if not q.stdout.strip():
+            break
+        time.sleep(0.5)
+    else:
+        subprocess.run(["scancel", job])
+        sys.exit(f"FAIL: job {job} still queued or running after {timeout} s")
+    text = open(log).read() if os.path.exists(log) else "(no log)"
+    return text, time.time() - t0
+
+
+def submit(slurm, script, ntasks, args, log, env):
+    p = subprocess.run(["sbatch", "--parsable", "-n", str(ntasks), "-o", log, os.path.join(slurm, script), *args],
+                       capture_output=True, text=True, env=env)
+    if p.returncode != 0:
+        sys.exit(f"FAIL: sbatch {script}: {p.stderr}")
+    return p.stdout.strip().split(";")[0]
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--deltakit", required=True)
+    ap.add_argument("--slurm-dir", required=True)
+    a = ap.parse_args()
+    state = tempfile.mkdtemp(prefix="deltakit-slurm-")
+    up = subprocess.run(["bash", os.path.join(a.slurm_dir, "local_cluster.sh"), "up", state],
+                        capture_output=True, text=True)
+    if up.returncode == SKIP:
+        print(up.stdout.strip().splitlines()[-1])
+        sys.exit(SKIP)
+    if up.returncode != 0:
+        sys.exit(f"FAIL: local_cluster.sh up: {up.stdout}{up.stderr}")
+    print(up.stdout.strip())
+    try:
+        # job files where slurmd (root, same machine) can read and write them
+        work = tempfile.mkdtemp(prefix="deltakit-slurm-work-")
+        base, ft = os.path.join(work, "base"), os.path.join(work, "ft")
+        run(a.deltakit, "make-fixture", "--out-base", base, "--out-finetuned", ft, "--size", "small",
+            "--max-shard-size", "2MB")
+        recipe = "dare:p=0.9 > bitdelta + cherry:frac=0.01,scope=model"
+        single = os.path.join(work, "single.h5")
+        run(a.deltakit, "compress", "--base", base, "--finetuned", ft, "--recipe", recipe, "--out", single, "--quiet")
+        env = dict(os.environ, DELTAKIT=os.path.abspath(a.deltakit))
+        out = os.path.join(work, "slurm.h5")
+        log = os.path.join(work, "compress.log")
+        job = submit(a.slurm_dir, "compress.sbatch", 2, [base, ft, out, recipe, "--", "--quiet"], log, env)
+        text, dt = wait(job, log)
+        if not os.path.exists(out) or open(out, "rb").read() != open(single, "rb").read():
+            sys.exit(f"FAIL: the 2-task Slurm adapter differs from the single-process one\n{text}")
+        print(f"ok: compress.sbatch, 2 tasks, job {job} ({dt:.1f} s): same bytes as one process\n  {text.strip()}")
+
+        single_dir = os.path.join(work, "single-ckpt")
+        run(a.deltakit, "apply", "--base", base, "--adapter", single, "--out", single_dir, "--max-shard-size", "1MB")
+        out_dir = os.path.join(work, "slurm-ckpt")
+        log = os.path.join(work, "apply.log")
+        job = submit(a.slurm_dir, "apply.sbatch", 2, [base, out, out_dir, "--", "--max-shard-size", "1MB", "--quiet"],
+                     log, env)
+        text, dt = wait(job, log)
+        files = sorted(os.listdir(single_dir))
+        if not os.path.isdir(out_dir) or sorted(os.listdir(out_dir)) != files or \
+                filecmp.cmpfiles(single_dir, out_dir, files, shallow=False)[0] != files:
+            sys.exit(f"FAIL: the 2-task Slurm checkpoint differs from the single-process one\n{text}")
+        print(f"ok: apply.sbatch, 2 tasks, job {job} ({dt:.1f} s): {len(files)} files, same bytes as one process")
+        shutil.rmtree(work, ignore_errors=True)
+    finally:
+        subprocess.run(["bash", os.path.join(a.slurm_dir, "local_cluster.sh"), "down", state])
+        shutil.rmtree(state, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
