@@ -55,15 +55,17 @@ int cmd_compress(const Args& args) {
     std::cout << nlohmann::ordered_json{{"out", o.out}, {"tensors", r.tensors.size()}, {"codecs", by_codec},
                                         {"exact_patches", patches}, {"input_bytes", r.input_bytes},
                                         {"adapter_bytes", r.adapter_bytes}, {"seconds", r.seconds},
-                                        {"ranks", world().size()}, {"resumed", r.resumed}}.dump() << "\n";
+                                        {"ranks", world().size()}, {"resumed", r.resumed},
+                                        {"rel_error", r.rel_error}}.dump() << "\n";
     return 0;
   }
   std::string codecs;
   for (const auto& [c, n] : by_codec) codecs += (codecs.empty() ? "" : ", ") + std::to_string(n) + " " + c;
-  std::printf("wrote %s: %zu tensors (%s), %s from %s of fine-tune (%.1fx smaller) in %.3f s (%.2f GB/s)\n",
+  std::printf("wrote %s: %zu tensors (%s), %s from %s of fine-tune (%.1fx smaller), relative error %.3g, in %.3f s "
+              "(%.2f GB/s, %d rank%s)\n",
               o.out.c_str(), r.tensors.size(), codecs.c_str(), human_bytes(double(r.adapter_bytes)).c_str(),
               human_bytes(double(r.input_bytes)).c_str(), r.adapter_bytes ? double(r.input_bytes) / r.adapter_bytes : 0.0,
-              r.seconds, gbps);
+              r.rel_error, r.seconds, gbps, world().size(), world().size() > 1 ? "s" : "");
   return 0;
 }
 

@@ -66,6 +66,8 @@ void encode_raw(const TensorView& bv, const TensorView& fv, Json& attrs, std::ve
   std::vector<uint8_t> delta;  // the fp32 delta's bytes, as the part stores them
   delta.reserve(fv.numel() * 4);
   RawEncoded d = raw_encode(bv, fv, [&](std::span<const float> block) {
+    for (float x : block)
+      if (std::isfinite(x)) tr.delta_sq += double(x) * x;
     const auto* b = reinterpret_cast<const uint8_t*>(block.data());
     delta.insert(delta.end(), b, b + block.size_bytes());
   });
@@ -228,6 +230,7 @@ struct CompressJob {
       Encoded e = encode_tensor(*p.recipe, td);
       std::vector<float> recon = decode_tensor(e.attrs, EncodedSource(e), fv.shape, fv.dtype, opt.out + ": tensor '" + name + "'");
       tr.rel_error = relative_error(p.delta, recon);
+      for (float x : p.delta) tr.delta_sq += double(x) * x;
       tr.codec = e.attrs["codec"].get<std::string>();
       for (auto& [k, v] : e.attrs.items()) attrs[k] = v;
       attrs["rel_error"] = tr.rel_error;
@@ -239,7 +242,8 @@ struct CompressJob {
     Json root = root_attrs(1, std::string(reinterpret_cast<const char*>(&fp), 8));
     root["report"] = Json{{"codec", tr.codec}, {"fallback", tr.fallback}, {"numel", tr.numel},
                           {"input_bytes", tr.input_bytes}, {"exact_patches", tr.exact_patches},
-                          {"nonfinite", tr.nonfinite}, {"rel_error", tr.rel_error}}
+                          {"nonfinite", tr.nonfinite}, {"rel_error", tr.rel_error},
+                          {"delta_sq", tr.delta_sq}}
                          .dump();
     w.commit(root, {});
   }
@@ -355,6 +359,7 @@ CompressReport run_compress(const CompressOptions& opt, Comm& comm) {
     independently(comm, [&] {
       std::map<std::string, uint64_t> fallbacks;
       std::string fingerprints;
+      double err_sq = 0, total_sq = 0;
       check_free_space(opt.out, journal);
       AdapterWriter writer(opt.out, opt.zstd_level);
       for (size_t i = 0; i < names.size(); ++i) {
@@ -372,6 +377,9 @@ CompressReport run_compress(const CompressOptions& opt, Comm& comm) {
         tr.exact_patches = r.value("exact_patches", uint64_t{0});
         tr.nonfinite = r.value("nonfinite", uint64_t{0});
         tr.rel_error = r.value("rel_error", 0.0);
+        tr.delta_sq = r.value("delta_sq", 0.0);
+        err_sq += tr.rel_error * tr.rel_error * tr.delta_sq;
+        total_sq += tr.delta_sq;
         const uint64_t fp = part.base_fingerprint(names[i]);
         fingerprints.append(reinterpret_cast<const char*>(&fp), 8);
         tr.stored_bytes = writer.copy_tensor(part, names[i]);
@@ -384,6 +392,7 @@ CompressReport run_compress(const CompressOptions& opt, Comm& comm) {
       }
       for (const auto& [why, count] : fallbacks)
         rep.warnings.push_back(std::to_string(count) + " tensor(s) stored raw instead: " + why);
+      rep.rel_error = total_sq > 0 ? std::sqrt(err_sq / total_sq) : 0.0;
       writer.commit(job->root_attrs(names.size(), fingerprints), side);
       journal.remove();
     });

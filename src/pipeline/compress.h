@@ -27,12 +27,14 @@ struct CompressTensorReport {
   std::string name, codec, fallback;  // fallback: why the recipe was replaced by raw
   uint64_t numel = 0, input_bytes = 0, stored_bytes = 0, exact_patches = 0, nonfinite = 0;
   double rel_error = 0;
+  double delta_sq = 0;  // ‖δ‖² (finite entries), to total the error over the model
 };
 
 struct CompressReport {
   std::vector<CompressTensorReport> tensors;
   uint64_t input_bytes = 0;    // bytes of the fine-tune's tensors
   uint64_t adapter_bytes = 0;  // size of the written file
+  double rel_error = 0;        // ‖δ − δ̂‖ / ‖δ‖ over the whole model
   double seconds = 0;
   uint64_t resumed = 0;        // tensors a previous run had finished
   bool complete = false;       // false on ranks other than 0 (which hold no report)
