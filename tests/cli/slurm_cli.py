@@ -65,7 +65,9 @@ def main():
         recipe = "dare:p=0.9 > bitdelta + cherry:frac=0.01,scope=model"
         single = os.path.join(work, "single.h5")
         run(a.deltakit, "compress", "--base", base, "--finetuned", ft, "--recipe", recipe, "--out", single, "--quiet")
-        env = dict(os.environ, DELTAKIT=os.path.abspath(a.deltakit))
+        # jobs inherit this environment; no leak check under MPI in the ASan build (see mpi_cli.py)
+        env = dict(os.environ, DELTAKIT=os.path.abspath(a.deltakit),
+                   ASAN_OPTIONS=os.environ.get("ASAN_OPTIONS", "") + ":detect_leaks=0")
         out = os.path.join(work, "slurm.h5")
         log = os.path.join(work, "compress.log")
         job = submit(a.slurm_dir, "compress.sbatch", 2, [base, ft, out, recipe, "--", "--quiet"], log, env)
