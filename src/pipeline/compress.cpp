@@ -11,6 +11,7 @@
 #include "formats/checkpoint.h"
 #include "formats/safetensors.h"
 #include "src/codec/raw.h"
+#include "src/core/half.h"
 #include "src/codec/tensor_codec.h"
 #include "src/core/atomic_output.h"
 #include "src/core/error.h"
@@ -136,17 +137,25 @@ struct CompressJob {
                 std::memcmp(p.bv.bytes.data(), p.fv.bytes.data(), p.bv.bytes.size()) != 0;
     p.fallback = p.changed ? recipe_unsuitable(*p.recipe, p.fv.dtype, p.fv.shape) : "";
     if (p.changed && !p.recipe->is_raw() && p.fallback.empty()) {
-      p.delta.resize(p.fv.numel());
-      std::vector<float> b(p.fv.numel());
-      decode_to_f32(p.fv.dtype, p.fv.bytes, 0, p.delta);
-      decode_to_f32(p.bv.dtype, p.bv.bytes, 0, b);
-      for (uint64_t k = 0; k < p.delta.size(); ++k) p.delta[k] -= b[k];
-      for (float x : p.delta)
-        if (!std::isfinite(x)) {
-          p.fallback = "the delta has NaN/Inf entries (raw carries them exactly)";
-          p.delta.clear();
-          break;
+      // fine-tune minus base, block by block: one tensor-sized buffer, not two
+      const uint64_t n = p.fv.numel(), block = 1 << 14;
+      p.delta.resize(n);
+      float b[block];
+      uint32_t nonfinite = 0;
+      for (uint64_t first = 0; first < n; first += block) {
+        const uint64_t m = std::min(block, n - first);
+        std::span<float> d(p.delta.data() + first, m);
+        decode_to_f32(p.fv.dtype, p.fv.bytes, first, d);
+        decode_to_f32(p.bv.dtype, p.bv.bytes, first, {b, m});
+        for (uint64_t k = 0; k < m; ++k) {
+          d[k] -= b[k];
+          nonfinite |= (f32_bits(d[k]) & 0x7f800000u) == 0x7f800000u;  // branch-free: vectorizes
         }
+      }
+      if (nonfinite) {
+        p.fallback = "the delta has NaN/Inf entries (raw carries them exactly)";
+        p.delta.clear();
+      }
     }
     if (p.lossy() && p.recipe->cherry && p.recipe->cherry->importance != "magnitude")
       p.importance = importance.load(*p.recipe->cherry, name, p.fv.numel(), p.fv.cols());
