@@ -72,18 +72,22 @@ SafetensorsEntry parse_entry(const std::string& name, const Json& info, const st
 }  // namespace
 
 SafetensorsHeader parse_safetensors_header(std::span<const uint8_t> file, const std::string& where) {
-  if (file.size() < 8)
+  return parse_safetensors_header(file, file.size(), where);
+}
+
+SafetensorsHeader parse_safetensors_header(std::span<const uint8_t> file, uint64_t file_size, const std::string& where) {
+  if (file_size < 8 || file.size() < 8)
     throw Error(ErrorCode::FileTooSmall, where,
-                "file is " + std::to_string(file.size()) + " bytes, shorter than the 8-byte header length");
+                "file is " + std::to_string(file_size) + " bytes, shorter than the 8-byte header length");
   const uint64_t n = read_u64_le(file.data());
   if (n > kSafetensorsMaxHeader)
     throw Error(ErrorCode::HeaderTooLarge, where,
                 "header length " + std::to_string(n) + " exceeds the 100 MB cap");
   auto data_offset = checked_add(8, n);
-  if (!data_offset || *data_offset > file.size())
+  if (!data_offset || *data_offset > file_size || *data_offset > file.size())
     throw Error(ErrorCode::HeaderTooLarge, where,
                 "header length " + std::to_string(n) + " runs past the end of the file (" +
-                    std::to_string(file.size()) + " bytes)");
+                    std::to_string(file_size) + " bytes)");
   std::string_view text(reinterpret_cast<const char*>(file.data() + 8), n);
   if (text.empty() || text.front() != '{')
     throw Error(ErrorCode::HeaderNotJson, where, "header does not start with '{'");
@@ -122,7 +126,7 @@ SafetensorsHeader parse_safetensors_header(std::span<const uint8_t> file, const 
                       std::to_string(expected));
     expected = e.end;
   }
-  const uint64_t data_len = file.size() - h.data_offset;
+  const uint64_t data_len = file_size - h.data_offset;
   if (expected != data_len) {
     if (expected > data_len)
       throw Error(ErrorCode::DataLengthMismatch, where,
@@ -136,7 +140,14 @@ SafetensorsHeader parse_safetensors_header(std::span<const uint8_t> file, const 
 
 // --- reader ----------------------------------------------------------------------------------
 SafetensorsFile::SafetensorsFile(const std::string& path) : map_(path) {
-  header_ = parse_safetensors_header(map_.bytes(), path);
+  // the header by pread: the file is mapped only when one of its tensors is read
+  const uint64_t size = map_.size();
+  std::vector<uint8_t> head = map_.read(0, std::min<uint64_t>(size, 8));
+  if (head.size() == 8) {
+    const uint64_t n = read_u64_le(head.data());
+    if (n <= kSafetensorsMaxHeader && 8 + n <= size) head = map_.read(0, 8 + n);
+  }
+  header_ = parse_safetensors_header(head, size, path);
   for (size_t i = 0; i < header_.entries.size(); ++i) by_name_[header_.entries[i].name] = i;
 }
 

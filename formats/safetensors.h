@@ -46,6 +46,9 @@ struct SafetensorsHeader {
 // Validate the header of a whole file image; `where` names the file in errors. Pure function
 // (no I/O), so tests and fuzzers can feed it arbitrary bytes.
 SafetensorsHeader parse_safetensors_header(std::span<const uint8_t> file, const std::string& where);
+// The same from the file's first bytes only (`head`: the whole header, or the whole file if it
+// is shorter) and its size.
+SafetensorsHeader parse_safetensors_header(std::span<const uint8_t> head, uint64_t file_size, const std::string& where);
 
 class SafetensorsFile {
  public:

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <utility>
 
 #include "src/core/error.h"
@@ -25,14 +26,28 @@ MappedFile::MappedFile(const std::string& path) : path_(path) {
     throw Error(ErrorCode::Io, path, "not a regular file");
   }
   size_ = static_cast<uint64_t>(st.st_size);
-  if (size_ > 0) {
+}
+
+void MappedFile::map() const {
+  std::call_once(mapped_, [this] {
+    if (size_ == 0) return;
     void* p = ::mmap(nullptr, size_, PROT_READ, MAP_PRIVATE, fd_, 0);
-    if (p == MAP_FAILED) {
-      ::close(fd_);
-      throw_errno(path, "cannot mmap");
-    }
+    if (p == MAP_FAILED) throw_errno(path_, "cannot mmap");
     data_ = static_cast<const uint8_t*>(p);
+  });
+}
+
+std::vector<uint8_t> MappedFile::read(uint64_t offset, uint64_t n) const {
+  std::vector<uint8_t> out(n);
+  uint64_t done = 0;
+  while (done < n) {
+    ssize_t k = ::pread(fd_, out.data() + done, n - done, static_cast<off_t>(offset + done));
+    if (k < 0 && errno == EINTR) continue;
+    if (k < 0) throw_errno(path_, "read failed");
+    if (k == 0) throw Error(ErrorCode::Io, path_, "file ended while reading");
+    done += static_cast<uint64_t>(k);
   }
+  return out;
 }
 
 MappedFile::~MappedFile() {
@@ -59,6 +74,7 @@ std::pair<uint64_t, uint64_t> page_range(uint64_t offset, uint64_t len, uint64_t
 }  // namespace
 
 void MappedFile::populate(uint64_t offset, uint64_t len) const {
+  map();
   if (!data_ || len == 0) return;
   auto [start, end] = page_range(offset, len, size_);
   uint8_t* p = const_cast<uint8_t*>(data_) + start;

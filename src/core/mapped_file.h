@@ -1,11 +1,14 @@
-// Read-only mmap of a whole file. The size is taken with fstat before mapping and checked again
-// by `still_intact()`, so callers can detect a file truncated under them before touching pages
-// past its new end (which would raise SIGBUS).
+// Read-only mmap of a whole file, made on first use: opening only takes the size (fstat), so a
+// rank that reads a shard's header but none of its tensors never maps it. The size is checked
+// again by `check_intact()`, so callers can detect a file truncated under them before touching
+// pages past its new end (which would raise SIGBUS).
 #pragma once
 
 #include <cstdint>
+#include <mutex>
 #include <span>
 #include <string>
+#include <vector>
 
 namespace deltakit {
 
@@ -17,8 +20,14 @@ class MappedFile {
   MappedFile& operator=(const MappedFile&) = delete;
 
   const std::string& path() const { return path_; }
-  std::span<const uint8_t> bytes() const { return {data_, size_}; }
+  std::span<const uint8_t> bytes() const {
+    map();
+    return {data_, size_};
+  }
   uint64_t size() const { return size_; }
+  bool is_mapped() const { return data_ != nullptr; }
+  // [offset, offset+n) by pread, without mapping (headers). Throws Error(Io) on a short read.
+  std::vector<uint8_t> read(uint64_t offset, uint64_t n) const;
   // Throws Error(Io) if the file is now shorter than when it was mapped.
   void check_intact() const;
   // Map the pages of [offset, offset+len) in one call before they are read (MADV_POPULATE_READ:
@@ -28,9 +37,11 @@ class MappedFile {
   void release(uint64_t offset, uint64_t len) const;
 
  private:
+  void map() const;
   std::string path_;
   int fd_ = -1;
-  const uint8_t* data_ = nullptr;
+  mutable std::once_flag mapped_;
+  mutable const uint8_t* data_ = nullptr;
   uint64_t size_ = 0;
 };
 
