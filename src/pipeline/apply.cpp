@@ -165,7 +165,7 @@ ApplyReport run_apply(const ApplyOptions& opt, Comm& comm) {
     if (!journal.done_at_start().count(plan.name(i))) todo.push_back(i), todo_bytes.push_back(plan.bytes[i]);
   auto mine = items_of(partition_by_bytes(todo_bytes, comm.size()), comm.rank());
   ProgressReporter progress(
-      opt.progress, "apply", plan.shards.size(), total_bytes,
+      opt.progress, "apply", "shards", plan.shards.size(), total_bytes,
       [&] {
         ProgressCount c;
         auto items = journal.list();

@@ -1,5 +1,6 @@
 #include "src/pipeline/compress.h"
 
+#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <cstring>
@@ -188,14 +189,25 @@ struct CompressJob {
       }
       const Recipe& recipe = rules.for_tensor(names[pool[0]]);
       auto local = items_of(partition_by_bytes(bytes, comm.size()), comm.rank());
+      // progress of this phase: rank 0's own tensors (ranks hold about equal bytes), two passes
+      std::atomic<uint64_t> scored{0}, scored_bytes{0};
+      uint64_t local_bytes = 0;
+      for (size_t j : local) local_bytes += bytes[j];
+      ProgressReporter progress(
+          opt.progress, "scoring for " + key + " (rank 0's share, 2 passes)", "tensor passes", 2 * local.size(),
+          2 * local_bytes,
+          [&] { return ProgressCount{scored.load(), scored_bytes.load()}; }, comm.is_root());
       auto scores_of = [&](size_t j) {
         PreparedTensor p = prepare(pool[j]);
         std::vector<float> s;
         if (p.lossy()) s = model_scope_scores(*p.recipe, p.tensor_delta(names[pool[j]], threads));
         release(pool[j]);
+        ++scored;
+        scored_bytes += bytes[j];
         return s;
       };
       auto pool_cuts = find_global_cut(comm, pool.size(), local, model_scope_budget(recipe, elements), scores_of);
+      progress.finish();
       for (size_t j = 0; j < pool.size(); ++j) cuts[pool[j]] = pool_cuts[j], has_cut[pool[j]] = true;
     }
   }
@@ -345,7 +357,7 @@ CompressReport run_compress(const CompressOptions& opt, Comm& comm) {
   rep.resumed = names.size() - todo.size();
   auto mine = items_of(partition_by_bytes(todo_bytes, comm.size()), comm.rank());
   ProgressReporter progress(
-      opt.progress, "compress", names.size(), total_bytes,
+      opt.progress, "compress", "tensors", names.size(), total_bytes,
       [&] {
         ProgressCount c;
         for (const auto& item : journal.list())

@@ -28,8 +28,8 @@ struct ProgressCount {
 class ProgressReporter {
  public:
   // Inactive (no thread, no output) unless `active` (rank 0).
-  ProgressReporter(const ProgressOptions& opt, std::string what, uint64_t total_items, uint64_t total_bytes,
-                   std::function<ProgressCount()> poll, bool active);
+  ProgressReporter(const ProgressOptions& opt, std::string what, std::string unit, uint64_t total_items,
+                   uint64_t total_bytes, std::function<ProgressCount()> poll, bool active);
   ~ProgressReporter();
   // Last report ("done") and stop.
   void finish();
@@ -38,7 +38,7 @@ class ProgressReporter {
   void loop();
   void report(bool final);
   ProgressOptions opt_;
-  std::string what_;
+  std::string what_, unit_;
   uint64_t total_items_, total_bytes_;
   std::function<ProgressCount()> poll_;
   bool tty_ = false;
