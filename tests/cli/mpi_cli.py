@@ -106,11 +106,19 @@ def case_identical(a, work):
     for recipe in ["dare:p=0.9", "bitdelta:scale=row + cherry:frac=0.01,scope=model",
                    "topk:density=0.05,scope=model"]:
         outs = []
+        log = os.path.join(work, "progress.jsonl")
         for n, threads in [(1, 1), (1, 2), (2, 1), (3, 1)]:
             out = os.path.join(work, f"a-{n}-{threads}.h5")
             run_mpi(a, n, "compress", "--base", base, "--finetuned", ft, "--recipe", recipe, "--only",
-                    "*_proj.weight", "--threads", str(threads), "--out", out, "--overwrite", "--quiet")
+                    "*_proj.weight", "--threads", str(threads), "--out", out, "--overwrite", "--quiet",
+                    *(["--log-json", log] if n == 3 else []))
             outs.append(out)
+        # --log-json: rank 0 alone writes JSON lines, ending with the whole job done
+        lines = [json.loads(ln) for ln in open(log)]
+        done = [ln for ln in lines if ln["what"] == "compress"][-1]
+        if not (done["final"] and done["done"] == done["total"] == len(read_checkpoint(ft))):
+            sys.exit(f"FAIL: --log-json ends with {done}")
+        os.remove(log)
         same_bytes(outs, recipe)
         if "scope=model" in recipe:
             check_budget(outs[0], base, ft, recipe)
