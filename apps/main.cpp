@@ -79,12 +79,7 @@ int main(int argc, char** argv) {
       if (root) std::cerr << "deltakit " << name << ": error: " << e.what() << "\n";
       return 2;
     }
-    if (comm->size() > 1) {  // this rank alone: Error::one
-      std::cerr << "deltakit " << name << ": error (rank " << comm->rank() << " of " << comm->size() << "): " << e.what()
-                << std::endl;
-      deltakit::run_cleanups();
-      comm->abort(1);
-    }
+    if (comm->size() > 1) deltakit::abort_job(*comm, e);  // this rank alone: Error::one
     std::cerr << "deltakit " << name << ": error: " << e.what() << "\n";
     return 1;
   } catch (const boost::program_options::error& e) {

@@ -188,7 +188,6 @@ void AdapterWriter::commit(const Json& root_attrs, const std::map<std::string, s
     std::vector<uint8_t> image(n > 0 ? static_cast<size_t>(n) : 0);
     if (n <= 0 || H5Fget_file_image(h5_.get(), image.data(), image.size()) != n)
       throw Error(ErrorCode::Io, file_.final_path(), "cannot take the HDF5 file image (" + h5_error_detail() + ")");
-    h5_.reset();
     file_.write(image.data(), image.size());
   }
   h5_.reset();

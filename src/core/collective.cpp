@@ -1,5 +1,6 @@
 #include "src/core/collective.h"
 
+#include <cstdlib>
 #include <filesystem>
 #include <iostream>
 #include <mutex>
@@ -63,23 +64,28 @@ void independently(Comm& comm, const std::function<void()>& fn) {
   try {
     fn();
   } catch (const std::exception& e) {
-    // A registered folder already gone means another rank failed first and removed it; this
-    // rank's error is a consequence, so stay quiet and let that rank's message stand alone.
-    bool consequence = false;
-    {
-      std::lock_guard<std::mutex> lock(cleanup_mutex);
-      for (const auto& p : cleanup_paths()) {
-        std::error_code ec;
-        if (!std::filesystem::exists(p, ec)) consequence = true;
-      }
-    }
-    if (consequence) comm.abort(1);
-    // print first: the abort below may take the other ranks (and their output) down at once
-    std::cerr << error_label() << ": error (rank " << comm.rank() << " of " << comm.size() << "): " << e.what()
-              << std::endl;
-    run_cleanups();
-    comm.abort(1);
+    abort_job(comm, e);
   }
+}
+
+void abort_job(Comm& comm, const std::exception& e) {
+  // A registered folder already gone means another rank failed first and removed it; this
+  // rank's error is a consequence, so stay quiet and let that rank's message stand alone.
+  bool consequence = false;
+  {
+    std::lock_guard<std::mutex> lock(cleanup_mutex);
+    for (const auto& p : cleanup_paths()) {
+      std::error_code ec;
+      if (!std::filesystem::exists(p, ec)) consequence = true;
+    }
+  }
+  if (consequence) comm.abort(1);
+  // print first: the abort below may take the other ranks (and their output) down at once
+  std::cerr << error_label() << ": error (rank " << comm.rank() << " of " << comm.size() << "): " << e.what()
+            << std::endl;
+  run_cleanups();
+  comm.abort(1);
+  std::_Exit(1);  // not reached (Comm::abort does not return); a virtual call's [[noreturn]] is not seen
 }
 
 }  // namespace deltakit

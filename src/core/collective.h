@@ -23,6 +23,10 @@ void collectively(Comm& comm, const std::function<void()>& fn);
 // removed, and the whole job is aborted with exit code 1. With one rank the Error is rethrown.
 void independently(Comm& comm, const std::function<void()>& fn);
 
+// Error::one itself: prints "<label>: error (rank r of n): <what>" (unless another rank already
+// failed and removed the job's temporaries), removes the registered temporaries, aborts the job.
+[[noreturn]] void abort_job(Comm& comm, const std::exception& e);
+
 // What errors are prefixed with ("deltakit compress"); set once by main.
 void set_error_label(const std::string& label);
 const std::string& error_label();

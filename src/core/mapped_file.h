@@ -25,7 +25,6 @@ class MappedFile {
     return {data_, size_};
   }
   uint64_t size() const { return size_; }
-  bool is_mapped() const { return data_ != nullptr; }
   // [offset, offset+n) by pread, without mapping (headers). Throws Error(Io) on a short read.
   std::vector<uint8_t> read(uint64_t offset, uint64_t n) const;
   // Throws Error(Io) if the file is now shorter than when it was mapped.

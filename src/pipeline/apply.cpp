@@ -109,15 +109,9 @@ std::string apply_job_identity(const ApplyOptions& opt, const Checkpoint& base, 
   j["alpha"] = opt.alpha;
   j["force"] = opt.force;
   j["max_shard_bytes"] = opt.max_shard_bytes;
-  Json files = Json::array();
   std::vector<std::string> paths = {ad.path()};
   for (const auto& s : base.shards()) paths.push_back(s->path());
-  for (const auto& p : paths) {
-    std::error_code ec;
-    auto t = std::filesystem::last_write_time(p, ec).time_since_epoch().count();
-    files.push_back(Json{{"path", p}, {"bytes", std::filesystem::file_size(p, ec)}, {"mtime", t}});
-  }
-  j["inputs"] = files;
+  j["inputs"] = describe_input_files(paths);
   return j.dump(1) + "\n";
 }
 

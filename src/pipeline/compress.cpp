@@ -281,13 +281,9 @@ std::string job_identity(const CompressOptions& opt, const RecipeRules& rules, c
   j["seed"] = opt.seed;
   j["zstd_level"] = opt.zstd_level;
   for (const Checkpoint* c : {&base, &ft}) {
-    Json files = Json::array();
-    for (const auto& s : c->shards()) {
-      std::error_code ec;
-      auto t = std::filesystem::last_write_time(s->path(), ec).time_since_epoch().count();
-      files.push_back(Json{{"path", s->path()}, {"bytes", std::filesystem::file_size(s->path(), ec)}, {"mtime", t}});
-    }
-    j[c == &base ? "base" : "finetuned"] = files;
+    std::vector<std::string> paths;
+    for (const auto& s : c->shards()) paths.push_back(s->path());
+    j[c == &base ? "base" : "finetuned"] = describe_input_files(paths);
   }
   return j.dump(1) + "\n";
 }

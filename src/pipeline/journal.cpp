@@ -24,6 +24,16 @@ std::string read_text(const std::string& path) {
 
 }  // namespace
 
+nlohmann::json describe_input_files(const std::vector<std::string>& paths) {
+  nlohmann::json files = nlohmann::json::array();
+  for (const auto& p : paths) {
+    std::error_code ec;
+    auto t = fs::last_write_time(p, ec).time_since_epoch().count();
+    files.push_back({{"path", p}, {"bytes", fs::file_size(p, ec)}, {"mtime", t}});
+  }
+  return files;
+}
+
 JobJournal::JobJournal(Comm& comm, const std::string& out, const std::string& tag, const std::string& job, bool resume)
     : dir_(out, stable_sibling(out, tag)), resume_(resume) {
   const std::string folder = dir_.temp_dir();

@@ -6,13 +6,19 @@
 // folder is removed unless --resume was given, so nothing is left behind.
 #pragma once
 
+#include <nlohmann/json.hpp>
 #include <set>
 #include <string>
+#include <vector>
 
 #include "src/core/atomic_output.h"
 #include "src/core/comm.h"
 
 namespace deltakit {
+
+// Path, size and modification time of each file: the part of a job's identity (job.json) that
+// says whether its inputs changed since the journal was made.
+nlohmann::json describe_input_files(const std::vector<std::string>& paths);
 
 class JobJournal {
  public:

@@ -39,23 +39,22 @@ ProgressReporter::ProgressReporter(const ProgressOptions& opt, std::string what,
 }
 
 ProgressReporter::~ProgressReporter() {
+  stop_thread();
+  if (log_) std::fclose(log_);
+}
+
+void ProgressReporter::stop_thread() {
   {
     std::lock_guard<std::mutex> lock(mutex_);
     stop_ = true;
   }
   wake_.notify_all();
   if (thread_.joinable()) thread_.join();
-  if (log_) std::fclose(log_);
 }
 
 void ProgressReporter::finish() {
   if (!thread_.joinable()) return;
-  {
-    std::lock_guard<std::mutex> lock(mutex_);
-    stop_ = true;
-  }
-  wake_.notify_all();
-  thread_.join();
+  stop_thread();
   report(true);
 }
 

@@ -36,6 +36,7 @@ class ProgressReporter {
 
  private:
   void loop();
+  void stop_thread();
   void report(bool final);
   ProgressOptions opt_;
   std::string what_, unit_;
