@@ -511,6 +511,13 @@ def not_an_adapter(ctx):
     return argv, ctx.path("out"), "model.safetensors", "not a deltakit adapter"
 
 
+@case
+def log_json_unwritable(ctx):
+    base, ft = ctx.fixture()
+    argv, out = compress_args(ctx, base, ft)
+    return argv + ["--log-json", ctx.path("")], out, ctx.path(""), "cannot open the --log-json file"
+
+
 def run_case(deltakit, name):
     work = tempfile.mkdtemp(prefix="deltakit-bad-")
     try:
@@ -531,7 +538,8 @@ def run_case(deltakit, name):
             after = snapshot(out) if os.path.exists(out) else None
             if after != before:
                 return fail(name, f"output {out} was created or changed")
-        leftovers = [f for f in os.listdir(work) if ".deltakit-tmp" in f]
+        # temporaries and job journals (".out.h5.deltakit-compress", "...-apply") alike
+        leftovers = [f for f in os.listdir(work) if ".deltakit-" in f]
         if leftovers:
             return fail(name, f"temporary files left behind: {leftovers}")
         print(f"ok {name}: {lines[0]}")
