@@ -1,10 +1,14 @@
 #include "src/core/collective.h"
 
+#include <unistd.h>
+
+#include <chrono>
 #include <cstdlib>
 #include <filesystem>
 #include <iostream>
 #include <mutex>
 #include <set>
+#include <thread>
 
 namespace deltakit {
 
@@ -53,8 +57,18 @@ void unregister_cleanup(const std::string& path) {
 void run_cleanups() {
   std::lock_guard<std::mutex> lock(cleanup_mutex);
   for (const auto& p : cleanup_paths()) {
+    // Other ranks may still be writing into the folder until the abort reaches them, and a
+    // file they create while remove_all walks it makes the final rmdir fail. Renaming first
+    // closes the folder to new files (their paths no longer resolve), so the walk converges.
     std::error_code ec;
-    std::filesystem::remove_all(p, ec);
+    const std::string doomed = p + ".removing-" + std::to_string(::getpid());
+    std::filesystem::rename(p, doomed, ec);
+    if (ec) continue;  // gone already: another rank failed first and is removing it
+    for (int attempt = 0; attempt < 50; ++attempt) {
+      std::filesystem::remove_all(doomed, ec);
+      if (!ec && !std::filesystem::exists(doomed, ec)) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
   }
   cleanup_paths().clear();
 }
