@@ -45,5 +45,10 @@ int cmd_compress(const Args& args);
 int cmd_apply(const Args& args);
 int cmd_make_fixture(const Args& args);
 int cmd_demo(const Args& args);
+int cmd_train(const Args& args);
+int cmd_finetune(const Args& args);
+int cmd_eval(const Args& args);
+int cmd_generate(const Args& args);
+int cmd_import_llama2c(const Args& args);
 
 }  // namespace deltakit::cli

@@ -26,7 +26,12 @@ const std::map<std::string, Command>& commands() {
       {"diff", {cmd_diff, "per-tensor statistics of fine-tune minus base"}},
       {"compress", {cmd_compress, "turn a fine-tune's delta into an adapter file"}},
       {"apply", {cmd_apply, "add an adapter to its base, writing a checkpoint"}},
-      {"demo", {cmd_demo, "the main job on the embedded default (today: lossless round trip)"}},
+      {"demo", {cmd_demo, "train the embedded models, compress and apply their deltas, print one table"}},
+      {"train", {cmd_train, "train a base model on the embedded synthetic corpus"}},
+      {"finetune", {cmd_finetune, "fine-tune a model on a skill or a text"}},
+      {"eval", {cmd_eval, "perplexity and skill accuracy of a model"}},
+      {"generate", {cmd_generate, "greedy text generation"}},
+      {"import-llama2c", {cmd_import_llama2c, "convert a llama2.c checkpoint to a Hugging Face folder"}},
       {"make-fixture", {cmd_make_fixture, "write a Llama-shaped base + fine-tune pair for tests"}},
   };
   return c;

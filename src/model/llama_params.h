@@ -43,6 +43,8 @@ class LlamaParams {
   const ParamSlice* find(const std::string& name) const;
   ModelWeights bind() { return bind(data_.data()); }
   ModelWeights bind(float* base) const;  // another buffer of the same layout (gradients)
+  // Pointers for read-only use (forward passes of a const model).
+  ModelWeights view() const { return bind(const_cast<float*>(data_.data())); }
 
   // The usual initialisation: N(0, 0.02) matrices, output projections scaled by 1/sqrt(2·layers)
   // (GPT-2), norms 1, biases 0; from the counter RNG, so a seed gives the same weights anywhere.

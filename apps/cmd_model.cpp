@@ -1,0 +1,293 @@
+// The model-engine subcommands:
+//   deltakit train [--size small | --config FILE] --out DIR        a base on the synthetic corpus
+//   deltakit finetune --model BASE --task T --out DIR [--regime sft|continued]
+//   deltakit eval --model DIR [--tokens FILE] [--text FILE] [--corpus] [--task T]... [--json]
+//   deltakit generate --model DIR --prompt TEXT [--max-new N]
+//   deltakit import-llama2c MODEL.bin --tokenizer TOK.bin --out DIR
+#include <yaml-cpp/yaml.h>
+
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+
+#include <nlohmann/json.hpp>
+
+#include "apps/cli_common.h"
+#include "src/core/error.h"
+#include "src/model/embedded.h"
+#include "src/model/evaluate.h"
+#include "src/model/kernels.h"
+#include "src/model/llama2c.h"
+#include "src/model/llama_model.h"
+#include "src/model/skills.h"
+#include "src/model/tokenizer.h"
+
+namespace deltakit::cli {
+
+namespace {
+
+void add_train_overrides(po::options_description& opts) {
+  opts.add_options()("steps", po::value<int64_t>(), "optimizer steps")("batch", po::value<int64_t>(), "sequences per step")(
+      "seq", po::value<int64_t>(), "tokens per sequence")("lr", po::value<double>(), "peak learning rate")(
+      "warmup", po::value<int64_t>(), "warm-up steps")("seed", po::value<uint64_t>(), "data and init seed")(
+      "threads", po::value<int>()->default_value(0), "threads (0: all cores)")(
+      "quiet", po::bool_switch(), "no progress lines")("overwrite", po::bool_switch(), "replace an existing --out");
+}
+
+void apply_overrides(const po::variables_map& vm, TrainOptions& o) {
+  if (vm.count("steps")) o.steps = vm["steps"].as<int64_t>();
+  if (vm.count("batch")) o.batch = vm["batch"].as<int64_t>();
+  if (vm.count("seq")) o.seq = vm["seq"].as<int64_t>();
+  if (vm.count("lr")) o.lr = vm["lr"].as<double>();
+  if (vm.count("warmup")) o.warmup = vm["warmup"].as<int64_t>();
+  if (vm.count("seed")) o.seed = vm["seed"].as<uint64_t>();
+  if (o.steps < 1 || o.batch < 1 || o.seq < 2 || o.warmup < 0 || !(o.lr > 0))
+    throw Error(ErrorCode::Usage, "", "steps, batch must be >= 1, seq >= 2, warmup >= 0 and lr > 0");
+}
+
+Logger progress_logger(const std::string& what, int64_t steps, bool quiet) {
+  if (quiet) return {};
+  const int64_t every = std::max<int64_t>(1, steps / 10);
+  return [=](const TrainStep& s) {
+    if (s.step % every == 0 || s.step + 1 == steps)
+      std::fprintf(stderr, "%s: step %lld/%lld loss %.4f lr %.2e |g| %.3f %.1f s\n", what.c_str(),
+                   static_cast<long long>(s.step + 1), static_cast<long long>(steps), s.loss, s.lr, s.grad_norm,
+                   s.seconds);
+  };
+}
+
+// The YAML form of `train`: the preset's fields, any of which can be overridden.
+//   size: small
+//   model: {hidden_size: 128, intermediate_size: 352, num_hidden_layers: 4, num_attention_heads: 4,
+//           num_key_value_heads: 2, head_dim: 32, max_position_embeddings: 64, rope_theta: 10000}
+//   train: {steps: 1200, batch: 16, seq: 64, lr: 0.003, warmup: 40, weight_decay: 0.1, seed: 1}
+//   skill_share: 0.1
+EmbeddedPreset read_train_config(const std::string& path) {
+  YAML::Node root;
+  try {
+    root = YAML::LoadFile(path);
+  } catch (const std::exception& e) {
+    throw Error(ErrorCode::Usage, path, std::string("not a readable YAML file: ") + e.what());
+  }
+  if (!root.IsMap()) throw Error(ErrorCode::Usage, path, "the training config must be a YAML mapping");
+  EmbeddedPreset p = embedded_preset(root["size"] ? root["size"].as<std::string>() : "small");
+  auto read = [&](const YAML::Node& map, const std::string& section, const std::string& key, auto& target) {
+    for (auto it = map.begin(); it != map.end(); ++it)
+      (void)it;
+    if (!map[key]) return;
+    try {
+      target = map[key].as<std::remove_reference_t<decltype(target)>>();
+    } catch (const std::exception&) {
+      throw Error(ErrorCode::Usage, path, section + key + " has the wrong type");
+    }
+  };
+  auto only = [&](const YAML::Node& map, const std::string& section, std::initializer_list<const char*> keys) {
+    if (!map) return;
+    if (!map.IsMap()) throw Error(ErrorCode::Usage, path, section + " must be a mapping");
+    for (auto it = map.begin(); it != map.end(); ++it) {
+      const std::string k = it->first.as<std::string>();
+      bool ok = false;
+      for (const char* allowed : keys) ok |= k == allowed;
+      if (!ok) throw Error(ErrorCode::Usage, path, "unknown key \"" + section + k + "\"");
+    }
+  };
+  only(root, "", {"size", "model", "train", "skill_share"});
+  const YAML::Node m = root["model"], t = root["train"];
+  only(m, "model.", {"hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
+                     "num_key_value_heads", "head_dim", "max_position_embeddings", "rope_theta", "tie_word_embeddings"});
+  only(t, "train.", {"steps", "batch", "seq", "lr", "warmup", "weight_decay", "min_lr_ratio", "clip", "seed"});
+  if (m) {
+    read(m, "model.", "hidden_size", p.model.dim);
+    read(m, "model.", "intermediate_size", p.model.hidden);
+    read(m, "model.", "num_hidden_layers", p.model.layers);
+    read(m, "model.", "num_attention_heads", p.model.heads);
+    read(m, "model.", "num_key_value_heads", p.model.kv_heads);
+    if (!m["head_dim"]) p.model.head_dim = p.model.heads ? p.model.dim / p.model.heads : 0;
+    read(m, "model.", "head_dim", p.model.head_dim);
+    read(m, "model.", "max_position_embeddings", p.model.max_seq);
+    read(m, "model.", "rope_theta", p.model.rope_theta);
+    read(m, "model.", "tie_word_embeddings", p.model.tie_embeddings);
+  }
+  if (t) {
+    read(t, "train.", "steps", p.base.steps);
+    read(t, "train.", "batch", p.base.batch);
+    read(t, "train.", "seq", p.base.seq);
+    read(t, "train.", "lr", p.base.lr);
+    read(t, "train.", "warmup", p.base.warmup);
+    read(t, "train.", "weight_decay", p.base.weight_decay);
+    read(t, "train.", "min_lr_ratio", p.base.min_lr_ratio);
+    read(t, "train.", "clip", p.base.clip);
+    read(t, "train.", "seed", p.base.seed);
+  }
+  read(root, "", "skill_share", p.skill_share);
+  p.model.validate(path);
+  if (p.base.seq > static_cast<int64_t>(p.model.max_seq))
+    throw Error(ErrorCode::Usage, path, "train.seq exceeds max_position_embeddings");
+  return p;
+}
+
+}  // namespace
+
+int cmd_train(const Args& args) {
+  po::options_description opts("train options");
+  opts.add_options()("out", po::value<std::string>(), "output model folder")(
+      "size", po::value<std::string>()->default_value("small"), "preset: tiny | small | medium")(
+      "config", po::value<std::string>(), "YAML training config (overrides the preset)");
+  add_train_overrides(opts);
+  po::variables_map vm;
+  if (!parse("train", "--out DIR [--size small | --config FILE]", opts, {}, args, vm)) return 0;
+  require(vm, {"out"});
+  EmbeddedPreset p = vm.count("config") ? read_train_config(vm["config"].as<std::string>())
+                                        : embedded_preset(vm["size"].as<std::string>());
+  apply_overrides(vm, p.base);
+  kernels::set_threads(vm["threads"].as<int>());
+  const std::string out = vm["out"].as<std::string>();
+  train_base(p, out, vm["overwrite"].as<bool>(), progress_logger("train", p.base.steps, vm["quiet"].as<bool>()));
+  std::printf("wrote %s\n", out.c_str());
+  return 0;
+}
+
+int cmd_finetune(const Args& args) {
+  po::options_description opts("finetune options");
+  opts.add_options()("model", po::value<std::string>(), "base model folder")(
+      "task", po::value<std::string>(), "skill (rev, sort, caps, dup, add, get) or text:FILE")(
+      "out", po::value<std::string>(), "output model folder")(
+      "regime", po::value<std::string>()->default_value("sft"), "sft (small deltas) | continued (large deltas)")(
+      "size", po::value<std::string>()->default_value("small"), "preset whose regime defaults to use");
+  add_train_overrides(opts);
+  po::variables_map vm;
+  if (!parse("finetune", "--model BASE --task T --out DIR [--regime sft]", opts, {}, args, vm)) return 0;
+  require(vm, {"model", "task", "out"});
+  const EmbeddedPreset p = embedded_preset(vm["size"].as<std::string>());
+  const std::string regime = vm["regime"].as<std::string>();
+  if (regime != "sft" && regime != "continued")
+    throw Error(ErrorCode::Usage, "", "--regime must be sft or continued, not \"" + regime + "\"");
+  TrainOptions o = regime == "sft" ? p.sft : p.continued;
+  apply_overrides(vm, o);
+  kernels::set_threads(vm["threads"].as<int>());
+  const std::string task = vm["task"].as<std::string>(), out = vm["out"].as<std::string>();
+  finetune(vm["model"].as<std::string>(), task, o, out, vm["overwrite"].as<bool>(),
+           progress_logger("finetune " + task, o.steps, vm["quiet"].as<bool>()));
+  std::printf("wrote %s\n", out.c_str());
+  return 0;
+}
+
+int cmd_eval(const Args& args) {
+  po::options_description opts("eval options");
+  opts.add_options()("model", po::value<std::string>(), "model folder")(
+      "tokens", po::value<std::string>(), "file of little-endian uint32 token ids")(
+      "text", po::value<std::string>(), "text file, tokenized with the model's tokenizer")(
+      "corpus", po::bool_switch(), "held-out lines of the embedded corpus (byte-tokenized models)")(
+      "task", po::value<std::vector<std::string>>()->composing(), "skill exact match (repeatable; 'all')")(
+      "samples", po::value<int64_t>()->default_value(200), "examples per --task")(
+      "window", po::value<int64_t>(), "predictions per window (default: the model's context)")(
+      "max-tokens", po::value<int64_t>()->default_value(0), "use only the first N tokens (0: all)")(
+      "threads", po::value<int>()->default_value(0), "threads (0: all cores)")(
+      "json", po::bool_switch(), "end with one JSON object on the last line");
+  po::variables_map vm;
+  if (!parse("eval", "--model DIR [--tokens FILE | --text FILE | --corpus] [--task T] [--json]", opts, {}, args, vm))
+    return 0;
+  require(vm, {"model"});
+  kernels::set_threads(vm["threads"].as<int>());
+  const std::string dir = vm["model"].as<std::string>();
+  LlamaParams p = load_llama(dir);
+  const int64_t window = vm.count("window") ? vm["window"].as<int64_t>() : static_cast<int64_t>(p.config().max_seq);
+  if (window < 1) throw Error(ErrorCode::Usage, "", "--window must be >= 1");
+  nlohmann::ordered_json j;
+  j["model"] = dir;
+  auto report_loss = [&](const std::string& what, std::vector<int32_t> ids) {
+    const int64_t cap = vm["max-tokens"].as<int64_t>();
+    if (cap > 0 && static_cast<int64_t>(ids.size()) > cap) ids.resize(static_cast<size_t>(cap));
+    LossReport r = evaluate_loss(p, ids, window);
+    std::printf("%s: loss %.4f perplexity %.3f over %lld tokens (%lld windows of %lld)\n", what.c_str(), r.loss,
+                r.perplexity, static_cast<long long>(r.tokens), static_cast<long long>(r.windows),
+                static_cast<long long>(std::min<int64_t>(window, static_cast<int64_t>(p.config().max_seq))));
+    j["loss"] = r.loss, j["perplexity"] = r.perplexity, j["tokens"] = r.tokens, j["windows"] = r.windows;
+    j["source"] = what;
+  };
+  if (vm.count("tokens")) report_loss(vm["tokens"].as<std::string>(), read_token_file(vm["tokens"].as<std::string>(), p.config().vocab));
+  if (vm.count("text") || vm["corpus"].as<bool>()) {
+    auto tok = load_tokenizer(dir, p.config().vocab);
+    if (!tok) throw Error(ErrorCode::Usage, dir, "the model declares no tokenizer (deltakit_tokenizer.json); use --tokens");
+    if (vm.count("text")) {
+      const std::string path = vm["text"].as<std::string>();
+      std::ifstream in(path, std::ios::binary);
+      if (!in) throw Error(ErrorCode::Io, path, "cannot read the text");
+      std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+      std::vector<int32_t> ids = {tok->bos()};
+      for (int32_t id : tok->encode(text)) ids.push_back(id);
+      report_loss(path, ids);
+    } else {
+      if (tok->vocab() != ByteTokenizer::kVocab) throw Error(ErrorCode::Usage, dir, "--corpus needs a byte-tokenized model");
+      report_loss("corpus (held out)", corpus_tokens(kEvalStream, 400));
+    }
+  }
+  if (vm.count("task")) {
+    std::vector<std::string> tasks;
+    for (const auto& t : vm["task"].as<std::vector<std::string>>()) {
+      if (t == "all") {
+        for (const auto& s : skill_names()) tasks.push_back(s);
+      } else if (!is_skill(t)) {
+        throw Error(ErrorCode::Usage, "", "unknown task \"" + t + "\" (rev, sort, caps, dup, add, get, all)");
+      } else {
+        tasks.push_back(t);
+      }
+    }
+    auto tok = load_tokenizer(dir, p.config().vocab);
+    if (!tok || tok->vocab() != ByteTokenizer::kVocab)
+      throw Error(ErrorCode::Usage, dir, "skills are written in the byte tokenizer; this model does not use it");
+    for (const auto& t : tasks) {
+      SkillReport r = evaluate_skill(p, t, vm["samples"].as<int64_t>(), kEvalStream);
+      std::printf("task %-5s exact match %6.1f%% (%lld/%lld)   e.g. %s\n", t.c_str(), 100.0 * r.accuracy(),
+                  static_cast<long long>(r.correct), static_cast<long long>(r.total),
+                  r.samples.empty() ? "" : r.samples[0].c_str());
+      j["tasks"][t] = {{"accuracy", r.accuracy()}, {"correct", r.correct}, {"total", r.total}};
+    }
+  }
+  if (!vm.count("tokens") && !vm.count("text") && !vm["corpus"].as<bool>() && !vm.count("task"))
+    throw Error(ErrorCode::Usage, "", "nothing to evaluate: give --tokens, --text, --corpus or --task");
+  if (vm["json"].as<bool>()) std::printf("%s\n", j.dump().c_str());
+  return 0;
+}
+
+int cmd_generate(const Args& args) {
+  po::options_description opts("generate options");
+  opts.add_options()("model", po::value<std::string>(), "model folder")("prompt", po::value<std::string>(), "text")(
+      "max-new", po::value<int64_t>()->default_value(100), "tokens to generate")(
+      "threads", po::value<int>()->default_value(0), "threads (0: all cores)");
+  po::variables_map vm;
+  if (!parse("generate", "--model DIR --prompt TEXT [--max-new 100]", opts, {}, args, vm)) return 0;
+  require(vm, {"model", "prompt"});
+  kernels::set_threads(vm["threads"].as<int>());
+  const std::string dir = vm["model"].as<std::string>();
+  LlamaParams p = load_llama(dir);
+  auto tok = load_tokenizer(dir, p.config().vocab);
+  if (!tok) throw Error(ErrorCode::Usage, dir, "the model declares no tokenizer (deltakit_tokenizer.json)");
+  const std::string prompt = vm["prompt"].as<std::string>();
+  std::vector<int32_t> ids = {tok->bos()};
+  for (int32_t id : tok->encode(prompt)) ids.push_back(id);
+  auto r = generate_greedy(p.config(), p.view(), {ids}, vm["max-new"].as<int64_t>(), tok->eos());
+  std::vector<int32_t> all = ids;
+  all.insert(all.end(), r.tokens[0].begin(), r.tokens[0].end());
+  std::printf("%s\n", tok->decode(all).c_str());
+  return 0;
+}
+
+int cmd_import_llama2c(const Args& args) {
+  po::options_description opts("import-llama2c options");
+  opts.add_options()("model", po::value<std::string>(), "llama2.c checkpoint (.bin)")(
+      "tokenizer", po::value<std::string>(), "llama2.c tokenizer (.bin)")("out", po::value<std::string>(), "output folder")(
+      "overwrite", po::bool_switch(), "replace an existing --out");
+  po::positional_options_description pos;
+  pos.add("model", 1);
+  po::variables_map vm;
+  if (!parse("import-llama2c", "MODEL.bin --tokenizer TOK.bin --out DIR", opts, pos, args, vm)) return 0;
+  require(vm, {"model", "tokenizer", "out"});
+  import_llama2c(vm["model"].as<std::string>(), vm["tokenizer"].as<std::string>(), vm["out"].as<std::string>(),
+                 vm["overwrite"].as<bool>());
+  std::printf("wrote %s\n", vm["out"].as<std::string>().c_str());
+  return 0;
+}
+
+}  // namespace deltakit::cli

@@ -1,0 +1,75 @@
+#include "src/model/batches.h"
+
+#include <stdexcept>
+
+#include "src/core/philox.h"
+#include "src/model/skills.h"
+#include "src/model/tokenizer.h"
+
+namespace deltakit {
+
+namespace {
+void resize(Batch& b) {
+  b.tokens.assign(static_cast<size_t>(b.B * b.T), ByteTokenizer::kPad);
+  b.targets.assign(b.tokens.size(), -1);
+}
+}  // namespace
+
+void corpus_batch(Batch& b, uint64_t seed, int64_t step, double skill_share) {
+  resize(b);
+  for (int64_t r = 0; r < b.B; ++r) {
+    std::vector<int32_t> row;
+    // each row starts at its own line: rows and steps never share lines
+    for (uint64_t j = 0; static_cast<int64_t>(row.size()) < b.T + 1; ++j) {
+      row.push_back(ByteTokenizer::kBos);
+      for (unsigned char c : corpus_line(seed, (static_cast<uint64_t>(step * b.B + r) << 8) + j, skill_share))
+        row.push_back(c);
+      row.push_back('\n');
+    }
+    for (int64_t t = 0; t < b.T; ++t) {
+      b.tokens[r * b.T + t] = row[t];
+      b.targets[r * b.T + t] = row[t + 1];
+    }
+  }
+}
+
+void skill_batch(Batch& b, const std::string& skill, uint64_t seed, int64_t step) {
+  resize(b);
+  for (int64_t r = 0; r < b.B; ++r) {
+    int64_t t = 0;
+    for (uint64_t j = 0;; ++j) {
+      SkillExample e = skill_example(skill, seed, (static_cast<uint64_t>(step * b.B + r) << 8) + j);
+      const std::string text = e.prompt + e.answer + "\n";
+      const int64_t n = 1 + static_cast<int64_t>(text.size());
+      if (t + n > b.T) {
+        if (j == 0) throw std::invalid_argument("sequence length too short for one " + skill + " example");
+        break;
+      }
+      int32_t* tok = b.tokens.data() + r * b.T + t;
+      int32_t* tg = b.targets.data() + r * b.T + t;
+      tok[0] = ByteTokenizer::kBos;
+      for (size_t i = 0; i < text.size(); ++i) tok[i + 1] = static_cast<unsigned char>(text[i]);
+      // position i predicts token i + 1; the answer starts after the prompt's '='
+      const int64_t answer_from = 1 + static_cast<int64_t>(e.prompt.size());
+      for (int64_t i = answer_from - 1; i < n - 1; ++i) tg[i] = tok[i + 1];
+      t += n;
+    }
+  }
+}
+
+void stream_batch(Batch& b, const std::vector<int32_t>& stream, uint64_t seed, int64_t step) {
+  resize(b);
+  if (static_cast<int64_t>(stream.size()) < b.T + 1) throw std::invalid_argument("the text is shorter than one window");
+  TensorRng rng(seed, "stream_batch");
+  const uint64_t starts = stream.size() - static_cast<uint64_t>(b.T);
+  for (int64_t r = 0; r < b.B; ++r) {
+    const uint64_t w = rng.word(static_cast<uint64_t>(step * b.B + r));
+    const uint64_t at = (static_cast<uint64_t>(w) * starts) >> 32;
+    for (int64_t t = 0; t < b.T; ++t) {
+      b.tokens[r * b.T + t] = stream[at + t];
+      b.targets[r * b.T + t] = stream[at + t + 1];
+    }
+  }
+}
+
+}  // namespace deltakit

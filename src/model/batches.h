@@ -1,0 +1,24 @@
+// Training batches: B rows of T input tokens and T targets (the next token, or -1 where no loss
+// is taken), made deterministically from (seed, step), so a run can be repeated or resumed.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace deltakit {
+
+struct Batch {
+  int64_t B = 0, T = 0;
+  std::vector<int32_t> tokens, targets;
+};
+
+// Base pre-training: rows of consecutive corpus lines, "<bos>line\n<bos>line\n...", loss everywhere.
+void corpus_batch(Batch& b, uint64_t seed, int64_t step, double skill_share);
+// Supervised fine-tuning on a skill: rows packed with "<bos>prompt answer\n" examples, loss on the
+// answer and its newline only (the prompt is the input, as in SFT); padding has no loss.
+void skill_batch(Batch& b, const std::string& skill, uint64_t seed, int64_t step);
+// Random windows of a token stream (continued training on a text), loss everywhere.
+void stream_batch(Batch& b, const std::vector<int32_t>& stream, uint64_t seed, int64_t step);
+
+}  // namespace deltakit
