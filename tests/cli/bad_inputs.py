@@ -518,6 +518,85 @@ def log_json_unwritable(ctx):
     return argv + ["--log-json", ctx.path("")], out, ctx.path(""), "cannot open the --log-json file"
 
 
+# --- the model engine: llama2.c imports, token files, model configs --------------------------
+
+def llama2c_file(ctx, header, floats):
+    path = ctx.path("m.bin")
+    with open(path, "wb") as f:
+        f.write(struct.pack("<7i", *header))
+        f.write(struct.pack(f"<{floats}f", *([0.01] * floats)))
+    return path
+
+
+def llama2c_tokenizer(ctx, vocab, truncate=False):
+    path = ctx.path("tok.bin")
+    body = struct.pack("<i", 4)
+    for i in range(vocab):
+        piece = bytes([65 + i % 26])
+        body += struct.pack("<fi", float(i), len(piece)) + piece
+    with open(path, "wb") as f:
+        f.write(body[:-3] if truncate else body)
+    return path
+
+
+@case
+def llama2c_truncated(ctx):
+    # dim 8, hidden 16, 1 layer, 2 heads, 2 kv heads, vocab 32 (tied), seq 4: 936 floats; give 700
+    model = llama2c_file(ctx, (8, 16, 1, 2, 2, 32, 4), 700)
+    tok = llama2c_tokenizer(ctx, 32)
+    out = ctx.path("imported")
+    return ([ctx.deltakit, "import-llama2c", model, "--tokenizer", tok, "--out", out], out, model,
+            "the header implies")
+
+
+@case
+def llama2c_bad_header(ctx):
+    model = llama2c_file(ctx, (8, 16, -1, 2, 2, 32, 4), 10)
+    tok = llama2c_tokenizer(ctx, 32)
+    out = ctx.path("imported")
+    return [ctx.deltakit, "import-llama2c", model, "--tokenizer", tok, "--out", out], out, model, "header field 2"
+
+
+@case
+def llama2c_tokenizer_truncated(ctx):
+    model = llama2c_file(ctx, (8, 16, 1, 2, 2, 32, 4), 936)
+    tok = llama2c_tokenizer(ctx, 32, truncate=True)
+    out = ctx.path("imported")
+    return [ctx.deltakit, "import-llama2c", model, "--tokenizer", tok, "--out", out], out, tok, "truncated"
+
+
+@case
+def eval_token_outside_vocab(ctx):
+    base, _ = ctx.fixture()
+    toks = ctx.path("t.u32")
+    with open(toks, "wb") as f:
+        f.write(struct.pack("<4I", 1, 2, 99999, 3))
+    return [ctx.deltakit, "eval", "--model", base, "--tokens", toks], None, toks, "outside the model's vocabulary"
+
+
+@case
+def eval_token_file_odd_size(ctx):
+    base, _ = ctx.fixture()
+    toks = ctx.path("t.u32")
+    with open(toks, "wb") as f:
+        f.write(b"\x01\x00\x00\x00\x02\x00\x00")
+    return [ctx.deltakit, "eval", "--model", base, "--tokens", toks], None, toks, "not a multiple of 4"
+
+
+@case
+def model_config_heads(ctx):
+    base, _ = ctx.fixture()
+    cfg_path = os.path.join(base, "config.json")
+    cfg = json.load(open(cfg_path))
+    cfg["num_attention_heads"], cfg["num_key_value_heads"] = 4, 3
+    json.dump(cfg, open(cfg_path, "w"))
+    toks = ctx.path("t.u32")
+    with open(toks, "wb") as f:
+        f.write(struct.pack("<2I", 1, 2))
+    return ([ctx.deltakit, "eval", "--model", base, "--tokens", toks], None, cfg_path,
+            "not a multiple of num_key_value_heads")
+
+
 def run_case(deltakit, name):
     work = tempfile.mkdtemp(prefix="deltakit-bad-")
     try:
