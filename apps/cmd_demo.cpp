@@ -35,7 +35,7 @@ int cmd_demo(const Args& args) {
   std::printf("%-5s %-10s %-40s %9s %8s %10s %8s %9s\n", "skill", "model", "recipe", "accuracy", "ppl", "adapter",
               "ratio", "rel.err");
   for (const auto& r : rows) {
-    std::printf("%-5s %-10s %-40s %8.1f%% %8.3f %10s %8s %9s\n", r.skill.c_str(), r.model.c_str(), r.recipe.c_str(),
+    std::printf("%-5s %-10s %-40s %8.1f%% %8.4g %10s %8s %9s\n", r.skill.c_str(), r.model.c_str(), r.recipe.c_str(),
                 100.0 * r.accuracy, r.perplexity, r.adapter_bytes ? human_bytes(double(r.adapter_bytes)).c_str() : "-",
                 r.ratio > 0 ? (fixed(r.ratio, 1) + "x").c_str() : "-", r.model == "adapter" ? fixed(r.rel_error, 3).c_str() : "-");
     if (r.model == "fine-tune")
