@@ -8,13 +8,13 @@
 
 #include <cmath>
 #include <cstdio>
-#include <fstream>
 #include <iostream>
 
 #include <nlohmann/json.hpp>
 
 #include "apps/cli_common.h"
 #include "src/core/error.h"
+#include "src/core/whole_file.h"
 #include "src/model/embedded.h"
 #include "src/model/evaluate.h"
 #include "src/model/kernels.h"
@@ -73,8 +73,6 @@ EmbeddedPreset read_train_config(const std::string& path) {
   if (!root.IsMap()) throw Error(ErrorCode::Usage, path, "the training config must be a YAML mapping");
   EmbeddedPreset p = embedded_preset(root["size"] ? root["size"].as<std::string>() : "small");
   auto read = [&](const YAML::Node& map, const std::string& section, const std::string& key, auto& target) {
-    for (auto it = map.begin(); it != map.end(); ++it)
-      (void)it;
     if (!map[key]) return;
     try {
       target = map[key].as<std::remove_reference_t<decltype(target)>>();
@@ -212,11 +210,8 @@ int cmd_eval(const Args& args) {
     if (!tok) throw Error(ErrorCode::Usage, dir, "the model declares no tokenizer (deltakit_tokenizer.json); use --tokens");
     if (vm.count("text")) {
       const std::string path = vm["text"].as<std::string>();
-      std::ifstream in(path, std::ios::binary);
-      if (!in) throw Error(ErrorCode::Io, path, "cannot read the text");
-      std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
       std::vector<int32_t> ids = {tok->bos()};
-      for (int32_t id : tok->encode(text)) ids.push_back(id);
+      for (int32_t id : tok->encode(read_whole_file(path, "text"))) ids.push_back(id);
       report_loss(path, ids);
     } else {
       if (tok->vocab() != ByteTokenizer::kVocab) throw Error(ErrorCode::Usage, dir, "--corpus needs a byte-tokenized model");

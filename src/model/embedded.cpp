@@ -1,10 +1,10 @@
 #include "src/model/embedded.h"
 
 #include <filesystem>
-#include <fstream>
 
 #include "src/core/atomic_output.h"
 #include "src/core/error.h"
+#include "src/core/whole_file.h"
 #include "src/model/batches.h"
 #include "src/model/skills.h"
 #include "src/model/tokenizer.h"
@@ -64,9 +64,7 @@ void finetune(const std::string& base_dir, const std::string& task, const TrainO
   if (task.rfind("text:", 0) == 0) {
     const std::string path = task.substr(5);
     if (!tok) throw Error(ErrorCode::Usage, base_dir, "fine-tuning on a text needs the model's tokenizer (deltakit_tokenizer.json)");
-    std::ifstream in(path, std::ios::binary);
-    if (!in) throw Error(ErrorCode::Io, path, "cannot read the fine-tuning text");
-    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    const std::string text = read_whole_file(path, "fine-tuning text");
     std::vector<int32_t> stream = {tok->bos()};
     for (int32_t id : tok->encode(text)) stream.push_back(id);
     // hold out the last tenth for evaluation (deltakit eval --text FILE --split tail)
@@ -84,10 +82,7 @@ void finetune(const std::string& base_dir, const std::string& task, const TrainO
   namespace fs = std::filesystem;
   for (const char* f : {"tokenizer.bin"}) {
     const fs::path src = fs::path(base_dir) / f;
-    if (fs::exists(src)) {
-      std::ifstream in(src, std::ios::binary);
-      side.push_back({f, std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>())});
-    }
+    if (fs::exists(src)) side.push_back({f, read_whole_file(src.string(), "base's tokenizer file")});
   }
   save_llama(params, out_dir, params.config().dtype, overwrite, side);
 }

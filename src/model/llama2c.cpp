@@ -3,25 +3,17 @@
 #include <algorithm>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
 
 #include "src/core/atomic_output.h"
 #include "src/core/error.h"
 #include "src/core/mapped_file.h"
+#include "src/core/whole_file.h"
 #include "src/model/llama_params.h"
 
 namespace deltakit {
 
-namespace {
-std::string slurp(const std::string& path, const char* what) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw Error(ErrorCode::Io, path, std::string("cannot read the ") + what);
-  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-}
-}  // namespace
-
 Llama2cTokenizer::Llama2cTokenizer(const std::string& path, uint64_t model_vocab) {
-  const std::string b = slurp(path, "llama2.c tokenizer");
+  const std::string b = read_whole_file(path, "llama2.c tokenizer");
   size_t at = 0;
   auto take = [&](void* dst, size_t n, const char* what) {
     if (b.size() - at < n)
@@ -201,7 +193,7 @@ void import_llama2c(const std::string& model_bin, const std::string& tokenizer_b
   put("model.norm.weight", final_norm.data());
   if (!c.tie_embeddings) put("lm_head.weight", next(V * D).data());
   Llama2cTokenizer tok(tokenizer_bin, V);
-  const std::string tok_bytes = slurp(tokenizer_bin, "llama2.c tokenizer");
+  const std::string tok_bytes = read_whole_file(tokenizer_bin, "llama2.c tokenizer");
   save_llama(p, out_dir, DType::F32, overwrite, {{"tokenizer.bin", tok_bytes}, {kTokenizerFile, tok.descriptor_json()}});
 }
 

@@ -1,12 +1,11 @@
 #include "src/model/llama_config.h"
 
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 
 #include <nlohmann/json.hpp>
 
 #include "src/core/error.h"
+#include "src/core/whole_file.h"
 
 namespace deltakit {
 
@@ -25,11 +24,7 @@ void LlamaConfig::validate(const std::string& where) const {
 LlamaConfig read_llama_config(const std::string& dir_or_file) {
   namespace fs = std::filesystem;
   const std::string path = fs::is_directory(dir_or_file) ? (fs::path(dir_or_file) / "config.json").string() : dir_or_file;
-  std::ifstream in(path);
-  if (!in) throw Error(ErrorCode::Io, path, "cannot read the model's config.json");
-  std::stringstream ss;
-  ss << in.rdbuf();
-  nlohmann::json j = nlohmann::json::parse(ss.str(), nullptr, false);
+  nlohmann::json j = nlohmann::json::parse(read_whole_file(path, "model's config.json"), nullptr, false);
   if (j.is_discarded() || !j.is_object()) throw Error(ErrorCode::HeaderNotJson, path, "not a JSON object");
   auto need = [&](const char* key) -> uint64_t {
     if (!j.contains(key) || !j[key].is_number_unsigned())

@@ -1,12 +1,11 @@
 #include "src/model/tokenizer.h"
 
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 
 #include <nlohmann/json.hpp>
 
 #include "src/core/error.h"
+#include "src/core/whole_file.h"
 #include "src/model/llama2c.h"
 
 namespace deltakit {
@@ -33,10 +32,7 @@ std::unique_ptr<Tokenizer> load_tokenizer(const std::string& model_dir, uint64_t
   namespace fs = std::filesystem;
   const std::string path = (fs::path(model_dir) / kTokenizerFile).string();
   if (!fs::exists(path)) return nullptr;
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  auto j = nlohmann::json::parse(ss.str(), nullptr, false);
+  auto j = nlohmann::json::parse(read_whole_file(path, "tokenizer declaration"), nullptr, false);
   if (j.is_discarded() || !j.is_object() || !j.contains("type") || !j["type"].is_string())
     throw Error(ErrorCode::HeaderNotJson, path, "not a tokenizer declaration (an object with a \"type\")");
   std::unique_ptr<Tokenizer> t;
@@ -59,9 +55,7 @@ std::unique_ptr<Tokenizer> load_tokenizer(const std::string& model_dir, uint64_t
 }
 
 std::vector<int32_t> read_token_file(const std::string& path, uint64_t vocab) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw Error(ErrorCode::Io, path, "cannot read the token file");
-  std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const std::string bytes = read_whole_file(path, "token file");
   if (bytes.size() % 4)
     throw Error(ErrorCode::SizeMismatch, path, "a token file holds little-endian uint32 ids; its size " +
                                                    std::to_string(bytes.size()) + " is not a multiple of 4");

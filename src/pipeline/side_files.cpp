@@ -1,12 +1,11 @@
 #include "src/pipeline/side_files.h"
 
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 
 #include "formats/checkpoint.h"
 #include "src/core/atomic_output.h"
 #include "src/core/error.h"
+#include "src/core/whole_file.h"
 
 namespace fs = std::filesystem;
 
@@ -29,13 +28,6 @@ bool is_utf8_text(const std::string& s) {
   return true;
 }
 
-std::string slurp(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw Error(ErrorCode::Io, path, "cannot open");
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
 void write_file(const std::string& path, const std::string& contents) {
   AtomicFile f(path);
@@ -54,7 +46,7 @@ std::map<std::string, std::string> read_text_side_files(const std::string& folde
       if (skipped) skipped->push_back(leaf);
       continue;
     }
-    std::string text = slurp(p.string());
+    std::string text = read_whole_file(p.string(), "side file");
     if (is_utf8_text(text))
       out[leaf] = std::move(text);
     else if (skipped)
@@ -67,7 +59,7 @@ void write_side_files(const std::string& from, const std::string& to,
                       const std::map<std::string, std::string>& overrides) {
   for (const auto& leaf : checkpoint_side_files(from)) {
     if (overrides.count(leaf)) continue;
-    write_file((fs::path(to) / leaf).string(), slurp((fs::path(from) / leaf).string()));
+    write_file((fs::path(to) / leaf).string(), read_whole_file((fs::path(from) / leaf).string(), "side file"));
   }
   for (const auto& [leaf, text] : overrides) write_file((fs::path(to) / leaf).string(), text);
 }
