@@ -211,9 +211,7 @@ void write_shard_index(const std::string& folder, const ShardPlan& plan) {
     for (const auto& s : plan.shards[i]) map[s.name] = plan.name(i);
   index["weight_map"] = map;
   std::string text = index.dump(2) + "\n";
-  AtomicFile f((fs::path(folder) / kIndexFileName).string());
-  f.write(text.data(), text.size());
-  f.commit();
+  write_file_atomically((fs::path(folder) / kIndexFileName).string(), text);
 }
 
 CheckpointWriter::CheckpointWriter(std::string folder, std::vector<TensorSpec> specs,

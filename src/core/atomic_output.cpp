@@ -20,8 +20,7 @@ std::string temp_sibling(const std::string& final_path) {
   fs::path p(final_path);
   std::string leaf = p.filename().string();
   if (leaf.empty()) leaf = "out";
-  std::string name = "." + leaf + ".deltakit-tmp-" + std::to_string(::getpid()) + "-" +
-                     std::to_string(counter++);
+  std::string name = "." + leaf + ".deltakit-tmp-" + std::to_string(::getpid()) + "-" + std::to_string(counter++);
   return (p.parent_path().empty() ? fs::path(name) : p.parent_path() / name).string();
 }
 
@@ -36,8 +35,7 @@ bool is_within(const fs::path& inner, const fs::path& outer) {
 }
 }  // namespace
 
-void check_output_path(const std::string& out, std::span<const std::string> inputs,
-                       bool overwrite) {
+void check_output_path(const std::string& out, std::span<const std::string> inputs, bool overwrite) {
   if (out.empty()) throw Error(ErrorCode::Usage, "", "--out is required");
   std::error_code ec;
   fs::path out_abs = fs::weakly_canonical(fs::absolute(out), ec);
@@ -62,8 +60,7 @@ void fsync_directory(const std::string& dir) {
 }
 
 // --- AtomicFile ------------------------------------------------------------------------------
-AtomicFile::AtomicFile(std::string final_path)
-    : final_(std::move(final_path)), temp_(temp_sibling(final_)) {
+AtomicFile::AtomicFile(std::string final_path) : final_(std::move(final_path)), temp_(temp_sibling(final_)) {
   fd_ = ::open(temp_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
   if (fd_ < 0) throw_errno(final_, "cannot create temporary file " + temp_);
   buffer_.reserve(1 << 20);
@@ -138,12 +135,10 @@ void AtomicFile::commit() {
 }
 
 // --- AtomicDirectory -------------------------------------------------------------------------
-AtomicDirectory::AtomicDirectory(std::string final_path)
-    : final_(std::move(final_path)), temp_(temp_sibling(final_)) {
+AtomicDirectory::AtomicDirectory(std::string final_path) : final_(std::move(final_path)), temp_(temp_sibling(final_)) {
   std::error_code ec;
   if (!fs::create_directory(temp_, ec) || ec)
-    throw Error(ErrorCode::Io, final_, "cannot create temporary folder " + temp_ + ": " +
-                                           ec.message());
+    throw Error(ErrorCode::Io, final_, "cannot create temporary folder " + temp_ + ": " + ec.message());
 }
 
 AtomicDirectory::AtomicDirectory(std::string final_path, std::string temp_path)
@@ -169,8 +164,7 @@ void AtomicDirectory::commit() {
   std::string aside;
   if (fs::exists(fs::symlink_status(final_))) {  // only reached with --overwrite
     aside = temp_sibling(final_);
-    if (::rename(final_.c_str(), aside.c_str()) != 0)
-      throw_errno(final_, "cannot move the existing output aside");
+    if (::rename(final_.c_str(), aside.c_str()) != 0) throw_errno(final_, "cannot move the existing output aside");
   }
   if (::rename(temp_.c_str(), final_.c_str()) != 0) {
     int e = errno;
@@ -184,6 +178,12 @@ void AtomicDirectory::commit() {
     std::error_code ec;
     fs::remove_all(aside, ec);
   }
+}
+
+void write_file_atomically(const std::string& path, std::string_view contents) {
+  AtomicFile f(path);
+  f.write(contents.data(), contents.size());
+  f.commit();
 }
 
 }  // namespace deltakit

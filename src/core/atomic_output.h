@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <span>
 #include <string>
+#include <string_view>
 
 namespace deltakit {
 
@@ -17,6 +18,9 @@ void check_output_path(const std::string& out, std::span<const std::string> inpu
                        bool overwrite);
 
 void fsync_directory(const std::string& dir);
+
+// A small file written whole through an AtomicFile (configs, indexes, CSVs).
+void write_file_atomically(const std::string& path, std::string_view contents);
 
 class AtomicFile {
  public:

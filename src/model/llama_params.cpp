@@ -158,9 +158,7 @@ void save_llama(const LlamaParams& p, const std::string& dir, DType dtype, bool 
   files.push_back({"generation_config.json", gen});
   for (const auto& f : extra_files) files.push_back(f);
   for (const auto& [name, text] : files) {
-    AtomicFile f((fs::path(out.temp_dir()) / name).string());
-    f.write(text.data(), text.size());
-    f.commit();
+    write_file_atomically((fs::path(out.temp_dir()) / name).string(), text);
   }
   out.commit();
 }

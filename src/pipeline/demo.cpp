@@ -115,9 +115,7 @@ std::vector<DemoRow> run_demo(const DemoOptions& o) {
            std::to_string(r.perplexity) + "," + std::to_string(r.adapter_bytes) + "," + std::to_string(r.finetune_bytes) +
            "," + std::to_string(r.ratio) + "," + std::to_string(r.rel_error) + "," + std::to_string(r.mean_rel_delta) + "\n";
   }
-  AtomicFile f((fs::path(o.out) / "demo.csv").string());
-  f.write(csv.data(), csv.size());
-  f.commit();
+  write_file_atomically((fs::path(o.out) / "demo.csv").string(), csv);
   return rows;
 }
 

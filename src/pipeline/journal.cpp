@@ -52,9 +52,7 @@ JobJournal::JobJournal(Comm& comm, const std::string& out, const std::string& ta
     if (!exists) {
       fs::create_directory(folder, ec);
       if (ec) throw Error(ErrorCode::Io, out, "cannot create the journal folder " + folder + ": " + ec.message());
-      AtomicFile f(folder + "/" + kJobFile);
-      f.write(job.data(), job.size());
-      f.commit();
+      write_file_atomically(folder + "/" + kJobFile, job);
     }
     for (const auto& item : list()) listing += item + "\n";
   });  // the folder exists for every rank from here

@@ -27,17 +27,9 @@ bool is_utf8_text(const std::string& s) {
   }
   return true;
 }
-
-
-void write_file(const std::string& path, const std::string& contents) {
-  AtomicFile f(path);
-  f.write(contents.data(), contents.size());
-  f.commit();
-}
 }  // namespace
 
-std::map<std::string, std::string> read_text_side_files(const std::string& folder,
-                                                        std::vector<std::string>* skipped) {
+std::map<std::string, std::string> read_text_side_files(const std::string& folder, std::vector<std::string>* skipped) {
   std::map<std::string, std::string> out;
   for (const auto& leaf : checkpoint_side_files(folder)) {
     fs::path p = fs::path(folder) / leaf;
@@ -59,9 +51,10 @@ void write_side_files(const std::string& from, const std::string& to,
                       const std::map<std::string, std::string>& overrides) {
   for (const auto& leaf : checkpoint_side_files(from)) {
     if (overrides.count(leaf)) continue;
-    write_file((fs::path(to) / leaf).string(), read_whole_file((fs::path(from) / leaf).string(), "side file"));
+    write_file_atomically((fs::path(to) / leaf).string(),
+                          read_whole_file((fs::path(from) / leaf).string(), "side file"));
   }
-  for (const auto& [leaf, text] : overrides) write_file((fs::path(to) / leaf).string(), text);
+  for (const auto& [leaf, text] : overrides) write_file_atomically((fs::path(to) / leaf).string(), text);
 }
 
 }  // namespace deltakit
