@@ -47,9 +47,8 @@ TensorRng::TensorRng(uint64_t seed, std::string_view tensor_name) {
 
 uint32_t TensorRng::word(uint64_t i) const {
   uint64_t block = i / 4;
-  auto out = philox4x32_10({static_cast<uint32_t>(block), static_cast<uint32_t>(block >> 32),
-                            name_lo_, name_hi_},
-                           key_);
+  auto out =
+      philox4x32_10({static_cast<uint32_t>(block), static_cast<uint32_t>(block >> 32), name_lo_, name_hi_}, key_);
   return out[i % 4];
 }
 
@@ -58,16 +57,21 @@ void TensorRng::words(uint64_t first, uint64_t n, uint32_t* out) const {
   while (i < end && i % 4) *out++ = word(i++);
   for (; i + 4 <= end; i += 4, out += 4) {  // whole Philox blocks
     const uint64_t block = i / 4;
-    auto w = philox4x32_10({static_cast<uint32_t>(block), static_cast<uint32_t>(block >> 32), name_lo_, name_hi_}, key_);
+    auto w =
+        philox4x32_10({static_cast<uint32_t>(block), static_cast<uint32_t>(block >> 32), name_lo_, name_hi_}, key_);
     out[0] = w[0], out[1] = w[1], out[2] = w[2], out[3] = w[3];
   }
   while (i < end) {
     uint64_t block = i / 4;
-    auto w = philox4x32_10({static_cast<uint32_t>(block), static_cast<uint32_t>(block >> 32),
-                            name_lo_, name_hi_},
-                           key_);
+    auto w =
+        philox4x32_10({static_cast<uint32_t>(block), static_cast<uint32_t>(block >> 32), name_lo_, name_hi_}, key_);
     for (uint64_t j = i % 4; j < 4 && i < end; ++j, ++i) *out++ = w[j];
   }
+}
+
+float TensorRng::normal(uint64_t i) const {
+  const double u0 = (word(2 * i) + 0.5) * (1.0 / 4294967296.0), u1 = word(2 * i + 1) * (1.0 / 4294967296.0);
+  return static_cast<float>(std::sqrt(-2.0 * std::log(u0)) * std::cos(6.283185307179586 * u1));
 }
 
 uint64_t TensorRng::drop_threshold(double p) {

@@ -35,6 +35,9 @@ class TensorRng {
   void words(uint64_t first, uint64_t n, uint32_t* out) const;
   // The integer threshold for Bernoulli(p): element dropped iff word < threshold (p=1 -> all).
   static uint64_t drop_threshold(double p);
+  // A standard normal for element i: Box-Muller on words 2i and 2i+1 (weight initialisation,
+  // test fixtures).
+  float normal(uint64_t i) const;
 
  private:
   Philox4x32Key key_;

@@ -63,12 +63,11 @@ ModelWeights LlamaParams::bind(float* base) const {
   w.embed = get("model.embed_tokens.weight");
   for (uint64_t l = 0; l < config_.layers; ++l) {
     const std::string p = "model.layers." + std::to_string(l) + ".";
-    w.layers.push_back({get(p + "input_layernorm.weight"), get(p + "self_attn.q_proj.weight"),
-                        get(p + "self_attn.k_proj.weight"), get(p + "self_attn.v_proj.weight"),
-                        get(p + "self_attn.o_proj.weight"), get(p + "self_attn.q_proj.bias"),
-                        get(p + "self_attn.k_proj.bias"), get(p + "self_attn.v_proj.bias"),
-                        get(p + "post_attention_layernorm.weight"), get(p + "mlp.gate_proj.weight"),
-                        get(p + "mlp.up_proj.weight"), get(p + "mlp.down_proj.weight")});
+    w.layers.push_back(
+        {get(p + "input_layernorm.weight"), get(p + "self_attn.q_proj.weight"), get(p + "self_attn.k_proj.weight"),
+         get(p + "self_attn.v_proj.weight"), get(p + "self_attn.o_proj.weight"), get(p + "self_attn.q_proj.bias"),
+         get(p + "self_attn.k_proj.bias"), get(p + "self_attn.v_proj.bias"), get(p + "post_attention_layernorm.weight"),
+         get(p + "mlp.gate_proj.weight"), get(p + "mlp.up_proj.weight"), get(p + "mlp.down_proj.weight")});
   }
   w.norm = get("model.norm.weight");
   w.lm_head = config_.tie_embeddings ? w.embed : get("lm_head.weight");
@@ -90,11 +89,7 @@ void LlamaParams::init_random(uint64_t seed) {
     const bool residual_out = s.name.ends_with("o_proj.weight") || s.name.ends_with("down_proj.weight");
     const float std = 0.02f * (residual_out ? out_scale : 1.0f);
     TensorRng rng(seed, s.name);
-    for (uint64_t i = 0; i < s.numel; ++i) {
-      // Box-Muller on two counter words of element i
-      const double u0 = (rng.word(2 * i) + 0.5) * (1.0 / 4294967296.0), u1 = rng.word(2 * i + 1) * (1.0 / 4294967296.0);
-      p[i] = std * static_cast<float>(std::sqrt(-2.0 * std::log(u0)) * std::cos(6.283185307179586 * u1));
-    }
+    for (uint64_t i = 0; i < s.numel; ++i) p[i] = std * rng.normal(i);
   }
 }
 
@@ -109,8 +104,8 @@ LlamaParams load_llama(const std::string& dir) {
     auto it = expected.find(name);
     if (it == expected.end()) {
       if (name.ends_with("rotary_emb.inv_freq") || (c.tie_embeddings && name == "lm_head.weight")) continue;
-      throw Error(ErrorCode::TensorSetMismatch, ck.shard_of(name), "tensor '" + name + "' is not part of a " +
-                                                                       std::to_string(c.layers) + "-layer Llama model");
+      throw Error(ErrorCode::TensorSetMismatch, ck.shard_of(name),
+                  "tensor '" + name + "' is not part of a " + std::to_string(c.layers) + "-layer Llama model");
     }
     const ParamSlice& s = *p.find(name);
     const auto& loc = ck.at(name);
