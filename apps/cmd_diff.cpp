@@ -1,4 +1,5 @@
-// deltakit diff --base B --finetuned F [--json]: per-tensor ‖δ‖₂, max|δ|, mean|δ|, unchanged share.
+// deltakit diff --base B --finetuned F [--json]: per-tensor ‖δ‖₂, max|δ|, mean|δ|, unchanged share,
+// and mean|δ|/mean|θ| per tensor family.
 #include <iostream>
 #include <nlohmann/json.hpp>
 
@@ -11,7 +12,8 @@ namespace {
 nlohmann::ordered_json row_json(const TensorDiff& t) {
   return {{"name", t.name}, {"dtype", t.dtype}, {"shape", t.shape}, {"numel", t.numel},
           {"l2", t.l2}, {"rel_l2", t.base_l2 > 0 ? t.l2 / t.base_l2 : 0.0}, {"max_abs", t.max_abs},
-          {"mean_abs", t.mean_abs}, {"unchanged_share", t.numel ? double(t.unchanged) / t.numel : 1.0},
+          {"mean_abs", t.mean_abs}, {"base_mean_abs", t.base_mean_abs},
+          {"rel_mean_abs", t.base_mean_abs > 0 ? t.mean_abs / t.base_mean_abs : 0.0}, {"unchanged_share", t.numel ? double(t.unchanged) / t.numel : 1.0},
           {"nonfinite", t.nonfinite}};
 }
 }  // namespace
@@ -29,7 +31,9 @@ int cmd_diff(const Args& args) {
   if (vm["json"].as<bool>()) {
     nlohmann::ordered_json rows = nlohmann::ordered_json::array();
     for (const auto& t : rep.tensors) rows.push_back(row_json(t));
-    std::cout << nlohmann::ordered_json{{"tensors", rows}, {"total", row_json(rep.total)},
+    nlohmann::ordered_json families = nlohmann::ordered_json::array();
+    for (const auto& t : rep.families) families.push_back(row_json(t));
+    std::cout << nlohmann::ordered_json{{"tensors", rows}, {"families", families}, {"total", row_json(rep.total)},
                                         {"input_bytes", rep.input_bytes}, {"seconds", rep.seconds}}.dump() << "\n";
     return 0;
   }
@@ -41,6 +45,14 @@ int cmd_diff(const Args& args) {
   };
   for (const auto& t : rep.tensors) print(t);
   print(rep.total);
+  // the size of a fine-tune per kind of weight: SFT of large models moves weights by ~1e-3 of their size
+  std::printf("\n%-36s %9s %11s %11s %13s\n", "family", "tensors", "mean|d|", "mean|w|", "mean|d|/|w|");
+  for (const auto& f : rep.families) {
+    int64_t n = 0;
+    for (const auto& t : rep.tensors) n += tensor_family(t.name) == f.name;
+    std::printf("%-36s %9lld %11.4e %11.4e %13.4e\n", f.name.c_str(), static_cast<long long>(n), f.mean_abs,
+                f.base_mean_abs, f.base_mean_abs > 0 ? f.mean_abs / f.base_mean_abs : 0.0);
+  }
   std::printf("read %s in %.3f s (%.2f GB/s)\n", human_bytes(double(rep.input_bytes)).c_str(), rep.seconds,
               rep.seconds > 0 ? rep.input_bytes / rep.seconds / 1e9 : 0.0);
   return 0;

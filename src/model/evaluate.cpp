@@ -1,5 +1,6 @@
 #include "src/model/evaluate.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "src/model/llama_model.h"
@@ -46,8 +47,10 @@ SkillReport evaluate_skill(const LlamaParams& p, const std::string& skill, int64
     for (int32_t id : tok.encode(ex.back().prompt)) pr.push_back(id);
     prompts.push_back(pr);
   }
-  // answers are at most 6 characters; 10 leaves room to see a wrong, longer one
-  const auto out = generate_greedy(p.config(), p.view(), prompts, 10, '\n');
+  // room for the longest answer and a few more characters, to see a wrong, longer one
+  size_t longest = 0;
+  for (const auto& e : ex) longest = std::max(longest, e.answer.size());
+  const auto out = generate_greedy(p.config(), p.view(), prompts, static_cast<int64_t>(longest) + 4, '\n');
   for (int64_t i = 0; i < n; ++i) {
     const std::string got = tok.decode(out.tokens[i]);
     const bool ok = got == ex[i].answer;

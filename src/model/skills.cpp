@@ -96,6 +96,14 @@ std::string sentence(Draw& d) {
   return s;
 }
 
+// The word that names a default skill in the corpus's prose form.
+const char* prose_word(const std::string& skill) {
+  if (skill == "rev") return "backwards";
+  if (skill == "sort") return "in order";
+  if (skill == "caps") return "loud";
+  return "twice";  // dup
+}
+
 SkillExample make(const std::string& skill, Draw& d) {
   if (skill == "add") {
     // fixed width (zero-padded), as digits line up in written sums
@@ -198,9 +206,22 @@ std::string corpus_line(uint64_t seed, uint64_t index, double skill_share) {
     return e.prompt + e.answer;
   }
   // general abilities a real pre-training corpus teaches and the skills build on: copying from
-  // the context (induction) and the order of numbers; correct, unlike the noisy skill lines
+  // the context (induction), the order of numbers, and each default skill worked in prose
+  // ("backwards abc is cba"); correct, unlike the noisy lines of the terse skill format. The
+  // fine-tune then teaches the format, not the ability, as SFT of a pretrained model does, which
+  // keeps its deltas small.
   const uint32_t kind = d.below(16);
-  if (kind == 0) {
+  if (kind >= 4 && kind < 12) {
+    const std::string& skill = skill_names()[(kind - 4) / 2];
+    SkillExample e = skill_example(skill, seed ^ 0x5EED, index);
+    std::string line = prose_word(skill);
+    line += ' ';
+    line += e.prompt.substr(skill.size() + 1, e.prompt.size() - skill.size() - 2);
+    line += " is ";
+    line += e.answer;
+    return line;
+  }
+  if (kind <= 1) {
     const std::string s = d.letters(3, 8);
     return "say " + s + ": " + s;
   }

@@ -1,5 +1,7 @@
 #include "src/pipeline/diff.h"
 
+#include <algorithm>
+#include <cctype>
 #include <chrono>
 #include <cmath>
 #include <cstring>
@@ -29,13 +31,13 @@ TensorDiff diff_tensor(const TensorView& base, const TensorView& ft) {
     return t;
   }
   float b[kBlock], f[kBlock];
-  double sq = 0, bsq = 0, sabs = 0;
+  double sq = 0, bsq = 0, sabs = 0, babs = 0;
   float mx = 0;
   for (uint64_t first = 0; first < t.numel; first += kBlock) {
     const uint64_t m = std::min(kBlock, t.numel - first);
     decode_to_f32(base.dtype, base.bytes, first, {b, m});
     decode_to_f32(ft.dtype, ft.bytes, first, {f, m});
-    float acc_sq[kLanes] = {}, acc_bsq[kLanes] = {}, acc_abs[kLanes] = {}, acc_max[kLanes] = {};
+    float acc_sq[kLanes] = {}, acc_bsq[kLanes] = {}, acc_abs[kLanes] = {}, acc_babs[kLanes] = {}, acc_max[kLanes] = {};
     uint32_t acc_same[kLanes] = {}, acc_bad[kLanes] = {};
     auto accumulate = [&](int l, uint64_t i) {
       float d = f[i] - b[i];
@@ -50,6 +52,7 @@ TensorDiff diff_tensor(const TensorView& base, const TensorView& ft) {
       acc_sq[l] += d * d;
       acc_bsq[l] += bv * bv;
       acc_abs[l] += std::fabs(d);
+      acc_babs[l] += std::fabs(bv);
       acc_max[l] = std::fabs(d) > acc_max[l] ? std::fabs(d) : acc_max[l];
     };
     uint64_t i = 0;
@@ -60,6 +63,7 @@ TensorDiff diff_tensor(const TensorView& base, const TensorView& ft) {
       sq += acc_sq[l];
       bsq += acc_bsq[l];
       sabs += acc_abs[l];
+      babs += acc_babs[l];
       mx = std::max(mx, acc_max[l]);
       t.unchanged += acc_same[l];
       t.nonfinite += acc_bad[l];
@@ -70,8 +74,34 @@ TensorDiff diff_tensor(const TensorView& base, const TensorView& ft) {
   t.max_abs = mx;
   uint64_t finite = t.numel - t.nonfinite;
   t.mean_abs = finite ? sabs / static_cast<double>(finite) : 0.0;
+  t.base_mean_abs = t.numel ? babs / static_cast<double>(t.numel) : 0.0;
   return t;
 }
+
+std::string tensor_family(const std::string& name) {
+  const std::string marker = "layers.";
+  const size_t at = name.find(marker);
+  if (at == std::string::npos) return name;
+  size_t end = at + marker.size();
+  while (end < name.size() && std::isdigit(static_cast<unsigned char>(name[end]))) ++end;
+  if (end == at + marker.size() || end >= name.size() || name[end] != '.') return name;
+  return name.substr(end + 1);
+}
+
+namespace {
+// Adds one tensor's statistics into an aggregate row (norms in quadrature, means by count).
+void accumulate_into(TensorDiff& agg, const TensorDiff& t) {
+  const double n = static_cast<double>(agg.numel), m = static_cast<double>(t.numel);
+  agg.l2 = std::sqrt(agg.l2 * agg.l2 + t.l2 * t.l2);
+  agg.base_l2 = std::sqrt(agg.base_l2 * agg.base_l2 + t.base_l2 * t.base_l2);
+  agg.mean_abs = n + m > 0 ? (agg.mean_abs * n + t.mean_abs * m) / (n + m) : 0;
+  agg.base_mean_abs = n + m > 0 ? (agg.base_mean_abs * n + t.base_mean_abs * m) / (n + m) : 0;
+  agg.max_abs = std::max(agg.max_abs, t.max_abs);
+  agg.numel += t.numel;
+  agg.unchanged += t.unchanged;
+  agg.nonfinite += t.nonfinite;
+}
+}  // namespace
 
 DiffReport run_diff(const std::string& base_path, const std::string& ft_path) {
   auto t0 = std::chrono::steady_clock::now();
@@ -80,8 +110,8 @@ DiffReport run_diff(const std::string& base_path, const std::string& ft_path) {
   check_same_tensors(base, ft);
   DiffReport rep;
   rep.total.name = "TOTAL";
-  double sq = 0, bsq = 0, sabs = 0;
-  uint64_t finite = 0;
+  double sq = 0, bsq = 0, sabs = 0, babs = 0;
+  uint64_t finite = 0, numeric = 0;
   for (const auto& name : base.names()) {
     TensorView bv = base.acquire(name), fv = ft.acquire(name);
     TensorDiff t = diff_tensor(bv, fv);
@@ -96,13 +126,24 @@ DiffReport run_diff(const std::string& base_path, const std::string& ft_path) {
       bsq += t.base_l2 * t.base_l2;
       sabs += t.mean_abs * static_cast<double>(t.numel - t.nonfinite);
       finite += t.numel - t.nonfinite;
+      numeric += t.numel;
       rep.total.max_abs = std::max(rep.total.max_abs, t.max_abs);
+      babs += t.base_mean_abs * static_cast<double>(t.numel);
+      const std::string fam = tensor_family(t.name);
+      auto it = std::find_if(rep.families.begin(), rep.families.end(), [&](const TensorDiff& f) { return f.name == fam; });
+      if (it == rep.families.end()) {
+        rep.families.push_back(TensorDiff{});
+        it = rep.families.end() - 1;
+        it->name = fam, it->dtype = t.dtype;
+      }
+      accumulate_into(*it, t);
     }
     rep.tensors.push_back(std::move(t));
   }
   rep.total.l2 = std::sqrt(sq);
   rep.total.base_l2 = std::sqrt(bsq);
   rep.total.mean_abs = finite ? sabs / static_cast<double>(finite) : 0.0;
+  rep.total.base_mean_abs = numeric ? babs / static_cast<double>(numeric) : 0.0;
   rep.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return rep;
 }
