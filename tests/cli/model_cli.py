@@ -7,8 +7,9 @@
               accuracy exactly; bitdelta is > 5x smaller than the fine-tune's tensors
   stories260k the real pretrained model in ../shared/data (skips without it): import from
               llama2.c, perplexity on the TinyStories sample close to 4.3 (40 windows of 256),
-              greedy generation from "Once upon a time", a short fine-tune on Shakespeare that
-              lowers held-out Shakespeare loss
+              greedy generation from "Once upon a time", a gentle (SFT-like) and a harsh fine-tune
+              on Shakespeare that lower held-out Shakespeare perplexity, the harsh one with much
+              larger deltas
 """
 import argparse, csv, json, os, subprocess, sys, tempfile
 
@@ -85,16 +86,24 @@ def case_stories260k(a, work):
     tail = os.path.join(work, "tail.txt")
     open(tail, "w").write(play[len(play) - len(play) // 10:][:20000])
     before = json.loads(run(a.deltakit, "eval", "--model", model, "--text", tail, "--window", "256", "--json").splitlines()[-1])
-    ft = os.path.join(work, "s260-shakespeare")
-    run(a.deltakit, "finetune", "--model", model, "--task", "text:" + need[3], "--out", ft, "--steps", "60",
-        "--batch", "8", "--seq", "128", "--lr", "2e-3", "--warmup", "5", "--quiet")
-    after = json.loads(run(a.deltakit, "eval", "--model", ft, "--text", tail, "--window", "256", "--json").splitlines()[-1])
-    print(f"held-out Shakespeare perplexity: base {before['perplexity']:.1f} -> fine-tune {after['perplexity']:.1f}")
-    if not after["perplexity"] < 0.5 * before["perplexity"]:
-        sys.exit("FAIL: fine-tuning on Shakespeare did not lower held-out Shakespeare perplexity")
-    d = run(a.deltakit, "diff", "--base", model, "--finetuned", ft)
-    if "model.layers.0.self_attn.q_proj.weight" not in d:
-        sys.exit("FAIL: diff of the real fine-tune lists no tensors")
+    # gentle: SFT-like, mean|d| ~ 0.002 as in real SFT; harsh: ten times the learning rate
+    ppl, rel = {}, {}
+    for name, steps, lr in (("gentle", "100", "2e-4"), ("harsh", "150", "2e-3")):
+        ft = os.path.join(work, "s260-" + name)
+        run(a.deltakit, "finetune", "--model", model, "--task", "text:" + need[3], "--out", ft, "--steps", steps,
+            "--batch", "8", "--seq", "128", "--lr", lr, "--warmup", "10", "--quiet")
+        ev = json.loads(run(a.deltakit, "eval", "--model", ft, "--text", tail, "--window", "256", "--json").splitlines()[-1])
+        d = json.loads(run(a.deltakit, "diff", "--base", model, "--finetuned", ft, "--json"))
+        fam = {f["name"]: f for f in d["families"]}
+        if "self_attn.q_proj.weight" not in fam or len(d["tensors"]) != 47:
+            sys.exit(f"FAIL: diff of the {name} fine-tune lists {len(d['tensors'])} tensors, families {list(fam)}")
+        ppl[name], rel[name] = ev["perplexity"], d["total"]["rel_mean_abs"]
+        print(f"{name}: held-out Shakespeare perplexity {before['perplexity']:.1f} -> {ev['perplexity']:.1f}, "
+              f"mean|d| {d['total']['mean_abs']:.2e}, mean|d|/mean|w| {rel[name]:.4f}")
+    if not ppl["gentle"] < 0.5 * before["perplexity"] or not ppl["harsh"] < ppl["gentle"]:
+        sys.exit(f"FAIL: fine-tuning on Shakespeare should lower held-out perplexity, harsh most: {ppl}")
+    if not rel["harsh"] > 3 * rel["gentle"]:
+        sys.exit(f"FAIL: the harsh fine-tune's deltas are not much larger than the gentle one's: {rel}")
     print("ok: stories260K imported, evaluated, generated and fine-tuned")
 
 
