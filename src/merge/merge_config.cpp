@@ -1,0 +1,170 @@
+#include "src/merge/merge_config.h"
+
+#include <yaml-cpp/yaml.h>
+
+#include <set>
+
+#include "src/core/error.h"
+#include "src/merge/methods.h"
+
+namespace deltakit {
+
+namespace {
+const std::set<std::string>& known_params() {
+  static const std::set<std::string> k = {"weight", "density", "gamma",  "epsilon",  "lambda",
+                                          "normalize", "rescale", "int8_mask", "t"};
+  return k;
+}
+
+[[noreturn]] void bad(const std::string& where, const std::string& what) {
+  throw Error(ErrorCode::Usage, where, what);
+}
+
+double scalar(const YAML::Node& n, const std::string& where, const std::string& key) {
+  try {
+    const std::string s = n.as<std::string>();
+    if (s == "true") return 1.0;
+    if (s == "false") return 0.0;
+    return n.as<double>();
+  } catch (const YAML::Exception&) {
+    bad(where, "parameter '" + key + "' must be a number (or true/false), not \"" + YAML::Dump(n) + "\"");
+  }
+}
+
+std::vector<double> values(const YAML::Node& n, const std::string& where, const std::string& key) {
+  if (n.IsScalar()) return {scalar(n, where, key)};
+  if (n.IsSequence() && n.size() > 0) {
+    std::vector<double> v;
+    for (const auto& x : n) {
+      if (!x.IsScalar()) bad(where, "parameter '" + key + "': a gradient is a list of numbers");
+      v.push_back(scalar(x, where, key));
+    }
+    return v;
+  }
+  bad(where, "parameter '" + key + "' must be a number, a list of numbers or a list of {filter, value}");
+}
+
+ParamValue param_value(const YAML::Node& n, const std::string& where, const std::string& key) {
+  // [{filter: ..., value: ...}, ...]
+  if (n.IsSequence() && n.size() > 0 && n[0].IsMap()) {
+    std::vector<ParamValue::Rule> rules;
+    for (const auto& r : n) {
+      if (!r.IsMap() || !r["value"]) bad(where, "parameter '" + key + "': every rule needs a value");
+      for (const auto& kv : r) {
+        const std::string k = kv.first.as<std::string>();
+        if (k != "filter" && k != "value") bad(where, "parameter '" + key + "': unknown rule key '" + k + "'");
+      }
+      rules.push_back({r["filter"] ? r["filter"].as<std::string>() : "", values(r["value"], where, key)});
+    }
+    return ParamValue(std::move(rules));
+  }
+  return ParamValue(std::vector<ParamValue::Rule>{{"", values(n, where, key)}});
+}
+
+std::map<std::string, ParamValue> params_of(const YAML::Node& n, const std::string& where, const std::string& who) {
+  std::map<std::string, ParamValue> out;
+  if (!n) return out;
+  if (!n.IsMap()) bad(where, who + " parameters must be a mapping");
+  for (const auto& kv : n) {
+    const std::string k = kv.first.as<std::string>();
+    if (!known_params().count(k)) {
+      std::string list;
+      for (const auto& x : known_params()) list += (list.empty() ? "" : ", ") + x;
+      bad(where, who + " has unknown parameter '" + k + "' (" + list + ")");
+    }
+    out[k] = param_value(kv.second, where, k);
+  }
+  return out;
+}
+}  // namespace
+
+MergeConfig parse_merge_config(const std::string& text, const std::string& where) {
+  YAML::Node root;
+  try {
+    root = YAML::Load(text);
+  } catch (const YAML::Exception& e) {
+    bad(where, std::string("not valid YAML: ") + e.what());
+  }
+  if (!root.IsMap()) bad(where, "a merge config is a YAML mapping with merge_method and models");
+  MergeConfig c;
+  c.source_text = text;
+  static const std::set<std::string> top = {"merge_method", "base_model", "models", "parameters", "dtype",
+                                            "tokenizer_source", "seed", "rescale_norm", "out_dtype", "slices",
+                                            "name", "chat_template", "tokenizer"};
+  for (const auto& kv : root) {
+    const std::string k = kv.first.as<std::string>();
+    if (!top.count(k)) bad(where, "unknown key '" + k + "'");
+    if (k == "slices") bad(where, "'slices' (layer stacking) is not supported; list whole models under 'models'");
+  }
+  if (!root["merge_method"]) bad(where, "merge_method is missing");
+  c.method = root["merge_method"].as<std::string>();
+  try {
+    (void)merge_method(c.method);
+  } catch (const std::invalid_argument& e) {
+    bad(where, e.what());
+  }
+  if (root["base_model"]) c.base_model = root["base_model"].as<std::string>();
+  if (root["dtype"]) c.dtype = root["dtype"].as<std::string>();
+  if (root["out_dtype"]) c.dtype = root["out_dtype"].as<std::string>();
+  if (!c.dtype.empty() && c.dtype != "float32" && c.dtype != "float16" && c.dtype != "bfloat16")
+    bad(where, "dtype must be float32, float16 or bfloat16, not \"" + c.dtype + "\"");
+  if (root["tokenizer_source"]) c.tokenizer_source = root["tokenizer_source"].as<std::string>();
+  if (root["seed"]) c.seed = root["seed"].as<uint64_t>();
+  if (root["rescale_norm"]) c.rescale_norm = root["rescale_norm"].as<std::string>();
+  c.params = params_of(root["parameters"], where, "the global");
+  const YAML::Node models = root["models"];
+  if (!models || !models.IsSequence() || models.size() == 0) bad(where, "models must list at least one model");
+  std::set<std::string> seen;
+  for (const auto& m : models) {
+    MergeModelSpec s;
+    if (m.IsScalar()) {
+      s.path = m.as<std::string>();
+    } else if (m.IsMap() && m["model"]) {
+      s.path = m["model"].as<std::string>();
+      for (const auto& kv : m) {
+        const std::string k = kv.first.as<std::string>();
+        if (k != "model" && k != "parameters") bad(where, "model entry " + s.path + ": unknown key '" + k + "'");
+      }
+      s.params = params_of(m["parameters"], where, "model " + s.path);
+    } else {
+      bad(where, "every entry of models needs a 'model' path");
+    }
+    if (!seen.insert(s.path).second) bad(where, "model " + s.path + " is listed twice");
+    c.models.push_back(std::move(s));
+  }
+  // the base listed among the models (as mergekit configs often do) is the base, not a task vector
+  const MergeMethod& method = merge_method(c.method);
+  if (method.kind != MergeKind::Linear && !c.base_model.empty())
+    std::erase_if(c.models, [&](const MergeModelSpec& s) { return s.path == c.base_model; });
+  if (method.kind != MergeKind::Linear && c.base_model.empty()) bad(where, c.method + " needs base_model");
+  if (method.kind == MergeKind::Slerp && c.models.size() != 1)
+    bad(where, "slerp interpolates base_model with exactly one other model, not " + std::to_string(c.models.size()));
+  if (c.models.empty()) bad(where, "no model to merge besides base_model");
+  for (size_t i = 0; i < c.models.size(); ++i) {
+    const bool needs_weight = method.kind != MergeKind::Slerp;
+    if (needs_weight && !has_merge_param(c, static_cast<int>(i), "weight"))
+      bad(where, "model " + c.models[i].path + " has no weight (mergekit requires one)");
+  }
+  if (method.kind == MergeKind::Slerp && !has_merge_param(c, -1, "t") && !has_merge_param(c, 0, "t"))
+    bad(where, "slerp needs the parameter t");
+  return c;
+}
+
+bool has_merge_param(const MergeConfig& c, int model, const std::string& key) {
+  if (model >= 0 && c.models[static_cast<size_t>(model)].params.count(key)) return true;
+  return c.params.count(key) > 0;
+}
+
+double merge_param(const MergeConfig& c, int model, const std::string& key, const std::string& tensor,
+                   double position, double fallback) {
+  if (model >= 0) {
+    const auto& own = c.models[static_cast<size_t>(model)].params;
+    if (auto it = own.find(key); it != own.end())
+      if (auto v = it->second.at(tensor, position)) return *v;
+  }
+  if (auto it = c.params.find(key); it != c.params.end())
+    if (auto v = it->second.at(tensor, position)) return *v;
+  return fallback;
+}
+
+}  // namespace deltakit

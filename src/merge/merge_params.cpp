@@ -1,0 +1,40 @@
+#include "src/merge/merge_params.h"
+
+#include <cctype>
+#include <algorithm>
+#include <cmath>
+
+namespace deltakit {
+
+std::optional<double> ParamValue::at(const std::string& tensor, double position) const {
+  for (const Rule& r : rules_) {
+    if (!r.filter.empty() && tensor.find(r.filter) == std::string::npos) continue;
+    if (r.values.empty()) continue;
+    if (r.values.size() == 1) return r.values[0];
+    const double x = std::clamp(position, 0.0, 1.0) * static_cast<double>(r.values.size() - 1);
+    const size_t i = std::min(static_cast<size_t>(std::floor(x)), r.values.size() - 2);
+    const double f = x - static_cast<double>(i);
+    return r.values[i] * (1 - f) + r.values[i + 1] * f;
+  }
+  return std::nullopt;
+}
+
+std::optional<int> layer_index(const std::string& tensor) {
+  const std::string marker = "layers.";
+  for (size_t at = tensor.find(marker); at != std::string::npos; at = tensor.find(marker, at + 1)) {
+    if (at > 0 && tensor[at - 1] != '.') continue;
+    size_t end = at + marker.size();
+    int v = 0;
+    while (end < tensor.size() && std::isdigit(static_cast<unsigned char>(tensor[end])) && v < 1'000'000)
+      v = v * 10 + (tensor[end++] - '0');
+    if (end > at + marker.size() && end < tensor.size() && tensor[end] == '.') return v;
+  }
+  return std::nullopt;
+}
+
+double gradient_position(const std::string& tensor, int layers) {
+  if (auto l = layer_index(tensor)) return layers > 1 ? std::min(1.0, *l / static_cast<double>(layers - 1)) : 0.0;
+  return tensor.find("embed") != std::string::npos ? 0.0 : 1.0;
+}
+
+}  // namespace deltakit

@@ -1,0 +1,92 @@
+#include "src/merge/methods.h"
+
+#include <stdexcept>
+
+#include "src/merge/slerp.h"
+
+namespace deltakit {
+
+namespace {
+const std::vector<MergeMethod>& registry() {
+  using S = SparsifyMethod;
+  using C = Consensus;
+  static const std::vector<MergeMethod> methods = {
+      {"task_arithmetic", MergeKind::TaskArithmetic, S::None, C::None, false, false},
+      {"ties", MergeKind::TaskArithmetic, S::Magnitude, C::Sum, true, false},
+      {"dare_ties", MergeKind::TaskArithmetic, S::Random, C::Sum, false, true},
+      {"dare_linear", MergeKind::TaskArithmetic, S::Random, C::None, false, true},
+      {"breadcrumbs", MergeKind::TaskArithmetic, S::MagnitudeOutliers, C::None, false, false},
+      {"breadcrumbs_ties", MergeKind::TaskArithmetic, S::MagnitudeOutliers, C::Sum, false, false},
+      {"della", MergeKind::TaskArithmetic, S::DellaMagprune, C::Sum, true, true},
+      {"della_linear", MergeKind::TaskArithmetic, S::DellaMagprune, C::None, false, true},
+      {"magnitude_prune", MergeKind::TaskArithmetic, S::Magnitude, C::None, false, false},
+      {"linear", MergeKind::Linear, S::None, C::None, true, false},
+      {"slerp", MergeKind::Slerp, S::None, C::None, false, false},
+  };
+  return methods;
+}
+}  // namespace
+
+const MergeMethod& merge_method(const std::string& name) {
+  for (const auto& m : registry())
+    if (m.name == name) return m;
+  std::string known;
+  for (const auto& m : registry()) known += (known.empty() ? "" : ", ") + m.name;
+  throw std::invalid_argument("unknown merge_method \"" + name + "\" (" + known + ")");
+}
+
+std::vector<std::string> merge_method_names() {
+  std::vector<std::string> names;
+  for (const auto& m : registry()) names.push_back(m.name);
+  return names;
+}
+
+void merge_tensor(const MergeMethod& m, const TensorMergeArgs& a, std::span<float> out) {
+  const size_t n = out.size(), k = a.models.size();
+  if (m.kind == MergeKind::Slerp) {
+    if (k != 1 || a.base.empty()) throw std::invalid_argument("slerp merges the base with exactly one model");
+    slerp(a.t, a.base, a.models[0], out);
+    return;
+  }
+  if (m.kind == MergeKind::Linear) {
+    double total = 0;
+    for (double w : a.weight) total += w;
+    if (a.normalize && total == 0) throw std::invalid_argument("linear: the weights of '" + a.name + "' sum to 0");
+    const double scale = a.normalize ? 1.0 / total : 1.0;
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < static_cast<int64_t>(n); ++i) {
+      double s = 0;
+      for (size_t j = 0; j < k; ++j) s += a.weight[j] * a.models[j][static_cast<size_t>(i)];
+      out[static_cast<size_t>(i)] = static_cast<float>(s * scale);
+    }
+    return;
+  }
+  // generalized task arithmetic: w_i·sparsify(θ_i − θ_b)
+  std::vector<std::vector<float>> weighted(k);
+  std::string failure;
+#pragma omp parallel for schedule(dynamic)
+  for (int64_t jj = 0; jj < static_cast<int64_t>(k); ++jj) {
+    const size_t j = static_cast<size_t>(jj);
+    std::vector<float>& d = weighted[j];
+    d.resize(n);
+    for (size_t i = 0; i < n; ++i) d[i] = a.models[j][i] - a.base[i];
+    SparsifyOptions so;
+    so.method = m.sparsify, so.density = a.density[j], so.gamma = a.gamma[j], so.epsilon = a.epsilon[j];
+    so.rescale = a.rescale, so.seed = a.seed + j, so.rng_key = a.name;
+    try {
+      sparsify(d, a.cols, so);
+    } catch (const std::invalid_argument& e) {
+#pragma omp critical
+      failure = e.what();
+    }
+    const float w = static_cast<float>(a.weight[j]);
+    for (auto& v : d) v *= w;
+  }
+  if (!failure.empty()) throw std::invalid_argument(failure);
+  std::vector<std::span<const float>> spans(weighted.begin(), weighted.end());
+  CombineOptions co;
+  co.consensus = m.consensus, co.normalize = a.normalize, co.lambda = a.lambda;
+  combine_deltas(a.base, spans, a.weight, co, out);
+}
+
+}  // namespace deltakit

@@ -1,0 +1,61 @@
+// The merge methods and what each one is made of (../shared/SPEC.md §8). Every method but
+// linear and slerp is generalized task arithmetic: sparsify each task vector, weight, mix with or
+// without sign consensus, optionally normalize, scale by lambda, add to the base. The defaults
+// of normalize and rescale are mergekit's, so that its configs mean the same here.
+//
+//   method             sparsify            consensus  normalize  rescale
+//   task_arithmetic    -                   -          false      -
+//   ties               magnitude           sum        true       false
+//   dare_ties          random              sum        false      true (l1)
+//   dare_linear        random              -          false      true (l1)
+//   breadcrumbs        magnitude_outliers  -          false      false
+//   breadcrumbs_ties   magnitude_outliers  sum        false      false
+//   della              della_magprune      sum        true       true (l1)
+//   della_linear       della_magprune      -          false      true (l1)
+//   magnitude_prune    magnitude           -          false      false   (ours: TIES's trim alone)
+//   linear             θ = Σ w_i θ_i / Σ w_i (normalize, default true) — no base needed
+//   slerp              base (t = 0) and one model (t = 1), spherical per tensor
+#pragma once
+
+#include <span>
+#include <string>
+#include <vector>
+
+#include "src/merge/combine.h"
+#include "src/merge/sparsify.h"
+
+namespace deltakit {
+
+enum class MergeKind { TaskArithmetic, Linear, Slerp };
+
+struct MergeMethod {
+  std::string name;
+  MergeKind kind = MergeKind::TaskArithmetic;
+  SparsifyMethod sparsify = SparsifyMethod::None;
+  Consensus consensus = Consensus::None;
+  bool default_normalize = false;
+  bool default_rescale = false;
+};
+
+// Throws std::invalid_argument naming the known methods.
+const MergeMethod& merge_method(const std::string& name);
+std::vector<std::string> merge_method_names();
+
+// Everything one tensor's merge needs, resolved for this tensor.
+struct TensorMergeArgs {
+  std::string name;
+  uint64_t cols = 0;                         // last dimension (della's rows)
+  std::span<const float> base;               // θ_b (empty only for linear without a base)
+  std::vector<std::span<const float>> models;  // θ_i
+  std::vector<double> weight, density, gamma, epsilon;  // per model
+  bool normalize = false;
+  RescaleNorm rescale = RescaleNorm::None;
+  double lambda = 1.0, t = 0.5;
+  uint64_t seed = 0;  // model i's random masks use the counter RNG keyed (seed + i, tensor name)
+};
+
+// out: the merged tensor in fp32 (numel). Models are sparsified in parallel (OpenMP), each by one
+// thread, so the result does not depend on the thread count.
+void merge_tensor(const MergeMethod& m, const TensorMergeArgs& a, std::span<float> out);
+
+}  // namespace deltakit

@@ -1,0 +1,43 @@
+// Sparsification of one task vector δ before it is mixed (../shared/SPEC.md §8), with mergekit's
+// semantics (mergekit/sparsify.py), in place on fp32 values:
+//   magnitude          keep the k = floor(density·n) largest |δ| (TIES trim)
+//   random             DARE: drop each entry with probability 1 − density (counter RNG)
+//   magnitude_outliers breadcrumbs: drop the floor(gamma·n) largest, then the smallest until
+//                      floor(density·n) remain
+//   della_magprune     DELLA: per row, keep probability rises linearly with the magnitude rank
+//                      from density − ε (smallest) to density + ε (largest)
+// Survivors are then rescaled: none; l1 / l2 / linf — times ‖δ‖/‖δ_kept‖ in that norm
+// (mergekit's `rescale: true` is l1); inverse — times 1/keep-probability (the DARE and DELLA
+// papers' 1/(1 − p)). Ties in magnitude are broken by the lower index, so results are exact and
+// reproducible (torch's argsort leaves them unspecified).
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string>
+
+namespace deltakit {
+
+enum class SparsifyMethod { None, Magnitude, Random, MagnitudeOutliers, DellaMagprune };
+enum class RescaleNorm { None, L1, L2, Linf, Inverse };
+
+struct SparsifyOptions {
+  SparsifyMethod method = SparsifyMethod::None;
+  double density = 1.0;
+  double gamma = 0.01;   // magnitude_outliers
+  double epsilon = 0.0;  // della_magprune
+  RescaleNorm rescale = RescaleNorm::None;
+  uint64_t seed = 0;      // random, della_magprune
+  std::string rng_key;    // tensor name + model: the counter RNG's stream
+};
+
+// `cols`: the row length for della's per-row ranks (the tensor's last dimension; n for 1-D).
+// Throws std::invalid_argument for parameters out of range (density outside [0, 1], della's
+// density ± epsilon outside (0, 1)).
+void sparsify(std::span<float> delta, uint64_t cols, const SparsifyOptions& o);
+
+const char* sparsify_name(SparsifyMethod m);
+const char* rescale_name(RescaleNorm r);
+RescaleNorm parse_rescale(const std::string& s);  // none|l1|l2|linf|inverse
+
+}  // namespace deltakit
