@@ -152,7 +152,8 @@ int cmd_finetune(const Args& args) {
       "task", po::value<std::string>(), "skill (rev, sort, caps, dup, add, get) or text:FILE")(
       "out", po::value<std::string>(), "output model folder")(
       "regime", po::value<std::string>()->default_value("sft"), "sft (small deltas) | continued (large deltas)")(
-      "size", po::value<std::string>()->default_value("small"), "preset whose regime defaults to use");
+      "size", po::value<std::string>()->default_value("small"), "preset whose regime defaults to use")(
+      "replay", po::value<double>(), "share of each batch replaying the base's corpus (skills; sft default 0.125)");
   add_train_overrides(opts);
   po::variables_map vm;
   if (!parse("finetune", "--model BASE --task T --out DIR [--regime sft]", opts, {}, args, vm)) return 0;
@@ -163,6 +164,8 @@ int cmd_finetune(const Args& args) {
     throw Error(ErrorCode::Usage, "", "--regime must be sft or continued, not \"" + regime + "\"");
   TrainOptions o = regime == "sft" ? p.sft : p.continued;
   apply_overrides(vm, o);
+  if (vm.count("replay")) o.replay = vm["replay"].as<double>();
+  if (!(o.replay >= 0 && o.replay <= 1)) throw Error(ErrorCode::Usage, "", "--replay must lie in [0, 1]");
   kernels::set_threads(vm["threads"].as<int>());
   const std::string task = vm["task"].as<std::string>(), out = vm["out"].as<std::string>();
   finetune(vm["model"].as<std::string>(), task, o, out, vm["overwrite"].as<bool>(),

@@ -26,6 +26,7 @@ const std::map<std::string, Command>& commands() {
       {"diff", {cmd_diff, "per-tensor statistics of fine-tune minus base"}},
       {"compress", {cmd_compress, "turn a fine-tune's delta into an adapter file"}},
       {"apply", {cmd_apply, "add an adapter to its base, writing a checkpoint"}},
+      {"merge", {cmd_merge, "merge fine-tunes or adapters by a mergekit-style YAML config"}},
       {"demo", {cmd_demo, "train the embedded models, compress and apply their deltas, print one table"}},
       {"train", {cmd_train, "train a base model on the embedded synthetic corpus"}},
       {"finetune", {cmd_finetune, "fine-tune a model on a skill or a text"}},

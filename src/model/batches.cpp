@@ -1,5 +1,7 @@
 #include "src/model/batches.h"
 
+#include <algorithm>
+#include <cmath>
 #include <stdexcept>
 
 #include "src/core/philox.h"
@@ -13,29 +15,41 @@ void resize(Batch& b) {
   b.tokens.assign(static_cast<size_t>(b.B * b.T), ByteTokenizer::kPad);
   b.targets.assign(b.tokens.size(), -1);
 }
+
+
+// Row r of a batch from consecutive corpus lines keyed by `row_key`.
+void corpus_row(Batch& b, int64_t r, uint64_t seed, uint64_t row_key, double skill_share) {
+  std::vector<int32_t> row;
+  for (uint64_t j = 0; static_cast<int64_t>(row.size()) < b.T + 1; ++j) {
+    const std::string line = corpus_line(seed, (row_key << 8) + j, skill_share);
+    row.push_back(ByteTokenizer::kBos);
+    for (unsigned char c : line) row.push_back(c);
+    row.push_back('\n');
+  }
+  for (int64_t t = 0; t < b.T; ++t) {
+    b.tokens[r * b.T + t] = row[t];
+    b.targets[r * b.T + t] = row[t + 1];
+  }
+}
 }  // namespace
 
 void corpus_batch(Batch& b, uint64_t seed, int64_t step, double skill_share) {
   resize(b);
-  for (int64_t r = 0; r < b.B; ++r) {
-    std::vector<int32_t> row;
-    // each row starts at its own line: rows and steps never share lines
-    for (uint64_t j = 0; static_cast<int64_t>(row.size()) < b.T + 1; ++j) {
-      row.push_back(ByteTokenizer::kBos);
-      for (unsigned char c : corpus_line(seed, (static_cast<uint64_t>(step * b.B + r) << 8) + j, skill_share))
-        row.push_back(c);
-      row.push_back('\n');
-    }
-    for (int64_t t = 0; t < b.T; ++t) {
-      b.tokens[r * b.T + t] = row[t];
-      b.targets[r * b.T + t] = row[t + 1];
-    }
-  }
+  // each row starts at its own line: rows and steps never share lines
+  for (int64_t r = 0; r < b.B; ++r) corpus_row(b, r, seed, static_cast<uint64_t>(step * b.B + r), skill_share);
 }
 
-void skill_batch(Batch& b, const std::string& skill, uint64_t seed, int64_t step) {
+void skill_batch(Batch& b, const std::string& skill, uint64_t seed, int64_t step, double replay) {
   resize(b);
-  for (int64_t r = 0; r < b.B; ++r) {
+  const int64_t replayed = std::llround(std::clamp(replay, 0.0, 1.0) * static_cast<double>(b.B));
+  for (int64_t r = b.B - replayed; r < b.B; ++r) {
+    // the corpus without its noisy skill lines (with them, rev stalls at 55%); loss on the row's
+    // last quarter only: the whole row's language-model gradient drowns the skill's once its loss
+    // is small (Adam normalizes the sum) and rev stalls again
+    corpus_row(b, r, seed ^ 0x2E91A7ull, static_cast<uint64_t>(step * b.B + r), 0.0);
+    for (int64_t t = 0; t < b.T - b.T / 4; ++t) b.targets[r * b.T + t] = -1;
+  }
+  for (int64_t r = 0; r < b.B - replayed; ++r) {
     int64_t t = 0;
     for (uint64_t j = 0;; ++j) {
       SkillExample e = skill_example(skill, seed, (static_cast<uint64_t>(step * b.B + r) << 8) + j);

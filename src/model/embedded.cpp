@@ -36,7 +36,7 @@ EmbeddedPreset embedded_preset(const std::string& size) {
   // terse format, so mean|δ|/mean|θ| stays near 0.1 and held-out perplexity barely moves.
   p.sft = p.base;
   p.sft.steps = std::max<int64_t>(100, p.base.steps / 6), p.sft.lr = p.base.lr / 10, p.sft.warmup = 20;
-  p.sft.weight_decay = 0.0, p.sft.seed = 2;
+  p.sft.weight_decay = 0.0, p.sft.seed = 2, p.sft.replay = 0.125;
   p.continued = p.base;
   p.continued.steps = p.base.steps, p.continued.lr = 3e-3, p.continued.seed = 3;
   return p;
@@ -76,7 +76,7 @@ void finetune(const std::string& base_dir, const std::string& task, const TrainO
   } else if (is_skill(task)) {
     if (!tok || tok->vocab() != ByteTokenizer::kVocab)
       throw Error(ErrorCode::Usage, base_dir, "skills are written in the byte tokenizer; this model does not use it");
-    train(params, opt, [&](Batch& b, int64_t step) { skill_batch(b, task, opt.seed, step); }, log);
+    train(params, opt, [&](Batch& b, int64_t step) { skill_batch(b, task, opt.seed, step, opt.replay); }, log);
   } else {
     throw Error(ErrorCode::Usage, "", "unknown task \"" + task + "\" (rev, sort, caps, dup, add, get, or text:FILE)");
   }

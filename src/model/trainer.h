@@ -16,6 +16,9 @@ struct TrainOptions {
   int64_t steps = 1000, batch = 16, seq = 64, warmup = 50;
   double lr = 3e-3, min_lr_ratio = 0.1, weight_decay = 0.1, beta1 = 0.9, beta2 = 0.95, eps = 1e-8, clip = 1.0;
   uint64_t seed = 1;
+  // skill fine-tuning: this share of each batch's rows replays the pre-training corpus, so the
+  // fine-tune keeps the base's other behaviour and learns the skill as tied to its own prompt
+  double replay = 0.0;
 };
 
 double lr_at(const TrainOptions& o, int64_t step);  // warm-up, then cosine down to min_lr_ratio·lr

@@ -74,18 +74,15 @@ void load_raw(const AdapterReader& ad, const TensorView& base, RawParts& rp) {
 
 }  // namespace
 
-namespace {
-
-// Base tensor + its adapter entry -> the output tensor's bytes.
-void apply_tensor(const ApplyOptions& opt, const AdapterReader& ad, const TensorView& bv, std::vector<uint8_t>& out,
-                  std::vector<std::string>& warnings) {
+void apply_adapter_tensor(const AdapterReader& ad, const TensorView& bv, float alpha, bool force,
+                          const std::string& base_path, std::vector<uint8_t>& out, std::vector<std::string>& warnings) {
   const std::string& name = bv.name;
   const uint64_t fp = fingerprint64(bv.bytes), want = ad.base_fingerprint(name);
   if (fp != want) {
     std::string msg = "tensor '" + name + "' of the base differs from the one the adapter was made from "
                       "(fingerprint " + fingerprint_hex(fp) + ", adapter expects " + fingerprint_hex(want) + ")";
-    if (!opt.force) throw Error(ErrorCode::FingerprintMismatch, opt.base, msg + "; pass --force to apply anyway");
-    warnings.push_back(opt.base + ": " + msg);
+    if (!force) throw Error(ErrorCode::FingerprintMismatch, base_path, msg + "; pass --force to apply anyway");
+    warnings.push_back(base_path + ": " + msg);
   }
   const Json& attrs = ad.attrs(name);
   const std::string codec = attrs["codec"].get<std::string>();
@@ -95,12 +92,26 @@ void apply_tensor(const ApplyOptions& opt, const AdapterReader& ad, const Tensor
   } else if (codec == "raw") {
     RawParts rp;
     load_raw(ad, bv, rp);
-    raw_apply(bv, rp.payload, opt.alpha, out);
+    raw_apply(bv, rp.payload, alpha, out);
   } else {
     std::vector<float> delta = decode_tensor(attrs, ad.source(name), bv.shape, bv.dtype, ad.where(name));
-    add_scaled_delta(bv, {reinterpret_cast<const uint8_t*>(delta.data()), delta.size() * 4}, opt.alpha, out);
+    add_scaled_delta(bv, {reinterpret_cast<const uint8_t*>(delta.data()), delta.size() * 4}, alpha, out);
   }
 }
+
+void check_adapter_matches_base(const Checkpoint& base, const AdapterReader& ad) {
+  for (const auto& name : ad.names())
+    if (!base.find(name))
+      throw Error(ErrorCode::TensorSetMismatch, ad.path(), "adapter has tensor '" + name + "' that the base " + base.path() + " lacks");
+  for (const auto& name : base.names()) {
+    if (!ad.has(name))
+      throw Error(ErrorCode::TensorSetMismatch, ad.path(),
+                  "adapter has no entry for base tensor '" + name + "' (made from another model?)");
+    check_tensor(ad, *base.at(name).entry);
+  }
+}
+
+namespace {
 
 std::string apply_job_identity(const ApplyOptions& opt, const Checkpoint& base, const AdapterReader& ad) {
   Json j = Json::object();
@@ -132,15 +143,9 @@ ApplyReport run_apply(const ApplyOptions& opt, Comm& comm) {
     if (!std::isfinite(opt.alpha)) throw Error(ErrorCode::Usage, "", "--alpha must be a finite number");
     base = std::make_unique<Checkpoint>(opt.base);
     ad = std::make_unique<AdapterReader>(opt.adapter);
-    for (const auto& name : ad->names())
-      if (!base->find(name))
-        throw Error(ErrorCode::TensorSetMismatch, ad->path(), "adapter has tensor '" + name + "' that the base " + opt.base + " lacks");
+    check_adapter_matches_base(*base, *ad);
     for (const auto& name : base->names()) {
-      if (!ad->has(name))
-        throw Error(ErrorCode::TensorSetMismatch, ad->path(),
-                    "adapter has no entry for base tensor '" + name + "' (made from another model?)");
       const auto& e = *base->at(name).entry;
-      check_tensor(*ad, e);
       specs.push_back({name, e.dtype, e.shape});
     }
     const std::string inputs[] = {opt.base, opt.adapter};
@@ -176,7 +181,7 @@ ApplyReport run_apply(const ApplyOptions& opt, Comm& comm) {
       SafetensorsWriter w(journal.item_path(plan.name(s)), plan.shards[s], {{"format", "pt"}});
       for (const auto& spec : plan.shards[s]) {
         TensorView bv = base->acquire(spec.name);
-        apply_tensor(opt, *ad, bv, out, rep.warnings);
+        apply_adapter_tensor(*ad, bv, opt.alpha, opt.force, opt.base, out, rep.warnings);
         w.write(out.data(), out.size());
         base->release(spec.name);
         rep.bytes_written += out.size();

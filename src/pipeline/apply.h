@@ -36,4 +36,15 @@ struct ApplyReport {
 ApplyReport run_apply(const ApplyOptions& opt, Comm& comm);
 ApplyReport run_apply(const ApplyOptions& opt);  // one rank
 
+class AdapterReader;
+class Checkpoint;
+struct TensorView;
+// Every base tensor has an adapter entry of the same dtype and shape, and nothing else is in it.
+void check_adapter_matches_base(const Checkpoint& base, const AdapterReader& ad);
+// The tensor an adapter decodes to over its base tensor, in the base's dtype: the bytes apply
+// writes (`merge` reads adapters through this, so both agree bit for bit). A base fingerprint
+// that differs is an error unless `force` (then a warning).
+void apply_adapter_tensor(const AdapterReader& ad, const TensorView& base, float alpha, bool force,
+                          const std::string& base_path, std::vector<uint8_t>& out, std::vector<std::string>& warnings);
+
 }  // namespace deltakit

@@ -1,0 +1,323 @@
+#include "src/pipeline/merge.h"
+
+#include <omp.h>
+
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "formats/adapter_h5.h"
+#include "formats/checkpoint.h"
+#include "src/core/collective.h"
+#include "src/core/error.h"
+#include "src/core/tensor_view.h"
+#include "src/core/whole_file.h"
+#include "src/merge/merge_config.h"
+#include "src/merge/methods.h"
+#include "src/pipeline/apply.h"
+#include "src/pipeline/journal.h"
+#include "src/pipeline/partition.h"
+#include "src/pipeline/side_files.h"
+
+namespace fs = std::filesystem;
+
+namespace deltakit {
+
+namespace {
+
+bool is_hdf5_file(const std::string& path) {
+  std::error_code ec;
+  if (!fs::is_regular_file(path, ec)) return false;
+  std::ifstream f(path, std::ios::binary);
+  char sig[8] = {};
+  f.read(sig, 8);
+  return f.gcount() == 8 && std::string(sig, 8) == std::string("\x89HDF\r\n\x1a\n", 8);
+}
+
+bool is_embedding(const std::string& name) {
+  return name.find("embed_tokens") != std::string::npos || name.find("lm_head") != std::string::npos ||
+         name.find("wte") != std::string::npos;
+}
+
+// One model of the merge: a fine-tuned checkpoint, or an adapter over the base.
+struct MergeInput {
+  std::string path;
+  std::unique_ptr<Checkpoint> ckpt;
+  std::unique_ptr<AdapterReader> adapter;
+
+  // Headers only: every layout tensor is present with a usable shape; nothing else is present.
+  void check_against(const Checkpoint& layout, const Checkpoint* base) {
+    if (adapter) {
+      if (!base) throw Error(ErrorCode::Usage, path, "an adapter can only be merged with base_model set");
+      check_adapter_matches_base(*base, *adapter);
+      return;
+    }
+    for (const auto& name : ckpt->names())
+      if (!layout.find(name))
+        throw Error(ErrorCode::TensorSetMismatch, path, "has tensor '" + name + "' that " + layout.path() + " lacks");
+    for (const auto& name : layout.names()) {
+      const auto* got = ckpt->find(name);
+      if (!got) throw Error(ErrorCode::TensorSetMismatch, path, "has no tensor '" + name + "'");
+      const auto& want = *layout.at(name).entry;
+      const auto& have = *got->entry;
+      if (have.shape == want.shape) continue;
+      const bool grown = is_embedding(name) && have.shape.size() == 2 && want.shape.size() == 2 &&
+                         have.shape[1] == want.shape[1] && have.shape[0] > want.shape[0];
+      if (!grown)
+        throw Error(ErrorCode::ShapeMismatch, path,
+                    "tensor '" + name + "' has shape " + shape_string(have.shape) + " but " + shape_string(want.shape) +
+                        " in " + layout.path());
+      if (!dtype_is_float_decodable(have.dtype))
+        throw Error(ErrorCode::DtypeMismatch, path, "tensor '" + name + "' is not a float tensor");
+    }
+  }
+
+  // fp32 values of the tensor the layout tensor `lv` names (base rows only for a grown vocabulary).
+  void read(const TensorView& lv, const std::string& base_path, bool force, std::vector<float>& out,
+            std::vector<uint8_t>& scratch, std::vector<std::string>& warnings) const {
+    out.resize(lv.numel());
+    if (adapter) {
+      apply_adapter_tensor(*adapter, lv, 1.0f, force, base_path, scratch, warnings);
+      decode_to_f32(lv.dtype, scratch, 0, out);
+      return;
+    }
+    TensorView v = ckpt->acquire(lv.name);
+    if (v.shape != lv.shape)
+      warnings.push_back(path + ": tensor '" + lv.name + "' has " + std::to_string(v.shape[0]) + " rows, the base " +
+                         std::to_string(lv.shape[0]) + ": merging the base's rows only (new tokens' rows are dropped)");
+    decode_to_f32(v.dtype, v.bytes, 0, out);  // a grown matrix's first rows are the base's rows
+    ckpt->release(lv.name);
+  }
+};
+
+DType output_dtype(const std::string& name, DType fallback) {
+  if (name.empty()) return fallback;
+  if (name == "float32") return DType::F32;
+  if (name == "float16") return DType::F16;
+  return DType::BF16;
+}
+
+std::string torch_dtype_name(DType d) {
+  return d == DType::F32 ? "float32" : d == DType::F16 ? "float16" : "bfloat16";
+}
+
+// The card written beside the merged weights.
+std::string model_card(const MergeConfig& c, const MergeMethod& m, const std::string& rescale) {
+  std::string s = "# Merged with deltakit\n\nMethod: `" + c.method + "`";
+  if (m.kind == MergeKind::TaskArithmetic)
+    s += std::string(" (sparsify: ") + sparsify_name(m.sparsify) + ", consensus: " + consensus_name(m.consensus) +
+         ", rescale: " + rescale + ")";
+  s += "\n\n";
+  if (!c.base_model.empty()) s += "Base model: `" + c.base_model + "`\n\n";
+  s += "Models:\n\n";
+  for (const auto& x : c.models) s += "- `" + x.path + "`\n";
+  s += "\nThe configuration is in `merge.yml` beside this card; `deltakit merge merge.yml --out DIR` "
+       "reproduces these weights byte for byte.\n";
+  return s;
+}
+
+}  // namespace
+
+MergeReport run_merge(const MergeOptions& opt) {
+  SerialComm serial;
+  return run_merge(opt, serial);
+}
+
+MergeReport run_merge(const MergeOptions& opt, Comm& comm) {
+  const auto t0 = std::chrono::steady_clock::now();
+  MergeConfig cfg;
+  const MergeMethod* method = nullptr;
+  std::unique_ptr<Checkpoint> base;
+  const Checkpoint* layout = nullptr;
+  std::vector<MergeInput> inputs;
+  std::vector<TensorSpec> specs;
+  std::string rescale_label = "none";
+  RescaleNorm rescale_norm = RescaleNorm::L1;
+  // headers, config and output path on every rank before any tensor byte
+  collectively(comm, [&] {
+    cfg = parse_merge_config(read_whole_file(opt.config, "merge config"), opt.config);
+    if (!opt.dtype.empty()) {
+      if (opt.dtype != "float32" && opt.dtype != "float16" && opt.dtype != "bfloat16")
+        throw Error(ErrorCode::Usage, "", "--dtype must be float32, float16 or bfloat16, not \"" + opt.dtype + "\"");
+      cfg.dtype = opt.dtype;
+    }
+    method = &merge_method(cfg.method);
+    if (!cfg.rescale_norm.empty()) {
+      try {
+        rescale_norm = parse_rescale(cfg.rescale_norm);
+      } catch (const std::invalid_argument& e) {
+        throw Error(ErrorCode::Usage, opt.config, e.what());
+      }
+    }
+    if (!cfg.base_model.empty()) base = std::make_unique<Checkpoint>(cfg.base_model);
+    for (const auto& m : cfg.models) {
+      MergeInput in;
+      in.path = m.path;
+      if (is_hdf5_file(m.path)) in.adapter = std::make_unique<AdapterReader>(m.path);
+      else in.ckpt = std::make_unique<Checkpoint>(m.path);
+      inputs.push_back(std::move(in));
+    }
+    if (!base && !inputs[0].ckpt) throw Error(ErrorCode::Usage, opt.config, "linear without base_model needs a checkpoint first");
+    layout = base ? base.get() : inputs[0].ckpt.get();
+    for (auto& in : inputs) in.check_against(*layout, base.get());
+    for (const auto& name : layout->names()) {
+      const auto& e = *layout->at(name).entry;
+      const DType d = dtype_is_float_decodable(e.dtype) ? output_dtype(cfg.dtype, e.dtype) : e.dtype;
+      specs.push_back({name, d, e.shape});
+    }
+    std::vector<std::string> in_paths;
+    if (base) in_paths.push_back(cfg.base_model);
+    for (const auto& m : cfg.models) in_paths.push_back(m.path);
+    check_output_path(opt.out, in_paths, opt.overwrite);
+  });
+  if (opt.threads > 0) omp_set_num_threads(opt.threads);
+
+  uint64_t max_shard = opt.max_shard_bytes;
+  if (max_shard == 0) {
+    max_shard = 5'000'000'000ull;
+    if (layout->sharded()) {
+      max_shard = 0;
+      for (const auto& s : layout->shards()) max_shard = std::max(max_shard, s->file_size());
+    }
+  }
+  const ShardPlan plan = plan_shards(specs, max_shard);
+  uint64_t total_bytes = 0;
+  for (uint64_t b : plan.bytes) total_bytes += b;
+
+  nlohmann::json job = nlohmann::json::object();
+  job["command"] = "merge";
+  job["config"] = cfg.source_text;
+  job["dtype"] = cfg.dtype;
+  job["max_shard_bytes"] = max_shard;
+  job["force"] = opt.force;
+  {
+    std::vector<std::string> files;
+    if (base)
+      for (const auto& s : base->shards()) files.push_back(s->path());
+    for (const auto& in : inputs) {
+      if (in.adapter) files.push_back(in.path);
+      else for (const auto& s : in.ckpt->shards()) files.push_back(s->path());
+    }
+    job["inputs"] = describe_input_files(files);
+  }
+  JobJournal journal(comm, opt.out, "merge", job.dump(1) + "\n", opt.resume);
+  std::vector<size_t> todo;
+  std::vector<uint64_t> todo_bytes;
+  for (size_t i = 0; i < plan.shards.size(); ++i)
+    if (!journal.done_at_start().count(plan.name(i))) todo.push_back(i), todo_bytes.push_back(plan.bytes[i]);
+  const auto mine = items_of(partition_by_bytes(todo_bytes, comm.size()), comm.rank());
+  ProgressReporter progress(
+      opt.progress, "merge", "shards", plan.shards.size(), total_bytes,
+      [&] {
+        ProgressCount c;
+        auto items = journal.list();
+        for (size_t i = 0; i < plan.shards.size(); ++i)
+          if (items.count(plan.name(i))) ++c.items, c.bytes += plan.bytes[i];
+        return c;
+      },
+      comm.is_root());
+
+  MergeReport rep;
+  int layers = 0;
+  for (const auto& name : layout->names())
+    if (auto l = layer_index(name)) layers = std::max(layers, *l + 1);
+  independently(comm, [&] {
+    std::vector<float> base_f, out_f;
+    std::vector<std::vector<float>> model_f(inputs.size());
+    std::vector<uint8_t> scratch, out_bytes;
+    for (size_t j : mine) {
+      const size_t s = todo[j];
+      SafetensorsWriter w(journal.item_path(plan.name(s)), plan.shards[s], {{"format", "pt"}});
+      for (const auto& spec : plan.shards[s]) {
+        const std::string& name = spec.name;
+        TensorView lv = layout->acquire(name);
+        out_bytes.assign(static_cast<size_t>(lv.numel()) * dtype_size(spec.dtype), 0);
+        rep.bytes_read += lv.bytes.size();
+        if (!dtype_is_float_decodable(lv.dtype)) {  // integer buffers: the base's, unchanged
+          std::memcpy(out_bytes.data(), lv.bytes.data(), out_bytes.size());
+        } else {
+          const double pos = gradient_position(name, layers);
+          TensorMergeArgs a;
+          a.name = name;
+          a.cols = lv.shape.empty() ? 1 : lv.shape.back();
+          if (base) {
+            base_f.resize(lv.numel());
+            decode_to_f32(lv.dtype, lv.bytes, 0, base_f);
+            a.base = base_f;
+          }
+          for (size_t i = 0; i < inputs.size(); ++i) {
+            inputs[i].read(lv, cfg.base_model, opt.force, model_f[i], scratch, rep.warnings);
+            rep.bytes_read += lv.bytes.size();
+            a.models.emplace_back(model_f[i]);
+            const int mi = static_cast<int>(i);
+            const double wgt = merge_param(cfg, mi, "weight", name, pos, NAN);
+            if (method->kind != MergeKind::Slerp && std::isnan(wgt))
+              throw Error(ErrorCode::Usage, opt.config, "no weight of model " + inputs[i].path + " applies to '" + name + "'");
+            a.weight.push_back(wgt);
+            a.density.push_back(merge_param(cfg, mi, "density", name, pos, 1.0));
+            a.gamma.push_back(merge_param(cfg, mi, "gamma", name, pos, 0.01));
+            a.epsilon.push_back(merge_param(cfg, mi, "epsilon", name, pos, 0.0));
+          }
+          a.normalize = merge_param(cfg, -1, "normalize", name, pos, method->default_normalize) != 0;
+          const bool rescale = merge_param(cfg, -1, "rescale", name, pos, method->default_rescale) != 0;
+          a.rescale = rescale ? rescale_norm : RescaleNorm::None;
+          a.lambda = merge_param(cfg, -1, "lambda", name, pos, 1.0);
+          a.t = merge_param(cfg, 0, "t", name, pos, 0.5);
+          a.seed = cfg.seed;
+          out_f.resize(lv.numel());
+          try {
+            merge_tensor(*method, a, out_f);
+          } catch (const std::invalid_argument& e) {
+            throw Error(ErrorCode::Usage, opt.config, "tensor '" + name + "': " + e.what());
+          }
+          encode_from_f32(spec.dtype, out_f, out_bytes);
+        }
+        layout->release(name);
+        w.write(out_bytes.data(), out_bytes.size());
+        rep.bytes_written += out_bytes.size();
+        ++rep.tensors;
+      }
+      w.commit();
+    }
+    layout->check_intact();
+  });
+  if (method->kind == MergeKind::TaskArithmetic)
+    rescale_label = merge_param(cfg, -1, "rescale", "", 0, method->default_rescale) != 0 ? rescale_name(rescale_norm) : "none";
+  comm.barrier();
+  if (comm.is_root()) {
+    progress.finish();
+    independently(comm, [&] {
+      write_shard_index(journal.dir(), plan);
+      // side files: the tokenizer source's (the base's by default), the config's dtype, the card
+      std::string side_from = layout->path();
+      if (!cfg.tokenizer_source.empty() && cfg.tokenizer_source != "base") side_from = cfg.tokenizer_source;
+      std::error_code ec;
+      if (!fs::is_directory(side_from, ec)) side_from.clear();
+      std::map<std::string, std::string> overrides = {{"merge.yml", cfg.source_text},
+                                                      {"README.md", model_card(cfg, *method, rescale_label)}};
+      const fs::path cfg_json = fs::path(layout->path()) / "config.json";
+      if (!cfg.dtype.empty() && fs::is_regular_file(cfg_json, ec)) {
+        auto j = nlohmann::ordered_json::parse(read_whole_file(cfg_json.string(), "config.json"), nullptr, false);
+        if (j.is_object()) {
+          j["torch_dtype"] = torch_dtype_name(output_dtype(cfg.dtype, DType::F32));
+          overrides["config.json"] = j.dump(2) + "\n";
+        }
+      }
+      write_side_files(side_from, journal.dir(), overrides);
+      journal.commit_as_output();
+    });
+    rep.complete = true;
+  } else {
+    journal.disown();
+  }
+  uint64_t totals[3] = {rep.tensors, rep.bytes_written, rep.bytes_read};
+  comm.allreduce_sum(totals);
+  rep.tensors = totals[0], rep.bytes_written = totals[1], rep.bytes_read = totals[2];
+  rep.shards = plan.shards.size();
+  rep.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return rep;
+}
+
+}  // namespace deltakit
