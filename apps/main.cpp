@@ -63,7 +63,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   // Jobs run on every rank an MPI launcher started; other commands are always one process.
-  const bool job = name == "compress" || name == "apply";
+  const bool job = name == "compress" || name == "apply" || name == "merge";
   // HDF5 first: initialised before MPI, it shuts down at exit like a serial program instead of
   // from inside MPI_Finalize (where a file left open by a failed write, e.g. a full disk, crashes
   // HDF5 1.10's teardown)

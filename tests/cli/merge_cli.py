@@ -1,0 +1,360 @@
+#!/usr/bin/env python3
+"""`deltakit merge` end to end, one case per CTest test:
+  reference  every method on an f32 fixture (base + 3 fine-tunes) against numpy written from
+             SPEC §8, including per-model weights, a layer gradient and a name filter; the
+             deterministic methods to 1e-6, DARE/DELLA by their statistics (kept share, L1 kept)
+  adapters   merging adapters (raw and bitdelta) gives the bytes of merging the checkpoints those
+             adapters apply to
+  layout     output loads like the base: tensor names and order, side files, merge.yml and the
+             card; --dtype bfloat16 casts every tensor and config.json's torch_dtype; a grown
+             vocabulary merges the base's rows with a warning, any other shape change is refused
+  mpi        mpirun -n 1, 2, 3 (and 1 vs 2 threads) write byte-identical sharded outputs
+"""
+import argparse, json, os, struct, subprocess, sys, tempfile
+
+import numpy as np
+
+ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
+           OMPI_MCA_rmaps_base_oversubscribe="1",
+           ASAN_OPTIONS=os.environ.get("ASAN_OPTIONS", "") + ":detect_leaks=0")
+
+
+def run(*argv, ok=True):
+    p = subprocess.run(list(argv), capture_output=True, text=True, env=ENV)
+    if ok and p.returncode != 0:
+        sys.exit(f"FAIL: {' '.join(argv)} exited {p.returncode}\n{p.stderr}")
+    return p
+
+
+def read_st(folder):
+    out, order = {}, []
+    files = sorted(f for f in os.listdir(folder) if f.endswith(".safetensors"))
+    for f in files:
+        data = open(os.path.join(folder, f), "rb").read()
+        n = struct.unpack("<Q", data[:8])[0]
+        header = json.loads(data[8:8 + n])
+        for name, e in sorted(((k, v) for k, v in header.items() if k != "__metadata__"), key=lambda kv: kv[1]["data_offsets"][0]):
+            b, end = e["data_offsets"]
+            raw = data[8 + n + b:8 + n + end]
+            if e["dtype"] == "F32":
+                arr = np.frombuffer(raw, dtype="<f4")
+            elif e["dtype"] == "BF16":
+                arr = (np.frombuffer(raw, dtype="<u2").astype(np.uint32) << 16).view(np.float32)
+            else:
+                raise ValueError(e["dtype"])
+            out[name] = (e["dtype"], arr.reshape(e["shape"]).astype(np.float64))
+            order.append(name)
+    return out, order
+
+
+def write_st(folder, tensors, config_from, dtype="F32"):
+    """A checkpoint (F32 or BF16, rounded to nearest even) with the tensors in the given order,
+    side files copied from config_from."""
+    os.makedirs(folder, exist_ok=True)
+    header, blobs, off = {}, [], 0
+    for name, arr in tensors.items():
+        f = np.ascontiguousarray(arr, dtype="<f4")
+        if dtype == "BF16":
+            u = f.view(np.uint32).astype(np.uint64)
+            b = ((u + 0x7FFF + ((u >> 16) & 1)) >> 16).astype("<u2").tobytes()
+        else:
+            b = f.tobytes()
+        header[name] = {"dtype": dtype, "shape": list(arr.shape), "data_offsets": [off, off + len(b)]}
+        blobs.append(b)
+        off += len(b)
+    h = json.dumps(header).encode()
+    h += b" " * ((8 - len(h) % 8) % 8)
+    with open(os.path.join(folder, "model.safetensors"), "wb") as f:
+        f.write(struct.pack("<Q", len(h)) + h + b"".join(blobs))
+    for side in os.listdir(config_from):
+        if not side.endswith(".safetensors") and not side.endswith(".json.index"):
+            with open(os.path.join(config_from, side), "rb") as src, open(os.path.join(folder, side), "wb") as dst:
+                dst.write(src.read())
+
+
+def fixture(a, work, n_models=3, dtype="f32"):
+    base, ft0 = os.path.join(work, "base"), os.path.join(work, "ft0")
+    run(a.deltakit, "make-fixture", "--out-base", base, "--out-finetuned", ft0, "--dtype", dtype, "--size", "tiny")
+    fts = [ft0]
+    if dtype != "f32":
+        return base, fts
+    B, _ = read_st(base)
+    rng = np.random.default_rng(5)
+    for i in range(1, n_models):
+        t = {k: v + rng.normal(0, 0.02 * (np.abs(v).mean() + 1e-3), v.shape) for k, (_, v) in B.items()}
+        fts.append(os.path.join(work, f"ft{i}"))
+        write_st(fts[-1], t, base)
+    return base, fts
+
+
+def yaml(path, method, base, models, params="", extra=""):
+    lines = [f"merge_method: {method}"]
+    if base:
+        lines.append(f"base_model: {base}")
+    lines.append("models:")
+    for m, p in models:
+        lines.append(f"  - model: {m}")
+        if p:
+            lines.append(f"    parameters: {p}")
+    if params:
+        lines.append(f"parameters: {params}")
+    if extra:
+        lines.append(extra)
+    open(path, "w").write("\n".join(lines) + "\n")
+    return path
+
+
+def layers_of(names):
+    return 1 + max(int(n.split("layers.")[1].split(".")[0]) for n in names if "layers." in n)
+
+
+def position(name, L):
+    if "layers." in name:
+        return int(name.split("layers.")[1].split(".")[0]) / max(1, L - 1)
+    return 0.0 if "embed" in name else 1.0
+
+
+def trim(d, density):  # magnitude: keep floor(density·n) largest |d|, ties to the lower index
+    flat = d.ravel()
+    k = int(density * flat.size)
+    order = np.lexsort((np.arange(flat.size), -np.abs(flat)))
+    keep = np.zeros(flat.size, bool)
+    keep[order[:k]] = True
+    return np.where(keep, flat, 0).reshape(d.shape)
+
+
+def breadcrumbs(d, density, gamma):
+    flat = d.ravel()
+    n = flat.size
+    target, top = int(density * n), int(gamma * n)
+    bot = n - target - top
+    if bot < 0:
+        top, bot = top + bot, 0
+    order = np.lexsort((np.arange(n), -np.abs(flat)))
+    keep = np.zeros(n, bool)
+    keep[order[top:top + target]] = True
+    return np.where(keep, flat, 0).reshape(d.shape)
+
+
+def mix(base, wds, ws, consensus, normalize, lam):
+    wds = np.stack(wds)
+    ws = np.array(ws).reshape((-1,) + (1,) * base.ndim)
+    if consensus:
+        major = np.where(wds.sum(0) >= 0, 1, -1)
+        mask = np.sign(wds) == major
+        mixed, div = (wds * mask).sum(0), (ws * mask).sum(0)
+        div = np.where(div == 0, 1, div)
+    else:
+        mixed, div = wds.sum(0), ws.sum()
+        div = div if abs(div) >= 1e-8 else 1
+    return base + lam * (mixed / div if normalize else mixed)
+
+
+def slerp(t, v0, v1):
+    a, b = v0.ravel(), v1.ravel()
+    na, nb = np.linalg.norm(a), np.linalg.norm(b)
+    d = (a / (na if na > 1e-8 else 1)) @ (b / (nb if nb > 1e-8 else 1))
+    if abs(d) > 0.9995:
+        return (1 - t) * v0 + t * v1
+    th = np.arccos(d)
+    return (np.sin(th - t * th) * v0 + np.sin(t * th) * v1) / np.sin(th)
+
+
+def case_reference(a, work):
+    base, fts = fixture(a, work)
+    B, names = read_st(base)
+    F = [read_st(f)[0] for f in fts]
+    L = layers_of(names)
+    # weights: a scalar, a gradient over the layers, a filtered rule; densities likewise
+    params = ["{weight: 0.6, density: 0.5}",
+              "{weight: [0.2, 0.8], density: [{filter: mlp, value: 0.3}, {value: 0.7}]}",
+              "{weight: -0.3, density: 0.4}"]
+
+    def w_of(i, name):
+        pos = position(name, L)
+        return [0.6, 0.2 + 0.6 * pos, -0.3][i]
+
+    def dens_of(i, name):
+        return [0.5, 0.3 if "mlp" in name else 0.7, 0.4][i]
+
+    worst = {}
+
+    def check(method, want_fn, glob="", extra=""):
+        cfg = yaml(os.path.join(work, method + ".yml"), method, base, list(zip(fts, params)), glob, extra)
+        out = os.path.join(work, "out-" + method)
+        run(a.deltakit, "merge", cfg, "--out", out)
+        got, order = read_st(out)
+        if order != names:
+            sys.exit(f"FAIL: {method}: tensor order {order[:3]}... differs from the base's")
+        err = 0.0
+        for n in names:
+            want = want_fn(n)
+            err = max(err, float(np.max(np.abs(got[n][1] - want) / (np.abs(want) + 1e-3))))
+        worst[method] = err
+        if err > 1e-5:
+            sys.exit(f"FAIL: {method} differs from the numpy reference by {err:.2e}")
+
+    delta = lambda i, n: F[i][n][1] - B[n][1]
+    check("task_arithmetic", lambda n: mix(B[n][1], [w_of(i, n) * delta(i, n) for i in range(3)],
+                                           [w_of(i, n) for i in range(3)], False, False, 0.8), "{lambda: 0.8}")
+    check("ties", lambda n: mix(B[n][1], [w_of(i, n) * trim(delta(i, n), dens_of(i, n)) for i in range(3)],
+                                [w_of(i, n) for i in range(3)], True, True, 1.0))
+    check("magnitude_prune", lambda n: mix(B[n][1], [w_of(i, n) * trim(delta(i, n), dens_of(i, n)) for i in range(3)],
+                                           [w_of(i, n) for i in range(3)], False, False, 1.0))
+    check("breadcrumbs_ties", lambda n: mix(B[n][1], [w_of(i, n) * breadcrumbs(delta(i, n), dens_of(i, n), 0.05) for i in range(3)],
+                                            [w_of(i, n) for i in range(3)], True, True, 1.0), "{gamma: 0.05, normalize: true}")
+    check("linear", lambda n: sum(w_of(i, n) * F[i][n][1] for i in range(3)) / sum(w_of(i, n) for i in range(3)))
+    # slerp: the base and one model, t over the layers
+    cfg = yaml(os.path.join(work, "slerp.yml"), "slerp", base, [(fts[0], "")], "{t: [0.0, 1.0]}")
+    run(a.deltakit, "merge", cfg, "--out", os.path.join(work, "out-slerp"))
+    got, _ = read_st(os.path.join(work, "out-slerp"))
+    for n in names:
+        want = slerp(position(n, L), B[n][1], F[0][n][1])
+        if np.max(np.abs(got[n][1] - want)) > 1e-5 * (np.abs(want).max() + 1e-3):
+            sys.exit(f"FAIL: slerp of {n} differs from numpy")
+    # DARE: kept share ≈ density and the L1 norm of each task vector kept (mergekit's rescale) —
+    # seen through a one-model dare_linear, weight 1: out − base is the rescaled sparse delta
+    cfg = yaml(os.path.join(work, "dare.yml"), "dare_linear", base, [(fts[0], "{weight: 1.0, density: 0.3}")])
+    run(a.deltakit, "merge", cfg, "--out", os.path.join(work, "out-dare"))
+    got, _ = read_st(os.path.join(work, "out-dare"))
+    big = max(names, key=lambda n: B[n][1].size)
+    d_out = (got[big][1] - B[big][1]).astype(np.float32)
+    d_in = delta(0, big)
+    kept = np.count_nonzero(d_out) / d_out.size
+    ratio = np.abs(d_out).sum() / np.abs(d_in).sum()
+    print(f"dare_linear density 0.3 on {big}: kept {kept:.3f}, L1 kept {ratio:.4f}")
+    if not (0.27 < kept < 0.33 and abs(ratio - 1) < 1e-3):
+        sys.exit("FAIL: DARE's kept share or L1 rescale is off")
+    # the papers' 1/(1-p) instead: rescale_norm: inverse
+    cfg = yaml(os.path.join(work, "dare-inv.yml"), "dare_linear", base, [(fts[0], "{weight: 1.0, density: 0.3}")],
+               "", "rescale_norm: inverse")
+    run(a.deltakit, "merge", cfg, "--out", os.path.join(work, "out-dare-inv"))
+    inv, _ = read_st(os.path.join(work, "out-dare-inv"))
+    d_inv = inv[big][1] - B[big][1]
+    nz = d_inv != 0
+    if not np.allclose(d_inv[nz], d_in[nz] / 0.3, rtol=1e-4, atol=1e-6) or not np.array_equal(nz, d_out != 0):
+        sys.exit("FAIL: rescale_norm inverse is not 1/density on the same mask")
+    for m in ("dare_ties", "della", "della_linear", "breadcrumbs"):
+        cfg = yaml(os.path.join(work, m + ".yml"), m, base, list(zip(fts, params)), "{epsilon: 0.1}" if "della" in m else "")
+        run(a.deltakit, "merge", cfg, "--out", os.path.join(work, "out-" + m))
+    print("worst relative error per method:", {k: f"{v:.1e}" for k, v in worst.items()})
+    print("ok: task_arithmetic, ties, magnitude_prune, breadcrumbs_ties, linear, slerp match numpy; DARE statistics hold")
+
+
+def case_adapters(a, work):
+    base, fts = fixture(a, work, n_models=2, dtype="bf16")
+    # a second bf16 fine-tune: the first one's fixture with another seed would change the base
+    ft1 = os.path.join(work, "ft1")
+    B, names = read_st(base)
+    rng = np.random.default_rng(3)
+    t = {}
+    for n in names:
+        v = B[n][1] + rng.normal(0, 0.02 * (np.abs(B[n][1]).mean() + 1e-3), B[n][1].shape)
+        t[n] = v
+    write_st(ft1, t, base, "BF16")
+    fts.append(ft1)
+    for recipe in ("raw", "bitdelta"):
+        ads, applied = [], []
+        for i, f in enumerate(fts):
+            ad = os.path.join(work, f"a{i}-{recipe}.h5")
+            run(a.deltakit, "compress", "--base", base, "--finetuned", f, "--out", ad, "--recipe", recipe)
+            ap = os.path.join(work, f"ap{i}-{recipe}")
+            run(a.deltakit, "apply", "--base", base, "--adapter", ad, "--out", ap)
+            ads.append(ad), applied.append(ap)
+        for method in ("ties", "dare_ties"):
+            p = ["{weight: 0.7, density: 0.5}", "{weight: 0.5, density: 0.5}"]
+            outs = []
+            for tag, inputs in (("adapters", ads), ("checkpoints", applied)):
+                cfg = yaml(os.path.join(work, f"{method}-{tag}.yml"), method, base, list(zip(inputs, p)), "", "seed: 11")
+                out = os.path.join(work, f"m-{recipe}-{method}-{tag}")
+                run(a.deltakit, "merge", cfg, "--out", out)
+                outs.append(open(os.path.join(out, "model.safetensors"), "rb").read())
+            if outs[0] != outs[1]:
+                sys.exit(f"FAIL: {method} of {recipe} adapters differs from {method} of the checkpoints they apply to")
+            print(f"{recipe} adapters, {method}: identical to merging the applied checkpoints ({len(outs[0])} bytes)")
+    print("ok: merging adapters == merging their checkpoints")
+
+
+def case_layout(a, work):
+    base, fts = fixture(a, work, n_models=2)
+    B, names = read_st(base)
+    cfg = yaml(os.path.join(work, "ta.yml"), "task_arithmetic", base, [(f, "{weight: 0.5}") for f in fts])
+    out = os.path.join(work, "bf")
+    run(a.deltakit, "merge", cfg, "--out", out, "--dtype", "bfloat16")
+    got, order = read_st(out)
+    files = sorted(os.listdir(out))
+    for f in ("config.json", "merge.yml", "README.md", "model.safetensors"):
+        if f not in files:
+            sys.exit(f"FAIL: {f} missing from the output ({files})")
+    if order != names or any(d != "BF16" for d, _ in got.values()):
+        sys.exit("FAIL: --dtype bfloat16 output has other names or dtypes")
+    if json.load(open(os.path.join(out, "config.json"))).get("torch_dtype") != "bfloat16":
+        sys.exit("FAIL: config.json's torch_dtype was not updated")
+    if open(os.path.join(out, "merge.yml")).read() != open(cfg).read():
+        sys.exit("FAIL: merge.yml is not the config as given")
+    # a grown vocabulary: 8 new rows of embed_tokens in one fine-tune
+    emb = next(n for n in names if "embed_tokens" in n)
+    F1, _ = read_st(fts[1])
+    grown = {n: v for n, (_, v) in F1.items()}
+    grown[emb] = np.concatenate([grown[emb], np.ones((8, grown[emb].shape[1]))])
+    g = os.path.join(work, "grown")
+    write_st(g, grown, fts[1])
+    cfg = yaml(os.path.join(work, "g.yml"), "task_arithmetic", base, [(fts[0], "{weight: 0.5}"), (g, "{weight: 0.5}")])
+    p = run(a.deltakit, "merge", cfg, "--out", os.path.join(work, "g-out"))
+    if "new tokens' rows are dropped" not in p.stderr:
+        sys.exit("FAIL: no warning about the grown vocabulary:\n" + p.stderr)
+    same, _ = read_st(os.path.join(work, "g-out"))
+    plain = os.path.join(work, "plain")
+    run(a.deltakit, "merge", yaml(os.path.join(work, "p.yml"), "task_arithmetic", base,
+                                  [(fts[0], "{weight: 0.5}"), (fts[1], "{weight: 0.5}")]), "--out", plain)
+    ref, _ = read_st(plain)
+    if any(not np.array_equal(same[n][1], ref[n][1]) for n in names):
+        sys.exit("FAIL: the grown vocabulary's shared rows did not merge like the plain fine-tune")
+    # any other shape change: refused, naming the file, nothing written
+    bad = dict(grown)
+    bad[emb] = grown[emb][:-8]
+    mlp = next(n for n in names if "mlp" in n)
+    bad[mlp] = bad[mlp][:, :-1]
+    b = os.path.join(work, "badshape")
+    write_st(b, bad, fts[1])
+    cfg = yaml(os.path.join(work, "b.yml"), "ties", base, [(fts[0], "{weight: 0.5}"), (b, "{weight: 0.5}")])
+    p = run(a.deltakit, "merge", cfg, "--out", os.path.join(work, "b-out"), ok=False)
+    if p.returncode == 0 or b not in p.stderr or mlp not in p.stderr or os.path.exists(os.path.join(work, "b-out")):
+        sys.exit(f"FAIL: a changed shape was not refused cleanly: rc {p.returncode}\n{p.stderr}")
+    print("refused:", p.stderr.strip().splitlines()[-1])
+    print("ok: layout, dtype, side files, grown vocabulary policy")
+
+
+def case_mpi(a, work):
+    base, fts = fixture(a, work)
+    cfg = yaml(os.path.join(work, "d.yml"), "dare_ties", base,
+               [(f, "{weight: 0.5, density: 0.4}") for f in fts], "", "seed: 3")
+    outs = {}
+    for n in (1, 2, 3):
+        out = os.path.join(work, f"np{n}")
+        run(a.mpirun, "--oversubscribe", "-n", str(n), a.deltakit, "merge", cfg, "--out", out, "--max-shard-size", "40KB")
+        outs[n] = {f: open(os.path.join(out, f), "rb").read() for f in sorted(os.listdir(out))}
+    out = os.path.join(work, "t1")
+    run(a.deltakit, "merge", cfg, "--out", out, "--max-shard-size", "40KB", "--threads", "1")
+    outs["1 thread"] = {f: open(os.path.join(out, f), "rb").read() for f in sorted(os.listdir(out))}
+    shards = [f for f in outs[1] if f.endswith(".safetensors")]
+    if len(shards) < 3:
+        sys.exit(f"FAIL: expected a sharded output, got {shards}")
+    for k, v in outs.items():
+        if v != outs[1]:
+            sys.exit(f"FAIL: merge with {k} differs from 1 rank")
+    print(f"ok: {len(shards)} shards byte-identical for mpirun -n 1, 2, 3 and 1 thread")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--deltakit", required=True)
+    ap.add_argument("--mpirun", default="mpirun")
+    ap.add_argument("--case", required=True, choices=["reference", "adapters", "layout", "mpi"])
+    a = ap.parse_args()
+    with tempfile.TemporaryDirectory() as work:
+        globals()["case_" + a.case](a, work)
+
+
+if __name__ == "__main__":
+    main()
