@@ -158,25 +158,14 @@ ApplyReport run_apply(const ApplyOptions& opt, Comm& comm) {
   for (uint64_t b : plan.bytes) total_bytes += b;
   // the journal folder is the output under construction: finished shards are its items
   JobJournal journal(comm, opt.out, "apply", apply_job_identity(opt, *base, *ad), opt.resume);
-  std::vector<size_t> todo;
-  std::vector<uint64_t> todo_bytes;
-  for (size_t i = 0; i < plan.shards.size(); ++i)
-    if (!journal.done_at_start().count(plan.name(i))) todo.push_back(i), todo_bytes.push_back(plan.bytes[i]);
-  auto mine = items_of(partition_by_bytes(todo_bytes, comm.size()), comm.rank());
-  ProgressReporter progress(
-      opt.progress, "apply", "shards", plan.shards.size(), total_bytes,
-      [&] {
-        ProgressCount c;
-        auto items = journal.list();
-        for (size_t i = 0; i < plan.shards.size(); ++i)
-          if (items.count(plan.name(i))) ++c.items, c.bytes += plan.bytes[i];
-        return c;
-      },
-      comm.is_root());
+  const PendingShards pending = pending_shards(journal, plan, comm);
+  const std::vector<size_t>& todo = pending.todo;
+  ProgressReporter progress(opt.progress, "apply", "shards", plan.shards.size(), total_bytes,
+                            [&] { return shards_done(journal, plan); }, comm.is_root());
   // the "one" phase: one writer per shard, shards spread over the ranks by bytes
   independently(comm, [&] {
     std::vector<uint8_t> out;
-    for (size_t j : mine) {
+    for (size_t j : pending.mine) {
       const size_t s = todo[j];
       SafetensorsWriter w(journal.item_path(plan.name(s)), plan.shards[s], {{"format", "pt"}});
       for (const auto& spec : plan.shards[s]) {

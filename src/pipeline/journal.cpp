@@ -6,6 +6,8 @@
 
 #include "src/core/collective.h"
 #include "src/core/error.h"
+#include "formats/checkpoint.h"
+#include "src/pipeline/partition.h"
 
 namespace deltakit {
 
@@ -90,6 +92,23 @@ void JobJournal::remove() {
   std::error_code ec;
   fs::remove_all(dir(), ec);
   dir_.remove_on_failure(false);  // nothing left to remove
+}
+
+PendingShards pending_shards(const JobJournal& journal, const ShardPlan& plan, const Comm& comm) {
+  PendingShards p;
+  std::vector<uint64_t> todo_bytes;
+  for (size_t i = 0; i < plan.shards.size(); ++i)
+    if (!journal.done_at_start().count(plan.name(i))) p.todo.push_back(i), todo_bytes.push_back(plan.bytes[i]);
+  p.mine = items_of(partition_by_bytes(todo_bytes, comm.size()), comm.rank());
+  return p;
+}
+
+ProgressCount shards_done(const JobJournal& journal, const ShardPlan& plan) {
+  ProgressCount c;
+  const auto items = journal.list();
+  for (size_t i = 0; i < plan.shards.size(); ++i)
+    if (items.count(plan.name(i))) ++c.items, c.bytes += plan.bytes[i];
+  return c;
 }
 
 }  // namespace deltakit

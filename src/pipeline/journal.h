@@ -13,6 +13,7 @@
 
 #include "src/core/atomic_output.h"
 #include "src/core/comm.h"
+#include "src/pipeline/progress.h"
 
 namespace deltakit {
 
@@ -44,5 +45,17 @@ class JobJournal {
   std::set<std::string> done_;
   bool resume_;
 };
+
+struct ShardPlan;
+
+// A checkpoint-writing job (apply, merge) whose items are the output's shards: the shards not yet
+// in the journal, this rank's share of them (indices into `todo`, spread by bytes), and the
+// progress count of the shards in the journal.
+struct PendingShards {
+  std::vector<size_t> todo;  // plan indices
+  std::vector<size_t> mine;  // indices into todo
+};
+PendingShards pending_shards(const JobJournal& journal, const ShardPlan& plan, const Comm& comm);
+ProgressCount shards_done(const JobJournal& journal, const ShardPlan& plan);
 
 }  // namespace deltakit

@@ -203,21 +203,10 @@ MergeReport run_merge(const MergeOptions& opt, Comm& comm) {
     job["inputs"] = describe_input_files(files);
   }
   JobJournal journal(comm, opt.out, "merge", job.dump(1) + "\n", opt.resume);
-  std::vector<size_t> todo;
-  std::vector<uint64_t> todo_bytes;
-  for (size_t i = 0; i < plan.shards.size(); ++i)
-    if (!journal.done_at_start().count(plan.name(i))) todo.push_back(i), todo_bytes.push_back(plan.bytes[i]);
-  const auto mine = items_of(partition_by_bytes(todo_bytes, comm.size()), comm.rank());
-  ProgressReporter progress(
-      opt.progress, "merge", "shards", plan.shards.size(), total_bytes,
-      [&] {
-        ProgressCount c;
-        auto items = journal.list();
-        for (size_t i = 0; i < plan.shards.size(); ++i)
-          if (items.count(plan.name(i))) ++c.items, c.bytes += plan.bytes[i];
-        return c;
-      },
-      comm.is_root());
+  const PendingShards pending = pending_shards(journal, plan, comm);
+  const std::vector<size_t>& todo = pending.todo;
+  ProgressReporter progress(opt.progress, "merge", "shards", plan.shards.size(), total_bytes,
+                            [&] { return shards_done(journal, plan); }, comm.is_root());
 
   MergeReport rep;
   int layers = 0;
@@ -227,7 +216,7 @@ MergeReport run_merge(const MergeOptions& opt, Comm& comm) {
     std::vector<float> base_f, out_f;
     std::vector<std::vector<float>> model_f(inputs.size());
     std::vector<uint8_t> scratch, out_bytes;
-    for (size_t j : mine) {
+    for (size_t j : pending.mine) {
       const size_t s = todo[j];
       SafetensorsWriter w(journal.item_path(plan.name(s)), plan.shards[s], {{"format", "pt"}});
       for (const auto& spec : plan.shards[s]) {
