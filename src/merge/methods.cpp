@@ -41,7 +41,7 @@ std::vector<std::string> merge_method_names() {
   return names;
 }
 
-void merge_tensor(const MergeMethod& m, const TensorMergeArgs& a, std::span<float> out) {
+void merge_tensor(const MergeMethod& m, TensorMergeArgs& a, std::span<float> out) {
   const size_t n = out.size(), k = a.models.size();
   if (m.kind == MergeKind::Slerp) {
     if (k != 1 || a.base.empty()) throw std::invalid_argument("slerp merges the base with exactly one model");
@@ -61,15 +61,13 @@ void merge_tensor(const MergeMethod& m, const TensorMergeArgs& a, std::span<floa
     }
     return;
   }
-  // generalized task arithmetic: w_i·sparsify(θ_i − θ_b)
-  std::vector<std::vector<float>> weighted(k);
+  // generalized task arithmetic: w_i·sparsify(θ_i − θ_b), in place of θ_i
   std::string failure;
 #pragma omp parallel for schedule(dynamic)
   for (int64_t jj = 0; jj < static_cast<int64_t>(k); ++jj) {
     const size_t j = static_cast<size_t>(jj);
-    std::vector<float>& d = weighted[j];
-    d.resize(n);
-    for (size_t i = 0; i < n; ++i) d[i] = a.models[j][i] - a.base[i];
+    std::span<float> d = a.models[j];
+    for (size_t i = 0; i < n; ++i) d[i] -= a.base[i];
     SparsifyOptions so;
     so.method = m.sparsify, so.density = a.density[j], so.gamma = a.gamma[j], so.epsilon = a.epsilon[j];
     so.rescale = a.rescale, so.seed = a.seed + j, so.rng_key = a.name;
@@ -83,7 +81,7 @@ void merge_tensor(const MergeMethod& m, const TensorMergeArgs& a, std::span<floa
     for (auto& v : d) v *= w;
   }
   if (!failure.empty()) throw std::invalid_argument(failure);
-  std::vector<std::span<const float>> spans(weighted.begin(), weighted.end());
+  std::vector<std::span<const float>> spans(a.models.begin(), a.models.end());
   CombineOptions co;
   co.consensus = m.consensus, co.normalize = a.normalize, co.lambda = a.lambda;
   combine_deltas(a.base, spans, a.weight, co, out);

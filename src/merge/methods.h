@@ -44,9 +44,11 @@ std::vector<std::string> merge_method_names();
 // Everything one tensor's merge needs, resolved for this tensor.
 struct TensorMergeArgs {
   std::string name;
-  uint64_t cols = 0;                         // last dimension (della's rows)
-  std::span<const float> base;               // θ_b (empty only for linear without a base)
-  std::vector<std::span<const float>> models;  // θ_i
+  uint64_t cols = 0;            // last dimension (della's rows)
+  std::span<const float> base;  // θ_b (empty only for linear without a base)
+  // θ_i; task-arithmetic methods overwrite them with w_i·sparsify(θ_i − θ_b), so that a merge of
+  // k models holds k + 2 tensors in memory, not 2k + 2
+  std::vector<std::span<float>> models;
   std::vector<double> weight, density, gamma, epsilon;  // per model
   bool normalize = false;
   RescaleNorm rescale = RescaleNorm::None;
@@ -56,6 +58,6 @@ struct TensorMergeArgs {
 
 // out: the merged tensor in fp32 (numel). Models are sparsified in parallel (OpenMP), each by one
 // thread, so the result does not depend on the thread count.
-void merge_tensor(const MergeMethod& m, const TensorMergeArgs& a, std::span<float> out);
+void merge_tensor(const MergeMethod& m, TensorMergeArgs& a, std::span<float> out);
 
 }  // namespace deltakit

@@ -6,58 +6,70 @@
 #include <stdexcept>
 #include <vector>
 
+#include "src/core/magnitude_cut.h"
 #include "src/core/philox.h"
 
 namespace deltakit {
 
 namespace {
-// Indices of `delta` sorted by |δ| descending, ties to the lower index: a total order.
-bool larger(std::span<const float> d, uint64_t a, uint64_t b) {
-  const float x = std::fabs(d[a]), y = std::fabs(d[b]);
-  return x != y ? x > y : a < b;
-}
-
-// The k entries of largest |δ| marked true.
-std::vector<bool> top_k(std::span<const float> d, uint64_t k) {
-  std::vector<bool> keep(d.size(), false);
-  if (k == 0) return keep;
-  std::vector<uint64_t> idx(d.size());
-  std::iota(idx.begin(), idx.end(), 0);
-  if (k < d.size())
-    std::nth_element(idx.begin(), idx.begin() + static_cast<int64_t>(k - 1), idx.end(),
-                     [&](uint64_t a, uint64_t b) { return larger(d, a, b); });
-  for (uint64_t j = 0; j < std::min<uint64_t>(k, d.size()); ++j) keep[idx[j]] = true;
-  return keep;
-}
-
 double norm_of(std::span<const float> d, RescaleNorm r) {
   double s = 0;
   for (float v : d) {
     const double a = std::fabs(static_cast<double>(v));
-    if (r == RescaleNorm::L1) s += a;
-    else if (r == RescaleNorm::L2) s += a * a;
-    else s = std::max(s, a);
+    if (r == RescaleNorm::L1)
+      s += a;
+    else if (r == RescaleNorm::L2)
+      s += a * a;
+    else
+      s = std::max(s, a);
   }
   return r == RescaleNorm::L2 ? std::sqrt(s) : s;
 }
 
-// Zero the dropped entries; scale the survivors as the rescale option says. keep_p: each
-// entry's keep probability (for inverse), or null when every survivor had probability `p`.
-void mask_and_rescale(std::span<float> d, const std::vector<bool>& keep, RescaleNorm r,
-                      const std::vector<double>* keep_p, double p) {
-  const double before = r == RescaleNorm::None || r == RescaleNorm::Inverse ? 0 : norm_of(d, r);
-  for (uint64_t i = 0; i < d.size(); ++i) {
-    if (!keep[i]) d[i] = 0.0f;
-    else if (r == RescaleNorm::Inverse) d[i] = static_cast<float>(d[i] / (keep_p ? (*keep_p)[i] : p));
-  }
-  if (r == RescaleNorm::L1 || r == RescaleNorm::L2 || r == RescaleNorm::Linf) {
-    const double after = norm_of(d, r);
-    constexpr double kEps = 1e-7;  // mergekit's: leave near-zero tensors unscaled
-    if (before < kEps || after < kEps) return;
-    const float s = static_cast<float>(before / after);
-    for (auto& v : d) v *= s;
-  }
+bool norm_rescale(RescaleNorm r) { return r == RescaleNorm::L1 || r == RescaleNorm::L2 || r == RescaleNorm::Linf; }
+
+// After the drop: scale the survivors back to the norm `before` had (mergekit's rescale).
+void rescale_to(std::span<float> d, RescaleNorm r, double before) {
+  if (!norm_rescale(r)) return;
+  const double after = norm_of(d, r);
+  constexpr double kEps = 1e-7;  // mergekit's: leave near-zero tensors unscaled
+  if (before < kEps || after < kEps) return;
+  const float s = static_cast<float>(before / after);
+  for (auto& v : d) v *= s;
 }
+
+// Drops in place: entry i survives iff keep(i). Inverse rescale divides a survivor by its keep
+// probability p(i); the norm rescales restore the norm δ had before the drop.
+template <class Keep, class KeepProbability>
+void drop_and_rescale(std::span<float> d, RescaleNorm r, Keep keep, KeepProbability p) {
+  const double before = norm_rescale(r) ? norm_of(d, r) : 0.0;
+  for (uint64_t i = 0; i < d.size(); ++i) {
+    if (!keep(i))
+      d[i] = 0.0f;
+    else if (r == RescaleNorm::Inverse)
+      d[i] = static_cast<float>(d[i] / p(i));
+  }
+  rescale_to(d, r, before);
+}
+
+// DARE's and DELLA's Bernoulli draws, a block of Philox words at a time.
+class BlockWords {
+ public:
+  BlockWords(uint64_t seed, const std::string& key) : rng_(seed, key) {}
+  uint32_t operator()(uint64_t i) {  // i rises by one per call
+    if (i - first_ >= kBlock) {
+      first_ = i;
+      rng_.words(i, kBlock, words_);
+    }
+    return words_[i - first_];
+  }
+
+ private:
+  static constexpr uint64_t kBlock = 1024;
+  TensorRng rng_;
+  uint64_t first_ = ~uint64_t{0} - kBlock;  // forces a fill on the first call
+  uint32_t words_[kBlock];
+};
 }  // namespace
 
 void sparsify(std::span<float> d, uint64_t cols, const SparsifyOptions& o) {
@@ -66,33 +78,40 @@ void sparsify(std::span<float> d, uint64_t cols, const SparsifyOptions& o) {
     throw std::invalid_argument("density must lie in [0, 1], not " + std::to_string(o.density));
   if (o.density >= 1.0) return;  // mergekit: nothing is dropped and nothing rescaled
   const uint64_t n = d.size();
-  std::vector<bool> keep;
+  const double density = o.density;
+  const auto constant_p = [density](uint64_t) { return density; };
   switch (o.method) {
-    case SparsifyMethod::Magnitude:
-      keep = top_k(d, static_cast<uint64_t>(o.density * static_cast<double>(n)));
-      mask_and_rescale(d, keep, o.rescale, nullptr, o.density);
+    case SparsifyMethod::Magnitude: {
+      MagnitudeCut cut = magnitude_cut(d, static_cast<uint64_t>(o.density * static_cast<double>(n)));
+      drop_and_rescale(
+          d, o.rescale, [&](uint64_t i) { return cut.keep(d[i]); }, constant_p);
       return;
+    }
     case SparsifyMethod::MagnitudeOutliers: {
       if (!(o.gamma >= 0.0 && o.gamma <= 1.0)) throw std::invalid_argument("gamma must lie in [0, 1]");
       const int64_t target = static_cast<int64_t>(o.density * static_cast<double>(n));
       int64_t n_top = static_cast<int64_t>(o.gamma * static_cast<double>(n));
       const int64_t n_bot = std::max<int64_t>(0, static_cast<int64_t>(n) - target - n_top);
       n_top = static_cast<int64_t>(n) - target - n_bot;  // fewer outliers dropped if density needs them
-      // keep ranks [n_top, n_top + target) in descending order of |δ|
-      std::vector<uint64_t> idx(n);
-      std::iota(idx.begin(), idx.end(), 0);
-      std::sort(idx.begin(), idx.end(), [&](uint64_t a, uint64_t b) { return larger(d, a, b); });
-      keep.assign(n, false);
-      for (int64_t j = n_top; j < n_top + target; ++j) keep[idx[static_cast<size_t>(j)]] = true;
-      mask_and_rescale(d, keep, o.rescale, nullptr, o.density);
+      // keep ranks [n_top, n_top + target) in descending order of |δ|: in the top n_top + target,
+      // not in the top n_top
+      MagnitudeCut upto = magnitude_cut(d, static_cast<uint64_t>(n_top + target));
+      MagnitudeCut outliers = magnitude_cut(d, static_cast<uint64_t>(n_top));
+      drop_and_rescale(
+          d, o.rescale,
+          [&](uint64_t i) {
+            const bool in = upto.keep(d[i]);  // both cuts are asked about every entry, in order
+            const bool outlier = outliers.keep(d[i]);
+            return in && !outlier;
+          },
+          constant_p);
       return;
     }
     case SparsifyMethod::Random: {
-      const TensorRng rng(o.seed, o.rng_key);
+      BlockWords word(o.seed, o.rng_key);
       const uint64_t drop_below = TensorRng::drop_threshold(1.0 - o.density);
-      keep.assign(n, false);
-      for (uint64_t i = 0; i < n; ++i) keep[i] = rng.word(i) >= drop_below;
-      mask_and_rescale(d, keep, o.rescale, nullptr, o.density);
+      drop_and_rescale(
+          d, o.rescale, [&](uint64_t i) { return word(i) >= drop_below; }, constant_p);
       return;
     }
     case SparsifyMethod::DellaMagprune: {
@@ -103,26 +122,28 @@ void sparsify(std::span<float> d, uint64_t cols, const SparsifyOptions& o) {
       if (!(o.density - o.epsilon > 0.0 && o.density + o.epsilon < 1.0))
         throw std::invalid_argument("della: density ± epsilon must lie in (0, 1)");
       if (cols == 0 || n % cols) cols = n;
-      const TensorRng rng(o.seed, o.rng_key);
       std::vector<double> p(n);
-      keep.assign(n, false);
       std::vector<uint64_t> idx(cols);
       for (uint64_t row = 0; row < n / cols; ++row) {
         const uint64_t first = row * cols;
         std::iota(idx.begin(), idx.end(), first);
-        // ascending magnitude: rank 0 is the smallest
-        std::sort(idx.begin(), idx.end(), [&](uint64_t a, uint64_t b) { return larger(d, b, a); });
+        // ascending magnitude, ties to the lower index: rank 0 is the smallest
+        std::sort(idx.begin(), idx.end(), [&](uint64_t a, uint64_t b) {
+          const float x = std::fabs(d[a]), y = std::fabs(d[b]);
+          return x != y ? x < y : a > b;
+        });
         for (uint64_t r = 0; r < cols; ++r) {
           const double rank_norm = cols > 1 ? static_cast<double>(r) / static_cast<double>(cols - 1) : 0.0;
           p[idx[r]] = (o.density - o.epsilon) + rank_norm * 2.0 * o.epsilon;
         }
       }
-      for (uint64_t i = 0; i < n; ++i) keep[i] = rng.word(i) >= TensorRng::drop_threshold(1.0 - p[i]);
-      mask_and_rescale(d, keep, o.rescale, &p, o.density);
+      BlockWords word(o.seed, o.rng_key);
+      drop_and_rescale(
+          d, o.rescale, [&](uint64_t i) { return word(i) >= TensorRng::drop_threshold(1.0 - p[i]); },
+          [&](uint64_t i) { return p[i]; });
       return;
     }
-    case SparsifyMethod::None:
-      return;
+    case SparsifyMethod::None: return;
   }
 }
 

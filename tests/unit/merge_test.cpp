@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <deque>
 #include <numeric>
 
 #include "src/core/error.h"
@@ -27,6 +28,7 @@ struct Fixture {
   size_t rows = 6, cols = 40, n = 240;
   std::vector<float> base = randn(1, 240, 0.05f);
   std::vector<std::vector<float>> models;
+  mutable std::deque<std::vector<float>> work;  // merge_tensor overwrites its models: each args() gets copies
   Fixture() {
     for (uint64_t m = 0; m < 3; ++m) {
       auto d = randn(10 + m, n, 0.01f);
@@ -39,7 +41,7 @@ struct Fixture {
     a.name = "model.layers.0.mlp.up_proj.weight";
     a.cols = cols;
     a.base = base;
-    for (const auto& m : models) a.models.emplace_back(m);
+    for (const auto& m : models) a.models.emplace_back(work.emplace_back(m));
     a.weight = {0.5, 0.3, -0.2};
     a.density = {density, density, density};
     a.gamma = {0.05, 0.05, 0.05};
@@ -47,8 +49,9 @@ struct Fixture {
     a.seed = 7;
     return a;
   }
-  std::vector<float> run(const std::string& method, const TensorMergeArgs& a) const {
+  std::vector<float> run(const std::string& method, TensorMergeArgs a) const {
     std::vector<float> out(n);
+    for (auto& m : a.models) m = work.emplace_back(m.begin(), m.end());  // a may be run more than once
     merge_tensor(merge_method(method), a, out);
     return out;
   }
@@ -267,7 +270,8 @@ TEST(Merge, ResultsDoNotDependOnThreads) {
 
 TEST(MergeParams, ScalarsGradientsAndFilters) {
   ParamValue g(std::vector<ParamValue::Rule>{{"mlp", {0.0, 1.0}}, {"", {0.3}}});
-  EXPECT_DOUBLE_EQ(*g.at("model.layers.2.mlp.up_proj.weight", gradient_position("model.layers.2.mlp.up_proj.weight", 5)), 0.5);
+  EXPECT_DOUBLE_EQ(
+      *g.at("model.layers.2.mlp.up_proj.weight", gradient_position("model.layers.2.mlp.up_proj.weight", 5)), 0.5);
   EXPECT_DOUBLE_EQ(*g.at("model.layers.4.mlp.up_proj.weight", 1.0), 1.0);
   EXPECT_DOUBLE_EQ(*g.at("model.layers.2.self_attn.q_proj.weight", 0.5), 0.3);
   ParamValue three(std::vector<ParamValue::Rule>{{"", {0.0, 1.0, 0.0}}});
@@ -316,8 +320,10 @@ dtype: bfloat16
   refuses("merge_method: frankenmerge\nmodels: [a]\n", "unknown merge_method");
   refuses("merge_method: slerp\nbase_model: b\nmodels: [a, c]\nparameters: {t: 0.5}\n", "exactly one");
   refuses("slices: []\nmerge_method: linear\nmodels: [a]\n", "slices");
-  refuses("merge_method: ties\nbase_model: b\nmodels: [{model: a, parameters: {weight: 1}}, {model: a, parameters: {weight: 1}}]\n",
-          "twice");
+  refuses(
+      "merge_method: ties\nbase_model: b\nmodels: [{model: a, parameters: {weight: 1}}, {model: a, parameters: "
+      "{weight: 1}}]\n",
+      "twice");
   refuses("merge_method: ties\nbase_model: b\nmodels: [{model: a, parameters: {weight: x}}]\n", "must be a number");
 }
 

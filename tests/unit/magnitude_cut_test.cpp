@@ -1,0 +1,74 @@
+#include "src/core/magnitude_cut.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+#include <vector>
+
+#include "src/core/philox.h"
+
+namespace deltakit {
+namespace {
+
+// The reference: a stable sort by |x| descending (ties to the lower index), first k candidates.
+std::vector<uint8_t> by_sort(const std::vector<float>& x, uint64_t k, const std::vector<uint8_t>& skip) {
+  std::vector<size_t> idx;
+  for (size_t i = 0; i < x.size(); ++i)
+    if (skip.empty() || !skip[i]) idx.push_back(i);
+  std::stable_sort(idx.begin(), idx.end(), [&](size_t a, size_t b) { return std::fabs(x[a]) > std::fabs(x[b]); });
+  std::vector<uint8_t> in(x.size(), 0);
+  for (size_t j = 0; j < std::min<size_t>(k, idx.size()); ++j) in[idx[j]] = 1;
+  return in;
+}
+
+std::vector<uint8_t> by_cut(const std::vector<float>& x, uint64_t k, const std::vector<uint8_t>& skip) {
+  MagnitudeCut cut = magnitude_cut(x, k, skip);
+  std::vector<uint8_t> in(x.size(), 0);
+  for (size_t i = 0; i < x.size(); ++i)
+    if (skip.empty() || !skip[i]) in[i] = cut.keep(x[i]);
+  return in;
+}
+
+// Values with many exact ties in magnitude and sign, zeros of both signs, and a wide exponent range
+// (entries that share the high 16 bits but differ in the low ones).
+std::vector<float> tricky(size_t n, uint64_t seed) {
+  TensorRng rng(seed, "magnitude_cut_test");
+  std::vector<float> x(n);
+  for (size_t i = 0; i < n; ++i) {
+    const uint32_t w = rng.word(i);
+    switch (w % 5) {
+      case 0: x[i] = (w & 8) ? -0.25f : 0.25f; break;                     // ties of both signs
+      case 1: x[i] = (w & 8) ? -0.0f : 0.0f; break;                       // zeros
+      case 2: x[i] = 0.25f + static_cast<float>(w >> 20) * 1e-7f; break;  // same high bits as 0.25
+      default: x[i] = rng.normal(i) * std::ldexp(1.0f, static_cast<int>(w % 40) - 20);
+    }
+  }
+  return x;
+}
+
+TEST(MagnitudeCut, EqualsAStableSortForEveryK) {
+  const auto x = tricky(997, 3);
+  for (uint64_t k : {0ull, 1ull, 2ull, 10ull, 199ull, 200ull, 201ull, 500ull, 996ull, 997ull, 2000ull})
+    EXPECT_EQ(by_cut(x, k, {}), by_sort(x, k, {})) << "k=" << k;
+}
+
+TEST(MagnitudeCut, SkippedEntriesAreNeitherCountedNorKept) {
+  const auto x = tricky(640, 4);
+  std::vector<uint8_t> skip(x.size());
+  for (size_t i = 0; i < skip.size(); ++i) skip[i] = (i % 3) == 0;
+  for (uint64_t k : {0ull, 5ull, 100ull, 426ull, 427ull, 640ull})
+    EXPECT_EQ(by_cut(x, k, skip), by_sort(x, k, skip)) << "k=" << k;
+  std::vector<uint8_t> all(x.size(), 1);
+  EXPECT_EQ(by_cut(x, 10, all), std::vector<uint8_t>(x.size(), 0));
+}
+
+TEST(MagnitudeCut, AllEqualKeepsTheFirstK) {
+  std::vector<float> x(50, -1.5f);
+  auto in = by_cut(x, 7, {});
+  for (size_t i = 0; i < x.size(); ++i) EXPECT_EQ(in[i], i < 7) << i;
+}
+
+}  // namespace
+}  // namespace deltakit
