@@ -11,14 +11,13 @@ namespace deltakit {
 
 namespace {
 const std::set<std::string>& known_params() {
-  static const std::set<std::string> k = {"weight", "density", "gamma",  "epsilon",  "lambda",
-                                          "normalize", "rescale", "int8_mask", "t"};
+  static const std::set<std::string> k = {"weight", "density",         "gamma",           "epsilon",
+                                          "lambda", "normalize",       "rescale",         "int8_mask",
+                                          "t",      "nuslerp_flatten", "nuslerp_row_wise"};
   return k;
 }
 
-[[noreturn]] void bad(const std::string& where, const std::string& what) {
-  throw Error(ErrorCode::Usage, where, what);
-}
+[[noreturn]] void bad(const std::string& where, const std::string& what) { throw Error(ErrorCode::Usage, where, what); }
 
 double scalar(const YAML::Node& n, const std::string& where, const std::string& key) {
   try {
@@ -88,9 +87,9 @@ MergeConfig parse_merge_config(const std::string& text, const std::string& where
   if (!root.IsMap()) bad(where, "a merge config is a YAML mapping with merge_method and models");
   MergeConfig c;
   c.source_text = text;
-  static const std::set<std::string> top = {"merge_method", "base_model", "models", "parameters", "dtype",
-                                            "tokenizer_source", "seed", "rescale_norm", "out_dtype", "slices",
-                                            "name", "chat_template", "tokenizer"};
+  static const std::set<std::string> top = {
+      "merge_method", "base_model", "models", "parameters", "dtype",         "tokenizer_source", "seed",
+      "rescale_norm", "out_dtype",  "slices", "name",       "chat_template", "tokenizer"};
   for (const auto& kv : root) {
     const std::string k = kv.first.as<std::string>();
     if (!top.count(k)) bad(where, "unknown key '" + k + "'");
@@ -136,9 +135,12 @@ MergeConfig parse_merge_config(const std::string& text, const std::string& where
   const MergeMethod& method = merge_method(c.method);
   if (method.kind != MergeKind::Linear && !c.base_model.empty())
     std::erase_if(c.models, [&](const MergeModelSpec& s) { return s.path == c.base_model; });
-  if (method.kind != MergeKind::Linear && c.base_model.empty()) bad(where, c.method + " needs base_model");
+  const bool base_optional = method.kind == MergeKind::Linear || method.kind == MergeKind::NuSlerp;
+  if (!base_optional && c.base_model.empty()) bad(where, c.method + " needs base_model");
   if (method.kind == MergeKind::Slerp && c.models.size() != 1)
     bad(where, "slerp interpolates base_model with exactly one other model, not " + std::to_string(c.models.size()));
+  if (method.kind == MergeKind::NuSlerp && c.models.size() != 2)
+    bad(where, "nuslerp merges exactly two models besides base_model, not " + std::to_string(c.models.size()));
   if (c.models.empty()) bad(where, "no model to merge besides base_model");
   for (size_t i = 0; i < c.models.size(); ++i) {
     const bool needs_weight = method.kind != MergeKind::Slerp;
@@ -155,8 +157,8 @@ bool has_merge_param(const MergeConfig& c, int model, const std::string& key) {
   return c.params.count(key) > 0;
 }
 
-double merge_param(const MergeConfig& c, int model, const std::string& key, const std::string& tensor,
-                   double position, double fallback) {
+double merge_param(const MergeConfig& c, int model, const std::string& key, const std::string& tensor, double position,
+                   double fallback) {
   if (model >= 0) {
     const auto& own = c.models[static_cast<size_t>(model)].params;
     if (auto it = own.find(key); it != own.end())

@@ -38,11 +38,11 @@ struct MergeConfig {
   std::string base_model;  // may be empty for linear
   std::vector<MergeModelSpec> models;
   std::map<std::string, ParamValue> params;  // global
-  std::string dtype;             // "" = each tensor keeps the base's dtype
-  std::string tokenizer_source;  // "" or "base": the base's side files; else a model's path
+  std::string dtype;                         // "" = each tensor keeps the base's dtype
+  std::string tokenizer_source;              // "" or "base": the base's side files; else a model's path
   uint64_t seed = 0;
-  std::string rescale_norm;      // "" = the method's default (l1 when it rescales)
-  std::string source_text;       // the YAML as given (copied beside the output)
+  std::string rescale_norm;  // "" = the method's default (l1 when it rescales)
+  std::string source_text;   // the YAML as given (copied beside the output)
 };
 
 // Parses and checks the config: known method, known parameter names, required ones present,
@@ -51,8 +51,8 @@ MergeConfig parse_merge_config(const std::string& yaml_text, const std::string& 
 
 // The value of parameter `key` for model `model` (-1: global only) at a tensor; the model's
 // own value wins over the global one, then `fallback`.
-double merge_param(const MergeConfig& c, int model, const std::string& key, const std::string& tensor,
-                   double position, double fallback);
+double merge_param(const MergeConfig& c, int model, const std::string& key, const std::string& tensor, double position,
+                   double fallback);
 bool has_merge_param(const MergeConfig& c, int model, const std::string& key);
 
 }  // namespace deltakit

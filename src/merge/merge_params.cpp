@@ -1,7 +1,7 @@
 #include "src/merge/merge_params.h"
 
-#include <cctype>
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 
 namespace deltakit {

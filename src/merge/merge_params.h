@@ -17,8 +17,8 @@ namespace deltakit {
 class ParamValue {
  public:
   struct Rule {
-    std::string filter;           // "" matches every tensor
-    std::vector<double> values;   // one value, or a gradient
+    std::string filter;          // "" matches every tensor
+    std::vector<double> values;  // one value, or a gradient
   };
   ParamValue() = default;
   explicit ParamValue(double v) : rules_{{"", {v}}} {}

@@ -1,5 +1,6 @@
 #include "src/merge/methods.h"
 
+#include <cmath>
 #include <stdexcept>
 
 #include "src/merge/slerp.h"
@@ -22,6 +23,7 @@ const std::vector<MergeMethod>& registry() {
       {"magnitude_prune", MergeKind::TaskArithmetic, S::Magnitude, C::None, false, false},
       {"linear", MergeKind::Linear, S::None, C::None, true, false},
       {"slerp", MergeKind::Slerp, S::None, C::None, false, false},
+      {"nuslerp", MergeKind::NuSlerp, S::None, C::None, false, false},
   };
   return methods;
 }
@@ -46,6 +48,18 @@ void merge_tensor(const MergeMethod& m, TensorMergeArgs& a, std::span<float> out
   if (m.kind == MergeKind::Slerp) {
     if (k != 1 || a.base.empty()) throw std::invalid_argument("slerp merges the base with exactly one model");
     slerp(a.t, a.base, a.models[0], out);
+    return;
+  }
+  if (m.kind == MergeKind::NuSlerp) {
+    if (k != 2) throw std::invalid_argument("nuslerp merges exactly two models (besides an optional base_model)");
+    const double total = a.weight[0] + a.weight[1];
+    const double t = std::fabs(total) < 1e-6 ? 0.5 : a.weight[1] / total;  // mergekit's guard
+    if (!a.base.empty())
+      for (auto& model : a.models)
+        for (size_t i = 0; i < n; ++i) model[i] -= a.base[i];
+    nuslerp(t, a.models[0], a.models[1], a.leading, a.cols, a.nuslerp_vectors, out);
+    if (!a.base.empty())
+      for (size_t i = 0; i < n; ++i) out[i] += a.base[i];
     return;
   }
   if (m.kind == MergeKind::Linear) {

@@ -15,6 +15,8 @@
 //   magnitude_prune    magnitude           -          false      false   (ours: TIES's trim alone)
 //   linear             θ = Σ w_i θ_i / Σ w_i (normalize, default true) — no base needed
 //   slerp              base (t = 0) and one model (t = 1), spherical per tensor
+//   nuslerp            two models, t = w_1/(w_0 + w_1), spherical per tensor, row or column;
+//                      with a base_model, of the two task vectors, added to the base
 #pragma once
 
 #include <span>
@@ -22,11 +24,12 @@
 #include <vector>
 
 #include "src/merge/combine.h"
+#include "src/merge/slerp.h"
 #include "src/merge/sparsify.h"
 
 namespace deltakit {
 
-enum class MergeKind { TaskArithmetic, Linear, Slerp };
+enum class MergeKind { TaskArithmetic, Linear, Slerp, NuSlerp };
 
 struct MergeMethod {
   std::string name;
@@ -44,8 +47,9 @@ std::vector<std::string> merge_method_names();
 // Everything one tensor's merge needs, resolved for this tensor.
 struct TensorMergeArgs {
   std::string name;
-  uint64_t cols = 0;            // last dimension (della's rows)
-  std::span<const float> base;  // θ_b (empty only for linear without a base)
+  uint64_t cols = 0;            // last dimension (della's and nuslerp's rows)
+  uint64_t leading = 0;         // first dimension (nuslerp's columns)
+  std::span<const float> base;  // θ_b (empty only for linear or nuslerp without a base)
   // θ_i; task-arithmetic methods overwrite them with w_i·sparsify(θ_i − θ_b), so that a merge of
   // k models holds k + 2 tensors in memory, not 2k + 2
   std::vector<std::span<float>> models;
@@ -53,6 +57,7 @@ struct TensorMergeArgs {
   bool normalize = false;
   RescaleNorm rescale = RescaleNorm::None;
   double lambda = 1.0, t = 0.5;
+  NuSlerpVectors nuslerp_vectors = NuSlerpVectors::Flatten;
   uint64_t seed = 0;  // model i's random masks use the counter RNG keyed (seed + i, tensor name)
 };
 

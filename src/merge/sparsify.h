@@ -27,8 +27,8 @@ struct SparsifyOptions {
   double gamma = 0.01;   // magnitude_outliers
   double epsilon = 0.0;  // della_magprune
   RescaleNorm rescale = RescaleNorm::None;
-  uint64_t seed = 0;      // random, della_magprune
-  std::string rng_key;    // tensor name + model: the counter RNG's stream
+  uint64_t seed = 0;    // random, della_magprune
+  std::string rng_key;  // tensor name + model: the counter RNG's stream
 };
 
 // `cols`: the row length for della's per-row ranks (the tensor's last dimension; n for 1-D).

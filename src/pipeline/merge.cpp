@@ -99,9 +99,7 @@ DType output_dtype(const std::string& name, DType fallback) {
   return DType::BF16;
 }
 
-std::string torch_dtype_name(DType d) {
-  return d == DType::F32 ? "float32" : d == DType::F16 ? "float16" : "bfloat16";
-}
+std::string torch_dtype_name(DType d) { return d == DType::F32 ? "float32" : d == DType::F16 ? "float16" : "bfloat16"; }
 
 // The card written beside the merged weights.
 std::string model_card(const MergeConfig& c, const MergeMethod& m, const std::string& rescale) {
@@ -155,11 +153,14 @@ MergeReport run_merge(const MergeOptions& opt, Comm& comm) {
     for (const auto& m : cfg.models) {
       MergeInput in;
       in.path = m.path;
-      if (is_hdf5_file(m.path)) in.adapter = std::make_unique<AdapterReader>(m.path);
-      else in.ckpt = std::make_unique<Checkpoint>(m.path);
+      if (is_hdf5_file(m.path))
+        in.adapter = std::make_unique<AdapterReader>(m.path);
+      else
+        in.ckpt = std::make_unique<Checkpoint>(m.path);
       inputs.push_back(std::move(in));
     }
-    if (!base && !inputs[0].ckpt) throw Error(ErrorCode::Usage, opt.config, "linear without base_model needs a checkpoint first");
+    if (!base && !inputs[0].ckpt)
+      throw Error(ErrorCode::Usage, opt.config, cfg.method + " without base_model needs a checkpoint first");
     layout = base ? base.get() : inputs[0].ckpt.get();
     for (auto& in : inputs) in.check_against(*layout, base.get());
     for (const auto& name : layout->names()) {
@@ -197,16 +198,19 @@ MergeReport run_merge(const MergeOptions& opt, Comm& comm) {
     if (base)
       for (const auto& s : base->shards()) files.push_back(s->path());
     for (const auto& in : inputs) {
-      if (in.adapter) files.push_back(in.path);
-      else for (const auto& s : in.ckpt->shards()) files.push_back(s->path());
+      if (in.adapter)
+        files.push_back(in.path);
+      else
+        for (const auto& s : in.ckpt->shards()) files.push_back(s->path());
     }
     job["inputs"] = describe_input_files(files);
   }
   JobJournal journal(comm, opt.out, "merge", job.dump(1) + "\n", opt.resume);
   const PendingShards pending = pending_shards(journal, plan, comm);
   const std::vector<size_t>& todo = pending.todo;
-  ProgressReporter progress(opt.progress, "merge", "shards", plan.shards.size(), total_bytes,
-                            [&] { return shards_done(journal, plan); }, comm.is_root());
+  ProgressReporter progress(
+      opt.progress, "merge", "shards", plan.shards.size(), total_bytes, [&] { return shards_done(journal, plan); },
+      comm.is_root());
 
   MergeReport rep;
   int layers = 0;
@@ -231,6 +235,7 @@ MergeReport run_merge(const MergeOptions& opt, Comm& comm) {
           TensorMergeArgs a;
           a.name = name;
           a.cols = lv.shape.empty() ? 1 : lv.shape.back();
+          a.leading = lv.shape.empty() ? 1 : lv.shape.front();
           if (base) {
             base_f.resize(lv.numel());
             decode_to_f32(lv.dtype, lv.bytes, 0, base_f);
@@ -243,7 +248,8 @@ MergeReport run_merge(const MergeOptions& opt, Comm& comm) {
             const int mi = static_cast<int>(i);
             const double wgt = merge_param(cfg, mi, "weight", name, pos, NAN);
             if (method->kind != MergeKind::Slerp && std::isnan(wgt))
-              throw Error(ErrorCode::Usage, opt.config, "no weight of model " + inputs[i].path + " applies to '" + name + "'");
+              throw Error(ErrorCode::Usage, opt.config,
+                          "no weight of model " + inputs[i].path + " applies to '" + name + "'");
             a.weight.push_back(wgt);
             a.density.push_back(merge_param(cfg, mi, "density", name, pos, 1.0));
             a.gamma.push_back(merge_param(cfg, mi, "gamma", name, pos, 0.01));
@@ -255,6 +261,9 @@ MergeReport run_merge(const MergeOptions& opt, Comm& comm) {
           a.lambda = merge_param(cfg, -1, "lambda", name, pos, 1.0);
           a.t = merge_param(cfg, 0, "t", name, pos, 0.5);
           a.seed = cfg.seed;
+          if (merge_param(cfg, -1, "nuslerp_flatten", name, pos, 1.0) == 0)
+            a.nuslerp_vectors = merge_param(cfg, -1, "nuslerp_row_wise", name, pos, 0.0) != 0 ? NuSlerpVectors::Columns
+                                                                                              : NuSlerpVectors::Rows;
           out_f.resize(lv.numel());
           try {
             merge_tensor(*method, a, out_f);
@@ -273,7 +282,8 @@ MergeReport run_merge(const MergeOptions& opt, Comm& comm) {
     layout->check_intact();
   });
   if (method->kind == MergeKind::TaskArithmetic)
-    rescale_label = merge_param(cfg, -1, "rescale", "", 0, method->default_rescale) != 0 ? rescale_name(rescale_norm) : "none";
+    rescale_label =
+        merge_param(cfg, -1, "rescale", "", 0, method->default_rescale) != 0 ? rescale_name(rescale_norm) : "none";
   comm.barrier();
   if (comm.is_root()) {
     progress.finish();

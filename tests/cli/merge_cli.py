@@ -160,6 +160,21 @@ def slerp(t, v0, v1):
     return (np.sin(th - t * th) * v0 + np.sin(t * th) * v1) / np.sin(th)
 
 
+def nuslerp(t, v0, v1, how):
+    """mergekit's nuslerp on numpy arrays: vectors are the whole tensor, its rows or its columns."""
+    a, b = (v0.reshape(1, -1), v1.reshape(1, -1)) if how == "flatten" or v0.ndim == 1 else \
+        (v0, v1) if how == "rows" else (v0.T, v1.T)
+    a, b = a.astype(np.float64), b.astype(np.float64)
+    ua = a / np.maximum(np.linalg.norm(a, axis=-1, keepdims=True), 1e-7)
+    ub = b / np.maximum(np.linalg.norm(b, axis=-1, keepdims=True), 1e-7)
+    th = np.arccos(np.clip((ua * ub).sum(-1, keepdims=True), -1, 1))
+    s = np.sin(th)
+    lin = np.abs(s) < 1e-8
+    r = np.where(lin, (1 - t) * a + t * b, (np.sin((1 - t) * th) * a + np.sin(t * th) * b) / np.where(lin, 1, s))
+    r = r.T if how == "columns" and v0.ndim > 1 else r
+    return r.reshape(v0.shape)
+
+
 def case_reference(a, work):
     base, fts = fixture(a, work)
     B, names = read_st(base)
@@ -212,6 +227,17 @@ def case_reference(a, work):
         want = slerp(position(n, L), B[n][1], F[0][n][1])
         if np.max(np.abs(got[n][1] - want)) > 1e-5 * (np.abs(want).max() + 1e-3):
             sys.exit(f"FAIL: slerp of {n} differs from numpy")
+    # nuslerp: two task vectors, t = w1/(w0 + w1), whole tensors, rows and columns
+    for how, extra in (("flatten", ""), ("rows", "{nuslerp_flatten: false}"),
+                       ("columns", "{nuslerp_flatten: false, nuslerp_row_wise: true}")):
+        cfg = yaml(os.path.join(work, f"nuslerp-{how}.yml"), "nuslerp", base,
+                   [(fts[0], "{weight: 0.6}"), (fts[1], "{weight: 0.2}")], extra)
+        run(a.deltakit, "merge", cfg, "--out", os.path.join(work, "out-nuslerp-" + how))
+        got, _ = read_st(os.path.join(work, "out-nuslerp-" + how))
+        for n in names:
+            want = B[n][1] + nuslerp(0.25, delta(0, n), delta(1, n), how)
+            if np.max(np.abs(got[n][1] - want)) > 1e-5 * (np.abs(want).max() + 1e-3):
+                sys.exit(f"FAIL: nuslerp ({how}) of {n} differs from numpy")
     # DARE: kept share ≈ density and the L1 norm of each task vector kept (mergekit's rescale) —
     # seen through a one-model dare_linear, weight 1: out − base is the rescaled sparse delta
     cfg = yaml(os.path.join(work, "dare.yml"), "dare_linear", base, [(fts[0], "{weight: 1.0, density: 0.3}")])
@@ -238,7 +264,7 @@ def case_reference(a, work):
         cfg = yaml(os.path.join(work, m + ".yml"), m, base, list(zip(fts, params)), "{epsilon: 0.1}" if "della" in m else "")
         run(a.deltakit, "merge", cfg, "--out", os.path.join(work, "out-" + m))
     print("worst relative error per method:", {k: f"{v:.1e}" for k, v in worst.items()})
-    print("ok: task_arithmetic, ties, magnitude_prune, breadcrumbs_ties, linear, slerp match numpy; DARE statistics hold")
+    print("ok: task_arithmetic, ties, magnitude_prune, breadcrumbs_ties, linear, slerp, nuslerp match numpy; DARE statistics hold")
 
 
 def case_adapters(a, work):

@@ -255,6 +255,59 @@ TEST(Merge, SlerpEndpointsOrthogonalAndParallelCases) {
   EXPECT_FLOAT_EQ(out[0], 1.25f);
 }
 
+// NuSLERP of one vector pair, straight from its definition (unit vectors, angle, sines).
+std::vector<double> nuslerp_ref(double t, const std::vector<double>& a, const std::vector<double>& b) {
+  double na = 0, nb = 0, dot = 0;
+  for (size_t i = 0; i < a.size(); ++i) na += a[i] * a[i], nb += b[i] * b[i];
+  na = std::max(std::sqrt(na), 1e-7), nb = std::max(std::sqrt(nb), 1e-7);
+  for (size_t i = 0; i < a.size(); ++i) dot += (a[i] / na) * (b[i] / nb);
+  const double th = std::acos(std::clamp(dot, -1.0, 1.0));
+  std::vector<double> r(a.size());
+  for (size_t i = 0; i < a.size(); ++i)
+    r[i] = std::fabs(std::sin(th)) < 1e-8 ? (1 - t) * a[i] + t * b[i]
+                                          : (std::sin((1 - t) * th) * a[i] + std::sin(t * th) * b[i]) / std::sin(th);
+  return r;
+}
+
+TEST(Merge, NuSlerpOfTaskVectorsWholeRowsAndColumns) {
+  Fixture f;  // 6 rows × 40 columns; models 0 and 1 with weights 0.5 and 0.3: t = 0.3/0.8
+  auto a = f.args();
+  a.models.pop_back(), a.weight.pop_back();
+  a.leading = f.rows;
+  const double t = 0.3 / 0.8;
+  for (auto how : {NuSlerpVectors::Flatten, NuSlerpVectors::Rows, NuSlerpVectors::Columns}) {
+    a.nuslerp_vectors = how;
+    const auto got = f.run("nuslerp", a);
+    const auto d0 = delta_of(f, 0), d1 = delta_of(f, 1);
+    // the vectors as element-index lists
+    std::vector<std::vector<size_t>> vecs;
+    if (how == NuSlerpVectors::Flatten) vecs.emplace_back(f.n), std::iota(vecs[0].begin(), vecs[0].end(), 0);
+    for (size_t r = 0; how == NuSlerpVectors::Rows && r < f.rows; ++r) {
+      vecs.emplace_back();
+      for (size_t c = 0; c < f.cols; ++c) vecs.back().push_back(r * f.cols + c);
+    }
+    for (size_t c = 0; how == NuSlerpVectors::Columns && c < f.cols; ++c) {
+      vecs.emplace_back();
+      for (size_t r = 0; r < f.rows; ++r) vecs.back().push_back(r * f.cols + c);
+    }
+    for (const auto& idx : vecs) {
+      std::vector<double> x, y;
+      for (size_t i : idx) x.push_back(d0[i]), y.push_back(d1[i]);
+      const auto want = nuslerp_ref(t, x, y);
+      for (size_t j = 0; j < idx.size(); ++j)
+        EXPECT_NEAR(got[idx[j]], f.base[idx[j]] + want[j], 1e-6) << static_cast<int>(how) << " at " << idx[j];
+    }
+  }
+  // colinear task vectors interpolate linearly; weights summing to ~0 give t = 0.5
+  auto b = f.args();
+  b.models.pop_back(), b.weight = {1.0, -1.0};
+  std::vector<float> d0 = delta_of(f, 0), m1(f.n);
+  for (size_t i = 0; i < f.n; ++i) m1[i] = f.base[i] + 3.0f * d0[i];
+  b.models[1] = m1;
+  const auto got = f.run("nuslerp", b);
+  for (size_t i = 0; i < f.n; ++i) EXPECT_NEAR(got[i], f.base[i] + 2.0f * d0[i], 1e-6);
+}
+
 TEST(Merge, ResultsDoNotDependOnThreads) {
   Fixture f;
   for (const std::string m : {"ties", "dare_ties", "della", "breadcrumbs_ties", "linear"}) {
@@ -320,6 +373,7 @@ dtype: bfloat16
   refuses("merge_method: frankenmerge\nmodels: [a]\n", "unknown merge_method");
   refuses("merge_method: slerp\nbase_model: b\nmodels: [a, c]\nparameters: {t: 0.5}\n", "exactly one");
   refuses("slices: []\nmerge_method: linear\nmodels: [a]\n", "slices");
+  refuses("merge_method: nuslerp\nmodels: [{model: a, parameters: {weight: 1}}]\n", "exactly two");
   refuses(
       "merge_method: ties\nbase_model: b\nmodels: [{model: a, parameters: {weight: 1}}, {model: a, parameters: "
       "{weight: 1}}]\n",
