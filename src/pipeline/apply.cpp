@@ -6,16 +6,16 @@
 #include <filesystem>
 
 #include "formats/adapter_h5.h"
-#include "src/codec/tensor_codec.h"
 #include "formats/checkpoint.h"
 #include "src/codec/raw.h"
+#include "src/codec/tensor_codec.h"
 #include "src/core/atomic_output.h"
+#include "src/core/collective.h"
 #include "src/core/error.h"
 #include "src/core/fingerprint.h"
-#include "src/pipeline/side_files.h"
-#include "src/core/collective.h"
 #include "src/pipeline/journal.h"
 #include "src/pipeline/partition.h"
+#include "src/pipeline/side_files.h"
 
 namespace deltakit {
 
@@ -79,8 +79,8 @@ void apply_adapter_tensor(const AdapterReader& ad, const TensorView& bv, float a
   const std::string& name = bv.name;
   const uint64_t fp = fingerprint64(bv.bytes), want = ad.base_fingerprint(name);
   if (fp != want) {
-    std::string msg = "tensor '" + name + "' of the base differs from the one the adapter was made from "
-                      "(fingerprint " + fingerprint_hex(fp) + ", adapter expects " + fingerprint_hex(want) + ")";
+    std::string msg = "tensor '" + name + "' of the base differs from the one the adapter was made from (" + ad.path() +
+                      " expects fingerprint " + fingerprint_hex(want) + ", the base's is " + fingerprint_hex(fp) + ")";
     if (!force) throw Error(ErrorCode::FingerprintMismatch, base_path, msg + "; pass --force to apply anyway");
     warnings.push_back(base_path + ": " + msg);
   }
@@ -102,7 +102,8 @@ void apply_adapter_tensor(const AdapterReader& ad, const TensorView& bv, float a
 void check_adapter_matches_base(const Checkpoint& base, const AdapterReader& ad) {
   for (const auto& name : ad.names())
     if (!base.find(name))
-      throw Error(ErrorCode::TensorSetMismatch, ad.path(), "adapter has tensor '" + name + "' that the base " + base.path() + " lacks");
+      throw Error(ErrorCode::TensorSetMismatch, ad.path(),
+                  "adapter has tensor '" + name + "' that the base " + base.path() + " lacks");
   for (const auto& name : base.names()) {
     if (!ad.has(name))
       throw Error(ErrorCode::TensorSetMismatch, ad.path(),
@@ -160,8 +161,9 @@ ApplyReport run_apply(const ApplyOptions& opt, Comm& comm) {
   JobJournal journal(comm, opt.out, "apply", apply_job_identity(opt, *base, *ad), opt.resume);
   const PendingShards pending = pending_shards(journal, plan, comm);
   const std::vector<size_t>& todo = pending.todo;
-  ProgressReporter progress(opt.progress, "apply", "shards", plan.shards.size(), total_bytes,
-                            [&] { return shards_done(journal, plan); }, comm.is_root());
+  ProgressReporter progress(
+      opt.progress, "apply", "shards", plan.shards.size(), total_bytes, [&] { return shards_done(journal, plan); },
+      comm.is_root());
   // the "one" phase: one writer per shard, shards spread over the ranks by bytes
   independently(comm, [&] {
     std::vector<uint8_t> out;

@@ -597,6 +597,100 @@ def model_config_heads(ctx):
             "not a multiple of num_key_value_heads")
 
 
+# --- merge: its YAML config and its inputs -----------------------------------------------------
+
+def merge_config(ctx, text):
+    path = ctx.path("merge.yml")
+    with open(path, "w") as f:
+        f.write(text)
+    return path
+
+
+def merge_args(ctx, cfg, *flags):
+    out = ctx.path("merged")
+    return [ctx.deltakit, "merge", cfg, "--out", out, *flags], out
+
+
+@case
+def merge_yaml_invalid(ctx):
+    cfg = merge_config(ctx, "merge_method: ties\nmodels: [a, b\n")
+    argv, out = merge_args(ctx, cfg)
+    return argv, out, cfg, "not valid YAML"
+
+
+@case
+def merge_model_missing(ctx):
+    base, ft = ctx.fixture()
+    gone = ctx.path("no_such_model")
+    cfg = merge_config(ctx, f"merge_method: ties\nbase_model: {base}\nmodels:\n"
+                            f"  - {{model: {ft}, parameters: {{weight: 1, density: 0.5}}}}\n"
+                            f"  - {{model: {gone}, parameters: {{weight: 1, density: 0.5}}}}\n")
+    argv, out = merge_args(ctx, cfg)
+    return argv, out, gone, "no such"
+
+
+@case
+def merge_adapter_without_base(ctx):
+    base, ft = ctx.fixture()
+    adapter = ctx.compress(base, ft, ctx.path("a.h5"))
+    cfg = merge_config(ctx, f"merge_method: linear\nmodels:\n  - {{model: {ft}, parameters: {{weight: 1}}}}\n"
+                            f"  - {{model: {adapter}, parameters: {{weight: 1}}}}\n")
+    argv, out = merge_args(ctx, cfg)
+    return argv, out, adapter, "only be merged with base_model"
+
+
+@case
+def merge_adapter_of_another_base(ctx):
+    base, ft = ctx.fixture()
+    other_base, other_ft = ctx.fixture("o", "--seed", "9")
+    adapter = ctx.compress(other_base, other_ft, ctx.path("a.h5"))
+    cfg = merge_config(ctx, f"merge_method: task_arithmetic\nbase_model: {base}\nmodels:\n"
+                            f"  - {{model: {adapter}, parameters: {{weight: 1}}}}\n")
+    argv, out = merge_args(ctx, cfg)
+    return argv, out, adapter, "differs from the one the adapter was made from"
+
+
+@case
+def merge_other_architecture_keeps_output(ctx):
+    """A fine-tune with more layers; the existing output (--overwrite) must survive."""
+    base, ft = ctx.fixture()
+    _, wide = ctx.fixture("w", "--size", "small")
+    cfg = merge_config(ctx, f"merge_method: ties\nbase_model: {base}\nmodels:\n"
+                            f"  - {{model: {ft}, parameters: {{weight: 1, density: 0.5}}}}\n"
+                            f"  - {{model: {wide}, parameters: {{weight: 1, density: 0.5}}}}\n")
+    argv, out = merge_args(ctx, cfg, "--overwrite")
+    os.makedirs(out)
+    with open(os.path.join(out, "model.safetensors"), "wb") as f:
+        f.write(b"an earlier merge")
+    return argv, out, wide, "lacks"
+
+
+@case
+def merge_shape_mismatch(ctx):
+    base, ft = ctx.fixture()
+    wide = ctx.path("wide")
+    shutil.copytree(ft, wide)
+
+    def widen(h, d):  # one matrix declared with its dimensions swapped: same bytes, another shape
+        name = next(k for k in tensors_in_order(h) if len(h[k]["shape"]) == 2 and h[k]["shape"][0] != h[k]["shape"][1])
+        h[name]["shape"] = h[name]["shape"][::-1]
+        return h, d
+    rewrite(os.path.join(wide, "model.safetensors"), widen)
+    cfg = merge_config(ctx, f"merge_method: task_arithmetic\nbase_model: {base}\nmodels:\n"
+                            f"  - {{model: {wide}, parameters: {{weight: 1}}}}\n")
+    argv, out = merge_args(ctx, cfg)
+    return argv, out, wide, "has shape"
+
+
+@case
+def merge_density_out_of_range(ctx):
+    base, ft = ctx.fixture()
+    cfg = merge_config(ctx, f"merge_method: ties\nbase_model: {base}\nmodels:\n"
+                            f"  - {{model: {ft}, parameters: {{weight: 1, density: 1.5}}}}\n")
+    argv, out = merge_args(ctx, cfg)
+    return argv, out, cfg, "density must lie in [0, 1]"
+
+
 def run_case(deltakit, name):
     work = tempfile.mkdtemp(prefix="deltakit-bad-")
     try:
