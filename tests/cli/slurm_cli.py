@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """slurm/ on a real one-node Slurm: brings one up from Debian's packages (slurm/local_cluster.sh),
-submits slurm/compress.sbatch with 2 tasks and slurm/apply.sbatch with 2 tasks, waits, and checks
-that the adapter and the checkpoint equal what one process writes. Exit 77 (skipped) with the
+submits slurm/compress.sbatch, slurm/apply.sbatch and slurm/merge.sbatch with 2 tasks each, waits,
+and checks that the adapter and the checkpoints equal what one process writes. Exit 77 (skipped) with the
 reason when this machine cannot run Slurm (no root, packages missing, a daemon refusing).
     slurm_cli.py --deltakit BIN --slurm-dir SLURM_DIR
 """
@@ -88,6 +88,26 @@ def main():
                 filecmp.cmpfiles(single_dir, out_dir, files, shallow=False)[0] != files:
             sys.exit(f"FAIL: the 2-task Slurm checkpoint differs from the single-process one\n{text}")
         print(f"ok: apply.sbatch, 2 tasks, job {job} ({dt:.1f} s): {len(files)} files, same bytes as one process")
+
+        # dare_ties of the fine-tune's checkpoint and the Slurm-made adapter, 2 tasks
+        cfg = os.path.join(work, "merge.yml")
+        with open(cfg, "w") as f:
+            f.write(f"merge_method: dare_ties\nbase_model: {base}\nseed: 3\nmodels:\n"
+                    f"  - {{model: {ft}, parameters: {{weight: 0.7, density: 0.5}}}}\n"
+                    f"  - {{model: {out}, parameters: {{weight: 0.5, density: 0.3}}}}\n")
+        single_dir = os.path.join(work, "single-merge")
+        run(a.deltakit, "merge", cfg, "--out", single_dir, "--max-shard-size", "1MB", "--quiet")
+        out_dir = os.path.join(work, "slurm-merge")
+        log = os.path.join(work, "merge.log")
+        job = submit(a.slurm_dir, "merge.sbatch", 2, [cfg, out_dir, "--", "--max-shard-size", "1MB", "--quiet"], log,
+                     env)
+        text, dt = wait(job, log)
+        files = sorted(os.listdir(single_dir))
+        if not os.path.isdir(out_dir) or sorted(os.listdir(out_dir)) != files or \
+                filecmp.cmpfiles(single_dir, out_dir, files, shallow=False)[0] != files:
+            sys.exit(f"FAIL: the 2-task Slurm merge differs from the single-process one\n{text}")
+        print(f"ok: merge.sbatch, 2 tasks, job {job} ({dt:.1f} s): {len(files)} files, same bytes as one "
+              f"process")
         shutil.rmtree(work, ignore_errors=True)
     finally:
         subprocess.run(["bash", os.path.join(a.slurm_dir, "local_cluster.sh"), "down", state])
