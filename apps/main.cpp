@@ -7,9 +7,9 @@
 #include <memory>
 
 #include "apps/cli_common.h"
-#include "src/core/allocator.h"
-#include "mpi/mpi_info.h"
 #include "formats/h5_support.h"
+#include "mpi/mpi_info.h"
+#include "src/core/allocator.h"
 #include "src/core/collective.h"
 #include "src/core/error.h"
 
@@ -40,7 +40,8 @@ const std::map<std::string, Command>& commands() {
 
 void usage(std::ostream& os) {
   os << "usage: deltakit <command> [options]   (deltakit <command> --help for its options)\n\n";
-  for (const auto& [name, c] : commands()) os << "  " << name << std::string(14 - name.size(), ' ') << c.summary << "\n";
+  for (const auto& [name, c] : commands())
+    os << "  " << name << std::string(14 - name.size(), ' ') << c.summary << "\n";
   os << "  version       print versions\n";
 }
 }  // namespace
@@ -71,31 +72,32 @@ int main(int argc, char** argv) {
   std::unique_ptr<deltakit::Comm> comm =
       job ? deltakit::make_world_comm(&argc, &argv) : std::make_unique<deltakit::SerialComm>();
   deltakit::cli::set_world(comm.get());
-  deltakit::set_error_label("deltakit " + name);
+  const std::string label = "deltakit " + name;
+  deltakit::set_error_label(label);
   const bool root = comm->is_root();
   deltakit::cli::Args args(argv + 2, argv + argc);
   try {
     return it->second.run(args);
   } catch (const deltakit::AgreedError& e) {
     // every rank has it: rank 0 says it once, every rank exits cleanly
-    if (root) std::cerr << "deltakit " << name << ": error: " << e.what() << "\n";
+    if (root) deltakit::print_error_line(label + ": error: " + e.what());
     return e.code() == deltakit::ErrorCode::Usage ? 2 : 1;
   } catch (const deltakit::Error& e) {
     if (e.code() == deltakit::ErrorCode::Usage) {  // from the arguments: the same on every rank
-      if (root) std::cerr << "deltakit " << name << ": error: " << e.what() << "\n";
+      if (root) deltakit::print_error_line(label + ": error: " + e.what());
       return 2;
     }
     if (comm->size() > 1) deltakit::abort_job(*comm, e);  // this rank alone: Error::one
-    std::cerr << "deltakit " << name << ": error: " << e.what() << "\n";
+    deltakit::print_error_line(label + ": error: " + e.what());
     return 1;
   } catch (const boost::program_options::error& e) {
-    if (root) std::cerr << "deltakit " << name << ": error: " << e.what() << " (see deltakit " << name << " --help)\n";
+    if (root) deltakit::print_error_line(label + ": error: " + e.what() + " (see " + label + " --help)");
     return 2;
   } catch (const std::bad_alloc&) {
-    std::cerr << "deltakit " << name << ": error: out of memory\n";
+    deltakit::print_error_line(label + ": error: out of memory");
     return 1;
   } catch (const std::exception& e) {
-    std::cerr << "deltakit " << name << ": internal error: " << e.what() << "\n";
+    deltakit::print_error_line(label + ": internal error: " + e.what());
     return 3;
   }
 }

@@ -95,8 +95,8 @@ void abort_job(Comm& comm, const std::exception& e) {
   }
   if (consequence) comm.abort(1);
   // print first: the abort below may take the other ranks (and their output) down at once
-  std::cerr << error_label() << ": error (rank " << comm.rank() << " of " << comm.size() << "): " << e.what()
-            << std::endl;
+  print_error_line(error_label() + ": error (rank " + std::to_string(comm.rank()) + " of " +
+                   std::to_string(comm.size()) + "): " + e.what());
   run_cleanups();
   comm.abort(1);
   std::_Exit(1);  // not reached (Comm::abort does not return); a virtual call's [[noreturn]] is not seen

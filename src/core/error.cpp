@@ -1,5 +1,7 @@
 #include "src/core/error.h"
 
+#include <unistd.h>
+
 #include <cerrno>
 #include <cstring>
 
@@ -39,6 +41,17 @@ const char* error_code_name(ErrorCode code) {
 void throw_errno(const std::string& where, const std::string& what) {
   int e = errno;
   throw Error(ErrorCode::Io, where, what + ": " + std::strerror(e));
+}
+
+void print_error_line(const std::string& line) {
+  const std::string text = line + "\n";
+  size_t done = 0;
+  while (done < text.size()) {
+    const ssize_t n = ::write(2, text.data() + done, text.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return;  // nowhere left to report to
+    done += static_cast<size_t>(n);
+  }
 }
 
 }  // namespace deltakit

@@ -9,31 +9,31 @@
 namespace deltakit {
 
 enum class ErrorCode {
-  Io,                   // open/read/write/fsync/rename failed
-  FileTooSmall,         // fewer bytes than the format's fixed prefix
-  HeaderTooLarge,       // declared header length over the cap or past the end of the file
-  HeaderNotJson,        // header bytes are not valid UTF-8 JSON
-  HeaderNotObject,      // JSON is not an object / an entry is not an object
-  DuplicateName,        // the same tensor (or key) twice
-  UnknownDtype,         // dtype string not in the safetensors list
-  InvalidShape,         // shape entries not non-negative integers
-  InvalidOffsets,       // offsets not [begin, end] integers with begin <= end
-  SizeMismatch,         // product(shape) * dtype size != end - begin
-  OffsetsNotContiguous, // gap or overlap between tensors, or first offset not 0
-  DataLengthMismatch,   // last end != data length (truncated or bytes appended)
-  Overflow,             // size arithmetic overflowed 64 bits
-  InvalidMetadata,      // __metadata__ not a map of strings
-  IndexInvalid,         // model.safetensors.index.json malformed
-  PathEscapes,          // a shard path leaving the checkpoint folder
-  MissingShard,         // a shard named by the index is absent
-  TensorSetMismatch,    // base and fine-tune name different tensors
-  ShapeMismatch,        // same tensor, different shape
-  DtypeMismatch,        // same tensor, different dtype
-  OutputConflict,       // output path equals an input, or exists without --overwrite
-  AdapterInvalid,       // adapter file malformed or inconsistent
-  FingerprintMismatch,  // adapter made from another base
-  NonFinite,            // NaN/Inf where the policy refuses them
-  Usage,                // bad command-line arguments
+  Io,                    // open/read/write/fsync/rename failed
+  FileTooSmall,          // fewer bytes than the format's fixed prefix
+  HeaderTooLarge,        // declared header length over the cap or past the end of the file
+  HeaderNotJson,         // header bytes are not valid UTF-8 JSON
+  HeaderNotObject,       // JSON is not an object / an entry is not an object
+  DuplicateName,         // the same tensor (or key) twice
+  UnknownDtype,          // dtype string not in the safetensors list
+  InvalidShape,          // shape entries not non-negative integers
+  InvalidOffsets,        // offsets not [begin, end] integers with begin <= end
+  SizeMismatch,          // product(shape) * dtype size != end - begin
+  OffsetsNotContiguous,  // gap or overlap between tensors, or first offset not 0
+  DataLengthMismatch,    // last end != data length (truncated or bytes appended)
+  Overflow,              // size arithmetic overflowed 64 bits
+  InvalidMetadata,       // __metadata__ not a map of strings
+  IndexInvalid,          // model.safetensors.index.json malformed
+  PathEscapes,           // a shard path leaving the checkpoint folder
+  MissingShard,          // a shard named by the index is absent
+  TensorSetMismatch,     // base and fine-tune name different tensors
+  ShapeMismatch,         // same tensor, different shape
+  DtypeMismatch,         // same tensor, different dtype
+  OutputConflict,        // output path equals an input, or exists without --overwrite
+  AdapterInvalid,        // adapter file malformed or inconsistent
+  FingerprintMismatch,   // adapter made from another base
+  NonFinite,             // NaN/Inf where the policy refuses them
+  Usage,                 // bad command-line arguments
 };
 
 const char* error_code_name(ErrorCode code);
@@ -51,5 +51,9 @@ class Error : public std::runtime_error {
 
 // Throws Error(Io) with strerror(errno) appended.
 [[noreturn]] void throw_errno(const std::string& where, const std::string& what);
+
+// Writes `line` and a newline to stderr in one write(2): ranks sharing mpirun's stderr each get
+// their line out whole, where std::cerr's piecewise writes interleave mid-line.
+void print_error_line(const std::string& line);
 
 }  // namespace deltakit
