@@ -12,64 +12,64 @@
 namespace deltakit {
 
 namespace {
-double norm_of(std::span<const float> d, RescaleNorm r) {
-  double s = 0;
-  for (float v : d) {
-    const double a = std::fabs(static_cast<double>(v));
-    if (r == RescaleNorm::L1)
-      s += a;
-    else if (r == RescaleNorm::L2)
-      s += a * a;
-    else
-      s = std::max(s, a);
-  }
-  return r == RescaleNorm::L2 ? std::sqrt(s) : s;
-}
+constexpr size_t kDropBlock = 1024;  // a multiple of 8: the norm lanes follow the global index
 
 bool norm_rescale(RescaleNorm r) { return r == RescaleNorm::L1 || r == RescaleNorm::L2 || r == RescaleNorm::Linf; }
 
-// After the drop: scale the survivors back to the norm `before` had (mergekit's rescale).
-void rescale_to(std::span<float> d, RescaleNorm r, double before) {
-  if (!norm_rescale(r)) return;
-  const double after = norm_of(d, r);
-  constexpr double kEps = 1e-7;  // mergekit's: leave near-zero tensors unscaled
-  if (before < kEps || after < kEps) return;
-  const float s = static_cast<float>(before / after);
-  for (auto& v : d) v *= s;
-}
-
-// Drops in place: entry i survives iff keep(i). Inverse rescale divides a survivor by its keep
-// probability p(i); the norm rescales restore the norm δ had before the drop.
-template <class Keep, class KeepProbability>
-void drop_and_rescale(std::span<float> d, RescaleNorm r, Keep keep, KeepProbability p) {
-  const double before = norm_rescale(r) ? norm_of(d, r) : 0.0;
-  for (uint64_t i = 0; i < d.size(); ++i) {
-    if (!keep(i))
-      d[i] = 0.0f;
-    else if (r == RescaleNorm::Inverse)
-      d[i] = static_cast<float>(d[i] / p(i));
-  }
-  rescale_to(d, r, before);
-}
-
-// DARE's and DELLA's Bernoulli draws, a block of Philox words at a time.
-class BlockWords {
+// A norm summed in 8 interleaved lanes (element i into lane i mod 8, the lanes added in a fixed
+// order at the end): the compiler vectorizes it, and the bits do not depend on threads or blocks.
+class LaneNorm {
  public:
-  BlockWords(uint64_t seed, const std::string& key) : rng_(seed, key) {}
-  uint32_t operator()(uint64_t i) {  // i rises by one per call
-    if (i - first_ >= kBlock) {
-      first_ = i;
-      rng_.words(i, kBlock, words_);
-    }
-    return words_[i - first_];
+  explicit LaneNorm(RescaleNorm r) : r_(r) {}
+  // x: the elements from a multiple of 8 on
+  void add(const float* x, size_t len) {
+    if (r_ == RescaleNorm::L1) add_as(x, len, [](double a, double v) { return a + std::fabs(v); });
+    if (r_ == RescaleNorm::L2) add_as(x, len, [](double a, double v) { return a + v * v; });
+    if (r_ == RescaleNorm::Linf) add_as(x, len, [](double a, double v) { return std::max(a, std::fabs(v)); });
+  }
+  double value() const {
+    const double s = ((lane_[0] + lane_[1]) + (lane_[2] + lane_[3])) + ((lane_[4] + lane_[5]) + (lane_[6] + lane_[7]));
+    if (r_ == RescaleNorm::Linf) return *std::max_element(lane_, lane_ + 8);
+    return r_ == RescaleNorm::L2 ? std::sqrt(s) : s;
   }
 
  private:
-  static constexpr uint64_t kBlock = 1024;
-  TensorRng rng_;
-  uint64_t first_ = ~uint64_t{0} - kBlock;  // forces a fill on the first call
-  uint32_t words_[kBlock];
+  template <class Step>
+  void add_as(const float* x, size_t len, Step step) {
+    size_t g = 0;
+    for (; g + 8 <= len; g += 8)
+      for (size_t l = 0; l < 8; ++l) lane_[l] = step(lane_[l], static_cast<double>(x[g + l]));
+    for (size_t l = 0; g + l < len; ++l) lane_[l] = step(lane_[l], static_cast<double>(x[g + l]));
+  }
+  RescaleNorm r_;
+  double lane_[8] = {};
 };
+
+// Drops in place, kDropBlock at a time: mask(first, len, keep) says which of d[first, first + len)
+// survive (called once per block, in order). Inverse rescale divides a survivor by its keep
+// probability (p[i], or p_all); the norm rescales restore the norm δ had before the drop
+// (mergekit's rescale), leaving near-zero tensors unscaled as mergekit does.
+template <class Mask>
+void drop_and_rescale(std::span<float> d, RescaleNorm r, Mask mask, const std::vector<double>* p, double p_all) {
+  const bool by_norm = norm_rescale(r);
+  LaneNorm before(r), after(r);
+  uint8_t keep[kDropBlock];
+  for (size_t first = 0; first < d.size(); first += kDropBlock) {
+    const size_t len = std::min(kDropBlock, d.size() - first);
+    float* x = d.data() + first;
+    mask(first, len, keep);
+    if (by_norm) before.add(x, len);
+    if (r == RescaleNorm::Inverse)
+      for (size_t j = 0; j < len; ++j) x[j] = keep[j] ? static_cast<float>(x[j] / (p ? (*p)[first + j] : p_all)) : 0.0f;
+    else
+      for (size_t j = 0; j < len; ++j) x[j] = keep[j] ? x[j] : 0.0f;
+    if (by_norm) after.add(x, len);
+  }
+  constexpr double kEps = 1e-7;
+  if (!by_norm || before.value() < kEps || after.value() < kEps) return;
+  const float scale = static_cast<float>(before.value() / after.value());
+  for (auto& v : d) v *= scale;
+}
 }  // namespace
 
 void sparsify(std::span<float> d, uint64_t cols, const SparsifyOptions& o) {
@@ -78,13 +78,13 @@ void sparsify(std::span<float> d, uint64_t cols, const SparsifyOptions& o) {
     throw std::invalid_argument("density must lie in [0, 1], not " + std::to_string(o.density));
   if (o.density >= 1.0) return;  // mergekit: nothing is dropped and nothing rescaled
   const uint64_t n = d.size();
-  const double density = o.density;
-  const auto constant_p = [density](uint64_t) { return density; };
   switch (o.method) {
     case SparsifyMethod::Magnitude: {
       MagnitudeCut cut = magnitude_cut(d, static_cast<uint64_t>(o.density * static_cast<double>(n)));
-      drop_and_rescale(
-          d, o.rescale, [&](uint64_t i) { return cut.keep(d[i]); }, constant_p);
+      const auto mask = [&](size_t first, size_t len, uint8_t* keep) {
+        for (size_t j = 0; j < len; ++j) keep[j] = cut.keep(d[first + j]);
+      };
+      drop_and_rescale(d, o.rescale, mask, nullptr, o.density);
       return;
     }
     case SparsifyMethod::MagnitudeOutliers: {
@@ -97,21 +97,24 @@ void sparsify(std::span<float> d, uint64_t cols, const SparsifyOptions& o) {
       // not in the top n_top
       MagnitudeCut upto = magnitude_cut(d, static_cast<uint64_t>(n_top + target));
       MagnitudeCut outliers = magnitude_cut(d, static_cast<uint64_t>(n_top));
-      drop_and_rescale(
-          d, o.rescale,
-          [&](uint64_t i) {
-            const bool in = upto.keep(d[i]);  // both cuts are asked about every entry, in order
-            const bool outlier = outliers.keep(d[i]);
-            return in && !outlier;
-          },
-          constant_p);
+      const auto mask = [&](size_t first, size_t len, uint8_t* keep) {
+        for (size_t j = 0; j < len; ++j) {
+          const bool in = upto.keep(d[first + j]);  // both cuts see every entry, in order
+          keep[j] = in & !outliers.keep(d[first + j]);
+        }
+      };
+      drop_and_rescale(d, o.rescale, mask, nullptr, o.density);
       return;
     }
     case SparsifyMethod::Random: {
-      BlockWords word(o.seed, o.rng_key);
+      const TensorRng rng(o.seed, o.rng_key);
       const uint64_t drop_below = TensorRng::drop_threshold(1.0 - o.density);
-      drop_and_rescale(
-          d, o.rescale, [&](uint64_t i) { return word(i) >= drop_below; }, constant_p);
+      const auto mask = [&](size_t first, size_t len, uint8_t* keep) {
+        uint32_t words[kDropBlock];
+        rng.words(first, len, words);
+        for (size_t j = 0; j < len; ++j) keep[j] = words[j] >= drop_below;
+      };
+      drop_and_rescale(d, o.rescale, mask, nullptr, o.density);
       return;
     }
     case SparsifyMethod::DellaMagprune: {
@@ -137,10 +140,13 @@ void sparsify(std::span<float> d, uint64_t cols, const SparsifyOptions& o) {
           p[idx[r]] = (o.density - o.epsilon) + rank_norm * 2.0 * o.epsilon;
         }
       }
-      BlockWords word(o.seed, o.rng_key);
-      drop_and_rescale(
-          d, o.rescale, [&](uint64_t i) { return word(i) >= TensorRng::drop_threshold(1.0 - p[i]); },
-          [&](uint64_t i) { return p[i]; });
+      const TensorRng rng(o.seed, o.rng_key);
+      const auto mask = [&](size_t first, size_t len, uint8_t* keep) {
+        uint32_t words[kDropBlock];
+        rng.words(first, len, words);
+        for (size_t j = 0; j < len; ++j) keep[j] = words[j] >= TensorRng::drop_threshold(1.0 - p[first + j]);
+      };
+      drop_and_rescale(d, o.rescale, mask, &p, o.density);
       return;
     }
     case SparsifyMethod::None: return;

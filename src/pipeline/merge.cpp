@@ -10,6 +10,7 @@
 
 #include "formats/adapter_h5.h"
 #include "formats/checkpoint.h"
+#include "src/core/big_buffer.h"
 #include "src/core/collective.h"
 #include "src/core/error.h"
 #include "src/core/tensor_view.h"
@@ -75,9 +76,8 @@ struct MergeInput {
   }
 
   // fp32 values of the tensor the layout tensor `lv` names (base rows only for a grown vocabulary).
-  void read(const TensorView& lv, const std::string& base_path, bool force, std::vector<float>& out,
+  void read(const TensorView& lv, const std::string& base_path, bool force, std::span<float> out,
             std::vector<uint8_t>& scratch, std::vector<std::string>& warnings) const {
-    out.resize(lv.numel());
     if (adapter) {
       apply_adapter_tensor(*adapter, lv, 1.0f, force, base_path, scratch, warnings);
       decode_to_f32(lv.dtype, scratch, 0, out);
@@ -217,19 +217,22 @@ MergeReport run_merge(const MergeOptions& opt, Comm& comm) {
   for (const auto& name : layout->names())
     if (auto l = layer_index(name)) layers = std::max(layers, *l + 1);
   independently(comm, [&] {
-    std::vector<float> base_f, out_f;
-    std::vector<std::vector<float>> model_f(inputs.size());
-    std::vector<uint8_t> scratch, out_bytes;
+    // buffers that only grow: resizing vectors down and up for tensors of mixed sizes zero-filled
+    // a large tensor's worth of memory each time
+    BigBuffer<float> base_f, out_f;
+    std::vector<BigBuffer<float>> model_f(inputs.size());
+    BigBuffer<uint8_t> out_bytes;
+    std::vector<uint8_t> scratch;
     for (size_t j : pending.mine) {
       const size_t s = todo[j];
       SafetensorsWriter w(journal.item_path(plan.name(s)), plan.shards[s], {{"format", "pt"}});
       for (const auto& spec : plan.shards[s]) {
         const std::string& name = spec.name;
         TensorView lv = layout->acquire(name);
-        out_bytes.assign(static_cast<size_t>(lv.numel()) * dtype_size(spec.dtype), 0);
+        const std::span<uint8_t> out_b = out_bytes.first(static_cast<size_t>(lv.numel()) * dtype_size(spec.dtype));
         rep.bytes_read += lv.bytes.size();
         if (!dtype_is_float_decodable(lv.dtype)) {  // integer buffers: the base's, unchanged
-          std::memcpy(out_bytes.data(), lv.bytes.data(), out_bytes.size());
+          std::memcpy(out_b.data(), lv.bytes.data(), out_b.size());
         } else {
           const double pos = gradient_position(name, layers);
           TensorMergeArgs a;
@@ -237,14 +240,14 @@ MergeReport run_merge(const MergeOptions& opt, Comm& comm) {
           a.cols = lv.shape.empty() ? 1 : lv.shape.back();
           a.leading = lv.shape.empty() ? 1 : lv.shape.front();
           if (base) {
-            base_f.resize(lv.numel());
-            decode_to_f32(lv.dtype, lv.bytes, 0, base_f);
-            a.base = base_f;
+            const std::span<float> b = base_f.first(lv.numel());
+            decode_to_f32(lv.dtype, lv.bytes, 0, b);
+            a.base = b;
           }
           for (size_t i = 0; i < inputs.size(); ++i) {
-            inputs[i].read(lv, cfg.base_model, opt.force, model_f[i], scratch, rep.warnings);
+            a.models.push_back(model_f[i].first(lv.numel()));
+            inputs[i].read(lv, cfg.base_model, opt.force, a.models.back(), scratch, rep.warnings);
             rep.bytes_read += lv.bytes.size();
-            a.models.emplace_back(model_f[i]);
             const int mi = static_cast<int>(i);
             const double wgt = merge_param(cfg, mi, "weight", name, pos, NAN);
             if (method->kind != MergeKind::Slerp && std::isnan(wgt))
@@ -264,17 +267,17 @@ MergeReport run_merge(const MergeOptions& opt, Comm& comm) {
           if (merge_param(cfg, -1, "nuslerp_flatten", name, pos, 1.0) == 0)
             a.nuslerp_vectors = merge_param(cfg, -1, "nuslerp_row_wise", name, pos, 0.0) != 0 ? NuSlerpVectors::Columns
                                                                                               : NuSlerpVectors::Rows;
-          out_f.resize(lv.numel());
+          const std::span<float> merged = out_f.first(lv.numel());
           try {
-            merge_tensor(*method, a, out_f);
+            merge_tensor(*method, a, merged);
           } catch (const std::invalid_argument& e) {
             throw Error(ErrorCode::Usage, opt.config, "tensor '" + name + "': " + e.what());
           }
-          encode_from_f32(spec.dtype, out_f, out_bytes);
+          encode_from_f32(spec.dtype, merged, out_b);
         }
         layout->release(name);
-        w.write(out_bytes.data(), out_bytes.size());
-        rep.bytes_written += out_bytes.size();
+        w.write(out_b.data(), out_b.size());
+        rep.bytes_written += out_b.size();
         ++rep.tensors;
       }
       w.commit();
