@@ -1,8 +1,9 @@
 #include "src/merge/merge_params.h"
 
 #include <algorithm>
-#include <cctype>
 #include <cmath>
+
+#include "src/core/layer_name.h"
 
 namespace deltakit {
 
@@ -20,15 +21,7 @@ std::optional<double> ParamValue::at(const std::string& tensor, double position)
 }
 
 std::optional<int> layer_index(const std::string& tensor) {
-  const std::string marker = "layers.";
-  for (size_t at = tensor.find(marker); at != std::string::npos; at = tensor.find(marker, at + 1)) {
-    if (at > 0 && tensor[at - 1] != '.') continue;
-    size_t end = at + marker.size();
-    int v = 0;
-    while (end < tensor.size() && std::isdigit(static_cast<unsigned char>(tensor[end])) && v < 1'000'000)
-      v = v * 10 + (tensor[end++] - '0');
-    if (end > at + marker.size() && end < tensor.size() && tensor[end] == '.') return v;
-  }
+  if (auto l = parse_layer_name(tensor)) return l->index;
   return std::nullopt;
 }
 

@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "formats/checkpoint.h"
+#include "src/core/layer_name.h"
 #include "src/core/tensor_view.h"
 #include "src/pipeline/pair_check.h"
 
@@ -79,13 +80,8 @@ TensorDiff diff_tensor(const TensorView& base, const TensorView& ft) {
 }
 
 std::string tensor_family(const std::string& name) {
-  const std::string marker = "layers.";
-  const size_t at = name.find(marker);
-  if (at == std::string::npos) return name;
-  size_t end = at + marker.size();
-  while (end < name.size() && std::isdigit(static_cast<unsigned char>(name[end]))) ++end;
-  if (end == at + marker.size() || end >= name.size() || name[end] != '.') return name;
-  return name.substr(end + 1);
+  if (auto l = parse_layer_name(name)) return name.substr(l->rest_at);
+  return name;
 }
 
 namespace {
@@ -130,7 +126,8 @@ DiffReport run_diff(const std::string& base_path, const std::string& ft_path) {
       rep.total.max_abs = std::max(rep.total.max_abs, t.max_abs);
       babs += t.base_mean_abs * static_cast<double>(t.numel);
       const std::string fam = tensor_family(t.name);
-      auto it = std::find_if(rep.families.begin(), rep.families.end(), [&](const TensorDiff& f) { return f.name == fam; });
+      auto it =
+          std::find_if(rep.families.begin(), rep.families.end(), [&](const TensorDiff& f) { return f.name == fam; });
       if (it == rep.families.end()) {
         rep.families.push_back(TensorDiff{});
         it = rep.families.end() - 1;

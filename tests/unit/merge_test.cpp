@@ -13,6 +13,7 @@
 #include "src/merge/merge_config.h"
 #include "src/merge/methods.h"
 #include "src/merge/slerp.h"
+#include "src/pipeline/diff.h"
 
 namespace deltakit {
 namespace {
@@ -332,6 +333,9 @@ TEST(MergeParams, ScalarsGradientsAndFilters) {
   EXPECT_DOUBLE_EQ(*three.at("x", 0.5), 1.0);
   EXPECT_EQ(layer_index("model.layers.17.mlp.down_proj.weight"), 17);
   EXPECT_EQ(layer_index("model.embed_tokens.weight"), std::nullopt);
+  EXPECT_EQ(layer_index("model.sublayers.3.w"), std::nullopt);
+  EXPECT_EQ(tensor_family("model.layers.17.mlp.down_proj.weight"), "mlp.down_proj.weight");  // diff's families
+  EXPECT_EQ(tensor_family("lm_head.weight"), "lm_head.weight");
   EXPECT_DOUBLE_EQ(gradient_position("model.embed_tokens.weight", 4), 0.0);
   EXPECT_DOUBLE_EQ(gradient_position("lm_head.weight", 4), 1.0);
 }
