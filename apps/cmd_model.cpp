@@ -9,7 +9,6 @@
 #include <cmath>
 #include <cstdio>
 #include <iostream>
-
 #include <nlohmann/json.hpp>
 
 #include "apps/cli_common.h"
@@ -28,10 +27,11 @@ namespace deltakit::cli {
 namespace {
 
 void add_train_overrides(po::options_description& opts) {
-  opts.add_options()("steps", po::value<int64_t>(), "optimizer steps")("batch", po::value<int64_t>(), "sequences per step")(
-      "seq", po::value<int64_t>(), "tokens per sequence")("lr", po::value<double>(), "peak learning rate")(
-      "warmup", po::value<int64_t>(), "warm-up steps")("seed", po::value<uint64_t>(), "data and init seed")(
-      "threads", po::value<int>()->default_value(0), "threads (0: all cores)")(
+  opts.add_options()("steps", po::value<int64_t>(), "optimizer steps")(
+      "batch", po::value<int64_t>(), "sequences per step")("seq", po::value<int64_t>(), "tokens per sequence")(
+      "lr", po::value<double>(), "peak learning rate")("warmup", po::value<int64_t>(), "warm-up steps")(
+      "seed", po::value<uint64_t>(), "data and init seed")("threads", po::value<int>()->default_value(0),
+                                                           "threads (0: all cores)")(
       "quiet", po::bool_switch(), "no progress lines")("overwrite", po::bool_switch(), "replace an existing --out");
 }
 
@@ -92,8 +92,9 @@ EmbeddedPreset read_train_config(const std::string& path) {
   };
   only(root, "", {"size", "model", "train", "skill_share"});
   const YAML::Node m = root["model"], t = root["train"];
-  only(m, "model.", {"hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
-                     "num_key_value_heads", "head_dim", "max_position_embeddings", "rope_theta", "tie_word_embeddings"});
+  only(m, "model.",
+       {"hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads",
+        "head_dim", "max_position_embeddings", "rope_theta", "tie_word_embeddings"});
   only(t, "train.", {"steps", "batch", "seq", "lr", "warmup", "weight_decay", "min_lr_ratio", "clip", "seed"});
   if (m) {
     read(m, "model.", "hidden_size", p.model.dim);
@@ -150,8 +151,8 @@ int cmd_finetune(const Args& args) {
   po::options_description opts("finetune options");
   opts.add_options()("model", po::value<std::string>(), "base model folder")(
       "task", po::value<std::string>(), "skill (rev, sort, caps, dup, add, get) or text:FILE")(
-      "out", po::value<std::string>(), "output model folder")(
-      "regime", po::value<std::string>()->default_value("sft"), "sft (small deltas) | continued (large deltas)")(
+      "out", po::value<std::string>(), "output model folder")("regime", po::value<std::string>()->default_value("sft"),
+                                                              "sft (small deltas) | continued (large deltas)")(
       "size", po::value<std::string>()->default_value("small"), "preset whose regime defaults to use")(
       "replay", po::value<double>(), "share of each batch replaying the base's corpus (skills; sft default 0.125)");
   add_train_overrides(opts);
@@ -171,81 +172,6 @@ int cmd_finetune(const Args& args) {
   finetune(vm["model"].as<std::string>(), task, o, out, vm["overwrite"].as<bool>(),
            progress_logger("finetune " + task, o.steps, vm["quiet"].as<bool>()));
   std::printf("wrote %s\n", out.c_str());
-  return 0;
-}
-
-int cmd_eval(const Args& args) {
-  po::options_description opts("eval options");
-  opts.add_options()("model", po::value<std::string>(), "model folder")(
-      "tokens", po::value<std::string>(), "file of little-endian uint32 token ids")(
-      "text", po::value<std::string>(), "text file, tokenized with the model's tokenizer")(
-      "corpus", po::bool_switch(), "held-out lines of the embedded corpus (byte-tokenized models)")(
-      "task", po::value<std::vector<std::string>>()->composing(), "skill exact match (repeatable; 'all')")(
-      "samples", po::value<int64_t>()->default_value(200), "examples per --task")(
-      "window", po::value<int64_t>(), "predictions per window (default: the model's context)")(
-      "max-tokens", po::value<int64_t>()->default_value(0), "use only the first N tokens (0: all)")(
-      "threads", po::value<int>()->default_value(0), "threads (0: all cores)")(
-      "json", po::bool_switch(), "end with one JSON object on the last line");
-  po::variables_map vm;
-  if (!parse("eval", "--model DIR [--tokens FILE | --text FILE | --corpus] [--task T] [--json]", opts, {}, args, vm))
-    return 0;
-  require(vm, {"model"});
-  kernels::set_threads(vm["threads"].as<int>());
-  const std::string dir = vm["model"].as<std::string>();
-  LlamaParams p = load_llama(dir);
-  const int64_t window = vm.count("window") ? vm["window"].as<int64_t>() : static_cast<int64_t>(p.config().max_seq);
-  if (window < 1) throw Error(ErrorCode::Usage, "", "--window must be >= 1");
-  nlohmann::ordered_json j;
-  j["model"] = dir;
-  auto report_loss = [&](const std::string& what, std::vector<int32_t> ids) {
-    const int64_t cap = vm["max-tokens"].as<int64_t>();
-    if (cap > 0 && static_cast<int64_t>(ids.size()) > cap) ids.resize(static_cast<size_t>(cap));
-    LossReport r = evaluate_loss(p, ids, window);
-    std::printf("%s: loss %.4f perplexity %.3f over %lld tokens (%lld windows of %lld)\n", what.c_str(), r.loss,
-                r.perplexity, static_cast<long long>(r.tokens), static_cast<long long>(r.windows),
-                static_cast<long long>(std::min<int64_t>(window, static_cast<int64_t>(p.config().max_seq))));
-    j["loss"] = r.loss, j["perplexity"] = r.perplexity, j["tokens"] = r.tokens, j["windows"] = r.windows;
-    j["source"] = what;
-  };
-  if (vm.count("tokens")) report_loss(vm["tokens"].as<std::string>(), read_token_file(vm["tokens"].as<std::string>(), p.config().vocab));
-  if (vm.count("text") || vm["corpus"].as<bool>()) {
-    auto tok = load_tokenizer(dir, p.config().vocab);
-    if (!tok) throw Error(ErrorCode::Usage, dir, "the model declares no tokenizer (deltakit_tokenizer.json); use --tokens");
-    if (vm.count("text")) {
-      const std::string path = vm["text"].as<std::string>();
-      std::vector<int32_t> ids = {tok->bos()};
-      for (int32_t id : tok->encode(read_whole_file(path, "text"))) ids.push_back(id);
-      report_loss(path, ids);
-    } else {
-      if (tok->vocab() != ByteTokenizer::kVocab) throw Error(ErrorCode::Usage, dir, "--corpus needs a byte-tokenized model");
-      report_loss("corpus (held out)", corpus_tokens(kEvalStream, 400));
-    }
-  }
-  if (vm.count("task")) {
-    std::vector<std::string> tasks;
-    for (const auto& t : vm["task"].as<std::vector<std::string>>()) {
-      if (t == "all") {
-        for (const auto& s : skill_names()) tasks.push_back(s);
-      } else if (!is_skill(t)) {
-        throw Error(ErrorCode::Usage, "", "unknown task \"" + t + "\" (rev, sort, caps, dup, add, get, all)");
-      } else {
-        tasks.push_back(t);
-      }
-    }
-    auto tok = load_tokenizer(dir, p.config().vocab);
-    if (!tok || tok->vocab() != ByteTokenizer::kVocab)
-      throw Error(ErrorCode::Usage, dir, "skills are written in the byte tokenizer; this model does not use it");
-    for (const auto& t : tasks) {
-      SkillReport r = evaluate_skill(p, t, vm["samples"].as<int64_t>(), kEvalStream);
-      std::printf("task %-5s exact match %6.1f%% (%lld/%lld)   e.g. %s\n", t.c_str(), 100.0 * r.accuracy(),
-                  static_cast<long long>(r.correct), static_cast<long long>(r.total),
-                  r.samples.empty() ? "" : r.samples[0].c_str());
-      j["tasks"][t] = {{"accuracy", r.accuracy()}, {"correct", r.correct}, {"total", r.total}};
-    }
-  }
-  if (!vm.count("tokens") && !vm.count("text") && !vm["corpus"].as<bool>() && !vm.count("task"))
-    throw Error(ErrorCode::Usage, "", "nothing to evaluate: give --tokens, --text, --corpus or --task");
-  if (vm["json"].as<bool>()) std::printf("%s\n", j.dump().c_str());
   return 0;
 }
 
@@ -275,8 +201,8 @@ int cmd_generate(const Args& args) {
 int cmd_import_llama2c(const Args& args) {
   po::options_description opts("import-llama2c options");
   opts.add_options()("model", po::value<std::string>(), "llama2.c checkpoint (.bin)")(
-      "tokenizer", po::value<std::string>(), "llama2.c tokenizer (.bin)")("out", po::value<std::string>(), "output folder")(
-      "overwrite", po::bool_switch(), "replace an existing --out");
+      "tokenizer", po::value<std::string>(), "llama2.c tokenizer (.bin)")(
+      "out", po::value<std::string>(), "output folder")("overwrite", po::bool_switch(), "replace an existing --out");
   po::positional_options_description pos;
   pos.add("model", 1);
   po::variables_map vm;

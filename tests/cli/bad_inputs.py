@@ -691,6 +691,27 @@ def merge_density_out_of_range(ctx):
     return argv, out, cfg, "density must lie in [0, 1]"
 
 
+@case
+def eval_reference_other_shape(ctx):
+    a, b = ctx.path("a"), ctx.path("b")
+    for out, size in ((a, "tiny"), (b, "small")):
+        subprocess.run([ctx.deltakit, "train", "--size", size, "--steps", "1", "--out", out, "--quiet"], check=True,
+                       stdout=subprocess.DEVNULL)
+    return [ctx.deltakit, "eval", "--model", a, "--reference", b], None, a, "differ in shape"
+
+
+@case
+def eval_prompt_line_not_a_token(ctx):
+    m = ctx.path("m")
+    subprocess.run([ctx.deltakit, "train", "--size", "tiny", "--steps", "1", "--out", m, "--quiet"], check=True,
+                   stdout=subprocess.DEVNULL)
+    lines = ctx.path("prompts.txt")
+    with open(lines, "w") as f:
+        f.write("256 65 66\n256 65 9999\n")
+    return ([ctx.deltakit, "eval", "--model", m, "--reference", m, "--prompts-from", "lines:" + lines], None, lines,
+            "line 2")
+
+
 def run_case(deltakit, name):
     work = tempfile.mkdtemp(prefix="deltakit-bad-")
     try:
