@@ -182,20 +182,11 @@ ApplyReport run_apply(const ApplyOptions& opt, Comm& comm) {
     }
     base->check_intact();
   });
-  comm.barrier();  // every shard is in the folder
-  if (comm.is_root()) {
-    progress.finish();
-    independently(comm, [&] {
-      write_shard_index(journal.dir(), plan);
-      std::error_code ec;
-      write_side_files(std::filesystem::is_directory(opt.base, ec) ? opt.base : std::string(), journal.dir(),
-                       ad->side_files());
-      journal.commit_as_output();
-    });
-    rep.complete = true;
-  } else {
-    journal.disown();
-  }
+  rep.complete = commit_shard_job(comm, journal, plan, progress, [&] {
+    std::error_code ec;
+    write_side_files(std::filesystem::is_directory(opt.base, ec) ? opt.base : std::string(), journal.dir(),
+                     ad->side_files());
+  });
   // totals over ranks (warnings stay with the rank that saw them: --force runs print per rank)
   uint64_t totals[2] = {rep.tensors, rep.bytes_written};
   comm.allreduce_sum(totals);

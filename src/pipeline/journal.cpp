@@ -4,9 +4,9 @@
 #include <fstream>
 #include <sstream>
 
+#include "formats/checkpoint.h"
 #include "src/core/collective.h"
 #include "src/core/error.h"
-#include "formats/checkpoint.h"
 #include "src/pipeline/partition.h"
 
 namespace deltakit {
@@ -109,6 +109,22 @@ ProgressCount shards_done(const JobJournal& journal, const ShardPlan& plan) {
   for (size_t i = 0; i < plan.shards.size(); ++i)
     if (items.count(plan.name(i))) ++c.items, c.bytes += plan.bytes[i];
   return c;
+}
+
+bool commit_shard_job(Comm& comm, JobJournal& journal, const ShardPlan& plan, ProgressReporter& progress,
+                      const std::function<void()>& finish_folder) {
+  comm.barrier();  // every shard is in the folder
+  if (!comm.is_root()) {
+    journal.disown();
+    return false;
+  }
+  progress.finish();
+  independently(comm, [&] {
+    write_shard_index(journal.dir(), plan);
+    finish_folder();
+    journal.commit_as_output();
+  });
+  return true;
 }
 
 }  // namespace deltakit

@@ -6,6 +6,7 @@
 // folder is removed unless --resume was given, so nothing is left behind.
 #pragma once
 
+#include <functional>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <string>
@@ -57,5 +58,11 @@ struct PendingShards {
 };
 PendingShards pending_shards(const JobJournal& journal, const ShardPlan& plan, const Comm& comm);
 ProgressCount shards_done(const JobJournal& journal, const ShardPlan& plan);
+
+// The end of such a job, called by every rank once its shards are written: after a barrier, rank
+// 0 ends the progress line, writes the shard index and whatever `finish_folder` adds (side files),
+// and commits the folder as the output; the other ranks let go of it. True on the committing rank.
+bool commit_shard_job(Comm& comm, JobJournal& journal, const ShardPlan& plan, ProgressReporter& progress,
+                      const std::function<void()>& finish_folder);
 
 }  // namespace deltakit

@@ -287,33 +287,24 @@ MergeReport run_merge(const MergeOptions& opt, Comm& comm) {
   if (method->kind == MergeKind::TaskArithmetic)
     rescale_label =
         merge_param(cfg, -1, "rescale", "", 0, method->default_rescale) != 0 ? rescale_name(rescale_norm) : "none";
-  comm.barrier();
-  if (comm.is_root()) {
-    progress.finish();
-    independently(comm, [&] {
-      write_shard_index(journal.dir(), plan);
-      // side files: the tokenizer source's (the base's by default), the config's dtype, the card
-      std::string side_from = layout->path();
-      if (!cfg.tokenizer_source.empty() && cfg.tokenizer_source != "base") side_from = cfg.tokenizer_source;
-      std::error_code ec;
-      if (!fs::is_directory(side_from, ec)) side_from.clear();
-      std::map<std::string, std::string> overrides = {{"merge.yml", cfg.source_text},
-                                                      {"README.md", model_card(cfg, *method, rescale_label)}};
-      const fs::path cfg_json = fs::path(layout->path()) / "config.json";
-      if (!cfg.dtype.empty() && fs::is_regular_file(cfg_json, ec)) {
-        auto j = nlohmann::ordered_json::parse(read_whole_file(cfg_json.string(), "config.json"), nullptr, false);
-        if (j.is_object()) {
-          j["torch_dtype"] = torch_dtype_name(output_dtype(cfg.dtype, DType::F32));
-          overrides["config.json"] = j.dump(2) + "\n";
-        }
+  rep.complete = commit_shard_job(comm, journal, plan, progress, [&] {
+    // side files: the tokenizer source's (the base's by default), the config's dtype, the card
+    std::string side_from = layout->path();
+    if (!cfg.tokenizer_source.empty() && cfg.tokenizer_source != "base") side_from = cfg.tokenizer_source;
+    std::error_code ec;
+    if (!fs::is_directory(side_from, ec)) side_from.clear();
+    std::map<std::string, std::string> overrides = {{"merge.yml", cfg.source_text},
+                                                    {"README.md", model_card(cfg, *method, rescale_label)}};
+    const fs::path cfg_json = fs::path(layout->path()) / "config.json";
+    if (!cfg.dtype.empty() && fs::is_regular_file(cfg_json, ec)) {
+      auto j = nlohmann::ordered_json::parse(read_whole_file(cfg_json.string(), "config.json"), nullptr, false);
+      if (j.is_object()) {
+        j["torch_dtype"] = torch_dtype_name(output_dtype(cfg.dtype, DType::F32));
+        overrides["config.json"] = j.dump(2) + "\n";
       }
-      write_side_files(side_from, journal.dir(), overrides);
-      journal.commit_as_output();
-    });
-    rep.complete = true;
-  } else {
-    journal.disown();
-  }
+    }
+    write_side_files(side_from, journal.dir(), overrides);
+  });
   uint64_t totals[3] = {rep.tensors, rep.bytes_written, rep.bytes_read};
   comm.allreduce_sum(totals);
   rep.tensors = totals[0], rep.bytes_written = totals[1], rep.bytes_read = totals[2];
