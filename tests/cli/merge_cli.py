@@ -14,9 +14,8 @@ import argparse, json, os, struct, subprocess, sys, tempfile
 
 import numpy as np
 
-ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
-           OMPI_MCA_rmaps_base_oversubscribe="1",
-           ASAN_OPTIONS=os.environ.get("ASAN_OPTIONS", "") + ":detect_leaks=0")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from cli_run import MPI_ENV as ENV  # noqa: E402
 
 
 def run(*argv, ok=True):

@@ -29,16 +29,10 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import adapter_decode  # noqa: E402
-from cli_run import run  # noqa: E402
+from cli_run import MPI_ENV as ENV, run  # noqa: E402
 from st_independent import read_checkpoint  # noqa: E402
 
 SKIP = 77
-# detect_leaks=0 (used by the ASan build only): Open MPI allocates at MPI_Init what it never frees,
-# in MCA components it unloads before LeakSanitizer could name them; ASan's memory-error checks
-# stay on.
-ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
-           OMPI_MCA_rmaps_base_oversubscribe="1",
-           ASAN_OPTIONS=os.environ.get("ASAN_OPTIONS", "") + ":detect_leaks=0")
 
 
 def mpi(a, n, *argv):
