@@ -1,7 +1,6 @@
 #include "src/pipeline/diff.h"
 
 #include <algorithm>
-#include <cctype>
 #include <chrono>
 #include <cmath>
 #include <cstring>
@@ -85,12 +84,14 @@ std::string tensor_family(const std::string& name) {
 }
 
 namespace {
-// Adds one tensor's statistics into an aggregate row (norms in quadrature, means by count).
+// Adds one tensor's statistics into an aggregate row (norms in quadrature; means by count, mean|δ|
+// over the finite deltas as TOTAL's and each tensor's are).
 void accumulate_into(TensorDiff& agg, const TensorDiff& t) {
   const double n = static_cast<double>(agg.numel), m = static_cast<double>(t.numel);
+  const double nf = static_cast<double>(agg.numel - agg.nonfinite), mf = static_cast<double>(t.numel - t.nonfinite);
   agg.l2 = std::sqrt(agg.l2 * agg.l2 + t.l2 * t.l2);
   agg.base_l2 = std::sqrt(agg.base_l2 * agg.base_l2 + t.base_l2 * t.base_l2);
-  agg.mean_abs = n + m > 0 ? (agg.mean_abs * n + t.mean_abs * m) / (n + m) : 0;
+  agg.mean_abs = nf + mf > 0 ? (agg.mean_abs * nf + t.mean_abs * mf) / (nf + mf) : 0;
   agg.base_mean_abs = n + m > 0 ? (agg.base_mean_abs * n + t.base_mean_abs * m) / (n + m) : 0;
   agg.max_abs = std::max(agg.max_abs, t.max_abs);
   agg.numel += t.numel;
