@@ -1,12 +1,15 @@
-// Selection by a model-wide cut on scores (cherry or topk with scope=model). Non-negative fp32
-// scores are ordered like their bit patterns, so a cut is a 32-bit key: keep every entry whose
-// key is above `threshold`, plus the first `ties_keep` entries (lowest index first) whose key
-// equals it. src/pipeline/global_cut.h finds the cut over all ranks' tensors exactly.
+// Selection by a cut on scores: top-k without sorting. Non-negative fp32 scores are ordered like
+// their bit patterns, so a cut is a 32-bit key: keep every entry whose key is above `threshold`,
+// plus the first `ties_keep` entries (lowest index first) whose key equals it. The cut is found by
+// a radix select, two passes of 2^16-bucket histograms over the keys: over all ranks' tensors for
+// a model-wide cut (cherry or topk with scope=model, src/pipeline/global_cut.h), over one tensor's
+// magnitudes for the topk codec and the merges' TIES trim (magnitude_cut below).
 #pragma once
 
 #include <cstdint>
 #include <cstring>
 #include <span>
+#include <utility>
 #include <vector>
 
 namespace deltakit {
@@ -14,6 +17,14 @@ namespace deltakit {
 struct ScoreCut {
   uint32_t threshold = UINT32_MAX;  // no finite score's key exceeds it: nothing kept
   uint64_t ties_keep = 0;
+
+  // Ask each candidate's key once, in index order: spends `ties_keep`. Branch-free: with random
+  // magnitudes a branch mispredicts half the time.
+  bool keep(uint32_t key) {
+    const bool tie = (key == threshold) & (ties_keep > 0);
+    ties_keep -= tie;
+    return (key > threshold) | tie;
+  }
 };
 
 // NaN and negative scores (which valid inputs never give) count as 0.
@@ -23,6 +34,24 @@ inline uint32_t score_key(float s) {
   std::memcpy(&k, &s, 4);
   return k;
 }
+
+// |x| as a score (magnitude top-k): score_key(|x|) computed on the bits, NaN as 0. (Through
+// fabs and score_key's float compare the TIES trim's histogram passes ran measurably slower.)
+inline uint32_t magnitude_key(float x) {
+  uint32_t k;
+  std::memcpy(&k, &x, 4);
+  k &= 0x7fffffffu;
+  return k > 0x7f800000u ? 0 : k;
+}
+
+constexpr size_t kScoreBuckets = size_t{1} << 16;
+// The bucket b of a kScoreBuckets histogram where the count from the top reaches `need`, and the
+// count strictly above b.
+std::pair<uint32_t, uint64_t> find_bucket(const std::vector<uint64_t>& hist, uint64_t need);
+
+// The cut keeping the k largest |x| among the entries not marked in `skip` (empty: none skipped;
+// k above the candidates keeps them all). Skipped entries must not be asked (keep()).
+ScoreCut magnitude_cut(std::span<const float> x, uint64_t k, std::span<const uint8_t> skip = {});
 
 // Sorted positions selected by the cut.
 std::vector<uint64_t> select_by_cut(std::span<const float> scores, const ScoreCut& cut);

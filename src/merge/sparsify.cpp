@@ -6,7 +6,7 @@
 #include <stdexcept>
 #include <vector>
 
-#include "src/core/magnitude_cut.h"
+#include "src/codec/score_cut.h"
 #include "src/core/philox.h"
 
 namespace deltakit {
@@ -80,9 +80,9 @@ void sparsify(std::span<float> d, uint64_t cols, const SparsifyOptions& o) {
   const uint64_t n = d.size();
   switch (o.method) {
     case SparsifyMethod::Magnitude: {
-      MagnitudeCut cut = magnitude_cut(d, static_cast<uint64_t>(o.density * static_cast<double>(n)));
+      ScoreCut cut = magnitude_cut(d, static_cast<uint64_t>(o.density * static_cast<double>(n)));
       const auto mask = [&](size_t first, size_t len, uint8_t* keep) {
-        for (size_t j = 0; j < len; ++j) keep[j] = cut.keep(d[first + j]);
+        for (size_t j = 0; j < len; ++j) keep[j] = cut.keep(magnitude_key(d[first + j]));
       };
       drop_and_rescale(d, o.rescale, mask, nullptr, o.density);
       return;
@@ -95,12 +95,12 @@ void sparsify(std::span<float> d, uint64_t cols, const SparsifyOptions& o) {
       n_top = static_cast<int64_t>(n) - target - n_bot;  // fewer outliers dropped if density needs them
       // keep ranks [n_top, n_top + target) in descending order of |δ|: in the top n_top + target,
       // not in the top n_top
-      MagnitudeCut upto = magnitude_cut(d, static_cast<uint64_t>(n_top + target));
-      MagnitudeCut outliers = magnitude_cut(d, static_cast<uint64_t>(n_top));
+      ScoreCut upto = magnitude_cut(d, static_cast<uint64_t>(n_top + target));
+      ScoreCut outliers = magnitude_cut(d, static_cast<uint64_t>(n_top));
       const auto mask = [&](size_t first, size_t len, uint8_t* keep) {
         for (size_t j = 0; j < len; ++j) {
-          const bool in = upto.keep(d[first + j]);  // both cuts see every entry, in order
-          keep[j] = in & !outliers.keep(d[first + j]);
+          const bool in = upto.keep(magnitude_key(d[first + j]));  // both cuts see every entry, in order
+          keep[j] = in & !outliers.keep(magnitude_key(d[first + j]));
         }
       };
       drop_and_rescale(d, o.rescale, mask, nullptr, o.density);

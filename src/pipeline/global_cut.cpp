@@ -4,27 +4,10 @@
 
 namespace deltakit {
 
-namespace {
-
-constexpr size_t kBuckets = 1 << 16;
-
-// The bucket b (scanning from the top) where the running count reaches `need`, and the count
-// strictly above it.
-std::pair<uint32_t, uint64_t> find_bucket(const std::vector<uint64_t>& hist, uint64_t need) {
-  uint64_t above = 0;
-  for (size_t b = kBuckets; b-- > 0;) {
-    if (above + hist[b] >= need) return {static_cast<uint32_t>(b), above};
-    above += hist[b];
-  }
-  return {0, above};  // unreachable when need <= total
-}
-
-}  // namespace
-
 std::vector<ScoreCut> find_global_cut(Comm& comm, size_t pool_size, const std::vector<size_t>& local, uint64_t budget,
                                       const std::function<std::vector<float>(size_t)>& scores_of) {
   std::vector<ScoreCut> cuts(pool_size);  // default: nothing kept
-  std::vector<uint64_t> high(kBuckets, 0);
+  std::vector<uint64_t> high(kScoreBuckets, 0);
   for (size_t t : local)
     for (float s : scores_of(t)) ++high[score_key(s) >> 16];
   comm.allreduce_sum(high);
@@ -34,7 +17,7 @@ std::vector<ScoreCut> find_global_cut(Comm& comm, size_t pool_size, const std::v
   if (k == 0) return cuts;
 
   const auto [hb, above_bucket] = find_bucket(high, k);
-  std::vector<uint64_t> low(kBuckets, 0);
+  std::vector<uint64_t> low(kScoreBuckets, 0);
   std::vector<std::map<uint32_t, uint64_t>> local_low(local.size());  // per tensor: low bits -> count
   for (size_t j = 0; j < local.size(); ++j)
     for (float s : scores_of(local[j])) {

@@ -1,4 +1,4 @@
-#include "src/core/magnitude_cut.h"
+#include "src/codec/score_cut.h"
 
 #include <gtest/gtest.h>
 
@@ -24,10 +24,10 @@ std::vector<uint8_t> by_sort(const std::vector<float>& x, uint64_t k, const std:
 }
 
 std::vector<uint8_t> by_cut(const std::vector<float>& x, uint64_t k, const std::vector<uint8_t>& skip) {
-  MagnitudeCut cut = magnitude_cut(x, k, skip);
+  ScoreCut cut = magnitude_cut(x, k, skip);
   std::vector<uint8_t> in(x.size(), 0);
   for (size_t i = 0; i < x.size(); ++i)
-    if (skip.empty() || !skip[i]) in[i] = cut.keep(x[i]);
+    if (skip.empty() || !skip[i]) in[i] = cut.keep(magnitude_key(x[i]));
   return in;
 }
 
