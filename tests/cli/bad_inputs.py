@@ -599,11 +599,18 @@ def model_config_heads(ctx):
 
 # --- merge: its YAML config and its inputs -----------------------------------------------------
 
-def merge_config(ctx, text):
+def merge_config(ctx, text=None, method="ties", base=None, models=()):
+    """merge.yml: `text` as given, or a config of `method` over `base` and (path, parameters) models."""
+    if text is None:
+        text = f"merge_method: {method}\n" + (f"base_model: {base}\n" if base else "") + "models:\n" + \
+            "".join(f"  - {{model: {m}, parameters: {p}}}\n" for m, p in models)
     path = ctx.path("merge.yml")
     with open(path, "w") as f:
         f.write(text)
     return path
+
+
+TIES = "{weight: 1, density: 0.5}"
 
 
 def merge_args(ctx, cfg, *flags):
@@ -622,9 +629,7 @@ def merge_yaml_invalid(ctx):
 def merge_model_missing(ctx):
     base, ft = ctx.fixture()
     gone = ctx.path("no_such_model")
-    cfg = merge_config(ctx, f"merge_method: ties\nbase_model: {base}\nmodels:\n"
-                            f"  - {{model: {ft}, parameters: {{weight: 1, density: 0.5}}}}\n"
-                            f"  - {{model: {gone}, parameters: {{weight: 1, density: 0.5}}}}\n")
+    cfg = merge_config(ctx, base=base, models=[(ft, TIES), (gone, TIES)])
     argv, out = merge_args(ctx, cfg)
     return argv, out, gone, "no such"
 
@@ -633,8 +638,7 @@ def merge_model_missing(ctx):
 def merge_adapter_without_base(ctx):
     base, ft = ctx.fixture()
     adapter = ctx.compress(base, ft, ctx.path("a.h5"))
-    cfg = merge_config(ctx, f"merge_method: linear\nmodels:\n  - {{model: {ft}, parameters: {{weight: 1}}}}\n"
-                            f"  - {{model: {adapter}, parameters: {{weight: 1}}}}\n")
+    cfg = merge_config(ctx, method="linear", models=[(ft, "{weight: 1}"), (adapter, "{weight: 1}")])
     argv, out = merge_args(ctx, cfg)
     return argv, out, adapter, "only be merged with base_model"
 
@@ -644,8 +648,7 @@ def merge_adapter_of_another_base(ctx):
     base, ft = ctx.fixture()
     other_base, other_ft = ctx.fixture("o", "--seed", "9")
     adapter = ctx.compress(other_base, other_ft, ctx.path("a.h5"))
-    cfg = merge_config(ctx, f"merge_method: task_arithmetic\nbase_model: {base}\nmodels:\n"
-                            f"  - {{model: {adapter}, parameters: {{weight: 1}}}}\n")
+    cfg = merge_config(ctx, method="task_arithmetic", base=base, models=[(adapter, "{weight: 1}")])
     argv, out = merge_args(ctx, cfg)
     return argv, out, adapter, "differs from the one the adapter was made from"
 
@@ -655,9 +658,7 @@ def merge_other_architecture_keeps_output(ctx):
     """A fine-tune with more layers; the existing output (--overwrite) must survive."""
     base, ft = ctx.fixture()
     _, wide = ctx.fixture("w", "--size", "small")
-    cfg = merge_config(ctx, f"merge_method: ties\nbase_model: {base}\nmodels:\n"
-                            f"  - {{model: {ft}, parameters: {{weight: 1, density: 0.5}}}}\n"
-                            f"  - {{model: {wide}, parameters: {{weight: 1, density: 0.5}}}}\n")
+    cfg = merge_config(ctx, base=base, models=[(ft, TIES), (wide, TIES)])
     argv, out = merge_args(ctx, cfg, "--overwrite")
     os.makedirs(out)
     with open(os.path.join(out, "model.safetensors"), "wb") as f:
@@ -676,8 +677,7 @@ def merge_shape_mismatch(ctx):
         h[name]["shape"] = h[name]["shape"][::-1]
         return h, d
     rewrite(os.path.join(wide, "model.safetensors"), widen)
-    cfg = merge_config(ctx, f"merge_method: task_arithmetic\nbase_model: {base}\nmodels:\n"
-                            f"  - {{model: {wide}, parameters: {{weight: 1}}}}\n")
+    cfg = merge_config(ctx, method="task_arithmetic", base=base, models=[(wide, "{weight: 1}")])
     argv, out = merge_args(ctx, cfg)
     return argv, out, wide, "has shape"
 
@@ -685,8 +685,7 @@ def merge_shape_mismatch(ctx):
 @case
 def merge_density_out_of_range(ctx):
     base, ft = ctx.fixture()
-    cfg = merge_config(ctx, f"merge_method: ties\nbase_model: {base}\nmodels:\n"
-                            f"  - {{model: {ft}, parameters: {{weight: 1, density: 1.5}}}}\n")
+    cfg = merge_config(ctx, base=base, models=[(ft, "{weight: 1, density: 1.5}")])
     argv, out = merge_args(ctx, cfg)
     return argv, out, cfg, "density must lie in [0, 1]"
 
