@@ -100,17 +100,24 @@ std::vector<float> delta_of(const Fixture& f, size_t m) {
   return d;
 }
 
+// The weighted task vectors the SPEC mixes: w_m · sparsified(δ_m, m) for the fixture's three models.
+template <class Sparsified>
+std::vector<std::vector<float>> weighted_deltas(const Fixture& f, const TensorMergeArgs& a, Sparsified sparsified) {
+  std::vector<std::vector<float>> wd;
+  for (size_t m = 0; m < 3; ++m) {
+    std::vector<float> d = sparsified(delta_of(f, m), m);
+    for (auto& v : d) v *= static_cast<float>(a.weight[m]);
+    wd.push_back(d);
+  }
+  return wd;
+}
+
 TEST(Merge, TaskArithmeticIsBasePlusLambdaWeightedSum) {
   Fixture f;
   auto a = f.args();
   a.lambda = 0.7;
   auto got = f.run("task_arithmetic", a);
-  std::vector<std::vector<float>> wd;
-  for (size_t m = 0; m < 3; ++m) {
-    auto d = delta_of(f, m);
-    for (auto& v : d) v *= static_cast<float>(a.weight[m]);
-    wd.push_back(d);
-  }
+  const auto wd = weighted_deltas(f, a, [](std::vector<float> d, size_t) { return d; });
   EXPECT_EQ(got, mix(f.base, wd, a.weight, false, false, 0.7));
 }
 
@@ -119,15 +126,12 @@ TEST(Merge, TiesTrimsElectsAndTakesTheDisjointMean) {
   auto a = f.args(0.3);
   a.normalize = true;
   auto got = f.run("ties", a);
-  std::vector<std::vector<float>> wd;
-  for (size_t m = 0; m < 3; ++m) {
-    auto d = delta_of(f, m);
+  const auto wd = weighted_deltas(f, a, [&](std::vector<float> d, size_t) {
     auto order = by_magnitude(d);
     std::vector<float> t(f.n, 0.0f);
     for (size_t j = 0; j < static_cast<size_t>(0.3 * f.n); ++j) t[order[j]] = d[order[j]];
-    for (auto& v : t) v *= static_cast<float>(a.weight[m]);
-    wd.push_back(t);
-  }
+    return t;
+  });
   EXPECT_EQ(got, mix(f.base, wd, a.weight, true, true, 1.0));
 }
 
@@ -147,9 +151,7 @@ TEST(Merge, DareLinearDropsWithTheCounterRngAndRescales) {
     auto a = f.args(0.4);
     a.rescale = r;
     auto got = f.run("dare_linear", a);
-    std::vector<std::vector<float>> wd;
-    for (size_t m = 0; m < 3; ++m) {
-      auto d = delta_of(f, m);
+    const auto wd = weighted_deltas(f, a, [&](std::vector<float> d, size_t m) {
       TensorRng rng(a.seed + m, a.name);
       std::vector<float> kept(f.n, 0.0f);
       double l1 = 0, l1_kept = 0;
@@ -161,10 +163,9 @@ TEST(Merge, DareLinearDropsWithTheCounterRngAndRescales) {
       for (auto& v : kept) {
         if (r == RescaleNorm::Inverse) v = static_cast<float>(v / 0.4);
         if (r == RescaleNorm::L1) v *= static_cast<float>(l1 / l1_kept);
-        v *= static_cast<float>(a.weight[m]);
       }
-      wd.push_back(kept);
-    }
+      return kept;
+    });
     auto want = mix(f.base, wd, a.weight, false, false, 1.0);
     for (size_t i = 0; i < f.n; ++i) EXPECT_NEAR(got[i], want[i], 1e-7) << rescale_name(r) << " " << i;
   }
