@@ -49,6 +49,7 @@ int cmd_demo(const Args& args);
 int cmd_train(const Args& args);
 int cmd_finetune(const Args& args);
 int cmd_eval(const Args& args);
+int cmd_importance(const Args& args);
 int cmd_generate(const Args& args);
 int cmd_import_llama2c(const Args& args);
 

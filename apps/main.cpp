@@ -31,6 +31,7 @@ const std::map<std::string, Command>& commands() {
       {"train", {cmd_train, "train a base model on the embedded synthetic corpus"}},
       {"finetune", {cmd_finetune, "fine-tune a model on a skill or a text"}},
       {"eval", {cmd_eval, "perplexity and skill accuracy of a model"}},
+      {"importance", {cmd_importance, "Fisher or activation importance of the weights, for the cherry codec"}},
       {"generate", {cmd_generate, "greedy text generation"}},
       {"import-llama2c", {cmd_import_llama2c, "convert a llama2.c checkpoint to a Hugging Face folder"}},
       {"make-fixture", {cmd_make_fixture, "write a Llama-shaped base + fine-tune pair for tests"}},

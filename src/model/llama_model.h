@@ -26,6 +26,17 @@ class LlamaModel {
   const float* probs() const { return probs_.data(); }
   const std::vector<float>& losses() const { return losses_; }
   int64_t counted() const { return counted_; }
+  // After forward: the input of each linear map of layer l, [B*T, in_features] row-major —
+  // q/k/v_proj read `attn`, o_proj `attn_out`, gate/up_proj `mlp`, down_proj `mlp_act` — and the
+  // final hidden state lm_head reads.
+  struct LinearInputs {
+    const float *attn, *attn_out, *mlp, *mlp_act;
+  };
+  LinearInputs linear_inputs(size_t l) const {
+    const LayerActs& a = acts_.at(l);
+    return {a.h1.data(), a.o.data(), a.h2.data(), a.a.data()};
+  }
+  const float* head_input() const { return hf_.data(); }
 
  private:
   struct LayerActs {

@@ -711,6 +711,22 @@ def eval_prompt_line_not_a_token(ctx):
             "line 2")
 
 
+@case
+def importance_calibration_too_short(ctx):
+    # a token file shorter than one calibration window; the existing output survives --overwrite
+    m = ctx.path("m")
+    subprocess.run([ctx.deltakit, "train", "--size", "tiny", "--steps", "1", "--out", m, "--quiet"], check=True,
+                   stdout=subprocess.DEVNULL)
+    tokens = ctx.path("calib.u32")
+    with open(tokens, "wb") as f:
+        f.write(struct.pack("<10I", *range(256, 260), *range(6)))
+    out = ctx.path("fisher.safetensors")
+    with open(out, "wb") as f:
+        f.write(b"an earlier result")
+    return ([ctx.deltakit, "importance", "--model", m, "--kind", "fisher", "--calibration", "tokens:" + tokens,
+             "--seq-len", "16", "--out", out, "--overwrite"], out, tokens, "fewer than one calibration window")
+
+
 def run_case(deltakit, name):
     work = tempfile.mkdtemp(prefix="deltakit-bad-")
     try:

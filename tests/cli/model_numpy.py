@@ -26,7 +26,8 @@ def rms(x, w, eps):
     return x / np.sqrt((x * x).mean(-1, keepdims=True) + eps) * w
 
 
-def logits_of(W, cfg, ids):
+def logits_of(W, cfg, ids, inputs=None):
+    """Logits [T, vocab]; with a dict `inputs`, also each linear weight's input rows by weight name."""
     T = len(ids)
     H, KV = cfg["num_attention_heads"], cfg["num_key_value_heads"]
     hd = cfg.get("head_dim") or cfg["hidden_size"] // H
@@ -40,27 +41,31 @@ def logits_of(W, cfg, ids):
         rot = np.concatenate([-x[..., half:], x[..., :half]], -1)
         return x * cos[:, None, :] + rot * sin[:, None, :]
 
+    def lin(name, x):
+        if inputs is not None:
+            inputs[name] = x
+        return x @ W[name].T
+
     x = W["model.embed_tokens.weight"][ids]
     mask = np.triu(np.full((T, T), -np.inf), 1)
     for l in range(cfg["num_hidden_layers"]):
         p = f"model.layers.{l}."
         h = rms(x, W[p + "input_layernorm.weight"], eps)
-        q = (h @ W[p + "self_attn.q_proj.weight"].T).reshape(T, H, hd)
-        k = (h @ W[p + "self_attn.k_proj.weight"].T).reshape(T, KV, hd)
-        v = (h @ W[p + "self_attn.v_proj.weight"].T).reshape(T, KV, hd)
+        q = lin(p + "self_attn.q_proj.weight", h).reshape(T, H, hd)
+        k = lin(p + "self_attn.k_proj.weight", h).reshape(T, KV, hd)
+        v = lin(p + "self_attn.v_proj.weight", h).reshape(T, KV, hd)
         q, k = rope(q), rope(k)
         k, v = np.repeat(k, H // KV, axis=1), np.repeat(v, H // KV, axis=1)
         s = np.einsum("thd,shd->hts", q, k) / np.sqrt(hd) + mask
         s = np.exp(s - s.max(-1, keepdims=True))
         s /= s.sum(-1, keepdims=True)
         o = np.einsum("hts,shd->thd", s, v).reshape(T, H * hd)
-        x = x + o @ W[p + "self_attn.o_proj.weight"].T
+        x = x + lin(p + "self_attn.o_proj.weight", o)
         h = rms(x, W[p + "post_attention_layernorm.weight"], eps)
-        g, u = h @ W[p + "mlp.gate_proj.weight"].T, h @ W[p + "mlp.up_proj.weight"].T
-        x = x + (g / (1 + np.exp(-g)) * u) @ W[p + "mlp.down_proj.weight"].T
+        g, u = lin(p + "mlp.gate_proj.weight", h), lin(p + "mlp.up_proj.weight", h)
+        x = x + lin(p + "mlp.down_proj.weight", g / (1 + np.exp(-g)) * u)
     x = rms(x, W["model.norm.weight"], eps)
-    head = W["model.embed_tokens.weight"] if cfg["tie_word_embeddings"] else W["lm_head.weight"]
-    return x @ head.T
+    return lin("model.embed_tokens.weight" if cfg["tie_word_embeddings"] else "lm_head.weight", x)
 
 
 def main():
