@@ -1,31 +1,59 @@
 // deltakit compress --base B --finetuned F (--recipe R [--only GLOB] | --rules FILE) --out A.h5
+#include <cmath>
+#include <filesystem>
 #include <iostream>
 #include <map>
+#include <memory>
 #include <nlohmann/json.hpp>
+#include <optional>
 
 #include "apps/cli_common.h"
+#include "src/core/atomic_output.h"
 #include "src/core/error.h"
 #include "src/pipeline/compress.h"
+#include "src/pipeline/distill.h"
 
 namespace deltakit::cli {
 
+namespace {
+// The undistilled adapter --distill starts from: gone when the command ends, however it ends.
+struct RemovedAtExit {
+  std::string path;
+  explicit RemovedAtExit(std::string p) : path(std::move(p)) {}
+  ~RemovedAtExit() {
+    std::error_code ec;
+    std::filesystem::remove(path, ec);
+  }
+};
+}  // namespace
+
 int cmd_compress(const Args& args) {
   po::options_description opts("compress options");
-  opts.add_options()("base", po::value<std::string>(), "base checkpoint")(
-      "finetuned", po::value<std::string>(), "fine-tuned checkpoint")(
+  opts.add_options()("base", po::value<std::string>(), "base checkpoint")("finetuned", po::value<std::string>(),
+                                                                          "fine-tuned checkpoint")(
       "recipe", po::value<std::string>()->default_value("raw"),
       "codec recipe, e.g. \"bitdelta\", \"dare:p=0.9\", \"dare:p=0.5 > bitdelta:scale=row + cherry:frac=0.005\"")(
-      "only", po::value<std::string>()->default_value(""), "apply --recipe only to tensors matching this glob; raw elsewhere")(
+      "only", po::value<std::string>()->default_value(""),
+      "apply --recipe only to tensors matching this glob; raw elsewhere")(
       "rules", po::value<std::string>()->default_value(""), "YAML/JSON rules file mapping name globs to recipes")(
       "seed", po::value<uint64_t>()->default_value(0), "default seed of dare and randomized lowrank")(
       "threads", po::value<unsigned>()->default_value(0), "worker threads (0: all cores)")(
       "zstd-level", po::value<int>()->default_value(3), "zstd level of the adapter's datasets (1-19)")(
       "out", po::value<std::string>(), "adapter file to write (.h5)")(
-      "overwrite", po::bool_switch(), "replace an existing output (atomically)")(
-      "json", po::bool_switch(), "print a JSON summary");
+      "overwrite", po::bool_switch(), "replace an existing output (atomically)")("json", po::bool_switch(),
+                                                                                 "print a JSON summary")(
+      "distill", po::bool_switch(), "then fit the bitdelta scales to the fine-tune's logits (signs fixed)")(
+      "calibration", po::value<std::string>()->default_value("corpus"),
+      "--distill's data: corpus | skill:NAME | tokens:FILE")("distill-steps", po::value<int64_t>()->default_value(200),
+                                                             "--distill: Adam steps")(
+      "distill-batch", po::value<int64_t>()->default_value(4), "--distill: sequences per step")(
+      "distill-seq-len", po::value<int64_t>()->default_value(128),
+      "--distill: tokens per sequence (at most the context)")("distill-lr", po::value<double>()->default_value(1e-4),
+                                                              "--distill: peak learning rate (cosine to 0)");
   add_job_options(opts);
   po::variables_map vm;
-  if (!parse("compress", "--base B --finetuned F (--recipe R [--only GLOB] | --rules FILE) --out A.h5", opts, {}, args, vm))
+  if (!parse("compress", "--base B --finetuned F (--recipe R [--only GLOB] | --rules FILE) --out A.h5", opts, {}, args,
+             vm))
     return 0;
   require(vm, {"base", "finetuned", "out"});
   CompressOptions o;
@@ -44,28 +72,76 @@ int cmd_compress(const Args& args) {
   if (!o.rules_file.empty() && (!vm["recipe"].defaulted() || !o.only.empty()))
     throw Error(ErrorCode::Usage, "", "give either --recipe [--only] or --rules, not both");
   if (o.zstd_level < 1 || o.zstd_level > 19) throw Error(ErrorCode::Usage, "", "--zstd-level must be 1..19");
+  const bool distill = vm["distill"].as<bool>();
+  DistillOptions d;
+  std::unique_ptr<RemovedAtExit> undistilled;
+  if (distill) {
+    // compress into a hidden file beside the output; the distilled adapter replaces nothing
+    // until it is whole
+    check_output_path(o.out, std::vector<std::string>{o.base, o.finetuned}, o.overwrite);
+    d.base = o.base, d.finetuned = o.finetuned, d.out = o.out, d.overwrite = o.overwrite;
+    d.calibration = vm["calibration"].as<std::string>();
+    d.steps = vm["distill-steps"].as<int64_t>(), d.batch = vm["distill-batch"].as<int64_t>();
+    d.seq_len = vm["distill-seq-len"].as<int64_t>(), d.lr = vm["distill-lr"].as<double>();
+    const std::filesystem::path out(o.out);
+    o.out = (out.parent_path() / ("." + out.filename().string() + ".undistilled.h5")).string();
+    o.overwrite = true;
+    d.adapter = o.out;
+    if (world().is_root()) undistilled = std::make_unique<RemovedAtExit>(o.out);
+  }
   CompressReport r = run_compress(o, world());
   if (!r.complete) return 0;  // ranks other than 0: rank 0 reports
+  std::optional<DistillReport> dr;
+  if (distill) {
+    dr = distill_scales(d);
+    o.out = d.out;
+    r.adapter_bytes = std::filesystem::file_size(o.out);
+    for (const auto& w : dr->warnings) r.warnings.push_back(w);
+    double err = 0, norm = 0;  // the model's relative error again, with the distilled tensors'
+    for (auto& t : r.tensors) {
+      if (auto it = dr->rel_error.find(t.name); it != dr->rel_error.end()) t.rel_error = it->second;
+      err += t.rel_error * t.rel_error * t.delta_sq, norm += t.delta_sq;
+    }
+    r.rel_error = norm > 0 ? std::sqrt(err / norm) : 0.0;
+  }
   for (const auto& w : r.warnings) warn("compress", w);
   std::map<std::string, uint64_t> by_codec;
   uint64_t patches = 0;
   for (const auto& t : r.tensors) ++by_codec[t.codec], patches += t.exact_patches;
   double gbps = r.seconds > 0 ? r.input_bytes / r.seconds / 1e9 : 0.0;
   if (vm["json"].as<bool>()) {
-    std::cout << nlohmann::ordered_json{{"out", o.out}, {"tensors", r.tensors.size()}, {"codecs", by_codec},
-                                        {"exact_patches", patches}, {"input_bytes", r.input_bytes},
-                                        {"adapter_bytes", r.adapter_bytes}, {"seconds", r.seconds},
-                                        {"ranks", world().size()}, {"resumed", r.resumed},
-                                        {"rel_error", r.rel_error}}.dump() << "\n";
+    std::cout << nlohmann::ordered_json{{"out", o.out},
+                                        {"tensors", r.tensors.size()},
+                                        {"codecs", by_codec},
+                                        {"exact_patches", patches},
+                                        {"input_bytes", r.input_bytes},
+                                        {"adapter_bytes", r.adapter_bytes},
+                                        {"seconds", r.seconds},
+                                        {"ranks", world().size()},
+                                        {"resumed", r.resumed},
+                                        {"rel_error", r.rel_error},
+                                        {"distillation", dr ? nlohmann::ordered_json{{"tensors", dr->tensors},
+                                                                                     {"scales", dr->scales},
+                                                                                     {"loss_before", dr->loss_before},
+                                                                                     {"loss_after", dr->loss_after},
+                                                                                     {"seconds", dr->seconds}}
+                                                            : nlohmann::ordered_json()}}
+                     .dump()
+              << "\n";
     return 0;
   }
   std::string codecs;
   for (const auto& [c, n] : by_codec) codecs += (codecs.empty() ? "" : ", ") + std::to_string(n) + " " + c;
-  std::printf("wrote %s: %zu tensors (%s), %s from %s of fine-tune (%.1fx smaller), relative error %.3g, in %.3f s "
-              "(%.2f GB/s, %d rank%s)\n",
-              o.out.c_str(), r.tensors.size(), codecs.c_str(), human_bytes(double(r.adapter_bytes)).c_str(),
-              human_bytes(double(r.input_bytes)).c_str(), r.adapter_bytes ? double(r.input_bytes) / r.adapter_bytes : 0.0,
-              r.rel_error, r.seconds, gbps, world().size(), world().size() > 1 ? "s" : "");
+  std::printf(
+      "wrote %s: %zu tensors (%s), %s from %s of fine-tune (%.1fx smaller), relative error %.3g, in %.3f s "
+      "(%.2f GB/s, %d rank%s)\n",
+      o.out.c_str(), r.tensors.size(), codecs.c_str(), human_bytes(double(r.adapter_bytes)).c_str(),
+      human_bytes(double(r.input_bytes)).c_str(), r.adapter_bytes ? double(r.input_bytes) / r.adapter_bytes : 0.0,
+      r.rel_error, r.seconds, gbps, world().size(), world().size() > 1 ? "s" : "");
+  if (dr)
+    std::printf("distilled %llu scales of %llu bitdelta tensors on %s: held-out logit loss %.6g -> %.6g (%.1f s)\n",
+                static_cast<unsigned long long>(dr->scales), static_cast<unsigned long long>(dr->tensors),
+                d.calibration.c_str(), dr->loss_before, dr->loss_after, dr->seconds);
   return 0;
 }
 

@@ -13,8 +13,8 @@ namespace deltakit {
 
 namespace {
 
-constexpr uint64_t kChunkTarget = 1u << 20;       // bytes per chunk we write
-constexpr uint64_t kChunkLimit = 64ull << 20;     // bytes per chunk we accept
+constexpr uint64_t kChunkTarget = 1u << 20;    // bytes per chunk we write
+constexpr uint64_t kChunkLimit = 64ull << 20;  // bytes per chunk we accept
 constexpr uint64_t kSideFileLimit = 16ull << 20;
 
 hid_t file_type(PartKind k) {
@@ -86,8 +86,9 @@ AdapterWriter::~AdapterWriter() {
 uint64_t AdapterWriter::write_dataset(hid_t group, const Part& p) {
   const size_t esize = part_kind_size(p.kind);
   if (p.bytes.size() != p.count() * esize)
-    throw Error(ErrorCode::Usage, file_.final_path(), "part '" + p.name + "' has " + std::to_string(p.bytes.size()) +
-                                                          " bytes for " + std::to_string(p.count()) + " elements");
+    throw Error(ErrorCode::Usage, file_.final_path(),
+                "part '" + p.name + "' has " + std::to_string(p.bytes.size()) + " bytes for " +
+                    std::to_string(p.count()) + " elements");
   std::vector<hsize_t> dims(p.dims.begin(), p.dims.end()), chunk(dims.size());
   if (dims.empty()) dims.push_back(1), chunk.push_back(1);
   // full trailing dims, the leading dim cut to about kChunkTarget bytes
@@ -99,11 +100,14 @@ uint64_t AdapterWriter::write_dataset(hid_t group, const Part& p) {
   H5Pset_obj_track_times(dcpl.get(), false);
   if (H5Pset_chunk(dcpl.get(), static_cast<int>(chunk.size()), chunk.data()) < 0 ||
       H5Pset_filter(dcpl.get(), kZstdFilterId, H5Z_FLAG_MANDATORY, 1, &level) < 0 || H5Pset_fletcher32(dcpl.get()) < 0)
-    throw Error(ErrorCode::Io, file_.final_path(), "cannot set up dataset '" + p.name + "' (" + h5_error_detail() + ")");
+    throw Error(ErrorCode::Io, file_.final_path(),
+                "cannot set up dataset '" + p.name + "' (" + h5_error_detail() + ")");
   H5Handle space(H5Screate_simple(static_cast<int>(dims.size()), dims.data(), nullptr), H5Sclose);
   H5Handle ds(H5Dcreate2(group, p.name.c_str(), file_type(p.kind), space.get(), H5P_DEFAULT, dcpl.get(), H5P_DEFAULT),
               H5Dclose);
-  if (!ds) throw Error(ErrorCode::Io, file_.final_path(), "cannot create dataset '" + p.name + "' (" + h5_error_detail() + ")");
+  if (!ds)
+    throw Error(ErrorCode::Io, file_.final_path(),
+                "cannot create dataset '" + p.name + "' (" + h5_error_detail() + ")");
   if (!p.bytes.empty() && H5Dwrite(ds.get(), memory_type(p.kind), H5S_ALL, H5S_ALL, H5P_DEFAULT, p.bytes.data()) < 0)
     throw Error(ErrorCode::Io, file_.final_path(), "cannot write dataset '" + p.name + "' (" + h5_error_detail() + ")");
   if (!p.encoding.empty()) h5_write_attr(ds.get(), "encoding", p.encoding);
@@ -122,21 +126,31 @@ uint64_t AdapterWriter::add_tensor(const std::string& name, const Json& attrs, c
 }
 
 uint64_t AdapterWriter::copy_tensor(const AdapterReader& from, const std::string& name) {
+  return copy_tensor(from, name, from.tensor(name).attrs, {});
+}
+
+uint64_t AdapterWriter::copy_tensor(const AdapterReader& from, const std::string& name, const Json& attrs,
+                                    const std::vector<Part>& replaced) {
   // By hand rather than H5Ocopy, which crashes in HDF5 1.10 copying variable-length string
   // attributes held in dense storage.
   const auto& t = from.tensor(name);
   const std::string& out = file_.final_path();
   auto fail = [&](const std::string& what) {
-    throw Error(ErrorCode::Io, out, "cannot copy tensor '" + name + "' from " + from.path() + ": " + what + " (" +
-                                        h5_error_detail() + ")");
+    throw Error(ErrorCode::Io, out,
+                "cannot copy tensor '" + name + "' from " + from.path() + ": " + what + " (" + h5_error_detail() + ")");
   };
   H5Handle g = create_group(tensors_.get(), t.group);
   h5_write_attr(g.get(), "name", name);
-  for (const auto& [k, v] : t.attrs.items())
+  for (const auto& [k, v] : attrs.items())
     if (k != "name") h5_write_attr(g.get(), k, v);
   uint64_t stored = 0;
   std::vector<uint8_t> chunk;
   for (const auto& part : t.parts) {
+    auto fresh = std::find_if(replaced.begin(), replaced.end(), [&](const Part& p) { return p.name == part; });
+    if (fresh != replaced.end()) {
+      stored += write_dataset(g.get(), *fresh);
+      continue;
+    }
     H5Handle src = from.open_part(t, part);
     if (!src) fail("cannot open dataset '" + part + "'");
     H5Handle dcpl(H5Dget_create_plist(src.get()), H5Pclose), type(H5Dget_type(src.get()), H5Tclose),
@@ -209,7 +223,8 @@ std::vector<uint8_t> read_dataset(hid_t ds, const std::string& where, const std:
   if (!space || H5Sget_simple_extent_type(space.get()) != H5S_SIMPLE) invalid(where, what + " is not a simple array");
   const int rank = H5Sget_simple_extent_ndims(space.get());
   std::vector<uint64_t> want = dims.empty() ? std::vector<uint64_t>{1} : dims;
-  if (rank != static_cast<int>(want.size())) invalid(where, what + " has rank " + std::to_string(rank) + ", expected " + std::to_string(want.size()));
+  if (rank != static_cast<int>(want.size()))
+    invalid(where, what + " has rank " + std::to_string(rank) + ", expected " + std::to_string(want.size()));
   std::vector<hsize_t> got(rank);
   H5Sget_simple_extent_dims(space.get(), got.data(), nullptr);
   for (int d = 0; d < rank; ++d)
@@ -218,7 +233,8 @@ std::vector<uint8_t> read_dataset(hid_t ds, const std::string& where, const std:
                          std::to_string(want[d]) + " from the tensor's shape and attributes");
   H5Handle dcpl(H5Dget_create_plist(ds), H5Pclose);
   if (!dcpl) invalid(where, what + ": cannot read its creation properties");
-  if (H5Pget_layout(dcpl.get()) != H5D_CHUNKED) invalid(where, what + " is not chunked (only our chunked layout is read)");
+  if (H5Pget_layout(dcpl.get()) != H5D_CHUNKED)
+    invalid(where, what + " is not chunked (only our chunked layout is read)");
   if (H5Pget_external_count(dcpl.get()) != 0) invalid(where, what + " uses external storage (refused)");
   std::vector<hsize_t> chunk(rank);
   if (H5Pget_chunk(dcpl.get(), rank, chunk.data()) != rank) invalid(where, what + " has a malformed chunk shape");
@@ -231,7 +247,8 @@ std::vector<uint8_t> read_dataset(hid_t ds, const std::string& where, const std:
   if (H5Pget_nfilters(dcpl.get()) != 2) invalid(where, what + " does not have the zstd + fletcher32 filter pipeline");
   unsigned flags = 0, cd[4] = {0, 0, 0, 0};
   size_t ncd = 4;
-  if (H5Pget_filter2(dcpl.get(), 0, &flags, &ncd, cd, 0, nullptr, nullptr) != kZstdFilterId || ncd < 2 || cd[1] != chunk_bytes)
+  if (H5Pget_filter2(dcpl.get(), 0, &flags, &ncd, cd, 0, nullptr, nullptr) != kZstdFilterId || ncd < 2 ||
+      cd[1] != chunk_bytes)
     invalid(where, what + ": the first filter is not zstd with this chunk's size");
   ncd = 4;
   if (H5Pget_filter2(dcpl.get(), 1, &flags, &ncd, cd, 0, nullptr, nullptr) != H5Z_FILTER_FLETCHER32)
@@ -273,13 +290,17 @@ AdapterReader::AdapterReader(const std::string& path) : path_(path) {
     invalid(path, "not a deltakit adapter (root attribute 'format' is not \"deltakit-adapter\")");
   if (!root_.contains("format_version") || !root_["format_version"].is_number_integer() ||
       root_["format_version"].get<int64_t>() != kAdapterVersion)
-    invalid(path, "adapter format_version " + (root_.contains("format_version") ? root_["format_version"].dump() : "(none)") +
+    invalid(path, "adapter format_version " +
+                      (root_.contains("format_version") ? root_["format_version"].dump() : "(none)") +
                       " is not supported (this build reads " + std::to_string(kAdapterVersion) + ")");
   bool have_tensors = false, have_side = false;
   for (const auto& link : h5_hard_links(h5_.get(), path)) {
-    if (link == "tensors") have_tensors = true;
-    else if (link == "side_files") have_side = true;
-    else invalid(path, "unexpected object '/" + link + "' at the root");
+    if (link == "tensors")
+      have_tensors = true;
+    else if (link == "side_files")
+      have_side = true;
+    else
+      invalid(path, "unexpected object '/" + link + "' at the root");
   }
   if (!have_tensors) invalid(path, "the group /tensors is missing");
   H5Handle tg(H5Gopen2(h5_.get(), "tensors", H5P_DEFAULT), H5Gclose);
@@ -292,17 +313,18 @@ AdapterReader::AdapterReader(const std::string& path) : path_(path) {
     t.attrs = h5_read_attrs(g.get(), where);
     AttrReader a{t.attrs, where};
     std::string name = a.str("name");
-    if (h5_escape_name(name) != link) invalid(where, "its 'name' attribute \"" + name + "\" does not match the group name");
+    if (h5_escape_name(name) != link)
+      invalid(where, "its 'name' attribute \"" + name + "\" does not match the group name");
     a.str("codec");
     if (!dtype_from_name(a.str("dtype"))) invalid(where, "attribute 'dtype' is not a safetensors dtype");
     const Json& shape = t.attrs.contains("shape") ? t.attrs["shape"] : Json();
     if (!shape.is_array() || shape.size() > 16) invalid(where, "attribute 'shape' is not an array of up to 16 dims");
     uint64_t numel = 1;
     for (const auto& d : shape) {
-      if (!d.is_number_integer() || d.get<int64_t>() < 0) invalid(where, "attribute 'shape' holds a negative or non-integer dim");
+      if (!d.is_number_integer() || d.get<int64_t>() < 0)
+        invalid(where, "attribute 'shape' holds a negative or non-integer dim");
       auto m = checked_mul(numel, d.get<uint64_t>());
-      if (!m || *m > (uint64_t{1} << 48))
-        invalid(where, "attribute 'shape' describes more than 2^48 elements");
+      if (!m || *m > (uint64_t{1} << 48)) invalid(where, "attribute 'shape' describes more than 2^48 elements");
       numel = *m;
     }
     if (!t.attrs.contains("base_fingerprint") || !t.attrs["base_fingerprint"].is_number_unsigned())
@@ -358,7 +380,8 @@ std::vector<uint8_t> AdapterReader::read_part(const std::string& name, const std
                                               const std::vector<uint64_t>& dims, const std::string& encoding) const {
   const Tensor& t = tensor(name);
   const std::string where = this->where(name);
-  if (std::find(t.parts.begin(), t.parts.end(), part) == t.parts.end()) invalid(where, "dataset '" + part + "' is missing");
+  if (std::find(t.parts.begin(), t.parts.end(), part) == t.parts.end())
+    invalid(where, "dataset '" + part + "' is missing");
   H5Handle ds = open_part(t, part);
   if (!ds) invalid(where, "cannot open dataset '" + part + "' (" + h5_error_detail() + ")");
   return read_dataset(ds.get(), where, part, kind, dims, encoding);
@@ -382,8 +405,8 @@ bool AdapterTensorSource::has(const std::string& part) const {
   return std::find(parts.begin(), parts.end(), part) != parts.end();
 }
 
-std::vector<uint8_t> AdapterTensorSource::read(const std::string& part, PartKind kind, const std::vector<uint64_t>& dims,
-                                               const std::string& encoding) const {
+std::vector<uint8_t> AdapterTensorSource::read(const std::string& part, PartKind kind,
+                                               const std::vector<uint64_t>& dims, const std::string& encoding) const {
   return r_.read_part(name_, part, kind, dims, encoding);
 }
 

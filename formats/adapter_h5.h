@@ -41,6 +41,10 @@ class AdapterWriter {
   // is: H5Ocopy moves the compressed, checksummed chunks without decoding them, so ranks can
   // encode and compress in parallel and rank 0 only stitches. Returns its stored bytes.
   uint64_t copy_tensor(const AdapterReader& from, const std::string& name);
+  // The same with these attributes, and with the parts named in `replaced` written anew instead
+  // of copied (scale distillation rewrites only its scales).
+  uint64_t copy_tensor(const AdapterReader& from, const std::string& name, const Json& attrs,
+                       const std::vector<Part>& replaced);
   // Root attributes and side files, then close, fsync, rename into place, fsync the folder.
   void commit(const Json& root_attrs, const std::map<std::string, std::string>& side_files);
 

@@ -48,14 +48,31 @@ void LlamaModel::reserve(int64_t B, int64_t T) {
 
 float LlamaModel::forward(const ModelWeights& w, const int32_t* tokens, const int32_t* targets, int64_t B, int64_t T) {
   reserve(B, T);
+  const int64_t M = B * T, V = config_.vocab;
+  for (int64_t m = 0; m < M; ++m) {
+    if (targets[m] >= V)
+      throw std::invalid_argument("token id " + std::to_string(targets[m]) + " is outside the model's vocabulary of " +
+                                  std::to_string(V));
+    targets_[m] = targets[m];
+  }
+  forward_logits(w, tokens, B, T);
+  counted_ = k::crossentropy_forward(losses_.data(), probs_.data(), targets_.data(), M, V);
+  double sum = 0;
+  for (int64_t m = 0; m < M; ++m) sum += losses_[m];
+  return counted_ ? static_cast<float>(sum / static_cast<double>(counted_)) : 0.0f;
+}
+
+const float* LlamaModel::forward_logits(const ModelWeights& w, const int32_t* tokens, int64_t B, int64_t T) {
+  reserve(B, T);
   const int64_t M = B * T, D = config_.dim, F = config_.hidden, Q = config_.q_dim(), KV = config_.kv_dim(),
                 V = config_.vocab, H = config_.heads, KVH = config_.kv_heads, hd = config_.head_dim;
   const float eps = static_cast<float>(config_.norm_eps);
+  counted_ = 0;  // no loss until forward() takes one
   for (int64_t m = 0; m < M; ++m) {
-    if (tokens[m] < 0 || tokens[m] >= V || targets[m] >= V)
-      throw std::invalid_argument("token id " + std::to_string(tokens[m] < 0 || tokens[m] >= V ? tokens[m] : targets[m]) +
-                                  " is outside the model's vocabulary of " + std::to_string(V));
-    tokens_[m] = tokens[m], targets_[m] = targets[m], pos_[m] = static_cast<int32_t>(m % T);
+    if (tokens[m] < 0 || tokens[m] >= V)
+      throw std::invalid_argument("token id " + std::to_string(tokens[m]) + " is outside the model's vocabulary of " +
+                                  std::to_string(V));
+    tokens_[m] = tokens[m], pos_[m] = static_cast<int32_t>(m % T);
   }
   for (int64_t m = 0; m < M; ++m) std::copy_n(w.embed + tokens_[m] * D, D, acts_[0].x_in.data() + m * D);
   for (size_t l = 0; l < acts_.size(); ++l) {
@@ -80,22 +97,24 @@ float LlamaModel::forward(const ModelWeights& w, const int32_t* tokens, const in
   }
   k::rmsnorm_forward(hf_.data(), rstdf_.data(), x_out_.data(), w.norm, M, D, eps);
   k::matmul_forward(probs_.data(), hf_.data(), w.lm_head, nullptr, M, D, V);
-  counted_ = k::crossentropy_forward(losses_.data(), probs_.data(), targets_.data(), M, V);
-  double sum = 0;
-  for (int64_t m = 0; m < M; ++m) sum += losses_[m];
-  return counted_ ? static_cast<float>(sum / static_cast<double>(counted_)) : 0.0f;
+  return probs_.data();
 }
 
 void LlamaModel::backward(const ModelWeights& w, const ModelWeights& g, float loss_scale) {
   if (!B_) throw std::logic_error("backward() before forward()");
+  if (!counted_) return;
+  k::crossentropy_backward(dlogits_.data(), probs_.data(), targets_.data(), B_ * T_, config_.vocab,
+                           loss_scale / static_cast<float>(counted_));
+  backward_from_logits(w, g, dlogits_.data());
+}
+
+void LlamaModel::backward_from_logits(const ModelWeights& w, const ModelWeights& g, const float* dlogits) {
+  if (!B_) throw std::logic_error("backward() before forward()");
   const int64_t B = B_, T = T_, M = B * T, D = config_.dim, F = config_.hidden, Q = config_.q_dim(),
                 KV = config_.kv_dim(), V = config_.vocab, H = config_.heads, KVH = config_.kv_heads,
                 hd = config_.head_dim;
-  if (!counted_) return;
-  k::crossentropy_backward(dlogits_.data(), probs_.data(), targets_.data(), M, V,
-                           loss_scale / static_cast<float>(counted_));
   zero(dh_);
-  k::matmul_backward(dh_.data(), g.lm_head, nullptr, dlogits_.data(), hf_.data(), w.lm_head, M, D, V);
+  k::matmul_backward(dh_.data(), g.lm_head, nullptr, dlogits, hf_.data(), w.lm_head, M, D, V);
   zero(dx_);
   k::rmsnorm_backward(dx_.data(), g.norm, dh_.data(), x_out_.data(), w.norm, rstdf_.data(), M, D);
   for (size_t l = acts_.size(); l-- > 0;) {

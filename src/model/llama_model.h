@@ -22,6 +22,12 @@ class LlamaModel {
   // Accumulates d(mean loss)/dθ · loss_scale into `grads` (same layout as the weights).
   void backward(const ModelWeights& w, const ModelWeights& grads, float loss_scale = 1.0f);
 
+  // The logits [B*T, vocab] alone (no loss), for losses taken outside (distillation); valid
+  // until the next forward. backward_from_logits then accumulates dL/dθ into `grads` from a
+  // given dL/dlogits [B*T, vocab].
+  const float* forward_logits(const ModelWeights& w, const int32_t* tokens, int64_t B, int64_t T);
+  void backward_from_logits(const ModelWeights& w, const ModelWeights& grads, const float* dlogits);
+
   // After forward: next-token probabilities [B*T, vocab], and each position's loss (0 if masked).
   const float* probs() const { return probs_.data(); }
   const std::vector<float>& losses() const { return losses_; }

@@ -727,6 +727,17 @@ def importance_calibration_too_short(ctx):
              "--seq-len", "16", "--out", out, "--overwrite"], out, tokens, "fewer than one calibration window")
 
 
+@case
+def compress_distill_without_bitdelta(ctx):
+    # --distill with a recipe that has no scales to fit: the existing output survives --overwrite
+    base, ft = ctx.fixture("distill")
+    out = ctx.path("a.h5")
+    with open(out, "wb") as f:
+        f.write(b"an earlier adapter")
+    return ([ctx.deltakit, "compress", "--base", base, "--finetuned", ft, "--recipe", "quant:bits=4", "--out", out,
+             "--overwrite", "--distill", "--quiet"], out, out, "nothing to distill")
+
+
 def run_case(deltakit, name):
     work = tempfile.mkdtemp(prefix="deltakit-bad-")
     try:

@@ -10,8 +10,8 @@
 #include <random>
 #include <vector>
 
-#include "src/model/kernels.h"
 #include "src/model/batches.h"
+#include "src/model/kernels.h"
 #include "src/model/llama_model.h"
 #include "src/model/trainer.h"
 
@@ -190,6 +190,31 @@ void check_model(bool qkv_bias, bool tied) {
     for (uint64_t i = 0; i < s.numel; ++i) ana += static_cast<double>(grads[s.offset + i]) * v[i];
     EXPECT_NEAR(num, ana, 2e-3 * std::max(1.0, std::fabs(ana))) << s.name;
   }
+}
+
+// A loss taken on the logits outside the model (distillation): L = Σ r ⊙ logits.
+TEST(ModelGrad, BackwardFromLogits) {
+  LlamaConfig c;
+  c.vocab = 11, c.dim = 16, c.hidden = 24, c.layers = 2, c.heads = 4, c.kv_heads = 2, c.head_dim = 4, c.max_seq = 8;
+  LlamaParams p(c);
+  p.init_random(5);
+  for (auto& x : p.data()) x *= 10.0f;
+  for (const auto& s : p.slices())
+    if (s.is_norm) std::fill_n(p.data().begin() + static_cast<int64_t>(s.offset), s.numel, 1.0f);
+  const int64_t B = 2, T = 4;
+  std::vector<int32_t> tokens = {1, 5, 9, 2, 10, 3, 3, 7};
+  auto r = randn(static_cast<size_t>(B * T) * c.vocab, 3);
+  LlamaModel m(c);
+  auto loss = [&] {
+    const float* z = m.forward_logits(p.bind(), tokens.data(), B, T);
+    double s = 0;
+    for (size_t i = 0; i < r.size(); ++i) s += static_cast<double>(z[i]) * r[i];
+    return s;
+  };
+  std::vector<float> grads(p.data().size(), 0.0f);
+  loss();
+  m.backward_from_logits(p.bind(), p.bind(grads.data()), r.data());
+  check_direction(p.data(), grads, loss, "dL/dθ through the logits", 21);
 }
 
 TEST(ModelGrad, LlamaUntied) { check_model(false, false); }
