@@ -50,6 +50,7 @@ int cmd_train(const Args& args);
 int cmd_finetune(const Args& args);
 int cmd_eval(const Args& args);
 int cmd_importance(const Args& args);
+int cmd_plan(const Args& args);
 int cmd_generate(const Args& args);
 int cmd_import_llama2c(const Args& args);
 

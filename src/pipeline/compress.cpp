@@ -12,51 +12,23 @@
 #include "formats/checkpoint.h"
 #include "formats/safetensors.h"
 #include "src/codec/raw.h"
-#include "src/core/half.h"
 #include "src/codec/tensor_codec.h"
 #include "src/core/atomic_output.h"
+#include "src/core/collective.h"
 #include "src/core/error.h"
 #include "src/core/fingerprint.h"
+#include "src/core/half.h"
+#include "src/pipeline/global_cut.h"
+#include "src/pipeline/importance_files.h"
+#include "src/pipeline/journal.h"
 #include "src/pipeline/pair_check.h"
+#include "src/pipeline/partition.h"
 #include "src/pipeline/recipe_rules.h"
 #include "src/pipeline/side_files.h"
-#include "src/core/collective.h"
-#include "src/pipeline/global_cut.h"
-#include "src/pipeline/journal.h"
-#include "src/pipeline/partition.h"
 
 namespace deltakit {
 
 namespace {
-
-// Importance files named by cherry recipes, opened once each.
-class ImportanceFiles {
- public:
-  // H for one tensor, decoded to fp32 and checked (finite, >= 0, the right size).
-  std::vector<float> load(const CherryParams& c, const std::string& tensor, uint64_t numel, uint64_t cols) {
-    auto it = files_.find(c.file);
-    if (it == files_.end()) it = files_.emplace(c.file, std::make_unique<SafetensorsFile>(c.file)).first;
-    const SafetensorsFile& f = *it->second;
-    const SafetensorsEntry* e = f.find(tensor);
-    if (!e) throw Error(ErrorCode::TensorSetMismatch, c.file, "importance file has no tensor '" + tensor + "'");
-    TensorView v = f.view(*e);
-    const uint64_t want = c.importance == "fisher" ? numel : cols;
-    if (!dtype_is_float_decodable(v.dtype) || v.numel() != want)
-      throw Error(ErrorCode::ShapeMismatch, c.file,
-                  "importance '" + tensor + "' must be " + std::to_string(want) + " F32/F16/BF16 values (" +
-                      (c.importance == "fisher" ? "one per weight" : "one per input column") + "), found " +
-                      shape_string(v.shape) + " " + std::string(dtype_name(v.dtype)));
-    std::vector<float> h(want);
-    decode_to_f32(v.dtype, v.bytes, 0, h);
-    for (float x : h)
-      if (!std::isfinite(x) || x < 0)
-        throw Error(ErrorCode::NonFinite, c.file, "importance '" + tensor + "' holds a negative or non-finite value");
-    return h;
-  }
-
- private:
-  std::map<std::string, std::unique_ptr<SafetensorsFile>> files_;
-};
 
 Part bytes_part(const std::string& name, std::span<const uint8_t> b) {
   return {name, PartKind::U8, {b.size()}, {b.begin(), b.end()}, ""};
@@ -80,7 +52,8 @@ void encode_raw(const TensorView& bv, const TensorView& fv, Json& attrs, std::ve
     attrs["raw.exact_patches"] = d.exact_index.size();
     parts.push_back({"raw.delta", PartKind::F32, {fv.numel()}, std::move(delta), ""});
     if (!d.exact_index.empty()) {
-      parts.push_back({"raw.exact_index", PartKind::U64, {d.exact_index.size()}, bytes_of<uint64_t>(d.exact_index), ""});
+      parts.push_back(
+          {"raw.exact_index", PartKind::U64, {d.exact_index.size()}, bytes_of<uint64_t>(d.exact_index), ""});
       parts.push_back(bytes_part("raw.exact_bits", d.exact_bits));
     }
   } else if (d.mode == RawMode::Replace) {
@@ -91,7 +64,6 @@ void encode_raw(const TensorView& bv, const TensorView& fv, Json& attrs, std::ve
   tr.exact_patches = d.exact_index.size();
   tr.nonfinite = d.nonfinite;
 }
-
 
 // One tensor read and compared; the fp32 delta if a lossy recipe will encode it.
 struct PreparedTensor {
@@ -104,8 +76,9 @@ struct PreparedTensor {
   TensorDelta tensor_delta(const std::string& name, unsigned threads) const {
     TensorDelta td{name, fv.dtype, fv.shape, delta, {}, threads, nullptr};
     if (recipe->cherry && recipe->cherry->importance != "magnitude")
-      td.importance = {recipe->cherry->importance == "fisher" ? Importance::Kind::PerElement : Importance::Kind::PerColumn,
-                       importance};
+      td.importance = {
+          recipe->cherry->importance == "fisher" ? Importance::Kind::PerElement : Importance::Kind::PerColumn,
+          importance};
     return td;
   }
 };
@@ -119,7 +92,7 @@ struct CompressJob {
   std::unique_ptr<Checkpoint> base, ft;
   std::vector<std::string> names;
   ImportanceFiles importance;
-  std::vector<ScoreCut> cuts;    // per tensor, for recipes with a scope=model stage
+  std::vector<ScoreCut> cuts;  // per tensor, for recipes with a scope=model stage
   std::vector<bool> has_cut;
 
   static std::string item(size_t i) {
@@ -196,7 +169,10 @@ struct CompressJob {
       ProgressReporter progress(
           opt.progress, "scoring for " + key + " (rank 0's share, 2 passes)", "tensor passes", 2 * local.size(),
           2 * local_bytes,
-          [&] { return ProgressCount{scored.load(), scored_bytes.load()}; }, comm.is_root());
+          [&] {
+            return ProgressCount{scored.load(), scored_bytes.load()};
+          },
+          comm.is_root());
       auto scores_of = [&](size_t j) {
         PreparedTensor p = prepare(pool[j]);
         std::vector<float> s;
@@ -221,8 +197,8 @@ struct CompressJob {
     root["base"] = opt.base;
     root["finetuned"] = opt.finetuned;
     root["tensor_count"] = tensor_count;
-    root["base_fingerprint"] = fingerprint_hex(
-        fingerprint64({reinterpret_cast<const uint8_t*>(fingerprints.data()), fingerprints.size()}));
+    root["base_fingerprint"] =
+        fingerprint_hex(fingerprint64({reinterpret_cast<const uint8_t*>(fingerprints.data()), fingerprints.size()}));
     return root;
   }
 
@@ -249,7 +225,8 @@ struct CompressJob {
       TensorDelta td = p.tensor_delta(name, threads);
       if (has_cut[i]) td.cut = &cuts[i];
       Encoded e = encode_tensor(*p.recipe, td);
-      std::vector<float> recon = decode_tensor(e.attrs, EncodedSource(e), fv.shape, fv.dtype, opt.out + ": tensor '" + name + "'");
+      std::vector<float> recon =
+          decode_tensor(e.attrs, EncodedSource(e), fv.shape, fv.dtype, opt.out + ": tensor '" + name + "'");
       tr.rel_error = relative_error(p.delta, recon);
       for (float x : p.delta) tr.delta_sq += double(x) * x;
       tr.codec = e.attrs["codec"].get<std::string>();
@@ -261,11 +238,16 @@ struct CompressJob {
     tr.stored_bytes = w.add_tensor(name, attrs, parts);
     release(i);
     Json root = root_attrs(1, std::string(reinterpret_cast<const char*>(&fp), 8));
-    root["report"] = Json{{"codec", tr.codec}, {"fallback", tr.fallback}, {"numel", tr.numel},
-                          {"input_bytes", tr.input_bytes}, {"exact_patches", tr.exact_patches},
-                          {"nonfinite", tr.nonfinite}, {"rel_error", tr.rel_error},
-                          {"delta_sq", tr.delta_sq}}
-                         .dump();
+    root["report"] = Json{
+        {"codec", tr.codec},
+        {"fallback", tr.fallback},
+        {"numel", tr.numel},
+        {"input_bytes", tr.input_bytes},
+        {"exact_patches", tr.exact_patches},
+        {"nonfinite", tr.nonfinite},
+        {"rel_error", tr.rel_error},
+        {"delta_sq",
+         tr.delta_sq}}.dump();
     w.commit(root, {});
   }
 };
@@ -319,23 +301,32 @@ CompressReport run_compress(const CompressOptions& opt, Comm& comm) {
   // the "all" phase: recipe, every header, the pairing and the output path before any tensor
   // byte, checked by every rank, so that a bad input ends every rank with one message
   collectively(comm, [&] {
-    job.reset(new CompressJob{opt, comm, opt.threads ? opt.threads : default_threads_per_rank(comm),
+    job.reset(new CompressJob{opt,
+                              comm,
+                              opt.threads ? opt.threads : default_threads_per_rank(comm),
                               opt.rules_file.empty() ? RecipeRules::single(opt.recipe, opt.only, opt.seed)
                                                      : RecipeRules::from_file(opt.rules_file, opt.seed),
-                              nullptr, nullptr, {}, {}, {}, {}});
+                              nullptr,
+                              nullptr,
+                              {},
+                              {},
+                              {},
+                              {}});
     job->base = std::make_unique<Checkpoint>(opt.base);
     job->ft = std::make_unique<Checkpoint>(opt.finetuned);
     check_same_tensors(*job->base, *job->ft);
     const std::string inputs[] = {opt.base, opt.finetuned};
     check_output_path(opt.out, inputs, opt.overwrite);
     for (const auto& name : job->ft->names())
-      if (name.empty()) throw Error(ErrorCode::Usage, opt.finetuned, "a tensor with an empty name cannot be stored in an adapter");
+      if (name.empty())
+        throw Error(ErrorCode::Usage, opt.finetuned, "a tensor with an empty name cannot be stored in an adapter");
     job->names = job->ft->names();
     if (comm.is_root()) {
       std::vector<std::string> skipped;
       side = read_text_side_files(opt.finetuned, &skipped);
       for (const auto& s : skipped)
-        rep.warnings.push_back(opt.finetuned + ": side file " + s + " is binary or over 16 MB; apply takes it from the base");
+        rep.warnings.push_back(opt.finetuned + ": side file " + s +
+                               " is binary or over 16 MB; apply takes it from the base");
     }
   });
   const auto& names = job->names;
