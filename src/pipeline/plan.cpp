@@ -112,35 +112,39 @@ class PlanModels {
 };
 
 // Least summed damage with Σ bytes <= capacity: one candidate per family (multiple-choice
-// knapsack), bytes rounded up to `unit` so that a feasible answer stays feasible.
+// knapsack) by dynamic programming over bytes in steps of `unit` (1 below 64 KiB). Sizes are
+// rounded down, so the true optimum stays within reach and an answer that fits is exact; one
+// that the rounding let overflow is retried with one step less.
 std::vector<int> allocate(const std::vector<std::vector<PlanCell>>& cells, uint64_t capacity) {
   const size_t F = cells.size();
-  const uint64_t unit = std::max<uint64_t>(1, capacity / 4096);
-  const size_t cap = static_cast<size_t>(capacity / unit);
+  const uint64_t unit = std::max<uint64_t>(1, capacity / 65536);
   const double inf = std::numeric_limits<double>::infinity();
-  std::vector<std::vector<double>> best(F + 1, std::vector<double>(cap + 1, inf));
-  std::vector<std::vector<int>> pick(F, std::vector<int>(cap + 1, -1));
-  std::fill(best[0].begin(), best[0].end(), 0.0);
-  for (size_t f = 0; f < F; ++f)
-    for (size_t b = 0; b <= cap; ++b)
-      for (size_t c = 0; c < cells[f].size(); ++c) {
-        const uint64_t need = (cells[f][c].bytes + unit - 1) / unit;
-        if (need > b || best[f][b - need] == inf) continue;
-        const double d = best[f][b - need] + cells[f][c].damage;
-        // ties: the smaller candidate (fewer bytes), then the earlier one
-        const bool better =
-            d < best[f + 1][b] - 1e-12 || (d <= best[f + 1][b] + 1e-12 && pick[f][b] >= 0 &&
-                                           cells[f][c].bytes < cells[f][static_cast<size_t>(pick[f][b])].bytes);
-        if (better) best[f + 1][b] = d, pick[f][b] = static_cast<int>(c);
-      }
-  if (best[F][cap] == inf) return {};
-  std::vector<int> choice(F);
-  size_t b = cap;
-  for (size_t f = F; f-- > 0;) {
-    choice[f] = pick[f][b];
-    b -= static_cast<size_t>((cells[f][static_cast<size_t>(choice[f])].bytes + unit - 1) / unit);
+  for (size_t cap = static_cast<size_t>(capacity / unit);; --cap) {
+    std::vector<std::vector<double>> best(F + 1, std::vector<double>(cap + 1, inf));
+    std::vector<std::vector<int>> pick(F, std::vector<int>(cap + 1, -1));
+    std::fill(best[0].begin(), best[0].end(), 0.0);
+    for (size_t f = 0; f < F; ++f)
+      for (size_t b = 0; b <= cap; ++b)
+        for (size_t c = 0; c < cells[f].size(); ++c) {
+          const uint64_t need = cells[f][c].bytes / unit;
+          if (need > b || best[f][b - need] == inf) continue;
+          const double d = best[f][b - need] + cells[f][c].damage;
+          // ties: the smaller candidate (fewer bytes)
+          const bool better =
+              d < best[f + 1][b] ||
+              (d == best[f + 1][b] && cells[f][c].bytes < cells[f][static_cast<size_t>(pick[f][b])].bytes);
+          if (better) best[f + 1][b] = d, pick[f][b] = static_cast<int>(c);
+        }
+    if (best[F][cap] == inf) return {};
+    std::vector<int> choice(F);
+    uint64_t bytes = 0;
+    for (size_t f = F, b = cap; f-- > 0;) {
+      choice[f] = pick[f][b];
+      const PlanCell& k = cells[f][static_cast<size_t>(choice[f])];
+      b -= static_cast<size_t>(k.bytes / unit), bytes += k.bytes;
+    }
+    if (bytes <= capacity || cap == 0) return bytes <= capacity ? choice : std::vector<int>{};
   }
-  return choice;
 }
 
 }  // namespace

@@ -7,7 +7,7 @@
 //            the cheap mode: no model runs.
 // Sizes are estimates: each tensor's parts zstd-compressed at the adapter's level (raw: its fp32
 // delta). Then one recipe per family is allocated to meet the byte budget with the least summed
-// damage (a multiple-choice knapsack, solved exactly over budget/4096-byte steps), and the
+// damage (a multiple-choice knapsack, by dynamic programming over the bytes), and the
 // chosen plan and every uniform candidate are measured whole (FDT, SDT, KL, skill accuracy).
 // 1-D tensors (norms, biases) stay raw. Engine-loadable models only (src/model).
 #pragma once
