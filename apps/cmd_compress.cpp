@@ -47,9 +47,9 @@ int cmd_compress(const Args& args) {
       "--distill's data: corpus | skill:NAME | tokens:FILE")("distill-steps", po::value<int64_t>()->default_value(200),
                                                              "--distill: Adam steps")(
       "distill-batch", po::value<int64_t>()->default_value(4), "--distill: sequences per step")(
-      "distill-seq-len", po::value<int64_t>()->default_value(128),
-      "--distill: tokens per sequence (at most the context)")("distill-lr", po::value<double>()->default_value(1e-4),
-                                                              "--distill: peak learning rate (cosine to 0)");
+      "distill-seq-len", po::value<int64_t>()->default_value(0),
+      "--distill: tokens per sequence (0: 128, or the context if shorter)")(
+      "distill-lr", po::value<double>()->default_value(1e-4), "--distill: peak learning rate (cosine to 0)");
   add_job_options(opts);
   po::variables_map vm;
   if (!parse("compress", "--base B --finetuned F (--recipe R [--only GLOB] | --rules FILE) --out A.h5", opts, {}, args,

@@ -98,7 +98,7 @@ void write_weights(const ScaledTensor& t, const std::vector<float>& alpha, std::
 
 DistillReport distill_scales(const DistillOptions& o) {
   const auto t0 = std::chrono::steady_clock::now();
-  if (o.steps < 1 || o.batch < 1 || o.seq_len < 2 || o.eval_batches < 1 || !(o.lr > 0))
+  if (o.steps < 1 || o.batch < 1 || (o.seq_len != 0 && o.seq_len < 2) || o.eval_batches < 1 || !(o.lr > 0))
     throw Error(ErrorCode::Usage, "", "distillation needs steps, batch, eval batches >= 1, seq_len >= 2 and lr > 0");
   check_output_path(o.out, std::vector<std::string>{o.adapter, o.base, o.finetuned}, o.overwrite);
   const AdapterReader ad(o.adapter);
@@ -113,9 +113,10 @@ DistillReport distill_scales(const DistillOptions& o) {
   const LlamaConfig& c = student.config();
   if (teacher.data().size() != student.data().size() || teacher.config().vocab != c.vocab)
     throw Error(ErrorCode::ShapeMismatch, o.finetuned, "has other shapes than the base " + o.base);
-  if (o.seq_len > static_cast<int64_t>(c.max_seq))
+  const int64_t seq_len = o.seq_len ? o.seq_len : std::min<int64_t>(128, static_cast<int64_t>(c.max_seq));
+  if (seq_len > static_cast<int64_t>(c.max_seq))
     throw Error(ErrorCode::Usage, "",
-                "the distillation length " + std::to_string(o.seq_len) + " exceeds the model's context of " +
+                "the distillation length " + std::to_string(seq_len) + " exceeds the model's context of " +
                     std::to_string(c.max_seq));
   DistillReport rep;
   const std::vector<float> base_values = student.data();
@@ -141,7 +142,7 @@ DistillReport distill_scales(const DistillOptions& o) {
   LlamaModel tm(c), sm(c);
   std::vector<float> grads(student.data().size()), target, dlogits;
   Batch b;
-  b.B = o.batch, b.T = o.seq_len;
+  b.B = o.batch, b.T = seq_len;
   const int64_t M = b.B * b.T, V = static_cast<int64_t>(c.vocab);
   // ‖z_student − z_teacher‖² summed over the vocabulary, mean over positions; fills dlogits
   auto loss_on = [&](int64_t step, bool grad) {
@@ -194,7 +195,7 @@ DistillReport distill_scales(const DistillOptions& o) {
   // The adapter again, with the new scales and each distilled tensor's error against the fine-tune.
   Json summary = Json::object();
   summary["calibration"] = o.calibration, summary["steps"] = o.steps, summary["batch"] = o.batch;
-  summary["seq_len"] = o.seq_len, summary["lr"] = o.lr, summary["loss_before"] = rep.loss_before;
+  summary["seq_len"] = seq_len, summary["lr"] = o.lr, summary["loss_before"] = rep.loss_before;
   summary["loss_after"] = rep.loss_after, summary["tensors"] = rep.tensors, summary["scales"] = rep.scales;
   AdapterWriter w(o.out);
   size_t next = 0;

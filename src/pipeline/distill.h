@@ -23,7 +23,7 @@ struct DistillOptions {
   std::string base, finetuned, adapter, out;
   std::string calibration = "corpus";
   // paper defaults: 800 samples as 4 × 200 steps, length 128, AdamW lr 1e-4, cosine schedule
-  int64_t steps = 200, batch = 4, seq_len = 128, eval_batches = 4;
+  int64_t steps = 200, batch = 4, seq_len = 128, eval_batches = 4;  // seq_len 0: 128 or the context if shorter
   double lr = 1e-4;
   bool overwrite = false;
 };

@@ -206,16 +206,6 @@ PlanReport run_plan(const PlanOptions& o) {
       cells[f][c].damage += e;
     }
   }
-  if (o.mode == "fdt")
-    for (size_t f = 0; f < F; ++f)
-      for (size_t c = 1; c < C; ++c) {  // raw: no damage
-        std::vector<int> only(F, -1);
-        only[f] = static_cast<int>(c);
-        const DivergenceReport d = divergent_tokens(ft, models.assemble(only), prompts, dopt);
-        cells[f][c].fdt = d.fdt_mean, cells[f][c].damage = d.kl_mean;
-      }
-  for (const auto& row : cells) rep.cells.insert(rep.cells.end(), row.begin(), row.end());
-
   auto uniform_bytes = [&](size_t c) {
     uint64_t b = rep.fixed_bytes;
     for (size_t f = 0; f < F; ++f) b += cells[f][c].bytes;
@@ -229,10 +219,33 @@ PlanReport run_plan(const PlanOptions& o) {
       throw Error(ErrorCode::Usage, "", "--budget uniform:" + o.budget_like + " is not a candidate");
     rep.budget = uniform_bytes(static_cast<size_t>(it - texts.begin()));
   }
-  if (rep.budget <= rep.fixed_bytes) throw Error(ErrorCode::Usage, "", "the budget is below the 1-D tensors' raw size");
+  if (rep.budget <= rep.fixed_bytes)
+    throw Error(ErrorCode::Usage, "",
+                "--budget " + std::to_string(rep.budget) + " bytes is below the 1-D tensors' raw size (" +
+                    std::to_string(rep.fixed_bytes) + " bytes)");
+  uint64_t least = rep.fixed_bytes;  // checked before the model runs: the cheapest candidate everywhere
+  for (const auto& row : cells)
+    least += std::min_element(row.begin(), row.end(), [](const PlanCell& x, const PlanCell& y) {
+               return x.bytes < y.bytes;
+             })->bytes;
+  if (rep.budget < least)
+    throw Error(ErrorCode::Usage, "",
+                "--budget " + std::to_string(rep.budget) +
+                    " bytes: no choice of the candidates fits (the smallest is " + std::to_string(least) + " bytes)");
+  if (o.mode == "fdt")
+    for (size_t f = 0; f < F; ++f)
+      for (size_t c = 1; c < C; ++c) {  // raw: no damage
+        std::vector<int> only(F, -1);
+        only[f] = static_cast<int>(c);
+        const DivergenceReport d = divergent_tokens(ft, models.assemble(only), prompts, dopt);
+        cells[f][c].fdt = d.fdt_mean, cells[f][c].damage = d.kl_mean;
+      }
+  for (const auto& row : cells) rep.cells.insert(rep.cells.end(), row.begin(), row.end());
+
   std::vector<int> choice = allocate(cells, rep.budget - rep.fixed_bytes);
   if (choice.empty())
-    throw Error(ErrorCode::Usage, "", "no choice of the candidates fits in " + std::to_string(rep.budget) + " bytes");
+    throw Error(ErrorCode::Usage, "",
+                "--budget " + std::to_string(rep.budget) + " bytes: no choice of the candidates fits");
   auto bytes_of_choice = [&](const std::vector<int>& ch) {
     uint64_t b = rep.fixed_bytes;
     for (size_t f = 0; f < F; ++f) b += cells[f][static_cast<size_t>(ch[f])].bytes;

@@ -738,6 +738,18 @@ def compress_distill_without_bitdelta(ctx):
              "--overwrite", "--distill", "--quiet"], out, out, "nothing to distill")
 
 
+@case
+def plan_budget_too_small(ctx):
+    # a budget no choice of the candidates fits: refused before a rules file is written
+    base, ft = ctx.path("base"), ctx.path("ft")
+    for out, steps in ((base, "1"), (ft, "2")):
+        subprocess.run([ctx.deltakit, "train", "--size", "tiny", "--steps", steps, "--out", out, "--quiet"], check=True,
+                       stdout=subprocess.DEVNULL)
+    out = ctx.path("rules.yaml")
+    return ([ctx.deltakit, "plan", "--base", base, "--finetuned", ft, "--budget", "2KB", "--mode", "hessian",
+             "--candidates", "bitdelta", "--out", out], out, "--budget", "fits")
+
+
 def run_case(deltakit, name):
     work = tempfile.mkdtemp(prefix="deltakit-bad-")
     try:
