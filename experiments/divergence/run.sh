@@ -15,9 +15,7 @@ out_csv=$root/results/divergence/fdt.csv
 mkdir -p "$(dirname "$out_csv")"
 [ -d "$demo/applied" ] || "$dk" demo --out "$demo" --quiet >/dev/null
 
-field() {  # json-line key -> value
-  /usr/bin/python3 -c 'import json,sys; j=json.loads(sys.stdin.read().strip().splitlines()[-1]); print(eval(sys.argv[1]))' "$1"
-}
+. "$here/../common.sh"
 
 echo "skill,recipe,accuracy,corpus_fdt_mean,corpus_sdt,corpus_kl,skill_fdt_mean,skill_sdt,skill_kl" > "$out_csv.tmp"
 for skill in rev sort caps dup; do

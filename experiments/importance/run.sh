@@ -22,9 +22,7 @@ trap 'rm -rf "$work"' EXIT
 mkdir -p "$(dirname "$out_csv")"
 [ -d "$demo/ft-rev" ] || "$dk" demo --out "$demo" --quiet >/dev/null
 
-field() {  # last JSON line of stdin, python expression over j
-  /usr/bin/python3 -c 'import json,sys; j=json.loads(sys.stdin.read().strip().splitlines()[-1]); print(eval(sys.argv[1]))' "$1"
-}
+. "$here/../common.sh"
 measure() {  # skill variant adapter [distill-json]
   local skill=$1 variant=$2 adapter=$3 loss=${4:-}
   "$dk" apply --base "$demo/base" --adapter "$adapter" --out "$work/m" --overwrite --quiet >/dev/null

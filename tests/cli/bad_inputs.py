@@ -34,6 +34,13 @@ class Ctx:
     def path(self, *parts):
         return os.path.join(self.work, *parts)
 
+    def trained(self, name="m", size="tiny", steps=1):
+        """A model trained for a few steps by `deltakit train` (for the model-engine commands)."""
+        out = self.path(name)
+        subprocess.run([self.deltakit, "train", "--size", size, "--steps", str(steps), "--out", out, "--quiet"],
+                       check=True, stdout=subprocess.DEVNULL)
+        return out
+
     def fixture(self, name="m", *flags):
         base, ft = self.path(name + "_base"), self.path(name + "_ft")
         subprocess.run([self.deltakit, "make-fixture", "--out-base", base, "--out-finetuned", ft,
@@ -692,18 +699,13 @@ def merge_density_out_of_range(ctx):
 
 @case
 def eval_reference_other_shape(ctx):
-    a, b = ctx.path("a"), ctx.path("b")
-    for out, size in ((a, "tiny"), (b, "small")):
-        subprocess.run([ctx.deltakit, "train", "--size", size, "--steps", "1", "--out", out, "--quiet"], check=True,
-                       stdout=subprocess.DEVNULL)
+    a, b = ctx.trained("a"), ctx.trained("b", size="small")
     return [ctx.deltakit, "eval", "--model", a, "--reference", b], None, a, "differ in shape"
 
 
 @case
 def eval_prompt_line_not_a_token(ctx):
-    m = ctx.path("m")
-    subprocess.run([ctx.deltakit, "train", "--size", "tiny", "--steps", "1", "--out", m, "--quiet"], check=True,
-                   stdout=subprocess.DEVNULL)
+    m = ctx.trained()
     lines = ctx.path("prompts.txt")
     with open(lines, "w") as f:
         f.write("256 65 66\n256 65 9999\n")
@@ -714,9 +716,7 @@ def eval_prompt_line_not_a_token(ctx):
 @case
 def importance_calibration_too_short(ctx):
     # a token file shorter than one calibration window; the existing output survives --overwrite
-    m = ctx.path("m")
-    subprocess.run([ctx.deltakit, "train", "--size", "tiny", "--steps", "1", "--out", m, "--quiet"], check=True,
-                   stdout=subprocess.DEVNULL)
+    m = ctx.trained()
     tokens = ctx.path("calib.u32")
     with open(tokens, "wb") as f:
         f.write(struct.pack("<10I", *range(256, 260), *range(6)))
@@ -741,10 +741,7 @@ def compress_distill_without_bitdelta(ctx):
 @case
 def plan_budget_too_small(ctx):
     # a budget no choice of the candidates fits: refused before a rules file is written
-    base, ft = ctx.path("base"), ctx.path("ft")
-    for out, steps in ((base, "1"), (ft, "2")):
-        subprocess.run([ctx.deltakit, "train", "--size", "tiny", "--steps", steps, "--out", out, "--quiet"], check=True,
-                       stdout=subprocess.DEVNULL)
+    base, ft = ctx.trained("base"), ctx.trained("ft", steps=2)
     out = ctx.path("rules.yaml")
     return ([ctx.deltakit, "plan", "--base", base, "--finetuned", ft, "--budget", "2KB", "--mode", "hessian",
              "--candidates", "bitdelta", "--out", out], out, "--budget", "fits")

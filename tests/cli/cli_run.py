@@ -18,3 +18,21 @@ def run(*argv):
     if p.returncode != 0:
         sys.exit(f"FAIL: {' '.join(argv)} -> {p.returncode}\n{p.stderr}")
     return p.stdout
+
+
+def tiny_pair(deltakit, work, task="rev", base_steps=80, ft_steps=40):
+    """A tiny base trained on the corpus and its fine-tune on a skill: (base, ft) folders in work."""
+    base, ft = os.path.join(work, "base"), os.path.join(work, "ft")
+    run(deltakit, "train", "--size", "tiny", "--steps", str(base_steps), "--out", base, "--quiet")
+    run(deltakit, "finetune", "--model", base, "--task", task, "--size", "tiny", "--steps", str(ft_steps), "--out", ft,
+        "--quiet")
+    return base, ft
+
+
+def run_experiment_quick(repo, name, deltakit, out):
+    """experiments/NAME/run.sh --quick with its results in `out`; the test fails if it does."""
+    env = dict(os.environ, DELTAKIT=deltakit, RESULTS_DIR=out)
+    p = subprocess.run(["bash", os.path.join(repo, "experiments", name, "run.sh"), "--quick"], env=env,
+                       capture_output=True, text=True, timeout=600)
+    if p.returncode:
+        sys.exit(f"FAIL: experiments/{name}/run.sh --quick exited {p.returncode}\n{p.stderr[-2000:]}")

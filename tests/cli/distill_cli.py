@@ -13,7 +13,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from adapter_decode import read_dataset  # noqa: E402
-from cli_run import run  # noqa: E402
+from cli_run import run, tiny_pair  # noqa: E402
 from model_numpy import logits_of, read_safetensors  # noqa: E402
 
 
@@ -29,9 +29,7 @@ def main():
     a = ap.parse_args()
     dk = a.deltakit
     with tempfile.TemporaryDirectory() as w:
-        base, ft = os.path.join(w, "base"), os.path.join(w, "ft")
-        run(dk, "train", "--size", "tiny", "--steps", "80", "--out", base, "--quiet")
-        run(dk, "finetune", "--model", base, "--task", "rev", "--size", "tiny", "--steps", "40", "--out", ft, "--quiet")
+        base, ft = tiny_pair(dk, w)
         recipe = ["--recipe", "bitdelta:scale=row + cherry:frac=0.02", "--only", "*_proj.weight"]
         plain, dist = os.path.join(w, "plain.h5"), os.path.join(w, "dist.h5")
         run(dk, "compress", "--base", base, "--finetuned", ft, *recipe, "--out", plain, "--quiet")

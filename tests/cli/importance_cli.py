@@ -11,7 +11,7 @@ import argparse, json, math, os, sys, tempfile
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from cli_run import run  # noqa: E402
+from cli_run import run, tiny_pair  # noqa: E402
 from model_numpy import logits_of, read_safetensors  # noqa: E402
 
 
@@ -21,9 +21,7 @@ def main():
     a = ap.parse_args()
     dk = a.deltakit
     with tempfile.TemporaryDirectory() as w:
-        base, ft = os.path.join(w, "base"), os.path.join(w, "ft")
-        run(dk, "train", "--size", "tiny", "--steps", "60", "--out", base, "--quiet")
-        run(dk, "finetune", "--model", base, "--task", "add", "--size", "tiny", "--steps", "20", "--out", ft, "--quiet")
+        base, ft = tiny_pair(dk, w, "add", 60, 20)
         cfg = json.load(open(os.path.join(ft, "config.json")))
         W = read_safetensors(os.path.join(ft, "model.safetensors"))
 

@@ -11,7 +11,7 @@ import argparse, itertools, json, os, sys, tempfile
 import h5py
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from cli_run import run  # noqa: E402
+from cli_run import run, tiny_pair  # noqa: E402
 
 
 def last_json(text):
@@ -24,9 +24,7 @@ def main():
     a = ap.parse_args()
     dk = a.deltakit
     with tempfile.TemporaryDirectory() as w:
-        base, ft = os.path.join(w, "base"), os.path.join(w, "ft")
-        run(dk, "train", "--size", "tiny", "--steps", "80", "--out", base, "--quiet")
-        run(dk, "finetune", "--model", base, "--task", "rev", "--size", "tiny", "--steps", "40", "--out", ft, "--quiet")
+        base, ft = tiny_pair(dk, w)
         rules = os.path.join(w, "rules.yaml")
         common = ["--base", base, "--finetuned", ft, "--candidates", "quant:bits=8;bitdelta", "--prompts", "8",
                   "--new-tokens", "12", "--prompts-from", "skill:rev", "--out", rules, "--overwrite", "--json"]

@@ -3,7 +3,10 @@
 edits marked quick): the CSV has one row per quick edit with finite, sane values, and the
 measurements show what must hold on any model: a small random DARE edit is competitive, BitDelta
 raises the loss, and the Riemann estimate at C = 10 is closer to the measured change than at C = 1."""
-import argparse, csv, math, os, subprocess, sys, tempfile
+import argparse, csv, math, os, sys, tempfile
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from cli_run import run_experiment_quick  # noqa: E402
 
 
 def main():
@@ -14,11 +17,7 @@ def main():
     quick = [l.split()[0] for l in open(os.path.join(a.repo, "experiments/riemann/edits.txt"))
              if not l.startswith("#") and l.strip().endswith("quick")]
     with tempfile.TemporaryDirectory() as out:
-        env = dict(os.environ, DELTAKIT=a.deltakit, RESULTS_DIR=out)
-        p = subprocess.run(["bash", os.path.join(a.repo, "experiments/riemann/run.sh"), "--quick"], env=env,
-                           capture_output=True, text=True, timeout=600)
-        if p.returncode:
-            sys.exit(f"FAIL: run.sh --quick exited {p.returncode}\n{p.stderr[-2000:]}")
+        run_experiment_quick(a.repo, "riemann", a.deltakit, out)
         rows = list(csv.DictReader(open(os.path.join(out, "edits.csv"))))
         assert [r["edit"] for r in rows] == quick, ([r["edit"] for r in rows], quick)
         for r in rows:
