@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """slurm/ on a real one-node Slurm: brings one up from Debian's packages (slurm/local_cluster.sh),
 submits slurm/compress.sbatch, slurm/apply.sbatch and slurm/merge.sbatch with 2 tasks each, waits,
-and checks that the adapter and the checkpoints equal what one process writes. Exit 77 (skipped) with the
+and checks that the adapter and the checkpoints equal what one process writes; then runs the
+Riemann sweep as a 2-task job array (slurm/riemann.sbatch) and joins its parts. Exit 77 (skipped) with the
 reason when this machine cannot run Slurm (no root, packages missing, a daemon refusing).
     slurm_cli.py --deltakit BIN --slurm-dir SLURM_DIR
 """
@@ -108,6 +109,36 @@ def main():
             sys.exit(f"FAIL: the 2-task Slurm merge differs from the single-process one\n{text}")
         print(f"ok: merge.sbatch, 2 tasks, job {job} ({dt:.1f} s): {len(files)} files, same bytes as one "
               f"process")
+
+        # the Riemann sweep as a job array: 2 chunks of 4 edits on the fixture's pair, joined after
+        models = os.path.join(work, "models")
+        os.makedirs(models)
+        run(a.deltakit, "train", "--size", "tiny", "--steps", "20", "--out", os.path.join(models, "base"), "--quiet")
+        run(a.deltakit, "finetune", "--model", os.path.join(models, "base"), "--task", "rev", "--size", "tiny",
+            "--steps", "10", "--out", os.path.join(models, "ft-rev"), "--quiet")
+        edits = os.path.join(work, "edits.txt")
+        with open(edits, "w") as f:
+            f.write("# four edits\ndare:p=0.5,k=0\nbitdelta:m=1\nexpo:alpha=0.5\nmagnitude:p=0.5\n")
+        out_dir = os.path.join(work, "riemann")
+        log = os.path.join(work, "riemann-%a.log")
+        renv = dict(env, SKILLS="rev", CHUNKS="2", RIEMANN_ARGS="--samples 8 --samples-task 10 --prompts 4")
+        p = subprocess.run(["sbatch", "--parsable", "--array=0-1", "-o", log,
+                            os.path.join(a.slurm_dir, "riemann.sbatch"), models, out_dir, edits],
+                           capture_output=True, text=True, env=renv)
+        if p.returncode != 0:
+            sys.exit(f"FAIL: sbatch riemann.sbatch: {p.stderr}")
+        job = p.stdout.strip().split(";")[0]
+        text, dt = wait(job, log.replace("%a", "0"))
+        parts = sorted(os.listdir(os.path.join(out_dir, "parts"))) if os.path.isdir(os.path.join(out_dir, "parts")) else []
+        if parts != ["rev-0.jsonl", "rev-1.jsonl"]:
+            sys.exit(f"FAIL: the riemann array wrote {parts}\n{text}")
+        subprocess.run(["bash", os.path.join(a.slurm_dir, "..", "experiments", "riemann", "run.sh"), "--collect",
+                        out_dir], check=True, capture_output=True, env=dict(renv, SKILLS="rev"))
+        rows = open(os.path.join(out_dir, "edits.csv")).read().splitlines()[1:]
+        got = [r.split(",")[1] for r in rows]
+        if got != ["dare:p=0.5,k=0", "bitdelta:m=1", "expo:alpha=0.5", "magnitude:p=0.5"]:
+            sys.exit(f"FAIL: the collected sweep holds {got}")
+        print(f"ok: riemann.sbatch, a 2-task array, job {job} ({dt:.1f} s): 4 edits measured and collected in order")
         shutil.rmtree(work, ignore_errors=True)
     finally:
         subprocess.run(["bash", os.path.join(a.slurm_dir, "local_cluster.sh"), "down", state])
