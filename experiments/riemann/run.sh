@@ -13,12 +13,13 @@ root=$(cd "$here/../.." && pwd)
 dk=${DELTAKIT:-$root/build/apps/deltakit}
 quick=0
 [ "${1:-}" = "--quick" ] && { quick=1; shift; }
-if [ "${1:-}" = "--collect" ]; then  # the parts a Slurm array wrote (slurm/riemann.sbatch), edit order kept
-  out=${2:?usage: run.sh --collect OUT}
+if [ "${1:-}" = "--collect" ]; then  # the parts a Slurm array wrote (slurm/riemann.sbatch), in EDITS' order
+  out=${2:?usage: run.sh --collect OUT [EDITS]}
+  edits_file=${3:-$here/edits.txt}
   : > "$out/raw.jsonl"
   for skill in ${SKILLS:-rev sort caps dup}; do
     [ -n "$(ls "$out/parts/$skill-"*.jsonl 2>/dev/null)" ] || continue
-    /usr/bin/python3 - "$here/edits.txt" "$out/parts/$skill-"*.jsonl >> "$out/raw.jsonl" <<'PY'
+    /usr/bin/python3 - "$edits_file" "$out/parts/$skill-"*.jsonl >> "$out/raw.jsonl" <<'PY'
 import json, sys
 order = [l.split()[0] for l in open(sys.argv[1]) if l.strip() and not l.startswith("#")]
 rows = [json.loads(l) for f in sys.argv[2:] for l in open(f) if l.strip()]

@@ -7,6 +7,7 @@ reason when this machine cannot run Slurm (no root, packages missing, a daemon r
     slurm_cli.py --deltakit BIN --slurm-dir SLURM_DIR
 """
 import argparse
+import csv
 import filecmp
 import os
 import shutil
@@ -133,9 +134,8 @@ def main():
         if parts != ["rev-0.jsonl", "rev-1.jsonl"]:
             sys.exit(f"FAIL: the riemann array wrote {parts}\n{text}")
         subprocess.run(["bash", os.path.join(a.slurm_dir, "..", "experiments", "riemann", "run.sh"), "--collect",
-                        out_dir], check=True, capture_output=True, env=dict(renv, SKILLS="rev"))
-        rows = open(os.path.join(out_dir, "edits.csv")).read().splitlines()[1:]
-        got = [r.split(",")[1] for r in rows]
+                        out_dir, edits], check=True, capture_output=True, env=dict(renv, SKILLS="rev"))
+        got = [r["edit"] for r in csv.DictReader(open(os.path.join(out_dir, "edits.csv")))]
         if got != ["dare:p=0.5,k=0", "bitdelta:m=1", "expo:alpha=0.5", "magnitude:p=0.5"]:
             sys.exit(f"FAIL: the collected sweep holds {got}")
         print(f"ok: riemann.sbatch, a 2-task array, job {job} ({dt:.1f} s): 4 edits measured and collected in order")
