@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The merge table of issue 6 on the embedded models: skill fine-tunes merged in pairs and all
-# four together by task_arithmetic, ties, dare_ties and della; exact-match accuracy of every
-# merge on every skill it merged, beside the fine-tunes and the base.
+# four together by task_arithmetic, ties and dare_ties across densities 0.1-0.9, and della;
+# exact-match accuracy of every merge on every skill it merged, beside the fine-tunes and the base.
 #   experiments/merging/run.sh [DEMO_DIR] [SAMPLES]
 # DEMO_DIR holds `deltakit demo`'s base and ft-* (trained here first if absent; default
 # deltakit-demo). Writes DEMO_DIR/merges/*.yml, the merged models, and results/merging/merge.csv.
@@ -19,8 +19,16 @@ mkdir -p "$demo/merges" "$(dirname "$out_csv")"
 methods=(
   "task_arithmetic|{weight: 1.0}|task_arithmetic w=1"
   "task_arithmetic|{weight: 0.5}|task_arithmetic w=0.5"
+  "ties|{weight: 1.0, density: 0.1}|ties d=0.1"
+  "ties|{weight: 1.0, density: 0.3}|ties d=0.3"
   "ties|{weight: 1.0, density: 0.5}|ties d=0.5"
+  "ties|{weight: 1.0, density: 0.7}|ties d=0.7"
+  "ties|{weight: 1.0, density: 0.9}|ties d=0.9"
+  "dare_ties|{weight: 1.0, density: 0.1}|dare_ties d=0.1"
+  "dare_ties|{weight: 1.0, density: 0.3}|dare_ties d=0.3"
   "dare_ties|{weight: 1.0, density: 0.5}|dare_ties d=0.5"
+  "dare_ties|{weight: 1.0, density: 0.7}|dare_ties d=0.7"
+  "dare_ties|{weight: 1.0, density: 0.9}|dare_ties d=0.9"
   "della|{weight: 1.0, density: 0.5, epsilon: 0.1}|della d=0.5 e=0.1"
 )
 groups=("caps dup" "rev sort" "rev caps" "rev sort caps dup")
