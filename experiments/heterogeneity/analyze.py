@@ -1,13 +1,16 @@
 #!/usr/bin/env python3
 """Impact concentration (CherryQ's heterogeneity) from Fisher files and checkpoints, numpy only:
 writes results/heterogeneity/impact.csv and the experiment's README (see run.sh for the setup)."""
-import argparse, csv, datetime, os, re, sys
+import argparse, csv, datetime, os, re, shutil, subprocess, sys
 
 import numpy as np
 
 # the tests' numpy reader of F32 safetensors
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tests", "cli"))
 from model_numpy import read_safetensors  # noqa: E402
+
+
+FRACTIONS = [10 ** (e / 4) for e in range(-16, 1)]  # 1e-4 ... 1
 
 
 def family(name):
@@ -68,6 +71,9 @@ def main():
             fams.setdefault(family(name), []).append((f, e))
         allf = np.concatenate([np.concatenate([f.reshape(-1) for f, _ in v]) for v in fams.values()])
         alli = np.concatenate([np.concatenate([(0.5 * f * e * e).reshape(-1) for f, e in v]) for v in fams.values()])
+        v_all = np.sort(alli)[::-1]
+        cum = np.cumsum(v_all) / max(v_all.sum(), 1e-300)
+        curves[(skill, what)] = [cum[max(0, int(np.ceil(f * len(v_all))) - 1)] for f in FRACTIONS]
         for fam, v in list(fams.items()) + [("ALL", None)]:
             if v is None:
                 f, imp = allf, alli
@@ -75,6 +81,7 @@ def main():
                 f = np.concatenate([x.reshape(-1) for x, _ in v])
                 imp = np.concatenate([(0.5 * x * e * e).reshape(-1) for x, e in v])
             rows.append([skill, what, fam] + shares(imp) + [heterogeneity(f)])
+    curves = {}  # (model, perturbation) -> share of the impact in the top f, f on FRACTIONS
     proj = [n for n in base if n.endswith("_proj.weight")]
     add("base", "base q4", {n: (fb[n], base[n] - q4(base[n])) for n in proj})
     for skill in a.skills:
@@ -89,6 +96,21 @@ def main():
                     "heterogeneity"])
         for r in rows:
             w.writerow(r[:3] + [f"{x:.4f}" for x in r[3:6]] + [f"{r[6]:.4g}"])
+    # the concentration curves as a plot (gnuplot, where installed)
+    plot = None
+    if shutil.which("gnuplot"):
+        with open(os.path.join(a.results, "concentration.dat"), "w") as fh:
+            keys = list(curves)
+            fh.write("# top_fraction " + " ".join(f"{m}/{p.replace(' ', '_')}" for m, p in keys) + "\n")
+            for i, f in enumerate(FRACTIONS):
+                fh.write(f"{f:.6g} " + " ".join(f"{curves[k][i]:.6g}" for k in keys) + " " + f"{f:.6g}\n")
+        cols = ", ".join(f"'concentration.dat' using 1:{i + 2} with lines lw 2 title '{m}: {p}'" for i, (m, p) in enumerate(keys))
+        script = ("set terminal pngcairo size 900,560 font 'sans,11'\nset output 'concentration.png'\nset grid\n"
+                  "set key outside right\nset logscale x\nset xlabel 'top fraction of entries'\n"
+                  "set ylabel 'share of the total impact'\nset title 'Impact concentration: 1/2 F e^2, sorted'\n"
+                  f"plot {cols}, 'concentration.dat' using 1:{len(keys) + 2} with lines dt 2 lc 'black' title 'uniform'\n")
+        subprocess.run(["gnuplot"], input=script, text=True, cwd=a.results, check=True)
+        plot = "concentration.png"
     L = ["# Parameter heterogeneity" + (" (quick run)" if a.quick else ""), "",
          "CherryQ (SPEC §3) finds that a few parameters carry most of the loss impact of a perturbation. Here, on "
          "deltakit's own models, the impact of perturbing weight i by e_i is ½·F_ii·e_i², F the diagonal empirical "
@@ -106,6 +128,8 @@ def main():
             L.append(f"| {r[0]} | {r[1]} | {100 * r[3]:.1f}% | {100 * r[4]:.1f}% | {100 * r[5]:.1f}% | {r[6]:.3g} |")
     top1 = [r[4] for r in rows if r[2] == "ALL"]
     hs = [r[6] for r in rows if r[2] != "ALL"]
+    if plot:
+        L += ["", f"![{plot}](../../results/heterogeneity/{'quick/' if a.quick else ''}{plot})"]
     L += ["", "## Reading", "",
           f"- Uniform impact would put 0.1%, 1% and 10% of it in those entries. Measured, the top 1% carries "
           f"{100 * min(top1):.0f}–{100 * max(top1):.0f}% of the impact across models and perturbations: "

@@ -82,3 +82,4 @@ for (g, m), acc in table.items():
 base = table[("single", "base")]
 print("| - | base | " + " | ".join(f"{100 * base[s]:.1f}%" for s in skills) + " |")
 PY
+/usr/bin/python3 "$here/plot.py" "$out_csv"
