@@ -95,7 +95,7 @@ int cmd_riemann(const Args& args) {
   std::printf(" %-12s%s%s\n", "class", task.empty() ? "" : "  accuracy", prompts.empty() ? "" : "    FDT");
   for (const DeltaEdit& e : edits) {
     const std::vector<float> d = edit_direction(e, pre, post, &grad_post);
-    const RiemannReport r = riemann_loss_change(post, d, data, C);
+    const RiemannReport r = riemann_loss_change(post, loss_post, grad_post, d, data, C);
     const std::string cls = std::fabs(r.delta) <= tolerance ? "competitive" : r.delta > 0 ? "decreased" : "improved";
     double accuracy = -1, fdt = -1;
     if (!task.empty() || !prompts.empty()) {

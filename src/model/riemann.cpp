@@ -1,5 +1,6 @@
 #include "src/model/riemann.h"
 
+#include <algorithm>
 #include <map>
 #include <numeric>
 #include <stdexcept>
@@ -9,44 +10,58 @@
 namespace deltakit {
 
 double loss_on_batches(const LlamaParams& w, const std::vector<Batch>& data, std::vector<float>* grad) {
-  LlamaModel m(w.config());
-  int64_t total = 0;
-  double sum = 0;
-  // the token-weighted mean over batches: each batch's gradient scaled by its share of positions
+  // the token-weighted mean over batches: each batch's gradient scaled by its share of the
+  // positions with a target, counted up front so that each batch takes one forward
   std::vector<int64_t> counted;
+  int64_t total = 0;
   for (const Batch& b : data) {
-    const double mean = m.forward(w.view(), b.tokens.data(), b.targets.data(), b.B, b.T);
-    counted.push_back(m.counted());
-    total += m.counted(), sum += mean * static_cast<double>(m.counted());
+    counted.push_back(std::count_if(b.targets.begin(), b.targets.end(), [](int32_t t) { return t >= 0; }));
+    total += counted.back();
   }
   if (!total) throw std::invalid_argument("the batches hold no position with a target");
-  if (grad) {
-    grad->assign(w.data().size(), 0.0f);
-    const ModelWeights g = w.bind(grad->data());
-    for (size_t i = 0; i < data.size(); ++i) {
-      if (!counted[i]) continue;
-      const Batch& b = data[i];
-      m.forward(w.view(), b.tokens.data(), b.targets.data(), b.B, b.T);
-      m.backward(w.view(), g, static_cast<float>(static_cast<double>(counted[i]) / static_cast<double>(total)));
-    }
+  LlamaModel m(w.config());
+  double sum = 0;
+  if (grad) grad->assign(w.data().size(), 0.0f);
+  const ModelWeights g = grad ? w.bind(grad->data()) : ModelWeights{};
+  for (size_t i = 0; i < data.size(); ++i) {
+    if (!counted[i]) continue;
+    const Batch& b = data[i];
+    const double share = static_cast<double>(counted[i]) / static_cast<double>(total);
+    sum += share * m.forward(w.view(), b.tokens.data(), b.targets.data(), b.B, b.T);
+    if (grad) m.backward(w.view(), g, static_cast<float>(share));
   }
-  return sum / static_cast<double>(total);
+  return sum;
 }
 
 RiemannReport riemann_loss_change(const LlamaParams& post, const std::vector<float>& d, const std::vector<Batch>& data,
                                   const std::vector<int64_t>& C) {
-  if (d.size() != post.data().size()) throw std::invalid_argument("the edit's size differs from the model's");
+  std::vector<float> grad_post;
+  const double loss_post = loss_on_batches(post, data, &grad_post);
+  return riemann_loss_change(post, loss_post, grad_post, d, data, C);
+}
+
+RiemannReport riemann_loss_change(const LlamaParams& post, double loss_post, const std::vector<float>& grad_post,
+                                  const std::vector<float>& d, const std::vector<Batch>& data,
+                                  const std::vector<int64_t>& C) {
+  if (d.size() != post.data().size() || grad_post.size() != post.data().size())
+    throw std::invalid_argument("the edit's or the gradient's size differs from the model's");
   RiemannReport r;
   r.C = C;
   LlamaParams at = post;
   auto move_to = [&](double t) {
     for (size_t i = 0; i < d.size(); ++i) at.data()[i] = post.data()[i] + static_cast<float>(t) * d[i];
   };
-  r.loss_post = loss_on_batches(post, data);
+  auto dot = [&](const std::vector<float>& grad) {
+    double s = 0;
+    for (size_t i = 0; i < d.size(); ++i) s += static_cast<double>(grad[i]) * d[i];
+    return s;
+  };
+  r.loss_post = loss_post;
   move_to(1.0);
   r.loss_edit = loss_on_batches(at, data);
   r.delta = r.loss_edit - r.loss_post;
-  std::map<std::pair<int64_t, int64_t>, double> inner;  // ⟨∇L(W_post + (c/C)·D), D⟩ by reduced c/C
+  // ⟨∇L(W_post + (c/C)·D), D⟩ by reduced c/C; the point 0/1 from the caller's gradient
+  std::map<std::pair<int64_t, int64_t>, double> inner = {{{0, 1}, dot(grad_post)}};
   std::vector<float> grad;
   for (int64_t c_total : C) {
     if (c_total < 1) throw std::invalid_argument("C must be >= 1");
@@ -58,9 +73,7 @@ RiemannReport riemann_loss_change(const LlamaParams& post, const std::vector<flo
       if (it == inner.end()) {
         move_to(static_cast<double>(c) / static_cast<double>(c_total));
         loss_on_batches(at, data, &grad);
-        double dot = 0;
-        for (size_t i = 0; i < d.size(); ++i) dot += static_cast<double>(grad[i]) * d[i];
-        it = inner.emplace(key, dot).first;
+        it = inner.emplace(key, dot(grad)).first;
       }
       s += it->second;
     }

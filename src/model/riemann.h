@@ -25,5 +25,10 @@ struct RiemannReport {
 
 RiemannReport riemann_loss_change(const LlamaParams& post, const std::vector<float>& d, const std::vector<Batch>& data,
                                   const std::vector<int64_t>& C);
+// The same with L(W_post) and ∇L(W_post) already known (loss_on_batches on the same data): a
+// sweep of edits on one model computes them once.
+RiemannReport riemann_loss_change(const LlamaParams& post, double loss_post, const std::vector<float>& grad_post,
+                                  const std::vector<float>& d, const std::vector<Batch>& data,
+                                  const std::vector<int64_t>& C);
 
 }  // namespace deltakit
