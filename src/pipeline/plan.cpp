@@ -50,8 +50,9 @@ class PlanModels {
       }
       planned_.push_back(&s);
       const std::string family = tensor_family(s.name);
-      if (std::find(families_.begin(), families_.end(), family) == families_.end()) families_.push_back(family);
-      family_of_.push_back(family);
+      const auto at = std::find(families_.begin(), families_.end(), family);
+      family_of_.push_back(static_cast<size_t>(at - families_.begin()));
+      if (at == families_.end()) families_.push_back(family);
       std::vector<Coded> per;
       for (const Recipe& r : recipes) {
         Coded c;
@@ -80,21 +81,13 @@ class PlanModels {
   uint64_t fixed_bytes() const { return fixed_bytes_; }
   size_t tensors() const { return planned_.size(); }
   const ParamSlice& slice(size_t t) const { return *planned_[t]; }
-  const std::string& family_of(size_t t) const { return family_of_[t]; }
+  size_t family_of(size_t t) const { return family_of_[t]; }  // index into families()
   const Coded& coded(size_t t, size_t candidate) const { return coded_[t][candidate]; }
-  std::span<const float> delta_of(size_t t, std::vector<float>& scratch) const {
-    const ParamSlice& s = *planned_[t];
-    scratch.resize(s.numel);
-    for (uint64_t i = 0; i < s.numel; ++i) scratch[i] = ft_.data()[s.offset + i] - base_.data()[s.offset + i];
-    return scratch;
-  }
-
   // The fine-tune with each family f compressed by candidate choice[f] (-1: left exact).
   LlamaParams assemble(const std::vector<int>& choice) const {
     LlamaParams m = ft_;
     for (size_t t = 0; t < planned_.size(); ++t) {
-      const size_t f =
-          static_cast<size_t>(std::find(families_.begin(), families_.end(), family_of_[t]) - families_.begin());
+      const size_t f = family_of_[t];
       if (choice[f] < 0) continue;
       const ParamSlice& s = *planned_[t];
       const std::vector<float>& r = coded_[t][static_cast<size_t>(choice[f])].recon;
@@ -106,7 +99,8 @@ class PlanModels {
  private:
   LlamaParams base_, ft_;
   std::vector<const ParamSlice*> planned_;
-  std::vector<std::string> families_, family_of_;
+  std::vector<std::string> families_;
+  std::vector<size_t> family_of_;
   std::vector<std::vector<Coded>> coded_;
   uint64_t fixed_bytes_ = 0;
 };
@@ -151,7 +145,7 @@ std::vector<int> allocate(const std::vector<std::vector<PlanCell>>& cells, uint6
 
 PlanReport run_plan(const PlanOptions& o) {
   if (o.mode != "fdt" && o.mode != "hessian") throw Error(ErrorCode::Usage, "", "--mode must be fdt or hessian");
-  std::vector<std::string> texts = {"raw"};
+  std::vector<std::string> texts = {"raw"};  // candidate 0: raw, whose reconstruction is δ itself
   std::vector<Recipe> recipes = {parse_recipe("raw")};
   for (const std::string& t : o.candidates) {
     Recipe r = parse_recipe(t, o.seed);
@@ -184,16 +178,14 @@ PlanReport run_plan(const PlanOptions& o) {
   const size_t F = rep.families.size(), C = recipes.size();
   std::vector<std::vector<PlanCell>> cells(F, std::vector<PlanCell>(C));
   ImportanceFiles fisher;
-  std::vector<float> scratch;
   for (size_t f = 0; f < F; ++f)
     for (size_t c = 0; c < C; ++c) cells[f][c] = {rep.families[f], texts[c], 0, 0.0, static_cast<double>(o.new_tokens)};
   for (size_t t = 0; t < models.tensors(); ++t) {
-    const size_t f = static_cast<size_t>(std::find(rep.families.begin(), rep.families.end(), models.family_of(t)) -
-                                         rep.families.begin());
+    const size_t f = models.family_of(t);
     const ParamSlice& s = models.slice(t);
     std::vector<float> h;
     if (o.mode == "hessian" && !o.fisher.empty()) h = fisher.load(o.fisher, "fisher", s.name, s.numel, s.shape[1]);
-    const std::span<const float> delta = models.delta_of(t, scratch);
+    const std::vector<float>& delta = models.coded(t, 0).recon;  // raw, candidate 0: δ itself
     for (size_t c = 0; c < C; ++c) {
       const Coded& k = models.coded(t, c);
       cells[f][c].bytes += k.bytes;
@@ -206,18 +198,19 @@ PlanReport run_plan(const PlanOptions& o) {
       cells[f][c].damage += e;
     }
   }
-  auto uniform_bytes = [&](size_t c) {
+  auto bytes_of_choice = [&](const std::vector<int>& ch) {
     uint64_t b = rep.fixed_bytes;
-    for (size_t f = 0; f < F; ++f) b += cells[f][c].bytes;
+    for (size_t f = 0; f < F; ++f) b += cells[f][static_cast<size_t>(ch[f])].bytes;
     return b;
   };
+  auto uniform = [&](size_t c) { return std::vector<int>(F, static_cast<int>(c)); };
   rep.budget = o.budget_bytes;
   if (!o.budget_like.empty()) {
     const std::string like = parse_recipe(o.budget_like, o.seed).canonical();
     auto it = std::find(texts.begin(), texts.end(), like);
     if (it == texts.end())
       throw Error(ErrorCode::Usage, "", "--budget uniform:" + o.budget_like + " is not a candidate");
-    rep.budget = uniform_bytes(static_cast<size_t>(it - texts.begin()));
+    rep.budget = bytes_of_choice(uniform(static_cast<size_t>(it - texts.begin())));
   }
   if (rep.budget <= rep.fixed_bytes)
     throw Error(ErrorCode::Usage, "",
@@ -246,22 +239,16 @@ PlanReport run_plan(const PlanOptions& o) {
   if (choice.empty())
     throw Error(ErrorCode::Usage, "",
                 "--budget " + std::to_string(rep.budget) + " bytes: no choice of the candidates fits");
-  auto bytes_of_choice = [&](const std::vector<int>& ch) {
-    uint64_t b = rep.fixed_bytes;
-    for (size_t f = 0; f < F; ++f) b += cells[f][static_cast<size_t>(ch[f])].bytes;
-    return b;
-  };
   for (int c : choice) rep.allocated.push_back(texts[static_cast<size_t>(c)]);
   rep.plan = measure("plan", choice, bytes_of_choice(choice));
-  for (size_t c = 0; c < C; ++c)
-    rep.uniform.push_back(measure(texts[c], std::vector<int>(F, static_cast<int>(c)), uniform_bytes(c)));
+  for (size_t c = 0; c < C; ++c) rep.uniform.push_back(measure(texts[c], uniform(c), bytes_of_choice(uniform(c))));
   // A uniform recipe is one of the plans too: when one that fits measures better (FDT, then KL)
   // than the allocation's mix, it is the plan.
   for (size_t c = 0; c < C; ++c) {
     const PlanMeasure& u = rep.uniform[c];
     if (u.bytes <= rep.budget &&
         (u.fdt_mean > rep.plan.fdt_mean || (u.fdt_mean == rep.plan.fdt_mean && u.kl_mean < rep.plan.kl_mean))) {
-      choice.assign(F, static_cast<int>(c));
+      choice = uniform(c);
       rep.plan = u;
       rep.plan.label = "plan (= uniform " + texts[c] + ")";
     }
