@@ -5,6 +5,7 @@
 #include <sstream>
 
 #include "src/codec/recipe.h"
+#include "src/codec/score_cut.h"
 #include "src/codec/tensor_codec.h"
 #include "src/core/error.h"
 #include "src/core/philox.h"
@@ -48,14 +49,10 @@ void edit_matrix(const DeltaEdit& e, const ParamSlice& s, std::span<const float>
   } else if (e.kind == "drop_only") {
     bernoulli_mask(m);
     for (uint64_t i = 0; i < n; ++i) d[i] = m[i] ? -dw[i] : 0.0f;
-  } else if (e.kind == "magnitude") {
-    std::vector<uint64_t> order(n);
-    for (uint64_t i = 0; i < n; ++i) order[i] = i;
+  } else if (e.kind == "magnitude") {  // the TIES trim's cut: keep the n − floor(p·n) largest |ΔW|
     const uint64_t drop = static_cast<uint64_t>(std::floor(e.p * static_cast<double>(n)));
-    std::stable_sort(order.begin(), order.end(),
-                     [&](uint64_t a, uint64_t b) { return std::fabs(dw[a]) < std::fabs(dw[b]); });
-    std::fill(d.begin(), d.end(), 0.0f);
-    for (uint64_t j = 0; j < drop; ++j) d[order[j]] = -dw[order[j]];
+    ScoreCut cut = magnitude_cut(dw, n - drop);
+    for (uint64_t i = 0; i < n; ++i) d[i] = cut.keep(magnitude_key(dw[i])) ? 0.0f : -dw[i];
   } else if (e.kind == "bitdelta") {
     const double a = e.m * mean_abs;
     for (uint64_t i = 0; i < n; ++i) d[i] = static_cast<float>((dw[i] >= 0 ? a : -a) - dw[i]);

@@ -7,8 +7,9 @@
 //   dare_sign:k=K         the same with M chosen by the sign of ΔW (M = [ΔW > 0], p its share)
 //   dare_grad:k=K         M = [ΔW·∇L > 0] (∇L at W_post on the calibration data), p its share
 //   drop_only:p=P         DARE without the rescale: D = −M⊙ΔW
-//   magnitude:p=P         magnitude pruning (TIES trim): the smallest share p of |ΔW| per matrix
-//                         dropped, no rescale
+//   magnitude:p=P         magnitude pruning (TIES trim): floor(p·n) of the smallest |ΔW| per matrix
+//                         dropped, no rescale (the merges' cut, src/codec/score_cut.h: ties keep the
+//                         lower index)
 //   bitdelta:m=M          m·mean|ΔW|·sign(ΔW) per matrix (m = 1: BitDelta)
 //   bitdelta_random:dist=normal|uniform   signs kept, magnitudes drawn (half-normal / uniform on
 //                         [0, 2μ]) with the matrix's mean μ = mean|ΔW|
