@@ -80,11 +80,14 @@ int cmd_riemann(const Args& args) {
   std::vector<float> grad_post;
   const double loss_post = loss_on_batches(post, data, &grad_post), loss_pre = loss_on_batches(pre, data);
   const double gain = loss_pre - loss_post, tolerance = vm["tolerance"].as<double>() * std::fabs(gain);
-  std::vector<std::vector<int32_t>> prompts;
   DivergenceOptions dopt;
   dopt.new_tokens = vm["new-tokens"].as<int64_t>();
+  ReferenceText reference;  // the fine-tune's continuations, generated once for every edit
   if (vm.count("prompts-from"))
-    prompts = make_prompts(vm["prompts-from"].as<std::string>(), vm["prompts"].as<int64_t>(), 16, post.config().vocab);
+    reference = reference_text(
+        post, make_prompts(vm["prompts-from"].as<std::string>(), vm["prompts"].as<int64_t>(), 16, post.config().vocab),
+        dopt);
+  const bool fdt_wanted = !reference.prompts.empty();
   const std::string task = vm.count("task") ? vm["task"].as<std::string>() : "";
   if (!task.empty() && !is_skill(task)) throw Error(ErrorCode::Usage, "", "unknown skill \"" + task + "\"");
   const bool json = vm["json"].as<bool>();
@@ -92,18 +95,18 @@ int cmd_riemann(const Args& args) {
               gain, tolerance);
   std::printf("%-30s %11s", "edit", "dL");
   for (int64_t c : C) std::printf("  est C=%-4lld", static_cast<long long>(c));
-  std::printf(" %-12s%s%s\n", "class", task.empty() ? "" : "  accuracy", prompts.empty() ? "" : "    FDT");
+  std::printf(" %-12s%s%s\n", "class", task.empty() ? "" : "  accuracy", fdt_wanted ? "    FDT" : "");
   for (const DeltaEdit& e : edits) {
     const std::vector<float> d = edit_direction(e, pre, post, &grad_post);
     const RiemannReport r = riemann_loss_change(post, loss_post, grad_post, d, data, C);
     const std::string cls = std::fabs(r.delta) <= tolerance ? "competitive" : r.delta > 0 ? "decreased" : "improved";
     double accuracy = -1, fdt = -1;
-    if (!task.empty() || !prompts.empty()) {
+    if (!task.empty() || fdt_wanted) {
       LlamaParams edited = post;
       for (size_t i = 0; i < d.size(); ++i) edited.data()[i] += d[i];
       if (!task.empty())
         accuracy = evaluate_skill(edited, task, vm["samples-task"].as<int64_t>(), kEvalStream).accuracy();
-      if (!prompts.empty()) fdt = divergent_tokens(post, edited, prompts, dopt).fdt_mean;
+      if (fdt_wanted) fdt = divergent_tokens(post, reference, edited, dopt).fdt_mean;
     }
     std::printf("%-30s %11.5f", e.text().c_str(), r.delta);
     for (double v : r.estimate) std::printf("  %11.5f", v);

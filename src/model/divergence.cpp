@@ -27,22 +27,37 @@ void check_same_shape(const LlamaConfig& a, const LlamaConfig& b) {
 }
 }  // namespace
 
-DivergenceReport divergent_tokens(const LlamaParams& reference, const LlamaParams& model,
-                                  const std::vector<std::vector<int32_t>>& prompts, const DivergenceOptions& o) {
+ReferenceText reference_text(const LlamaParams& reference, const std::vector<std::vector<int32_t>>& prompts,
+                             const DivergenceOptions& o) {
   const LlamaConfig& c = reference.config();
-  check_same_shape(c, model.config());
-  const int64_t N = o.new_tokens, V = static_cast<int64_t>(c.vocab), cap = static_cast<int64_t>(c.max_seq);
+  const int64_t N = o.new_tokens, cap = static_cast<int64_t>(c.max_seq);
   if (N < 1) throw std::invalid_argument("--new-tokens must be >= 1");
   for (const auto& x : prompts)
     if (x.empty() || static_cast<int64_t>(x.size()) + N > cap)
       throw std::invalid_argument("a prompt of " + std::to_string(x.size()) + " tokens and " + std::to_string(N) +
                                   " new ones do not fit the context of " + std::to_string(cap));
+  // y: the reference's greedy continuation (no stop token: always N tokens)
+  return {prompts, generate_greedy(c, reference.view(), prompts, N, -1).tokens};
+}
+
+DivergenceReport divergent_tokens(const LlamaParams& reference, const LlamaParams& model,
+                                  const std::vector<std::vector<int32_t>>& prompts, const DivergenceOptions& o) {
+  check_same_shape(reference.config(), model.config());
+  return divergent_tokens(reference, reference_text(reference, prompts, o), model, o);
+}
+
+DivergenceReport divergent_tokens(const LlamaParams& reference, const ReferenceText& text, const LlamaParams& model,
+                                  const DivergenceOptions& o) {
+  const LlamaConfig& c = reference.config();
+  check_same_shape(c, model.config());
+  const int64_t N = o.new_tokens, V = static_cast<int64_t>(c.vocab);
+  const auto& prompts = text.prompts;
+  const auto& y = text.continuations;
+  if (y.size() != prompts.size()) throw std::invalid_argument("a reference text with fewer continuations than prompts");
   DivergenceReport r;
   r.prompts = static_cast<int64_t>(prompts.size());
   r.new_tokens = N;
   r.tau = o.tau < 0 ? N : o.tau;
-  // y: the reference's greedy continuation (no stop token: always N tokens)
-  const auto y = generate_greedy(c, reference.view(), prompts, N, -1).tokens;
   LlamaModel ref_model(c), test_model(model.config());
   const ModelWeights rw = reference.view(), mw = model.view();
   double sdt_sum = 0, kl_sum = 0;
@@ -55,7 +70,9 @@ DivergenceReport divergent_tokens(const LlamaParams& reference, const LlamaParam
     for (int64_t b = 0; b < B; ++b) {
       const auto& x = prompts[first + b];
       const auto& yb = y[first + b];
-      if (static_cast<int64_t>(yb.size()) != N) throw std::logic_error("generation stopped early");
+      if (static_cast<int64_t>(yb.size()) != N)
+        throw std::invalid_argument("a reference continuation of " + std::to_string(yb.size()) + " tokens, not " +
+                                    std::to_string(N));
       int32_t* row = tok.data() + b * T;
       std::copy(x.begin(), x.end(), row);
       std::copy(yb.begin(), yb.end() - 1, row + x.size());

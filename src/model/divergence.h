@@ -30,9 +30,20 @@ struct DivergenceReport {
   std::vector<int64_t> fdt;    // per prompt
 };
 
-// Both models must share a configuration's shapes (vocabulary, context). Prompts longer than the
-// context minus N are refused (std::invalid_argument).
+// The reference's side of the measurement that does not depend on the model: the prompts and the
+// reference's greedy continuation y of each (N tokens). Prompts longer than the context minus N
+// are refused (std::invalid_argument).
+struct ReferenceText {
+  std::vector<std::vector<int32_t>> prompts, continuations;
+};
+ReferenceText reference_text(const LlamaParams& reference, const std::vector<std::vector<int32_t>>& prompts,
+                             const DivergenceOptions& o);
+
+// Both models must share a configuration's shapes (vocabulary, context). Comparing many models to
+// one reference (plan, riemann) generates its text once and passes it to the second form.
 DivergenceReport divergent_tokens(const LlamaParams& reference, const LlamaParams& model,
                                   const std::vector<std::vector<int32_t>>& prompts, const DivergenceOptions& o);
+DivergenceReport divergent_tokens(const LlamaParams& reference, const ReferenceText& text, const LlamaParams& model,
+                                  const DivergenceOptions& o);
 
 }  // namespace deltakit

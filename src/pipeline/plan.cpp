@@ -162,11 +162,12 @@ PlanReport run_plan(const PlanOptions& o) {
   const auto prompts = make_prompts(o.prompts, o.prompt_count, o.prompt_len, ft.config().vocab);
   DivergenceOptions dopt;
   dopt.new_tokens = o.new_tokens;
+  const ReferenceText reference = reference_text(ft, prompts, dopt);  // the fine-tune's text, generated once
   auto measure = [&](const std::string& label, const std::vector<int>& choice, uint64_t bytes) {
     PlanMeasure m;
     m.label = label, m.bytes = bytes;
     const LlamaParams model = models.assemble(choice);
-    const DivergenceReport d = divergent_tokens(ft, model, prompts, dopt);
+    const DivergenceReport d = divergent_tokens(ft, reference, model, dopt);
     m.fdt_mean = d.fdt_mean, m.sdt_mean = d.sdt_mean, m.kl_mean = d.kl_mean;
     for (const std::string& task : o.tasks)
       m.accuracy.push_back(evaluate_skill(model, task, o.task_samples, kEvalStream).accuracy());
@@ -230,7 +231,7 @@ PlanReport run_plan(const PlanOptions& o) {
       for (size_t c = 1; c < C; ++c) {  // raw: no damage
         std::vector<int> only(F, -1);
         only[f] = static_cast<int>(c);
-        const DivergenceReport d = divergent_tokens(ft, models.assemble(only), prompts, dopt);
+        const DivergenceReport d = divergent_tokens(ft, reference, models.assemble(only), dopt);
         cells[f][c].fdt = d.fdt_mean, cells[f][c].damage = d.kl_mean;
       }
   for (const auto& row : cells) rep.cells.insert(rep.cells.end(), row.begin(), row.end());
