@@ -747,6 +747,14 @@ def plan_budget_too_small(ctx):
              "--candidates", "bitdelta", "--out", out], out, "--budget", "fits")
 
 
+@case
+def riemann_unknown_edit_key(ctx):
+    # an edit with a key its kind does not take: refused before any model runs
+    m = ctx.trained()
+    return ([ctx.deltakit, "riemann", "--base", m, "--finetuned", m, "--edit", "dare:p=0.5,q=2"], None,
+            "dare:p=0.5,q=2", "unknown key")
+
+
 def run_case(deltakit, name):
     work = tempfile.mkdtemp(prefix="deltakit-bad-")
     try:
