@@ -3,6 +3,7 @@
 // each edited model, one row per edit and one JSON object per edit with --json.
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
@@ -25,7 +26,8 @@ int cmd_riemann(const Args& args) {
       "finetuned", po::value<std::string>(), "W_post: the fine-tuned model folder")(
       "edit", po::value<std::vector<std::string>>()->composing(),
       "an edit (repeatable): dare:p=,k= | dare_sign:k= | dare_grad:k= | drop_only:p= | magnitude:p= | bitdelta:m= | "
-      "bitdelta_random:dist=normal|uniform | bitdelta_levels:bits= | lowrank:rank= | expo:alpha=")(
+      "bitdelta_random:dist=normal|uniform | bitdelta_levels:bits= | lowrank:rank= | expo:alpha= | "
+      "model:path=DIR[,label=NAME] (D = W_DIR - W_post)")(
       "C", po::value<std::string>()->default_value("1,2,5,10"), "Riemann sums with these numbers of points")(
       "calibration", po::value<std::string>()->default_value("corpus"),
       "held-out data: corpus | skill:NAME | tokens:FILE")("samples", po::value<int64_t>()->default_value(32),
@@ -62,6 +64,9 @@ int cmd_riemann(const Args& args) {
   }
   std::vector<DeltaEdit> edits;
   for (const auto& t : vm["edit"].as<std::vector<std::string>>()) edits.push_back(parse_delta_edit(t));
+  for (const DeltaEdit& e : edits)  // before the held-out passes: a missing folder fails at once
+    if (e.kind == "model" && !std::filesystem::exists(std::filesystem::path(e.path) / "config.json"))
+      throw Error(ErrorCode::Io, e.path, "is not a model folder (no config.json) for edit model:path=" + e.path);
   const std::string pre_dir = vm["base"].as<std::string>(), post_dir = vm["finetuned"].as<std::string>();
   const LlamaParams pre = load_llama(pre_dir), post = load_llama(post_dir);
   if (pre.data().size() != post.data().size() || pre.config().vocab != post.config().vocab)

@@ -2,7 +2,9 @@
 # The Riemann-sum view of delta editing (SPEC §4; Tang et al. 2024) on deltakit's own models:
 # every edit of experiments/riemann/edits.txt applied to each skill fine-tune, its measured loss
 # change ΔL on held-out skill data, the Riemann estimates for C = 1, 2, 5, 10, skill accuracy and
-# FDT (`deltakit riemann`). Then analyze.py writes the CSVs, the plots (gnuplot) and README.md.
+# FDT (`deltakit riemann`); the model edits' checkpoints (BitDelta by the codec, with and without
+# distillation) come from prepare_models.sh. Then analyze.py writes the CSVs, the plots (gnuplot)
+# and README.md.
 #   experiments/riemann/run.sh [--quick] [DEMO_DIR]
 # Full: the demo's small models (DEMO_DIR, default deltakit-demo, built if absent), the four
 # skills (or SKILLS="rev sort"), every edit; results in results/riemann/. --quick: tiny models trained here in a minute, rev
@@ -21,13 +23,15 @@ if [ "${1:-}" = "--collect" ]; then  # the parts a Slurm array wrote (slurm/riem
     [ -n "$(ls "$out/parts/$skill-"*.jsonl 2>/dev/null)" ] || continue
     /usr/bin/python3 - "$edits_file" "$out/parts/$skill-"*.jsonl >> "$out/raw.jsonl" <<'PY'
 import json, sys
-order = [l.split()[0] for l in open(sys.argv[1]) if l.strip() and not l.startswith("#")]
+import re
+order = [re.sub(r"^model:.*label=([^,]+).*$", r"model:label=\1", l.split()[0])  # a model edit's row name
+         for l in open(sys.argv[1]) if l.strip() and not l.startswith("#")]
 rows = [json.loads(l) for f in sys.argv[2:] for l in open(f) if l.strip()]
 for r in sorted(rows, key=lambda r: order.index(r["edit"]) if r["edit"] in order else len(order)):
     print(json.dumps(r))
 PY
   done
-  exec /usr/bin/python3 "$here/analyze.py" --results "$out" --readme "$out/README.md"
+  exec /usr/bin/python3 "$here/analyze.py" --results "$out" --readme "$out/README.md" ${MODELS:+--models "$MODELS"}
 fi
 command -v gnuplot >/dev/null || { apt-get install -y --no-install-recommends gnuplot-nox >/dev/null 2>&1 || true; }
 start=$(date +%s)
@@ -40,6 +44,7 @@ if [ $quick = 1 ]; then
   skills="rev"
   edits=$(grep -v '^#' "$here/edits.txt" | grep -E 'quick' | cut -d' ' -f1)
   flags=(--samples 16 --samples-task 50 --prompts 8)
+  prepare=(--distill-steps 40)
 else
   out=${RESULTS_DIR:-$root/results/riemann}
   models=$(realpath -m "${1:-deltakit-demo}")
@@ -47,17 +52,24 @@ else
   skills=${SKILLS:-rev sort caps dup}
   edits=$(grep -v '^#' "$here/edits.txt" | cut -d' ' -f1)
   flags=(--samples 32 --samples-task 200 --prompts 32)
+  prepare=()
 fi
 mkdir -p "$out"
-args=()
-for e in $edits; do args+=(--edit "$e"); done
 : > "$out/raw.jsonl.tmp"
 for skill in $skills; do
+  args=()
+  for e in $edits; do
+    e=${e//\{models\}/$models}
+    args+=(--edit "${e//\{skill\}/$skill}")
+  done
+  if grep -q '^model:' <<< "$edits"; then
+    DELTAKIT=$dk "$here/prepare_models.sh" "$models" "$skill" "${prepare[@]}"
+  fi
   "$dk" riemann --base "$models/base" --finetuned "$models/ft-$skill" "${args[@]}" --C 1,2,5,10 \
     --calibration "skill:$skill" --task "$skill" --prompts-from "skill:$skill" --new-tokens 8 "${flags[@]}" --json |
     grep '^{' | sed "s/^{/{\"skill\":\"$skill\",/" >> "$out/raw.jsonl.tmp"
 done
 mv "$out/raw.jsonl.tmp" "$out/raw.jsonl"
 seconds=$(( $(date +%s) - start ))
-/usr/bin/python3 "$here/analyze.py" --results "$out" --seconds "$seconds" --quick "$quick" \
+/usr/bin/python3 "$here/analyze.py" --results "$out" --seconds "$seconds" --quick "$quick" --models "$models" \
   --readme "$([ $quick = 1 ] && echo "$out/README.md" || echo "$here/README.md")"

@@ -85,6 +85,7 @@ std::string DeltaEdit::text() const {
   if (kind == "bitdelta_random") return "bitdelta_random:dist=" + dist;
   if (kind == "bitdelta_levels") return "bitdelta_levels:bits=" + std::to_string(bits);
   if (kind == "lowrank") return "lowrank:rank=" + std::to_string(rank);
+  if (kind == "model") return label.empty() ? "model:path=" + path : "model:label=" + label;
   return "expo:alpha=" + number(alpha);
 }
 
@@ -93,7 +94,8 @@ DeltaEdit parse_delta_edit(const std::string& text) {
   const size_t colon = text.find(':');
   e.kind = text.substr(0, colon);
   static const char* kinds[] = {"dare",     "dare_sign",       "dare_grad",       "drop_only", "magnitude",
-                                "bitdelta", "bitdelta_random", "bitdelta_levels", "lowrank",   "expo"};
+                                "bitdelta", "bitdelta_random", "bitdelta_levels", "lowrank",   "expo",
+                                "model"};
   if (std::find(std::begin(kinds), std::end(kinds), e.kind) == std::end(kinds))
     throw Error(ErrorCode::Usage, "", "unknown edit \"" + e.kind + "\" in \"" + text + "\"");
   std::string rest = colon == std::string::npos ? "" : text.substr(colon + 1);
@@ -128,6 +130,10 @@ DeltaEdit parse_delta_edit(const std::string& text) {
       e.seed = static_cast<uint64_t>(num());
     else if (key == "dist")
       e.dist = value;
+    else if (key == "path" && e.kind == "model")
+      e.path = value;
+    else if (key == "label" && e.kind == "model")
+      e.label = value;
     else
       throw Error(ErrorCode::Usage, "", "edit \"" + text + "\": unknown key \"" + key + "\"");
   }
@@ -136,6 +142,8 @@ DeltaEdit parse_delta_edit(const std::string& text) {
     throw Error(ErrorCode::Usage, "", "edit \"" + text + "\": p must be below 1");
   if (e.bits < 1 || e.bits > 8) throw Error(ErrorCode::Usage, "", "edit \"" + text + "\": bits must be 1..8");
   if (e.rank < 1) throw Error(ErrorCode::Usage, "", "edit \"" + text + "\": rank must be >= 1");
+  if (e.kind == "model" && e.path.empty())
+    throw Error(ErrorCode::Usage, "", "edit \"" + text + "\": a model edit needs path=DIR");
   if (e.dist != "normal" && e.dist != "uniform")
     throw Error(ErrorCode::Usage, "", "edit \"" + text + "\": dist must be normal or uniform");
   return e;
@@ -150,6 +158,20 @@ std::vector<float> edit_direction(const DeltaEdit& e, const LlamaParams& pre, co
   if (e.kind == "dare_grad" && (!grad_post || grad_post->size() != post.data().size()))
     throw std::invalid_argument("dare_grad needs the gradient at W_post");
   std::vector<float> d(post.data().size(), 0.0f), dw;
+  if (e.kind == "model") {
+    const LlamaParams other = load_llama(e.path);
+    const auto& a = other.slices();
+    const auto& b = post.slices();
+    if (a.size() != b.size() ||
+        !std::equal(a.begin(), a.end(), b.begin(), [](const ParamSlice& x, const ParamSlice& y) {
+          return x.name == y.name && x.shape == y.shape;
+        }))
+      throw Error(ErrorCode::ShapeMismatch, e.path, "has other shapes than the fine-tune it edits");
+    for (const ParamSlice& s : post.slices())
+      if (is_edited_matrix(s))
+        for (uint64_t i = s.offset; i < s.offset + s.numel; ++i) d[i] = other.data()[i] - post.data()[i];
+    return d;
+  }
   for (const ParamSlice& s : post.slices()) {
     if (!is_edited_matrix(s)) continue;
     dw.resize(s.numel);

@@ -16,6 +16,9 @@
 //   bitdelta_levels:bits=B  multi-level BitDelta: 2^(B−1) magnitude blocks (1 sign bit + B − 1)
 //   lowrank:rank=R        truncated SVD of ΔW
 //   expo:alpha=A          W_post + A·ΔW (A < 0 interpolates toward W_pre, A > 0 extrapolates)
+//   model:path=DIR[,label=NAME]  the edited matrices of another checkpoint of the same shapes:
+//                         D = W_DIR − W_post, e.g. a base + adapter made by compress (--distill)
+//                         and apply; the row is named model:label=NAME (else model:path=DIR)
 // seed=S (default 0) keys the random edits.
 #pragma once
 
@@ -32,6 +35,7 @@ struct DeltaEdit {
   double p = 0.5, k = 0.0, m = 1.0, alpha = 0.0;
   int64_t rank = 8, bits = 1;
   std::string dist = "normal";
+  std::string path, label;  // model
   uint64_t seed = 0;
   std::string text() const;  // canonical, e.g. "dare:p=0.5,k=0"
 };
@@ -43,7 +47,8 @@ DeltaEdit parse_delta_edit(const std::string& text);
 bool is_edited_matrix(const ParamSlice& s);
 
 // D in the parameters' layout (zero outside the edited matrices). `grad_post` (∇L at W_post, same
-// layout) is needed by dare_grad only.
+// layout) is needed by dare_grad only. A model edit loads its folder (Error naming it when its
+// shapes differ from W_post's).
 std::vector<float> edit_direction(const DeltaEdit& e, const LlamaParams& pre, const LlamaParams& post,
                                   const std::vector<float>* grad_post = nullptr);
 

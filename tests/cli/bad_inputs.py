@@ -755,6 +755,23 @@ def riemann_unknown_edit_key(ctx):
             "dare:p=0.5,q=2", "unknown key")
 
 
+@case
+def riemann_model_edit_not_a_model(ctx):
+    # a model edit whose folder holds no checkpoint: refused, naming it, before any model runs
+    m = ctx.trained()
+    missing = ctx.path("no-such-model")
+    return ([ctx.deltakit, "riemann", "--base", m, "--finetuned", m, "--edit", f"model:path={missing},label=x"],
+            None, missing, "not a model folder")
+
+
+@case
+def riemann_model_edit_other_shapes(ctx):
+    # a model edit from a checkpoint of other shapes: one line naming its folder
+    m, other = ctx.trained("a"), ctx.trained("b", size="small")
+    return ([ctx.deltakit, "riemann", "--base", m, "--finetuned", m, "--edit", f"model:path={other}"], None, other,
+            "other shapes")
+
+
 def run_case(deltakit, name):
     work = tempfile.mkdtemp(prefix="deltakit-bad-")
     try:

@@ -119,10 +119,14 @@ def main():
             "--steps", "10", "--out", os.path.join(models, "ft-rev"), "--quiet")
         edits = os.path.join(work, "edits.txt")
         with open(edits, "w") as f:
-            f.write("# four edits\ndare:p=0.5,k=0\nbitdelta:m=1\nexpo:alpha=0.5\nmagnitude:p=0.5\n")
+            f.write("# five edits, one a model edit whose checkpoint the tasks make first (prepare_models.sh)\n"
+                    "dare:p=0.5,k=0\nbitdelta:m=1\nexpo:alpha=0.5\nmagnitude:p=0.5\n"
+                    "model:path={models}/bitdelta-distill-{skill},label=bitdelta_distill\n")
         out_dir = os.path.join(work, "riemann")
         log = os.path.join(work, "riemann-%a.log")
-        renv = dict(env, SKILLS="rev", CHUNKS="2", RIEMANN_ARGS="--samples 8 --samples-task 10 --prompts 4")
+        renv = dict(env, SKILLS="rev", CHUNKS="2", RIEMANN_ARGS="--samples 8 --samples-task 10 --prompts 4",
+                    RIEMANN_PREPARE=os.path.join(a.slurm_dir, "..", "experiments", "riemann", "prepare_models.sh"),
+                    PREPARE_ARGS="--distill-steps 5")
         p = subprocess.run(["sbatch", "--parsable", "--array=0-1", "-o", log,
                             os.path.join(a.slurm_dir, "riemann.sbatch"), models, out_dir, edits],
                            capture_output=True, text=True, env=renv)
@@ -136,9 +140,12 @@ def main():
         subprocess.run(["bash", os.path.join(a.slurm_dir, "..", "experiments", "riemann", "run.sh"), "--collect",
                         out_dir, edits], check=True, capture_output=True, env=dict(renv, SKILLS="rev"))
         got = [r["edit"] for r in csv.DictReader(open(os.path.join(out_dir, "edits.csv")))]
-        if got != ["dare:p=0.5,k=0", "bitdelta:m=1", "expo:alpha=0.5", "magnitude:p=0.5"]:
+        if got != ["dare:p=0.5,k=0", "bitdelta:m=1", "expo:alpha=0.5", "magnitude:p=0.5", "model:label=bitdelta_distill"]:
             sys.exit(f"FAIL: the collected sweep holds {got}")
-        print(f"ok: riemann.sbatch, a 2-task array, job {job} ({dt:.1f} s): 4 edits measured and collected in order")
+        if not os.path.exists(os.path.join(models, "bitdelta-distill-rev", "config.json")):
+            sys.exit("FAIL: the array did not make the model edit's checkpoint")
+        print(f"ok: riemann.sbatch, a 2-task array, job {job} ({dt:.1f} s): 5 edits (one a distilled BitDelta "
+              "checkpoint made in the array) measured and collected in order")
         shutil.rmtree(work, ignore_errors=True)
     finally:
         subprocess.run(["bash", os.path.join(a.slurm_dir, "local_cluster.sh"), "down", state])

@@ -5,15 +5,21 @@
 
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
 #include <cmath>
+#include <filesystem>
 
 #include "src/codec/recipe.h"
 #include "src/codec/sparse.h"
 #include "src/codec/tensor_codec.h"
+#include "src/core/error.h"
 #include "src/model/delta_edits.h"
 
 namespace deltakit {
 namespace {
+
+namespace fs = std::filesystem;
 
 struct Pair {
   LlamaParams pre, post;
@@ -106,6 +112,41 @@ TEST(DeltaEdits, DefinitionsHold) {
   EXPECT_NEAR(rmean / static_cast<double>(s.numel), mean, 0.15 * mean);
   EXPECT_THROW(parse_delta_edit("dare:p=1"), std::exception);
   EXPECT_THROW(parse_delta_edit("bitdelta:q=1"), std::exception);
+}
+
+TEST(DeltaEdits, ModelEditIsTheOtherCheckpointsProjections) {
+  const Pair m = tiny_pair();
+  LlamaParams other = m.pre;  // any checkpoint of the same shapes: here W_pre + 0.5·ΔW
+  for (size_t i = 0; i < other.data().size(); ++i) other.data()[i] += 0.5f * (m.post.data()[i] - m.pre.data()[i]);
+  const fs::path dir = fs::temp_directory_path() / ("dk_model_edit_" + std::to_string(::getpid()));
+  save_llama(other, dir.string(), DType::F32, true);
+  const DeltaEdit e = parse_delta_edit("model:path=" + dir.string() + ",label=half");
+  EXPECT_EQ(e.text(), "model:label=half");
+  const std::vector<float> d = edit_direction(e, m.pre, m.post);
+  const std::vector<float> expo = edit_direction(parse_delta_edit("expo:alpha=-0.5"), m.pre, m.post);
+  for (const auto& s : m.post.slices())
+    for (uint64_t i = s.offset; i < s.offset + s.numel; ++i) {
+      if (!is_edited_matrix(s)) {
+        ASSERT_EQ(d[i], 0.0f) << s.name;  // only the edited matrices, as every other edit
+        continue;
+      }
+      ASSERT_EQ(d[i], other.data()[i] - m.post.data()[i]) << s.name;
+      ASSERT_NEAR(d[i], expo[i], 1e-5f * (1.0f + std::fabs(expo[i]))) << s.name;
+    }
+  // another shape is refused, naming the folder
+  LlamaConfig c = m.post.config();
+  c.hidden = 32;
+  LlamaParams wide(c);
+  save_llama(wide, dir.string(), DType::F32, true);
+  try {
+    edit_direction(e, m.pre, m.post);
+    ADD_FAILURE() << "a checkpoint of other shapes was taken";
+  } catch (const Error& err) {
+    EXPECT_NE(std::string(err.what()).find(dir.string()), std::string::npos) << err.what();
+  }
+  fs::remove_all(dir);
+  EXPECT_THROW(parse_delta_edit("model:label=x"), std::exception);  // no path
+  EXPECT_THROW(parse_delta_edit("dare:p=0.5,path=x"), std::exception);
 }
 
 TEST(Riemann, FirstTermIsTheDirectionalDerivativeAndErrorShrinksWithC) {
