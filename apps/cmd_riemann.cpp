@@ -27,8 +27,8 @@ int cmd_riemann(const Args& args) {
       "edit", po::value<std::vector<std::string>>()->composing(),
       "an edit (repeatable): dare:p=,k= | dare_sign:k= | dare_grad:k= | drop_only:p= | magnitude:p= | bitdelta:m= | "
       "bitdelta_random:dist=normal|uniform | bitdelta_levels:bits= | lowrank:rank= | expo:alpha= | "
-      "model:path=DIR[,label=NAME] (D = W_DIR - W_post)")(
-      "C", po::value<std::string>()->default_value("1,2,5,10"), "Riemann sums with these numbers of points")(
+      "model:path=DIR[,label=NAME] (D = W_DIR - W_post)")("C", po::value<std::string>()->default_value("1,2,5,10"),
+                                                          "Riemann sums with these numbers of points")(
       "calibration", po::value<std::string>()->default_value("corpus"),
       "held-out data: corpus | skill:NAME | tokens:FILE")("samples", po::value<int64_t>()->default_value(32),
                                                           "held-out sequences")(

@@ -163,9 +163,8 @@ std::vector<float> edit_direction(const DeltaEdit& e, const LlamaParams& pre, co
     const auto& a = other.slices();
     const auto& b = post.slices();
     if (a.size() != b.size() ||
-        !std::equal(a.begin(), a.end(), b.begin(), [](const ParamSlice& x, const ParamSlice& y) {
-          return x.name == y.name && x.shape == y.shape;
-        }))
+        !std::equal(a.begin(), a.end(), b.begin(),
+                    [](const ParamSlice& x, const ParamSlice& y) { return x.name == y.name && x.shape == y.shape; }))
       throw Error(ErrorCode::ShapeMismatch, e.path, "has other shapes than the fine-tune it edits");
     for (const ParamSlice& s : post.slices())
       if (is_edited_matrix(s))

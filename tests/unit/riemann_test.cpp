@@ -4,7 +4,6 @@
 #include "src/model/riemann.h"
 
 #include <gtest/gtest.h>
-
 #include <unistd.h>
 
 #include <cmath>
