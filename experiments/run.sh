@@ -4,7 +4,7 @@
 #   heterogeneity  impact concentration under the Fisher (SPEC §3)
 #   merging        the merge table (issue 6)          importance   cherries, distillation, plans
 #   divergence     divergent tokens of every recipe   codec_sizes  adapter sizes per codec
-# Each writes results/NAME/ and its README; --quick (riemann, heterogeneity) runs on tiny models in
+# Each writes results/NAME/ and its README; --quick (riemann, heterogeneity, merging) runs on tiny models in
 # a minute or two, as the CI smoke tests do.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)

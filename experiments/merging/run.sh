@@ -2,18 +2,38 @@
 # The merge table of issue 6 on the embedded models: skill fine-tunes merged in pairs and all
 # four together by task_arithmetic, ties and dare_ties across densities 0.1-0.9, and della;
 # exact-match accuracy of every merge on every skill it merged, beside the fine-tunes and the base.
-#   experiments/merging/run.sh [DEMO_DIR] [SAMPLES]
-# DEMO_DIR holds `deltakit demo`'s base and ft-* (trained here first if absent; default
-# deltakit-demo). Writes DEMO_DIR/merges/*.yml, the merged models, and results/merging/merge.csv.
+# analyze.py then writes the density plot and experiments/merging/README.md (table and reading).
+#   experiments/merging/run.sh [--quick] [DEMO_DIR] [SAMPLES]
+# Full: DEMO_DIR holds `deltakit demo`'s base and ft-* (trained here first if absent; default
+# deltakit-demo); the merged models go to DEMO_DIR/merges/, the CSV to results/merging/.
+# --quick: tiny models trained here, rev + caps, four methods, 30 prompts; results in
+# results/merging/quick/ (the CI smoke test).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 dk=${DELTAKIT:-$root/build/apps/deltakit}
-demo=$(realpath -m "${1:-deltakit-demo}")
-samples=${2:-200}
-out_csv=$root/results/merging/merge.csv
-mkdir -p "$demo/merges" "$(dirname "$out_csv")"
-[ -f "$demo/ft-dup/config.json" ] || "$dk" demo --out "$demo" --recipe raw --quiet >/dev/null
+command="experiments/merging/run.sh $*"
+quick=0
+[ "${1:-}" = "--quick" ] && { quick=1; shift; }
+command -v gnuplot >/dev/null || { apt-get install -y --no-install-recommends gnuplot-nox >/dev/null 2>&1 || true; }
+start=$(date +%s)
+if [ $quick = 1 ]; then
+  out=${RESULTS_DIR:-$root/results/merging/quick}
+  demo=$(mktemp -d)
+  trap 'rm -rf "$demo"' EXIT
+  samples=${1:-30}
+  "$dk" train --size tiny --steps 300 --out "$demo/base" --quiet
+  for s in rev caps; do  # long and hot enough for a tiny model to learn both skills (96-100%)
+    "$dk" finetune --model "$demo/base" --task $s --size tiny --steps 400 --lr 3e-3 --out "$demo/ft-$s" --quiet
+  done
+else
+  out=${RESULTS_DIR:-$root/results/merging}
+  demo=$(realpath -m "${1:-deltakit-demo}")
+  samples=${2:-200}
+  [ -f "$demo/ft-dup/config.json" ] || "$dk" demo --out "$demo" --recipe raw --quiet >/dev/null
+fi
+out_csv=$out/merge.csv
+mkdir -p "$demo/merges" "$out"
 
 # method, per-model parameters, label
 methods=(
@@ -32,6 +52,10 @@ methods=(
   "della|{weight: 1.0, density: 0.5, epsilon: 0.1}|della d=0.5 e=0.1"
 )
 groups=("caps dup" "rev sort" "rev caps" "rev sort caps dup")
+if [ $quick = 1 ]; then
+  methods=("${methods[0]}" "${methods[4]}" "${methods[9]}" "${methods[12]}")  # ta w=1, ties/dare_ties d=0.5, della
+  groups=("rev caps")
+fi
 
 acc() {  # model, skills... -> "skill=acc ..." from eval --json
   local m=$1; shift
@@ -42,7 +66,7 @@ acc() {  # model, skills... -> "skill=acc ..." from eval --json
 }
 
 echo "group,model,skill,accuracy" > "$out_csv.tmp"
-for s in rev sort caps dup; do
+for s in $(printf '%s\n' "${groups[@]}" | tr ' ' '\n' | awk '!seen[$0]++'); do  # the merged skills
   for kv in $(acc "$demo/base" $s); do echo "single,base,${kv%=*},${kv#*=}" >> "$out_csv.tmp"; done
   for kv in $(acc "$demo/ft-$s" $s); do echo "single,ft-$s,${kv%=*},${kv#*=}" >> "$out_csv.tmp"; done
 done
@@ -64,22 +88,6 @@ for g in "${groups[@]}"; do
   done
 done
 mv "$out_csv.tmp" "$out_csv"
-# the table: one row per (group, method), one column per skill
-/usr/bin/python3 - "$out_csv" <<'PY'
-import csv, sys
-rows = list(csv.DictReader(open(sys.argv[1])))
-skills = ["rev", "sort", "caps", "dup"]
-table = {}
-for r in rows:
-    table.setdefault((r["group"], r["model"]), {})[r["skill"]] = float(r["accuracy"])
-print("| merged | method | " + " | ".join(skills) + " |")
-print("|---|---|" + "---|" * len(skills))
-for (g, m), acc in table.items():
-    if g == "single" and m == "base":
-        continue
-    cells = [f"{100 * acc[s]:.1f}%" if s in acc else "" for s in skills]
-    print(f"| {g} | {m} | " + " | ".join(cells) + " |")
-base = table[("single", "base")]
-print("| - | base | " + " | ".join(f"{100 * base[s]:.1f}%" for s in skills) + " |")
-PY
-/usr/bin/python3 "$here/plot.py" "$out_csv"
+seconds=$(( $(date +%s) - start ))
+/usr/bin/python3 "$here/analyze.py" --csv "$out_csv" --models "$demo" --seconds "$seconds" --quick "$quick" \
+  --samples "$samples" --command "$command" --readme "$([ $quick = 1 ] && echo "$out/README.md" || echo "$here/README.md")"

@@ -73,6 +73,7 @@ def main():
     ap.add_argument("--readme", required=True)
     ap.add_argument("--seconds", type=int, default=0)
     ap.add_argument("--quick", type=int, default=0)
+    ap.add_argument("--command", default="experiments/riemann/run.sh", help="the command line, for the page")
     ap.add_argument("--models", help="the models folder: the distillation reports and scales of the model edits")
     a = ap.parse_args()
     rows = [json.loads(l) for l in open(os.path.join(a.results, "raw.jsonl")) if l.strip()]
@@ -267,7 +268,7 @@ def main():
           "ΔL_C = (1/C) Σ_c ⟨∇L(W_post + (c/C)·D), D⟩ (gradients from the engine's backward). Accuracy is exact match "
           "on held-out examples, FDT (N = 8) is against the unedited fine-tune. An edit is *competitive* when "
           "|ΔL| ≤ 5% of the fine-tune's own gain L(W_pre) − L(W_post), *decreased* above, *improved* below.", "",
-          f"Run: `experiments/riemann/run.sh{' --quick' if a.quick else ''}` on {datetime.date.today().isoformat()}, "
+          f"Run: `{a.command}` on {datetime.date.today().isoformat()}, "
           f"{a.seconds // 60} min {a.seconds % 60} s on {os.cpu_count()} cores ({cpu_model()}). "
           f"Skills: {', '.join(skills)}; {len(rows)} measurements. "
           "Data: [edits.csv](../../results/riemann/edits.csv), [convergence.csv](../../results/riemann/convergence.csv).", "",

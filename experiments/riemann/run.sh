@@ -13,6 +13,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 dk=${DELTAKIT:-$root/build/apps/deltakit}
+command="experiments/riemann/run.sh $*"
 quick=0
 [ "${1:-}" = "--quick" ] && { quick=1; shift; }
 if [ "${1:-}" = "--collect" ]; then  # the parts a Slurm array wrote (slurm/riemann.sbatch), in EDITS' order
@@ -72,4 +73,5 @@ done
 mv "$out/raw.jsonl.tmp" "$out/raw.jsonl"
 seconds=$(( $(date +%s) - start ))
 /usr/bin/python3 "$here/analyze.py" --results "$out" --seconds "$seconds" --quick "$quick" --models "$models" \
+  --command "$command" \
   --readme "$([ $quick = 1 ] && echo "$out/README.md" || echo "$here/README.md")"
