@@ -61,6 +61,7 @@ def main():
     ap.add_argument("--readme", required=True)
     ap.add_argument("--seconds", type=int, default=0)
     ap.add_argument("--quick", type=int, default=0)
+    ap.add_argument("--command", default="experiments/heterogeneity/run.sh", help="the command line, for the page")
     a = ap.parse_args()
     base = read_safetensors(os.path.join(a.models, "base", "model.safetensors"))
     fb = read_safetensors(os.path.join(a.fisher, "fisher-base.st"))
@@ -118,7 +119,7 @@ def main():
          "error (e = δ − δ̂) uses F at each fine-tune on its skill; the base under CherryQ's 4-bit group-128 "
          "quantizer uses F at the base on corpus text. The q/k/v/o/gate/up/down projections are counted. "
          "*heterogeneity* is CherryQ's score, mean(F of the top 1%) / max(F of the other 99%), per family.", "",
-         f"Run: `experiments/heterogeneity/run.sh{' --quick' if a.quick else ''}` on {datetime.date.today().isoformat()}, "
+         f"Run: `{a.command}` on {datetime.date.today().isoformat()}, "
          f"{a.seconds // 60} min {a.seconds % 60} s on {os.cpu_count()} cores. "
          "Data: [impact.csv](../../results/heterogeneity/impact.csv).", "",
          "## Share of the total impact carried by the top entries, whole model", "",

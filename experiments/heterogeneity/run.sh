@@ -14,6 +14,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 dk=${DELTAKIT:-$root/build/apps/deltakit}
+command="experiments/heterogeneity/run.sh $*"
 quick=0
 [ "${1:-}" = "--quick" ] && { quick=1; shift; }
 start=$(date +%s)
@@ -39,4 +40,5 @@ for skill in $skills; do
 done
 seconds=$(( $(date +%s) - start ))
 /usr/bin/python3 "$here/analyze.py" --models "$models" --fisher "$work" --skills $skills --results "$out" \
+  --command "$command" \
   --seconds "$seconds" --quick "$quick" --readme "$([ $quick = 1 ] && echo "$out/README.md" || echo "$here/README.md")"
