@@ -1,13 +1,15 @@
 #!/usr/bin/env python3
 """Impact concentration (CherryQ's heterogeneity) from Fisher files and checkpoints, numpy only:
 writes results/heterogeneity/impact.csv and the experiment's README (see run.sh for the setup)."""
-import argparse, csv, datetime, os, re, shutil, subprocess, sys
+import argparse, csv, os, re, sys
 
 import numpy as np
 
 # the tests' numpy reader of F32 safetensors
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tests", "cli"))
 from model_numpy import read_safetensors  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from results_page import gnuplot, run_line  # noqa: E402
 
 
 FRACTIONS = [10 ** (e / 4) for e in range(-16, 1)]  # 1e-4 ... 1
@@ -98,20 +100,17 @@ def main():
         for r in rows:
             w.writerow(r[:3] + [f"{x:.4f}" for x in r[3:6]] + [f"{r[6]:.4g}"])
     # the concentration curves as a plot (gnuplot, where installed)
-    plot = None
-    if shutil.which("gnuplot"):
-        with open(os.path.join(a.results, "concentration.dat"), "w") as fh:
-            keys = list(curves)
-            fh.write("# top_fraction " + " ".join(f"{m}/{p.replace(' ', '_')}" for m, p in keys) + "\n")
-            for i, f in enumerate(FRACTIONS):
-                fh.write(f"{f:.6g} " + " ".join(f"{curves[k][i]:.6g}" for k in keys) + " " + f"{f:.6g}\n")
-        cols = ", ".join(f"'concentration.dat' using 1:{i + 2} with lines lw 2 title '{m}: {p}'" for i, (m, p) in enumerate(keys))
-        script = ("set terminal pngcairo size 900,560 font 'sans,11'\nset output 'concentration.png'\nset grid\n"
-                  "set key outside right\nset logscale x\nset xlabel 'top fraction of entries'\n"
-                  "set ylabel 'share of the total impact'\nset title 'Impact concentration: 1/2 F e^2, sorted'\n"
-                  f"plot {cols}, 'concentration.dat' using 1:{len(keys) + 2} with lines dt 2 lc 'black' title 'uniform'\n")
-        subprocess.run(["gnuplot"], input=script, text=True, cwd=a.results, check=True)
-        plot = "concentration.png"
+    with open(os.path.join(a.results, "concentration.dat"), "w") as fh:
+        keys = list(curves)
+        fh.write("# top_fraction " + " ".join(f"{m}/{p.replace(' ', '_')}" for m, p in keys) + "\n")
+        for i, f in enumerate(FRACTIONS):
+            fh.write(f"{f:.6g} " + " ".join(f"{curves[k][i]:.6g}" for k in keys) + " " + f"{f:.6g}\n")
+    cols = ", ".join(f"'concentration.dat' using 1:{i + 2} with lines lw 2 title '{m}: {p}'" for i, (m, p) in enumerate(keys))
+    script = ("set terminal pngcairo size 900,560 font 'sans,11'\nset output 'concentration.png'\nset grid\n"
+              "set key outside right\nset logscale x\nset xlabel 'top fraction of entries'\n"
+              "set ylabel 'share of the total impact'\nset title 'Impact concentration: 1/2 F e^2, sorted'\n"
+              f"plot {cols}, 'concentration.dat' using 1:{len(keys) + 2} with lines dt 2 lc 'black' title 'uniform'\n")
+    plot = "concentration.png" if gnuplot(script, a.results) else None
     L = ["# Parameter heterogeneity" + (" (quick run)" if a.quick else ""), "",
          "CherryQ (SPEC §3) finds that a few parameters carry most of the loss impact of a perturbation. Here, on "
          "deltakit's own models, the impact of perturbing weight i by e_i is ½·F_ii·e_i², F the diagonal empirical "
@@ -119,8 +118,7 @@ def main():
          "error (e = δ − δ̂) uses F at each fine-tune on its skill; the base under CherryQ's 4-bit group-128 "
          "quantizer uses F at the base on corpus text. The q/k/v/o/gate/up/down projections are counted. "
          "*heterogeneity* is CherryQ's score, mean(F of the top 1%) / max(F of the other 99%), per family.", "",
-         f"Run: `{a.command}` on {datetime.date.today().isoformat()}, "
-         f"{a.seconds // 60} min {a.seconds % 60} s on {os.cpu_count()} cores. "
+         run_line(a.command, a.seconds) + ". "
          "Data: [impact.csv](../../results/heterogeneity/impact.csv).", "",
          "## Share of the total impact carried by the top entries, whole model", "",
          "| model | perturbation | top 0.1% | top 1% | top 10% | heterogeneity |", "|---|---|---|---|---|---|"]

@@ -2,21 +2,13 @@
 """The merging experiment's plot and README from results/merging/merge.csv (experiments/merging/run.sh):
 accuracy against density for ties and dare_ties, one panel per merged group (density.png, gnuplot),
 and a README with the table and a reading computed from the same numbers."""
-import argparse, csv, datetime, json, os, platform, shutil, statistics, subprocess, sys
+import argparse, csv, json, os, statistics, sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tests", "cli"))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from results_page import gnuplot, run_line  # noqa: E402
 
 SKILLS = ["rev", "sort", "caps", "dup"]
-
-
-def cpu_model():
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def density(label):
@@ -36,8 +28,6 @@ def plot(rows, groups, out):
     with open(os.path.join(out, "density.dat"), "w") as f:
         for lines in blocks:
             f.write("\n".join(lines) + "\n\n\n")
-    if not shutil.which("gnuplot"):
-        return False
     script = ["set terminal pngcairo size 1000,700 font 'sans,10' noenhanced", "set output 'density.png'",
               f"set multiplot layout {(len(groups) + 1) // 2},2 title 'Mean exact match of the merged skills against density'",
               "set grid", "set yrange [0:100]", "set xlabel 'density'", "set ylabel 'accuracy (%)'"]
@@ -46,8 +36,7 @@ def plot(rows, groups, out):
         script.append(f"plot 'density.dat' index {2 * gi} with linespoints title 'ties', "
                       f"'' index {2 * gi + 1} with linespoints title 'dare_ties'")
     script.append("unset multiplot")
-    subprocess.run(["gnuplot"], input="\n".join(script) + "\n", text=True, cwd=out, check=True)
-    return True
+    return gnuplot("\n".join(script) + "\n", out)
 
 
 def delta_scale(models, skills):
@@ -167,8 +156,7 @@ def main():
          "exact-match accuracy (held-out prompts) of each merge on each skill it merged. `analyze.py` writes this page "
          "from the CSV. Editing results on the same models sit beside these in "
          "[experiments/riemann](../riemann/README.md).", "",
-         f"Run: `{a.command}` on {datetime.date.today().isoformat()}, "
-         f"{a.seconds // 60} min {a.seconds % 60} s on {os.cpu_count()} cores ({cpu_model()}); "
+         run_line(a.command, a.seconds) + "; "
          f"{len(groups) * len(methods)} merges, {a.samples} prompts per skill. Data: "
          f"[merge.csv](../../results/merging/{'quick/' if a.quick else ''}merge.csv).", ""] + T + ["", "## Reading", ""] + R
     if plotted:

@@ -2,9 +2,11 @@
 """Tables, plots and the README of the Riemann experiment from `deltakit riemann --json` lines
 (results/riemann/raw.jsonl): edits.csv, convergence.csv, PNG plots by gnuplot, and a README that
 checks the paper's claims (SPEC §4) one by one against the measurements."""
-import argparse, csv, datetime, json, os, platform, shutil, statistics, subprocess, sys
+import argparse, csv, json, os, statistics, sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tests", "cli"))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from results_page import gnuplot, run_line  # noqa: E402
 
 C_LIST = [1, 2, 5, 10]
 
@@ -20,23 +22,6 @@ def params(edit):
 
 def num(d, k, default=None):
     return float(d[k]) if k in d else default
-
-
-def cpu_model():
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
-
-
-def gnuplot(script, cwd):
-    if not shutil.which("gnuplot"):
-        return False
-    subprocess.run(["gnuplot"], input=script, text=True, cwd=cwd, check=True)
-    return True
 
 
 def by_edit_any(rows, skill, edit):
@@ -268,8 +253,7 @@ def main():
           "ΔL_C = (1/C) Σ_c ⟨∇L(W_post + (c/C)·D), D⟩ (gradients from the engine's backward). Accuracy is exact match "
           "on held-out examples, FDT (N = 8) is against the unedited fine-tune. An edit is *competitive* when "
           "|ΔL| ≤ 5% of the fine-tune's own gain L(W_pre) − L(W_post), *decreased* above, *improved* below.", "",
-          f"Run: `{a.command}` on {datetime.date.today().isoformat()}, "
-          f"{a.seconds // 60} min {a.seconds % 60} s on {os.cpu_count()} cores ({cpu_model()}). "
+          run_line(a.command, a.seconds) + ". "
           f"Skills: {', '.join(skills)}; {len(rows)} measurements. "
           "Data: [edits.csv](../../results/riemann/edits.csv), [convergence.csv](../../results/riemann/convergence.csv).", "",
           "## The paper's claims, checked", "",
