@@ -69,8 +69,7 @@ int cmd_riemann(const Args& args) {
       throw Error(ErrorCode::Io, e.path, "is not a model folder (no config.json) for edit model:path=" + e.path);
   const std::string pre_dir = vm["base"].as<std::string>(), post_dir = vm["finetuned"].as<std::string>();
   const LlamaParams pre = load_llama(pre_dir), post = load_llama(post_dir);
-  if (pre.data().size() != post.data().size() || pre.config().vocab != post.config().vocab)
-    throw Error(ErrorCode::ShapeMismatch, post_dir, "has other shapes than the base " + pre_dir);
+  require_same_layout(pre, post, post_dir, "the base " + pre_dir);
   const int64_t samples = vm["samples"].as<int64_t>(), seq = vm["seq-len"].as<int64_t>();
   if (samples < 1 || seq < 2 || seq > static_cast<int64_t>(post.config().max_seq))
     throw Error(ErrorCode::Usage, "", "--samples must be >= 1 and --seq-len in [2, the model's context]");

@@ -158,24 +158,20 @@ std::vector<float> edit_direction(const DeltaEdit& e, const LlamaParams& pre, co
   if (e.kind == "dare_grad" && (!grad_post || grad_post->size() != post.data().size()))
     throw std::invalid_argument("dare_grad needs the gradient at W_post");
   std::vector<float> d(post.data().size(), 0.0f), dw;
+  LlamaParams other;  // a model edit's checkpoint
   if (e.kind == "model") {
-    const LlamaParams other = load_llama(e.path);
-    const auto& a = other.slices();
-    const auto& b = post.slices();
-    if (a.size() != b.size() ||
-        !std::equal(a.begin(), a.end(), b.begin(),
-                    [](const ParamSlice& x, const ParamSlice& y) { return x.name == y.name && x.shape == y.shape; }))
-      throw Error(ErrorCode::ShapeMismatch, e.path, "has other shapes than the fine-tune it edits");
-    for (const ParamSlice& s : post.slices())
-      if (is_edited_matrix(s))
-        for (uint64_t i = s.offset; i < s.offset + s.numel; ++i) d[i] = other.data()[i] - post.data()[i];
-    return d;
+    other = load_llama(e.path);
+    require_same_layout(post, other, e.path, "the fine-tune it edits");
   }
   for (const ParamSlice& s : post.slices()) {
     if (!is_edited_matrix(s)) continue;
+    std::span<float> out(d.data() + s.offset, s.numel);
+    if (e.kind == "model") {
+      for (uint64_t i = 0; i < s.numel; ++i) out[i] = other.data()[s.offset + i] - post.data()[s.offset + i];
+      continue;
+    }
     dw.resize(s.numel);
     for (uint64_t i = 0; i < s.numel; ++i) dw[i] = post.data()[s.offset + i] - pre.data()[s.offset + i];
-    std::span<float> out(d.data() + s.offset, s.numel);
     if (e.kind == "expo") {
       for (uint64_t i = 0; i < s.numel; ++i) out[i] = static_cast<float>(e.alpha) * dw[i];
       continue;

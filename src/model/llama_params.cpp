@@ -1,5 +1,6 @@
 #include "src/model/llama_params.h"
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <map>
@@ -126,6 +127,16 @@ LlamaParams load_llama(const std::string& dir) {
     if (!std::isfinite(v)) throw Error(ErrorCode::NonFinite, dir, "the model has a NaN or infinite weight");
   p.set_storage_dtype(seen);
   return p;
+}
+
+void require_same_layout(const LlamaParams& a, const LlamaParams& b, const std::string& b_dir,
+                         const std::string& than) {
+  const auto& x = a.slices();
+  const auto& y = b.slices();
+  if (x.size() != y.size() || !std::equal(x.begin(), x.end(), y.begin(), [](const ParamSlice& s, const ParamSlice& t) {
+        return s.name == t.name && s.shape == t.shape;
+      }))
+    throw Error(ErrorCode::ShapeMismatch, b_dir, "has other shapes than " + than);
 }
 
 void save_llama(const LlamaParams& p, const std::string& dir, DType dtype, bool overwrite,

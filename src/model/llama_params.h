@@ -61,10 +61,14 @@ class LlamaParams {
 // are refused, naming the file.
 LlamaParams load_llama(const std::string& dir);
 
+// Two checkpoints to be compared or combined tensor by tensor: b must hold a's tensors, same names
+// and shapes, in the same order, else Error(ShapeMismatch) naming b_dir: "has other shapes than
+// <than>".
+void require_same_layout(const LlamaParams& a, const LlamaParams& b, const std::string& b_dir, const std::string& than);
+
 // Write an HF-layout checkpoint folder atomically: safetensors in `dtype` (shards over
 // max_shard_bytes), config.json, generation_config.json, and `extra_files` (name -> contents).
 void save_llama(const LlamaParams& p, const std::string& dir, DType dtype, bool overwrite,
-                const std::vector<std::pair<std::string, std::string>>& extra_files = {},
-                uint64_t max_shard_bytes = 0);
+                const std::vector<std::pair<std::string, std::string>>& extra_files = {}, uint64_t max_shard_bytes = 0);
 
 }  // namespace deltakit

@@ -111,8 +111,7 @@ DistillReport distill_scales(const DistillOptions& o) {
   const LlamaParams teacher = load_llama(o.finetuned);
   LlamaParams student = load_llama(o.base);
   const LlamaConfig& c = student.config();
-  if (teacher.data().size() != student.data().size() || teacher.config().vocab != c.vocab)
-    throw Error(ErrorCode::ShapeMismatch, o.finetuned, "has other shapes than the base " + o.base);
+  require_same_layout(student, teacher, o.finetuned, "the base " + o.base);
   const int64_t seq_len = o.seq_len ? o.seq_len : std::min<int64_t>(128, static_cast<int64_t>(c.max_seq));
   if (seq_len > static_cast<int64_t>(c.max_seq))
     throw Error(ErrorCode::Usage, "",

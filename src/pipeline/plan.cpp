@@ -36,8 +36,7 @@ class PlanModels {
  public:
   PlanModels(const PlanOptions& o, const std::vector<Recipe>& recipes)
       : base_(load_llama(o.base)), ft_(load_llama(o.finetuned)) {
-    if (base_.data().size() != ft_.data().size() || base_.config().vocab != ft_.config().vocab)
-      throw Error(ErrorCode::ShapeMismatch, o.finetuned, "has other shapes than the base " + o.base);
+    require_same_layout(base_, ft_, o.finetuned, "the base " + o.base);
     ImportanceFiles importance;
     std::vector<float> delta;
     for (const ParamSlice& s : ft_.slices()) {
