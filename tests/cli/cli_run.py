@@ -1,8 +1,12 @@
 """Running the deltakit CLI from the python tests: the command's stdout, or the test fails with
 its exit code and stderr."""
+import argparse
+import contextlib
+import json
 import os
 import subprocess
 import sys
+import tempfile
 
 # The environment of tests that start mpirun: root allowed (CI runs as root), oversubscription, and
 # detect_leaks=0 (used by the ASan build only): Open MPI allocates at MPI_Init what it never frees,
@@ -20,6 +24,11 @@ def run(*argv):
     return p.stdout
 
 
+def last_json(text):
+    """The JSON object a command printed last (--json puts it on the last line)."""
+    return json.loads(text.strip().splitlines()[-1])
+
+
 def tiny_pair(deltakit, work, task="rev", base_steps=80, ft_steps=40):
     """A tiny base trained on the corpus and its fine-tune on a skill: (base, ft) folders in work."""
     base, ft = os.path.join(work, "base"), os.path.join(work, "ft")
@@ -29,10 +38,18 @@ def tiny_pair(deltakit, work, task="rev", base_steps=80, ft_steps=40):
     return base, ft
 
 
-def run_experiment_quick(repo, name, deltakit, out):
-    """experiments/NAME/run.sh --quick with its results in `out`; the test fails if it does."""
-    env = dict(os.environ, DELTAKIT=deltakit, RESULTS_DIR=out)
-    p = subprocess.run(["bash", os.path.join(repo, "experiments", name, "run.sh"), "--quick"], env=env,
-                       capture_output=True, text=True, timeout=600)
-    if p.returncode:
-        sys.exit(f"FAIL: experiments/{name}/run.sh --quick exited {p.returncode}\n{p.stderr[-2000:]}")
+@contextlib.contextmanager
+def quick_experiment(name):
+    """experiments/NAME/run.sh --quick, for a test called with --deltakit and --repo: yields (repo,
+    the results folder), a temporary one removed after; the test fails if the run does."""
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--deltakit", required=True)
+    ap.add_argument("--repo", required=True)
+    a = ap.parse_args()
+    with tempfile.TemporaryDirectory() as out:
+        env = dict(os.environ, DELTAKIT=a.deltakit, RESULTS_DIR=out)
+        p = subprocess.run(["bash", os.path.join(a.repo, "experiments", name, "run.sh"), "--quick"], env=env,
+                           capture_output=True, text=True, timeout=600)
+        if p.returncode:
+            sys.exit(f"FAIL: experiments/{name}/run.sh --quick exited {p.returncode}\n{p.stderr[-2000:]}")
+        yield a.repo, out

@@ -13,7 +13,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from adapter_decode import read_dataset  # noqa: E402
-from cli_run import run, tiny_pair  # noqa: E402
+from cli_run import last_json, run, tiny_pair  # noqa: E402
 from model_numpy import logits_of, read_safetensors  # noqa: E402
 
 
@@ -35,9 +35,9 @@ def main():
         run(dk, "compress", "--base", base, "--finetuned", ft, *recipe, "--out", plain, "--quiet")
         outs = []
         for threads, out in (("1", dist), ("2", os.path.join(w, "dist2.h5"))):
-            outs.append(json.loads(run(dk, "compress", "--base", base, "--finetuned", ft, *recipe, "--out", out,
-                                       "--quiet", "--json", "--distill", "--distill-steps", "40", "--distill-seq-len",
-                                       "32", "--threads", threads).strip().splitlines()[-1]))
+            outs.append(last_json(run(dk, "compress", "--base", base, "--finetuned", ft, *recipe, "--out", out,
+                                      "--quiet", "--json", "--distill", "--distill-steps", "40", "--distill-seq-len",
+                                      "32", "--threads", threads)))
         d = outs[0]["distillation"]
         print(f"distillation: {d['tensors']} tensors, {d['scales']} scales, held-out logit loss "
               f"{d['loss_before']:.5g} -> {d['loss_after']:.5g}")

@@ -2,19 +2,14 @@
 """Smoke test of experiments/heterogeneity/run.sh --quick: one row per (model, perturbation,
 family) plus the whole model, shares that grow with the top fraction and stay in [0, 1], and a
 heterogeneity score >= 1 (a mean of the top 1% over the largest of the rest)."""
-import argparse, csv, os, sys, tempfile
+import csv, os, sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from cli_run import run_experiment_quick  # noqa: E402
+from cli_run import quick_experiment  # noqa: E402
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--deltakit", required=True)
-    ap.add_argument("--repo", required=True)
-    a = ap.parse_args()
-    with tempfile.TemporaryDirectory() as out:
-        run_experiment_quick(a.repo, "heterogeneity", a.deltakit, out)
+    with quick_experiment("heterogeneity") as (_, out):
         rows = list(csv.DictReader(open(os.path.join(out, "impact.csv"))))
         keys = {(r["model"], r["perturbation"]) for r in rows}
         assert keys == {("base", "base q4"), ("rev", "delta"), ("rev", "bitdelta error")}, keys

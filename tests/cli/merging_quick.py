@@ -2,19 +2,14 @@
 """Smoke test of experiments/merging/run.sh --quick (tiny rev and caps fine-tunes trained on the spot,
 four merge methods): the CSV holds the base and each fine-tune on its skill and every method on both
 merged skills, accuracies in [0, 1]; the README's table carries those same figures."""
-import argparse, csv, os, sys, tempfile
+import csv, os, sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from cli_run import run_experiment_quick  # noqa: E402
+from cli_run import quick_experiment  # noqa: E402
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--deltakit", required=True)
-    ap.add_argument("--repo", required=True)
-    a = ap.parse_args()
-    with tempfile.TemporaryDirectory() as out:
-        run_experiment_quick(a.repo, "merging", a.deltakit, out)
+    with quick_experiment("merging") as (_, out):
         rows = list(csv.DictReader(open(os.path.join(out, "merge.csv"))))
         got = [(r["group"], r["model"], r["skill"]) for r in rows]
         want = [("single", m, s) for s in ("rev", "caps") for m in ("base", f"ft-{s}")]

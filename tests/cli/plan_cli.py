@@ -6,16 +6,12 @@
   * the plan fits the budget and measures no worse on FDT than any uniform recipe that fits;
   * its rules file is accepted by compress --rules and codes each family as chosen;
   * the hessian mode with a Fisher file ranks quant:8 below bitdelta in every family."""
-import argparse, itertools, json, os, sys, tempfile
+import argparse, itertools, os, sys, tempfile
 
 import h5py
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from cli_run import run, tiny_pair  # noqa: E402
-
-
-def last_json(text):
-    return json.loads(text.strip().splitlines()[-1])
+from cli_run import last_json, run, tiny_pair  # noqa: E402
 
 
 def main():

@@ -5,22 +5,17 @@ measurements show what must hold on any model: a small random DARE edit is compe
 raises the loss, the codec's BitDelta (compress, apply) measures as the edit bitdelta:m=1, scale
 distillation lowers its own loss, and the Riemann estimate at C = 10 is closer to the measured change
 than at C = 1."""
-import argparse, csv, math, os, re, sys, tempfile
+import csv, math, os, re, sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from cli_run import run_experiment_quick  # noqa: E402
+from cli_run import quick_experiment  # noqa: E402
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--deltakit", required=True)
-    ap.add_argument("--repo", required=True)
-    a = ap.parse_args()
-    quick = [re.sub(r"^model:.*label=([^,]+).*$", r"model:label=\1", l.split()[0])  # a model edit's row name
-             for l in open(os.path.join(a.repo, "experiments/riemann/edits.txt"))
-             if not l.startswith("#") and l.strip().endswith("quick")]
-    with tempfile.TemporaryDirectory() as out:
-        run_experiment_quick(a.repo, "riemann", a.deltakit, out)
+    with quick_experiment("riemann") as (repo, out):
+        quick = [re.sub(r"^model:.*label=([^,]+).*$", r"model:label=\1", l.split()[0])  # a model edit's row name
+                 for l in open(os.path.join(repo, "experiments/riemann/edits.txt"))
+                 if not l.startswith("#") and l.strip().endswith("quick")]
         rows = list(csv.DictReader(open(os.path.join(out, "edits.csv"))))
         assert [r["edit"] for r in rows] == quick, ([r["edit"] for r in rows], quick)
         for r in rows:
