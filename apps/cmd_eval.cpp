@@ -6,11 +6,11 @@
 #include "apps/cli_common.h"
 #include "src/core/error.h"
 #include "src/core/whole_file.h"
-#include "src/model/divergence.h"
-#include "src/model/evaluate.h"
+#include "src/eval/divergence.h"
+#include "src/eval/evaluate.h"
 #include "src/model/kernels.h"
-#include "src/model/prompts.h"
-#include "src/model/skills.h"
+#include "src/eval/prompts.h"
+#include "src/eval/skills.h"
 #include "src/model/tokenizer.h"
 
 namespace deltakit::cli {

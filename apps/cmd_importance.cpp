@@ -1,12 +1,12 @@
 // deltakit importance: Fisher or activation importance of a model's weights on calibration data,
-// written as safetensors for the cherry codec (src/model/importance.h documents the file).
+// written as safetensors for the cherry codec (src/eval/importance.h documents the file).
 #include <chrono>
 #include <cstdio>
 
 #include "apps/cli_common.h"
 #include "src/core/error.h"
-#include "src/model/calibration.h"
-#include "src/model/importance.h"
+#include "src/eval/calibration.h"
+#include "src/eval/importance.h"
 #include "src/model/kernels.h"
 
 namespace deltakit::cli {

@@ -14,12 +14,12 @@
 #include "apps/cli_common.h"
 #include "src/core/error.h"
 #include "src/core/whole_file.h"
-#include "src/model/embedded.h"
-#include "src/model/evaluate.h"
+#include "src/eval/embedded.h"
+#include "src/eval/evaluate.h"
 #include "src/model/kernels.h"
 #include "src/model/llama2c.h"
 #include "src/model/llama_model.h"
-#include "src/model/skills.h"
+#include "src/eval/skills.h"
 #include "src/model/tokenizer.h"
 
 namespace deltakit::cli {

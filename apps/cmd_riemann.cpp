@@ -1,5 +1,5 @@
 // deltakit riemann: the loss change of delta-parameter edits and its Riemann-sum estimates
-// (SPEC §4; src/model/delta_edits.h, src/model/riemann.h), with accuracy and divergent tokens of
+// (algorithms.md §4; src/edits/delta_edits.h, src/edits/riemann.h), with accuracy and divergent tokens of
 // each edited model, one row per edit and one JSON object per edit with --json.
 #include <cmath>
 #include <cstdio>
@@ -9,14 +9,14 @@
 
 #include "apps/cli_common.h"
 #include "src/core/error.h"
-#include "src/model/calibration.h"
-#include "src/model/delta_edits.h"
-#include "src/model/divergence.h"
-#include "src/model/evaluate.h"
+#include "src/eval/calibration.h"
+#include "src/edits/delta_edits.h"
+#include "src/eval/divergence.h"
+#include "src/eval/evaluate.h"
 #include "src/model/kernels.h"
-#include "src/model/prompts.h"
-#include "src/model/riemann.h"
-#include "src/model/skills.h"
+#include "src/eval/prompts.h"
+#include "src/edits/riemann.h"
+#include "src/eval/skills.h"
 
 namespace deltakit::cli {
 

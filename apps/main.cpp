@@ -33,7 +33,7 @@ const std::map<std::string, Command>& commands() {
       {"eval", {cmd_eval, "perplexity and skill accuracy of a model"}},
       {"importance", {cmd_importance, "Fisher or activation importance of the weights, for the cherry codec"}},
       {"plan", {cmd_plan, "choose a recipe per tensor family by measured damage under a size budget"}},
-      {"riemann", {cmd_riemann, "loss change of delta edits and its Riemann-sum estimates (SPEC 4)"}},
+      {"riemann", {cmd_riemann, "loss change of delta edits and its Riemann-sum estimates (algorithms.md §4)"}},
       {"generate", {cmd_generate, "greedy text generation"}},
       {"import-llama2c", {cmd_import_llama2c, "convert a llama2.c checkpoint to a Hugging Face folder"}},
       {"make-fixture", {cmd_make_fixture, "write a Llama-shaped base + fine-tune pair for tests"}},

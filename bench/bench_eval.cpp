@@ -12,16 +12,16 @@
 #include <string>
 
 #include "bench/bench_timing.h"
-#include "src/model/batches.h"
-#include "src/model/calibration.h"
-#include "src/model/divergence.h"
-#include "src/model/embedded.h"
-#include "src/model/evaluate.h"
-#include "src/model/importance.h"
+#include "src/eval/batches.h"
+#include "src/eval/calibration.h"
+#include "src/eval/divergence.h"
+#include "src/eval/embedded.h"
+#include "src/eval/evaluate.h"
+#include "src/eval/importance.h"
 #include "src/model/kernels.h"
 #include "src/model/llama_model.h"
-#include "src/model/prompts.h"
-#include "src/model/skills.h"
+#include "src/eval/prompts.h"
+#include "src/eval/skills.h"
 
 using namespace deltakit;
 

@@ -10,8 +10,8 @@
 #include <vector>
 
 #include "bench/bench_timing.h"
-#include "src/model/batches.h"
-#include "src/model/embedded.h"
+#include "src/eval/batches.h"
+#include "src/eval/embedded.h"
 #include "src/model/kernels.h"
 #include "src/model/llama_model.h"
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One experiment end to end from the embedded default: experiments/run.sh NAME [--quick] [DEMO_DIR]
-#   riemann        the Riemann-sum view of delta editing (SPEC §4)
-#   heterogeneity  impact concentration under the Fisher (SPEC §3)
+#   riemann        the Riemann-sum view of delta editing (algorithms.md §4)
+#   heterogeneity  impact concentration under the Fisher (algorithms.md §3)
 #   merging        the merge table (issue 6)          importance   cherries, distillation, plans
 #   divergence     divergent tokens of every recipe   codec_sizes  adapter sizes per codec
 # Each writes results/NAME/ and its README; --quick (riemann, heterogeneity, merging) runs on tiny models in

@@ -68,7 +68,7 @@ AdapterWriter::AdapterWriter(const std::string& path, int zstd_level, bool in_me
   H5Pset_link_creation_order(fcpl.get(), H5P_CRT_ORDER_TRACKED | H5P_CRT_ORDER_INDEXED);
   H5Pset_obj_track_times(fcpl.get(), false);
   H5Handle fapl(H5Pcreate(H5P_FILE_ACCESS), H5Pclose);
-  // 1.10 object formats: compact chunk indexes instead of v1 B-tree nodes (formats/README.md)
+  // 1.10 object formats: compact chunk indexes instead of v1 B-tree nodes (docs/formats.md)
   H5Pset_libver_bounds(fapl.get(), H5F_LIBVER_V110, H5F_LIBVER_V110);
   if (in_memory_) {
     H5Pset_fapl_core(fapl.get(), 1 << 20, /*backing_store=*/false);

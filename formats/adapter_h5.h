@@ -9,7 +9,7 @@
 //   /side_files/<f>   uint8 datasets: the fine-tune's config.json, tokenizer files, ...
 // Every dataset is chunked (about 1 MiB per chunk), zstd-compressed (filter 32015) and
 // Fletcher32-checksummed; 16-bit float values are uint16 with an attribute "encoding"
-// ("bfloat16" or "float16"). formats/README.md has the full layout and an h5py decoder.
+// ("bfloat16" or "float16"). docs/formats.md has the full layout and an h5py decoder.
 #pragma once
 
 #include <map>
@@ -17,7 +17,8 @@
 #include <vector>
 
 #include "formats/h5_support.h"
-#include "src/codec/codec_types.h"
+#include "src/core/dtype.h"
+#include "src/core/parts.h"
 #include "src/core/atomic_output.h"
 
 namespace deltakit {

@@ -1,6 +1,6 @@
 #!/bin/bash
-# A real one-node Slurm on this machine, from Debian's slurm-wlm and munge (see
-# ../shared/SLURM-LOCAL.md for what was seen to work). Needs root: the daemons run as root.
+# A real one-node Slurm on this machine, from Debian's slurm-wlm and munge: a munge key, then
+# slurmctld and slurmd as root with the config below. Needs root: the daemons run as root.
 #   slurm/local_cluster.sh up STATE_DIR     start munge, slurmctld, slurmd; wait for "idle"
 #   slurm/local_cluster.sh down STATE_DIR   stop them
 # Exit 77 from "up" means: cannot be brought up here; the last line of output says why.

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Divergent-token metrics (SPEC §5) of every compressed fine-tune of `deltakit demo` against its
+# Divergent-token metrics (algorithms.md §5) of every compressed fine-tune of `deltakit demo` against its
 # uncompressed fine-tune: FDT/SDT/KL on held-out corpus prompts (N=32) and on the skill's own
 # prompts (N=8), beside exact-match accuracy. One row per skill and recipe.
 #   experiments/divergence/run.sh [DEMO_DIR] [PROMPTS]

@@ -20,7 +20,7 @@ def family(name):
 
 
 def q4(w, group=128, bits=4):
-    """CherryQ's quantizer (SPEC §3): contiguous groups, s = (max|w| + 1e-6) / 2^(b-1),
+    """CherryQ's quantizer (algorithms.md §3): contiguous groups, s = (max|w| + 1e-6) / 2^(b-1),
     q = round(clamp(w/s, ±(2^(b-1) - 0.01)) - 0.5), w^ = (q + 0.5) s."""
     flat = w.reshape(-1)
     pad = (-len(flat)) % group
@@ -112,7 +112,7 @@ def main():
               f"plot {cols}, 'concentration.dat' using 1:{len(keys) + 2} with lines dt 2 lc 'black' title 'uniform'\n")
     plot = "concentration.png" if gnuplot(script, a.results) else None
     L = ["# Parameter heterogeneity" + (" (quick run)" if a.quick else ""), "",
-         "CherryQ (SPEC §3) finds that a few parameters carry most of the loss impact of a perturbation. Here, on "
+         "CherryQ (algorithms.md §3) finds that a few parameters carry most of the loss impact of a perturbation. Here, on "
          "deltakit's own models, the impact of perturbing weight i by e_i is ½·F_ii·e_i², F the diagonal empirical "
          "Fisher from `deltakit importance --kind fisher`. The impact of the whole delta (e = δ) and of BitDelta's "
          "error (e = δ − δ̂) uses F at each fine-tune on its skill; the base under CherryQ's 4-bit group-128 "

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Parameter heterogeneity (CherryQ, SPEC §3) on deltakit's own models: how concentrated the
+# Parameter heterogeneity (CherryQ, algorithms.md §3) on deltakit's own models: how concentrated the
 # impact ½·F_ii·e_i² of a perturbation e is, with F the diagonal Fisher of `deltakit importance`:
 #   delta      e = δ (dropping the whole delta), F at the fine-tune on the skill's data
 #   bitdelta   e = δ − δ̂ (BitDelta's error), same F

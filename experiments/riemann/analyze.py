@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Tables, plots and the README of the Riemann experiment from `deltakit riemann --json` lines
 (results/riemann/raw.jsonl): edits.csv, convergence.csv, PNG plots by gnuplot, and a README that
-checks the paper's claims (SPEC §4) one by one against the measurements."""
+checks the paper's claims (algorithms.md §4) one by one against the measurements."""
 import argparse, csv, json, os, statistics, sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tests", "cli"))
@@ -204,7 +204,7 @@ def main():
     if lv:
         claims.append(("Multi-level BitDelta closes the gap", "; ".join(lv), ok_lv))
     if distill:
-        claims.append(("Scale distillation lowers BitDelta's loss change (BitDelta, SPEC §2)",
+        claims.append(("Scale distillation lowers BitDelta's loss change (BitDelta, algorithms.md §2)",
                        "; ".join(f"{d['skill']}: dL {d['plain']['delta_loss']:.4f} -> {d['dist']['delta_loss']:.4f}, "
                                  f"accuracy {100 * d['plain'].get('accuracy', 0):.1f}% -> {100 * d['dist'].get('accuracy', 0):.1f}%"
                                  for d in distill),
@@ -247,7 +247,7 @@ def main():
     title = "# Riemann-sum view of delta editing" + (" (quick run)" if a.quick else "")
     L += [title, "",
           "Reproduces the loss-change analysis of *A Unified View of Delta Parameter Editing in Post-Trained "
-          "Large-Scale Models* (Tang et al. 2024; [SPEC §4](../../../shared/SPEC.md)) on deltakit's own models. "
+          "Large-Scale Models* (Tang et al. 2024; [algorithms.md §4](../../docs/algorithms.md)) on deltakit's own models. "
           "For every edit W_post → W_post + D of the q/k/v/o/gate/up/down matrices, `deltakit riemann` measures the "
           "loss change ΔL on held-out data of the skill and its left Riemann sums "
           "ΔL_C = (1/C) Σ_c ⟨∇L(W_post + (c/C)·D), D⟩ (gradients from the engine's backward). Accuracy is exact match "

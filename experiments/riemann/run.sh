@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The Riemann-sum view of delta editing (SPEC §4; Tang et al. 2024) on deltakit's own models:
+# The Riemann-sum view of delta editing (algorithms.md §4; Tang et al. 2024) on deltakit's own models:
 # every edit of experiments/riemann/edits.txt applied to each skill fine-tune, its measured loss
 # change ΔL on held-out skill data, the Riemann estimates for C = 1, 2, 5, 10, skill accuracy and
 # FDT (`deltakit riemann`); the model edits' checkpoints (BitDelta by the codec, with and without

@@ -3,7 +3,7 @@
 //          LSB first (src/codec/bits.h);
 //   α:     mean |δ| over the unit's entries — the L2-optimal scale for fixed signs — per matrix
 //          (the paper), per row, or per group of G consecutive entries;
-//   levels M > 1 (the multi-level extension, SPEC §2): a unit's magnitudes, sorted, are split
+//   levels M > 1 (the multi-level extension, algorithms.md §2): a unit's magnitudes, sorted, are split
 //          into M blocks of equal count (block b holds ranks [b·c/M, (b+1)·c/M)), each entry's
 //          magnitude becomes its block's mean; log2 M more bits per entry hold the block.
 // Parts: bitdelta.signs uint8 [ceil(n/8)], bitdelta.scales float32 [units, M],

@@ -1,4 +1,4 @@
-// Hessian-aware "cherry" retention (CherryQ, Cui & Wang 2024; SPEC §3), a modifier on a lossy
+// Hessian-aware "cherry" retention (CherryQ, Cui & Wang 2024; algorithms.md §3), a modifier on a lossy
 // recipe: with δ̂ what the recipe alone reconstructs, each entry scores
 //     s_i = H_ii · (δ_i − δ̂_i)²
 // and the top k entries by score are kept in the tensor's value dtype (ties toward the lower

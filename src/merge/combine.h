@@ -1,4 +1,4 @@
-// Mixing task vectors (../shared/SPEC.md §8, mergekit's generalized task arithmetic): given the
+// Mixing task vectors (algorithms.md §8, mergekit's generalized task arithmetic): given the
 // weighted deltas wd_i = w_i·δ_i (already sparsified) and the weights w_i,
 //   consensus sum    majority = sign(Σ_i wd_i) (0 counts as +), mask_i = sign(wd_i) == majority
 //   consensus count  majority = sign(Σ_i sign(wd_i)) (0 counts as +)

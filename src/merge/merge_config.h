@@ -1,5 +1,5 @@
 // A merge described the way mergekit's YAML configs describe it, so a mergekit user can bring
-// theirs (../shared/SPEC.md §8):
+// theirs (algorithms.md §8):
 //
 //   merge_method: dare_ties
 //   base_model: path/to/base

@@ -1,4 +1,4 @@
-// The merge methods and what each one is made of (../shared/SPEC.md §8). Every method but
+// The merge methods and what each one is made of (algorithms.md §8). Every method but
 // linear and slerp is generalized task arithmetic: sparsify each task vector, weight, mix with or
 // without sign consensus, optionally normalize, scale by lambda, add to the base. The defaults
 // of normalize and rescale are mergekit's, so that its configs mean the same here.

@@ -1,4 +1,4 @@
-// Sparsification of one task vector δ before it is mixed (../shared/SPEC.md §8), with mergekit's
+// Sparsification of one task vector δ before it is mixed (algorithms.md §8), with mergekit's
 // semantics (mergekit/sparsify.py), in place on fp32 values:
 //   magnitude          keep the k = floor(density·n) largest |δ| (TIES trim)
 //   random             DARE: drop each entry with probability 1 − density (counter RNG)

@@ -7,7 +7,7 @@
 #include <functional>
 #include <vector>
 
-#include "src/model/batches.h"
+#include "src/model/batch.h"
 #include "src/model/llama_params.h"
 
 namespace deltakit {

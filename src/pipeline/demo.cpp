@@ -6,9 +6,9 @@
 
 #include "src/core/atomic_output.h"
 #include "src/core/error.h"
-#include "src/model/embedded.h"
-#include "src/model/evaluate.h"
-#include "src/model/skills.h"
+#include "src/eval/embedded.h"
+#include "src/eval/evaluate.h"
+#include "src/eval/skills.h"
 #include "src/pipeline/apply.h"
 #include "src/pipeline/compress.h"
 

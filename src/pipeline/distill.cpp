@@ -11,7 +11,7 @@
 #include "src/codec/tensor_codec.h"
 #include "src/core/atomic_output.h"
 #include "src/core/error.h"
-#include "src/model/calibration.h"
+#include "src/eval/calibration.h"
 #include "src/model/llama_model.h"
 #include "src/pipeline/apply.h"
 

@@ -1,7 +1,7 @@
-// BitDelta scale distillation (SPEC §2; Liu et al. 2024): with the signs of a bitdelta adapter
+// BitDelta scale distillation (algorithms.md §2; Liu et al. 2024): with the signs of a bitdelta adapter
 // fixed, fit its scales α to make the compressed model's logits match the fine-tune's,
 //     α* = argmin E_x ‖z_fine(x) − z_bin(x; α)‖²
-// over calibration sequences (src/model/calibration.h), by Adam on α alone (the paper's method;
+// over calibration sequences (src/eval/calibration.h), by Adam on α alone (the paper's method;
 // the released code also lets the optimizer touch other parameters). Tensors coded by a single
 // bitdelta stage with one level (per matrix, row or group scales), with or without cherries, are
 // distilled; cherries keep their values, every other tensor stays what the adapter makes it.

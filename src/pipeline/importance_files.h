@@ -1,4 +1,4 @@
-// Importance files (src/model/importance.h) as the cherry codec and `plan` read them: each file
+// Importance files (src/eval/importance.h) as the cherry codec and `plan` read them: each file
 // opened once, each tensor's H decoded to fp32 and checked (finite, >= 0, the right size).
 #pragma once
 

@@ -8,10 +8,10 @@
 
 #include "src/codec/tensor_codec.h"
 #include "src/core/error.h"
-#include "src/model/divergence.h"
-#include "src/model/evaluate.h"
-#include "src/model/prompts.h"
-#include "src/model/skills.h"
+#include "src/eval/divergence.h"
+#include "src/eval/evaluate.h"
+#include "src/eval/prompts.h"
+#include "src/eval/skills.h"
 #include "src/pipeline/diff.h"
 #include "src/pipeline/importance_files.h"
 

@@ -1,8 +1,8 @@
-// `deltakit plan`: choose a recipe per tensor family by measurement (SPEC §5, §7). Each family
+// `deltakit plan`: choose a recipe per tensor family by measurement (algorithms.md §5, §7). Each family
 // (a tensor name with its layer index taken out: "mlp.down_proj.weight", "lm_head.weight") is
 // compressed alone with each candidate recipe and its damage measured:
 //   fdt      N − mean first divergent token of the model with only that family compressed, against
-//            the fine-tune (FDTM; src/model/divergence.h), on the given prompts;
+//            the fine-tune (FDTM; src/eval/divergence.h), on the given prompts;
 //   hessian  Σ_i H_ii (δ_i − δ̂_i)² over the family, H a Fisher file (deltakit importance) or 1 —
 //            the cheap mode: no model runs.
 // Sizes are estimates: each tensor's parts zstd-compressed at the adapter's level (raw: its fp32
@@ -25,7 +25,7 @@ struct PlanOptions {
   std::string budget_like;              // a candidate: the budget is its uniform size
   std::string mode = "fdt";             // fdt | hessian
   std::string fisher;                   // hessian: a fisher importance file ("" = H 1)
-  std::string prompts = "corpus";       // fdt and the final measures (src/model/prompts.h)
+  std::string prompts = "corpus";       // fdt and the final measures (src/eval/prompts.h)
   int64_t prompt_count = 32, prompt_len = 16, new_tokens = 32;
   std::vector<std::string> tasks;  // skills to measure exact match on, plan vs uniform
   int64_t task_samples = 200;

@@ -1,6 +1,6 @@
 """An independent decoder of deltakit adapters: h5py for the tree and attributes, raw chunks read
 with read_direct_chunk and decompressed by python-zstandard (no HDF5 filter plugin), numpy for
-the codecs. It shares no code with deltakit and follows formats/README.md only."""
+the codecs. It shares no code with deltakit and follows docs/formats.md only."""
 import h5py
 import numpy as np
 import zstandard

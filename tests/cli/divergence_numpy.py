@@ -2,7 +2,7 @@
 """`deltakit eval --reference` against numpy: two tiny trained models (60 and 90 steps of the same
 run), prompts of several lengths from a lines file. numpy continues each prompt greedily with the
 reference, runs both models teacher-forced on [x; y] and computes FDT, SDT, the FDT >= tau share
-and KL(ref || model) exactly as SPEC §5 and src/model/divergence.h define them; deltakit's JSON must
+and KL(ref || model) exactly as algorithms.md §5 and src/eval/divergence.h define them; deltakit's JSON must
 agree. A model against itself must not diverge at all (FDT = N, KL = 0)."""
 import argparse, json, os, subprocess, sys, tempfile
 

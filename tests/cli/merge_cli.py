@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """`deltakit merge` end to end, one case per CTest test:
   reference  every method on an f32 fixture (base + 3 fine-tunes) against numpy written from
-             SPEC §8, including per-model weights, a layer gradient and a name filter; the
+             algorithms.md §8, including per-model weights, a layer gradient and a name filter; the
              deterministic methods to 1e-6, DARE/DELLA by their statistics (kept share, L1 kept)
   adapters   merging adapters (raw and bitdelta) gives the bytes of merging the checkpoints those
              adapters apply to

@@ -1,8 +1,8 @@
-// Importance estimators (src/model/importance.h) against their definitions computed another way:
+// Importance estimators (src/eval/importance.h) against their definitions computed another way:
 // the Fisher diagonal from per-sequence gradients taken by central finite differences of the
 // model's loss, one weight at a time; the activation statistics from the linear inputs of a
 // forward pass over each sequence alone, recomputed by hand for one layer.
-#include "src/model/importance.h"
+#include "src/eval/importance.h"
 
 #include <gtest/gtest.h>
 

@@ -1,4 +1,4 @@
-// Merge methods against direct dense references written from the formulas in SPEC §8 (full
+// Merge methods against direct dense references written from the formulas in algorithms.md §8 (full
 // sorts, explicit loops), on small random tensors with fixed seeds.
 #include <gtest/gtest.h>
 #include <omp.h>
@@ -66,7 +66,7 @@ std::vector<size_t> by_magnitude(const std::vector<float>& d) {
   return idx;
 }
 
-// The SPEC's mix: optional sum consensus, normalize, lambda; same precision steps as documented
+// The mix of algorithms.md §8: optional sum consensus, normalize, lambda; same precision steps as documented
 // (weighted deltas in fp32, sums in double).
 std::vector<float> mix(const std::vector<float>& base, const std::vector<std::vector<float>>& wd,
                        const std::vector<double>& w, bool consensus, bool normalize, double lambda) {
@@ -100,7 +100,7 @@ std::vector<float> delta_of(const Fixture& f, size_t m) {
   return d;
 }
 
-// The weighted task vectors the SPEC mixes: w_m · sparsified(δ_m, m) for the fixture's three models.
+// The weighted task vectors algorithms.md §8 mixes: w_m · sparsified(δ_m, m) for the fixture's three models.
 template <class Sparsified>
 std::vector<std::vector<float>> weighted_deltas(const Fixture& f, const TensorMergeArgs& a, Sparsified sparsified) {
   std::vector<std::vector<float>> wd;

@@ -10,7 +10,7 @@
 #include <random>
 #include <vector>
 
-#include "src/model/batches.h"
+#include "src/eval/batches.h"
 #include "src/model/kernels.h"
 #include "src/model/llama_model.h"
 #include "src/model/trainer.h"

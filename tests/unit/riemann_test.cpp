@@ -1,7 +1,7 @@
-// Delta edits (src/model/delta_edits.h) against their definitions and the codecs they mirror, and
-// the Riemann estimate of the loss change (src/model/riemann.h): its first term is the directional
+// Delta edits (src/edits/delta_edits.h) against their definitions and the codecs they mirror, and
+// the Riemann estimate of the loss change (src/edits/riemann.h): its first term is the directional
 // derivative (checked by finite differences) and its error shrinks like 1/C.
-#include "src/model/riemann.h"
+#include "src/edits/riemann.h"
 
 #include <gtest/gtest.h>
 #include <unistd.h>
@@ -13,7 +13,7 @@
 #include "src/codec/sparse.h"
 #include "src/codec/tensor_codec.h"
 #include "src/core/error.h"
-#include "src/model/delta_edits.h"
+#include "src/edits/delta_edits.h"
 
 namespace deltakit {
 namespace {

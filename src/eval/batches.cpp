@@ -1,11 +1,11 @@
-#include "src/model/batches.h"
+#include "src/eval/batches.h"
 
 #include <algorithm>
 #include <cmath>
 #include <stdexcept>
 
 #include "src/core/philox.h"
-#include "src/model/skills.h"
+#include "src/eval/skills.h"
 #include "src/model/tokenizer.h"
 
 namespace deltakit {

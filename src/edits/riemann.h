@@ -1,4 +1,4 @@
-// The loss change an edit W_post → W_post + D makes (Tang et al. 2024, eq. 1; SPEC §4), measured
+// The loss change an edit W_post → W_post + D makes (Tang et al. 2024, eq. 1; algorithms.md §4), measured
 // and estimated on fixed held-out batches, L the mean next-token loss over all their counted
 // positions:
 //   ΔL   = L(W_post + D) − L(W_post)
@@ -9,7 +9,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "src/model/batches.h"
+#include "src/model/batch.h"
 #include "src/model/llama_params.h"
 
 namespace deltakit {

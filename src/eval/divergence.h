@@ -1,4 +1,4 @@
-// Divergent-token metrics of a model against a reference (../shared/SPEC.md §5, the definition
+// Divergent-token metrics of a model against a reference (algorithms.md §5, the definition
 // we adopt): the reference continues each prompt x greedily for N tokens, y; both models then run
 // teacher-forced on [x; y]. Position i of the continuation diverges when the model's argmax
 // differs from the reference's argmax at the same position of the same text (lowest index wins a

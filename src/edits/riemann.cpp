@@ -1,4 +1,4 @@
-#include "src/model/riemann.h"
+#include "src/edits/riemann.h"
 
 #include <algorithm>
 #include <map>

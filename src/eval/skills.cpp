@@ -1,4 +1,4 @@
-#include "src/model/skills.h"
+#include "src/eval/skills.h"
 
 #include <algorithm>
 #include <cstdio>

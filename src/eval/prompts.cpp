@@ -1,10 +1,10 @@
-#include "src/model/prompts.h"
+#include "src/eval/prompts.h"
 
 #include <sstream>
 
 #include "src/core/error.h"
 #include "src/core/whole_file.h"
-#include "src/model/skills.h"
+#include "src/eval/skills.h"
 #include "src/model/tokenizer.h"
 
 namespace deltakit {

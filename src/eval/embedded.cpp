@@ -1,12 +1,12 @@
-#include "src/model/embedded.h"
+#include "src/eval/embedded.h"
 
 #include <filesystem>
 
 #include "src/core/atomic_output.h"
 #include "src/core/error.h"
 #include "src/core/whole_file.h"
-#include "src/model/batches.h"
-#include "src/model/skills.h"
+#include "src/eval/batches.h"
+#include "src/eval/skills.h"
 #include "src/model/tokenizer.h"
 
 namespace deltakit {

@@ -1,10 +1,10 @@
-#include "src/model/evaluate.h"
+#include "src/eval/evaluate.h"
 
 #include <algorithm>
 #include <cmath>
 
 #include "src/model/llama_model.h"
-#include "src/model/skills.h"
+#include "src/eval/skills.h"
 #include "src/model/tokenizer.h"
 
 namespace deltakit {

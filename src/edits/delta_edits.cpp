@@ -1,4 +1,4 @@
-#include "src/model/delta_edits.h"
+#include "src/edits/delta_edits.h"
 
 #include <algorithm>
 #include <cmath>

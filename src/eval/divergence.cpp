@@ -1,4 +1,4 @@
-#include "src/model/divergence.h"
+#include "src/eval/divergence.h"
 
 #include <algorithm>
 #include <cmath>

@@ -1,10 +1,10 @@
-#include "src/model/calibration.h"
+#include "src/eval/calibration.h"
 
 #include <memory>
 
 #include "src/core/error.h"
-#include "src/model/batches.h"
-#include "src/model/skills.h"
+#include "src/eval/batches.h"
+#include "src/eval/skills.h"
 #include "src/model/tokenizer.h"
 
 namespace deltakit {

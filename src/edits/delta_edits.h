@@ -1,5 +1,5 @@
 // The delta-parameter edits of "A Unified View of Delta Parameter Editing" (Tang et al. 2024;
-// SPEC §4), as the change D = W_edit − W_post they make to every edited matrix (ΔW = W_post −
+// algorithms.md §4), as the change D = W_edit − W_post they make to every edited matrix (ΔW = W_post −
 // W_pre; the q/k/v/o/gate/up/down projections, as the paper edits the linear layers):
 //   dare:p=P,k=K          random M ~ Bernoulli(p) (1 = drop; Philox keyed by seed, tensor, index):
 //                         W = W_pre + k·M⊙ΔW + (1 − kp)/(1 − p)·(1 − M)⊙ΔW, so

@@ -1,17 +1,14 @@
-// Training batches: B rows of T input tokens and T targets (the next token, or -1 where no loss
-// is taken), made deterministically from (seed, step), so a run can be repeated or resumed.
+// Training batches of the embedded data (src/model/batch.h has the layout), made
+// deterministically from (seed, step), so a run can be repeated or resumed.
 #pragma once
 
 #include <cstdint>
 #include <string>
 #include <vector>
 
-namespace deltakit {
+#include "src/model/batch.h"
 
-struct Batch {
-  int64_t B = 0, T = 0;
-  std::vector<int32_t> tokens, targets;
-};
+namespace deltakit {
 
 // Base pre-training: rows of consecutive corpus lines, "<bos>line\n<bos>line\n...", loss everywhere.
 void corpus_batch(Batch& b, uint64_t seed, int64_t step, double skill_share);

@@ -1,10 +1,10 @@
-#include "src/model/importance.h"
+#include "src/eval/importance.h"
 
 #include <stdexcept>
 
 #include "formats/safetensors.h"
 #include "src/core/atomic_output.h"
-#include "src/model/batches.h"
+#include "src/eval/batches.h"
 #include "src/model/llama_model.h"
 #include "src/model/tokenizer.h"
 

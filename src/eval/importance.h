@@ -1,5 +1,5 @@
-// Importance of each weight for Hessian-aware compression (SPEC §3), estimated on calibration
-// sequences (src/model/calibration.h) at the weights given — normally the fine-tune's:
+// Importance of each weight for Hessian-aware compression (algorithms.md §3), estimated on calibration
+// sequences (src/eval/calibration.h) at the weights given — normally the fine-tune's:
 //   fisher  the diagonal of the empirical Fisher, F_i = mean over sequences s of (∂L_s/∂θ_i)²,
 //           L_s = seq_len × the token-mean NLL of sequence s (CherryQ's estimator: batch 1,
 //           running mean of squared gradients). One value per weight, every parameter tensor.
