@@ -105,11 +105,7 @@ int cmd_eval(const Args& args) {
     o.new_tokens = vm["new-tokens"].as<int64_t>();
     o.tau = vm["tau"].as<int64_t>();
     DivergenceReport r;
-    try {
-      r = divergent_tokens(ref, p, prompts, o);
-    } catch (const std::invalid_argument& e) {
-      throw Error(ErrorCode::Usage, dir, e.what());
-    }
+    r = locate_invalid_values(ErrorCode::Usage, dir, [&] { return divergent_tokens(ref, p, prompts, o); });
     std::printf(
         "vs %s: %lld prompts (%s) x %lld tokens: FDT mean %.2f median %.1f, SDT %.4f, FDT >= %lld in %.1f%%, "
         "KL %.3g nats/token\n",

@@ -84,9 +84,10 @@ int main(int argc, char** argv) {
   } catch (const deltakit::AgreedError& e) {
     // every rank has it: rank 0 says it once, every rank exits cleanly
     if (root) deltakit::print_error_line(label + ": error: " + e.what());
-    return e.code() == deltakit::ErrorCode::Usage ? 2 : 1;
+    return e.code() == deltakit::ErrorCode::Usage || e.code() == deltakit::ErrorCode::InvalidValue ? 2 : 1;
   } catch (const deltakit::Error& e) {
-    if (e.code() == deltakit::ErrorCode::Usage) {  // from the arguments: the same on every rank
+    // from the arguments (or a value they set, found below): the same on every rank
+    if (e.code() == deltakit::ErrorCode::Usage || e.code() == deltakit::ErrorCode::InvalidValue) {
       if (root) deltakit::print_error_line(label + ": error: " + e.what());
       return 2;
     }

@@ -1,16 +1,22 @@
 // The MPI communicator: the only place besides mpi_info.cpp that includes <mpi.h>.
 #include <mpi.h>
 
-#include <stdexcept>
+#include <string>
 
 #include "src/core/comm.h"
+#include "src/core/error.h"
 
 namespace deltakit {
 
 namespace {
 
+// MPI's default handler aborts the job on an error; a library set to return codes ends up here
 void check(int rc, const char* what) {
-  if (rc != MPI_SUCCESS) throw std::runtime_error(std::string("MPI call failed: ") + what);
+  if (rc == MPI_SUCCESS) return;
+  char text[MPI_MAX_ERROR_STRING] = {};
+  int len = 0;
+  MPI_Error_string(rc, text, &len);
+  throw Error(ErrorCode::Io, "MPI", std::string(what) + " failed: " + std::string(text, static_cast<size_t>(len)));
 }
 
 class MpiComm final : public Comm {
@@ -37,12 +43,12 @@ class MpiComm final : public Comm {
   void allreduce_sum(std::span<double> v) override { reduce(v.data(), v.size(), MPI_DOUBLE); }
   std::vector<std::string> allgather(const std::string& bytes) override {
     int n = static_cast<int>(bytes.size());
-    if (bytes.size() > static_cast<size_t>(INT32_MAX)) throw std::length_error("allgather: over 2 GiB");
+    if (bytes.size() > static_cast<size_t>(INT32_MAX)) throw Error(ErrorCode::Overflow, "MPI", "allgather: over 2 GiB (the MPI layer moves at most 2 GiB per call)");
     std::vector<int> sizes(size_), displs(size_);
     check(MPI_Allgather(&n, 1, MPI_INT, sizes.data(), 1, MPI_INT, MPI_COMM_WORLD), "MPI_Allgather");
     long long total = 0;
     for (int r = 0; r < size_; ++r) displs[r] = static_cast<int>(total), total += sizes[r];
-    if (total > INT32_MAX) throw std::length_error("allgather: over 2 GiB in all");
+    if (total > INT32_MAX) throw Error(ErrorCode::Overflow, "MPI", "allgather: over 2 GiB in all (the MPI layer moves at most 2 GiB per call)");
     std::string all(static_cast<size_t>(total), '\0');
     check(MPI_Allgatherv(bytes.data(), n, MPI_BYTE, all.data(), sizes.data(), displs.data(), MPI_BYTE, MPI_COMM_WORLD),
           "MPI_Allgatherv");
@@ -53,7 +59,7 @@ class MpiComm final : public Comm {
   void broadcast(std::string& bytes, int root) override {
     unsigned long long n = bytes.size();
     check(MPI_Bcast(&n, 1, MPI_UNSIGNED_LONG_LONG, root, MPI_COMM_WORLD), "MPI_Bcast");
-    if (n > static_cast<unsigned long long>(INT32_MAX)) throw std::length_error("broadcast: over 2 GiB");
+    if (n > static_cast<unsigned long long>(INT32_MAX)) throw Error(ErrorCode::Overflow, "MPI", "broadcast: over 2 GiB (the MPI layer moves at most 2 GiB per call)");
     bytes.resize(n);
     check(MPI_Bcast(bytes.data(), static_cast<int>(n), MPI_BYTE, root, MPI_COMM_WORLD), "MPI_Bcast");
   }

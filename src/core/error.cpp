@@ -34,6 +34,7 @@ const char* error_code_name(ErrorCode code) {
     case ErrorCode::FingerprintMismatch: return "FingerprintMismatch";
     case ErrorCode::NonFinite: return "NonFinite";
     case ErrorCode::Usage: return "Usage";
+    case ErrorCode::InvalidValue: return "InvalidValue";
   }
   return "Unknown";
 }

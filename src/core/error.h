@@ -34,6 +34,8 @@ enum class ErrorCode {
   FingerprintMismatch,   // adapter made from another base
   NonFinite,             // NaN/Inf where the policy refuses them
   Usage,                 // bad command-line arguments
+  InvalidValue,          // a value the algorithm cannot take (a density, a token id, a length),
+                         // found below the layer that knows its file: located there by at()
 };
 
 const char* error_code_name(ErrorCode code);
@@ -42,12 +44,28 @@ class Error : public std::runtime_error {
  public:
   // `where` is the file (or object) the problem is in; what() is "where: message".
   Error(ErrorCode code, const std::string& where, const std::string& message)
-      : std::runtime_error(where.empty() ? message : where + ": " + message), code_(code) {}
+      : std::runtime_error(where.empty() ? message : where + ": " + message),
+        code_(code), where_(where), message_(message) {}
   ErrorCode code() const { return code_; }
+  const std::string& where() const { return where_; }
+  const std::string& message() const { return message_; }
 
  private:
   ErrorCode code_;
+  std::string where_, message_;
 };
+
+// Runs `f`; an InvalidValue error thrown below (by the engine or a merge method, which know no
+// file) comes out as `code` located at `where`, with `context` before its message.
+template <class F>
+decltype(auto) locate_invalid_values(ErrorCode code, const std::string& where, F&& f, const std::string& context = "") {
+  try {
+    return f();
+  } catch (const Error& e) {
+    if (e.code() != ErrorCode::InvalidValue) throw;
+    throw Error(code, where, context + e.message());
+  }
+}
 
 // Throws Error(Io) with strerror(errno) appended.
 [[noreturn]] void throw_errno(const std::string& where, const std::string& what);

@@ -156,7 +156,7 @@ bool is_edited_matrix(const ParamSlice& s) {
 std::vector<float> edit_direction(const DeltaEdit& e, const LlamaParams& pre, const LlamaParams& post,
                                   const std::vector<float>* grad_post) {
   if (e.kind == "dare_grad" && (!grad_post || grad_post->size() != post.data().size()))
-    throw std::invalid_argument("dare_grad needs the gradient at W_post");
+    throw Error(ErrorCode::InvalidValue, "", "dare_grad needs the gradient at W_post");
   std::vector<float> d(post.data().size(), 0.0f), dw;
   LlamaParams other;  // a model edit's checkpoint
   if (e.kind == "model") {

@@ -3,9 +3,9 @@
 #include <algorithm>
 #include <map>
 #include <numeric>
-#include <stdexcept>
 
 #include "src/model/llama_model.h"
+#include "src/core/error.h"
 
 namespace deltakit {
 
@@ -18,7 +18,7 @@ double loss_on_batches(const LlamaParams& w, const std::vector<Batch>& data, std
     counted.push_back(std::count_if(b.targets.begin(), b.targets.end(), [](int32_t t) { return t >= 0; }));
     total += counted.back();
   }
-  if (!total) throw std::invalid_argument("the batches hold no position with a target");
+  if (!total) throw Error(ErrorCode::InvalidValue, "", "the batches hold no position with a target");
   LlamaModel m(w.config());
   double sum = 0;
   if (grad) grad->assign(w.data().size(), 0.0f);
@@ -44,7 +44,7 @@ RiemannReport riemann_loss_change(const LlamaParams& post, double loss_post, con
                                   const std::vector<float>& d, const std::vector<Batch>& data,
                                   const std::vector<int64_t>& C) {
   if (d.size() != post.data().size() || grad_post.size() != post.data().size())
-    throw std::invalid_argument("the edit's or the gradient's size differs from the model's");
+    throw Error(ErrorCode::InvalidValue, "", "the edit's or the gradient's size differs from the model's");
   RiemannReport r;
   r.C = C;
   LlamaParams at = post;
@@ -64,7 +64,7 @@ RiemannReport riemann_loss_change(const LlamaParams& post, double loss_post, con
   std::map<std::pair<int64_t, int64_t>, double> inner = {{{0, 1}, dot(grad_post)}};
   std::vector<float> grad;
   for (int64_t c_total : C) {
-    if (c_total < 1) throw std::invalid_argument("C must be >= 1");
+    if (c_total < 1) throw Error(ErrorCode::InvalidValue, "", "C must be >= 1");
     double s = 0;
     for (int64_t c = 0; c < c_total; ++c) {
       const int64_t g = std::gcd(c, c_total);

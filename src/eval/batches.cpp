@@ -2,11 +2,11 @@
 
 #include <algorithm>
 #include <cmath>
-#include <stdexcept>
 
 #include "src/core/philox.h"
 #include "src/eval/skills.h"
 #include "src/model/tokenizer.h"
+#include "src/core/error.h"
 
 namespace deltakit {
 
@@ -56,7 +56,7 @@ void skill_batch(Batch& b, const std::string& skill, uint64_t seed, int64_t step
       const std::string text = e.prompt + e.answer + "\n";
       const int64_t n = 1 + static_cast<int64_t>(text.size());
       if (t + n > b.T) {
-        if (j == 0) throw std::invalid_argument("sequence length too short for one " + skill + " example");
+        if (j == 0) throw Error(ErrorCode::InvalidValue, "", "sequence length too short for one " + skill + " example");
         break;
       }
       int32_t* tok = b.tokens.data() + r * b.T + t;
@@ -73,7 +73,7 @@ void skill_batch(Batch& b, const std::string& skill, uint64_t seed, int64_t step
 
 void stream_batch(Batch& b, const std::vector<int32_t>& stream, uint64_t seed, int64_t step) {
   resize(b);
-  if (static_cast<int64_t>(stream.size()) < b.T + 1) throw std::invalid_argument("the text is shorter than one window");
+  if (static_cast<int64_t>(stream.size()) < b.T + 1) throw Error(ErrorCode::InvalidValue, "", "the text is shorter than one window");
   TensorRng rng(seed, "stream_batch");
   const uint64_t starts = stream.size() - static_cast<uint64_t>(b.T);
   for (int64_t r = 0; r < b.B; ++r) {

@@ -2,10 +2,10 @@
 
 #include <algorithm>
 #include <cmath>
-#include <stdexcept>
 #include <string>
 
 #include "src/model/llama_model.h"
+#include "src/core/error.h"
 
 namespace deltakit {
 
@@ -23,7 +23,7 @@ double kl(const float* p, const float* q, int64_t V) {
 
 void check_same_shape(const LlamaConfig& a, const LlamaConfig& b) {
   if (a.vocab != b.vocab || a.dim != b.dim || a.layers != b.layers || a.max_seq != b.max_seq)
-    throw std::invalid_argument("the model and the reference differ in shape (vocabulary, width, depth or context)");
+    throw Error(ErrorCode::InvalidValue, "", "the model and the reference differ in shape (vocabulary, width, depth or context)");
 }
 }  // namespace
 
@@ -31,10 +31,10 @@ ReferenceText reference_text(const LlamaParams& reference, const std::vector<std
                              const DivergenceOptions& o) {
   const LlamaConfig& c = reference.config();
   const int64_t N = o.new_tokens, cap = static_cast<int64_t>(c.max_seq);
-  if (N < 1) throw std::invalid_argument("--new-tokens must be >= 1");
+  if (N < 1) throw Error(ErrorCode::InvalidValue, "", "--new-tokens must be >= 1");
   for (const auto& x : prompts)
     if (x.empty() || static_cast<int64_t>(x.size()) + N > cap)
-      throw std::invalid_argument("a prompt of " + std::to_string(x.size()) + " tokens and " + std::to_string(N) +
+      throw Error(ErrorCode::InvalidValue, "", "a prompt of " + std::to_string(x.size()) + " tokens and " + std::to_string(N) +
                                   " new ones do not fit the context of " + std::to_string(cap));
   // y: the reference's greedy continuation (no stop token: always N tokens)
   return {prompts, generate_greedy(c, reference.view(), prompts, N, -1).tokens};
@@ -53,7 +53,7 @@ DivergenceReport divergent_tokens(const LlamaParams& reference, const ReferenceT
   const int64_t N = o.new_tokens, V = static_cast<int64_t>(c.vocab);
   const auto& prompts = text.prompts;
   const auto& y = text.continuations;
-  if (y.size() != prompts.size()) throw std::invalid_argument("a reference text with fewer continuations than prompts");
+  if (y.size() != prompts.size()) throw Error(ErrorCode::InvalidValue, "", "a reference text with fewer continuations than prompts");
   DivergenceReport r;
   r.prompts = static_cast<int64_t>(prompts.size());
   r.new_tokens = N;
@@ -71,7 +71,7 @@ DivergenceReport divergent_tokens(const LlamaParams& reference, const ReferenceT
       const auto& x = prompts[first + b];
       const auto& yb = y[first + b];
       if (static_cast<int64_t>(yb.size()) != N)
-        throw std::invalid_argument("a reference continuation of " + std::to_string(yb.size()) + " tokens, not " +
+        throw Error(ErrorCode::InvalidValue, "", "a reference continuation of " + std::to_string(yb.size()) + " tokens, not " +
                                     std::to_string(N));
       int32_t* row = tok.data() + b * T;
       std::copy(x.begin(), x.end(), row);

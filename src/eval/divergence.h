@@ -32,7 +32,7 @@ struct DivergenceReport {
 
 // The reference's side of the measurement that does not depend on the model: the prompts and the
 // reference's greedy continuation y of each (N tokens). Prompts longer than the context minus N
-// are refused (std::invalid_argument).
+// are refused (Error InvalidValue).
 struct ReferenceText {
   std::vector<std::vector<int32_t>> prompts, continuations;
 };

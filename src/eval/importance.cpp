@@ -1,19 +1,19 @@
 #include "src/eval/importance.h"
 
-#include <stdexcept>
 
 #include "formats/safetensors.h"
 #include "src/core/atomic_output.h"
 #include "src/eval/batches.h"
 #include "src/model/llama_model.h"
 #include "src/model/tokenizer.h"
+#include "src/core/error.h"
 
 namespace deltakit {
 
 namespace {
 void check(const ImportanceOptions& o) {
   if (o.samples < 1 || o.seq_len < 2 || o.batch < 1)
-    throw std::invalid_argument("importance needs samples >= 1, seq_len >= 2 and batch >= 1");
+    throw Error(ErrorCode::InvalidValue, "", "importance needs samples >= 1, seq_len >= 2 and batch >= 1");
 }
 }  // namespace
 
@@ -85,7 +85,7 @@ std::vector<ImportanceTensor> activation_second_moments(const LlamaParams& p, co
       add(head, m.head_input(), row, D);
     }
   }
-  if (!positions) throw std::invalid_argument("the calibration data holds no position that is not padding");
+  if (!positions) throw Error(ErrorCode::InvalidValue, "", "the calibration data holds no position that is not padding");
   auto mean = [&](const std::vector<double>& sum) {
     std::vector<float> v(sum.size());
     for (size_t i = 0; i < v.size(); ++i) v[i] = static_cast<float>(sum[i] / static_cast<double>(positions));

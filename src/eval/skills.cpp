@@ -2,9 +2,9 @@
 
 #include <algorithm>
 #include <cstdio>
-#include <stdexcept>
 
 #include "src/core/philox.h"
+#include "src/core/error.h"
 
 namespace deltakit {
 
@@ -156,7 +156,7 @@ SkillExample make(const std::string& skill, Draw& d) {
     prompt += '=';
     return {prompt, values[q]};
   }
-  throw std::invalid_argument("unknown skill \"" + skill + "\" (rev, sort, caps, dup, add, get)");
+  throw Error(ErrorCode::InvalidValue, "", "unknown skill \"" + skill + "\" (rev, sort, caps, dup, add, get)");
 }
 }  // namespace
 

@@ -99,8 +99,8 @@ MergeConfig parse_merge_config(const std::string& text, const std::string& where
   c.method = root["merge_method"].as<std::string>();
   try {
     (void)merge_method(c.method);
-  } catch (const std::invalid_argument& e) {
-    bad(where, e.what());
+  } catch (const Error& e) {
+    bad(where, e.message());
   }
   if (root["base_model"]) c.base_model = root["base_model"].as<std::string>();
   if (root["dtype"]) c.dtype = root["dtype"].as<std::string>();

@@ -1,9 +1,9 @@
 #include "src/merge/methods.h"
 
 #include <cmath>
-#include <stdexcept>
 
 #include "src/merge/slerp.h"
+#include "src/core/error.h"
 
 namespace deltakit {
 
@@ -34,7 +34,7 @@ const MergeMethod& merge_method(const std::string& name) {
     if (m.name == name) return m;
   std::string known;
   for (const auto& m : registry()) known += (known.empty() ? "" : ", ") + m.name;
-  throw std::invalid_argument("unknown merge_method \"" + name + "\" (" + known + ")");
+  throw Error(ErrorCode::InvalidValue, "", "unknown merge_method \"" + name + "\" (" + known + ")");
 }
 
 std::vector<std::string> merge_method_names() {
@@ -46,12 +46,12 @@ std::vector<std::string> merge_method_names() {
 void merge_tensor(const MergeMethod& m, TensorMergeArgs& a, std::span<float> out) {
   const size_t n = out.size(), k = a.models.size();
   if (m.kind == MergeKind::Slerp) {
-    if (k != 1 || a.base.empty()) throw std::invalid_argument("slerp merges the base with exactly one model");
+    if (k != 1 || a.base.empty()) throw Error(ErrorCode::InvalidValue, "", "slerp merges the base with exactly one model");
     slerp(a.t, a.base, a.models[0], out);
     return;
   }
   if (m.kind == MergeKind::NuSlerp) {
-    if (k != 2) throw std::invalid_argument("nuslerp merges exactly two models (besides an optional base_model)");
+    if (k != 2) throw Error(ErrorCode::InvalidValue, "", "nuslerp merges exactly two models (besides an optional base_model)");
     const double total = a.weight[0] + a.weight[1];
     const double t = std::fabs(total) < 1e-6 ? 0.5 : a.weight[1] / total;  // mergekit's guard
     if (!a.base.empty())
@@ -65,7 +65,7 @@ void merge_tensor(const MergeMethod& m, TensorMergeArgs& a, std::span<float> out
   if (m.kind == MergeKind::Linear) {
     double total = 0;
     for (double w : a.weight) total += w;
-    if (a.normalize && total == 0) throw std::invalid_argument("linear: the weights of '" + a.name + "' sum to 0");
+    if (a.normalize && total == 0) throw Error(ErrorCode::InvalidValue, "", "linear: the weights of '" + a.name + "' sum to 0");
     const double scale = a.normalize ? 1.0 / total : 1.0;
 #pragma omp parallel for schedule(static)
     for (int64_t i = 0; i < static_cast<int64_t>(n); ++i) {
@@ -87,14 +87,14 @@ void merge_tensor(const MergeMethod& m, TensorMergeArgs& a, std::span<float> out
     so.rescale = a.rescale, so.seed = a.seed + j, so.rng_key = a.name;
     try {
       sparsify(d, a.cols, so);
-    } catch (const std::invalid_argument& e) {
+    } catch (const Error& e) {
 #pragma omp critical
       failure = e.what();
     }
     const float w = static_cast<float>(a.weight[j]);
     for (auto& v : d) v *= w;
   }
-  if (!failure.empty()) throw std::invalid_argument(failure);
+  if (!failure.empty()) throw Error(ErrorCode::InvalidValue, "", failure);
   std::vector<std::span<const float>> spans(a.models.begin(), a.models.end());
   CombineOptions co;
   co.consensus = m.consensus, co.normalize = a.normalize, co.lambda = a.lambda;

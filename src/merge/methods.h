@@ -40,7 +40,7 @@ struct MergeMethod {
   bool default_rescale = false;
 };
 
-// Throws std::invalid_argument naming the known methods.
+// Throws Error(InvalidValue) naming the known methods.
 const MergeMethod& merge_method(const std::string& name);
 std::vector<std::string> merge_method_names();
 

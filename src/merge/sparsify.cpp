@@ -3,11 +3,11 @@
 #include <algorithm>
 #include <cmath>
 #include <numeric>
-#include <stdexcept>
 #include <vector>
 
 #include "src/codec/score_cut.h"
 #include "src/core/philox.h"
+#include "src/core/error.h"
 
 namespace deltakit {
 
@@ -75,7 +75,7 @@ void drop_and_rescale(std::span<float> d, RescaleNorm r, Mask mask, const std::v
 void sparsify(std::span<float> d, uint64_t cols, const SparsifyOptions& o) {
   if (o.method == SparsifyMethod::None) return;
   if (!(o.density >= 0.0 && o.density <= 1.0))
-    throw std::invalid_argument("density must lie in [0, 1], not " + std::to_string(o.density));
+    throw Error(ErrorCode::InvalidValue, "", "density must lie in [0, 1], not " + std::to_string(o.density));
   if (o.density >= 1.0) return;  // mergekit: nothing is dropped and nothing rescaled
   const uint64_t n = d.size();
   switch (o.method) {
@@ -88,7 +88,7 @@ void sparsify(std::span<float> d, uint64_t cols, const SparsifyOptions& o) {
       return;
     }
     case SparsifyMethod::MagnitudeOutliers: {
-      if (!(o.gamma >= 0.0 && o.gamma <= 1.0)) throw std::invalid_argument("gamma must lie in [0, 1]");
+      if (!(o.gamma >= 0.0 && o.gamma <= 1.0)) throw Error(ErrorCode::InvalidValue, "", "gamma must lie in [0, 1]");
       const int64_t target = static_cast<int64_t>(o.density * static_cast<double>(n));
       int64_t n_top = static_cast<int64_t>(o.gamma * static_cast<double>(n));
       const int64_t n_bot = std::max<int64_t>(0, static_cast<int64_t>(n) - target - n_top);
@@ -123,7 +123,7 @@ void sparsify(std::span<float> d, uint64_t cols, const SparsifyOptions& o) {
         return;
       }
       if (!(o.density - o.epsilon > 0.0 && o.density + o.epsilon < 1.0))
-        throw std::invalid_argument("della: density ± epsilon must lie in (0, 1)");
+        throw Error(ErrorCode::InvalidValue, "", "della: density ± epsilon must lie in (0, 1)");
       if (cols == 0 || n % cols) cols = n;
       std::vector<double> p(n);
       std::vector<uint64_t> idx(cols);
@@ -181,7 +181,7 @@ RescaleNorm parse_rescale(const std::string& s) {
   if (s == "l2") return RescaleNorm::L2;
   if (s == "linf") return RescaleNorm::Linf;
   if (s == "inverse") return RescaleNorm::Inverse;
-  throw std::invalid_argument("rescale_norm must be none, l1, l2, linf or inverse, not \"" + s + "\"");
+  throw Error(ErrorCode::InvalidValue, "", "rescale_norm must be none, l1, l2, linf or inverse, not \"" + s + "\"");
 }
 
 }  // namespace deltakit

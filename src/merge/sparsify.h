@@ -32,7 +32,7 @@ struct SparsifyOptions {
 };
 
 // `cols`: the row length for della's per-row ranks (the tensor's last dimension; n for 1-D).
-// Throws std::invalid_argument for parameters out of range (density outside [0, 1], della's
+// Throws Error(InvalidValue) for parameters out of range (density outside [0, 1], della's
 // density ± epsilon outside (0, 1)).
 void sparsify(std::span<float> delta, uint64_t cols, const SparsifyOptions& o);
 

@@ -2,9 +2,9 @@
 
 #include <algorithm>
 #include <cmath>
-#include <stdexcept>
 
 #include "src/model/kernels.h"
+#include "src/core/error.h"
 
 namespace deltakit {
 
@@ -28,7 +28,7 @@ LlamaModel::LlamaModel(const LlamaConfig& c) : config_(c) {
 void LlamaModel::reserve(int64_t B, int64_t T) {
   if (B == B_ && T == T_) return;
   if (T > static_cast<int64_t>(config_.max_seq))
-    throw std::invalid_argument("sequence length " + std::to_string(T) + " exceeds the model's context of " +
+    throw Error(ErrorCode::InvalidValue, "", "sequence length " + std::to_string(T) + " exceeds the model's context of " +
                                 std::to_string(config_.max_seq));
   B_ = B, T_ = T;
   const auto M = static_cast<size_t>(B * T), D = config_.dim, F = config_.hidden, Q = config_.q_dim(),
@@ -51,7 +51,7 @@ float LlamaModel::forward(const ModelWeights& w, const int32_t* tokens, const in
   const int64_t M = B * T, V = config_.vocab;
   for (int64_t m = 0; m < M; ++m) {
     if (targets[m] >= V)
-      throw std::invalid_argument("token id " + std::to_string(targets[m]) + " is outside the model's vocabulary of " +
+      throw Error(ErrorCode::InvalidValue, "", "token id " + std::to_string(targets[m]) + " is outside the model's vocabulary of " +
                                   std::to_string(V));
     targets_[m] = targets[m];
   }
@@ -70,7 +70,7 @@ const float* LlamaModel::forward_logits(const ModelWeights& w, const int32_t* to
   counted_ = 0;  // no loss until forward() takes one
   for (int64_t m = 0; m < M; ++m) {
     if (tokens[m] < 0 || tokens[m] >= V)
-      throw std::invalid_argument("token id " + std::to_string(tokens[m]) + " is outside the model's vocabulary of " +
+      throw Error(ErrorCode::InvalidValue, "", "token id " + std::to_string(tokens[m]) + " is outside the model's vocabulary of " +
                                   std::to_string(V));
     tokens_[m] = tokens[m], pos_[m] = static_cast<int32_t>(m % T);
   }
@@ -159,9 +159,9 @@ GenerateResult generate_greedy(const LlamaConfig& c, const ModelWeights& w,
   GenerateResult r;
   r.tokens.resize(S);
   for (int64_t s = 0; s < S; ++s) {
-    if (prompts[s].empty()) throw std::invalid_argument("generate_greedy: an empty prompt");
+    if (prompts[s].empty()) throw Error(ErrorCode::InvalidValue, "", "generate_greedy: an empty prompt");
     for (int32_t t : prompts[s])
-      if (t < 0 || t >= V) throw std::invalid_argument("generate_greedy: a prompt token is outside the vocabulary");
+      if (t < 0 || t >= V) throw Error(ErrorCode::InvalidValue, "", "generate_greedy: a prompt token is outside the vocabulary");
     if (static_cast<int64_t>(prompts[s].size()) >= cap) done[s] = 1;
   }
   std::vector<float> x, h, q, kk, vv, o, tmp, g, u, a, logits, rstd;

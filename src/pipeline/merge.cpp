@@ -143,11 +143,7 @@ MergeReport run_merge(const MergeOptions& opt, Comm& comm) {
     }
     method = &merge_method(cfg.method);
     if (!cfg.rescale_norm.empty()) {
-      try {
-        rescale_norm = parse_rescale(cfg.rescale_norm);
-      } catch (const std::invalid_argument& e) {
-        throw Error(ErrorCode::Usage, opt.config, e.what());
-      }
+      rescale_norm = locate_invalid_values(ErrorCode::Usage, opt.config, [&] { return parse_rescale(cfg.rescale_norm); });
     }
     if (!cfg.base_model.empty()) base = std::make_unique<Checkpoint>(cfg.base_model);
     for (const auto& m : cfg.models) {
@@ -268,11 +264,8 @@ MergeReport run_merge(const MergeOptions& opt, Comm& comm) {
             a.nuslerp_vectors = merge_param(cfg, -1, "nuslerp_row_wise", name, pos, 0.0) != 0 ? NuSlerpVectors::Columns
                                                                                               : NuSlerpVectors::Rows;
           const std::span<float> merged = out_f.first(lv.numel());
-          try {
-            merge_tensor(*method, a, merged);
-          } catch (const std::invalid_argument& e) {
-            throw Error(ErrorCode::Usage, opt.config, "tensor '" + name + "': " + e.what());
-          }
+          locate_invalid_values(ErrorCode::Usage, opt.config, [&] { merge_tensor(*method, a, merged); },
+                                "tensor '" + name + "': ");
           encode_from_f32(spec.dtype, merged, out_b);
         }
         layout->release(name);

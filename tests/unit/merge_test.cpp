@@ -228,7 +228,7 @@ TEST(Merge, DellaKeepProbabilityRisesWithMagnitudeRankPerRow) {
   EXPECT_GT(kept_by_rank[0] / rows, 0.7);
   EXPECT_LT(kept_by_rank[cols - 1] / rows, 0.3);
   o.epsilon = 0.6;
-  EXPECT_THROW(sparsify(d, cols, o), std::invalid_argument);
+  EXPECT_THROW(sparsify(d, cols, o), Error);
 }
 
 TEST(Merge, LinearIsTheWeightedAverage) {
