@@ -1,8 +1,8 @@
 // Encoding one tensor's fp32 delta with a (lossy) recipe, and decoding it back. The tensor's
 // attributes carry "recipe" (canonical text, which decoding parses again to learn the chain),
 // "codec" (stage names) and each stage's "<codec>.<key>" attributes; parts are named
-// "<codec>.<what>". Raw is not handled here: it needs the base and fine-tune bytes, not just δ
-// (src/codec/raw.h).
+// "<codec>.<what>". This is the lossy chain; src/codec/codec.h is the interface that compress,
+// apply and merge call, over this chain and raw (which needs the two tensors' bytes, not δ).
 #pragma once
 
 #include <string>

@@ -7,14 +7,12 @@
 
 #include "formats/adapter_h5.h"
 #include "formats/checkpoint.h"
-#include "src/codec/raw.h"
-#include "src/codec/tensor_codec.h"
+#include "src/codec/codec.h"
 #include "src/core/atomic_output.h"
 #include "src/core/collective.h"
 #include "src/core/error.h"
 #include "src/core/fingerprint.h"
-#include "src/pipeline/journal.h"
-#include "src/pipeline/partition.h"
+#include "src/pipeline/job.h"
 #include "src/pipeline/side_files.h"
 
 namespace deltakit {
@@ -34,44 +32,6 @@ void check_tensor(const AdapterReader& ad, const SafetensorsEntry& b) {
                     shape_string(b.shape) + " in the base");
 }
 
-// The raw codec's parts for one tensor, every size checked against the shape before reading.
-struct RawParts {
-  std::vector<uint8_t> delta, exact_index, exact_bits, replacement;
-  RawPayload payload;
-};
-
-void load_raw(const AdapterReader& ad, const TensorView& base, RawParts& rp) {
-  const std::string& name = base.name;
-  const Json& attrs = ad.attrs(name);
-  AttrReader a{attrs, ad.where(name)};
-  AdapterTensorSource src = ad.source(name);
-  RawPayload& p = rp.payload;
-  const std::string mode = a.str("raw.mode");
-  if (mode == "replace") {
-    p.mode = RawMode::Replace;
-    rp.replacement = src.read("raw.replacement", PartKind::U8, {base.bytes.size()}, "");
-    p.replacement = rp.replacement;
-    return;
-  }
-  if (mode != "delta") a.fail("unknown raw.mode \"" + mode + "\"");
-  if (!dtype_is_float_decodable(base.dtype)) a.fail("a delta on a non-float tensor");
-  p.mode = RawMode::Delta;
-  rp.delta = src.read("raw.delta", PartKind::F32, {base.numel()}, "");
-  p.delta = rp.delta;
-  const uint64_t k = a.u64("raw.exact_patches", base.numel());
-  if (k) {
-    rp.exact_index = src.read("raw.exact_index", PartKind::U64, {k}, "");
-    rp.exact_bits = src.read("raw.exact_bits", PartKind::U8, {k * dtype_size(base.dtype)}, "");
-    for (uint64_t j = 0; j < k; ++j) {
-      uint64_t i;
-      std::memcpy(&i, rp.exact_index.data() + j * 8, 8);
-      if (i >= base.numel()) a.fail("raw.exact_index entry " + std::to_string(i) + " is out of range");
-    }
-    p.exact_index = rp.exact_index;
-    p.exact_bits = rp.exact_bits;
-  }
-}
-
 }  // namespace
 
 void apply_adapter_tensor(const AdapterReader& ad, const TensorView& bv, float alpha, bool force,
@@ -84,19 +44,9 @@ void apply_adapter_tensor(const AdapterReader& ad, const TensorView& bv, float a
     if (!force) throw Error(ErrorCode::FingerprintMismatch, base_path, msg + "; pass --force to apply anyway");
     warnings.push_back(base_path + ": " + msg);
   }
-  const Json& attrs = ad.attrs(name);
-  const std::string codec = attrs["codec"].get<std::string>();
   out.resize(bv.bytes.size());
-  if (codec == "unchanged") {
-    std::memcpy(out.data(), bv.bytes.data(), out.size());
-  } else if (codec == "raw") {
-    RawParts rp;
-    load_raw(ad, bv, rp);
-    raw_apply(bv, rp.payload, alpha, out);
-  } else {
-    std::vector<float> delta = decode_tensor(attrs, ad.source(name), bv.shape, bv.dtype, ad.where(name));
-    add_scaled_delta(bv, {reinterpret_cast<const uint8_t*>(delta.data()), delta.size() * 4}, alpha, out);
-  }
+  const AdapterTensorSource src = ad.source(name);
+  decode_add_stored({ad.attrs(name), src, ad.where(name)}, bv, alpha, out);
 }
 
 void check_adapter_matches_base(const Checkpoint& base, const AdapterReader& ad) {
@@ -111,23 +61,6 @@ void check_adapter_matches_base(const Checkpoint& base, const AdapterReader& ad)
     check_tensor(ad, *base.at(name).entry);
   }
 }
-
-namespace {
-
-std::string apply_job_identity(const ApplyOptions& opt, const Checkpoint& base, const AdapterReader& ad) {
-  Json j = Json::object();
-  j["command"] = "apply";
-  j["out"] = opt.out;
-  j["alpha"] = opt.alpha;
-  j["force"] = opt.force;
-  j["max_shard_bytes"] = opt.max_shard_bytes;
-  std::vector<std::string> paths = {ad.path()};
-  for (const auto& s : base.shards()) paths.push_back(s->path());
-  j["inputs"] = describe_input_files(paths);
-  return j.dump(1) + "\n";
-}
-
-}  // namespace
 
 ApplyReport run_apply(const ApplyOptions& opt) {
   SerialComm serial;
@@ -155,37 +88,35 @@ ApplyReport run_apply(const ApplyOptions& opt, Comm& comm) {
 
   ApplyReport rep;
   const ShardPlan plan = plan_shards(specs, opt.max_shard_bytes);
-  uint64_t total_bytes = 0;
-  for (uint64_t b : plan.bytes) total_bytes += b;
-  // the journal folder is the output under construction: finished shards are its items
-  JobJournal journal(comm, opt.out, "apply", apply_job_identity(opt, *base, *ad), opt.resume);
-  const PendingShards pending = pending_shards(journal, plan, comm);
-  const std::vector<size_t>& todo = pending.todo;
-  ProgressReporter progress(
-      opt.progress, "apply", "shards", plan.shards.size(), total_bytes, [&] { return shards_done(journal, plan); },
-      comm.is_root());
-  // the "one" phase: one writer per shard, shards spread over the ranks by bytes
-  independently(comm, [&] {
-    std::vector<uint8_t> out;
-    for (size_t j : pending.mine) {
-      const size_t s = todo[j];
-      SafetensorsWriter w(journal.item_path(plan.name(s)), plan.shards[s], {{"format", "pt"}});
-      for (const auto& spec : plan.shards[s]) {
-        TensorView bv = base->acquire(spec.name);
-        apply_adapter_tensor(*ad, bv, opt.alpha, opt.force, opt.base, out, rep.warnings);
-        w.write(out.data(), out.size());
-        base->release(spec.name);
-        rep.bytes_written += out.size();
-        ++rep.tensors;
-      }
-      w.commit();
-    }
-    base->check_intact();
-  });
-  rep.complete = commit_shard_job(comm, journal, plan, progress, [&] {
-    std::error_code ec;
-    write_side_files(std::filesystem::is_directory(opt.base, ec) ? opt.base : std::string(), journal.dir(),
-                     ad->side_files());
+  JobSpec spec{"apply",      opt.out,          opt.resume, opt.progress, "shards", nlohmann::json::object(),
+               {ad->path()}, shard_items(plan)};
+  spec.identity["alpha"] = opt.alpha;
+  spec.identity["force"] = opt.force;
+  spec.identity["max_shard_bytes"] = opt.max_shard_bytes;
+  for (const auto& s : base->shards()) spec.input_files.push_back(s->path());
+  Job job(comm, std::move(spec));
+  // one writer per shard, shards spread over the ranks by bytes
+  std::vector<uint8_t> out;
+  job.run_items(
+      [&](size_t s, const std::string& path) {
+        SafetensorsWriter w(path, plan.shards[s], {{"format", "pt"}});
+        for (const auto& t : plan.shards[s]) {
+          TensorView bv = base->acquire(t.name);
+          apply_adapter_tensor(*ad, bv, opt.alpha, opt.force, opt.base, out, rep.warnings);
+          w.write(out.data(), out.size());
+          base->release(t.name);
+          rep.bytes_written += out.size();
+          ++rep.tensors;
+        }
+        w.commit();
+      },
+      {}, [&] { base->check_intact(); });
+  rep.complete = job.commit([&](JobJournal& journal) {
+    make_checkpoint_folder(journal, plan, [&] {
+      std::error_code ec;
+      write_side_files(std::filesystem::is_directory(opt.base, ec) ? opt.base : std::string(), journal.dir(),
+                       ad->side_files());
+    });
   });
   // totals over ranks (warnings stay with the rank that saw them: --force runs print per rank)
   uint64_t totals[2] = {rep.tensors, rep.bytes_written};
@@ -193,7 +124,7 @@ ApplyReport run_apply(const ApplyOptions& opt, Comm& comm) {
   rep.tensors = totals[0];
   rep.bytes_written = totals[1];
   rep.shards = plan.shards.size();
-  rep.resumed = plan.shards.size() - todo.size();
+  rep.resumed = job.resumed();
   rep.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return rep;
 }

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
@@ -29,6 +30,9 @@ struct CompressTensorReport {
   double rel_error = 0;
   double delta_sq = 0;  // ‖δ‖² (finite entries), to total the error over the model
 };
+// how a rank hands a tensor's report to rank 0 (in its part file in the journal)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(CompressTensorReport, name, codec, fallback, numel, input_bytes,
+                                                stored_bytes, exact_patches, nonfinite, rel_error, delta_sq)
 
 struct CompressReport {
   std::vector<CompressTensorReport> tensors;

@@ -94,37 +94,4 @@ void JobJournal::remove() {
   dir_.remove_on_failure(false);  // nothing left to remove
 }
 
-PendingShards pending_shards(const JobJournal& journal, const ShardPlan& plan, const Comm& comm) {
-  PendingShards p;
-  std::vector<uint64_t> todo_bytes;
-  for (size_t i = 0; i < plan.shards.size(); ++i)
-    if (!journal.done_at_start().count(plan.name(i))) p.todo.push_back(i), todo_bytes.push_back(plan.bytes[i]);
-  p.mine = items_of(partition_by_bytes(todo_bytes, comm.size()), comm.rank());
-  return p;
-}
-
-ProgressCount shards_done(const JobJournal& journal, const ShardPlan& plan) {
-  ProgressCount c;
-  const auto items = journal.list();
-  for (size_t i = 0; i < plan.shards.size(); ++i)
-    if (items.count(plan.name(i))) ++c.items, c.bytes += plan.bytes[i];
-  return c;
-}
-
-bool commit_shard_job(Comm& comm, JobJournal& journal, const ShardPlan& plan, ProgressReporter& progress,
-                      const std::function<void()>& finish_folder) {
-  comm.barrier();  // every shard is in the folder
-  if (!comm.is_root()) {
-    journal.disown();
-    return false;
-  }
-  progress.finish();
-  independently(comm, [&] {
-    write_shard_index(journal.dir(), plan);
-    finish_folder();
-    journal.commit_as_output();
-  });
-  return true;
-}
-
 }  // namespace deltakit

@@ -6,7 +6,6 @@
 // folder is removed unless --resume was given, so nothing is left behind.
 #pragma once
 
-#include <functional>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <string>
@@ -14,7 +13,6 @@
 
 #include "src/core/atomic_output.h"
 #include "src/core/comm.h"
-#include "src/pipeline/progress.h"
 
 namespace deltakit {
 
@@ -46,23 +44,5 @@ class JobJournal {
   std::set<std::string> done_;
   bool resume_;
 };
-
-struct ShardPlan;
-
-// A checkpoint-writing job (apply, merge) whose items are the output's shards: the shards not yet
-// in the journal, this rank's share of them (indices into `todo`, spread by bytes), and the
-// progress count of the shards in the journal.
-struct PendingShards {
-  std::vector<size_t> todo;  // plan indices
-  std::vector<size_t> mine;  // indices into todo
-};
-PendingShards pending_shards(const JobJournal& journal, const ShardPlan& plan, const Comm& comm);
-ProgressCount shards_done(const JobJournal& journal, const ShardPlan& plan);
-
-// The end of such a job, called by every rank once its shards are written: after a barrier, rank
-// 0 ends the progress line, writes the shard index and whatever `finish_folder` adds (side files),
-// and commits the folder as the output; the other ranks let go of it. True on the committing rank.
-bool commit_shard_job(Comm& comm, JobJournal& journal, const ShardPlan& plan, ProgressReporter& progress,
-                      const std::function<void()>& finish_folder);
 
 }  // namespace deltakit

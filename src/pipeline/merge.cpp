@@ -18,8 +18,7 @@
 #include "src/merge/merge_config.h"
 #include "src/merge/methods.h"
 #include "src/pipeline/apply.h"
-#include "src/pipeline/journal.h"
-#include "src/pipeline/partition.h"
+#include "src/pipeline/job.h"
 #include "src/pipeline/side_files.h"
 
 namespace fs = std::filesystem;
@@ -143,7 +142,8 @@ MergeReport run_merge(const MergeOptions& opt, Comm& comm) {
     }
     method = &merge_method(cfg.method);
     if (!cfg.rescale_norm.empty()) {
-      rescale_norm = locate_invalid_values(ErrorCode::Usage, opt.config, [&] { return parse_rescale(cfg.rescale_norm); });
+      rescale_norm =
+          locate_invalid_values(ErrorCode::Usage, opt.config, [&] { return parse_rescale(cfg.rescale_norm); });
     }
     if (!cfg.base_model.empty()) base = std::make_unique<Checkpoint>(cfg.base_model);
     for (const auto& m : cfg.models) {
@@ -183,120 +183,111 @@ MergeReport run_merge(const MergeOptions& opt, Comm& comm) {
   uint64_t total_bytes = 0;
   for (uint64_t b : plan.bytes) total_bytes += b;
 
-  nlohmann::json job = nlohmann::json::object();
-  job["command"] = "merge";
-  job["config"] = cfg.source_text;
-  job["dtype"] = cfg.dtype;
-  job["max_shard_bytes"] = max_shard;
-  job["force"] = opt.force;
-  {
-    std::vector<std::string> files;
-    if (base)
-      for (const auto& s : base->shards()) files.push_back(s->path());
-    for (const auto& in : inputs) {
-      if (in.adapter)
-        files.push_back(in.path);
-      else
-        for (const auto& s : in.ckpt->shards()) files.push_back(s->path());
-    }
-    job["inputs"] = describe_input_files(files);
+  JobSpec spec{"merge", opt.out, opt.resume, opt.progress, "shards", nlohmann::json::object(), {}, shard_items(plan)};
+  spec.identity["config"] = cfg.source_text;
+  spec.identity["dtype"] = cfg.dtype;
+  spec.identity["max_shard_bytes"] = max_shard;
+  spec.identity["force"] = opt.force;
+  if (base)
+    for (const auto& s : base->shards()) spec.input_files.push_back(s->path());
+  for (const auto& in : inputs) {
+    if (in.adapter)
+      spec.input_files.push_back(in.path);
+    else
+      for (const auto& s : in.ckpt->shards()) spec.input_files.push_back(s->path());
   }
-  JobJournal journal(comm, opt.out, "merge", job.dump(1) + "\n", opt.resume);
-  const PendingShards pending = pending_shards(journal, plan, comm);
-  const std::vector<size_t>& todo = pending.todo;
-  ProgressReporter progress(
-      opt.progress, "merge", "shards", plan.shards.size(), total_bytes, [&] { return shards_done(journal, plan); },
-      comm.is_root());
+  Job job(comm, std::move(spec));
 
   MergeReport rep;
   int layers = 0;
   for (const auto& name : layout->names())
     if (auto l = layer_index(name)) layers = std::max(layers, *l + 1);
-  independently(comm, [&] {
-    // buffers that only grow: resizing vectors down and up for tensors of mixed sizes zero-filled
-    // a large tensor's worth of memory each time
-    BigBuffer<float> base_f, out_f;
-    std::vector<BigBuffer<float>> model_f(inputs.size());
-    BigBuffer<uint8_t> out_bytes;
-    std::vector<uint8_t> scratch;
-    for (size_t j : pending.mine) {
-      const size_t s = todo[j];
-      SafetensorsWriter w(journal.item_path(plan.name(s)), plan.shards[s], {{"format", "pt"}});
-      for (const auto& spec : plan.shards[s]) {
-        const std::string& name = spec.name;
-        TensorView lv = layout->acquire(name);
-        const std::span<uint8_t> out_b = out_bytes.first(static_cast<size_t>(lv.numel()) * dtype_size(spec.dtype));
-        rep.bytes_read += lv.bytes.size();
-        if (!dtype_is_float_decodable(lv.dtype)) {  // integer buffers: the base's, unchanged
-          std::memcpy(out_b.data(), lv.bytes.data(), out_b.size());
-        } else {
-          const double pos = gradient_position(name, layers);
-          TensorMergeArgs a;
-          a.name = name;
-          a.cols = lv.shape.empty() ? 1 : lv.shape.back();
-          a.leading = lv.shape.empty() ? 1 : lv.shape.front();
-          if (base) {
-            const std::span<float> b = base_f.first(lv.numel());
-            decode_to_f32(lv.dtype, lv.bytes, 0, b);
-            a.base = b;
+  // buffers that only grow: resizing vectors down and up for tensors of mixed sizes zero-filled
+  // a large tensor's worth of memory each time
+  BigBuffer<float> base_f, out_f;
+  std::vector<BigBuffer<float>> model_f(inputs.size());
+  BigBuffer<uint8_t> out_bytes;
+  std::vector<uint8_t> scratch;
+  job.run_items(
+      [&](size_t s, const std::string& path) {
+        SafetensorsWriter w(path, plan.shards[s], {{"format", "pt"}});
+        for (const auto& spec : plan.shards[s]) {
+          const std::string& name = spec.name;
+          TensorView lv = layout->acquire(name);
+          const std::span<uint8_t> out_b = out_bytes.first(static_cast<size_t>(lv.numel()) * dtype_size(spec.dtype));
+          rep.bytes_read += lv.bytes.size();
+          if (!dtype_is_float_decodable(lv.dtype)) {  // integer buffers: the base's, unchanged
+            std::memcpy(out_b.data(), lv.bytes.data(), out_b.size());
+          } else {
+            const double pos = gradient_position(name, layers);
+            TensorMergeArgs a;
+            a.name = name;
+            a.cols = lv.shape.empty() ? 1 : lv.shape.back();
+            a.leading = lv.shape.empty() ? 1 : lv.shape.front();
+            if (base) {
+              const std::span<float> b = base_f.first(lv.numel());
+              decode_to_f32(lv.dtype, lv.bytes, 0, b);
+              a.base = b;
+            }
+            for (size_t i = 0; i < inputs.size(); ++i) {
+              a.models.push_back(model_f[i].first(lv.numel()));
+              inputs[i].read(lv, cfg.base_model, opt.force, a.models.back(), scratch, rep.warnings);
+              rep.bytes_read += lv.bytes.size();
+              const int mi = static_cast<int>(i);
+              const double wgt = merge_param(cfg, mi, "weight", name, pos, NAN);
+              if (method->kind != MergeKind::Slerp && std::isnan(wgt))
+                throw Error(ErrorCode::Usage, opt.config,
+                            "no weight of model " + inputs[i].path + " applies to '" + name + "'");
+              a.weight.push_back(wgt);
+              a.density.push_back(merge_param(cfg, mi, "density", name, pos, 1.0));
+              a.gamma.push_back(merge_param(cfg, mi, "gamma", name, pos, 0.01));
+              a.epsilon.push_back(merge_param(cfg, mi, "epsilon", name, pos, 0.0));
+            }
+            a.normalize = merge_param(cfg, -1, "normalize", name, pos, method->default_normalize) != 0;
+            const bool rescale = merge_param(cfg, -1, "rescale", name, pos, method->default_rescale) != 0;
+            a.rescale = rescale ? rescale_norm : RescaleNorm::None;
+            a.lambda = merge_param(cfg, -1, "lambda", name, pos, 1.0);
+            a.t = merge_param(cfg, 0, "t", name, pos, 0.5);
+            a.seed = cfg.seed;
+            if (merge_param(cfg, -1, "nuslerp_flatten", name, pos, 1.0) == 0)
+              a.nuslerp_vectors = merge_param(cfg, -1, "nuslerp_row_wise", name, pos, 0.0) != 0
+                                      ? NuSlerpVectors::Columns
+                                      : NuSlerpVectors::Rows;
+            const std::span<float> merged = out_f.first(lv.numel());
+            locate_invalid_values(
+                ErrorCode::Usage, opt.config, [&] { merge_tensor(*method, a, merged); }, "tensor '" + name + "': ");
+            encode_from_f32(spec.dtype, merged, out_b);
           }
-          for (size_t i = 0; i < inputs.size(); ++i) {
-            a.models.push_back(model_f[i].first(lv.numel()));
-            inputs[i].read(lv, cfg.base_model, opt.force, a.models.back(), scratch, rep.warnings);
-            rep.bytes_read += lv.bytes.size();
-            const int mi = static_cast<int>(i);
-            const double wgt = merge_param(cfg, mi, "weight", name, pos, NAN);
-            if (method->kind != MergeKind::Slerp && std::isnan(wgt))
-              throw Error(ErrorCode::Usage, opt.config,
-                          "no weight of model " + inputs[i].path + " applies to '" + name + "'");
-            a.weight.push_back(wgt);
-            a.density.push_back(merge_param(cfg, mi, "density", name, pos, 1.0));
-            a.gamma.push_back(merge_param(cfg, mi, "gamma", name, pos, 0.01));
-            a.epsilon.push_back(merge_param(cfg, mi, "epsilon", name, pos, 0.0));
-          }
-          a.normalize = merge_param(cfg, -1, "normalize", name, pos, method->default_normalize) != 0;
-          const bool rescale = merge_param(cfg, -1, "rescale", name, pos, method->default_rescale) != 0;
-          a.rescale = rescale ? rescale_norm : RescaleNorm::None;
-          a.lambda = merge_param(cfg, -1, "lambda", name, pos, 1.0);
-          a.t = merge_param(cfg, 0, "t", name, pos, 0.5);
-          a.seed = cfg.seed;
-          if (merge_param(cfg, -1, "nuslerp_flatten", name, pos, 1.0) == 0)
-            a.nuslerp_vectors = merge_param(cfg, -1, "nuslerp_row_wise", name, pos, 0.0) != 0 ? NuSlerpVectors::Columns
-                                                                                              : NuSlerpVectors::Rows;
-          const std::span<float> merged = out_f.first(lv.numel());
-          locate_invalid_values(ErrorCode::Usage, opt.config, [&] { merge_tensor(*method, a, merged); },
-                                "tensor '" + name + "': ");
-          encode_from_f32(spec.dtype, merged, out_b);
+          layout->release(name);
+          w.write(out_b.data(), out_b.size());
+          rep.bytes_written += out_b.size();
+          ++rep.tensors;
         }
-        layout->release(name);
-        w.write(out_b.data(), out_b.size());
-        rep.bytes_written += out_b.size();
-        ++rep.tensors;
-      }
-      w.commit();
-    }
-    layout->check_intact();
-  });
+        w.commit();
+      },
+      {}, [&] { layout->check_intact(); });
   if (method->kind == MergeKind::TaskArithmetic)
     rescale_label =
         merge_param(cfg, -1, "rescale", "", 0, method->default_rescale) != 0 ? rescale_name(rescale_norm) : "none";
-  rep.complete = commit_shard_job(comm, journal, plan, progress, [&] {
-    // side files: the tokenizer source's (the base's by default), the config's dtype, the card
-    std::string side_from = layout->path();
-    if (!cfg.tokenizer_source.empty() && cfg.tokenizer_source != "base") side_from = cfg.tokenizer_source;
-    std::error_code ec;
-    if (!fs::is_directory(side_from, ec)) side_from.clear();
-    std::map<std::string, std::string> overrides = {{"merge.yml", cfg.source_text},
-                                                    {"README.md", model_card(cfg, *method, rescale_label)}};
-    const fs::path cfg_json = fs::path(layout->path()) / "config.json";
-    if (!cfg.dtype.empty() && fs::is_regular_file(cfg_json, ec)) {
-      auto j = nlohmann::ordered_json::parse(read_whole_file(cfg_json.string(), "config.json"), nullptr, false);
-      if (j.is_object()) {
-        j["torch_dtype"] = torch_dtype_name(output_dtype(cfg.dtype, DType::F32));
-        overrides["config.json"] = j.dump(2) + "\n";
+  rep.complete = job.commit([&](JobJournal& journal) {
+    make_checkpoint_folder(journal, plan, [&] {
+      // side files: the tokenizer source's (the base's by default), the config's dtype, the card
+      std::string side_from = layout->path();
+      if (!cfg.tokenizer_source.empty() && cfg.tokenizer_source != "base") side_from = cfg.tokenizer_source;
+      std::error_code ec;
+      if (!fs::is_directory(side_from, ec)) side_from.clear();
+      std::map<std::string, std::string> overrides = {{"merge.yml", cfg.source_text},
+                                                      {"README.md", model_card(cfg, *method, rescale_label)}};
+      const fs::path cfg_json = fs::path(layout->path()) / "config.json";
+      if (!cfg.dtype.empty() && fs::is_regular_file(cfg_json, ec)) {
+        auto j = nlohmann::ordered_json::parse(read_whole_file(cfg_json.string(), "config.json"), nullptr, false);
+        if (j.is_object()) {
+          j["torch_dtype"] = torch_dtype_name(output_dtype(cfg.dtype, DType::F32));
+          overrides["config.json"] = j.dump(2) + "\n";
+        }
       }
-    }
-    write_side_files(side_from, journal.dir(), overrides);
+      write_side_files(side_from, journal.dir(), overrides);
+    });
   });
   uint64_t totals[3] = {rep.tensors, rep.bytes_written, rep.bytes_read};
   comm.allreduce_sum(totals);

@@ -1,0 +1,43 @@
+// The lossy codecs behind the codec interface: a recipe's chain (a sparsifier, a value coder,
+// low rank) and its cherry modifier, encoded and decoded by src/codec/tensor_codec.h.
+#include "src/codec/codec.h"
+#include "src/codec/tensor_codec.h"
+#include "src/core/error.h"
+
+namespace deltakit {
+
+namespace {
+
+class ChainTensorCodec final : public TensorCodec {
+ public:
+  const char* name() const override { return "chain"; }
+  bool encodes(const TensorPair& t) const override { return t.prepared && t.prepared->lossy(*t.recipe); }
+  bool decodes(const Json& attrs) const override { return !raw_tensor_codec().decodes(attrs); }
+
+  EncodedTensor encode(const TensorPair& t) const override {
+    const std::span<const float> delta = t.prepared->delta;
+    EncodedTensor out;
+    out.encoded = encode_tensor(*t.recipe, chain_input(t));
+    // the error is measured on what decoding will really produce
+    const std::vector<float> recon =
+        decode_tensor(out.encoded.attrs, EncodedSource(out.encoded), t.ft.shape, t.ft.dtype, t.where);
+    out.stats.rel_error = relative_error(delta, recon);
+    for (float x : delta) out.stats.delta_sq += double(x) * x;
+    out.stats.codec = out.encoded.attrs["codec"].get<std::string>();
+    return out;
+  }
+
+  void decode_add(const StoredTensor& st, const TensorView& base, float alpha, std::span<uint8_t> out) const override {
+    std::vector<float> delta = decode_tensor(st.attrs, st.src, base.shape, base.dtype, st.where);
+    add_scaled_delta(base, {reinterpret_cast<const uint8_t*>(delta.data()), delta.size() * 4}, alpha, out);
+  }
+};
+
+}  // namespace
+
+const TensorCodec& chain_tensor_codec() {
+  static const ChainTensorCodec codec;
+  return codec;
+}
+
+}  // namespace deltakit

@@ -1,0 +1,92 @@
+// The codec interface: what every way of storing a tensor's delta implements, raw included.
+// compress hands each tensor pair to encode_tensor_pair() and stores what comes back; apply and
+// merge hand each stored tensor to decode_add_stored(). Neither knows a codec by name: a new
+// codec is one file in src/codec/ implementing TensorCodec plus one line in codec.cpp's registry.
+//
+// Encoding starts from the two tensors, not from δ: raw needs the fine-tune's exact bits (it is
+// bit-exact at α = 1), lossy codecs the fp32 δ, which prepare_delta() computes once per tensor.
+#pragma once
+
+#include <span>
+#include <string>
+#include <vector>
+
+#include "src/codec/cherry.h"
+#include "src/codec/recipe.h"
+#include "src/codec/score_cut.h"
+#include "src/codec/tensor_codec.h"
+#include "src/core/parts.h"
+#include "src/core/tensor_view.h"
+
+namespace deltakit {
+
+// The δ a lossy recipe would encode, computed once: empty (and `fallback` saying why raw stands
+// in) when the recipe cannot take this tensor; `changed` false when the two tensors are equal.
+struct PreparedDelta {
+  bool changed = false;
+  std::string fallback;      // why the recipe is replaced by raw ("" if it is not)
+  std::vector<float> delta;  // ft − base in fp32, for a lossy recipe
+  bool lossy(const Recipe& r) const { return changed && !r.is_raw() && fallback.empty(); }
+};
+PreparedDelta prepare_delta(const Recipe& r, const TensorView& base, const TensorView& ft);
+
+// One tensor to encode: the pair, the recipe, and what a lossy recipe needs.
+struct TensorPair {
+  std::string name;
+  TensorView base, ft;        // same dtype and shape (the caller's pairing check)
+  const Recipe* recipe = nullptr;
+  const PreparedDelta* prepared = nullptr;
+  Importance importance;      // for cherry (loaded by the caller: codecs read no files)
+  unsigned threads = 0;
+  const ScoreCut* cut = nullptr;  // the model-wide cut, for a recipe with a scope=model stage
+  std::string where;              // names the tensor in errors ("out.h5: tensor 'x'")
+};
+
+// The lossy chain's view of a pair: its prepared δ, importance, threads and cut.
+TensorDelta chain_input(const TensorPair& t);
+
+// What encoding found, for the per-tensor report.
+struct EncodeStats {
+  std::string codec;     // the stored "codec" attribute: "unchanged", "raw", "dare>bitdelta+cherry"
+  uint64_t exact_patches = 0, nonfinite = 0;
+  double rel_error = 0;  // ‖δ − δ̂‖ / ‖δ‖
+  double delta_sq = 0;   // ‖δ‖² over the finite entries, to total the error over a model
+};
+
+struct EncodedTensor {
+  Encoded encoded;  // attributes (codec, recipe, the codec's own) and parts
+  EncodeStats stats;
+};
+
+// A tensor as an adapter stores it.
+struct StoredTensor {
+  const Json& attrs;
+  const PartSource& src;
+  std::string where;  // "file: tensor 'x'", for errors
+};
+
+class TensorCodec {
+ public:
+  virtual ~TensorCodec() = default;
+  virtual const char* name() const = 0;
+  // Whether this codec encodes the pair (raw: exact or fallback; the chain: a lossy recipe).
+  virtual bool encodes(const TensorPair& t) const = 0;
+  // Whether a stored tensor is this codec's (by its attributes).
+  virtual bool decodes(const Json& attrs) const = 0;
+  virtual EncodedTensor encode(const TensorPair& t) const = 0;
+  // out = round_dtype(base + α·δ̂) in base's dtype (out.size() == base.bytes.size()). Every size
+  // and index of the stored parts is checked before use: Error(AdapterInvalid) naming `where`.
+  virtual void decode_add(const StoredTensor& st, const TensorView& base, float alpha,
+                          std::span<uint8_t> out) const = 0;
+};
+
+// The registry: every codec, in the order they are asked.
+const std::vector<const TensorCodec*>& tensor_codecs();
+EncodedTensor encode_tensor_pair(const TensorPair& t);
+void decode_add_stored(const StoredTensor& st, const TensorView& base, float alpha, std::span<uint8_t> out);
+
+// The codecs themselves (raw_codec.cpp, chain_codec.cpp).
+const TensorCodec& raw_tensor_codec();
+const TensorCodec& chain_tensor_codec();
+
+}  // namespace deltakit

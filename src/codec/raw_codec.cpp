@@ -1,0 +1,116 @@
+// The raw codec behind the codec interface: the exact delta (src/codec/raw.h), or nothing at all
+// for a tensor the fine-tune left unchanged. It also stands in for a lossy recipe that cannot
+// take a tensor (a non-float dtype, NaN/Inf in δ).
+#include <cmath>
+#include <cstring>
+
+#include "src/codec/codec.h"
+#include "src/codec/raw.h"
+#include "src/core/error.h"
+
+namespace deltakit {
+
+namespace {
+
+Part bytes_part(const std::string& name, std::span<const uint8_t> b) {
+  return {name, PartKind::U8, {b.size()}, {b.begin(), b.end()}, ""};
+}
+
+// The parts of one stored tensor, every size checked against the base's shape before reading.
+struct RawParts {
+  std::vector<uint8_t> delta, exact_index, exact_bits, replacement;
+  RawPayload payload;
+};
+
+void load_raw(const StoredTensor& st, const TensorView& base, RawParts& rp) {
+  AttrReader a{st.attrs, st.where};
+  RawPayload& p = rp.payload;
+  const std::string mode = a.str("raw.mode");
+  if (mode == "replace") {
+    p.mode = RawMode::Replace;
+    rp.replacement = st.src.read("raw.replacement", PartKind::U8, {base.bytes.size()}, "");
+    p.replacement = rp.replacement;
+    return;
+  }
+  if (mode != "delta") a.fail("unknown raw.mode \"" + mode + "\"");
+  if (!dtype_is_float_decodable(base.dtype)) a.fail("a delta on a non-float tensor");
+  p.mode = RawMode::Delta;
+  rp.delta = st.src.read("raw.delta", PartKind::F32, {base.numel()}, "");
+  p.delta = rp.delta;
+  const uint64_t k = a.u64("raw.exact_patches", base.numel());
+  if (k) {
+    rp.exact_index = st.src.read("raw.exact_index", PartKind::U64, {k}, "");
+    rp.exact_bits = st.src.read("raw.exact_bits", PartKind::U8, {k * dtype_size(base.dtype)}, "");
+    for (uint64_t j = 0; j < k; ++j) {
+      uint64_t i;
+      std::memcpy(&i, rp.exact_index.data() + j * 8, 8);
+      if (i >= base.numel()) a.fail("raw.exact_index entry " + std::to_string(i) + " is out of range");
+    }
+    p.exact_index = rp.exact_index;
+    p.exact_bits = rp.exact_bits;
+  }
+}
+
+class RawTensorCodec final : public TensorCodec {
+ public:
+  const char* name() const override { return "raw"; }
+  bool encodes(const TensorPair&) const override { return true; }  // the last resort: exact
+  bool decodes(const Json& attrs) const override {
+    const auto it = attrs.find("codec");
+    return it != attrs.end() && it->is_string() && (*it == "raw" || *it == "unchanged");
+  }
+
+  EncodedTensor encode(const TensorPair& t) const override {
+    EncodedTensor out;
+    Json& attrs = out.encoded.attrs;
+    std::vector<Part>& parts = out.encoded.parts;
+    EncodeStats& st = out.stats;
+    std::vector<uint8_t> delta;  // the fp32 delta's bytes, as the part stores them
+    delta.reserve(t.ft.numel() * 4);
+    RawEncoded d = raw_encode(t.base, t.ft, [&](std::span<const float> block) {
+      for (float x : block)
+        if (std::isfinite(x)) st.delta_sq += double(x) * x;
+      const auto* b = reinterpret_cast<const uint8_t*>(block.data());
+      delta.insert(delta.end(), b, b + block.size_bytes());
+    });
+    attrs["codec"] = d.mode == RawMode::Unchanged ? "unchanged" : "raw";
+    attrs["recipe"] = "raw";
+    if (d.mode == RawMode::Delta) {
+      attrs["raw.mode"] = "delta";
+      attrs["raw.exact_patches"] = d.exact_index.size();
+      parts.push_back({"raw.delta", PartKind::F32, {t.ft.numel()}, std::move(delta), ""});
+      if (!d.exact_index.empty()) {
+        parts.push_back(
+            {"raw.exact_index", PartKind::U64, {d.exact_index.size()}, bytes_of<uint64_t>(d.exact_index), ""});
+        parts.push_back(bytes_part("raw.exact_bits", d.exact_bits));
+      }
+    } else if (d.mode == RawMode::Replace) {
+      attrs["raw.mode"] = "replace";
+      parts.push_back(bytes_part("raw.replacement", t.ft.bytes));
+    }
+    st.codec = attrs["codec"].get<std::string>();
+    st.exact_patches = d.exact_index.size();
+    st.nonfinite = d.nonfinite;
+    st.rel_error = 0.0;
+    return out;
+  }
+
+  void decode_add(const StoredTensor& st, const TensorView& base, float alpha, std::span<uint8_t> out) const override {
+    if (st.attrs["codec"] == "unchanged") {
+      std::memcpy(out.data(), base.bytes.data(), out.size());
+      return;
+    }
+    RawParts rp;
+    load_raw(st, base, rp);
+    raw_apply(base, rp.payload, alpha, out);
+  }
+};
+
+}  // namespace
+
+const TensorCodec& raw_tensor_codec() {
+  static const RawTensorCodec codec;
+  return codec;
+}
+
+}  // namespace deltakit

@@ -1,0 +1,73 @@
+#include "src/pipeline/job.h"
+
+#include <map>
+
+#include "formats/checkpoint.h"
+#include "src/core/collective.h"
+#include "src/pipeline/partition.h"
+
+namespace deltakit {
+
+Job::Job(Comm& comm, JobSpec spec) : comm_(comm), spec_(std::move(spec)) {
+  nlohmann::json id = nlohmann::json::object();
+  id["command"] = spec_.command;
+  id["out"] = spec_.out;
+  for (const auto& [k, v] : spec_.identity.items()) id[k] = v;
+  id["inputs"] = describe_input_files(spec_.input_files);
+  journal_ = std::make_unique<JobJournal>(comm_, spec_.out, spec_.command, id.dump(1) + "\n", spec_.resume);
+  for (size_t i = 0; i < spec_.items.size(); ++i)
+    if (!journal_->done_at_start().count(spec_.items[i].file)) todo_.push_back(i);
+}
+
+Job::~Job() = default;
+
+void Job::run_items(const std::function<void(size_t, const std::string&)>& work, const std::function<void()>& before,
+                    const std::function<void()>& after) {
+  if (before) independently(comm_, before);
+  std::vector<uint64_t> todo_bytes;
+  uint64_t total_bytes = 0;
+  std::map<std::string, size_t> index;  // journal file -> item, for the progress count
+  for (size_t i : todo_) todo_bytes.push_back(spec_.items[i].bytes);
+  for (size_t i = 0; i < spec_.items.size(); ++i) total_bytes += spec_.items[i].bytes, index[spec_.items[i].file] = i;
+  const auto mine = items_of(partition_by_bytes(todo_bytes, comm_.size()), comm_.rank());
+  progress_ = std::make_unique<ProgressReporter>(
+      spec_.progress, spec_.command, spec_.unit, spec_.items.size(), total_bytes,
+      [this, index] {
+        ProgressCount c;
+        for (const auto& file : journal_->list())
+          if (auto it = index.find(file); it != index.end()) ++c.items, c.bytes += spec_.items[it->second].bytes;
+        return c;
+      },
+      comm_.is_root());
+  independently(comm_, [&] {
+    for (size_t j : mine) work(todo_[j], journal_->item_path(spec_.items[todo_[j]].file));
+    if (after) after();
+  });
+}
+
+bool Job::commit(const std::function<void(JobJournal&)>& make_output) {
+  comm_.barrier();  // every item is in the journal
+  const bool root = comm_.is_root();
+  if (root) {
+    if (progress_) progress_->finish();
+    independently(comm_, [&] { make_output(*journal_); });
+  } else {
+    journal_->disown();
+  }
+  comm_.barrier();  // no rank returns before the output is in place
+  return root;
+}
+
+std::vector<JobItem> shard_items(const ShardPlan& plan) {
+  std::vector<JobItem> items;
+  for (size_t s = 0; s < plan.shards.size(); ++s) items.push_back({plan.name(s), plan.bytes[s]});
+  return items;
+}
+
+void make_checkpoint_folder(JobJournal& journal, const ShardPlan& plan, const std::function<void()>& finish_folder) {
+  write_shard_index(journal.dir(), plan);
+  finish_folder();
+  journal.commit_as_output();
+}
+
+}  // namespace deltakit
