@@ -1,31 +1,15 @@
 // deltakit compress --base B --finetuned F (--recipe R [--only GLOB] | --rules FILE) --out A.h5
-#include <cmath>
-#include <filesystem>
 #include <iostream>
 #include <map>
-#include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
 
 #include "apps/cli_common.h"
-#include "src/core/atomic_output.h"
 #include "src/core/error.h"
 #include "src/pipeline/compress.h"
 #include "src/pipeline/distill.h"
 
 namespace deltakit::cli {
-
-namespace {
-// The undistilled adapter --distill starts from: gone when the command ends, however it ends.
-struct RemovedAtExit {
-  std::string path;
-  explicit RemovedAtExit(std::string p) : path(std::move(p)) {}
-  ~RemovedAtExit() {
-    std::error_code ec;
-    std::filesystem::remove(path, ec);
-  }
-};
-}  // namespace
 
 int cmd_compress(const Args& args) {
   po::options_description opts("compress options");
@@ -72,38 +56,16 @@ int cmd_compress(const Args& args) {
   if (!o.rules_file.empty() && (!vm["recipe"].defaulted() || !o.only.empty()))
     throw Error(ErrorCode::Usage, "", "give either --recipe [--only] or --rules, not both");
   if (o.zstd_level < 1 || o.zstd_level > 19) throw Error(ErrorCode::Usage, "", "--zstd-level must be 1..19");
-  const bool distill = vm["distill"].as<bool>();
-  DistillOptions d;
-  std::unique_ptr<RemovedAtExit> undistilled;
-  if (distill) {
-    // compress into a hidden file beside the output; the distilled adapter replaces nothing
-    // until it is whole
-    check_output_path(o.out, std::vector<std::string>{o.base, o.finetuned}, o.overwrite);
-    d.base = o.base, d.finetuned = o.finetuned, d.out = o.out, d.overwrite = o.overwrite;
+  if (vm["distill"].as<bool>()) {
+    DistillOptions d;
     d.calibration = vm["calibration"].as<std::string>();
     d.steps = vm["distill-steps"].as<int64_t>(), d.batch = vm["distill-batch"].as<int64_t>();
     d.seq_len = vm["distill-seq-len"].as<int64_t>(), d.lr = vm["distill-lr"].as<double>();
-    const std::filesystem::path out(o.out);
-    o.out = (out.parent_path() / ("." + out.filename().string() + ".undistilled.h5")).string();
-    o.overwrite = true;
-    d.adapter = o.out;
-    if (world().is_root()) undistilled = std::make_unique<RemovedAtExit>(o.out);
+    o.distill = d;
   }
-  CompressReport r = run_compress(o, world());
+  const CompressReport r = run_compress(o, world());
   if (!r.complete) return 0;  // ranks other than 0: rank 0 reports
-  std::optional<DistillReport> dr;
-  if (distill) {
-    dr = distill_scales(d);
-    o.out = d.out;
-    r.adapter_bytes = std::filesystem::file_size(o.out);
-    for (const auto& w : dr->warnings) r.warnings.push_back(w);
-    double err = 0, norm = 0;  // the model's relative error again, with the distilled tensors'
-    for (auto& t : r.tensors) {
-      if (auto it = dr->rel_error.find(t.name); it != dr->rel_error.end()) t.rel_error = it->second;
-      err += t.rel_error * t.rel_error * t.delta_sq, norm += t.delta_sq;
-    }
-    r.rel_error = norm > 0 ? std::sqrt(err / norm) : 0.0;
-  }
+  const std::optional<DistillReport>& dr = r.distillation;
   for (const auto& w : r.warnings) warn("compress", w);
   std::map<std::string, uint64_t> by_codec;
   uint64_t patches = 0;
@@ -141,7 +103,7 @@ int cmd_compress(const Args& args) {
   if (dr)
     std::printf("distilled %llu scales of %llu bitdelta tensors on %s: held-out logit loss %.6g -> %.6g (%.1f s)\n",
                 static_cast<unsigned long long>(dr->scales), static_cast<unsigned long long>(dr->tensors),
-                d.calibration.c_str(), dr->loss_before, dr->loss_after, dr->seconds);
+                o.distill->calibration.c_str(), dr->loss_before, dr->loss_after, dr->seconds);
   return 0;
 }
 

@@ -3,10 +3,12 @@
 
 #include <cstdint>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "src/core/comm.h"
+#include "src/pipeline/distill.h"
 #include "src/pipeline/progress.h"
 
 namespace deltakit {
@@ -22,6 +24,9 @@ struct CompressOptions {
   bool overwrite = false;
   bool resume = false;         // continue a killed job from its journal
   ProgressOptions progress{.quiet = true, .log_json = ""};
+  // then fit the bitdelta scales to the fine-tune's logits (distill.h): the calibration and
+  // optimizer settings; its base, fine-tune and files are this job's
+  std::optional<DistillOptions> distill;
 };
 
 struct CompressTensorReport {
@@ -43,13 +48,16 @@ struct CompressReport {
   uint64_t resumed = 0;        // tensors a previous run had finished
   bool complete = false;       // false on ranks other than 0 (which hold no report)
   std::vector<std::string> warnings;
+  std::optional<DistillReport> distillation;  // with CompressOptions::distill
 };
 
 // Every rank of `comm` calls it with the same options. Tensors are partitioned by bytes over
 // the ranks; each rank encodes its tensors into one-tensor part files in the job's journal
 // (".<out>.deltakit-compress" beside the output), and rank 0 stitches them, in the fine-tune's
 // tensor order, into the adapter, copying compressed chunks as they are. The output is the
-// same bytes for any number of ranks and threads.
+// same bytes for any number of ranks and threads. With `distill`, the adapter is first written
+// under a hidden name beside the output, then distilled into the output by rank 0 (the output is
+// replaced only once whole, and the hidden file is removed however the job ends).
 CompressReport run_compress(const CompressOptions& opt, Comm& comm);
 CompressReport run_compress(const CompressOptions& opt);  // one rank
 
