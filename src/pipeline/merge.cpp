@@ -115,25 +115,28 @@ std::string model_card(const MergeConfig& c, const MergeMethod& m, const std::st
   return s;
 }
 
-}  // namespace
-
-MergeReport run_merge(const MergeOptions& opt) {
-  SerialComm serial;
-  return run_merge(opt, serial);
-}
-
-MergeReport run_merge(const MergeOptions& opt, Comm& comm) {
-  const auto t0 = std::chrono::steady_clock::now();
+// The merge every rank holds: the config, the inputs opened and checked against the layout (the
+// base, or the first model without one), and the output's tensors.
+struct MergeJob {
+  explicit MergeJob(const MergeOptions& o) : opt(o) {}
+  const MergeOptions& opt;
   MergeConfig cfg;
   const MergeMethod* method = nullptr;
+  RescaleNorm rescale_norm = RescaleNorm::L1;
   std::unique_ptr<Checkpoint> base;
   const Checkpoint* layout = nullptr;
   std::vector<MergeInput> inputs;
   std::vector<TensorSpec> specs;
-  std::string rescale_label = "none";
-  RescaleNorm rescale_norm = RescaleNorm::L1;
-  // headers, config and output path on every rank before any tensor byte
-  collectively(comm, [&] {
+  int layers = 0;
+  // buffers that only grow: resizing vectors down and up for tensors of mixed sizes zero-filled
+  // a large tensor's worth of memory each time
+  BigBuffer<float> base_f, out_f;
+  std::vector<BigBuffer<float>> model_f;
+  BigBuffer<uint8_t> out_bytes;
+  std::vector<uint8_t> scratch;
+
+  // config, headers and output path, before any tensor byte (every rank, collectively)
+  void open() {
     cfg = parse_merge_config(read_whole_file(opt.config, "merge config"), opt.config);
     if (!opt.dtype.empty()) {
       if (opt.dtype != "float32" && opt.dtype != "float16" && opt.dtype != "bfloat16")
@@ -141,10 +144,9 @@ MergeReport run_merge(const MergeOptions& opt, Comm& comm) {
       cfg.dtype = opt.dtype;
     }
     method = &merge_method(cfg.method);
-    if (!cfg.rescale_norm.empty()) {
+    if (!cfg.rescale_norm.empty())
       rescale_norm =
           locate_invalid_values(ErrorCode::Usage, opt.config, [&] { return parse_rescale(cfg.rescale_norm); });
-    }
     if (!cfg.base_model.empty()) base = std::make_unique<Checkpoint>(cfg.base_model);
     for (const auto& m : cfg.models) {
       MergeInput in;
@@ -163,131 +165,152 @@ MergeReport run_merge(const MergeOptions& opt, Comm& comm) {
       const auto& e = *layout->at(name).entry;
       const DType d = dtype_is_float_decodable(e.dtype) ? output_dtype(cfg.dtype, e.dtype) : e.dtype;
       specs.push_back({name, d, e.shape});
+      if (auto l = layer_index(name)) layers = std::max(layers, *l + 1);
     }
     std::vector<std::string> in_paths;
     if (base) in_paths.push_back(cfg.base_model);
     for (const auto& m : cfg.models) in_paths.push_back(m.path);
     check_output_path(opt.out, in_paths, opt.overwrite);
-  });
-  if (opt.threads > 0) omp_set_num_threads(opt.threads);
+    model_f.resize(inputs.size());
+  }
 
-  uint64_t max_shard = opt.max_shard_bytes;
-  if (max_shard == 0) {
-    max_shard = 5'000'000'000ull;
-    if (layout->sharded()) {
-      max_shard = 0;
-      for (const auto& s : layout->shards()) max_shard = std::max(max_shard, s->file_size());
+  // The output's shard size: --max-shard-size, else the layout's largest shard (or 5 GB).
+  uint64_t max_shard_bytes() const {
+    if (opt.max_shard_bytes) return opt.max_shard_bytes;
+    if (!layout->sharded()) return 5'000'000'000ull;
+    uint64_t m = 0;
+    for (const auto& s : layout->shards()) m = std::max(m, s->file_size());
+    return m;
+  }
+
+  JobSpec job_spec(const ShardPlan& plan, uint64_t max_shard) const {
+    JobSpec spec{"merge", opt.out, opt.resume, opt.progress, "shards", nlohmann::json::object(), {}, shard_items(plan)};
+    spec.identity["config"] = cfg.source_text;
+    spec.identity["dtype"] = cfg.dtype;
+    spec.identity["max_shard_bytes"] = max_shard;
+    spec.identity["force"] = opt.force;
+    if (base)
+      for (const auto& s : base->shards()) spec.input_files.push_back(s->path());
+    for (const auto& in : inputs) {
+      if (in.adapter)
+        spec.input_files.push_back(in.path);
+      else
+        for (const auto& s : in.ckpt->shards()) spec.input_files.push_back(s->path());
     }
+    return spec;
   }
-  const ShardPlan plan = plan_shards(specs, max_shard);
-  uint64_t total_bytes = 0;
-  for (uint64_t b : plan.bytes) total_bytes += b;
 
-  JobSpec spec{"merge", opt.out, opt.resume, opt.progress, "shards", nlohmann::json::object(), {}, shard_items(plan)};
-  spec.identity["config"] = cfg.source_text;
-  spec.identity["dtype"] = cfg.dtype;
-  spec.identity["max_shard_bytes"] = max_shard;
-  spec.identity["force"] = opt.force;
-  if (base)
-    for (const auto& s : base->shards()) spec.input_files.push_back(s->path());
-  for (const auto& in : inputs) {
-    if (in.adapter)
-      spec.input_files.push_back(in.path);
-    else
-      for (const auto& s : in.ckpt->shards()) spec.input_files.push_back(s->path());
+  // The config's parameters for tensor `name` at gradient position `pos` (algorithms.md §8).
+  void set_parameters(TensorMergeArgs& a, const std::string& name, double pos) const {
+    for (size_t i = 0; i < inputs.size(); ++i) {
+      const int mi = static_cast<int>(i);
+      const double wgt = merge_param(cfg, mi, "weight", name, pos, NAN);
+      if (method->kind != MergeKind::Slerp && std::isnan(wgt))
+        throw Error(ErrorCode::Usage, opt.config, "no weight of model " + inputs[i].path + " applies to '" + name + "'");
+      a.weight.push_back(wgt);
+      a.density.push_back(merge_param(cfg, mi, "density", name, pos, 1.0));
+      a.gamma.push_back(merge_param(cfg, mi, "gamma", name, pos, 0.01));
+      a.epsilon.push_back(merge_param(cfg, mi, "epsilon", name, pos, 0.0));
+    }
+    a.normalize = merge_param(cfg, -1, "normalize", name, pos, method->default_normalize) != 0;
+    const bool rescale = merge_param(cfg, -1, "rescale", name, pos, method->default_rescale) != 0;
+    a.rescale = rescale ? rescale_norm : RescaleNorm::None;
+    a.lambda = merge_param(cfg, -1, "lambda", name, pos, 1.0);
+    a.t = merge_param(cfg, 0, "t", name, pos, 0.5);
+    a.seed = cfg.seed;
+    if (merge_param(cfg, -1, "nuslerp_flatten", name, pos, 1.0) == 0)
+      a.nuslerp_vectors = merge_param(cfg, -1, "nuslerp_row_wise", name, pos, 0.0) != 0 ? NuSlerpVectors::Columns
+                                                                                        : NuSlerpVectors::Rows;
   }
-  Job job(comm, std::move(spec));
 
+  // One output tensor in its dtype: integer tensors are the layout's, float ones merged.
+  std::span<const uint8_t> merge_one(const TensorSpec& spec, MergeReport& rep) {
+    const std::string& name = spec.name;
+    TensorView lv = layout->acquire(name);
+    const std::span<uint8_t> out_b = out_bytes.first(static_cast<size_t>(lv.numel()) * dtype_size(spec.dtype));
+    rep.bytes_read += lv.bytes.size();
+    if (!dtype_is_float_decodable(lv.dtype)) {  // integer buffers: the base's, unchanged
+      std::memcpy(out_b.data(), lv.bytes.data(), out_b.size());
+      layout->release(name);
+      return out_b;
+    }
+    TensorMergeArgs a;
+    a.name = name;
+    a.cols = lv.shape.empty() ? 1 : lv.shape.back();
+    a.leading = lv.shape.empty() ? 1 : lv.shape.front();
+    if (base) {
+      const std::span<float> b = base_f.first(lv.numel());
+      decode_to_f32(lv.dtype, lv.bytes, 0, b);
+      a.base = b;
+    }
+    for (size_t i = 0; i < inputs.size(); ++i) {
+      a.models.push_back(model_f[i].first(lv.numel()));
+      inputs[i].read(lv, cfg.base_model, opt.force, a.models.back(), scratch, rep.warnings);
+      rep.bytes_read += lv.bytes.size();
+    }
+    set_parameters(a, name, gradient_position(name, layers));
+    const std::span<float> merged = out_f.first(lv.numel());
+    locate_invalid_values(
+        ErrorCode::Usage, opt.config, [&] { merge_tensor(*method, a, merged); }, "tensor '" + name + "': ");
+    encode_from_f32(spec.dtype, merged, out_b);
+    layout->release(name);
+    return out_b;
+  }
+
+  // Side files: the tokenizer source's (the base's by default), the config's dtype, the card.
+  void write_side(const std::string& folder) const {
+    std::string rescale_label = "none";
+    if (method->kind == MergeKind::TaskArithmetic)
+      rescale_label =
+          merge_param(cfg, -1, "rescale", "", 0, method->default_rescale) != 0 ? rescale_name(rescale_norm) : "none";
+    std::string side_from = layout->path();
+    if (!cfg.tokenizer_source.empty() && cfg.tokenizer_source != "base") side_from = cfg.tokenizer_source;
+    std::error_code ec;
+    if (!fs::is_directory(side_from, ec)) side_from.clear();
+    std::map<std::string, std::string> overrides = {{"merge.yml", cfg.source_text},
+                                                    {"README.md", model_card(cfg, *method, rescale_label)}};
+    const fs::path cfg_json = fs::path(layout->path()) / "config.json";
+    if (!cfg.dtype.empty() && fs::is_regular_file(cfg_json, ec)) {
+      auto j = nlohmann::ordered_json::parse(read_whole_file(cfg_json.string(), "config.json"), nullptr, false);
+      if (j.is_object()) {
+        j["torch_dtype"] = torch_dtype_name(output_dtype(cfg.dtype, DType::F32));
+        overrides["config.json"] = j.dump(2) + "\n";
+      }
+    }
+    write_side_files(side_from, folder, overrides);
+  }
+};
+
+}  // namespace
+
+MergeReport run_merge(const MergeOptions& opt) {
+  SerialComm serial;
+  return run_merge(opt, serial);
+}
+
+MergeReport run_merge(const MergeOptions& opt, Comm& comm) {
+  const auto t0 = std::chrono::steady_clock::now();
+  MergeJob m(opt);
+  collectively(comm, [&] { m.open(); });
+  if (opt.threads > 0) omp_set_num_threads(opt.threads);
+  const uint64_t max_shard = m.max_shard_bytes();
+  const ShardPlan plan = plan_shards(m.specs, max_shard);
+  Job job(comm, m.job_spec(plan, max_shard));
   MergeReport rep;
-  int layers = 0;
-  for (const auto& name : layout->names())
-    if (auto l = layer_index(name)) layers = std::max(layers, *l + 1);
-  // buffers that only grow: resizing vectors down and up for tensors of mixed sizes zero-filled
-  // a large tensor's worth of memory each time
-  BigBuffer<float> base_f, out_f;
-  std::vector<BigBuffer<float>> model_f(inputs.size());
-  BigBuffer<uint8_t> out_bytes;
-  std::vector<uint8_t> scratch;
   job.run_items(
       [&](size_t s, const std::string& path) {
         SafetensorsWriter w(path, plan.shards[s], {{"format", "pt"}});
         for (const auto& spec : plan.shards[s]) {
-          const std::string& name = spec.name;
-          TensorView lv = layout->acquire(name);
-          const std::span<uint8_t> out_b = out_bytes.first(static_cast<size_t>(lv.numel()) * dtype_size(spec.dtype));
-          rep.bytes_read += lv.bytes.size();
-          if (!dtype_is_float_decodable(lv.dtype)) {  // integer buffers: the base's, unchanged
-            std::memcpy(out_b.data(), lv.bytes.data(), out_b.size());
-          } else {
-            const double pos = gradient_position(name, layers);
-            TensorMergeArgs a;
-            a.name = name;
-            a.cols = lv.shape.empty() ? 1 : lv.shape.back();
-            a.leading = lv.shape.empty() ? 1 : lv.shape.front();
-            if (base) {
-              const std::span<float> b = base_f.first(lv.numel());
-              decode_to_f32(lv.dtype, lv.bytes, 0, b);
-              a.base = b;
-            }
-            for (size_t i = 0; i < inputs.size(); ++i) {
-              a.models.push_back(model_f[i].first(lv.numel()));
-              inputs[i].read(lv, cfg.base_model, opt.force, a.models.back(), scratch, rep.warnings);
-              rep.bytes_read += lv.bytes.size();
-              const int mi = static_cast<int>(i);
-              const double wgt = merge_param(cfg, mi, "weight", name, pos, NAN);
-              if (method->kind != MergeKind::Slerp && std::isnan(wgt))
-                throw Error(ErrorCode::Usage, opt.config,
-                            "no weight of model " + inputs[i].path + " applies to '" + name + "'");
-              a.weight.push_back(wgt);
-              a.density.push_back(merge_param(cfg, mi, "density", name, pos, 1.0));
-              a.gamma.push_back(merge_param(cfg, mi, "gamma", name, pos, 0.01));
-              a.epsilon.push_back(merge_param(cfg, mi, "epsilon", name, pos, 0.0));
-            }
-            a.normalize = merge_param(cfg, -1, "normalize", name, pos, method->default_normalize) != 0;
-            const bool rescale = merge_param(cfg, -1, "rescale", name, pos, method->default_rescale) != 0;
-            a.rescale = rescale ? rescale_norm : RescaleNorm::None;
-            a.lambda = merge_param(cfg, -1, "lambda", name, pos, 1.0);
-            a.t = merge_param(cfg, 0, "t", name, pos, 0.5);
-            a.seed = cfg.seed;
-            if (merge_param(cfg, -1, "nuslerp_flatten", name, pos, 1.0) == 0)
-              a.nuslerp_vectors = merge_param(cfg, -1, "nuslerp_row_wise", name, pos, 0.0) != 0
-                                      ? NuSlerpVectors::Columns
-                                      : NuSlerpVectors::Rows;
-            const std::span<float> merged = out_f.first(lv.numel());
-            locate_invalid_values(
-                ErrorCode::Usage, opt.config, [&] { merge_tensor(*method, a, merged); }, "tensor '" + name + "': ");
-            encode_from_f32(spec.dtype, merged, out_b);
-          }
-          layout->release(name);
-          w.write(out_b.data(), out_b.size());
-          rep.bytes_written += out_b.size();
+          const std::span<const uint8_t> out = m.merge_one(spec, rep);
+          w.write(out.data(), out.size());
+          rep.bytes_written += out.size();
           ++rep.tensors;
         }
         w.commit();
       },
-      {}, [&] { layout->check_intact(); });
-  if (method->kind == MergeKind::TaskArithmetic)
-    rescale_label =
-        merge_param(cfg, -1, "rescale", "", 0, method->default_rescale) != 0 ? rescale_name(rescale_norm) : "none";
+      {}, [&] { m.layout->check_intact(); });
   rep.complete = job.commit([&](JobJournal& journal) {
-    make_checkpoint_folder(journal, plan, [&] {
-      // side files: the tokenizer source's (the base's by default), the config's dtype, the card
-      std::string side_from = layout->path();
-      if (!cfg.tokenizer_source.empty() && cfg.tokenizer_source != "base") side_from = cfg.tokenizer_source;
-      std::error_code ec;
-      if (!fs::is_directory(side_from, ec)) side_from.clear();
-      std::map<std::string, std::string> overrides = {{"merge.yml", cfg.source_text},
-                                                      {"README.md", model_card(cfg, *method, rescale_label)}};
-      const fs::path cfg_json = fs::path(layout->path()) / "config.json";
-      if (!cfg.dtype.empty() && fs::is_regular_file(cfg_json, ec)) {
-        auto j = nlohmann::ordered_json::parse(read_whole_file(cfg_json.string(), "config.json"), nullptr, false);
-        if (j.is_object()) {
-          j["torch_dtype"] = torch_dtype_name(output_dtype(cfg.dtype, DType::F32));
-          overrides["config.json"] = j.dump(2) + "\n";
-        }
-      }
-      write_side_files(side_from, journal.dir(), overrides);
-    });
+    make_checkpoint_folder(journal, plan, [&] { m.write_side(journal.dir()); });
   });
   uint64_t totals[3] = {rep.tensors, rep.bytes_written, rep.bytes_read};
   comm.allreduce_sum(totals);
