@@ -1,22 +1,14 @@
 // deltakit riemann: the loss change of delta-parameter edits and its Riemann-sum estimates
-// (algorithms.md §4; src/edits/delta_edits.h, src/edits/riemann.h), with accuracy and divergent tokens of
+// (algorithms.md §4; src/edits/riemann_sweep.h runs it), with accuracy and divergent tokens of
 // each edited model, one row per edit and one JSON object per edit with --json.
-#include <cmath>
 #include <cstdio>
-#include <filesystem>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
 #include "apps/cli_common.h"
 #include "src/core/error.h"
-#include "src/eval/calibration.h"
-#include "src/edits/delta_edits.h"
-#include "src/eval/divergence.h"
-#include "src/eval/evaluate.h"
+#include "src/edits/riemann_sweep.h"
 #include "src/model/kernels.h"
-#include "src/eval/prompts.h"
-#include "src/edits/riemann.h"
-#include "src/eval/skills.h"
 
 namespace deltakit::cli {
 
@@ -62,71 +54,47 @@ int cmd_riemann(const Args& args) {
       C.push_back(v);
     }
   }
-  std::vector<DeltaEdit> edits;
-  for (const auto& t : vm["edit"].as<std::vector<std::string>>()) edits.push_back(parse_delta_edit(t));
-  for (const DeltaEdit& e : edits)  // before the held-out passes: a missing folder fails at once
-    if (e.kind == "model" && !std::filesystem::exists(std::filesystem::path(e.path) / "config.json"))
-      throw Error(ErrorCode::Io, e.path, "is not a model folder (no config.json) for edit model:path=" + e.path);
-  const std::string pre_dir = vm["base"].as<std::string>(), post_dir = vm["finetuned"].as<std::string>();
-  const LlamaParams pre = load_llama(pre_dir), post = load_llama(post_dir);
-  require_same_layout(pre, post, post_dir, "the base " + pre_dir);
-  const int64_t samples = vm["samples"].as<int64_t>(), seq = vm["seq-len"].as<int64_t>();
-  if (samples < 1 || seq < 2 || seq > static_cast<int64_t>(post.config().max_seq))
-    throw Error(ErrorCode::Usage, "", "--samples must be >= 1 and --seq-len in [2, the model's context]");
-  const BatchFn calibration = calibration_batches(vm["calibration"].as<std::string>(), post.config().vocab);
-  std::vector<Batch> data;
-  for (int64_t first = 0; first < samples; first += 8) {
-    Batch b;
-    b.B = std::min<int64_t>(8, samples - first), b.T = seq;
-    calibration(b, first / 8);
-    data.push_back(std::move(b));
-  }
-  std::vector<float> grad_post;
-  const double loss_post = loss_on_batches(post, data, &grad_post), loss_pre = loss_on_batches(pre, data);
-  const double gain = loss_pre - loss_post, tolerance = vm["tolerance"].as<double>() * std::fabs(gain);
-  DivergenceOptions dopt;
-  dopt.new_tokens = vm["new-tokens"].as<int64_t>();
-  ReferenceText reference;  // the fine-tune's continuations, generated once for every edit
-  if (vm.count("prompts-from"))
-    reference = reference_text(
-        post, make_prompts(vm["prompts-from"].as<std::string>(), vm["prompts"].as<int64_t>(), 16, post.config().vocab),
-        dopt);
-  const bool fdt_wanted = !reference.prompts.empty();
-  const std::string task = vm.count("task") ? vm["task"].as<std::string>() : "";
-  if (!task.empty() && !is_skill(task)) throw Error(ErrorCode::Usage, "", "unknown skill \"" + task + "\"");
+  RiemannSweepOptions o;
+  o.base = vm["base"].as<std::string>(), o.finetuned = vm["finetuned"].as<std::string>();
+  o.edits = vm["edit"].as<std::vector<std::string>>();
+  o.C = C;
+  o.calibration = vm["calibration"].as<std::string>();
+  o.samples = vm["samples"].as<int64_t>(), o.seq_len = vm["seq-len"].as<int64_t>();
+  o.tolerance = vm["tolerance"].as<double>();
+  if (vm.count("task")) o.task = vm["task"].as<std::string>();
+  o.task_samples = vm["samples-task"].as<int64_t>();
+  if (vm.count("prompts-from")) o.prompts_from = vm["prompts-from"].as<std::string>();
+  o.prompts = vm["prompts"].as<int64_t>(), o.new_tokens = vm["new-tokens"].as<int64_t>();
   const bool json = vm["json"].as<bool>();
-  std::printf("L(W_pre) %.5f  L(W_post) %.5f  fine-tune gain %.5f  competitive: |dL| <= %.5f\n", loss_pre, loss_post,
-              gain, tolerance);
-  std::printf("%-30s %11s", "edit", "dL");
-  for (int64_t c : C) std::printf("  est C=%-4lld", static_cast<long long>(c));
-  std::printf(" %-12s%s%s\n", "class", task.empty() ? "" : "  accuracy", fdt_wanted ? "    FDT" : "");
-  for (const DeltaEdit& e : edits) {
-    const std::vector<float> d = edit_direction(e, pre, post, &grad_post);
-    const RiemannReport r = riemann_loss_change(post, loss_post, grad_post, d, data, C);
-    const std::string cls = std::fabs(r.delta) <= tolerance ? "competitive" : r.delta > 0 ? "decreased" : "improved";
-    double accuracy = -1, fdt = -1;
-    if (!task.empty() || fdt_wanted) {
-      LlamaParams edited = post;
-      for (size_t i = 0; i < d.size(); ++i) edited.data()[i] += d[i];
-      if (!task.empty())
-        accuracy = evaluate_skill(edited, task, vm["samples-task"].as<int64_t>(), kEvalStream).accuracy();
-      if (fdt_wanted) fdt = divergent_tokens(post, reference, edited, dopt).fdt_mean;
-    }
-    std::printf("%-30s %11.5f", e.text().c_str(), r.delta);
-    for (double v : r.estimate) std::printf("  %11.5f", v);
-    std::printf(" %-12s", cls.c_str());
-    if (accuracy >= 0) std::printf("  %7.1f%%", 100 * accuracy);
-    if (fdt >= 0) std::printf("  %5.2f", fdt);
-    std::printf("\n");
-    if (json) {
-      nlohmann::ordered_json j{{"edit", e.text()},         {"loss_pre", loss_pre},  {"loss_post", loss_post},
-                               {"loss_edit", r.loss_edit}, {"delta_loss", r.delta}, {"C", r.C},
-                               {"estimate", r.estimate},   {"class", cls}};
-      if (accuracy >= 0) j["accuracy"] = accuracy;
-      if (fdt >= 0) j["fdt_mean"] = fdt;
-      std::printf("%s\n", j.dump().c_str());
-    }
-  }
+  RiemannSweepStart start;
+  riemann_sweep(
+      o,
+      [&](const RiemannSweepStart& s) {
+        start = s;
+        std::printf("L(W_pre) %.5f  L(W_post) %.5f  fine-tune gain %.5f  competitive: |dL| <= %.5f\n", s.loss_pre,
+                    s.loss_post, s.gain, s.tolerance);
+        std::printf("%-30s %11s", "edit", "dL");
+        for (int64_t c : C) std::printf("  est C=%-4lld", static_cast<long long>(c));
+        std::printf(" %-12s%s%s\n", "class", s.accuracy ? "  accuracy" : "", s.fdt ? "    FDT" : "");
+      },
+      [&](const RiemannEditRow& row) {
+        const RiemannReport& r = row.report;
+        std::printf("%-30s %11.5f", row.edit.c_str(), r.delta);
+        for (double v : r.estimate) std::printf("  %11.5f", v);
+        std::printf(" %-12s", row.verdict.c_str());
+        if (row.accuracy >= 0) std::printf("  %7.1f%%", 100 * row.accuracy);
+        if (row.fdt >= 0) std::printf("  %5.2f", row.fdt);
+        std::printf("\n");
+        if (json) {
+          nlohmann::ordered_json j{
+              {"edit", row.edit},         {"loss_pre", start.loss_pre}, {"loss_post", start.loss_post},
+              {"loss_edit", r.loss_edit}, {"delta_loss", r.delta},      {"C", r.C},
+              {"estimate", r.estimate},   {"class", row.verdict}};
+          if (row.accuracy >= 0) j["accuracy"] = row.accuracy;
+          if (row.fdt >= 0) j["fdt_mean"] = row.fdt;
+          std::printf("%s\n", j.dump().c_str());
+        }
+      });
   return 0;
 }
 
