@@ -604,6 +604,16 @@ def model_config_heads(ctx):
             "not a multiple of num_key_value_heads")
 
 
+@case
+def train_config_unknown_key(ctx):
+    """deltakit train --config: a misspelt key is refused, naming the file and the key (src/eval/train_config)."""
+    cfg = ctx.path("train.yml")
+    with open(cfg, "w") as f:
+        f.write("size: tiny\nmodel: {hidden_size: 32}\ntrain: {steps: 3, batchx: 2}\n")
+    out = ctx.path("model_out")
+    return [ctx.deltakit, "train", "--config", cfg, "--out", out], out, cfg, 'unknown key "train.batchx"'
+
+
 # --- merge: its YAML config and its inputs -----------------------------------------------------
 
 def merge_config(ctx, text=None, method="ties", base=None, models=()):
