@@ -16,7 +16,7 @@
 #include "src/eval/train_config.h"
 #include "src/eval/evaluate.h"
 #include "src/model/kernels.h"
-#include "src/model/llama2c.h"
+#include "src/model/llama2c_import.h"
 #include "src/model/llama_model.h"
 #include "src/eval/skills.h"
 #include "src/model/tokenizer.h"

@@ -6,7 +6,7 @@
 
 #include "src/core/error.h"
 #include "src/core/whole_file.h"
-#include "src/model/llama2c.h"
+#include "src/model/llama2c_tokenizer.h"
 
 namespace deltakit {
 
