@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "src/codec/bits.h"
+#include "src/codec/stage.h"
 #include "src/core/half.h"
 
 namespace deltakit {
@@ -119,6 +120,53 @@ std::vector<float> bitdelta_decode(const AttrReader& a, const PartSource& src, u
     }
   }
   return out;
+}
+
+}  // namespace deltakit
+
+// --- the stage ------------------------------------------------------------------------------
+namespace deltakit {
+namespace {
+
+class BitDeltaStage final : public Stage {
+ public:
+  explicit BitDeltaStage(const BitDeltaParams& p) : p_(p) {}
+  const char* name() const override { return "bitdelta"; }
+  StageRole role() const override { return StageRole::ValueCoder; }
+  std::string params() const override {
+    std::string out = ":scale=";
+    out += p_.scale == ScaleUnit::Group ? "group:" + std::to_string(p_.group) : std::string(scale_unit_name(p_.scale));
+    return out + ",levels=" + std::to_string(p_.levels);
+  }
+  bool fittable_scales() const override { return p_.levels == 1; }
+  void encode_values(const ValueStream& s, Encoded& e) const override { bitdelta_encode(p_, s, e); }
+  std::vector<float> decode_values(const AttrReader& a, const PartSource& src, uint64_t count,
+                                   std::span<const uint64_t> rows) const override {
+    return bitdelta_decode(a, src, count, rows);
+  }
+
+ private:
+  BitDeltaParams p_;
+};
+
+}  // namespace
+
+std::unique_ptr<Stage> make_bitdelta_stage(StageArgs& a, uint64_t) {
+  BitDeltaParams p;
+  std::string sc = a.take("scale", "matrix");
+  if (sc == "matrix") {
+    p.scale = ScaleUnit::Matrix;
+  } else if (sc == "row") {
+    p.scale = ScaleUnit::Row;
+  } else if (sc.rfind("group:", 0) == 0) {
+    p.scale = ScaleUnit::Group;
+    p.group = a.parse_int("scale=group:G, G", sc.substr(6), 1, uint64_t{1} << 40);
+  } else {
+    a.fail("scale=" + sc + " is not matrix, row or group:G");
+  }
+  p.levels = static_cast<unsigned>(a.integer("levels", 1, 1, 256));
+  if (!std::has_single_bit(p.levels)) a.fail("levels must be a power of two (1, 2, 4, ..., 256)");
+  return std::make_unique<BitDeltaStage>(p);
 }
 
 }  // namespace deltakit

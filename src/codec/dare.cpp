@@ -1,6 +1,7 @@
 #include <algorithm>
 
 #include "src/codec/sparse.h"
+#include "src/codec/stage.h"
 #include "src/core/parallel.h"
 #include "src/core/philox.h"
 
@@ -60,6 +61,49 @@ std::vector<uint64_t> sparse_row_offsets(std::span<const uint64_t> positions, ui
   }
   off[rows] = j;
   return off;
+}
+
+}  // namespace deltakit
+
+// --- the stage ------------------------------------------------------------------------------
+namespace deltakit {
+namespace {
+
+class DareStage final : public Stage {
+ public:
+  explicit DareStage(const DareParams& p) : p_(p) {}
+  const char* name() const override { return "dare"; }
+  StageRole role() const override { return StageRole::Sparsifier; }
+  std::string params() const override {
+    return ":p=" + recipe_number(p_.p) + ",rescale=" + (p_.rescale_auto ? std::string("auto") : recipe_number(p_.rescale)) +
+           ",seed=" + std::to_string(p_.seed);
+  }
+  SparseSelection select(const TensorDelta& t, std::span<const float> delta,
+                         std::span<const uint8_t> skip) const override {
+    return dare_select(p_, t.name, delta, skip, t.threads);
+  }
+  void add_attrs(Encoded& e) const override { e.attrs["dare.rescale"] = p_.effective_rescale(); }
+
+ private:
+  DareParams p_;
+};
+
+}  // namespace
+
+std::unique_ptr<Stage> make_dare_stage(StageArgs& a, uint64_t seed) {
+  DareParams p;
+  p.p = a.real("p", 0.9, 0.0, 1.0);
+  std::string r = a.take("rescale", "auto");
+  if (r == "auto") {
+    p.rescale_auto = true;
+  } else if (r == "none") {
+    p.rescale_auto = false, p.rescale = 1.0;
+  } else {
+    p.rescale_auto = false;
+    p.rescale = a.parse_real("rescale", r, 0.0, 1e6, true);
+  }
+  p.seed = a.integer("seed", seed, 0, UINT64_MAX);
+  return std::make_unique<DareStage>(p);
 }
 
 }  // namespace deltakit

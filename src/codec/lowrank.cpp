@@ -5,6 +5,7 @@
 #include <numbers>
 
 #include "src/codec/lapack.h"
+#include "src/codec/stage.h"
 #include "src/core/error.h"
 #include "src/core/philox.h"
 
@@ -179,6 +180,48 @@ std::vector<float> lowrank_decode(const AttrReader& a, const PartSource& src, ui
   // out (row-major m×n) is column-major n×m = V · USᵀ; row-major V is column-major Vᵀ (r×n)
   gemm('T', 'N', n, m, r, v.data(), r, us.data(), r, out.data(), n);
   return out;
+}
+
+}  // namespace deltakit
+
+// --- the stage ------------------------------------------------------------------------------
+namespace deltakit {
+namespace {
+
+class LowrankStage final : public Stage {
+ public:
+  explicit LowrankStage(const LowrankParams& p) : p_(p) {}
+  const char* name() const override { return "lowrank"; }
+  StageRole role() const override { return StageRole::Dense; }
+  std::string params() const override {
+    return (p_.rank ? ":rank=" + std::to_string(p_.rank) : ":energy=" + recipe_number(p_.energy)) +
+           ",seed=" + std::to_string(p_.seed);
+  }
+  std::string unsuitable(const std::vector<uint64_t>& shape) const override {
+    return shape.size() < 2 ? "lowrank needs a tensor of 2 or more dims" : "";
+  }
+  void encode_dense(const TensorDelta& t, std::span<const float> delta, uint64_t rows, uint64_t cols,
+                    const ValueType& vt, Encoded& e) const override {
+    lowrank_encode(p_, t.name, delta, rows, cols, vt, e);
+  }
+  std::vector<float> decode_dense(const AttrReader& a, const PartSource& src, uint64_t rows, uint64_t cols,
+                                  const ValueType& vt) const override {
+    return lowrank_decode(a, src, rows, cols, vt);
+  }
+
+ private:
+  LowrankParams p_;
+};
+
+}  // namespace
+
+std::unique_ptr<Stage> make_lowrank_stage(StageArgs& a, uint64_t seed) {
+  LowrankParams p;
+  if (a.has("rank") == a.has("energy")) a.fail("give exactly one of rank=R or energy=E");
+  p.rank = a.integer("rank", 0, 1, uint64_t{1} << 31);
+  p.energy = a.real("energy", 0.0, 0.0, 1.0, true);
+  p.seed = a.integer("seed", seed, 0, UINT64_MAX);
+  return std::make_unique<LowrankStage>(p);
 }
 
 }  // namespace deltakit

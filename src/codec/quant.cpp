@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "src/codec/bits.h"
+#include "src/codec/stage.h"
 
 namespace deltakit {
 
@@ -61,6 +62,40 @@ std::vector<float> quant_decode(const AttrReader& a, const PartSource& src, uint
     }
   }
   return out;
+}
+
+}  // namespace deltakit
+
+// --- the stage ------------------------------------------------------------------------------
+namespace deltakit {
+namespace {
+
+class QuantStage final : public Stage {
+ public:
+  explicit QuantStage(const QuantParams& p) : p_(p) {}
+  const char* name() const override { return "quant"; }
+  StageRole role() const override { return StageRole::ValueCoder; }
+  std::string params() const override {
+    return ":bits=" + std::to_string(p_.bits) + ",group=" + std::to_string(p_.group);
+  }
+  void encode_values(const ValueStream& s, Encoded& e) const override { quant_encode(p_, s, e); }
+  std::vector<float> decode_values(const AttrReader& a, const PartSource& src, uint64_t count,
+                                   std::span<const uint64_t>) const override {
+    return quant_decode(a, src, count);
+  }
+
+ private:
+  QuantParams p_;
+};
+
+}  // namespace
+
+std::unique_ptr<Stage> make_quant_stage(StageArgs& a, uint64_t) {
+  QuantParams p;
+  p.bits = static_cast<unsigned>(a.integer("bits", 4, 2, 8));
+  if (p.bits != 2 && p.bits != 3 && p.bits != 4 && p.bits != 8) a.fail("bits must be 2, 3, 4 or 8");
+  p.group = a.integer("group", 128, 1, uint64_t{1} << 40);
+  return std::make_unique<QuantStage>(p);
 }
 
 }  // namespace deltakit

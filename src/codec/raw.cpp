@@ -3,6 +3,8 @@
 #include <cmath>
 #include <cstring>
 
+#include "src/codec/stage.h"
+
 namespace deltakit {
 
 namespace {
@@ -79,5 +81,22 @@ void raw_apply(const TensorView& base, const RawPayload& p, float alpha, std::sp
     }
   }
 }
+
+}  // namespace deltakit
+
+// --- the stage: raw in a recipe stands alone; its tensors are the raw TensorCodec's (codec.h) --
+namespace deltakit {
+namespace {
+
+class RawStage final : public Stage {
+ public:
+  const char* name() const override { return "raw"; }
+  StageRole role() const override { return StageRole::Raw; }
+  std::string params() const override { return ""; }
+};
+
+}  // namespace
+
+std::unique_ptr<Stage> make_raw_stage(StageArgs&, uint64_t) { return std::make_unique<RawStage>(); }
 
 }  // namespace deltakit

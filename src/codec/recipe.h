@@ -27,40 +27,26 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
-#include "src/codec/bitdelta.h"
 #include "src/codec/cherry.h"
-#include "src/codec/lowrank.h"
-#include "src/codec/quant.h"
-#include "src/codec/sparse.h"
+#include "src/codec/stage.h"
 
 namespace deltakit {
 
-enum class StageKind : uint8_t { Raw, Dare, Topk, BitDelta, Quant, Lowrank };
-const char* stage_name(StageKind k);
-
-struct Stage {
-  StageKind kind = StageKind::Raw;
-  DareParams dare;
-  TopkParams topk;
-  BitDeltaParams bitdelta;
-  QuantParams quant;
-  LowrankParams lowrank;
-  bool sparsifier() const { return kind == StageKind::Dare || kind == StageKind::Topk; }
-  bool value_coder() const { return kind == StageKind::BitDelta || kind == StageKind::Quant; }
-};
-
 struct Recipe {
-  std::vector<Stage> chain;
+  std::vector<std::shared_ptr<const Stage>> chain;  // made by the stage registry (stage.h)
   std::optional<CherryParams> cherry;
-  bool is_raw() const { return chain.size() == 1 && chain[0].kind == StageKind::Raw; }
+  bool is_raw() const { return chain.size() == 1 && chain[0]->role() == StageRole::Raw; }
   // Every parameter spelled out, e.g. "dare:p=0.9,rescale=auto,seed=0 > bitdelta:scale=row,levels=1".
   std::string canonical() const;
   // Stage names only: "dare>bitdelta+cherry".
   std::string codec_names() const;
+  // The cherry modifier spelled out ("cherry:frac=0.01,per=row,importance=magnitude"); "" if none.
+  std::string cherry_text() const;
 };
 
 // Throws Error(Usage) naming the problem; default_seed fills dare's/lowrank's seed.

@@ -4,6 +4,7 @@
 #include <stdexcept>
 
 #include "src/codec/bits.h"
+#include "src/codec/stage.h"
 #include "src/core/error.h"
 #include "src/core/half.h"
 
@@ -44,42 +45,29 @@ Encoded encode_chain(const Recipe& r, const TensorDelta& t, std::span<const floa
                      std::span<const uint8_t> skip) {
   const Geometry g = geometry(t.shape);
   const ValueType vt = value_type_for(t.dtype);
-  const Stage& first = r.chain[0];
+  const Stage& first = *r.chain[0];
   Encoded e;
-  if (first.sparsifier()) {
-    const std::string prefix = stage_name(first.kind);
-    SparseSelection sel;
-    if (first.kind == StageKind::Dare) {
-      sel = dare_select(first.dare, t.name, delta, skip, t.threads);
-    } else if (first.topk.scope_model) {
-      if (!t.cut) throw std::logic_error("topk scope=model needs the pipeline's model-wide cut");
-      std::vector<float> mag(delta.size());
-      for (uint64_t i = 0; i < delta.size(); ++i) mag[i] = std::fabs(delta[i]);
-      sel.positions = select_by_cut(mag, *t.cut);
-      for (uint64_t p : sel.positions) sel.values.push_back(delta[p]);
-    } else {
-      sel = topk_select(first.topk, delta, skip);
+  switch (first.role()) {
+    case StageRole::Sparsifier: {
+      const std::string prefix = first.name();
+      SparseSelection sel = first.select(t, delta, skip);
+      add_positions(e, prefix, sel.positions, g.n);
+      first.add_attrs(e);
+      if (r.chain.size() == 2) {
+        auto rows = sparse_row_offsets(sel.positions, g.rows, g.cols);
+        r.chain[1]->encode_values(ValueStream{sel.values, rows, {}}, e);
+      } else {
+        e.add({prefix + ".values", vt.kind, {sel.values.size()}, store_values(vt, sel.values), vt.encoding});
+      }
+      break;
     }
-    add_positions(e, prefix, sel.positions, g.n);
-    if (first.kind == StageKind::Dare) e.attrs["dare.rescale"] = first.dare.effective_rescale();
-    if (r.chain.size() == 2) {
-      auto rows = sparse_row_offsets(sel.positions, g.rows, g.cols);
-      ValueStream s{sel.values, rows, {}};
-      const Stage& coder = r.chain[1];
-      if (coder.kind == StageKind::BitDelta) bitdelta_encode(coder.bitdelta, s, e);
-      else quant_encode(coder.quant, s, e);
-    } else {
-      e.add({prefix + ".values", vt.kind, {sel.values.size()}, store_values(vt, sel.values), vt.encoding});
+    case StageRole::ValueCoder: {
+      auto rows = dense_row_offsets(g.rows, g.cols);
+      first.encode_values(ValueStream{delta, rows, skip}, e);
+      break;
     }
-  } else if (first.value_coder()) {
-    auto rows = dense_row_offsets(g.rows, g.cols);
-    ValueStream s{delta, rows, skip};
-    if (first.kind == StageKind::BitDelta) bitdelta_encode(first.bitdelta, s, e);
-    else quant_encode(first.quant, s, e);
-  } else if (first.kind == StageKind::Lowrank) {
-    lowrank_encode(first.lowrank, t.name, delta, g.rows, g.cols, vt, e);
-  } else {
-    throw Error(ErrorCode::Usage, "", "tensor '" + t.name + "': raw is not a lossy chain");
+    case StageRole::Dense: first.encode_dense(t, delta, g.rows, g.cols, vt, e); break;
+    case StageRole::Raw: throw Error(ErrorCode::Usage, "", "tensor '" + t.name + "': raw is not a lossy chain");
   }
   e.attrs["recipe"] = r.canonical();
   e.attrs["codec"] = r.codec_names();
@@ -88,25 +76,26 @@ Encoded encode_chain(const Recipe& r, const TensorDelta& t, std::span<const floa
 
 std::vector<float> decode_chain(const Recipe& r, const AttrReader& a, const PartSource& src, const Geometry& g,
                                 const ValueType& vt) {
-  const Stage& first = r.chain[0];
-  if (first.sparsifier()) {
-    const std::string prefix = stage_name(first.kind);
-    auto pos = read_positions(a, src, prefix, g.n);
-    std::vector<float> vals;
-    if (r.chain.size() == 2) {
-      auto rows = sparse_row_offsets(pos, g.rows, g.cols);
-      vals = r.chain[1].kind == StageKind::BitDelta ? bitdelta_decode(a, src, pos.size(), rows)
-                                                    : quant_decode(a, src, pos.size());
-    } else {
-      vals = load_values(vt, src.read(prefix + ".values", vt.kind, {pos.size()}, vt.encoding));
+  const Stage& first = *r.chain[0];
+  switch (first.role()) {
+    case StageRole::Sparsifier: {
+      const std::string prefix = first.name();
+      auto pos = read_positions(a, src, prefix, g.n);
+      std::vector<float> vals;
+      if (r.chain.size() == 2) {
+        auto rows = sparse_row_offsets(pos, g.rows, g.cols);
+        vals = r.chain[1]->decode_values(a, src, pos.size(), rows);
+      } else {
+        vals = load_values(vt, src.read(prefix + ".values", vt.kind, {pos.size()}, vt.encoding));
+      }
+      std::vector<float> out(g.n, 0.0f);
+      for (uint64_t j = 0; j < pos.size(); ++j) out[pos[j]] = vals[j];
+      return out;
     }
-    std::vector<float> out(g.n, 0.0f);
-    for (uint64_t j = 0; j < pos.size(); ++j) out[pos[j]] = vals[j];
-    return out;
+    case StageRole::ValueCoder: return first.decode_values(a, src, g.n, dense_row_offsets(g.rows, g.cols));
+    case StageRole::Dense: return first.decode_dense(a, src, g.rows, g.cols, vt);
+    case StageRole::Raw: break;
   }
-  if (first.kind == StageKind::BitDelta) return bitdelta_decode(a, src, g.n, dense_row_offsets(g.rows, g.cols));
-  if (first.kind == StageKind::Quant) return quant_decode(a, src, g.n);
-  if (first.kind == StageKind::Lowrank) return lowrank_decode(a, src, g.rows, g.cols, vt);
   a.fail("recipe raw is not decoded by the lossy path");
 }
 
@@ -115,8 +104,7 @@ std::vector<float> decode_chain(const Recipe& r, const AttrReader& a, const Part
 std::string recipe_unsuitable(const Recipe& r, DType dtype, const std::vector<uint64_t>& shape) {
   if (r.is_raw()) return "";
   if (!dtype_is_float_decodable(dtype)) return "lossy codecs need an F32/F16/BF16 tensor";
-  if (r.chain[0].kind == StageKind::Lowrank && shape.size() < 2) return "lowrank needs a tensor of 2 or more dims";
-  return "";
+  return r.chain[0]->unsuitable(shape);
 }
 
 namespace {
@@ -130,24 +118,14 @@ std::vector<float> chain_reconstruction(const Recipe& r, const TensorDelta& t) {
 }  // namespace
 
 std::string model_scope_key(const Recipe& r) {
-  if (r.cherry && r.cherry->scope_model) {
-    Recipe c;
-    c.chain.push_back(Stage{});  // canonical() of the modifier alone
-    c.cherry = r.cherry;
-    std::string s = c.canonical();
-    return s.substr(s.find("cherry"));
-  }
-  if (!r.chain.empty() && r.chain[0].kind == StageKind::Topk && r.chain[0].topk.scope_model) {
-    Recipe c;
-    c.chain.push_back(r.chain[0]);
-    return c.canonical();
-  }
+  if (r.cherry && r.cherry->scope_model) return r.cherry_text();
+  if (!r.chain.empty() && r.chain[0]->model_scope()) return std::string(r.chain[0]->name()) + r.chain[0]->params();
   return "";
 }
 
 uint64_t model_scope_budget(const Recipe& r, uint64_t total) {
   if (r.cherry && r.cherry->scope_model) return cherry_count(r.cherry->frac, total);
-  return topk_count(r.chain[0].topk.density, total);
+  return r.chain[0]->model_budget(total);
 }
 
 std::vector<float> model_scope_scores(const Recipe& r, const TensorDelta& t) {
@@ -173,12 +151,13 @@ Encoded encode_tensor(const Recipe& r, const TensorDelta& t) {
   } else {
     kept = cherry_select(*r.cherry, t.delta, recon, g.rows, g.cols, t.importance);
   }
-  // pass 2: refit without the cherries (lowrank sees them imputed by pass 1's values)
+  // pass 2: refit without the cherries (a dense coder such as lowrank, which takes no skip mask,
+  // sees them imputed by pass 1's values)
   std::vector<uint8_t> skip(g.n, 0);
   for (uint64_t p : kept) skip[p] = 1;
   std::vector<float> input;
   std::span<const float> delta = t.delta;
-  if (r.chain[0].kind == StageKind::Lowrank) {
+  if (r.chain[0]->role() == StageRole::Dense) {
     input.assign(t.delta.begin(), t.delta.end());
     for (uint64_t p : kept) input[p] = recon[p];
     delta = input;

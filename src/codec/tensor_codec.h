@@ -14,16 +14,6 @@
 
 namespace deltakit {
 
-struct TensorDelta {
-  std::string name;
-  DType dtype = DType::F32;      // the tensor's dtype (F32, F16 or BF16)
-  std::vector<uint64_t> shape;
-  std::span<const float> delta;  // numel finite values
-  Importance importance;         // for cherry
-  unsigned threads = 0;
-  const ScoreCut* cut = nullptr;  // the model-wide cut, for a recipe with a scope=model stage
-};
-
 // The scope=model stage of a recipe as text ("" if none): tensors whose recipes share it spend
 // one budget, which holds budget(N) entries for N elements in all.
 std::string model_scope_key(const Recipe& r);

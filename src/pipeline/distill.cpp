@@ -50,7 +50,7 @@ struct ScaledTensor {
 bool distillable(const Json& attrs) {
   if (!attrs.contains("recipe") || !attrs["recipe"].is_string()) return false;
   const Recipe r = parse_recipe(attrs["recipe"].get<std::string>());
-  return r.chain.size() == 1 && r.chain[0].kind == StageKind::BitDelta && r.chain[0].bitdelta.levels == 1;
+  return r.chain.size() == 1 && r.chain[0]->fittable_scales();
 }
 
 // The decode of tensor `name` with its scales replaced by `scales`.

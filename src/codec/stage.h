@@ -1,0 +1,109 @@
+// One stage of a recipe's chain, the interface each codec file implements:
+//   a sparsifier (dare, topk) chooses positions and their values;
+//   a value coder (bitdelta, quant) stores a stream of values (a dense tensor, or a sparsifier's);
+//   a dense coder (lowrank) stores a whole tensor;
+//   raw stands alone (its tensors are stored by the raw TensorCodec, src/codec/codec.h).
+// A stage is made from its text ("dare:p=0.9,seed=3") by its factory in the registry
+// (src/codec/stages.cpp); the recipe grammar (src/codec/recipe.h) composes stages by role, so a
+// new codec is one file with a Stage subclass and its factory, plus one registry line.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "src/codec/cherry.h"
+#include "src/codec/codec_types.h"
+#include "src/codec/score_cut.h"
+#include "src/codec/sparse.h"
+#include "src/codec/value_stream.h"
+
+namespace deltakit {
+
+// A tensor's fp32 delta and what encoding it needs besides.
+struct TensorDelta {
+  std::string name;
+  DType dtype = DType::F32;      // the tensor's dtype (F32, F16 or BF16)
+  std::vector<uint64_t> shape;
+  std::span<const float> delta;  // numel finite values
+  Importance importance;         // for cherry
+  unsigned threads = 0;
+  const ScoreCut* cut = nullptr;  // the model-wide cut, for a recipe with a scope=model stage
+};
+
+enum class StageRole : uint8_t { Raw, Sparsifier, ValueCoder, Dense };
+
+// The "key=value,..." parameters of one stage, taken one by one; fail() and unknown or repeated
+// keys throw Error(Usage) naming the recipe and the stage.
+class StageArgs {
+ public:
+  StageArgs(std::string recipe, std::string stage) : recipe_(std::move(recipe)), stage_(std::move(stage)) {}
+  [[noreturn]] void fail(const std::string& what) const;
+  void load(const std::string& params);
+  bool has(const std::string& k) const { return kv_.count(k) != 0; }
+  std::string take(const std::string& k, const std::string& dflt);
+  double real(const std::string& k, double dflt, double lo, double hi, bool lo_open = false);
+  double parse_real(const std::string& k, const std::string& v, double lo, double hi, bool lo_open);
+  uint64_t integer(const std::string& k, uint64_t dflt, uint64_t lo, uint64_t hi);
+  uint64_t parse_int(const std::string& k, const std::string& v, uint64_t lo, uint64_t hi);
+  bool scope();  // scope=[tensor]|model: whose budget a topk/cherry stage spends
+  void finish() const;
+
+ private:
+  std::string recipe_, stage_;
+  std::map<std::string, std::string> kv_;
+};
+
+// A number as the canonical recipe text writes it (shortest round trip).
+std::string recipe_number(double v);
+
+class Stage {
+ public:
+  virtual ~Stage() = default;
+  virtual const char* name() const = 0;
+  virtual StageRole role() const = 0;
+  // Every parameter spelled out after the name, e.g. ":p=0.9,rescale=auto,seed=0" ("" for none).
+  virtual std::string params() const = 0;
+  // Why this stage cannot code a tensor of this shape ("" if it can).
+  virtual std::string unsuitable(const std::vector<uint64_t>& /*shape*/) const { return ""; }
+  // scope=model: the stage keeps model_budget(N) entries over every tensor that has it.
+  virtual bool model_scope() const { return false; }
+  virtual uint64_t model_budget(uint64_t /*elements*/) const { return 0; }
+  // One scale per unit that decoding multiplies (scale distillation can fit them).
+  virtual bool fittable_scales() const { return false; }
+
+  // Sparsifier: the kept positions and values (entries in `skip` never kept); attributes of its own.
+  virtual SparseSelection select(const TensorDelta& t, std::span<const float> delta, std::span<const uint8_t> skip) const;
+  virtual void add_attrs(Encoded& /*e*/) const {}
+  // Value coder.
+  virtual void encode_values(const ValueStream& s, Encoded& e) const;
+  virtual std::vector<float> decode_values(const AttrReader& a, const PartSource& src, uint64_t count,
+                                           std::span<const uint64_t> row_offsets) const;
+  // Dense coder (a rows × cols view of the tensor).
+  virtual void encode_dense(const TensorDelta& t, std::span<const float> delta, uint64_t rows, uint64_t cols,
+                            const ValueType& vt, Encoded& e) const;
+  virtual std::vector<float> decode_dense(const AttrReader& a, const PartSource& src, uint64_t rows, uint64_t cols,
+                                          const ValueType& vt) const;
+};
+
+// The registry: every stage's name and factory, in the order error messages list them.
+using StageFactory = std::unique_ptr<Stage> (*)(StageArgs& args, uint64_t default_seed);
+struct StageEntry {
+  const char* name;
+  StageRole role;
+  StageFactory make;
+};
+const std::vector<StageEntry>& stage_registry();
+
+// The factories, one per codec file.
+std::unique_ptr<Stage> make_raw_stage(StageArgs& args, uint64_t seed);
+std::unique_ptr<Stage> make_dare_stage(StageArgs& args, uint64_t seed);
+std::unique_ptr<Stage> make_topk_stage(StageArgs& args, uint64_t seed);
+std::unique_ptr<Stage> make_bitdelta_stage(StageArgs& args, uint64_t seed);
+std::unique_ptr<Stage> make_quant_stage(StageArgs& args, uint64_t seed);
+std::unique_ptr<Stage> make_lowrank_stage(StageArgs& args, uint64_t seed);
+
+}  // namespace deltakit
