@@ -75,9 +75,7 @@ std::map<std::string, ParamValue> params_of(const YAML::Node& n, const std::stri
   }
   return out;
 }
-}  // namespace
-
-MergeConfig parse_merge_config(const std::string& text, const std::string& where) {
+MergeConfig read_merge_config(const std::string& text, const std::string& where) {
   YAML::Node root;
   try {
     root = YAML::Load(text);
@@ -150,6 +148,16 @@ MergeConfig parse_merge_config(const std::string& text, const std::string& where
   if (method.kind == MergeKind::Slerp && !has_merge_param(c, -1, "t") && !has_merge_param(c, 0, "t"))
     bad(where, "slerp needs the parameter t");
   return c;
+}
+
+}  // namespace
+
+MergeConfig parse_merge_config(const std::string& text, const std::string& where) {
+  try {
+    return read_merge_config(text, where);
+  } catch (const YAML::Exception& e) {  // a value of the wrong kind (a map where a scalar goes, ...)
+    throw Error(ErrorCode::Usage, where, std::string("a value of the wrong type: ") + e.what());
+  }
 }
 
 bool has_merge_param(const MergeConfig& c, int model, const std::string& key) {

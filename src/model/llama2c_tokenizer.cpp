@@ -67,7 +67,10 @@ std::vector<int32_t> Llama2cTokenizer::encode(const std::string& text) const {
     if (id >= 0) {
       ids.push_back(id);
     } else {
-      for (size_t j = 0; j < n; ++j) ids.push_back(static_cast<unsigned char>(text[i + j]) + 3);  // byte fallback
+      // byte fallback <0xXX> at ids 3..258 where the vocabulary has them; <unk> where it is
+      // smaller (an id past the vocabulary would index outside it in the merges below)
+      for (size_t j = 0; j < n; ++j)
+        ids.push_back(pieces_.size() > 258u ? static_cast<unsigned char>(text[i + j]) + 3 : 0);
     }
     i += n;
   }

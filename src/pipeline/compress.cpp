@@ -90,7 +90,9 @@ struct CompressJob {
       std::string key = model_scope_key(rules.for_tensor(names[i]));
       if (!key.empty()) pools[key].push_back(i);
     }
-    for (const auto& [key, pool] : pools) {
+    for (const auto& entry : pools) {
+      const std::string& key = entry.first;  // not a structured binding: lambdas below capture it
+      const std::vector<size_t>& pool = entry.second;
       std::vector<uint64_t> bytes;
       uint64_t elements = 0;
       for (size_t i : pool) {

@@ -25,6 +25,14 @@ RecipeRules RecipeRules::single(const std::string& recipe, const std::string& on
 }
 
 RecipeRules RecipeRules::from_file(const std::string& path, uint64_t seed) {
+  try {
+    return read_file(path, seed);
+  } catch (const YAML::Exception& e) {  // a value of the wrong kind (a map where a scalar goes, ...)
+    throw Error(ErrorCode::Usage, path, std::string("a value of the wrong type: ") + e.what());
+  }
+}
+
+RecipeRules RecipeRules::read_file(const std::string& path, uint64_t seed) {
   auto fail = [&](const std::string& what) -> Error { return Error(ErrorCode::Usage, path, what); };
   YAML::Node doc;
   try {

@@ -35,6 +35,7 @@ class RecipeRules {
   const std::string& summary() const { return summary_; }
 
  private:
+  static RecipeRules read_file(const std::string& path, uint64_t seed);
   std::vector<RecipeRule> rules_;
   Recipe fallback_;
   std::string summary_;

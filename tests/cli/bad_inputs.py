@@ -643,6 +643,16 @@ def merge_yaml_invalid(ctx):
 
 
 @case
+def merge_yaml_ill_typed(ctx):
+    """A mapping where the seed's number goes: one line naming the file, not an internal error."""
+    base, ft = ctx.fixture()
+    cfg = merge_config(ctx, f"merge_method: ties\nbase_model: {base}\nseed: {{a: 1}}\nmodels:\n"
+                            f"  - {{model: {ft}, parameters: {TIES}}}\n")
+    argv, out = merge_args(ctx, cfg)
+    return argv, out, cfg, "a value of the wrong type"
+
+
+@case
 def merge_model_missing(ctx):
     base, ft = ctx.fixture()
     gone = ctx.path("no_such_model")
