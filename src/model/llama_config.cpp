@@ -41,7 +41,13 @@ LlamaConfig read_llama_config(const std::string& dir_or_file) {
     if (!j[key].is_boolean()) throw Error(ErrorCode::Usage, path, std::string("\"") + key + "\" is not true/false");
     return j[key].get<bool>();
   };
-  const std::string type = j.value("model_type", std::string("llama"));
+  // a text field: absent means the default; anything but a string is refused, naming the file
+  auto text = [&](const char* key, const char* fallback) {
+    if (!j.contains(key) || j[key].is_null()) return std::string(fallback);
+    if (!j[key].is_string()) throw Error(ErrorCode::Usage, path, std::string("\"") + key + "\" is not a string");
+    return j[key].get<std::string>();
+  };
+  const std::string type = text("model_type", "llama");
   if (type != "llama" && type != "qwen2" && type != "mistral")
     throw Error(ErrorCode::Usage, path, "model_type \"" + type + "\" is not a Llama-family decoder (llama, qwen2, mistral)");
   LlamaConfig c;
@@ -60,7 +66,7 @@ LlamaConfig read_llama_config(const std::string& dir_or_file) {
   c.qkv_bias = type == "qwen2" ? true : flag("attention_bias", false);
   if (j.contains("hidden_act") && j["hidden_act"] != "silu")
     throw Error(ErrorCode::Usage, path, "hidden_act must be \"silu\" (SwiGLU)");
-  const std::string td = j.value("torch_dtype", std::string("float32"));
+  const std::string td = text("torch_dtype", "float32");
   c.dtype = td == "bfloat16" ? DType::BF16 : td == "float16" ? DType::F16 : DType::F32;
   if (j.contains("bos_token_id") && j["bos_token_id"].is_number_integer()) c.bos_id = j["bos_token_id"].get<int64_t>();
   if (j.contains("eos_token_id") && j["eos_token_id"].is_number_integer()) c.eos_id = j["eos_token_id"].get<int64_t>();

@@ -40,6 +40,8 @@ std::unique_ptr<Tokenizer> load_tokenizer(const std::string& model_dir, uint64_t
   if (type == "bytes") {
     t = std::make_unique<ByteTokenizer>();
   } else if (type == "llama2c") {
+    if (j.contains("file") && !j["file"].is_string())
+      throw Error(ErrorCode::HeaderNotJson, path, "\"file\" is not a string");
     const std::string file = j.value("file", std::string("tokenizer.bin"));
     if (file.find('/') != std::string::npos || file.find("..") != std::string::npos)
       throw Error(ErrorCode::PathEscapes, path, "the tokenizer file must be a name inside the model folder");
