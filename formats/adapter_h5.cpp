@@ -413,6 +413,8 @@ std::vector<uint8_t> AdapterTensorSource::read(const std::string& part, PartKind
 
 bool is_adapter_file(const std::string& path) {
   h5_setup();
+  struct stat st;  // HDF5 would block on a FIFO
+  if (::stat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) return false;
   if (H5Fis_hdf5(path.c_str()) <= 0) {
     H5Eclear2(H5E_DEFAULT);
     return false;

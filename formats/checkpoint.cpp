@@ -8,6 +8,7 @@
 
 #include "formats/json_strict.h"
 #include "src/core/error.h"
+#include "src/core/whole_file.h"
 
 namespace fs = std::filesystem;
 
@@ -18,17 +19,6 @@ bool ends_with(const std::string& s, const std::string& suffix) {
   return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
-std::string read_small_file(const std::string& path, uint64_t cap) {
-  std::error_code ec;
-  auto size = fs::file_size(path, ec);
-  if (ec) throw Error(ErrorCode::Io, path, "cannot read: " + ec.message());
-  if (size > cap) throw Error(ErrorCode::IndexInvalid, path, "file is larger than " + std::to_string(cap) + " bytes");
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  if (!in && !in.eof()) throw Error(ErrorCode::Io, path, "read failed");
-  return ss.str();
-}
 }  // namespace
 
 Checkpoint::Checkpoint(const std::string& path) : path_(path) {
@@ -67,7 +57,8 @@ void Checkpoint::add_shard(const std::string& file_path) {
 
 void Checkpoint::open_index(const std::string& index_path) {
   sharded_ = true;
-  StrictJson parsed = parse_json_strict(read_small_file(index_path, kSafetensorsMaxHeader), index_path);
+  StrictJson parsed = parse_json_strict(read_whole_file(index_path, "checkpoint index", kSafetensorsMaxHeader), index_path,
+                                       {.max_depth = 4, .max_array_len = 4096});
   if (parsed.duplicate_key)
     throw Error(ErrorCode::DuplicateName, index_path,
                 "index names \"" + *parsed.duplicate_key + "\" more than once");
@@ -75,8 +66,8 @@ void Checkpoint::open_index(const std::string& index_path) {
   if (!j.is_object() || !j.contains("weight_map") || !j["weight_map"].is_object())
     throw Error(ErrorCode::IndexInvalid, index_path, "no \"weight_map\" object");
 
-  // shards in first-mention order; each path checked before it is opened
-  std::vector<std::string> shard_names;
+  // shards in name order (model-00001-of-00003, ...); each path checked before it is opened
+  std::set<std::string> shard_names;
   std::map<std::string, std::string> listed;  // tensor -> shard
   const fs::path folder_real = fs::canonical(folder_);
   for (const auto& [tensor, shard_json] : j["weight_map"].items()) {
@@ -84,7 +75,7 @@ void Checkpoint::open_index(const std::string& index_path) {
       throw Error(ErrorCode::IndexInvalid, index_path, "weight_map[\"" + tensor + "\"] is not a string");
     std::string shard = shard_json.get<std::string>();
     listed[tensor] = shard;
-    if (std::find(shard_names.begin(), shard_names.end(), shard) != shard_names.end()) continue;
+    if (shard_names.count(shard)) continue;
     fs::path rel(shard);
     if (shard.empty() || rel.is_absolute())
       throw Error(ErrorCode::PathEscapes, index_path, "shard path \"" + shard + "\" is not relative");
@@ -100,7 +91,7 @@ void Checkpoint::open_index(const std::string& index_path) {
     if (ec || mis.first != folder_real.end())
       throw Error(ErrorCode::PathEscapes, index_path,
                   "shard \"" + shard + "\" resolves outside the checkpoint folder (" + real.string() + ")");
-    shard_names.push_back(shard);
+    shard_names.insert(shard);
   }
   for (const auto& shard : shard_names) add_shard((fs::path(folder_) / shard).string());
 

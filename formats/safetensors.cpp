@@ -21,7 +21,7 @@ uint64_t read_u64_le(const uint8_t* p) {
   return v;
 }
 
-SafetensorsEntry parse_entry(const std::string& name, const Json& info, const std::string& where) {
+SafetensorsEntry parse_entry(const std::string& name, const nlohmann::json& info, const std::string& where) {
   const std::string what = "tensor '" + name + "'";
   if (!info.is_object()) throw Error(ErrorCode::HeaderNotObject, where, what + " is not a JSON object");
   auto dt = info.find("dtype");
@@ -91,7 +91,8 @@ SafetensorsHeader parse_safetensors_header(std::span<const uint8_t> file, uint64
   std::string_view text(reinterpret_cast<const char*>(file.data() + 8), n);
   if (text.empty() || text.front() != '{')
     throw Error(ErrorCode::HeaderNotJson, where, "header does not start with '{'");
-  StrictJson parsed = parse_json_strict(text, where);
+  // a header is an object of objects holding short arrays (shape, data_offsets)
+  StrictJson parsed = parse_json_strict(text, where, {.max_depth = 3, .max_array_len = 64});
   if (!parsed.value.is_object())
     throw Error(ErrorCode::HeaderNotObject, where, "header is not a JSON object");
   if (parsed.duplicate_key)

@@ -14,7 +14,7 @@
 namespace deltakit {
 
 MappedFile::MappedFile(const std::string& path) : path_(path) {
-  fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  fd_ = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC  /* a FIFO must not block */);
   if (fd_ < 0) throw_errno(path, "cannot open");
   struct stat st {};
   if (::fstat(fd_, &st) != 0) {

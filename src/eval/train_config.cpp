@@ -3,14 +3,15 @@
 #include <yaml-cpp/yaml.h>
 
 #include "src/core/error.h"
+#include "src/core/whole_file.h"
 
 namespace deltakit {
 
 EmbeddedPreset read_train_config(const std::string& path) {
   YAML::Node root;
   try {
-    root = YAML::LoadFile(path);
-  } catch (const std::exception& e) {
+    root = YAML::Load(read_whole_file(path, "training config", uint64_t{1} << 20));
+  } catch (const YAML::Exception& e) {
     throw Error(ErrorCode::Usage, path, std::string("not a readable YAML file: ") + e.what());
   }
   if (!root.IsMap()) throw Error(ErrorCode::Usage, path, "the training config must be a YAML mapping");

@@ -4,6 +4,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include "src/core/error.h"
+#include "src/core/whole_file.h"
 
 namespace deltakit {
 
@@ -36,9 +37,7 @@ RecipeRules RecipeRules::read_file(const std::string& path, uint64_t seed) {
   auto fail = [&](const std::string& what) -> Error { return Error(ErrorCode::Usage, path, what); };
   YAML::Node doc;
   try {
-    doc = YAML::LoadFile(path);
-  } catch (const YAML::BadFile&) {
-    throw fail("cannot read the rules file");
+    doc = YAML::Load(read_whole_file(path, "rules file", kMaxRulesBytes));
   } catch (const YAML::Exception& e) {
     throw fail(std::string("not valid YAML/JSON: ") + e.what());
   }
@@ -92,6 +91,11 @@ RecipeRules RecipeRules::read_file(const std::string& path, uint64_t seed) {
       throw fail("unknown key '" + key + "' (expected default, rules)");
     }
   }
+  // the adapter keeps the rules as one root attribute, which HDF5 caps near 64 KiB: refuse now,
+  // not after the whole compress has run
+  if (const size_t n = r.to_json().dump().size(); n > kMaxRulesJson)
+    throw fail("the rules take " + std::to_string(n) + " bytes as JSON, more than the adapter's " +
+               std::to_string(kMaxRulesJson) + "-byte limit; use fewer or broader patterns");
   return r;
 }
 

@@ -19,6 +19,10 @@
 
 namespace deltakit {
 
+// Rules are stored as one root attribute of the adapter; HDF5 caps one attribute near 64 KiB.
+inline constexpr size_t kMaxRulesJson = 60000;
+constexpr uint64_t kMaxRulesBytes = uint64_t{1} << 20;  // the YAML file itself
+
 struct RecipeRule {
   std::vector<std::string> patterns;
   Recipe recipe;

@@ -792,6 +792,100 @@ def riemann_model_edit_other_shapes(ctx):
             "other shapes")
 
 
+# --- hostile files: named pipes, endless files, headers built to exhaust time or memory ----------
+
+def fifo(path):
+    if os.path.lexists(path):
+        os.remove(path)
+    os.mkfifo(path)
+    return path
+
+
+@case
+def fifo_as_shard(ctx):
+    """A named pipe where a shard goes: refused at once, never waited on."""
+    base, ft = ctx.fixture()
+    fifo(os.path.join(ft, "model.safetensors"))
+    argv, out = compress_args(ctx, base, ft)
+    return argv, out, "model.safetensors", "not a regular file"
+
+
+@case
+def fifo_as_index(ctx):
+    base, ft = ctx.fixture("s", "--max-shard-size", "20KB")
+    fifo(os.path.join(ft, "model.safetensors.index.json"))
+    argv, out = compress_args(ctx, base, ft)
+    return argv, out, "model.safetensors.index.json", "not a regular file"
+
+
+@case
+def fifo_as_rules(ctx):
+    argv, out = bad_recipe_setup(ctx, "--rules", fifo(ctx.path("rules.yaml")))
+    return argv, out, "rules.yaml", "not a regular file"
+
+
+@case
+def fifo_as_merge_config(ctx):
+    argv, out = merge_args(ctx, fifo(ctx.path("merge.yml")))
+    return argv, out, "merge.yml", "not a regular file"
+
+
+@case
+def fifo_as_adapter(ctx):
+    base, _ = ctx.fixture()
+    adapter = fifo(ctx.path("a.h5"))
+    out = ctx.path("out")
+    return [ctx.deltakit, "apply", "--base", base, "--adapter", adapter, "--out", out], out, "a.h5", \
+        "not a regular file"
+
+
+@case
+def endless_token_file(ctx):
+    """/dev/zero as a token file: refused before a byte is read, not read until memory runs out."""
+    base, _ = ctx.fixture()
+    return [ctx.deltakit, "eval", "--model", base, "--tokens", "/dev/zero"], None, "/dev/zero", \
+        "not a regular file"
+
+
+@case
+def rules_too_large_for_adapter(ctx):
+    """Rules whose copy cannot fit the adapter's attribute: refused before the compress runs."""
+    rules = "rules:\n" + "".join(f"  - match: 'model.layers.{i}.some_long_module_name_*.weight'\n"
+                                 f"    recipe: 'dare:p=0.5'\n" for i in range(1200))
+    argv, out = bad_recipe_setup(ctx, "--rules", rules_file(ctx, rules))
+    return argv, out, "rules.yaml", "-byte limit"
+
+
+def header_only_file(ctx, header_text):
+    base, ft = ctx.fixture()
+    write_raw(os.path.join(ft, "model.safetensors"), None, b"", header_text=header_text)
+    argv, out = compress_args(ctx, base, ft)
+    return argv, out
+
+
+@case
+def header_100k_tensors(ctx):
+    """100,000 entries then one bad dtype: the whole header is parsed in well under the timeout
+    (an insertion-ordered JSON map made this quadratic: ~40 s)."""
+    entries = ",".join(f'"t{i:06d}":{{"dtype":"F32","shape":[0],"data_offsets":[0,0]}}' for i in range(100000))
+    argv, out = header_only_file(ctx, '{' + entries + ',"zzz":{"dtype":"F99","shape":[0],"data_offsets":[0,0]}}')
+    return argv, out, "model.safetensors", 'unknown dtype "F99"'
+
+
+@case
+def header_deeply_nested(ctx):
+    argv, out = header_only_file(ctx, '{"a":' + "[" * 5000 + "]" * 5000 + "}")
+    return argv, out, "model.safetensors", "nesting deeper than"
+
+
+@case
+def header_huge_array(ctx):
+    """A shape of a million dimensions: refused while parsing, not held as a million JSON nodes."""
+    argv, out = header_only_file(ctx, '{"a":{"dtype":"F32","shape":[' + ",".join(["1"] * 1000000) +
+                                 '],"data_offsets":[0,4]}}')
+    return argv, out, "model.safetensors", "an array longer than 64"
+
+
 def run_case(deltakit, name):
     work = tempfile.mkdtemp(prefix="deltakit-bad-")
     try:
