@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <map>
 
 #include "src/core/checked.h"
 #include "src/core/error.h"
@@ -259,10 +260,35 @@ std::vector<uint8_t> read_dataset(hid_t ds, const std::string& where, const std:
   if (enc != encoding) invalid(where, what + " has encoding \"" + enc + "\", expected \"" + encoding + "\"");
   uint64_t count = 1;
   for (uint64_t d : want) count *= d;
+  // a chunk never written reads as the fill value (zeros): a dataset must hold every chunk
+  // (H5Dget_space_status cannot tell: compressed chunks always look partly allocated)
+  uint64_t chunks = 1;
+  for (int d = 0; d < rank; ++d) chunks *= (want[d] + chunk[d] - 1) / chunk[d];
+  hsize_t stored = 0;
+  if (count && (H5Dget_num_chunks(ds, space.get(), &stored) < 0 || stored != chunks))
+    invalid(where, what + " stores " + std::to_string(stored) + " of its " + std::to_string(chunks) + " chunks");
   std::vector<uint8_t> out(count * part_kind_size(kind));
   if (count && H5Dread(ds, memory_type(kind), H5S_ALL, H5S_ALL, H5P_DEFAULT, out.data()) < 0)
     invalid(where, what + " is damaged: checksum or decompression failed (" + h5_error_detail() + ")");
   return out;
+}
+
+// The root's attributes: each known key with its type, nothing unknown (a newer writer changes
+// format_version), and the ones apply relies on present.
+void check_root_attrs(const Json& root, const std::string& path) {
+  static const std::map<std::string, bool> known = {  // key -> is a string (else an unsigned integer)
+      {"format", true},        {"format_version", false}, {"recipe", true},  {"rules", true},
+      {"seed", false},         {"deltakit_version", true}, {"base", true},   {"finetuned", true},
+      {"tensor_count", false}, {"base_fingerprint", true}, {"report", true}, {"distillation", true}};
+  for (const auto& [key, value] : root.items()) {
+    auto it = known.find(key);
+    if (it == known.end()) invalid(path, "unknown root attribute '" + key + "'");
+    const bool natural = value.is_number_unsigned() || (value.is_number_integer() && value.get<int64_t>() >= 0);
+    if (it->second ? !value.is_string() : !natural)
+      invalid(path, "root attribute '" + key + "' is not " + (it->second ? "a string" : "an unsigned integer"));
+  }
+  for (const char* key : {"recipe", "tensor_count", "base_fingerprint"})
+    if (!root.contains(key)) invalid(path, std::string("root attribute '") + key + "' is missing");
 }
 
 // A child object of `parent` that must be of `type` (links were checked to be hard already).
@@ -294,6 +320,7 @@ AdapterReader::AdapterReader(const std::string& path) : path_(path) {
     invalid(path, "adapter format_version " +
                       (root_.contains("format_version") ? root_["format_version"].dump() : "(none)") +
                       " is not supported (this build reads " + std::to_string(kAdapterVersion) + ")");
+  check_root_attrs(root_, path);
   bool have_tensors = false, have_side = false;
   for (const auto& link : h5_hard_links(h5_.get(), path)) {
     if (link == "tensors")
@@ -339,6 +366,9 @@ AdapterReader::AdapterReader(const std::string& path) : path_(path) {
     names_.push_back(name);
     tensors_.emplace(name, std::move(t));
   }
+  if (root_["tensor_count"].get<int64_t>() != static_cast<int64_t>(names_.size()))
+    invalid(path, "root attribute 'tensor_count' says " + root_["tensor_count"].dump() + " but /tensors holds " +
+                      std::to_string(names_.size()));
   if (have_side) {
     H5Handle sg(H5Gopen2(h5_.get(), "side_files", H5P_DEFAULT), H5Gclose);
     if (!sg) invalid(path, "/side_files is not a group");
@@ -405,6 +435,8 @@ bool AdapterTensorSource::has(const std::string& part) const {
   const auto& parts = r_.tensor(name_).parts;
   return std::find(parts.begin(), parts.end(), part) != parts.end();
 }
+
+std::vector<std::string> AdapterTensorSource::names() const { return r_.tensor(name_).parts; }
 
 std::vector<uint8_t> AdapterTensorSource::read(const std::string& part, PartKind kind,
                                                const std::vector<uint64_t>& dims, const std::string& encoding) const {

@@ -64,6 +64,7 @@ class AdapterTensorSource : public PartSource {
  public:
   AdapterTensorSource(const AdapterReader& r, std::string name) : r_(r), name_(std::move(name)) {}
   bool has(const std::string& part) const override;
+  std::vector<std::string> names() const override;
   std::vector<uint8_t> read(const std::string& part, PartKind kind, const std::vector<uint64_t>& dims,
                             const std::string& encoding) const override;
 

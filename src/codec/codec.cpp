@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <set>
 
 #include "src/codec/tensor_codec.h"
 #include "src/core/error.h"
@@ -53,11 +54,39 @@ EncodedTensor encode_tensor_pair(const TensorPair& t) {
   throw std::logic_error("no codec encodes tensor '" + t.name + "'");
 }
 
+namespace {
+// A source that remembers which parts were read, so a stored part no codec reads (a delta an
+// "unchanged" tensor carries, a dataset a crafted file adds) is an error, not silently dropped.
+class ReadRecorder final : public PartSource {
+ public:
+  explicit ReadRecorder(const PartSource& s) : s_(s) {}
+  bool has(const std::string& part) const override { return s_.has(part); }
+  std::vector<std::string> names() const override { return s_.names(); }
+  std::vector<uint8_t> read(const std::string& part, PartKind kind, const std::vector<uint64_t>& dims,
+                            const std::string& encoding) const override {
+    read_.insert(part);
+    return s_.read(part, kind, dims, encoding);
+  }
+  const std::set<std::string>& parts_read() const { return read_; }
+
+ private:
+  const PartSource& s_;
+  mutable std::set<std::string> read_;
+};
+}  // namespace
+
 void decode_add_stored(const StoredTensor& st, const TensorView& base, float alpha, std::span<uint8_t> out) {
-  for (const TensorCodec* c : tensor_codecs())
-    if (c->decodes(st.attrs)) return c->decode_add(st, base, alpha, out);
-  AttrReader{st.attrs, st.where}.fail("no codec reads a tensor stored as codec \"" +
-                                      AttrReader{st.attrs, st.where}.str("codec") + "\"");
+  const AttrReader a{st.attrs, st.where};
+  for (const TensorCodec* c : tensor_codecs()) {
+    if (!c->decodes(st.attrs)) continue;
+    const ReadRecorder src(st.src);
+    c->decode_add({st.attrs, src, st.where}, base, alpha, out);
+    for (const std::string& part : st.src.names())
+      if (!src.parts_read().count(part))
+        a.fail("stores dataset '" + part + "', which its codec \"" + a.str("codec") + "\" does not read");
+    return;
+  }
+  a.fail("no codec reads a tensor stored as codec \"" + a.str("codec") + "\"");
 }
 
 }  // namespace deltakit

@@ -181,6 +181,9 @@ std::vector<float> decode_tensor(const Json& attrs, const PartSource& src, const
     a.fail(std::string("attribute 'recipe' is not a valid recipe (") + e.what() + ")");
   }
   if (r.is_raw()) a.fail("recipe raw is not decoded by the lossy path");
+  if (a.str("codec") != r.codec_names())
+    a.fail("attribute 'codec' \"" + a.str("codec") + "\" does not name its recipe's codecs (\"" + r.codec_names() +
+           "\")");
   if (!dtype_is_float_decodable(dtype)) a.fail("a lossy recipe on a non-float tensor");
   const Geometry g = geometry(shape);
   const ValueType vt = value_type_for(dtype);

@@ -35,6 +35,12 @@ uint64_t Part::count() const {
   return n;
 }
 
+std::vector<std::string> EncodedSource::names() const {
+  std::vector<std::string> out;
+  for (const auto& p : e_.parts) out.push_back(p.name);
+  return out;
+}
+
 bool EncodedSource::has(const std::string& part) const {
   for (const auto& p : e_.parts)
     if (p.name == part) return true;

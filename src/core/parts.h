@@ -42,6 +42,7 @@ class PartSource {
  public:
   virtual ~PartSource() = default;
   virtual bool has(const std::string& part) const = 0;
+  virtual std::vector<std::string> names() const = 0;  // every part stored
   // The part's bytes; throws Error(AdapterInvalid) unless it exists with exactly this kind,
   // dims and encoding.
   virtual std::vector<uint8_t> read(const std::string& part, PartKind kind, const std::vector<uint64_t>& dims,
@@ -52,6 +53,7 @@ class EncodedSource : public PartSource {
  public:
   explicit EncodedSource(const Encoded& e) : e_(e) {}
   bool has(const std::string& part) const override;
+  std::vector<std::string> names() const override;
   std::vector<uint8_t> read(const std::string& part, PartKind kind, const std::vector<uint64_t>& dims,
                             const std::string& encoding) const override;
 

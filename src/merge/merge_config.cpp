@@ -2,6 +2,7 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include <cmath>
 #include <set>
 
 #include "src/core/error.h"
@@ -20,14 +21,18 @@ const std::set<std::string>& known_params() {
 [[noreturn]] void bad(const std::string& where, const std::string& what) { throw Error(ErrorCode::Usage, where, what); }
 
 double scalar(const YAML::Node& n, const std::string& where, const std::string& key) {
+  double v = 0;
   try {
     const std::string s = n.as<std::string>();
     if (s == "true") return 1.0;
     if (s == "false") return 0.0;
-    return n.as<double>();
+    v = n.as<double>();
   } catch (const YAML::Exception&) {
     bad(where, "parameter '" + key + "' must be a number (or true/false), not \"" + YAML::Dump(n) + "\"");
   }
+  // YAML reads .inf and .nan as numbers; as a weight or density they make an all-inf/NaN model
+  if (!std::isfinite(v)) bad(where, "parameter '" + key + "' must be finite, not " + YAML::Dump(n));
+  return v;
 }
 
 std::vector<double> values(const YAML::Node& n, const std::string& where, const std::string& key) {

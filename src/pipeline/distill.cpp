@@ -24,6 +24,7 @@ class ScalesOverride : public PartSource {
  public:
   ScalesOverride(const PartSource& inner, std::span<const float> scales) : inner_(inner), scales_(scales) {}
   bool has(const std::string& part) const override { return inner_.has(part); }
+  std::vector<std::string> names() const override { return inner_.names(); }
   std::vector<uint8_t> read(const std::string& part, PartKind kind, const std::vector<uint64_t>& dims,
                             const std::string& encoding) const override {
     std::vector<uint8_t> b = inner_.read(part, kind, dims, encoding);

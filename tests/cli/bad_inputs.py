@@ -435,6 +435,52 @@ def adapter_wrong_format_version(ctx):
     return damaged_adapter(ctx, "format_version 99 is not supported", edit)
 
 
+@case
+def adapter_unchanged_with_delta(ctx):
+    """A tensor marked "unchanged" that still stores a delta: refused, not applied as the base."""
+    def edit(f):
+        f["tensors/model.norm.weight"].attrs["codec"] = "unchanged"
+    return damaged_adapter(ctx, "stores dataset 'raw.delta', which its codec \"unchanged\" does not read", edit)
+
+
+@case
+def adapter_unknown_codec_name(ctx):
+    def edit(f):
+        f[LINEAR].attrs["codec"] = "zip"
+    return damaged_adapter(ctx, "attribute 'codec' \"zip\" does not name its recipe's codecs", edit)
+
+
+@case
+def adapter_root_recipe_not_a_string(ctx):
+    def edit(f):
+        f.attrs["recipe"] = 5
+    return damaged_adapter(ctx, "root attribute 'recipe' is not a string", edit)
+
+
+@case
+def adapter_unknown_root_attribute(ctx):
+    def edit(f):
+        f.attrs["colour"] = "red"
+    return damaged_adapter(ctx, "unknown root attribute 'colour'", edit)
+
+
+@case
+def adapter_chunks_never_written(ctx):
+    """A dataset with our filters whose chunks were never written: it would read as zeros."""
+    # h5py must find the zstd filter to create a dataset with it: the build's plugin
+    os.environ["HDF5_PLUGIN_PATH"] = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(ctx.deltakit))),
+                                                  "formats")
+    import h5py
+
+    def edit(f):
+        old = f[LINEAR + "/bitdelta.scales"]
+        old[()]  # reading loads (and registers) the filter plugin, which creating needs
+        dcpl, tid, space = old.id.get_create_plist(), old.id.get_type(), old.id.get_space()
+        del f[LINEAR + "/bitdelta.scales"]
+        h5py.h5d.create(f[LINEAR].id, b"bitdelta.scales", tid, space, dcpl=dcpl)
+    return damaged_adapter(ctx, "dataset 'bitdelta.scales' stores 0 of its 1 chunks", edit)
+
+
 def bad_recipe_setup(ctx, *recipe_args):
     """compress with the given recipe options (--recipe/--rules ...)."""
     base, ft = ctx.fixture()
@@ -650,6 +696,15 @@ def merge_yaml_ill_typed(ctx):
                             f"  - {{model: {ft}, parameters: {TIES}}}\n")
     argv, out = merge_args(ctx, cfg)
     return argv, out, cfg, "a value of the wrong type"
+
+
+@case
+def merge_weight_infinite(ctx):
+    """YAML reads .inf as a number; as a weight it would write an all-inf model with exit 0."""
+    base, ft = ctx.fixture()
+    cfg = merge_config(ctx, base=base, models=[(ft, "{weight: .inf, density: 0.5}")])
+    argv, out = merge_args(ctx, cfg)
+    return argv, out, cfg, "parameter 'weight' must be finite"
 
 
 @case
