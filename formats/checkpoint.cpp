@@ -262,7 +262,10 @@ uint64_t parse_byte_size(const std::string& text) {
   auto it = units.find(unit);
   if (it == units.end() || !(value > 0))
     throw Error(ErrorCode::Usage, "", "cannot parse size \"" + text + "\" (e.g. 5GB, 500MB, 1048576)");
-  return static_cast<uint64_t>(value * it->second);
+  const double bytes = value * it->second;
+  if (!(bytes >= 1) || !(bytes < 0x1p63))  // also NaN and inf: a cast would be undefined
+    throw Error(ErrorCode::Usage, "", "size \"" + text + "\" is outside 1 byte .. 8 EB");
+  return static_cast<uint64_t>(bytes);
 }
 
 }  // namespace deltakit

@@ -51,6 +51,13 @@ void check_output_path(const std::string& out, std::span<const std::string> inpu
     throw Error(ErrorCode::Io, out, "parent folder " + parent_dir(out) + " does not exist");
 }
 
+void check_output_file_path(const std::string& out, std::span<const std::string> inputs, bool overwrite) {
+  check_output_path(out, inputs, overwrite);
+  std::error_code ec;
+  if (fs::is_directory(out, ec))
+    throw Error(ErrorCode::OutputConflict, out, "output is an existing folder; the output here is one file");
+}
+
 void fsync_directory(const std::string& dir) {
   int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (fd < 0) throw_errno(dir, "cannot open folder to fsync");

@@ -16,6 +16,9 @@ namespace deltakit {
 // Throws Error(OutputConflict).
 void check_output_path(const std::string& out, std::span<const std::string> inputs,
                        bool overwrite);
+// The same for an output that is one file: an existing folder there is refused now (--overwrite
+// replaces files only), not at the final rename after the whole job.
+void check_output_file_path(const std::string& out, std::span<const std::string> inputs, bool overwrite);
 
 void fsync_directory(const std::string& dir);
 

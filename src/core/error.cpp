@@ -45,7 +45,15 @@ void throw_errno(const std::string& where, const std::string& what) {
 }
 
 void print_error_line(const std::string& line) {
-  const std::string text = line + "\n";
+  // one line, whatever the message echoes (a recipe or path with a newline in it)
+  std::string text;
+  for (char c : line) {
+    if (c == '\n') text += "\\n";
+    else if (c == '\r') text += "\\r";
+    else if (static_cast<unsigned char>(c) < 0x20 && c != '\t') text += '?';
+    else text += c;
+  }
+  text += "\n";
   size_t done = 0;
   while (done < text.size()) {
     const ssize_t n = ::write(2, text.data() + done, text.size() - done);

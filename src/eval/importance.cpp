@@ -109,7 +109,7 @@ std::vector<ImportanceTensor> activation_second_moments(const LlamaParams& p, co
 
 void write_importance(const std::string& path, const std::vector<ImportanceTensor>& tensors,
                       const std::map<std::string, std::string>& metadata, bool overwrite) {
-  check_output_path(path, {}, overwrite);
+  check_output_file_path(path, {}, overwrite);
   std::vector<TensorSpec> specs;
   for (const auto& t : tensors) specs.push_back({t.name, DType::F32, t.shape});
   SafetensorsWriter w(path, specs, metadata);

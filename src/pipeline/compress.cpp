@@ -220,7 +220,7 @@ CompressReport compress_adapter(const CompressOptions& opt, Comm& comm);
 CompressReport compress_and_distill(const CompressOptions& opt, Comm& comm) {
   collectively(comm, [&] {
     const std::string inputs[] = {opt.base, opt.finetuned};
-    check_output_path(opt.out, inputs, opt.overwrite);
+    check_output_file_path(opt.out, inputs, opt.overwrite);
   });
   CompressOptions first = opt;
   first.distill.reset();
@@ -279,7 +279,7 @@ CompressReport compress_adapter(const CompressOptions& opt, Comm& comm) {
     job->ft = std::make_unique<Checkpoint>(opt.finetuned);
     check_same_tensors(*job->base, *job->ft);
     const std::string inputs[] = {opt.base, opt.finetuned};
-    check_output_path(opt.out, inputs, opt.overwrite);
+    check_output_file_path(opt.out, inputs, opt.overwrite);
     for (const auto& name : job->ft->names())
       if (name.empty())
         throw Error(ErrorCode::Usage, opt.finetuned, "a tensor with an empty name cannot be stored in an adapter");

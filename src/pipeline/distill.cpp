@@ -101,7 +101,7 @@ DistillReport distill_scales(const DistillOptions& o) {
   const auto t0 = std::chrono::steady_clock::now();
   if (o.steps < 1 || o.batch < 1 || (o.seq_len != 0 && o.seq_len < 2) || o.eval_batches < 1 || !(o.lr > 0))
     throw Error(ErrorCode::Usage, "", "distillation needs steps, batch, eval batches >= 1, seq_len >= 2 and lr > 0");
-  check_output_path(o.out, std::vector<std::string>{o.adapter, o.base, o.finetuned}, o.overwrite);
+  check_output_file_path(o.out, std::vector<std::string>{o.adapter, o.base, o.finetuned}, o.overwrite);
   const AdapterReader ad(o.adapter);
   if (std::none_of(ad.names().begin(), ad.names().end(),
                    [&](const std::string& n) { return distillable(ad.attrs(n)); }))

@@ -911,6 +911,34 @@ def rules_too_large_for_adapter(ctx):
     return argv, out, "rules.yaml", "-byte limit"
 
 
+@case
+def adapter_out_is_a_folder(ctx):
+    """--overwrite on a folder where the adapter file goes: refused before the compress runs."""
+    base, ft = ctx.fixture()
+    out = ctx.path("existing")
+    os.mkdir(out)
+    with open(os.path.join(out, "keep.txt"), "w") as f:
+        f.write("precious")
+    argv = [ctx.deltakit, "compress", "--base", base, "--finetuned", ft, "--out", out, "--overwrite"]
+    return argv, out, out, "output is an existing folder"
+
+
+@case
+def recipe_with_newline(ctx):
+    """A message echoing a recipe with a newline stays one line."""
+    argv, out = bad_recipe_setup(ctx, "--recipe", "dare:p=0.5\nfoo")
+    return argv, out, "dare:p=0.5\\nfoo", "is not a number"
+
+
+@case
+def max_shard_size_overflow(ctx):
+    base, ft = ctx.fixture()
+    adapter = ctx.compress(base, ft, ctx.path("a.h5"))
+    out = ctx.path("out")
+    return [ctx.deltakit, "apply", "--base", base, "--adapter", adapter, "--out", out, "--max-shard-size",
+            "1e32GB"], out, "1e32GB", "outside 1 byte .. 8 EB"
+
+
 def header_only_file(ctx, header_text):
     base, ft = ctx.fixture()
     write_raw(os.path.join(ft, "model.safetensors"), None, b"", header_text=header_text)
