@@ -7,6 +7,7 @@
 #include <map>
 
 #include "src/core/checked.h"
+#include "src/core/eintr.h"
 #include "src/core/error.h"
 #include "src/core/fingerprint.h"
 
@@ -75,7 +76,9 @@ AdapterWriter::AdapterWriter(const std::string& path, int zstd_level, bool in_me
     H5Pset_fapl_core(fapl.get(), 1 << 20, /*backing_store=*/false);
     H5Pset_libver_bounds(fapl.get(), H5F_LIBVER_EARLIEST, H5F_LIBVER_V18);
   }
-  h5_ = H5Handle(H5Fcreate(file_.temp_path().c_str(), H5F_ACC_TRUNC, fcpl.get(), fapl.get()), H5Fclose);
+  h5_ =
+      H5Handle(retry_eintr([&] { return H5Fcreate(file_.temp_path().c_str(), H5F_ACC_TRUNC, fcpl.get(), fapl.get()); }),
+               H5Fclose);
   if (!h5_) throw Error(ErrorCode::Io, path, "cannot create the HDF5 file (" + h5_error_detail() + ")");
   tensors_ = create_group(h5_.get(), "tensors");
 }
@@ -206,7 +209,8 @@ void AdapterWriter::commit(const Json& root_attrs, const std::map<std::string, s
       throw Error(ErrorCode::Io, file_.final_path(), "cannot take the HDF5 file image (" + h5_error_detail() + ")");
     file_.write(image.data(), image.size());
   }
-  h5_.reset();
+  if (!h5_.close())
+    throw Error(ErrorCode::Io, file_.final_path(), "cannot close the HDF5 file (" + h5_error_detail() + ")");
   file_.commit();
 }
 
@@ -276,8 +280,9 @@ std::vector<uint8_t> read_dataset(hid_t ds, const std::string& where, const std:
 // The root's attributes: each known key with its type, nothing unknown (a newer writer changes
 // format_version), and the ones apply relies on present.
 void check_root_attrs(const Json& root, const std::string& path) {
-  static const std::map<std::string, bool> known = {  // key -> is a string (else an unsigned integer)
-      {"format", true},        {"format_version", false}, {"recipe", true},  {"rules", true},
+  static const std::map<std::string, bool> known = {
+      // key -> is a string (else an unsigned integer)
+      {"format", true},        {"format_version", false},  {"recipe", true}, {"rules", true},
       {"seed", false},         {"deltakit_version", true}, {"base", true},   {"finetuned", true},
       {"tensor_count", false}, {"base_fingerprint", true}, {"report", true}, {"distillation", true}};
   for (const auto& [key, value] : root.items()) {
@@ -310,7 +315,7 @@ AdapterReader::AdapterReader(const std::string& path) : path_(path) {
   htri_t is = H5Fis_hdf5(path.c_str());
   H5Eclear2(H5E_DEFAULT);
   if (is <= 0) invalid(path, "not a deltakit adapter (not an HDF5 file)");
-  h5_ = H5Handle(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), H5Fclose);
+  h5_ = H5Handle(retry_eintr([&] { return H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT); }), H5Fclose);
   if (!h5_) invalid(path, "cannot open the HDF5 file; it is damaged or truncated (" + h5_error_detail() + ")");
   root_ = h5_read_attrs(h5_.get(), path);
   if (!root_.contains("format") || root_["format"] != kAdapterFormat)
@@ -451,7 +456,7 @@ bool is_adapter_file(const std::string& path) {
     H5Eclear2(H5E_DEFAULT);
     return false;
   }
-  H5Handle f(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), H5Fclose);
+  H5Handle f(retry_eintr([&] { return H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT); }), H5Fclose);
   if (!f) {
     H5Eclear2(H5E_DEFAULT);
     return false;

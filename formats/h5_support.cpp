@@ -53,6 +53,9 @@ void h5_setup() {
   static std::once_flag once;
   static bool ok = false;
   std::call_once(once, [] {
+    // no library shutdown at exit: our handles close every object, and HDF5 1.10 faults when its
+    // exit handler meets a file whose close already failed (a full disk at the final flush)
+    H5dont_atexit();
     H5open();
     H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
     H5PLset_loading_state(0);  // never dlopen a filter named by a file

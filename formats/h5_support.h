@@ -40,6 +40,12 @@ class H5Handle {
     if (id_ >= 0 && close_) close_(id_);
     id_ = -1;
   }
+  // Closes now and reports whether the close succeeded (a file's close writes its metadata).
+  bool close() {
+    const bool ok = id_ < 0 || !close_ || close_(id_) >= 0;
+    id_ = -1;
+    return ok;
+  }
 
  private:
   hid_t id_ = -1;

@@ -20,7 +20,7 @@ struct StrictJson {
 };
 
 struct JsonLimits {
-  int max_depth = 64;                  // containers nested deeper are refused
+  int max_depth = 64;                   // containers nested deeper are refused
   uint64_t max_array_len = UINT64_MAX;  // any one array longer is refused
 };
 

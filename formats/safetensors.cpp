@@ -8,6 +8,7 @@
 
 #include "formats/json_strict.h"
 #include "src/core/checked.h"
+#include "src/core/eintr.h"
 #include "src/core/error.h"
 
 namespace deltakit {
@@ -28,13 +29,10 @@ SafetensorsEntry parse_entry(const std::string& name, const nlohmann::json& info
   auto sh = info.find("shape");
   auto off = info.find("data_offsets");
   if (dt == info.end() || sh == info.end() || off == info.end())
-    throw Error(ErrorCode::HeaderNotObject, where,
-                what + " lacks one of \"dtype\", \"shape\", \"data_offsets\"");
+    throw Error(ErrorCode::HeaderNotObject, where, what + " lacks one of \"dtype\", \"shape\", \"data_offsets\"");
   if (!dt->is_string()) throw Error(ErrorCode::UnknownDtype, where, what + ": dtype is not a string");
   auto dtype = dtype_from_name(dt->get<std::string>());
-  if (!dtype)
-    throw Error(ErrorCode::UnknownDtype, where,
-                what + ": unknown dtype \"" + dt->get<std::string>() + "\"");
+  if (!dtype) throw Error(ErrorCode::UnknownDtype, where, what + ": unknown dtype \"" + dt->get<std::string>() + "\"");
   SafetensorsEntry e;
   e.name = name;
   e.dtype = *dtype;
@@ -50,23 +48,19 @@ SafetensorsEntry parse_entry(const std::string& name, const nlohmann::json& info
     if (!n) throw Error(ErrorCode::Overflow, where, what + ": element count overflows 64 bits");
     numel = *n;
   }
-  if (!off->is_array() || off->size() != 2 || !(*off)[0].is_number_unsigned() ||
-      !(*off)[1].is_number_unsigned())
-    throw Error(ErrorCode::InvalidOffsets, where,
-                what + ": data_offsets must be two non-negative integers");
+  if (!off->is_array() || off->size() != 2 || !(*off)[0].is_number_unsigned() || !(*off)[1].is_number_unsigned())
+    throw Error(ErrorCode::InvalidOffsets, where, what + ": data_offsets must be two non-negative integers");
   e.begin = (*off)[0].get<uint64_t>();
   e.end = (*off)[1].get<uint64_t>();
   if (e.end < e.begin)
     throw Error(ErrorCode::InvalidOffsets, where,
-                what + ": data_offsets end " + std::to_string(e.end) + " < begin " +
-                    std::to_string(e.begin));
+                what + ": data_offsets end " + std::to_string(e.end) + " < begin " + std::to_string(e.begin));
   auto nbytes = checked_mul(numel, dtype_size(e.dtype));
   if (!nbytes) throw Error(ErrorCode::Overflow, where, what + ": byte size overflows 64 bits");
   if (*nbytes != e.end - e.begin)
     throw Error(ErrorCode::SizeMismatch, where,
-                what + ": shape " + shape_string(e.shape) + " of " +
-                    std::string(dtype_name(e.dtype)) + " needs " + std::to_string(*nbytes) +
-                    " bytes but data_offsets span " + std::to_string(e.end - e.begin));
+                what + ": shape " + shape_string(e.shape) + " of " + std::string(dtype_name(e.dtype)) + " needs " +
+                    std::to_string(*nbytes) + " bytes but data_offsets span " + std::to_string(e.end - e.begin));
   return e;
 }
 }  // namespace
@@ -75,49 +69,44 @@ SafetensorsHeader parse_safetensors_header(std::span<const uint8_t> file, const 
   return parse_safetensors_header(file, file.size(), where);
 }
 
-SafetensorsHeader parse_safetensors_header(std::span<const uint8_t> file, uint64_t file_size, const std::string& where) {
+SafetensorsHeader parse_safetensors_header(std::span<const uint8_t> file, uint64_t file_size,
+                                           const std::string& where) {
   if (file_size < 8 || file.size() < 8)
     throw Error(ErrorCode::FileTooSmall, where,
                 "file is " + std::to_string(file_size) + " bytes, shorter than the 8-byte header length");
   const uint64_t n = read_u64_le(file.data());
   if (n > kSafetensorsMaxHeader)
-    throw Error(ErrorCode::HeaderTooLarge, where,
-                "header length " + std::to_string(n) + " exceeds the 100 MB cap");
+    throw Error(ErrorCode::HeaderTooLarge, where, "header length " + std::to_string(n) + " exceeds the 100 MB cap");
   auto data_offset = checked_add(8, n);
   if (!data_offset || *data_offset > file_size || *data_offset > file.size())
     throw Error(ErrorCode::HeaderTooLarge, where,
-                "header length " + std::to_string(n) + " runs past the end of the file (" +
-                    std::to_string(file_size) + " bytes)");
+                "header length " + std::to_string(n) + " runs past the end of the file (" + std::to_string(file_size) +
+                    " bytes)");
   std::string_view text(reinterpret_cast<const char*>(file.data() + 8), n);
   if (text.empty() || text.front() != '{')
     throw Error(ErrorCode::HeaderNotJson, where, "header does not start with '{'");
   // a header is an object of objects holding short arrays (shape, data_offsets)
   StrictJson parsed = parse_json_strict(text, where, {.max_depth = 3, .max_array_len = 64});
-  if (!parsed.value.is_object())
-    throw Error(ErrorCode::HeaderNotObject, where, "header is not a JSON object");
+  if (!parsed.value.is_object()) throw Error(ErrorCode::HeaderNotObject, where, "header is not a JSON object");
   if (parsed.duplicate_key)
-    throw Error(ErrorCode::DuplicateName, where,
-                "header names \"" + *parsed.duplicate_key + "\" more than once");
+    throw Error(ErrorCode::DuplicateName, where, "header names \"" + *parsed.duplicate_key + "\" more than once");
 
   SafetensorsHeader h;
   h.data_offset = *data_offset;
   for (const auto& [key, value] : parsed.value.items()) {
     if (key == "__metadata__") {
-      if (!value.is_object())
-        throw Error(ErrorCode::InvalidMetadata, where, "__metadata__ is not an object");
+      if (!value.is_object()) throw Error(ErrorCode::InvalidMetadata, where, "__metadata__ is not an object");
       for (const auto& [mk, mv] : value.items()) {
         if (!mv.is_string())
-          throw Error(ErrorCode::InvalidMetadata, where,
-                      "__metadata__ value of \"" + mk + "\" is not a string");
+          throw Error(ErrorCode::InvalidMetadata, where, "__metadata__ value of \"" + mk + "\" is not a string");
         h.metadata[mk] = mv.get<std::string>();
       }
       continue;
     }
     h.entries.push_back(parse_entry(key, value, where));
   }
-  std::sort(h.entries.begin(), h.entries.end(), [](const auto& a, const auto& b) {
-    return a.begin != b.begin ? a.begin < b.begin : a.end < b.end;
-  });
+  std::sort(h.entries.begin(), h.entries.end(),
+            [](const auto& a, const auto& b) { return a.begin != b.begin ? a.begin < b.begin : a.end < b.end; });
   uint64_t expected = 0;
   for (const auto& e : h.entries) {
     if (e.begin != expected)
@@ -131,8 +120,8 @@ SafetensorsHeader parse_safetensors_header(std::span<const uint8_t> file, uint64
   if (expected != data_len) {
     if (expected > data_len)
       throw Error(ErrorCode::DataLengthMismatch, where,
-                  "file truncated: tensors need " + std::to_string(expected) +
-                      " data bytes but only " + std::to_string(data_len) + " are present");
+                  "file truncated: tensors need " + std::to_string(expected) + " data bytes but only " +
+                      std::to_string(data_len) + " are present");
     throw Error(ErrorCode::DataLengthMismatch, where,
                 std::to_string(data_len - expected) + " unexpected bytes after the last tensor");
   }
@@ -182,8 +171,7 @@ uint64_t TensorSpec::nbytes() const {
 }
 
 std::string safetensors_header_bytes(const std::vector<TensorSpec>& specs,
-                                     const std::map<std::string, std::string>& metadata,
-                                     uint64_t min_total) {
+                                     const std::map<std::string, std::string>& metadata, uint64_t min_total) {
   Json j = Json::object();
   if (!metadata.empty()) {
     Json m = Json::object();
@@ -213,15 +201,15 @@ std::string safetensors_header_bytes(const std::vector<TensorSpec>& specs,
 
 SafetensorsWriter::SafetensorsWriter(const std::string& path, std::vector<TensorSpec> specs,
                                      std::map<std::string, std::string> metadata)
-    : file_(std::make_unique<AtomicFile>(path)), specs_(std::move(specs)),
-      metadata_(std::move(metadata)) {
+    : file_(std::make_unique<AtomicFile>(path)), specs_(std::move(specs)), metadata_(std::move(metadata)) {
   std::string header = safetensors_header_bytes(specs_, metadata_);
   file_->write(header.data(), header.size());
   advance_past_complete_tensors();
 }
 
 SafetensorsWriter::SafetensorsWriter(const std::string& path, uint64_t header_reserve)
-    : file_(std::make_unique<AtomicFile>(path)), deferred_(true),
+    : file_(std::make_unique<AtomicFile>(path)),
+      deferred_(true),
       reserve_((std::max<uint64_t>(header_reserve, 16) + 7) / 8 * 8) {
   file_->write_zeros(reserve_);
 }
@@ -271,7 +259,7 @@ void SafetensorsWriter::commit() {
       file_->flush();
       auto fresh = std::make_unique<AtomicFile>(file_->final_path());
       fresh->write(header.data(), header.size());
-      int fd = ::open(file_->temp_path().c_str(), O_RDONLY | O_CLOEXEC);
+      int fd = retry_eintr([&] { return ::open(file_->temp_path().c_str(), O_RDONLY | O_CLOEXEC); });
       if (fd < 0) throw_errno(file_->temp_path(), "cannot reopen");
       std::vector<char> buf(1 << 20);
       off_t off = static_cast<off_t>(reserve_);

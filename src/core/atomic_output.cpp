@@ -1,12 +1,18 @@
 #include "src/core/atomic_output.h"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <vector>
 
+#include "src/core/eintr.h"
 #include "src/core/error.h"
 
 namespace fs = std::filesystem;
@@ -58,17 +64,42 @@ void check_output_file_path(const std::string& out, std::span<const std::string>
     throw Error(ErrorCode::OutputConflict, out, "output is an existing folder; the output here is one file");
 }
 
+namespace {
+// Alive and not a zombie (a killed rank whose parent is gone may wait unreaped for a while).
+bool process_alive(pid_t pid) {
+  if (::kill(pid, 0) != 0 && errno == ESRCH) return false;
+  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+  std::string text((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
+  const size_t paren = text.rfind(')');  // "pid (comm) S ...": comm may hold spaces and parentheses
+  return paren == std::string::npos || paren + 2 >= text.size() || (text[paren + 2] != 'Z' && text[paren + 2] != 'X');
+}
+}  // namespace
+
+void remove_dead_temporaries(const std::string& dir) {
+  static const std::string marker = ".deltakit-tmp-";
+  std::error_code ec;
+  std::vector<fs::path> dead;
+  for (const auto& e : fs::directory_iterator(dir.empty() ? "." : dir, ec)) {
+    const std::string name = e.path().filename().string();
+    const size_t at = name.rfind(marker);
+    if (name.empty() || name[0] != '.' || at == std::string::npos) continue;
+    const pid_t pid = static_cast<pid_t>(std::strtol(name.c_str() + at + marker.size(), nullptr, 10));
+    if (pid > 0 && !process_alive(pid)) dead.push_back(e.path());
+  }
+  for (const auto& p : dead) fs::remove_all(p, ec);
+}
+
 void fsync_directory(const std::string& dir) {
-  int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  int fd = retry_eintr([&] { return ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC); });
   if (fd < 0) throw_errno(dir, "cannot open folder to fsync");
-  int rc = ::fsync(fd);
+  int rc = retry_eintr([&] { return ::fsync(fd); });
   ::close(fd);
   if (rc != 0) throw_errno(dir, "fsync of folder failed");
 }
 
 // --- AtomicFile ------------------------------------------------------------------------------
 AtomicFile::AtomicFile(std::string final_path) : final_(std::move(final_path)), temp_(temp_sibling(final_)) {
-  fd_ = ::open(temp_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  fd_ = retry_eintr([&] { return ::open(temp_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644); });
   if (fd_ < 0) throw_errno(final_, "cannot create temporary file " + temp_);
   buffer_.reserve(1 << 20);
 }
@@ -132,11 +163,12 @@ void AtomicFile::write_at(uint64_t offset, const void* data, size_t n) {
 
 void AtomicFile::commit() {
   flush_buffer();
-  if (::fsync(fd_) != 0) throw_errno(final_, "fsync failed");
+  if (retry_eintr([&] { return ::fsync(fd_); }) != 0) throw_errno(final_, "fsync failed");
   int rc = ::close(fd_);
   fd_ = -1;
   if (rc != 0) throw_errno(final_, "close failed");
-  if (::rename(temp_.c_str(), final_.c_str()) != 0) throw_errno(final_, "rename into place failed");
+  if (retry_eintr([&] { return ::rename(temp_.c_str(), final_.c_str()); }) != 0)
+    throw_errno(final_, "rename into place failed");
   committed_ = true;
   fsync_directory(parent_dir(final_));
 }
@@ -171,11 +203,12 @@ void AtomicDirectory::commit() {
   std::string aside;
   if (fs::exists(fs::symlink_status(final_))) {  // only reached with --overwrite
     aside = temp_sibling(final_);
-    if (::rename(final_.c_str(), aside.c_str()) != 0) throw_errno(final_, "cannot move the existing output aside");
+    if (retry_eintr([&] { return ::rename(final_.c_str(), aside.c_str()); }) != 0)
+      throw_errno(final_, "cannot move the existing output aside");
   }
-  if (::rename(temp_.c_str(), final_.c_str()) != 0) {
+  if (retry_eintr([&] { return ::rename(temp_.c_str(), final_.c_str()); }) != 0) {
     int e = errno;
-    if (!aside.empty()) ::rename(aside.c_str(), final_.c_str());  // put the old one back
+    if (!aside.empty()) retry_eintr([&] { return ::rename(aside.c_str(), final_.c_str()); });  // put the old one back
     errno = e;
     throw_errno(final_, "rename into place failed");
   }

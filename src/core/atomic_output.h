@@ -22,6 +22,10 @@ void check_output_file_path(const std::string& out, std::span<const std::string>
 
 void fsync_directory(const std::string& dir);
 
+// Removes the temporaries in `dir` (".LEAF.deltakit-tmp-PID-N") whose writing process is gone:
+// what a killed job left behind. Temporaries of live processes are kept.
+void remove_dead_temporaries(const std::string& dir);
+
 // A small file written whole through an AtomicFile (configs, indexes, CSVs).
 void write_file_atomically(const std::string& path, std::string_view contents);
 

@@ -9,12 +9,13 @@
 #include <cerrno>
 #include <utility>
 
+#include "src/core/eintr.h"
 #include "src/core/error.h"
 
 namespace deltakit {
 
 MappedFile::MappedFile(const std::string& path) : path_(path) {
-  fd_ = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC  /* a FIFO must not block */);
+  fd_ = retry_eintr([&] { return ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC); });  // a FIFO must not block
   if (fd_ < 0) throw_errno(path, "cannot open");
   struct stat st {};
   if (::fstat(fd_, &st) != 0) {
@@ -59,9 +60,9 @@ void MappedFile::check_intact() const {
   struct stat st {};
   if (::fstat(fd_, &st) != 0) throw_errno(path_, "cannot stat");
   if (static_cast<uint64_t>(st.st_size) < size_)
-    throw Error(ErrorCode::Io, path_,
-                "file shrank from " + std::to_string(size_) + " to " +
-                    std::to_string(st.st_size) + " bytes while in use");
+    throw Error(
+        ErrorCode::Io, path_,
+        "file shrank from " + std::to_string(size_) + " to " + std::to_string(st.st_size) + " bytes while in use");
 }
 
 namespace {

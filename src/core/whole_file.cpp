@@ -7,6 +7,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "src/core/eintr.h"
 #include "src/core/error.h"
 
 namespace deltakit {
@@ -26,7 +27,7 @@ struct Fd {
 
 std::string read_whole_file(const std::string& path, const std::string& what, uint64_t cap) {
   // O_NONBLOCK: opening a FIFO with no writer returns at once instead of waiting for one
-  Fd f{::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC)};
+  Fd f{retry_eintr([&] { return ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC); })};
   if (f.fd < 0) fail(path, what, std::strerror(errno));
   struct stat st {};
   if (::fstat(f.fd, &st) != 0) fail(path, what, std::strerror(errno));

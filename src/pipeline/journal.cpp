@@ -43,7 +43,15 @@ JobJournal::JobJournal(Comm& comm, const std::string& out, const std::string& ta
   collectively(comm, [&] {
     if (!comm.is_root()) return;
     std::error_code ec;
-    const bool exists = fs::exists(folder, ec);
+    bool exists = fs::exists(folder, ec);
+    if (exists && !fs::exists(folder + "/" + kJobFile, ec)) {
+      // killed between creating the folder and writing job.json: nothing was done, start again
+      fs::remove_all(folder, ec);
+      exists = false;
+    }
+    // temporaries of killed runs: of the output itself (compress's stitch) and of journal items
+    remove_dead_temporaries(fs::path(out).parent_path().string());
+    if (exists) remove_dead_temporaries(folder);
     if (exists && !resume)
       throw Error(ErrorCode::OutputConflict, out,
                   "an interrupted run left its journal " + folder +
@@ -54,7 +62,12 @@ JobJournal::JobJournal(Comm& comm, const std::string& out, const std::string& ta
     if (!exists) {
       fs::create_directory(folder, ec);
       if (ec) throw Error(ErrorCode::Io, out, "cannot create the journal folder " + folder + ": " + ec.message());
-      write_file_atomically(folder + "/" + kJobFile, job);
+      try {
+        write_file_atomically(folder + "/" + kJobFile, job);
+      } catch (...) {
+        fs::remove_all(folder, ec);  // nothing done yet: leave nothing
+        throw;
+      }
     }
     for (const auto& item : list()) listing += item + "\n";
   });  // the folder exists for every rank from here
