@@ -12,6 +12,7 @@
 #include "src/core/allocator.h"
 #include "src/core/collective.h"
 #include "src/core/error.h"
+#include "src/core/mapped_file.h"
 
 namespace {
 struct Command {
@@ -80,7 +81,10 @@ int main(int argc, char** argv) {
   const bool root = comm->is_root();
   deltakit::cli::Args args(argv + 2, argv + argc);
   try {
-    return it->second.run(args);
+    const int rc = it->second.run(args);
+    // a report printed from an input truncated while read (read as zeros) is not a result
+    if (rc == 0) deltakit::check_mapped_inputs_intact();
+    return rc;
   } catch (const deltakit::AgreedError& e) {
     // every rank has it: rank 0 says it once, every rank exits cleanly
     if (root) deltakit::print_error_line(label + ": error: " + e.what());

@@ -14,6 +14,7 @@
 
 #include "src/core/eintr.h"
 #include "src/core/error.h"
+#include "src/core/mapped_file.h"
 
 namespace fs = std::filesystem;
 
@@ -162,6 +163,7 @@ void AtomicFile::write_at(uint64_t offset, const void* data, size_t n) {
 }
 
 void AtomicFile::commit() {
+  check_mapped_inputs_intact();
   flush_buffer();
   if (retry_eintr([&] { return ::fsync(fd_); }) != 0) throw_errno(final_, "fsync failed");
   int rc = ::close(fd_);
@@ -199,6 +201,7 @@ AtomicDirectory::~AtomicDirectory() {
 }
 
 void AtomicDirectory::commit() {
+  check_mapped_inputs_intact();
   fsync_directory(temp_);
   std::string aside;
   if (fs::exists(fs::symlink_status(final_))) {  // only reached with --overwrite

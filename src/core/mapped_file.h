@@ -1,7 +1,8 @@
 // Read-only mmap of a whole file, made on first use: opening only takes the size (fstat), so a
 // rank that reads a shard's header but none of its tensors never maps it. The size is checked
-// again by `check_intact()`, so callers can detect a file truncated under them before touching
-// pages past its new end (which would raise SIGBUS).
+// again by `check_intact()`, so callers can detect a file truncated under them. A read past the
+// new end of a truncated file raises SIGBUS: a guard maps zeros there instead and flags the file,
+// and check_intact() then throws, so the job ends with an error naming the file, never a crash.
 #pragma once
 
 #include <cstdint>
@@ -11,6 +12,10 @@
 #include <vector>
 
 namespace deltakit {
+
+// Throws Error(Io) naming the file if any mapped input of this process was truncated while read
+// (its pages read as zeros): every output's commit asks first, so no output is built from them.
+void check_mapped_inputs_intact();
 
 class MappedFile {
  public:
@@ -41,6 +46,7 @@ class MappedFile {
   int fd_ = -1;
   mutable std::once_flag mapped_;
   mutable const uint8_t* data_ = nullptr;
+  mutable int guard_slot_ = -1;  // in the SIGBUS guard's table, once mapped
   uint64_t size_ = 0;
 };
 

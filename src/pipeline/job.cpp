@@ -40,7 +40,16 @@ void Job::run_items(const std::function<void(size_t, const std::string&)>& work,
       },
       comm_.is_root());
   independently(comm_, [&] {
-    for (size_t j : mine) work(todo_[j], journal_->item_path(spec_.items[todo_[j]].file));
+    for (size_t j : mine) {
+      try {
+        work(todo_[j], journal_->item_path(spec_.items[todo_[j]].file));
+      } catch (const Error&) {
+        // an input truncated under us reads as zeros (the SIGBUS guard), which may fail a check
+        // first (a fingerprint): the integrity check names the real cause
+        if (after) after();
+        throw;
+      }
+    }
     if (after) after();
   });
 }

@@ -126,6 +126,14 @@ struct MergeJob {
   std::unique_ptr<Checkpoint> base;
   const Checkpoint* layout = nullptr;
   std::vector<MergeInput> inputs;
+
+  // Every mapped input is still whole (a truncated one read as zeros under the SIGBUS guard).
+  void check_intact() const {
+    if (base) base->check_intact();
+    layout->check_intact();
+    for (const auto& in : inputs)
+      if (in.ckpt) in.ckpt->check_intact();
+  }
   std::vector<TensorSpec> specs;
   int layers = 0;
   // buffers that only grow: resizing vectors down and up for tensors of mixed sizes zero-filled
@@ -308,7 +316,7 @@ MergeReport run_merge(const MergeOptions& opt, Comm& comm) {
         }
         w.commit();
       },
-      {}, [&] { m.layout->check_intact(); });
+      {}, [&] { m.check_intact(); });
   rep.complete = job.commit([&](JobJournal& journal) {
     make_checkpoint_folder(journal, plan, [&] { m.write_side(journal.dir()); });
   });
