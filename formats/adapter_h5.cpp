@@ -6,6 +6,7 @@
 #include <cstring>
 #include <map>
 
+#include "formats/adapter_preflight.h"
 #include "src/core/checked.h"
 #include "src/core/eintr.h"
 #include "src/core/error.h"
@@ -306,11 +307,12 @@ H5Handle open_child(hid_t parent, const std::string& name, H5I_type_t type, cons
 
 }  // namespace
 
-AdapterReader::AdapterReader(const std::string& path) : path_(path) {
+AdapterReader::AdapterReader(const std::string& path, Walk walk) : path_(path) {
   h5_setup();
   struct stat st;
   if (::stat(path.c_str(), &st) != 0) throw_errno(path, "cannot open the adapter");
   if (!S_ISREG(st.st_mode)) invalid(path, "the adapter is not a regular file");
+  if (walk == kIsolated) preflight_adapter(path);
   file_size_ = static_cast<uint64_t>(st.st_size);
   htri_t is = H5Fis_hdf5(path.c_str());
   H5Eclear2(H5E_DEFAULT);
@@ -428,6 +430,32 @@ H5Handle AdapterReader::open_part(const Tensor& t, const std::string& part) cons
   return H5Handle(g ? H5Dopen2(g.get(), part.c_str(), H5P_DEFAULT) : -1, H5Dclose);
 }
 
+void AdapterReader::walk_every_dataset() const {
+  for (const auto& [name, t] : tensors_) {
+    for (const auto& part : t.parts) {
+      H5Handle ds = open_part(t, part);
+      if (!ds) continue;
+      H5Handle type(H5Dget_type(ds.get()), H5Tclose), space(H5Dget_space(ds.get()), H5Sclose);
+      H5Handle dcpl(H5Dget_create_plist(ds.get()), H5Pclose);
+      if (!type || !space || !dcpl) continue;
+      (void)H5Pget_layout(dcpl.get());
+      (void)H5Pget_nfilters(dcpl.get());
+      hsize_t chunks = 0;  // the chunk index: what a read looks chunks up in
+      if (H5Dget_num_chunks(ds.get(), space.get(), &chunks) < 0) continue;
+      for (hsize_t c = 0; c < chunks && c < (hsize_t{1} << 20); ++c) {
+        hsize_t offset[32] = {};
+        unsigned mask = 0;
+        haddr_t addr = 0;
+        hsize_t size = 0;
+        if (H5Sget_simple_extent_ndims(space.get()) > 32 ||
+            H5Dget_chunk_info(ds.get(), space.get(), c, offset, &mask, &addr, &size) < 0)
+          break;
+      }
+      (void)h5_read_attrs(ds.get(), path_);
+    }
+  }
+}
+
 uint64_t AdapterReader::stored_bytes(const std::string& name) const {
   const Tensor& t = tensor(name);
   uint64_t total = 0;
@@ -455,6 +483,11 @@ bool is_adapter_file(const std::string& path) {
   if (H5Fis_hdf5(path.c_str()) <= 0) {
     H5Eclear2(H5E_DEFAULT);
     return false;
+  }
+  try {
+    preflight_adapter(path);
+  } catch (const Error&) {
+    return true;  // HDF5 cannot walk it: the reader's open reports that
   }
   H5Handle f(retry_eintr([&] { return H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT); }), H5Fclose);
   if (!f) {

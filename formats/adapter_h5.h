@@ -77,7 +77,14 @@ class AdapterReader {
  public:
   // Opens and validates the container: root attributes, the link tree (hard links only, known
   // groups), every tensor's required attributes and types. Payloads are read later, on demand.
-  explicit AdapterReader(const std::string& path);
+  // kIsolated (the default) first walks the file in a child process (formats/adapter_preflight.h);
+  // kTrusted is that child's own walk.
+  enum Walk { kIsolated, kTrusted };
+  explicit AdapterReader(const std::string& path, Walk walk = kIsolated);
+  // Opens every dataset of every tensor and walks its type, space, properties, chunk index and
+  // attributes (not its data, which our own filters check): the child's walk, so each HDF5
+  // metadata path apply takes has run once before the parent takes it.
+  void walk_every_dataset() const;
   const std::string& path() const { return path_; }
   uint64_t file_size() const { return file_size_; }
   const Json& root() const { return root_; }

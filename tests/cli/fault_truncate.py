@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Inputs truncated while a job reads them: compress (the fine-tune), apply (the base) and merge
-(a fine-tune) each see every shard of that input cut to 4 KiB once the job's first item is in
-its journal. Each must end with exit 1 and one line naming a truncated shard ("shrank while in
+(a fine-tune) each see every shard of that input cut to 4 KiB once the job's journal is
+started (the headers are read, the data not yet). Each must end with exit 1 and one line naming a truncated shard ("shrank while in
 use"): never SIGBUS, never an output, nothing left beside it.
 
     fault_truncate.py --deltakit BIN
@@ -19,13 +19,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from cli_run import run  # noqa: E402
 
 
-def journal_items(folder, prefix):
-    for j in glob.glob(os.path.join(folder, prefix + "*")):
-        try:
-            return [f for f in os.listdir(j) if f != "job.json" and not f.startswith(".")]
-        except FileNotFoundError:
-            pass
-    return []
+def journal_started(folder, prefix):
+    """The job's journal holds its job.json: the inputs' headers are read, their data not yet all."""
+    return any(os.path.isfile(os.path.join(j, "job.json")) for j in glob.glob(os.path.join(folder, prefix + "*")))
 
 
 def case(work, name, argv, out, victim):
@@ -35,7 +31,7 @@ def case(work, name, argv, out, victim):
     p = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     prefix = "." + os.path.basename(out) + ".deltakit-"
     deadline = time.time() + 60
-    while p.poll() is None and not journal_items(work, prefix) and time.time() < deadline:
+    while p.poll() is None and not journal_started(work, prefix) and time.time() < deadline:
         time.sleep(0.001)
     for shard in glob.glob(os.path.join(fresh, "*.safetensors")):
         os.truncate(shard, 4096)
