@@ -12,6 +12,18 @@ bool glob_match(const std::string& pattern, const std::string& name) {
   return fnmatch(pattern.c_str(), name.c_str(), 0) == 0;
 }
 
+namespace {
+// The rules' JSON (stored in the adapter) in bytes; tensor names are UTF-8, so a pattern that is
+// not can match nothing and cannot be stored: refused, naming `where`.
+size_t json_size(const RecipeRules& r, const std::string& where) {
+  try {
+    return r.to_json().dump().size();
+  } catch (const nlohmann::json::exception&) {
+    throw Error(ErrorCode::Usage, where, "a pattern or recipe is not valid UTF-8 text");
+  }
+}
+}  // namespace
+
 RecipeRules RecipeRules::single(const std::string& recipe, const std::string& only, uint64_t seed) {
   RecipeRules r;
   r.summary_ = recipe;
@@ -22,6 +34,7 @@ RecipeRules RecipeRules::single(const std::string& recipe, const std::string& on
     r.fallback_ = parse_recipe("raw");
     r.summary_ += " (only " + only + ", raw elsewhere)";
   }
+  json_size(r, "--only");
   return r;
 }
 
@@ -93,7 +106,7 @@ RecipeRules RecipeRules::read_file(const std::string& path, uint64_t seed) {
   }
   // the adapter keeps the rules as one root attribute, which HDF5 caps near 64 KiB: refuse now,
   // not after the whole compress has run
-  if (const size_t n = r.to_json().dump().size(); n > kMaxRulesJson)
+  if (const size_t n = json_size(r, path); n > kMaxRulesJson)
     throw fail("the rules take " + std::to_string(n) + " bytes as JSON, more than the adapter's " +
                std::to_string(kMaxRulesJson) + "-byte limit; use fewer or broader patterns");
   return r;

@@ -939,6 +939,14 @@ def max_shard_size_overflow(ctx):
             "1e32GB"], out, "1e32GB", "outside 1 byte .. 8 EB"
 
 
+@case
+def only_not_utf8(ctx):
+    """--only with bytes that are not UTF-8: refused at once (it can match no tensor name, and the
+    adapter could not store it), not an internal error."""
+    argv, out = bad_recipe_setup(ctx, "--recipe", "dare:p=0.5", "--only", b"\xff*".decode("utf-8", "surrogateescape"))
+    return argv, out, "--only", "not valid UTF-8"
+
+
 def header_only_file(ctx, header_text):
     base, ft = ctx.fixture()
     write_raw(os.path.join(ft, "model.safetensors"), None, b"", header_text=header_text)
