@@ -1,9 +1,11 @@
 #include "formats/adapter_preflight.h"
 
+#include <poll.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <csignal>
 #include <cstdlib>
 #include <map>
@@ -41,7 +43,11 @@ void write_all(int fd, const std::string& text) {
 // In the child: walk, report a refusal as "code\nwhere\nmessage", and leave without running any
 // exit handler (MPI's, HDF5's).
 [[noreturn]] void walk_and_exit(const std::string& path, int out) {
-  ::signal(SIGALRM, SIG_DFL);  // the default action ends the child (a handler may be inherited)
+  ::signal(SIGALRM, SIG_DFL);  // the default action ends the child (a handler may be inherited,
+  sigset_t alarm_only;         // and so may a mask that blocks it)
+  sigemptyset(&alarm_only);
+  sigaddset(&alarm_only, SIGALRM);
+  ::sigprocmask(SIG_UNBLOCK, &alarm_only, nullptr);
   ::alarm(kWalkSeconds);
   try {
     AdapterReader r(path, AdapterReader::kTrusted);
@@ -69,12 +75,30 @@ Verdict walk_in_child(const std::string& path) {
     walk_and_exit(path, fds[1]);
   }
   ::close(fds[1]);
+  // the report ends when the child does; should its alarm not end it, the parent does
   std::string report;
   char buf[4096];
-  for (ssize_t n; (n = retry_eintr([&] { return ::read(fds[0], buf, sizeof buf); })) > 0;) report.append(buf, n);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(kWalkSeconds + 5);
+  bool hung = false;
+  for (;;) {
+    const auto left =
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    pollfd pfd{fds[0], POLLIN, 0};
+    const int ready = left.count() > 0 ? ::poll(&pfd, 1, static_cast<int>(left.count())) : 0;
+    if (ready < 0 && errno == EINTR) continue;
+    if (ready == 0) {
+      hung = true;
+      ::kill(child, SIGKILL);
+      break;
+    }
+    const ssize_t n = retry_eintr([&] { return ::read(fds[0], buf, sizeof buf); });
+    if (n <= 0) break;
+    report.append(buf, static_cast<size_t>(n));
+  }
   ::close(fds[0]);
   int status = 0;
   if (retry_eintr([&] { return ::waitpid(child, &status, 0); }) < 0) return v;
+  if (hung) status = SIGALRM;  // reported as the time limit below (a raw status of "killed by SIGALRM")
   v.refused = true;
   v.where = path;
   if (WIFEXITED(status) && WEXITSTATUS(status) == kWalkDone) {

@@ -97,10 +97,12 @@ void LlamaParams::init_random(uint64_t seed) {
 LlamaParams load_llama(const std::string& dir) {
   LlamaConfig c = read_llama_config(dir);
   Checkpoint ck(dir);
-  LlamaParams p(c);
-  std::map<std::string, bool> expected;
-  for (const auto& s : p.slices()) expected[s.name] = false;
-  DType seen = DType::F32;
+  // every name, shape and dtype checked against config.json's layout before a byte is allocated:
+  // a config claiming a huge vocabulary is refused by its shapes, not by running out of memory
+  const std::vector<ParamSlice> layout = llama_param_layout(c);
+  std::map<std::string, const ParamSlice*> expected;
+  for (const auto& s : layout) expected[s.name] = &s;
+  std::vector<std::pair<std::string, const ParamSlice*>> to_read;
   for (const auto& name : ck.names()) {
     auto it = expected.find(name);
     if (it == expected.end()) {
@@ -108,7 +110,7 @@ LlamaParams load_llama(const std::string& dir) {
       throw Error(ErrorCode::TensorSetMismatch, ck.shard_of(name),
                   "tensor '" + name + "' is not part of a " + std::to_string(c.layers) + "-layer Llama model");
     }
-    const ParamSlice& s = *p.find(name);
+    const ParamSlice& s = *it->second;
     const auto& loc = ck.at(name);
     if (loc.entry->shape != s.shape)
       throw Error(ErrorCode::ShapeMismatch, loc.file->path(),
@@ -116,13 +118,18 @@ LlamaParams load_llama(const std::string& dir) {
                       shape_string(s.shape));
     if (!dtype_is_float_decodable(loc.entry->dtype))
       throw Error(ErrorCode::DtypeMismatch, loc.file->path(), "tensor '" + name + "' is not F32/F16/BF16");
-    seen = loc.entry->dtype;
-    TensorView v = ck.view(name);
-    decode_to_f32(loc.entry->dtype, v.bytes, 0, std::span<float>(p.data().data() + s.offset, s.numel));
-    it->second = true;
+    to_read.emplace_back(name, &s);
+    expected.erase(it);
   }
-  for (const auto& [name, found] : expected)
-    if (!found) throw Error(ErrorCode::TensorSetMismatch, dir, "the checkpoint lacks tensor '" + name + "'");
+  if (!expected.empty())
+    throw Error(ErrorCode::TensorSetMismatch, dir, "the checkpoint lacks tensor '" + expected.begin()->first + "'");
+  LlamaParams p(c);
+  DType seen = DType::F32;
+  for (const auto& [name, s] : to_read) {
+    seen = ck.at(name).entry->dtype;
+    TensorView v = ck.view(name);
+    decode_to_f32(seen, v.bytes, 0, std::span<float>(p.data().data() + s->offset, s->numel));
+  }
   for (float v : p.data())
     if (!std::isfinite(v)) throw Error(ErrorCode::NonFinite, dir, "the model has a NaN or infinite weight");
   p.set_storage_dtype(seen);

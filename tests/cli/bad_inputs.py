@@ -651,6 +651,22 @@ def model_config_heads(ctx):
 
 
 @case
+def model_config_huge_vocab(ctx):
+    """vocab_size 2^24 in config.json: refused by the tensors' shapes before the model's memory
+    (gigabytes) is allocated. The case runs under a 1 GiB address-space limit to prove it."""
+    base, _ = ctx.fixture()
+    cfg_path = os.path.join(base, "config.json")
+    cfg = json.load(open(cfg_path))
+    cfg["vocab_size"] = 1 << 24
+    json.dump(cfg, open(cfg_path, "w"))
+    toks = ctx.path("t.u32")
+    with open(toks, "wb") as f:
+        f.write(struct.pack("<2I", 1, 2))
+    return (["prlimit", "--as=" + str(1 << 30), ctx.deltakit, "eval", "--model", base, "--tokens", toks], None,
+            "model.safetensors", "config.json implies")
+
+
+@case
 def train_config_unknown_key(ctx):
     """deltakit train --config: a misspelt key is refused, naming the file and the key (src/eval/train_config)."""
     cfg = ctx.path("train.yml")
