@@ -42,7 +42,7 @@ bool is_within(const fs::path& inner, const fs::path& outer) {
 }
 }  // namespace
 
-void check_output_path(const std::string& out, std::span<const std::string> inputs, bool overwrite) {
+void check_output_path(const std::string& out, std::span<const std::string> inputs, bool overwrite, bool make_parent) {
   if (out.empty()) throw Error(ErrorCode::Usage, "", "--out is required");
   std::error_code ec;
   fs::path out_abs = fs::weakly_canonical(fs::absolute(out), ec);
@@ -54,6 +54,11 @@ void check_output_path(const std::string& out, std::span<const std::string> inpu
   }
   if (!overwrite && fs::exists(fs::symlink_status(out)))
     throw Error(ErrorCode::OutputConflict, out, "output already exists (pass --overwrite)");
+  if (make_parent && !fs::is_directory(parent_dir(out))) {
+    fs::create_directories(parent_dir(out), ec);
+    if (ec && !fs::is_directory(parent_dir(out)))
+      throw Error(ErrorCode::Io, out, "cannot create the parent folder " + parent_dir(out) + ": " + ec.message());
+  }
   if (!fs::is_directory(parent_dir(out)))
     throw Error(ErrorCode::Io, out, "parent folder " + parent_dir(out) + " does not exist");
 }

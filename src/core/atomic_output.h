@@ -14,8 +14,9 @@ namespace deltakit {
 
 // Refuse to write `out` if it is one of the inputs or (without overwrite) already exists.
 // Throws Error(OutputConflict).
-void check_output_path(const std::string& out, std::span<const std::string> inputs,
-                       bool overwrite);
+// With make_parent, a missing parent folder is created (after every other check) instead of refused.
+void check_output_path(const std::string& out, std::span<const std::string> inputs, bool overwrite,
+                       bool make_parent = false);
 // The same for an output that is one file: an existing folder there is refused now (--overwrite
 // replaces files only), not at the final rename after the whole job.
 void check_output_file_path(const std::string& out, std::span<const std::string> inputs, bool overwrite);

@@ -9,7 +9,8 @@ namespace deltakit {
 
 std::optional<double> ParamValue::at(const std::string& tensor, double position) const {
   for (const Rule& r : rules_) {
-    if (!r.filter.empty() && tensor.find(r.filter) == std::string::npos) continue;
+    // as mergekit: no filter or "*" matches every tensor, any other filter is a substring
+    if (!r.filter.empty() && r.filter != "*" && tensor.find(r.filter) == std::string::npos) continue;
     if (r.values.empty()) continue;
     if (r.values.size() == 1) return r.values[0];
     const double x = std::clamp(position, 0.0, 1.0) * static_cast<double>(r.values.size() - 1);

@@ -1,7 +1,7 @@
 // Merge parameters as mergekit's configs write them: a value may be a scalar, a list (a gradient
 // over the layers, interpolated linearly), or a list of rules [{filter: "mlp", value: ...}, ...]
 // where the first rule whose filter is a substring of the tensor name wins and a rule without a
-// filter is the fallback.
+// filter, or with the filter "*", matches every tensor (as in mergekit).
 //
 // Position of a tensor along a gradient (ours; mergekit configs normally use slices): a tensor of
 // layer l of L sits at l / (L - 1); tensors outside the layers sit at 0 when they come before
@@ -17,7 +17,7 @@ namespace deltakit {
 class ParamValue {
  public:
   struct Rule {
-    std::string filter;          // "" matches every tensor
+    std::string filter;          // "" and "*" match every tensor
     std::vector<double> values;  // one value, or a gradient
   };
   ParamValue() = default;

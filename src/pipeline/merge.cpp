@@ -178,7 +178,8 @@ struct MergeJob {
     std::vector<std::string> in_paths;
     if (base) in_paths.push_back(cfg.base_model);
     for (const auto& m : cfg.models) in_paths.push_back(m.path);
-    check_output_path(opt.out, in_paths, opt.overwrite);
+    // as mergekit: the output's parent folders are made if missing
+    check_output_path(opt.out, in_paths, opt.overwrite, /*make_parent=*/true);
     model_f.resize(inputs.size());
   }
 
@@ -218,7 +219,8 @@ struct MergeJob {
       a.weight.push_back(wgt);
       a.density.push_back(merge_param(cfg, mi, "density", name, pos, 1.0));
       a.gamma.push_back(merge_param(cfg, mi, "gamma", name, pos, 0.01));
-      a.epsilon.push_back(merge_param(cfg, mi, "epsilon", name, pos, 0.0));
+      // mergekit's default since v0.1.3: without it a della config would be DARE with consensus
+      a.epsilon.push_back(merge_param(cfg, mi, "epsilon", name, pos, 0.15));
     }
     a.normalize = merge_param(cfg, -1, "normalize", name, pos, method->default_normalize) != 0;
     const bool rescale = merge_param(cfg, -1, "rescale", name, pos, method->default_rescale) != 0;

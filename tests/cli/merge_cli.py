@@ -371,11 +371,41 @@ def case_mpi(a, work):
     print(f"ok: {len(shards)} shards byte-identical for mpirun -n 1, 2, 3 and 1 thread")
 
 
+def same_output(x, y):
+    return read_st(x)[0].keys() == read_st(y)[0].keys() and all(
+        np.array_equal(read_st(x)[0][k][1], read_st(y)[0][k][1]) for k in read_st(x)[0])
+
+
+def case_mergekit(a, work):
+    """mergekit's semantics where deltakit used to differ: della's epsilon defaults to 0.15; a
+    filter "*" matches every tensor; --out in folders that do not exist yet is created."""
+    base, fts = fixture(a, work, n_models=2)
+    outs = {}
+    for label, eps in (("default", ""), ("0.15", ", epsilon: 0.15"), ("0", ", epsilon: 0")):
+        cfg = yaml(os.path.join(work, f"della-{label}.yml"), "della", base,
+                   [(f, "{weight: 0.5, density: 0.5" + eps + "}") for f in fts])
+        outs[label] = os.path.join(work, f"della-{label}")
+        run(a.deltakit, "merge", cfg, "--out", outs[label], "--threads", "1")
+    if not same_output(outs["default"], outs["0.15"]):
+        sys.exit("FAIL: della without epsilon is not della with epsilon 0.15 (mergekit's default)")
+    if same_output(outs["default"], outs["0"]):
+        sys.exit("FAIL: della's epsilon makes no difference; the test needs another fixture")
+    plain = yaml(os.path.join(work, "plain.yml"), "task_arithmetic", base, [(f, "{weight: 0.5}") for f in fts])
+    star = yaml(os.path.join(work, "star.yml"), "task_arithmetic", base,
+                [(f, "{weight: [{filter: '*', value: 0.5}]}") for f in fts])
+    nested = os.path.join(work, "not", "yet", "there")
+    run(a.deltakit, "merge", plain, "--out", os.path.join(work, "plain"))
+    run(a.deltakit, "merge", star, "--out", nested)
+    if not same_output(os.path.join(work, "plain"), nested):
+        sys.exit("FAIL: a weight rule with filter '*' is not the plain weight")
+    print("ok: della's epsilon defaults to 0.15; filter '*' matches all; --out's missing folders are made")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--deltakit", required=True)
     ap.add_argument("--mpirun", default="mpirun")
-    ap.add_argument("--case", required=True, choices=["reference", "adapters", "layout", "mpi"])
+    ap.add_argument("--case", required=True, choices=["reference", "adapters", "layout", "mpi", "mergekit"])
     a = ap.parse_args()
     with tempfile.TemporaryDirectory() as work:
         globals()["case_" + a.case](a, work)

@@ -329,6 +329,9 @@ TEST(MergeParams, ScalarsGradientsAndFilters) {
       *g.at("model.layers.2.mlp.up_proj.weight", gradient_position("model.layers.2.mlp.up_proj.weight", 5)), 0.5);
   EXPECT_DOUBLE_EQ(*g.at("model.layers.4.mlp.up_proj.weight", 1.0), 1.0);
   EXPECT_DOUBLE_EQ(*g.at("model.layers.2.self_attn.q_proj.weight", 0.5), 0.3);
+  ParamValue star(std::vector<ParamValue::Rule>{{"mlp", {0.7}}, {"*", {0.2}}});  // mergekit's wildcard
+  EXPECT_DOUBLE_EQ(*star.at("model.layers.0.mlp.up_proj.weight", 0.0), 0.7);
+  EXPECT_DOUBLE_EQ(*star.at("model.norm.weight", 0.0), 0.2);
   ParamValue three(std::vector<ParamValue::Rule>{{"", {0.0, 1.0, 0.0}}});
   EXPECT_DOUBLE_EQ(*three.at("x", 0.25), 0.5);
   EXPECT_DOUBLE_EQ(*three.at("x", 0.5), 1.0);
