@@ -111,6 +111,15 @@ MergeConfig read_merge_config(const std::string& text, const std::string& where)
   if (!c.dtype.empty() && c.dtype != "float32" && c.dtype != "float16" && c.dtype != "bfloat16")
     bad(where, "dtype must be float32, float16 or bfloat16, not \"" + c.dtype + "\"");
   if (root["tokenizer_source"]) c.tokenizer_source = root["tokenizer_source"].as<std::string>();
+  // mergekit builds a merged vocabulary for these (embeddings permuted, added tokens initialised);
+  // refused by name rather than accepted and ignored, which wrote a model with the wrong tokenizer
+  if (c.tokenizer_source == "union")
+    bad(where, "tokenizer_source: union (a merged vocabulary) is not supported; omit it for the base's tokenizer, "
+               "or name one model whose vocabulary the base shares");
+  if (root["tokenizer"])
+    bad(where, "a 'tokenizer' block (added tokens, embedding rules) is not supported; use tokenizer_source");
+  if (root["chat_template"])
+    bad(where, "chat_template is not supported; set it in the merged model's tokenizer_config.json");
   if (root["seed"]) c.seed = root["seed"].as<uint64_t>();
   if (root["rescale_norm"]) c.rescale_norm = root["rescale_norm"].as<std::string>();
   c.params = params_of(root["parameters"], where, "the global");
@@ -150,8 +159,11 @@ MergeConfig read_merge_config(const std::string& text, const std::string& where)
     if (needs_weight && !has_merge_param(c, static_cast<int>(i), "weight"))
       bad(where, "model " + c.models[i].path + " has no weight (mergekit requires one)");
   }
-  if (method.kind == MergeKind::Slerp && !has_merge_param(c, -1, "t") && !has_merge_param(c, 0, "t"))
-    bad(where, "slerp needs the parameter t");
+  // mergekit reads slerp's t from the global parameters only; a model's own t would be ignored there
+  if (method.kind == MergeKind::Slerp && has_merge_param(c, 0, "t") && !has_merge_param(c, -1, "t") &&
+      c.models[0].params.count("t"))
+    bad(where, "slerp's t is a global parameter (as in mergekit): put it under the top-level 'parameters'");
+  if (method.kind == MergeKind::Slerp && !has_merge_param(c, -1, "t")) bad(where, "slerp needs the parameter t");
   return c;
 }
 

@@ -26,9 +26,11 @@ std::optional<int> layer_index(const std::string& tensor) {
   return std::nullopt;
 }
 
+// mergekit v0.1.4 (plan.py): layer i of L at i/(L - 1), the one layer of a one-layer model at 1,
+// and every tensor outside the layers (embeddings before them, norm and lm_head after) at 0
 double gradient_position(const std::string& tensor, int layers) {
-  if (auto l = layer_index(tensor)) return layers > 1 ? std::min(1.0, *l / static_cast<double>(layers - 1)) : 0.0;
-  return tensor.find("embed") != std::string::npos ? 0.0 : 1.0;
+  if (auto l = layer_index(tensor)) return layers > 1 ? std::min(1.0, *l / static_cast<double>(layers - 1)) : 1.0;
+  return 0.0;
 }
 
 }  // namespace deltakit

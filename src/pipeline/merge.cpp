@@ -178,6 +178,9 @@ struct MergeJob {
     std::vector<std::string> in_paths;
     if (base) in_paths.push_back(cfg.base_model);
     for (const auto& m : cfg.models) in_paths.push_back(m.path);
+    if (!cfg.tokenizer_source.empty() && cfg.tokenizer_source != "base" && !fs::is_directory(cfg.tokenizer_source))
+      throw Error(ErrorCode::Usage, opt.config,
+                  "tokenizer_source " + cfg.tokenizer_source + " is not a model folder (base, or a model's folder)");
     // as mergekit: the output's parent folders are made if missing
     check_output_path(opt.out, in_paths, opt.overwrite, /*make_parent=*/true);
     model_f.resize(inputs.size());
@@ -226,7 +229,7 @@ struct MergeJob {
     const bool rescale = merge_param(cfg, -1, "rescale", name, pos, method->default_rescale) != 0;
     a.rescale = rescale ? rescale_norm : RescaleNorm::None;
     a.lambda = merge_param(cfg, -1, "lambda", name, pos, 1.0);
-    a.t = merge_param(cfg, 0, "t", name, pos, 0.5);
+    a.t = merge_param(cfg, -1, "t", name, pos, 0.5);  // global only, as mergekit
     a.seed = cfg.seed;
     if (merge_param(cfg, -1, "nuslerp_flatten", name, pos, 1.0) == 0)
       a.nuslerp_vectors = merge_param(cfg, -1, "nuslerp_row_wise", name, pos, 0.0) != 0 ? NuSlerpVectors::Columns
@@ -276,7 +279,7 @@ struct MergeJob {
     std::string side_from = layout->path();
     if (!cfg.tokenizer_source.empty() && cfg.tokenizer_source != "base") side_from = cfg.tokenizer_source;
     std::error_code ec;
-    if (!fs::is_directory(side_from, ec)) side_from.clear();
+    if (!fs::is_directory(side_from, ec)) side_from.clear();  // a one-file checkpoint: no side files
     std::map<std::string, std::string> overrides = {{"merge.yml", cfg.source_text},
                                                     {"README.md", model_card(cfg, *method, rescale_label)}};
     const fs::path cfg_json = fs::path(layout->path()) / "config.json";

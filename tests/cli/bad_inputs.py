@@ -724,6 +724,17 @@ def merge_weight_infinite(ctx):
 
 
 @case
+def merge_tokenizer_source_not_a_folder(ctx):
+    """A tokenizer_source that is no model folder: refused before the merge (it wrote a model
+    without config.json, exit 0)."""
+    base, ft = ctx.fixture()
+    cfg = merge_config(ctx, f"merge_method: ties\nbase_model: {base}\ntokenizer_source: {ctx.path('nowhere')}\n"
+                            f"models:\n  - {{model: {ft}, parameters: {TIES}}}\n")
+    argv, out = merge_args(ctx, cfg)
+    return argv, out, cfg, "is not a model folder"
+
+
+@case
 def merge_model_missing(ctx):
     base, ft = ctx.fixture()
     gone = ctx.path("no_such_model")

@@ -107,10 +107,10 @@ def layers_of(names):
     return 1 + max(int(n.split("layers.")[1].split(".")[0]) for n in names if "layers." in n)
 
 
-def position(name, L):
+def position(name, L):  # mergekit v0.1.4's t: i/(L-1), 1 for a one-layer model, 0 outside the layers
     if "layers." in name:
-        return int(name.split("layers.")[1].split(".")[0]) / max(1, L - 1)
-    return 0.0 if "embed" in name else 1.0
+        return int(name.split("layers.")[1].split(".")[0]) / (L - 1) if L > 1 else 1.0
+    return 0.0
 
 
 def trim(d, density):  # magnitude: keep floor(density·n) largest |d|, ties to the lower index

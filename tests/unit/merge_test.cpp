@@ -341,7 +341,9 @@ TEST(MergeParams, ScalarsGradientsAndFilters) {
   EXPECT_EQ(tensor_family("model.layers.17.mlp.down_proj.weight"), "mlp.down_proj.weight");  // diff's families
   EXPECT_EQ(tensor_family("lm_head.weight"), "lm_head.weight");
   EXPECT_DOUBLE_EQ(gradient_position("model.embed_tokens.weight", 4), 0.0);
-  EXPECT_DOUBLE_EQ(gradient_position("lm_head.weight", 4), 1.0);
+  EXPECT_DOUBLE_EQ(gradient_position("lm_head.weight", 4), 0.0);  // mergekit v0.1.4: after the layers too
+  EXPECT_DOUBLE_EQ(gradient_position("model.norm.weight", 4), 0.0);
+  EXPECT_DOUBLE_EQ(gradient_position("model.layers.0.mlp.up_proj.weight", 1), 1.0);  // a one-layer model
 }
 
 TEST(MergeConfig, ParsesMergekitStyleAndRefusesMistakes) {
@@ -380,6 +382,11 @@ dtype: bfloat16
   refuses("merge_method: ties\nmodels: [{model: a, parameters: {weight: 1}}]\n", "needs base_model");
   refuses("merge_method: frankenmerge\nmodels: [a]\n", "unknown merge_method");
   refuses("merge_method: slerp\nbase_model: b\nmodels: [a, c]\nparameters: {t: 0.5}\n", "exactly one");
+  refuses("merge_method: slerp\nbase_model: b\nmodels: [{model: a, parameters: {t: 0.5}}]\n", "global parameter");
+  const std::string ta = "merge_method: task_arithmetic\nbase_model: b\nmodels: [{model: a, parameters: {weight: 1}}]\n";
+  refuses(ta + "tokenizer_source: union\n", "tokenizer_source: union");
+  refuses(ta + "tokenizer: {source: base}\n", "'tokenizer' block");
+  refuses(ta + "chat_template: chatml\n", "chat_template is not supported");
   refuses("slices: []\nmerge_method: linear\nmodels: [a]\n", "slices");
   refuses("merge_method: nuslerp\nmodels: [{model: a, parameters: {weight: 1}}]\n", "exactly two");
   refuses(
