@@ -17,7 +17,6 @@ the end.
     fault_kill.py --deltakit BIN [--mpirun MPIEXEC] [--trials 20]
 """
 import argparse
-import filecmp
 import os
 import random
 import shutil
@@ -29,46 +28,17 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from cli_run import MPI_ENV as ENV, run  # noqa: E402
+from fault_common import JobInputs, leftovers, remove, tree_equal  # noqa: E402
 
 
-def tree_equal(a, b):
-    """Same files (names and bytes) under two paths: a file or a folder."""
-    if os.path.isfile(a) or os.path.isfile(b):
-        return os.path.isfile(a) and os.path.isfile(b) and filecmp.cmp(a, b, shallow=False)
-    if not (os.path.isdir(a) and os.path.isdir(b)):
-        return False
-    names = sorted(os.listdir(a))
-    if names != sorted(os.listdir(b)):
-        return False
-    return all(tree_equal(os.path.join(a, n), os.path.join(b, n)) for n in names)
-
-
-def leftovers(folder):
-    return sorted(f for f in os.listdir(folder) if ".deltakit-" in f)
-
-
-def remove(path):
-    if os.path.isdir(path):
-        shutil.rmtree(path)
-    elif os.path.lexists(path):
-        os.remove(path)
 
 
 class Sweep:
     def __init__(self, a, work):
         self.a, self.work = a, work
         self.rng = random.Random(20261130)
-        self.base, self.ft = os.path.join(work, "base"), os.path.join(work, "ft")
-        run(a.deltakit, "make-fixture", "--out-base", self.base, "--out-finetuned", self.ft, "--size", "small",
-            "--max-shard-size", "1MB")
-        self.adapter = os.path.join(work, "in.h5")
-        run(a.deltakit, "compress", "--base", self.base, "--finetuned", self.ft, "--recipe", "dare:p=0.5",
-            "--out", self.adapter, "--quiet")
-        self.merge_yml = os.path.join(work, "merge.yml")
-        with open(self.merge_yml, "w") as f:
-            f.write(f"merge_method: ties\nbase_model: {self.base}\nmodels:\n"
-                    f"  - {{model: {self.ft}, parameters: {{weight: 1, density: 0.5}}}}\n"
-                    f"  - {{model: {self.adapter}, parameters: {{weight: 0.5, density: 0.5}}}}\n")
+        inputs = JobInputs(a.deltakit, work, "small", "1MB")
+        self.base, self.ft, self.adapter, self.merge_yml = inputs.base, inputs.ft, inputs.adapter, inputs.merge_yml
         self.out_dir = os.path.join(work, "runs")
         os.mkdir(self.out_dir)
 

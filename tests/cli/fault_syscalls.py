@@ -17,7 +17,6 @@ Prints one row per command and call: calls made, failures injected, outcomes.
     fault_syscalls.py --deltakit BIN --shim LIB
 """
 import argparse
-import filecmp
 import os
 import shutil
 import subprocess
@@ -26,23 +25,11 @@ import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from cli_run import run  # noqa: E402
+from fault_common import JobInputs, leftovers, remove, tree_equal  # noqa: E402
 
 CALLS = ["write", "pwrite", "read", "fsync", "rename", "open", "mmap"]
 
 
-def tree_equal(a, b):
-    if os.path.isfile(a) or os.path.isfile(b):
-        return os.path.isfile(a) and os.path.isfile(b) and filecmp.cmp(a, b, shallow=False)
-    if not (os.path.isdir(a) and os.path.isdir(b)) or sorted(os.listdir(a)) != sorted(os.listdir(b)):
-        return False
-    return all(tree_equal(os.path.join(a, n), os.path.join(b, n)) for n in os.listdir(a))
-
-
-def remove(path):
-    if os.path.isdir(path):
-        shutil.rmtree(path)
-    elif os.path.lexists(path):
-        os.remove(path)
 
 
 def spread(count):
@@ -55,17 +42,8 @@ def spread(count):
 class Sweep:
     def __init__(self, a, work):
         self.a, self.work = a, work
-        self.base, self.ft = os.path.join(work, "base"), os.path.join(work, "ft")
-        run(a.deltakit, "make-fixture", "--out-base", self.base, "--out-finetuned", self.ft, "--size", "tiny",
-            "--max-shard-size", "100KB")
-        self.adapter = os.path.join(work, "in.h5")
-        run(a.deltakit, "compress", "--base", self.base, "--finetuned", self.ft, "--recipe", "dare:p=0.5",
-            "--out", self.adapter, "--quiet")
-        self.merge_yml = os.path.join(work, "merge.yml")
-        with open(self.merge_yml, "w") as f:
-            f.write(f"merge_method: ties\nbase_model: {self.base}\nmodels:\n"
-                    f"  - {{model: {self.ft}, parameters: {{weight: 1, density: 0.5}}}}\n"
-                    f"  - {{model: {self.adapter}, parameters: {{weight: 0.5, density: 0.5}}}}\n")
+        inputs = JobInputs(a.deltakit, work, "tiny", "100KB")
+        self.base, self.ft, self.adapter, self.merge_yml = inputs.base, inputs.ft, inputs.adapter, inputs.merge_yml
         self.runs = os.path.join(work, "runs")
         os.mkdir(self.runs)
         self.count_file = os.path.join(work, "count")
@@ -117,7 +95,7 @@ class Sweep:
                         outcomes["complete, then failed"] += 1
                     else:
                         outcomes["failed cleanly"] += 1
-                left = [f for f in os.listdir(self.runs) if ".deltakit-" in f]
+                left = leftovers(self.runs)
                 if left:
                     sys.exit(f"{where}: left behind: {left}\n{p.stderr}")
                 remove(out)
