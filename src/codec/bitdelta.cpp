@@ -5,7 +5,9 @@
 #include <cmath>
 
 #include "src/codec/bits.h"
+#include "src/codec/delta_product.h"
 #include "src/codec/stage.h"
+#include "src/core/fixed_dot.h"
 #include "src/core/half.h"
 
 namespace deltakit {
@@ -87,39 +89,147 @@ void bitdelta_encode(const BitDeltaParams& prm, const ValueStream& s, Encoded& o
   }
 }
 
-std::vector<float> bitdelta_decode(const AttrReader& a, const PartSource& src, uint64_t n,
-                                   std::span<const uint64_t> row_offsets) {
+namespace {
+// The stored parts of one bitdelta tensor, every size and value checked.
+struct BitDeltaPayload {
+  unsigned M = 1, w = 0;        // levels, bits of a level field
+  std::vector<uint64_t> units;  // unit boundaries over the stream
+  std::vector<uint8_t> signs, level;
+  std::vector<float> scales;  // [units, M]
+  // value i of the stream, with its unit u
+  float value(uint64_t i, uint64_t u) const {
+    const uint32_t mag = f32_bits(scales[u * M + (M > 1 ? packed_field(level.data(), i, w) : 0)]);
+    // the sign is random: set the float's sign bit arithmetically, never branch on it
+    return f32_from_bits(mag | ((~static_cast<uint32_t>(signs[i / 8] >> (i % 8)) & 1u) << 31));
+  }
+};
+
+BitDeltaPayload load_bitdelta(const AttrReader& a, const PartSource& src, uint64_t n,
+                              std::span<const uint64_t> row_offsets) {
   const ScaleUnit unit = parse_unit(a);
   const uint64_t group = a.u64("bitdelta.group", uint64_t{1} << 40);
   if (unit == ScaleUnit::Group && group == 0) a.fail("attribute 'bitdelta.group' must be positive");
   const uint64_t levels = a.u64("bitdelta.levels", 256);
   if (levels == 0 || !std::has_single_bit(levels)) a.fail("attribute 'bitdelta.levels' must be a power of two");
-  const unsigned M = static_cast<unsigned>(levels);
-  auto units = unit_offsets(unit, group, n, row_offsets);
-  const uint64_t U = units.size() - 1;
+  BitDeltaPayload p;
+  p.M = static_cast<unsigned>(levels);
+  p.w = level_bits(p.M);
+  p.units = unit_offsets(unit, group, n, row_offsets);
+  const uint64_t U = p.units.size() - 1;
   if (a.u64("bitdelta.units", uint64_t{1} << 48) != U) a.fail("attribute 'bitdelta.units' does not match the shape");
-  auto signs = src.read("bitdelta.signs", PartKind::U8, {packed_bytes(n, 1)}, "");
-  auto scales = elements_of<float>(src.read("bitdelta.scales", PartKind::F32, {U, M}, ""));
-  for (float f : scales)
+  p.signs = src.read("bitdelta.signs", PartKind::U8, {packed_bytes(n, 1)}, "");
+  p.scales = elements_of<float>(src.read("bitdelta.scales", PartKind::F32, {U, p.M}, ""));
+  for (float f : p.scales)
     if (!std::isfinite(f)) a.fail("bitdelta.scales holds a non-finite value");
-  std::vector<uint8_t> level;
-  const unsigned w = level_bits(M);
-  if (M > 1) level = src.read("bitdelta.level", PartKind::U8, {packed_bytes(n, w)}, "");
+  if (p.M > 1) p.level = src.read("bitdelta.level", PartKind::U8, {packed_bytes(n, p.w)}, "");
+  return p;
+}
+}  // namespace
+
+std::vector<float> bitdelta_decode(const AttrReader& a, const PartSource& src, uint64_t n,
+                                   std::span<const uint64_t> row_offsets) {
+  const BitDeltaPayload p = load_bitdelta(a, src, n, row_offsets);
   std::vector<float> out(n);
-  for (uint64_t u = 0; u < U; ++u) {
-    // the sign is random: set the float's sign bit arithmetically, never branch on it
-    if (M == 1) {
-      const uint32_t mag = f32_bits(scales[u]);
-      for (uint64_t i = units[u]; i < units[u + 1]; ++i)
-        out[i] = f32_from_bits(mag | ((~static_cast<uint32_t>(signs[i / 8] >> (i % 8)) & 1u) << 31));
+  for (uint64_t u = 0; u + 1 < p.units.size(); ++u) {
+    if (p.M == 1) {  // the common case, kept branch-free so it vectorizes
+      const uint32_t mag = f32_bits(p.scales[u]);
+      for (uint64_t i = p.units[u]; i < p.units[u + 1]; ++i)
+        out[i] = f32_from_bits(mag | ((~static_cast<uint32_t>(p.signs[i / 8] >> (i % 8)) & 1u) << 31));
     } else {
-      for (uint64_t i = units[u]; i < units[u + 1]; ++i) {
-        const uint32_t mag = f32_bits(scales[u * M + packed_field(level.data(), i, w)]);
-        out[i] = f32_from_bits(mag | ((~static_cast<uint32_t>(signs[i / 8] >> (i % 8)) & 1u) << 31));
-      }
+      for (uint64_t i = p.units[u]; i < p.units[u + 1]; ++i) out[i] = p.value(i, u);
     }
   }
   return out;
+}
+
+// --- the product: Δx from the sign bits ----------------------------------------------------
+// With one level, a unit's entries are ±α, so over the unit's part of a row
+//   Σ_j δ̂_j x_j = α·(2·Σ_{bit j set} x_j − Σ_j x_j) = α·Σ_j ±x_j,
+// computed as the sum of x with its float sign bit flipped where the bit is clear (an XOR, no
+// multiply, no dense row). More levels decode one row at a time (DeltaProduct's default).
+namespace {
+
+// The XOR masks of 8 entries from their sign byte: 0x80000000 where the bit is clear.
+struct SignMasks {
+  uint32_t m[256][8];
+  SignMasks() {
+    for (unsigned b = 0; b < 256; ++b)
+      for (unsigned k = 0; k < 8; ++k) m[b][k] = ((~b >> k) & 1u) << 31;
+  }
+};
+const SignMasks& sign_masks() {
+  static const SignMasks t;
+  return t;
+}
+
+// Σ ±x over entries [first, first + n) of the sign stream (x[0] is entry `first`), in the fixed
+// order of src/core/fixed_dot.h's lanes.
+float signed_sum(const uint8_t* signs, uint64_t first, const float* x, uint64_t n) {
+  float acc[16] = {};
+  uint64_t k = 0;
+  if (first % 8 == 0) {
+    const uint8_t* s = signs + first / 8;
+    const auto& lut = sign_masks().m;
+    for (; k + 16 <= n; k += 16) {
+      const uint32_t* lo = lut[s[k / 8]];
+      const uint32_t* hi = lut[s[k / 8 + 1]];
+      for (int i = 0; i < 8; ++i) acc[i] += f32_from_bits(f32_bits(x[k + i]) ^ lo[i]);
+      for (int i = 0; i < 8; ++i) acc[8 + i] += f32_from_bits(f32_bits(x[k + 8 + i]) ^ hi[i]);
+    }
+  }
+  for (int i = 0; k < n; ++k, i = (i + 1) % 16) {
+    const uint64_t e = first + k;
+    acc[i] += f32_from_bits(f32_bits(x[k]) ^ ((~static_cast<uint32_t>(signs[e / 8] >> (e % 8)) & 1u) << 31));
+  }
+  return fold16(acc);
+}
+
+class SignProduct final : public DeltaProduct {
+ public:
+  SignProduct(uint64_t rows, uint64_t cols, BitDeltaPayload p) : DeltaProduct(rows, cols), p_(std::move(p)) {}
+  void multiply_add(const float* x, int64_t M, float* y, unsigned threads) const override {
+    if (p_.M > 1) return DeltaProduct::multiply_add(x, M, y, threads);
+    const int64_t R = static_cast<int64_t>(rows_), K = static_cast<int64_t>(cols_);
+#pragma omp parallel for schedule(static) num_threads(std::max(1u, threads)) if (threads > 1 && R * K * M > 32768)
+    for (int64_t r = 0; r < R; ++r) {
+      const uint64_t row0 = static_cast<uint64_t>(r) * cols_;
+      // the units this row crosses: [u0, u1]
+      const uint64_t u0 = unit_of(row0);
+      for (int64_t m = 0; m < M; ++m) {
+        const float* xm = x + m * K;
+        float s = 0;
+        for (uint64_t u = u0, b = row0; b < row0 + cols_; ++u) {
+          const uint64_t e = std::min(row0 + cols_, p_.units[u + 1]);
+          s += p_.scales[u] * signed_sum(p_.signs.data(), b, xm + (b - row0), e - b);
+          b = e;
+        }
+        y[m * R + r] += s;
+      }
+    }
+  }
+  void decode_row(uint64_t r, float* out) const override {
+    const uint64_t row0 = r * cols_;
+    for (uint64_t u = unit_of(row0), i = row0; i < row0 + cols_; ++u)
+      for (; i < std::min(row0 + cols_, p_.units[u + 1]); ++i) out[i - row0] = p_.value(i, u);
+  }
+  uint64_t bytes() const override {
+    return p_.signs.size() + p_.level.size() + p_.scales.size() * 4 + p_.units.size() * 8;
+  }
+  std::string form() const override { return p_.M > 1 ? "signs+levels" : "signs"; }
+
+ private:
+  // the unit holding stream entry i (units are sorted; an empty unit is skipped over)
+  uint64_t unit_of(uint64_t i) const {
+    return static_cast<uint64_t>(std::upper_bound(p_.units.begin(), p_.units.end(), i) - p_.units.begin()) - 1;
+  }
+  BitDeltaPayload p_;
+};
+
+}  // namespace
+
+std::unique_ptr<DeltaProduct> bitdelta_product(const AttrReader& a, const PartSource& src, uint64_t rows,
+                                               uint64_t cols) {
+  return std::make_unique<SignProduct>(rows, cols, load_bitdelta(a, src, rows * cols, dense_row_offsets(rows, cols)));
 }
 
 }  // namespace deltakit
@@ -143,6 +253,10 @@ class BitDeltaStage final : public Stage {
   std::vector<float> decode_values(const AttrReader& a, const PartSource& src, uint64_t count,
                                    std::span<const uint64_t> rows) const override {
     return bitdelta_decode(a, src, count, rows);
+  }
+  std::unique_ptr<DeltaProduct> value_product(const AttrReader& a, const PartSource& src, uint64_t rows,
+                                              uint64_t cols) const override {
+    return bitdelta_product(a, src, rows, cols);
   }
 
  private:

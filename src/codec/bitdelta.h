@@ -11,20 +11,25 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 
 #include "src/codec/codec_types.h"
+#include "src/codec/delta_product.h"
 #include "src/codec/value_stream.h"
 
 namespace deltakit {
 
 struct BitDeltaParams {
   ScaleUnit scale = ScaleUnit::Matrix;
-  uint64_t group = 0;  // ScaleUnit::Group only
-  unsigned levels = 1; // power of two, 1..256
+  uint64_t group = 0;   // ScaleUnit::Group only
+  unsigned levels = 1;  // power of two, 1..256
 };
 
 void bitdelta_encode(const BitDeltaParams& prm, const ValueStream& s, Encoded& out);
 std::vector<float> bitdelta_decode(const AttrReader& attrs, const PartSource& src, uint64_t count,
                                    std::span<const uint64_t> row_offsets);
+// The same parts held as a product over a dense rows × cols stream (src/codec/delta_product.h).
+std::unique_ptr<DeltaProduct> bitdelta_product(const AttrReader& attrs, const PartSource& src, uint64_t rows,
+                                               uint64_t cols);
 
 }  // namespace deltakit

@@ -31,6 +31,10 @@ class ChainTensorCodec final : public TensorCodec {
     std::vector<float> delta = decode_tensor(st.attrs, st.src, base.shape, base.dtype, st.where);
     add_scaled_delta(base, {reinterpret_cast<const uint8_t*>(delta.data()), delta.size() * 4}, alpha, out);
   }
+
+  std::unique_ptr<DeltaProduct> product(const StoredTensor& st, const TensorView& base) const override {
+    return load_tensor_product(st.attrs, st.src, base.shape, base.dtype, st.where);
+  }
 };
 
 }  // namespace

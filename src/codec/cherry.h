@@ -4,8 +4,8 @@
 // and the top k entries by score are kept in the tensor's value dtype (ties toward the lower
 // index): k = ceil(frac · cols) in every row (per=row, CherryQ's default) or ceil(frac · n) over
 // the tensor (per=tensor); or, with scope=model, the top ceil(frac · N) over every tensor of the
-// model that has the modifier (a cut found by the pipeline, src/pipeline/global_cut.h). The recipe is then refitted with the cherries left out of its
-// statistics, and decoding overwrites the cherry positions with the kept values.
+// model that has the modifier (a cut found by the pipeline, src/pipeline/global_cut.h). The recipe is then refitted
+// with the cherries left out of its statistics, and decoding overwrites the cherry positions with the kept values.
 // H_ii: 1 ("magnitude"), a per-element diagonal Fisher ("fisher"), or the per-column mean
 // squared input activation E[x_c²] of a linear layer y = W x ("act").
 // Parts: cherry.positions uint8 (bits.h coding), cherry.values [count] in the value dtype.

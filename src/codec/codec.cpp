@@ -12,8 +12,8 @@ namespace deltakit {
 
 PreparedDelta prepare_delta(const Recipe& r, const TensorView& base, const TensorView& ft) {
   PreparedDelta p;
-  p.changed = base.bytes.size() != ft.bytes.size() ||
-              std::memcmp(base.bytes.data(), ft.bytes.data(), base.bytes.size()) != 0;
+  p.changed =
+      base.bytes.size() != ft.bytes.size() || std::memcmp(base.bytes.data(), ft.bytes.data(), base.bytes.size()) != 0;
   p.fallback = p.changed ? recipe_unsuitable(r, ft.dtype, ft.shape) : "";
   if (!p.lossy(r)) return p;
   // fine-tune minus base, block by block: one tensor-sized buffer, not two
@@ -75,18 +75,33 @@ class ReadRecorder final : public PartSource {
 };
 }  // namespace
 
-void decode_add_stored(const StoredTensor& st, const TensorView& base, float alpha, std::span<uint8_t> out) {
+namespace {
+// Runs `use` on the codec that reads this stored tensor; every stored part must be read.
+template <class Use>
+auto with_stored_codec(const StoredTensor& st, Use use) {
   const AttrReader a{st.attrs, st.where};
   for (const TensorCodec* c : tensor_codecs()) {
     if (!c->decodes(st.attrs)) continue;
     const ReadRecorder src(st.src);
-    c->decode_add({st.attrs, src, st.where}, base, alpha, out);
+    auto result = use(*c, StoredTensor{st.attrs, src, st.where});
     for (const std::string& part : st.src.names())
       if (!src.parts_read().count(part))
         a.fail("stores dataset '" + part + "', which its codec \"" + a.str("codec") + "\" does not read");
-    return;
+    return result;
   }
   a.fail("no codec reads a tensor stored as codec \"" + a.str("codec") + "\"");
+}
+}  // namespace
+
+void decode_add_stored(const StoredTensor& st, const TensorView& base, float alpha, std::span<uint8_t> out) {
+  with_stored_codec(st, [&](const TensorCodec& c, const StoredTensor& s) {
+    c.decode_add(s, base, alpha, out);
+    return 0;
+  });
+}
+
+std::unique_ptr<DeltaProduct> product_of_stored(const StoredTensor& st, const TensorView& base) {
+  return with_stored_codec(st, [&](const TensorCodec& c, const StoredTensor& s) { return c.product(s, base); });
 }
 
 }  // namespace deltakit

@@ -7,11 +7,13 @@
 // bit-exact at α = 1), lossy codecs the fp32 δ, which prepare_delta() computes once per tensor.
 #pragma once
 
+#include <memory>
 #include <span>
 #include <string>
 #include <vector>
 
 #include "src/codec/cherry.h"
+#include "src/codec/delta_product.h"
 #include "src/codec/recipe.h"
 #include "src/codec/score_cut.h"
 #include "src/codec/tensor_codec.h"
@@ -33,10 +35,10 @@ PreparedDelta prepare_delta(const Recipe& r, const TensorView& base, const Tenso
 // One tensor to encode: the pair, the recipe, and what a lossy recipe needs.
 struct TensorPair {
   std::string name;
-  TensorView base, ft;        // same dtype and shape (the caller's pairing check)
+  TensorView base, ft;  // same dtype and shape (the caller's pairing check)
   const Recipe* recipe = nullptr;
   const PreparedDelta* prepared = nullptr;
-  Importance importance;      // for cherry (loaded by the caller: codecs read no files)
+  Importance importance;  // for cherry (loaded by the caller: codecs read no files)
   unsigned threads = 0;
   const ScoreCut* cut = nullptr;  // the model-wide cut, for a recipe with a scope=model stage
   std::string where;              // names the tensor in errors ("out.h5: tensor 'x'")
@@ -47,7 +49,7 @@ TensorDelta chain_input(const TensorPair& t);
 
 // What encoding found, for the per-tensor report.
 struct EncodeStats {
-  std::string codec;     // the stored "codec" attribute: "unchanged", "raw", "dare>bitdelta+cherry"
+  std::string codec;  // the stored "codec" attribute: "unchanged", "raw", "dare>bitdelta+cherry"
   uint64_t exact_patches = 0, nonfinite = 0;
   double rel_error = 0;  // ‖δ − δ̂‖ / ‖δ‖
   double delta_sq = 0;   // ‖δ‖² over the finite entries, to total the error over a model
@@ -78,12 +80,16 @@ class TensorCodec {
   // and index of the stored parts is checked before use: Error(AdapterInvalid) naming `where`.
   virtual void decode_add(const StoredTensor& st, const TensorView& base, float alpha,
                           std::span<uint8_t> out) const = 0;
+  // Serving: δ̂ held as a product over base's rows × cols (last dim = cols), in its compressed
+  // form where the codec has one, with decode_add's checks; nullptr for an unchanged tensor.
+  virtual std::unique_ptr<DeltaProduct> product(const StoredTensor& st, const TensorView& base) const = 0;
 };
 
 // The registry: every codec, in the order they are asked.
 const std::vector<const TensorCodec*>& tensor_codecs();
 EncodedTensor encode_tensor_pair(const TensorPair& t);
 void decode_add_stored(const StoredTensor& st, const TensorView& base, float alpha, std::span<uint8_t> out);
+std::unique_ptr<DeltaProduct> product_of_stored(const StoredTensor& st, const TensorView& base);
 
 // The codecs themselves (raw_codec.cpp, chain_codec.cpp).
 const TensorCodec& raw_tensor_codec();

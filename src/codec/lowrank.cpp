@@ -7,6 +7,7 @@
 #include "src/codec/lapack.h"
 #include "src/codec/stage.h"
 #include "src/core/error.h"
+#include "src/core/fixed_dot.h"
 #include "src/core/philox.h"
 
 namespace deltakit {
@@ -39,13 +40,14 @@ Svd svd(std::vector<float>& a, uint64_t m, uint64_t n) {
   int info = 0, lwork = -1;
   float query = 0;
   const char jobz = 'S';
-  sgesdd_(&jobz, &M, &N, a.data(), &M, r.s.data(), r.u.data(), &M, r.vt.data(), &K, &query, &lwork, iwork.data(),
-          &info, 1);
+  sgesdd_(&jobz, &M, &N, a.data(), &M, r.s.data(), r.u.data(), &M, r.vt.data(), &K, &query, &lwork, iwork.data(), &info,
+          1);
   lwork = static_cast<int>(query) + 1;
   std::vector<float> work(lwork);
-  sgesdd_(&jobz, &M, &N, a.data(), &M, r.s.data(), r.u.data(), &M, r.vt.data(), &K, work.data(), &lwork,
-          iwork.data(), &info, 1);
-  if (info != 0) throw Error(ErrorCode::Usage, "", "LAPACK sgesdd did not converge (info " + std::to_string(info) + ")");
+  sgesdd_(&jobz, &M, &N, a.data(), &M, r.s.data(), r.u.data(), &M, r.vt.data(), &K, work.data(), &lwork, iwork.data(),
+          &info, 1);
+  if (info != 0)
+    throw Error(ErrorCode::Usage, "", "LAPACK sgesdd did not converge (info " + std::to_string(info) + ")");
   return r;
 }
 
@@ -166,20 +168,72 @@ void lowrank_encode(const LowrankParams& prm, std::string_view name, std::span<c
   out.add({"lowrank.v", vt.kind, {n, r}, store_values(vt, v), vt.encoding});
 }
 
+namespace {
+struct LowrankFactors {
+  uint64_t r = 0;
+  std::vector<float> us, v;  // [rows, r], [cols, r]
+};
+LowrankFactors load_lowrank(const AttrReader& a, const PartSource& src, uint64_t m, uint64_t n, const ValueType& vt) {
+  LowrankFactors f;
+  f.r = a.u64("lowrank.rank", std::min(m, n));
+  if (f.r == 0) return f;
+  f.us = load_values(vt, src.read("lowrank.us", vt.kind, {m, f.r}, vt.encoding));
+  f.v = load_values(vt, src.read("lowrank.v", vt.kind, {n, f.r}, vt.encoding));
+  for (float x : f.us)
+    if (!std::isfinite(x)) a.fail("lowrank.us holds a non-finite value");
+  for (float x : f.v)
+    if (!std::isfinite(x)) a.fail("lowrank.v holds a non-finite value");
+  return f;
+}
+
+// Serving: δ̂·x = US·(Vᵀ·x), two thin products of r per input instead of rows·cols.
+class LowrankProduct final : public DeltaProduct {
+ public:
+  LowrankProduct(uint64_t rows, uint64_t cols, LowrankFactors f)
+      : DeltaProduct(rows, cols), r_(f.r), us_(std::move(f.us)) {
+    vt_.resize(r_ * cols);  // Vᵀ, so that each of its rows is contiguous
+    for (uint64_t c = 0; c < cols; ++c)
+      for (uint64_t j = 0; j < r_; ++j) vt_[j * cols + c] = f.v[c * r_ + j];
+  }
+  void multiply_add(const float* x, int64_t M, float* y, unsigned threads) const override {
+    if (r_ == 0) return;
+    const int64_t R = static_cast<int64_t>(rows_), K = static_cast<int64_t>(cols_), r = static_cast<int64_t>(r_);
+    std::vector<float> t(static_cast<size_t>(M * r));
+    for (int64_t m = 0; m < M; ++m)
+      for (int64_t j = 0; j < r; ++j) t[m * r + j] = fixed_dot(vt_.data() + j * K, x + m * K, K);
+#pragma omp parallel for schedule(static) num_threads(std::max(1u, threads)) if (threads > 1 && R * r * M > 32768)
+    for (int64_t i = 0; i < R; ++i)
+      for (int64_t m = 0; m < M; ++m) y[m * R + i] += fixed_dot(us_.data() + i * r, t.data() + m * r, r);
+  }
+  void decode_row(uint64_t i, float* out) const override {
+    for (uint64_t c = 0; c < cols_; ++c) {
+      float s = 0;
+      for (uint64_t j = 0; j < r_; ++j) s += us_[i * r_ + j] * vt_[j * cols_ + c];
+      out[c] = s;
+    }
+  }
+  uint64_t bytes() const override { return (us_.size() + vt_.size()) * sizeof(float); }
+  std::string form() const override { return "factors"; }
+
+ private:
+  uint64_t r_;
+  std::vector<float> us_, vt_;
+};
+}  // namespace
+
 std::vector<float> lowrank_decode(const AttrReader& a, const PartSource& src, uint64_t m, uint64_t n,
                                   const ValueType& vt) {
-  const uint64_t r = a.u64("lowrank.rank", std::min(m, n));
+  const LowrankFactors f = load_lowrank(a, src, m, n, vt);
   std::vector<float> out(m * n, 0.0f);
-  if (r == 0) return out;
-  auto us = load_values(vt, src.read("lowrank.us", vt.kind, {m, r}, vt.encoding));
-  auto v = load_values(vt, src.read("lowrank.v", vt.kind, {n, r}, vt.encoding));
-  for (float x : us)
-    if (!std::isfinite(x)) a.fail("lowrank.us holds a non-finite value");
-  for (float x : v)
-    if (!std::isfinite(x)) a.fail("lowrank.v holds a non-finite value");
+  if (f.r == 0) return out;
   // out (row-major m×n) is column-major n×m = V · USᵀ; row-major V is column-major Vᵀ (r×n)
-  gemm('T', 'N', n, m, r, v.data(), r, us.data(), r, out.data(), n);
+  gemm('T', 'N', n, m, f.r, f.v.data(), f.r, f.us.data(), f.r, out.data(), n);
   return out;
+}
+
+std::unique_ptr<DeltaProduct> lowrank_product(const AttrReader& a, const PartSource& src, uint64_t rows, uint64_t cols,
+                                              const ValueType& vt) {
+  return std::make_unique<LowrankProduct>(rows, cols, load_lowrank(a, src, rows, cols, vt));
 }
 
 }  // namespace deltakit
@@ -207,6 +261,10 @@ class LowrankStage final : public Stage {
   std::vector<float> decode_dense(const AttrReader& a, const PartSource& src, uint64_t rows, uint64_t cols,
                                   const ValueType& vt) const override {
     return lowrank_decode(a, src, rows, cols, vt);
+  }
+  std::unique_ptr<DeltaProduct> dense_product(const AttrReader& a, const PartSource& src, uint64_t rows, uint64_t cols,
+                                              const ValueType& vt) const override {
+    return lowrank_product(a, src, rows, cols, vt);
   }
 
  private:

@@ -7,15 +7,17 @@
 // Parts: lowrank.us [rows, r] and lowrank.v [cols, r], row-major, in the tensor's value dtype.
 #pragma once
 
+#include <memory>
 #include <string_view>
 
 #include "src/codec/codec_types.h"
+#include "src/codec/delta_product.h"
 
 namespace deltakit {
 
 struct LowrankParams {
-  uint64_t rank = 0;      // > 0: fixed rank
-  double energy = 0.0;    // else: in (0, 1]
+  uint64_t rank = 0;    // > 0: fixed rank
+  double energy = 0.0;  // else: in (0, 1]
   uint64_t full_svd_max_dim = 1024;
   uint64_t seed = 0;
 };
@@ -27,5 +29,8 @@ void lowrank_encode(const LowrankParams& prm, std::string_view name, std::span<c
                     uint64_t cols, const ValueType& vt, Encoded& out);
 std::vector<float> lowrank_decode(const AttrReader& attrs, const PartSource& src, uint64_t rows, uint64_t cols,
                                   const ValueType& vt);
+// The same factors held as a product (src/codec/delta_product.h).
+std::unique_ptr<DeltaProduct> lowrank_product(const AttrReader& attrs, const PartSource& src, uint64_t rows,
+                                              uint64_t cols, const ValueType& vt);
 
 }  // namespace deltakit

@@ -36,32 +36,69 @@ void quant_encode(const QuantParams& prm, const ValueStream& s, Encoded& out) {
   out.add({"quant.steps", PartKind::F32, {groups}, bytes_of<float>(steps), ""});
 }
 
-std::vector<float> quant_decode(const AttrReader& a, const PartSource& src, uint64_t n) {
-  const uint64_t bits = a.u64("quant.bits", 8);
-  if (bits != 2 && bits != 3 && bits != 4 && bits != 8) a.fail("attribute 'quant.bits' must be 2, 3, 4 or 8");
-  const uint64_t G = a.u64("quant.group", uint64_t{1} << 40);
-  if (G == 0) a.fail("attribute 'quant.group' must be positive");
-  const uint64_t groups = (n + G - 1) / G;
-  const unsigned w = static_cast<unsigned>(bits);
-  auto codes = src.read("quant.codes", PartKind::U8, {packed_bytes(n, w)}, "");
-  auto mins = elements_of<float>(src.read("quant.mins", PartKind::F32, {groups}, ""));
-  auto steps = elements_of<float>(src.read("quant.steps", PartKind::F32, {groups}, ""));
-  for (uint64_t g = 0; g < groups; ++g)
-    if (!std::isfinite(mins[g]) || !std::isfinite(steps[g]) || steps[g] < 0)
-      a.fail("quant.mins/steps hold a non-finite or negative value");
-  std::vector<float> out(n);
-  for (uint64_t g = 0; g < groups; ++g) {
-    const uint64_t b = g * G, e = std::min(n, b + G);
-    const float lo = mins[g], step = steps[g];
-    if (w == 8) {
-      for (uint64_t i = b; i < e; ++i) out[i] = lo + static_cast<float>(codes[i]) * step;
-    } else if (w == 4) {
-      for (uint64_t i = b; i < e; ++i) out[i] = lo + static_cast<float>((codes[i / 2] >> ((i & 1) * 4)) & 15u) * step;
-    } else {
-      for (uint64_t i = b; i < e; ++i) out[i] = lo + static_cast<float>(packed_field(codes.data(), i, w)) * step;
+namespace {
+// The stored parts of one quant tensor, every size and value checked.
+struct QuantPayload {
+  unsigned w = 4;
+  uint64_t G = 128;
+  std::vector<uint8_t> codes;
+  std::vector<float> mins, steps;
+  // values [first, first + n) of the stream into out, a group at a time
+  void decode(uint64_t first, uint64_t n, float* out) const {
+    for (uint64_t i = first; i < first + n;) {
+      const uint64_t g = i / G, e = std::min(first + n, (g + 1) * G);
+      const float lo = mins[g], step = steps[g];
+      if (w == 8) {
+        for (; i < e; ++i) out[i - first] = lo + static_cast<float>(codes[i]) * step;
+      } else if (w == 4) {
+        for (; i < e; ++i) out[i - first] = lo + static_cast<float>((codes[i / 2] >> ((i & 1) * 4)) & 15u) * step;
+      } else {
+        for (; i < e; ++i) out[i - first] = lo + static_cast<float>(packed_field(codes.data(), i, w)) * step;
+      }
     }
   }
+};
+
+QuantPayload load_quant(const AttrReader& a, const PartSource& src, uint64_t n) {
+  const uint64_t bits = a.u64("quant.bits", 8);
+  if (bits != 2 && bits != 3 && bits != 4 && bits != 8) a.fail("attribute 'quant.bits' must be 2, 3, 4 or 8");
+  QuantPayload p;
+  p.G = a.u64("quant.group", uint64_t{1} << 40);
+  if (p.G == 0) a.fail("attribute 'quant.group' must be positive");
+  const uint64_t groups = (n + p.G - 1) / p.G;
+  p.w = static_cast<unsigned>(bits);
+  p.codes = src.read("quant.codes", PartKind::U8, {packed_bytes(n, p.w)}, "");
+  p.mins = elements_of<float>(src.read("quant.mins", PartKind::F32, {groups}, ""));
+  p.steps = elements_of<float>(src.read("quant.steps", PartKind::F32, {groups}, ""));
+  for (uint64_t g = 0; g < groups; ++g)
+    if (!std::isfinite(p.mins[g]) || !std::isfinite(p.steps[g]) || p.steps[g] < 0)
+      a.fail("quant.mins/steps hold a non-finite or negative value");
+  return p;
+}
+
+// Serving: the codes stay packed; a row is dequantised when it is multiplied (DeltaProduct's
+// default multiply_add), one group's lo and step at a time.
+class QuantProduct final : public DeltaProduct {
+ public:
+  QuantProduct(uint64_t rows, uint64_t cols, QuantPayload p) : DeltaProduct(rows, cols), p_(std::move(p)) {}
+  void decode_row(uint64_t r, float* out) const override { p_.decode(r * cols_, cols_, out); }
+  uint64_t bytes() const override { return p_.codes.size() + (p_.mins.size() + p_.steps.size()) * 4; }
+  std::string form() const override { return "codes"; }
+
+ private:
+  QuantPayload p_;
+};
+}  // namespace
+
+std::vector<float> quant_decode(const AttrReader& a, const PartSource& src, uint64_t n) {
+  const QuantPayload p = load_quant(a, src, n);
+  std::vector<float> out(n);
+  p.decode(0, n, out.data());
   return out;
+}
+
+std::unique_ptr<DeltaProduct> quant_product(const AttrReader& a, const PartSource& src, uint64_t rows, uint64_t cols) {
+  return std::make_unique<QuantProduct>(rows, cols, load_quant(a, src, rows * cols));
 }
 
 }  // namespace deltakit
@@ -82,6 +119,10 @@ class QuantStage final : public Stage {
   std::vector<float> decode_values(const AttrReader& a, const PartSource& src, uint64_t count,
                                    std::span<const uint64_t>) const override {
     return quant_decode(a, src, count);
+  }
+  std::unique_ptr<DeltaProduct> value_product(const AttrReader& a, const PartSource& src, uint64_t rows,
+                                              uint64_t cols) const override {
+    return quant_product(a, src, rows, cols);
   }
 
  private:

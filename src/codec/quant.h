@@ -6,7 +6,10 @@
 //        quant.steps float32 [groups].
 #pragma once
 
+#include <memory>
+
 #include "src/codec/codec_types.h"
+#include "src/codec/delta_product.h"
 #include "src/codec/value_stream.h"
 
 namespace deltakit {
@@ -18,5 +21,8 @@ struct QuantParams {
 
 void quant_encode(const QuantParams& prm, const ValueStream& s, Encoded& out);
 std::vector<float> quant_decode(const AttrReader& attrs, const PartSource& src, uint64_t count);
+// The same parts held as a product over a dense rows × cols stream (src/codec/delta_product.h).
+std::unique_ptr<DeltaProduct> quant_product(const AttrReader& attrs, const PartSource& src, uint64_t rows,
+                                            uint64_t cols);
 
 }  // namespace deltakit

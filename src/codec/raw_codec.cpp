@@ -104,6 +104,24 @@ class RawTensorCodec final : public TensorCodec {
     load_raw(st, base, rp);
     raw_apply(base, rp.payload, alpha, out);
   }
+
+  // The δ apply realises, exactly: what it writes minus the base, both in fp32.
+  std::unique_ptr<DeltaProduct> product(const StoredTensor& st, const TensorView& base) const override {
+    if (st.attrs["codec"] == "unchanged") return nullptr;
+    AttrReader a{st.attrs, st.where};
+    if (!dtype_is_float_decodable(base.dtype)) a.fail("serving needs a float tensor");
+    std::vector<uint8_t> out(base.bytes.size());
+    decode_add(st, base, 1.0f, out);
+    const uint64_t n = base.numel();
+    std::vector<float> d(n), b(n);
+    decode_to_f32(base.dtype, out, 0, d);
+    decode_to_f32(base.dtype, base.bytes, 0, b);
+    for (uint64_t i = 0; i < n; ++i) d[i] -= b[i];
+    for (float x : d)
+      if (!std::isfinite(x)) a.fail("the fine-tune's tensor holds NaN/Inf, which serving cannot add as a delta");
+    const uint64_t cols = base.shape.empty() ? 1 : base.shape.back();
+    return dense_product(cols ? n / cols : 0, cols, std::move(d));
+  }
 };
 
 }  // namespace

@@ -17,6 +17,7 @@
 
 #include "src/codec/cherry.h"
 #include "src/codec/codec_types.h"
+#include "src/codec/delta_product.h"
 #include "src/codec/score_cut.h"
 #include "src/codec/sparse.h"
 #include "src/codec/value_stream.h"
@@ -26,7 +27,7 @@ namespace deltakit {
 // A tensor's fp32 delta and what encoding it needs besides.
 struct TensorDelta {
   std::string name;
-  DType dtype = DType::F32;      // the tensor's dtype (F32, F16 or BF16)
+  DType dtype = DType::F32;  // the tensor's dtype (F32, F16 or BF16)
   std::vector<uint64_t> shape;
   std::span<const float> delta;  // numel finite values
   Importance importance;         // for cherry
@@ -76,7 +77,8 @@ class Stage {
   virtual bool fittable_scales() const { return false; }
 
   // Sparsifier: the kept positions and values (entries in `skip` never kept); attributes of its own.
-  virtual SparseSelection select(const TensorDelta& t, std::span<const float> delta, std::span<const uint8_t> skip) const;
+  virtual SparseSelection select(const TensorDelta& t, std::span<const float> delta,
+                                 std::span<const uint8_t> skip) const;
   virtual void add_attrs(Encoded& /*e*/) const {}
   // Value coder.
   virtual void encode_values(const ValueStream& s, Encoded& e) const;
@@ -87,6 +89,18 @@ class Stage {
                             const ValueType& vt, Encoded& e) const;
   virtual std::vector<float> decode_dense(const AttrReader& a, const PartSource& src, uint64_t rows, uint64_t cols,
                                           const ValueType& vt) const;
+  // Serving (src/codec/delta_product.h): the stored tensor held in this coder's compressed form,
+  // for a value coder over a dense rows × cols stream or a dense coder; nullptr where the coder
+  // has none (the chain then holds its decoded δ̂ dense).
+  virtual std::unique_ptr<DeltaProduct> value_product(const AttrReader& /*a*/, const PartSource& /*src*/,
+                                                      uint64_t /*rows*/, uint64_t /*cols*/) const {
+    return nullptr;
+  }
+  virtual std::unique_ptr<DeltaProduct> dense_product(const AttrReader& /*a*/, const PartSource& /*src*/,
+                                                      uint64_t /*rows*/, uint64_t /*cols*/,
+                                                      const ValueType& /*vt*/) const {
+    return nullptr;
+  }
 };
 
 // The registry: every stage's name and factory, in the order error messages list them.

@@ -171,9 +171,9 @@ Encoded encode_tensor(const Recipe& r, const TensorDelta& t) {
   return e;
 }
 
-std::vector<float> decode_tensor(const Json& attrs, const PartSource& src, const std::vector<uint64_t>& shape,
-                                 DType dtype, const std::string& where) {
-  AttrReader a{attrs, where};
+namespace {
+// A stored tensor's recipe, checked against its attributes and dtype.
+Recipe stored_recipe(const AttrReader& a, DType dtype) {
   Recipe r;
   try {
     r = parse_recipe(a.str("recipe"));
@@ -185,6 +185,20 @@ std::vector<float> decode_tensor(const Json& attrs, const PartSource& src, const
     a.fail("attribute 'codec' \"" + a.str("codec") + "\" does not name its recipe's codecs (\"" + r.codec_names() +
            "\")");
   if (!dtype_is_float_decodable(dtype)) a.fail("a lossy recipe on a non-float tensor");
+  return r;
+}
+
+bool any_nonfinite(std::span<const float> v) {
+  uint32_t nonfinite = 0;  // a branch-free scan that vectorizes
+  for (float x : v) nonfinite |= (f32_bits(x) & 0x7f800000u) == 0x7f800000u;
+  return nonfinite != 0;
+}
+}  // namespace
+
+std::vector<float> decode_tensor(const Json& attrs, const PartSource& src, const std::vector<uint64_t>& shape,
+                                 DType dtype, const std::string& where) {
+  AttrReader a{attrs, where};
+  const Recipe r = stored_recipe(a, dtype);
   const Geometry g = geometry(shape);
   const ValueType vt = value_type_for(dtype);
   std::vector<float> out = decode_chain(r, a, src, g, vt);
@@ -193,10 +207,53 @@ std::vector<float> decode_tensor(const Json& attrs, const PartSource& src, const
     auto vals = load_values(vt, src.read("cherry.values", vt.kind, {pos.size()}, vt.encoding));
     for (uint64_t j = 0; j < pos.size(); ++j) out[pos[j]] = vals[j];
   }
-  uint32_t nonfinite = 0;  // a branch-free scan that vectorizes
-  for (float x : out) nonfinite |= (f32_bits(x) & 0x7f800000u) == 0x7f800000u;
-  if (nonfinite) a.fail("decodes to a non-finite delta");
+  if (any_nonfinite(out)) a.fail("decodes to a non-finite delta");
   return out;
+}
+
+std::unique_ptr<DeltaProduct> load_tensor_product(const Json& attrs, const PartSource& src,
+                                                  const std::vector<uint64_t>& shape, DType dtype,
+                                                  const std::string& where) {
+  AttrReader a{attrs, where};
+  const Recipe r = stored_recipe(a, dtype);
+  const Geometry g = geometry(shape);
+  const ValueType vt = value_type_for(dtype);
+  const Stage& first = *r.chain[0];
+  std::unique_ptr<DeltaProduct> p;
+  switch (first.role()) {
+    case StageRole::Sparsifier: {
+      const std::string prefix = first.name();
+      auto pos = read_positions(a, src, prefix, g.n);
+      std::vector<float> vals;
+      if (r.chain.size() == 2)
+        vals = r.chain[1]->decode_values(a, src, pos.size(), sparse_row_offsets(pos, g.rows, g.cols));
+      else
+        vals = load_values(vt, src.read(prefix + ".values", vt.kind, {pos.size()}, vt.encoding));
+      p = sparse_product(g.rows, g.cols, pos, vals);
+      break;
+    }
+    case StageRole::ValueCoder:
+      p = first.value_product(a, src, g.rows, g.cols);
+      if (!p) p = dense_product(g.rows, g.cols, first.decode_values(a, src, g.n, dense_row_offsets(g.rows, g.cols)));
+      break;
+    case StageRole::Dense:
+      p = first.dense_product(a, src, g.rows, g.cols, vt);
+      if (!p) p = dense_product(g.rows, g.cols, first.decode_dense(a, src, g.rows, g.cols, vt));
+      break;
+    case StageRole::Raw: a.fail("recipe raw is not decoded by the lossy path");
+  }
+  if (r.cherry) {
+    auto pos = read_positions(a, src, "cherry", g.n);
+    auto vals = load_values(vt, src.read("cherry.values", vt.kind, {pos.size()}, vt.encoding));
+    p = corrected_product(std::move(p), pos, vals);
+  }
+  // decode_tensor's check, a row at a time: the product never holds a dense δ̂
+  std::vector<float> row(g.cols);
+  for (uint64_t i = 0; i < g.rows; ++i) {
+    p->decode_row(i, row.data());
+    if (any_nonfinite(row)) a.fail("decodes to a non-finite delta");
+  }
+  return p;
 }
 
 double relative_error(std::span<const float> delta, std::span<const float> recon) {

@@ -5,10 +5,12 @@
 // apply and merge call, over this chain and raw (which needs the two tensors' bytes, not δ).
 #pragma once
 
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "src/codec/codec_types.h"
+#include "src/codec/delta_product.h"
 #include "src/codec/recipe.h"
 #include "src/codec/score_cut.h"
 
@@ -30,6 +32,12 @@ Encoded encode_tensor(const Recipe& r, const TensorDelta& t);
 // inconsistent, including a non-finite decoded value.
 std::vector<float> decode_tensor(const Json& attrs, const PartSource& src, const std::vector<uint64_t>& shape,
                                  DType dtype, const std::string& where);
+
+// The same stored tensor held as a product in its compressed form (src/codec/delta_product.h),
+// with every check decode_tensor makes.
+std::unique_ptr<DeltaProduct> load_tensor_product(const Json& attrs, const PartSource& src,
+                                                  const std::vector<uint64_t>& shape, DType dtype,
+                                                  const std::string& where);
 
 // ‖δ − δ̂‖ / ‖δ‖ (0 when δ = 0), accumulated in double.
 double relative_error(std::span<const float> delta, std::span<const float> recon);

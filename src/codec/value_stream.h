@@ -30,7 +30,6 @@ enum class ScaleUnit : uint8_t { Matrix, Row, Group };
 const char* scale_unit_name(ScaleUnit u);
 
 // Unit boundaries (units + 1 offsets).
-std::vector<uint64_t> unit_offsets(ScaleUnit u, uint64_t group, uint64_t count,
-                                   std::span<const uint64_t> row_offsets);
+std::vector<uint64_t> unit_offsets(ScaleUnit u, uint64_t group, uint64_t count, std::span<const uint64_t> row_offsets);
 
 }  // namespace deltakit
