@@ -34,8 +34,8 @@ void check_tensor(const AdapterReader& ad, const SafetensorsEntry& b) {
 
 }  // namespace
 
-void apply_adapter_tensor(const AdapterReader& ad, const TensorView& bv, float alpha, bool force,
-                          const std::string& base_path, std::vector<uint8_t>& out, std::vector<std::string>& warnings) {
+void check_base_fingerprint(const AdapterReader& ad, const TensorView& bv, const std::string& base_path, bool force,
+                            std::vector<std::string>& warnings) {
   const std::string& name = bv.name;
   const uint64_t fp = fingerprint64(bv.bytes), want = ad.base_fingerprint(name);
   if (fp != want) {
@@ -44,6 +44,12 @@ void apply_adapter_tensor(const AdapterReader& ad, const TensorView& bv, float a
     if (!force) throw Error(ErrorCode::FingerprintMismatch, base_path, msg + "; pass --force to apply anyway");
     warnings.push_back(base_path + ": " + msg);
   }
+}
+
+void apply_adapter_tensor(const AdapterReader& ad, const TensorView& bv, float alpha, bool force,
+                          const std::string& base_path, std::vector<uint8_t>& out, std::vector<std::string>& warnings) {
+  const std::string& name = bv.name;
+  check_base_fingerprint(ad, bv, base_path, force, warnings);
   out.resize(bv.bytes.size());
   const AdapterTensorSource src = ad.source(name);
   decode_add_stored({ad.attrs(name), src, ad.where(name)}, bv, alpha, out);

@@ -44,6 +44,10 @@ void check_adapter_matches_base(const Checkpoint& base, const AdapterReader& ad)
 // The tensor an adapter decodes to over its base tensor, in the base's dtype: the bytes apply
 // writes (`merge` reads adapters through this, so both agree bit for bit). A base fingerprint
 // that differs is an error unless `force` (then a warning).
+// The base tensor is the one the adapter was made from (its fingerprint): else Error naming
+// base_path, or with `force` a warning.
+void check_base_fingerprint(const AdapterReader& ad, const TensorView& base, const std::string& base_path, bool force,
+                            std::vector<std::string>& warnings);
 void apply_adapter_tensor(const AdapterReader& ad, const TensorView& base, float alpha, bool force,
                           const std::string& base_path, std::vector<uint8_t>& out, std::vector<std::string>& warnings);
 
