@@ -43,6 +43,7 @@ int cmd_inspect(const Args& args);
 int cmd_diff(const Args& args);
 int cmd_compress(const Args& args);
 int cmd_apply(const Args& args);
+int cmd_serve(const Args& args);
 int cmd_merge(const Args& args);
 int cmd_make_fixture(const Args& args);
 int cmd_demo(const Args& args);

@@ -34,6 +34,8 @@ const std::map<std::string, Command>& commands() {
       {"eval", {cmd_eval, "perplexity and skill accuracy of a model"}},
       {"importance", {cmd_importance, "Fisher or activation importance of the weights, for the cherry codec"}},
       {"plan", {cmd_plan, "choose a recipe per tensor family by measured damage under a size budget"}},
+      {"serve",
+       {cmd_serve, "serve the base and many adapters over HTTP (OpenAI-compatible), computing with compressed deltas"}},
       {"riemann", {cmd_riemann, "loss change of delta edits and its Riemann-sum estimates (algorithms.md §4)"}},
       {"generate", {cmd_generate, "greedy text generation"}},
       {"import-llama2c", {cmd_import_llama2c, "convert a llama2.c checkpoint to a Hugging Face folder"}},
