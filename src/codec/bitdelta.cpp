@@ -6,8 +6,8 @@
 
 #include "src/codec/bits.h"
 #include "src/codec/delta_product.h"
+#include "src/codec/sign_sums.h"
 #include "src/codec/stage.h"
-#include "src/core/fixed_dot.h"
 #include "src/core/half.h"
 
 namespace deltakit {
@@ -92,6 +92,8 @@ void bitdelta_encode(const BitDeltaParams& prm, const ValueStream& s, Encoded& o
 namespace {
 // The stored parts of one bitdelta tensor, every size and value checked.
 struct BitDeltaPayload {
+  ScaleUnit unit = ScaleUnit::Matrix;
+  uint64_t group = 0;
   unsigned M = 1, w = 0;        // levels, bits of a level field
   std::vector<uint64_t> units;  // unit boundaries over the stream
   std::vector<uint8_t> signs, level;
@@ -112,6 +114,7 @@ BitDeltaPayload load_bitdelta(const AttrReader& a, const PartSource& src, uint64
   const uint64_t levels = a.u64("bitdelta.levels", 256);
   if (levels == 0 || !std::has_single_bit(levels)) a.fail("attribute 'bitdelta.levels' must be a power of two");
   BitDeltaPayload p;
+  p.unit = unit, p.group = group;
   p.M = static_cast<unsigned>(levels);
   p.w = level_bits(p.M);
   p.units = unit_offsets(unit, group, n, row_offsets);
@@ -144,85 +147,99 @@ std::vector<float> bitdelta_decode(const AttrReader& a, const PartSource& src, u
 
 // --- the product: Δx from the sign bits ----------------------------------------------------
 // With one level, a unit's entries are ±α, so over the unit's part of a row
-//   Σ_j δ̂_j x_j = α·(2·Σ_{bit j set} x_j − Σ_j x_j) = α·Σ_j ±x_j,
-// computed as the sum of x with its float sign bit flipped where the bit is clear (an XOR, no
-// multiply, no dense row). More levels decode one row at a time (DeltaProduct's default).
+//   Σ_j δ̂_j x_j = α·(2·Σ_{bit j set} x_j − Σ_j x_j):
+// the set sums come from the bits transposed into 16-row column masks (src/codec/sign_sums.h:
+// one masked add per 16 outputs), Σ x is shared by every row. That needs the units to cut every
+// row at the same columns (per matrix, per row, or groups dividing the row); other layouts and
+// more levels keep the stream's bits and decode a row at a time (DeltaProduct's default).
 namespace {
-
-// The XOR masks of 8 entries from their sign byte: 0x80000000 where the bit is clear.
-struct SignMasks {
-  uint32_t m[256][8];
-  SignMasks() {
-    for (unsigned b = 0; b < 256; ++b)
-      for (unsigned k = 0; k < 8; ++k) m[b][k] = ((~b >> k) & 1u) << 31;
-  }
-};
-const SignMasks& sign_masks() {
-  static const SignMasks t;
-  return t;
-}
-
-// Σ ±x over entries [first, first + n) of the sign stream (x[0] is entry `first`), in the fixed
-// order of src/core/fixed_dot.h's lanes.
-float signed_sum(const uint8_t* signs, uint64_t first, const float* x, uint64_t n) {
-  float acc[16] = {};
-  uint64_t k = 0;
-  if (first % 8 == 0) {
-    const uint8_t* s = signs + first / 8;
-    const auto& lut = sign_masks().m;
-    for (; k + 16 <= n; k += 16) {
-      const uint32_t* lo = lut[s[k / 8]];
-      const uint32_t* hi = lut[s[k / 8 + 1]];
-      for (int i = 0; i < 8; ++i) acc[i] += f32_from_bits(f32_bits(x[k + i]) ^ lo[i]);
-      for (int i = 0; i < 8; ++i) acc[8 + i] += f32_from_bits(f32_bits(x[k + 8 + i]) ^ hi[i]);
-    }
-  }
-  for (int i = 0; k < n; ++k, i = (i + 1) % 16) {
-    const uint64_t e = first + k;
-    acc[i] += f32_from_bits(f32_bits(x[k]) ^ ((~static_cast<uint32_t>(signs[e / 8] >> (e % 8)) & 1u) << 31));
-  }
-  return fold16(acc);
-}
 
 class SignProduct final : public DeltaProduct {
  public:
-  SignProduct(uint64_t rows, uint64_t cols, BitDeltaPayload p) : DeltaProduct(rows, cols), p_(std::move(p)) {}
+  SignProduct(uint64_t rows, uint64_t cols, BitDeltaPayload p) : DeltaProduct(rows, cols), p_(std::move(p)) {
+    if (p_.M == 1) {
+      if (p_.unit != ScaleUnit::Group)
+        width_ = cols;
+      else if (cols % p_.group == 0)
+        width_ = p_.group;
+    }
+    if (!width_ || !cols) return;
+    // the sign bits as masks: block b, column k -> bit i for row 16b + i (rows past the end 0)
+    const uint64_t blocks = (rows + 15) / 16;
+    masks_.assign(blocks * cols, 0);
+    for (uint64_t r = 0; r < rows; ++r)
+      for (uint64_t k = 0; k < cols; ++k) {
+        const uint64_t i = r * cols + k;
+        masks_[(r / 16) * cols + k] |= static_cast<uint16_t>(((p_.signs[i / 8] >> (i % 8)) & 1u) << (r % 16));
+      }
+    p_.signs = {};  // the masks hold the same bits
+  }
+
   void multiply_add(const float* x, int64_t M, float* y, unsigned threads) const override {
-    if (p_.M > 1) return DeltaProduct::multiply_add(x, M, y, threads);
-    const int64_t R = static_cast<int64_t>(rows_), K = static_cast<int64_t>(cols_);
-#pragma omp parallel for schedule(static) num_threads(std::max(1u, threads)) if (threads > 1 && R * K * M > 32768)
-    for (int64_t r = 0; r < R; ++r) {
-      const uint64_t row0 = static_cast<uint64_t>(r) * cols_;
-      // the units this row crosses: [u0, u1]
-      const uint64_t u0 = unit_of(row0);
-      for (int64_t m = 0; m < M; ++m) {
-        const float* xm = x + m * K;
-        float s = 0;
-        for (uint64_t u = u0, b = row0; b < row0 + cols_; ++u) {
-          const uint64_t e = std::min(row0 + cols_, p_.units[u + 1]);
-          s += p_.scales[u] * signed_sum(p_.signs.data(), b, xm + (b - row0), e - b);
-          b = e;
+    if (!width_) return DeltaProduct::multiply_add(x, M, y, threads);
+    const int64_t R = static_cast<int64_t>(rows_), K = static_cast<int64_t>(cols_), W = static_cast<int64_t>(width_);
+    const int64_t segs = K / W, blocks = (R + 15) / 16;
+    std::vector<float> all(static_cast<size_t>(M * segs));  // Σ x over each column segment, per input
+    for (int64_t m = 0; m < M; ++m)
+      for (int64_t j = 0; j < segs; ++j) all[m * segs + j] = lane_sum(x + m * K + j * W, W);
+#pragma omp parallel for schedule(static) \
+    num_threads(std::max(1u, threads)) if (threads > 1 && R * K * M > (int64_t{1} << 23))
+    for (int64_t b = 0; b < blocks; ++b) {
+      const uint16_t* masks = masks_.data() + b * K;
+      const int64_t r0 = b * 16, lanes = std::min<int64_t>(16, R - r0);
+      for (int64_t m0 = 0; m0 < M; m0 += 4) {
+        const int count = static_cast<int>(std::min<int64_t>(4, M - m0));
+        const float* xs[4];
+        for (int c = 0; c < count; ++c) xs[c] = x + (m0 + c) * K;
+        float s[4][16] = {}, set[4][16];
+        for (int64_t j = 0; j < segs; ++j) {
+          masked_column_sums(masks, xs, count, j * W, (j + 1) * W, set);
+          for (int c = 0; c < count; ++c) {
+            const float sum = all[(m0 + c) * segs + j];
+            for (int64_t i = 0; i < lanes; ++i) s[c][i] += p_.scales[unit(r0 + i, j)] * (2.0f * set[c][i] - sum);
+          }
         }
-        y[m * R + r] += s;
+        for (int c = 0; c < count; ++c)
+          for (int64_t i = 0; i < lanes; ++i) y[(m0 + c) * R + r0 + i] += s[c][i];
       }
     }
   }
+
   void decode_row(uint64_t r, float* out) const override {
     const uint64_t row0 = r * cols_;
+    if (!masks_.empty()) {
+      const uint16_t* m = masks_.data() + (r / 16) * cols_;
+      for (uint64_t k = 0; k < cols_; ++k) {
+        const uint32_t mag = f32_bits(p_.scales[unit(static_cast<int64_t>(r), static_cast<int64_t>(k / width_))]);
+        out[k] = f32_from_bits(mag | ((~static_cast<uint32_t>(m[k] >> (r % 16)) & 1u) << 31));
+      }
+      return;
+    }
     for (uint64_t u = unit_of(row0), i = row0; i < row0 + cols_; ++u)
       for (; i < std::min(row0 + cols_, p_.units[u + 1]); ++i) out[i - row0] = p_.value(i, u);
   }
   uint64_t bytes() const override {
-    return p_.signs.size() + p_.level.size() + p_.scales.size() * 4 + p_.units.size() * 8;
+    return masks_.size() * 2 + p_.signs.size() + p_.level.size() + p_.scales.size() * 4 + p_.units.size() * 8;
   }
   std::string form() const override { return p_.M > 1 ? "signs+levels" : "signs"; }
 
  private:
+  // the unit of row r's column segment j (aligned layouts)
+  uint64_t unit(int64_t r, int64_t j) const {
+    switch (p_.unit) {
+      case ScaleUnit::Matrix: return 0;
+      case ScaleUnit::Row: return static_cast<uint64_t>(r);
+      case ScaleUnit::Group: break;
+    }
+    return static_cast<uint64_t>(r) * (cols_ / width_) + static_cast<uint64_t>(j);
+  }
   // the unit holding stream entry i (units are sorted; an empty unit is skipped over)
   uint64_t unit_of(uint64_t i) const {
     return static_cast<uint64_t>(std::upper_bound(p_.units.begin(), p_.units.end(), i) - p_.units.begin()) - 1;
   }
   BitDeltaPayload p_;
+  uint64_t width_ = 0;           // columns per segment where the units cut every row alike (0: they do not)
+  std::vector<uint16_t> masks_;  // the transposed sign bits (aligned layouts)
 };
 
 }  // namespace

@@ -15,7 +15,7 @@ std::vector<float> cherry_scores(std::span<const float> delta, std::span<const f
   std::vector<float> score(delta.size());
   for (uint64_t i = 0; i < delta.size(); ++i) {
     float e = delta[i] - recon[i];
-    float h = imp.kind == Importance::Kind::PerElement ? imp.h[i]
+    float h = imp.kind == Importance::Kind::PerElement  ? imp.h[i]
               : imp.kind == Importance::Kind::PerColumn ? imp.h[i % cols]
                                                         : 1.0f;
     score[i] = h * e * e;
@@ -23,9 +23,8 @@ std::vector<float> cherry_scores(std::span<const float> delta, std::span<const f
   return score;
 }
 
-std::vector<uint64_t> cherry_select(const CherryParams& prm, std::span<const float> delta,
-                                    std::span<const float> recon, uint64_t rows, uint64_t cols,
-                                    const Importance& imp) {
+std::vector<uint64_t> cherry_select(const CherryParams& prm, std::span<const float> delta, std::span<const float> recon,
+                                    uint64_t rows, uint64_t cols, const Importance& imp) {
   const uint64_t n = delta.size();
   std::vector<float> score = cherry_scores(delta, recon, cols, imp);
   auto higher = [&](uint64_t a, uint64_t b) { return score[a] != score[b] ? score[a] > score[b] : a < b; };

@@ -75,7 +75,8 @@ class DareStage final : public Stage {
   const char* name() const override { return "dare"; }
   StageRole role() const override { return StageRole::Sparsifier; }
   std::string params() const override {
-    return ":p=" + recipe_number(p_.p) + ",rescale=" + (p_.rescale_auto ? std::string("auto") : recipe_number(p_.rescale)) +
+    return ":p=" + recipe_number(p_.p) +
+           ",rescale=" + (p_.rescale_auto ? std::string("auto") : recipe_number(p_.rescale)) +
            ",seed=" + std::to_string(p_.seed);
   }
   SparseSelection select(const TensorDelta& t, std::span<const float> delta,

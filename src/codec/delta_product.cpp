@@ -14,7 +14,7 @@ namespace {
 constexpr int64_t kRowsPerTask = 16;
 
 bool worth_threads(uint64_t rows, uint64_t cols, int64_t M) {
-  return rows * cols * static_cast<uint64_t>(M) > (1u << 15);
+  return rows * cols * static_cast<uint64_t>(M) > (1u << 21);
 }
 }  // namespace
 

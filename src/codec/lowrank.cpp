@@ -201,7 +201,8 @@ class LowrankProduct final : public DeltaProduct {
     std::vector<float> t(static_cast<size_t>(M * r));
     for (int64_t m = 0; m < M; ++m)
       for (int64_t j = 0; j < r; ++j) t[m * r + j] = fixed_dot(vt_.data() + j * K, x + m * K, K);
-#pragma omp parallel for schedule(static) num_threads(std::max(1u, threads)) if (threads > 1 && R * r * M > 32768)
+#pragma omp parallel for schedule(static) \
+    num_threads(std::max(1u, threads)) if (threads > 1 && R * r * M > (int64_t{1} << 20))
     for (int64_t i = 0; i < R; ++i)
       for (int64_t m = 0; m < M; ++m) y[m * R + i] += fixed_dot(us_.data() + i * r, t.data() + m * r, r);
   }

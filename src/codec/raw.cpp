@@ -22,8 +22,7 @@ const char* raw_mode_name(RawMode m) {
 
 RawEncoded raw_encode(const TensorView& base, const TensorView& ft, const F32Sink& delta_out) {
   RawEncoded r;
-  if (base.bytes.size() == ft.bytes.size() &&
-      std::memcmp(base.bytes.data(), ft.bytes.data(), ft.bytes.size()) == 0)
+  if (base.bytes.size() == ft.bytes.size() && std::memcmp(base.bytes.data(), ft.bytes.data(), ft.bytes.size()) == 0)
     return r;  // Unchanged
   if (!dtype_is_float_decodable(ft.dtype)) {
     r.mode = RawMode::Replace;
@@ -61,14 +60,9 @@ RawEncoded raw_encode(const TensorView& base, const TensorView& ft, const F32Sin
 
 void raw_apply(const TensorView& base, const RawPayload& p, float alpha, std::span<uint8_t> out) {
   switch (p.mode) {
-    case RawMode::Unchanged:
-      std::memcpy(out.data(), base.bytes.data(), base.bytes.size());
-      return;
-    case RawMode::Replace:
-      std::memcpy(out.data(), p.replacement.data(), p.replacement.size());
-      return;
-    case RawMode::Delta:
-      break;
+    case RawMode::Unchanged: std::memcpy(out.data(), base.bytes.data(), base.bytes.size()); return;
+    case RawMode::Replace: std::memcpy(out.data(), p.replacement.data(), p.replacement.size()); return;
+    case RawMode::Delta: break;
   }
   add_scaled_delta(base, p.delta, alpha, out);
   const size_t es = dtype_size(base.dtype);

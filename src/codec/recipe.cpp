@@ -117,7 +117,8 @@ Recipe parse_recipe(const std::string& text, uint64_t seed) {
 std::string Recipe::cherry_text() const {
   if (!cherry) return "";
   std::string out = "cherry:frac=" + recipe_number(cherry->frac);
-  out += cherry->scope_model ? std::string(",scope=model") : std::string(",per=") + (cherry->per_row ? "row" : "tensor");
+  out +=
+      cherry->scope_model ? std::string(",scope=model") : std::string(",per=") + (cherry->per_row ? "row" : "tensor");
   out += ",importance=";
   out += cherry->importance;
   if (!cherry->file.empty()) out += ":" + cherry->file;

@@ -23,11 +23,17 @@ Sequence::Sequence(const ServedBase& base, std::shared_ptr<const Tenant> t, int6
 void Engine::linear(float* out, const float* in, const float* w, const float* bias, int64_t K, int64_t N,
                     std::unique_ptr<DeltaProduct> TenantLayer::*delta, int64_t layer) {
   invariant_gemm(out, in, w, bias, M_, K, N, threads_);
-  for (const Segment& s : segments_) {
-    if (!s.tenant) continue;
-    const DeltaProduct* p = (s.tenant->layers[layer].*delta).get();
-    if (p) p->multiply_add(in + s.begin * K, s.end - s.begin, out + s.begin * N, threads_);
-  }
+  std::vector<const Segment*> todo;
+  for (const Segment& s : segments_)
+    if (s.tenant && (s.tenant->layers[layer].*delta)) todo.push_back(&s);
+  auto run = [&](const Segment& s, unsigned threads) {
+    (s.tenant->layers[layer].*delta)->multiply_add(in + s.begin * K, s.end - s.begin, out + s.begin * N, threads);
+  };
+  // tenants in parallel (their rows are disjoint), or one tenant's product over the threads
+  if (todo.size() == 1) run(*todo[0], threads_);
+  const int64_t n = todo.size() > 1 ? static_cast<int64_t>(todo.size()) : 0;
+#pragma omp parallel for schedule(dynamic, 1) num_threads(threads_) if (threads_ > 1 && n > 1)
+  for (int64_t i = 0; i < n; ++i) run(*todo[i], 1);
 }
 
 void Engine::norm(float* out, const float* in, const float* base_w, std::vector<float> TenantLayer::*delta,

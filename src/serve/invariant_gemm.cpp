@@ -35,7 +35,8 @@ constexpr int64_t kColsPerTask = 64;  // weight rows per task: they stay in cach
 void invariant_gemm(float* out, const float* x, const float* w, const float* bias, int64_t M, int64_t K, int64_t N,
                     unsigned threads) {
   const int64_t tasks = (N + kColsPerTask - 1) / kColsPerTask;
-#pragma omp parallel for schedule(static) num_threads(std::max(1u, threads)) if (threads > 1 && M * K * N > 65536)
+#pragma omp parallel for schedule(static) \
+    num_threads(std::max(1u, threads)) if (threads > 1 && M * K * N > (int64_t{1} << 20))
   for (int64_t t = 0; t < tasks; ++t) {
     const int64_t n0 = t * kColsPerTask, n1 = std::min(N, n0 + kColsPerTask);
     for (int64_t m = 0; m < M; ++m) {
