@@ -53,7 +53,9 @@ class DenseProduct final : public DeltaProduct {
   std::vector<float> d_;
 };
 
-// Compressed sparse rows: row r's entries are [start[r], start[r+1]).
+// Compressed sparse rows: row r's entries are [start[r], start[r+1]); columns as 16-bit numbers
+// where the row is at most 65536 wide (every linear layer of today's models), else 32-bit.
+template <class Col>
 class SparseProduct final : public DeltaProduct {
  public:
   SparseProduct(uint64_t rows, uint64_t cols, std::span<const uint64_t> pos, std::span<const float> vals,
@@ -65,7 +67,7 @@ class SparseProduct final : public DeltaProduct {
         form_(std::move(form)) {
     for (size_t j = 0; j < pos.size(); ++j) {
       ++start_[pos[j] / cols + 1];
-      col_[j] = static_cast<uint32_t>(pos[j] % cols);
+      col_[j] = static_cast<Col>(pos[j] % cols);
     }
     for (uint64_t r = 0; r < rows; ++r) start_[r + 1] += start_[r];
   }
@@ -88,12 +90,12 @@ class SparseProduct final : public DeltaProduct {
     std::fill_n(out, cols_, 0.0f);
     for (uint64_t j = start_[r]; j < start_[r + 1]; ++j) out[col_[j]] = val_[j];
   }
-  uint64_t bytes() const override { return start_.size() * 8 + col_.size() * 4 + val_.size() * 4; }
+  uint64_t bytes() const override { return start_.size() * 8 + col_.size() * sizeof(Col) + val_.size() * 4; }
   std::string form() const override { return form_; }
 
  private:
   std::vector<uint64_t> start_;
-  std::vector<uint32_t> col_;
+  std::vector<Col> col_;
   std::vector<float> val_;
   std::string form_;
 };
@@ -127,7 +129,8 @@ std::unique_ptr<DeltaProduct> dense_product(uint64_t rows, uint64_t cols, std::v
 
 std::unique_ptr<DeltaProduct> sparse_product(uint64_t rows, uint64_t cols, std::span<const uint64_t> positions,
                                              std::span<const float> values, std::string form) {
-  return std::make_unique<SparseProduct>(rows, cols, positions, values, std::move(form));
+  if (cols <= 65536) return std::make_unique<SparseProduct<uint16_t>>(rows, cols, positions, values, std::move(form));
+  return std::make_unique<SparseProduct<uint32_t>>(rows, cols, positions, values, std::move(form));
 }
 
 std::unique_ptr<DeltaProduct> corrected_product(std::unique_ptr<DeltaProduct> chain,

@@ -18,20 +18,22 @@ namespace {
 
 namespace fs = std::filesystem;
 
-LlamaConfig tiny_config() {
+LlamaConfig tiny_config(bool qwen_tied) {
   LlamaConfig c;
   c.vocab = 260, c.dim = 64, c.hidden = 96, c.layers = 2, c.heads = 4, c.kv_heads = 2, c.head_dim = 16;
   c.max_seq = 48;
+  c.tie_embeddings = c.qkv_bias = qwen_tied;  // Qwen2's shape: q/k/v biases, lm_head tied
   return c;
 }
 
 struct Models {
   fs::path dir, base, ft;
-  Models() {
-    dir = fs::temp_directory_path() / ("deltakit_serve_test_" + std::to_string(::getpid()));
+  explicit Models(bool qwen_tied = false) {
+    dir =
+        fs::temp_directory_path() / ("deltakit_serve_test_" + std::to_string(::getpid()) + (qwen_tied ? "_tied" : ""));
     fs::create_directories(dir);
     base = dir / "base", ft = dir / "ft";
-    LlamaParams p(tiny_config());
+    LlamaParams p(tiny_config(qwen_tied));
     p.init_random(1);
     save_llama(p, base.string(), DType::F32, true);
     // the fine-tune moves every tensor, norms and embeddings included
@@ -55,9 +57,9 @@ struct Models {
   }
 };
 
-Models& models() {
-  static Models m;
-  return m;
+Models& models(bool qwen_tied = false) {
+  static Models plain(false), tied(true);
+  return qwen_tied ? tied : plain;
 }
 
 const std::vector<int32_t> kPrompt = {256, 72, 101, 108, 108, 111, 44, 32, 119};
@@ -73,9 +75,7 @@ std::vector<float> served_logits(const ServedBase& b, std::shared_ptr<const Tena
 
 class ServeCodec : public ::testing::TestWithParam<const char*> {};
 
-TEST_P(ServeCodec, MatchesTheAppliedCheckpoint) {
-  Models& m = models();
-  const std::string recipe = GetParam();
+void check_against_applied(Models& m, const std::string& recipe) {
   std::string tag;
   for (char ch : recipe) tag += std::isalnum(static_cast<unsigned char>(ch)) ? ch : '_';
   const std::string ad = m.adapter(recipe, tag), app = m.applied(ad, tag);
@@ -110,6 +110,15 @@ TEST_P(ServeCodec, MatchesTheAppliedCheckpoint) {
     feed = {next};
   }
   EXPECT_EQ(out, want.tokens[0]) << recipe;
+}
+
+TEST_P(ServeCodec, MatchesTheAppliedCheckpoint) { check_against_applied(models(), GetParam()); }
+
+// Qwen2's shape: biases on q/k/v (held as vectors), lm_head tied to the embedding (whose
+// product the logits use).
+TEST(ServeTiedBias, MatchesTheAppliedCheckpoint) {
+  for (const char* r : {"raw", "bitdelta:scale=row", "lowrank:rank=4 + cherry:frac=0.02"})
+    check_against_applied(models(true), r);
 }
 
 INSTANTIATE_TEST_SUITE_P(EveryCodec, ServeCodec,
