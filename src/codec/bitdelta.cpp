@@ -164,15 +164,25 @@ class SignProduct final : public DeltaProduct {
         width_ = p_.group;
     }
     if (!width_ || !cols) return;
-    // the sign bits as masks: block b, column k -> bit i for row 16b + i (rows past the end 0)
     const uint64_t blocks = (rows + 15) / 16;
-    masks_.assign(blocks * cols, 0);
-    for (uint64_t r = 0; r < rows; ++r)
-      for (uint64_t k = 0; k < cols; ++k) {
-        const uint64_t i = r * cols + k;
-        masks_[(r / 16) * cols + k] |= static_cast<uint16_t>(((p_.signs[i / 8] >> (i % 8)) & 1u) << (r % 16));
-      }
-    p_.signs = {};  // the masks hold the same bits
+    auto bit = [&](uint64_t r, uint64_t k) -> unsigned {
+      const uint64_t i = r * cols + k;
+      return (p_.signs[i / 8] >> (i % 8)) & 1u;
+    };
+    if (cols % 4 == 0 && width_ % 4 == 0) {
+      // nibbles: block b, group g -> 8 bytes, byte j = row 16b + j (low half), row 16b + j + 8 (high)
+      nibbles_.assign(blocks * (cols / 4) * 8, 0);
+      for (uint64_t r = 0; r < rows; ++r)
+        for (uint64_t k = 0; k < cols; ++k)
+          nibbles_[((r / 16) * (cols / 4) + k / 4) * 8 + (r % 8)] |=
+              static_cast<uint8_t>(bit(r, k) << ((k % 4) + ((r % 16) >= 8 ? 4 : 0)));
+    } else {
+      // masks: block b, column k -> bit i for row 16b + i (rows past the end 0)
+      masks_.assign(blocks * cols, 0);
+      for (uint64_t r = 0; r < rows; ++r)
+        for (uint64_t k = 0; k < cols; ++k) masks_[(r / 16) * cols + k] |= static_cast<uint16_t>(bit(r, k) << (r % 16));
+    }
+    p_.signs = {};  // the nibbles or masks hold the same bits
   }
 
   void multiply_add(const float* x, int64_t M, float* y, unsigned threads) const override {
@@ -182,18 +192,25 @@ class SignProduct final : public DeltaProduct {
     std::vector<float> all(static_cast<size_t>(M * segs));  // Σ x over each column segment, per input
     for (int64_t m = 0; m < M; ++m)
       for (int64_t j = 0; j < segs; ++j) all[m * segs + j] = lane_sum(x + m * K + j * W, W);
+    std::vector<float> tables;  // nibble form: each input's subset-sum tables
+    if (!nibbles_.empty()) {
+      tables.resize(static_cast<size_t>(M * K * 4));
+      for (int64_t m = 0; m < M; ++m) nibble_tables(x + m * K, K / 4, tables.data() + m * K * 4);
+    }
 #pragma omp parallel for schedule(static) \
     num_threads(std::max(1u, threads)) if (threads > 1 && R * K * M > (int64_t{1} << 23))
     for (int64_t b = 0; b < blocks; ++b) {
-      const uint16_t* masks = masks_.data() + b * K;
       const int64_t r0 = b * 16, lanes = std::min<int64_t>(16, R - r0);
       for (int64_t m0 = 0; m0 < M; m0 += 4) {
         const int count = static_cast<int>(std::min<int64_t>(4, M - m0));
-        const float* xs[4];
-        for (int c = 0; c < count; ++c) xs[c] = x + (m0 + c) * K;
+        const float* in[4];
+        for (int c = 0; c < count; ++c) in[c] = nibbles_.empty() ? x + (m0 + c) * K : tables.data() + (m0 + c) * K * 4;
         float s[4][16] = {}, set[4][16];
         for (int64_t j = 0; j < segs; ++j) {
-          masked_column_sums(masks, xs, count, j * W, (j + 1) * W, set);
+          if (nibbles_.empty())
+            masked_column_sums(masks_.data() + b * K, in, count, j * W, (j + 1) * W, set);
+          else
+            nibble_sums(nibbles_.data() + b * K * 2, in, count, j * W / 4, (j + 1) * W / 4, set);
           for (int c = 0; c < count; ++c) {
             const float sum = all[(m0 + c) * segs + j];
             for (int64_t i = 0; i < lanes; ++i) s[c][i] += p_.scales[unit(r0 + i, j)] * (2.0f * set[c][i] - sum);
@@ -207,11 +224,10 @@ class SignProduct final : public DeltaProduct {
 
   void decode_row(uint64_t r, float* out) const override {
     const uint64_t row0 = r * cols_;
-    if (!masks_.empty()) {
-      const uint16_t* m = masks_.data() + (r / 16) * cols_;
+    if (!masks_.empty() || !nibbles_.empty()) {
       for (uint64_t k = 0; k < cols_; ++k) {
         const uint32_t mag = f32_bits(p_.scales[unit(static_cast<int64_t>(r), static_cast<int64_t>(k / width_))]);
-        out[k] = f32_from_bits(mag | ((~static_cast<uint32_t>(m[k] >> (r % 16)) & 1u) << 31));
+        out[k] = f32_from_bits(mag | ((~held_bit(r, k) & 1u) << 31));
       }
       return;
     }
@@ -219,11 +235,18 @@ class SignProduct final : public DeltaProduct {
       for (; i < std::min(row0 + cols_, p_.units[u + 1]); ++i) out[i - row0] = p_.value(i, u);
   }
   uint64_t bytes() const override {
-    return masks_.size() * 2 + p_.signs.size() + p_.level.size() + p_.scales.size() * 4 + p_.units.size() * 8;
+    return masks_.size() * 2 + nibbles_.size() + p_.signs.size() + p_.level.size() + p_.scales.size() * 4 +
+           p_.units.size() * 8;
   }
   std::string form() const override { return p_.M > 1 ? "signs+levels" : "signs"; }
 
  private:
+  // bit (r, k) from the nibbles or masks
+  uint32_t held_bit(uint64_t r, uint64_t k) const {
+    if (!masks_.empty()) return (masks_[(r / 16) * cols_ + k] >> (r % 16)) & 1u;
+    const uint8_t byte = nibbles_[((r / 16) * (cols_ / 4) + k / 4) * 8 + (r % 8)];
+    return (byte >> ((k % 4) + ((r % 16) >= 8 ? 4 : 0))) & 1u;
+  }
   // the unit of row r's column segment j (aligned layouts)
   uint64_t unit(int64_t r, int64_t j) const {
     switch (p_.unit) {
@@ -238,8 +261,9 @@ class SignProduct final : public DeltaProduct {
     return static_cast<uint64_t>(std::upper_bound(p_.units.begin(), p_.units.end(), i) - p_.units.begin()) - 1;
   }
   BitDeltaPayload p_;
-  uint64_t width_ = 0;           // columns per segment where the units cut every row alike (0: they do not)
-  std::vector<uint16_t> masks_;  // the transposed sign bits (aligned layouts)
+  uint64_t width_ = 0;            // columns per segment where the units cut every row alike (0: they do not)
+  std::vector<uint16_t> masks_;   // the transposed sign bits (aligned layouts)...
+  std::vector<uint8_t> nibbles_;  // ...or as nibbles, where columns come in fours
 };
 
 }  // namespace
