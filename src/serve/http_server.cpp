@@ -181,6 +181,9 @@ class Server {
       Json card = model_card(a.name, a.path, base_->name);
       card["resident"] = a.resident;
       card["resident_bytes"] = a.bytes;
+      Json held = Json::object();
+      for (const auto& [form, tb] : a.held) held[form] = {{"tensors", tb.first}, {"bytes", tb.second}};
+      card["held"] = std::move(held);
       data.push_back(std::move(card));
     }
     res.set_content(dump({{"object", "list"}, {"data", data}}), "application/json");

@@ -54,6 +54,28 @@ class Server:
         c.close()
         return events
 
+    def timed_stream(self, **req):
+        """(token ids, seconds to the first token, seconds between later tokens) of a stream."""
+        import time
+        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=120)
+        t0 = time.monotonic()
+        c.request("POST", "/v1/completions", body=json.dumps(dict(req, stream=True)).encode(),
+                  headers={"Content-Type": "application/json"})
+        r = c.getresponse()
+        assert r.status == 200, r.status
+        ids, stamps = [], []
+        for line in r:
+            line = line.decode().strip()
+            if not line.startswith("data: ") or line == "data: [DONE]":
+                continue
+            got = json.loads(line[6:])["choices"][0]["token_ids"]
+            if got:
+                ids += got
+                stamps.append(time.monotonic())
+        c.close()
+        gaps = [b - a for a, b in zip(stamps, stamps[1:])]
+        return ids, (stamps[0] - t0) if stamps else None, gaps
+
     def metrics(self):
         status, text = self.request("GET", "/metrics")
         assert status == 200, (status, text)
