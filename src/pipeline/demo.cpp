@@ -42,6 +42,8 @@ double mean_rel_delta(const LlamaParams& base, const LlamaParams& ft) {
 }
 }  // namespace
 
+std::string demo_base_dir(const std::string& out) { return (std::filesystem::path(out) / "base").string(); }
+
 std::vector<DemoRow> run_demo(const DemoOptions& o) {
   auto say = [&](const std::string& s) {
     if (o.say) o.say(s);
@@ -52,7 +54,7 @@ std::vector<DemoRow> run_demo(const DemoOptions& o) {
   for (const auto& s : skills)
     if (!is_skill(s)) throw Error(ErrorCode::Usage, "", "unknown skill \"" + s + "\"");
   const std::vector<std::string> recipes = o.recipes.empty() ? default_demo_recipes() : o.recipes;
-  const std::string base_dir = (fs::path(o.out) / "base").string();
+  const std::string base_dir = demo_base_dir(o.out);
   auto trained = [&](const std::string& dir) { return !o.retrain && fs::exists(fs::path(dir) / "config.json"); };
   auto step_logger = [&](const std::string& what, int64_t steps) -> Logger {
     return [=](const TrainStep& s) {
@@ -101,6 +103,7 @@ std::vector<DemoRow> run_demo(const DemoOptions& o) {
       run_apply(ao);
       const LlamaParams got = load_llama(applied.string());
       DemoRow a{skill, "adapter", recipe};
+      a.adapter_path = adapter.string();
       a.accuracy = evaluate_skill(got, skill, o.samples, kEvalStream).accuracy();
       a.perplexity = evaluate_loss(got, heldout, static_cast<int64_t>(got.config().max_seq)).perplexity;
       a.adapter_bytes = c.adapter_bytes, a.finetune_bytes = c.input_bytes;

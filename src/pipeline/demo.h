@@ -11,6 +11,9 @@
 
 namespace deltakit {
 
+// The base model's folder under `out`.
+std::string demo_base_dir(const std::string& out);
+
 struct DemoOptions {
   std::string out = "deltakit-demo";
   std::string size = "small";
@@ -23,6 +26,7 @@ struct DemoOptions {
 
 struct DemoRow {
   std::string skill, model, recipe;  // model: "base", "fine-tune" or "adapter"
+  std::string adapter_path = "";     // adapters: the file
   double accuracy = 0, perplexity = 0;
   uint64_t adapter_bytes = 0, finetune_bytes = 0;
   double ratio = 0, rel_error = 0;  // fine-tune tensor bytes / adapter bytes; ‖δ−δ̂‖/‖δ‖

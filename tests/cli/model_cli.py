@@ -33,7 +33,7 @@ def case_demo(a, work):
             "bitdelta", "--quiet"]
     for s in LEARNED:
         argv += ["--skill", s]
-    run(*argv)
+    stdout = run(*argv)
     rows = list(csv.DictReader(open(os.path.join(out, "demo.csv"))))
     skills = sorted({r["skill"] for r in rows})
     if skills != sorted(LEARNED):
@@ -58,7 +58,19 @@ def case_demo(a, work):
             sys.exit(f"FAIL: the {s} fine-tune forgot the corpus: perplexity {base_ppl:.2f} -> {ppl:.2f}")
         if not float(bit["ratio"]) > 5:
             sys.exit(f"FAIL: bitdelta only {bit['ratio']}x smaller")
-    print("ok: base < 30%, fine-tunes >= 90% with SFT-sized deltas, raw adapters exact, bitdelta > 5x")
+    # the demo's end: one base serving the four adapters in one batch; where the chosen adapter
+    # scored 100% on the evaluation examples, its served answer (one of them) must be right
+    served = stdout.split("served from one base holding", 1)[-1].strip().splitlines()[1:]
+    print("\n".join(served))
+    if len(served) != len(LEARNED):
+        sys.exit(f"FAIL: not one served completion per skill:\n{stdout[-800:]}")
+    for line in served:
+        skill, recipe = line.split()[:2]
+        acc = float(next(r for r in rows if r["skill"] == skill and r["recipe"] == recipe)["accuracy"])
+        if acc == 1.0 and " correct " not in line:
+            sys.exit(f"FAIL: a 100% adapter served a wrong answer: {line}")
+    print("ok: base < 30%, fine-tunes >= 90% with SFT-sized deltas, raw adapters exact, bitdelta > 5x, "
+          "four adapters served from one base")
 
 
 def case_stories260k(a, work):
