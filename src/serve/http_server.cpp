@@ -333,6 +333,8 @@ class Server {
     if (!stream) {
       std::unique_lock<std::mutex> lock(r->mu);
       r->cv.wait(lock, [&] { return r->done; });
+      if (r->finish_reason == "error")
+        throw HttpError{500, "the request failed in the decoding step (out of memory?)", "internal_server_error"};
       Json choice = {{"index", 0},
                      {"text", r->text},
                      {"logprobs", nullptr},

@@ -1,6 +1,7 @@
 #include "src/serve/scheduler.h"
 
 #include <algorithm>
+#include <cstdio>
 
 namespace deltakit {
 
@@ -51,12 +52,14 @@ void Scheduler::stop() {
 }
 
 void Scheduler::finish(Active& a, const std::string& reason) {
-  std::lock_guard<std::mutex> lock(a.req->mu);
-  a.req->done = true;
-  a.req->finish_reason = reason;
-  a.req->stable = a.req->text.size();
-  a.req->cv.notify_all();
-  std::lock_guard<std::mutex> m(mu_);
+  {
+    std::lock_guard<std::mutex> lock(a.req->mu);
+    a.req->done = true;
+    a.req->finish_reason = reason;
+    a.req->stable = a.req->text.size();
+    a.req->cv.notify_all();
+  }
+  std::lock_guard<std::mutex> m(mu_);  // never both locks at once
   ++m_.finished;
 }
 
@@ -112,7 +115,14 @@ void Scheduler::loop() {
         a.req = std::move(waiting_.front());
         waiting_.pop_front();
         const int64_t cap = static_cast<int64_t>(a.req->prompt.size()) + a.req->max_tokens;
-        a.seq = std::make_unique<Sequence>(base_, a.req->tenant, std::min<int64_t>(cap, base_.config.max_seq));
+        try {
+          a.seq = std::make_unique<Sequence>(base_, a.req->tenant, std::min<int64_t>(cap, base_.config.max_seq));
+        } catch (const std::bad_alloc&) {  // no memory for its KV cache: this request fails, not the server
+          std::lock_guard<std::mutex> rl(a.req->mu);
+          a.req->done = true, a.req->finish_reason = "error";
+          a.req->cv.notify_all();
+          continue;
+        }
         m_.prompt_tokens += a.req->prompt.size();
         running_.push_back(std::move(a));
       }
@@ -156,7 +166,18 @@ void Scheduler::loop() {
       chunks.push_back(std::move(c));
       owner.push_back(i);
     }
-    engine_.step(chunks);
+    try {
+      engine_.step(chunks);
+    } catch (const std::exception& e) {
+      // out of memory, most likely: the running requests end with an error, the server goes on
+      std::fprintf(stderr, "deltakit serve: a decoding step failed (%s); its %zu requests end with an error\n",
+                   e.what(), running_.size());
+      for (Active& a : running_) finish(a, "error");
+      running_.clear();
+      std::lock_guard<std::mutex> lock(mu_);
+      m_.running = 0;
+      continue;
+    }
     int64_t rows = 0;
     for (size_t j = 0; j < chunks.size(); ++j) {
       rows += static_cast<int64_t>(chunks[j].tokens.size());
