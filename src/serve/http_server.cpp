@@ -2,6 +2,7 @@
 
 #include <httplib.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -90,9 +91,19 @@ class Server {
   }
 
   int serve() {
+    // SO_REUSEADDR (a restart may bind while old connections linger) but not httplib's default
+    // SO_REUSEPORT, with which a second server on the same port would silently share it
+    http_.set_socket_options([this](int sock) {
+      int yes = 1;
+      setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+      listen_fd_ = sock;
+    });
     const int port = opt_.port == 0 ? http_.bind_to_any_port(opt_.host)
                                     : (http_.bind_to_port(opt_.host, opt_.port) ? opt_.port : -1);
     if (port < 0) throw Error(ErrorCode::Io, opt_.host + ":" + std::to_string(opt_.port), "cannot listen there");
+    // httplib listens with a backlog of 5: connections beyond it while the pool is busy would be
+    // dropped or reset; listening again on the bound socket raises it
+    if (listen_fd_ >= 0) ::listen(listen_fd_, 1024);
     std::printf("deltakit serve: listening on http://%s:%d (base %s, %zu adapters)\n", opt_.host.c_str(), port,
                 base_->name.c_str(), registry_->list().size());
     std::fflush(stdout);
@@ -416,6 +427,7 @@ class Server {
   std::unique_ptr<AdapterRegistry> registry_;
   std::unique_ptr<Scheduler> scheduler_;
   httplib::Server http_;
+  int listen_fd_ = -1;
   std::atomic<bool> draining_{false};
   std::atomic<int> in_flight_{0};
   std::atomic<uint64_t> request_counter_{0}, seed_counter_{0};

@@ -136,6 +136,10 @@ def case_api(a, work):
     with Server(a.deltakit, base, "--adapter", "bd=" + bd, "--adapter", "q4=" + q4, "--max-resident", "1",
                 "--threads", "2") as s:
         expect(s.request("GET", "/health")[0] == 200, "/health")
+        # a second server on the same port is refused, not given half the connections
+        p = subprocess.run([a.deltakit, "serve", "--base", base, "--port", str(s.port)], capture_output=True, text=True,
+                           timeout=60)
+        expect(p.returncode == 1 and "cannot listen there" in p.stderr, f"a second server on the port: {p.returncode} {p.stderr}")
         ids = {m["id"]: m for m in s.request("GET", "/v1/models")[1]["data"]}
         expect(set(ids) == {name, "bd", "q4"} and ids["bd"]["parent"] == name and ids[name]["parent"] is None,
                f"/v1/models: {ids}")
