@@ -197,28 +197,30 @@ class SignProduct final : public DeltaProduct {
       tables.resize(static_cast<size_t>(M * K * 4));
       for (int64_t m = 0; m < M; ++m) nibble_tables(x + m * K, K / 4, tables.data() + m * K * 4);
     }
+    // inputs outermost: four inputs' tables (4·K·16 bytes) stay in cache while every row block
+    // passes over them
+    const int64_t mblocks = (M + 3) / 4;
 #pragma omp parallel for schedule(static) \
     num_threads(std::max(1u, threads)) if (threads > 1 && R * K * M > (int64_t{1} << 23))
-    for (int64_t b = 0; b < blocks; ++b) {
+    for (int64_t t = 0; t < mblocks * blocks; ++t) {
+      const int64_t m0 = (t / blocks) * 4, b = t % blocks;
       const int64_t r0 = b * 16, lanes = std::min<int64_t>(16, R - r0);
-      for (int64_t m0 = 0; m0 < M; m0 += 4) {
-        const int count = static_cast<int>(std::min<int64_t>(4, M - m0));
-        const float* in[4];
-        for (int c = 0; c < count; ++c) in[c] = nibbles_.empty() ? x + (m0 + c) * K : tables.data() + (m0 + c) * K * 4;
-        float s[4][16] = {}, set[4][16];
-        for (int64_t j = 0; j < segs; ++j) {
-          if (nibbles_.empty())
-            masked_column_sums(masks_.data() + b * K, in, count, j * W, (j + 1) * W, set);
-          else
-            nibble_sums(nibbles_.data() + b * K * 2, in, count, j * W / 4, (j + 1) * W / 4, set);
-          for (int c = 0; c < count; ++c) {
-            const float sum = all[(m0 + c) * segs + j];
-            for (int64_t i = 0; i < lanes; ++i) s[c][i] += p_.scales[unit(r0 + i, j)] * (2.0f * set[c][i] - sum);
-          }
+      const int count = static_cast<int>(std::min<int64_t>(4, M - m0));
+      const float* in[4];
+      for (int c = 0; c < count; ++c) in[c] = nibbles_.empty() ? x + (m0 + c) * K : tables.data() + (m0 + c) * K * 4;
+      float s[4][16] = {}, set[4][16];
+      for (int64_t j = 0; j < segs; ++j) {
+        if (nibbles_.empty())
+          masked_column_sums(masks_.data() + b * K, in, count, j * W, (j + 1) * W, set);
+        else
+          nibble_sums(nibbles_.data() + b * K * 2, in, count, j * W / 4, (j + 1) * W / 4, set);
+        for (int c = 0; c < count; ++c) {
+          const float sum = all[(m0 + c) * segs + j];
+          for (int64_t i = 0; i < lanes; ++i) s[c][i] += p_.scales[unit(r0 + i, j)] * (2.0f * set[c][i] - sum);
         }
-        for (int c = 0; c < count; ++c)
-          for (int64_t i = 0; i < lanes; ++i) y[(m0 + c) * R + r0 + i] += s[c][i];
       }
+      for (int c = 0; c < count; ++c)
+        for (int64_t i = 0; i < lanes; ++i) y[(m0 + c) * R + r0 + i] += s[c][i];
     }
   }
 
