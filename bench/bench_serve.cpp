@@ -120,8 +120,14 @@ int main(int argc, char** argv) {
               size.c_str(), base_bytes / 4e6, threads, steps);
   std::printf("adapter: bitdelta, %.2f MB on disk, %.2f MB held per tenant (fp32 base %.1f MB)\n",
               double(rep.adapter_bytes) / 1e6, tenant_bytes / 1e6, base_bytes / 1e6);
-  if (argc > 4) {  // profiling aid: one configuration, many steps ("base" or the tenant count)
+  if (argc > 4) {  // profiling aid: one configuration, many steps (0: the base; argv[5]: another recipe)
     const int T = std::stoi(argv[4]);
+    if (argc > 5) {
+      CompressOptions c2 = co;
+      c2.recipe = argv[5], c2.out = (dir / "other.h5").string(), c2.overwrite = true;
+      run_compress(c2);
+      for (int i = 0; i < T; ++i) tenants[i] = load_tenant(*base, "p" + std::to_string(i), c2.out);
+    }
     std::vector<std::shared_ptr<const Tenant>> ts(tenants.begin(), tenants.begin() + std::max(T, 1));
     if (T == 0) ts = {nullptr};
     std::printf("batch 64, %d tenants: %.1f tok/s\n", T, decode_rate(*base, ts, 64, steps, threads));
@@ -147,6 +153,22 @@ int main(int argc, char** argv) {
       std::printf("%-7d %-8d %12.1f %12.1f %12s %10.2f %10s\n", batch, T, served, ceiling, nv, served / ceiling, vs);
       std::fflush(stdout);
     }
+  }
+  // the other codecs' products: 16 tenants at batch 64
+  std::printf("\n%-34s %10s %12s %12s %10s\n", "recipe (16 tenants, batch 64)", "held MB", "served tok/s", "base tok/s",
+              "vs base");
+  for (const char* recipe :
+       {"bitdelta", "quant:bits=4", "lowrank:rank=16", "dare:p=0.9", "bitdelta + cherry:frac=0.01"}) {
+    CompressOptions c2 = co;
+    c2.recipe = recipe, c2.out = (dir / "other.h5").string(), c2.overwrite = true;
+    run_compress(c2);
+    std::vector<std::shared_ptr<const Tenant>> ts;
+    for (int i = 0; i < 16; ++i) ts.push_back(load_tenant(*base, "o" + std::to_string(i), c2.out));
+    const double ceiling = decode_rate(*base, {nullptr}, 64, steps, threads),
+                 served = decode_rate(*base, ts, 64, steps, threads);
+    std::printf("%-34s %10.2f %12.1f %12.1f %10.2f\n", recipe, double(ts[0]->bytes) / 1e6, served, ceiling,
+                served / ceiling);
+    std::fflush(stdout);
   }
   // memory: the served process against 16 dense checkpoints
   const double kv_per_seq = double(base->config.layers * base->config.max_seq * base->config.kv_dim()) * 8;

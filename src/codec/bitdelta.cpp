@@ -192,11 +192,12 @@ class SignProduct final : public DeltaProduct {
     std::vector<float> all(static_cast<size_t>(M * segs));  // Σ x over each column segment, per input
     for (int64_t m = 0; m < M; ++m)
       for (int64_t j = 0; j < segs; ++j) all[m * segs + j] = lane_sum(x + m * K + j * W, W);
-    std::vector<float> tables;  // nibble form: each input's subset-sum tables
+    thread_local std::vector<float> tables;  // nibble form: each input's subset-sum tables (reused)
     if (!nibbles_.empty()) {
       tables.resize(static_cast<size_t>(M * K * 4));
       for (int64_t m = 0; m < M; ++m) nibble_tables(x + m * K, K / 4, tables.data() + m * K * 4);
     }
+    const float* tab = tables.data();  // the caller's thread_local buffer, read by every thread below
     // inputs outermost: four inputs' tables (4·K·16 bytes) stay in cache while every row block
     // passes over them
     const int64_t mblocks = (M + 3) / 4;
@@ -207,7 +208,7 @@ class SignProduct final : public DeltaProduct {
       const int64_t r0 = b * 16, lanes = std::min<int64_t>(16, R - r0);
       const int count = static_cast<int>(std::min<int64_t>(4, M - m0));
       const float* in[4];
-      for (int c = 0; c < count; ++c) in[c] = nibbles_.empty() ? x + (m0 + c) * K : tables.data() + (m0 + c) * K * 4;
+      for (int c = 0; c < count; ++c) in[c] = nibbles_.empty() ? x + (m0 + c) * K : tab + (m0 + c) * K * 4;
       float s[4][16] = {}, set[4][16];
       for (int64_t j = 0; j < segs; ++j) {
         if (nibbles_.empty())

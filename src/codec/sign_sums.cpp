@@ -1,7 +1,9 @@
 #include "src/codec/sign_sums.h"
 
 // GCC 12 warns inside its own AVX-512 headers (their "undefined" pass-through operands)
+#if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 #include <immintrin.h>
 
 #include "src/core/fixed_dot.h"

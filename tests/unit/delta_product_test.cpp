@@ -42,7 +42,7 @@ TEST_P(ProductTest, EqualsDecodedTimesInput) {
   }
   EXPECT_LE(worst_row, 1e-6 * std::max(scale, 1e-3)) << pc.recipe;
   // products: against a double-precision x·δ̂ᵀ
-  const int64_t M = 5;
+  const int64_t M = 80;  // enough work that the products take their threaded paths
   const std::vector<float> x = normal_vector(M * pc.cols, 12, 1.0f);
   std::vector<float> y(M * pc.rows, 0.25f);
   p->multiply_add(x.data(), M, y.data(), 1);
@@ -81,7 +81,8 @@ std::string case_name(const ::testing::TestParamInfo<ProductCase>& info) {
 
 INSTANTIATE_TEST_SUITE_P(
     EveryCodec, ProductTest,
-    ::testing::Values(ProductCase{"bitdelta", 48, 64}, ProductCase{"bitdelta:scale=row", 40, 37},
+    ::testing::Values(ProductCase{"bitdelta", 48, 64}, ProductCase{"bitdelta", 272, 512},
+                      ProductCase{"quant:bits=4", 520, 256}, ProductCase{"bitdelta:scale=row", 40, 37},
                       ProductCase{"bitdelta:scale=group:24", 33, 64}, ProductCase{"bitdelta:scale=group:100", 30, 64},
                       ProductCase{"bitdelta:scale=group:16", 20, 64}, ProductCase{"bitdelta:scale=group:10", 17, 30},
                       ProductCase{"bitdelta:scale=row", 19, 36}, ProductCase{"bitdelta:levels=4", 32, 48},
