@@ -148,41 +148,34 @@ std::vector<float> bitdelta_decode(const AttrReader& a, const PartSource& src, u
 // --- the product: Δx from the sign bits ----------------------------------------------------
 // With one level, a unit's entries are ±α, so over the unit's part of a row
 //   Σ_j δ̂_j x_j = α·(2·Σ_{bit j set} x_j − Σ_j x_j):
-// the set sums come from the bits transposed into 16-row column masks (src/codec/sign_sums.h:
-// one masked add per 16 outputs), Σ x is shared by every row. That needs the units to cut every
-// row at the same columns (per matrix, per row, or groups dividing the row); other layouts and
-// more levels keep the stream's bits and decode a row at a time (DeltaProduct's default).
+// the set sums come from the bits regrouped as nibbles of 16 rows × 4 columns, which index each
+// input's table of 4-column subset sums (src/codec/sign_sums.h: one permute and one add per 16
+// rows and 4 columns); Σ x is shared by every row. That needs the units to cut every row at the
+// same columns, in fours (per matrix or per row on rows of 4k columns, or groups of 4k dividing
+// the row); other layouts and more levels keep the stream's bits and decode a row at a time
+// (DeltaProduct's default).
 namespace {
 
 class SignProduct final : public DeltaProduct {
  public:
   SignProduct(uint64_t rows, uint64_t cols, BitDeltaPayload p) : DeltaProduct(rows, cols), p_(std::move(p)) {
-    if (p_.M == 1) {
+    if (p_.M == 1 && cols % 4 == 0) {
       if (p_.unit != ScaleUnit::Group)
         width_ = cols;
-      else if (cols % p_.group == 0)
+      else if (cols % p_.group == 0 && p_.group % 4 == 0)
         width_ = p_.group;
     }
-    if (!width_ || !cols) return;
-    const uint64_t blocks = (rows + 15) / 16;
-    auto bit = [&](uint64_t r, uint64_t k) -> unsigned {
-      const uint64_t i = r * cols + k;
-      return (p_.signs[i / 8] >> (i % 8)) & 1u;
-    };
-    if (cols % 4 == 0 && width_ % 4 == 0) {
-      // nibbles: block b, group g -> 8 bytes, byte j = row 16b + j (low half), row 16b + j + 8 (high)
-      nibbles_.assign(blocks * (cols / 4) * 8, 0);
-      for (uint64_t r = 0; r < rows; ++r)
-        for (uint64_t k = 0; k < cols; ++k)
-          nibbles_[((r / 16) * (cols / 4) + k / 4) * 8 + (r % 8)] |=
-              static_cast<uint8_t>(bit(r, k) << ((k % 4) + ((r % 16) >= 8 ? 4 : 0)));
-    } else {
-      // masks: block b, column k -> bit i for row 16b + i (rows past the end 0)
-      masks_.assign(blocks * cols, 0);
-      for (uint64_t r = 0; r < rows; ++r)
-        for (uint64_t k = 0; k < cols; ++k) masks_[(r / 16) * cols + k] |= static_cast<uint16_t>(bit(r, k) << (r % 16));
-    }
-    p_.signs = {};  // the nibbles or masks hold the same bits
+    if (!width_) return;
+    // nibbles: block b, group g -> 8 bytes, byte j = row 16b + j (low half), row 16b + j + 8 (high)
+    nibbles_.assign((rows + 15) / 16 * (cols / 4) * 8, 0);
+    for (uint64_t r = 0; r < rows; ++r)
+      for (uint64_t k = 0; k < cols; ++k) {
+        const uint64_t i = r * cols + k;
+        const unsigned bit = (p_.signs[i / 8] >> (i % 8)) & 1u;
+        nibbles_[((r / 16) * (cols / 4) + k / 4) * 8 + (r % 8)] |=
+            static_cast<uint8_t>(bit << ((k % 4) + ((r % 16) >= 8 ? 4 : 0)));
+      }
+    p_.signs = {};  // the nibbles hold the same bits
   }
 
   void multiply_add(const float* x, int64_t M, float* y, unsigned threads) const override {
@@ -192,11 +185,9 @@ class SignProduct final : public DeltaProduct {
     std::vector<float> all(static_cast<size_t>(M * segs));  // Σ x over each column segment, per input
     for (int64_t m = 0; m < M; ++m)
       for (int64_t j = 0; j < segs; ++j) all[m * segs + j] = lane_sum(x + m * K + j * W, W);
-    thread_local std::vector<float> tables;  // nibble form: each input's subset-sum tables (reused)
-    if (!nibbles_.empty()) {
-      tables.resize(static_cast<size_t>(M * K * 4));
-      for (int64_t m = 0; m < M; ++m) nibble_tables(x + m * K, K / 4, tables.data() + m * K * 4);
-    }
+    thread_local std::vector<float> tables;  // each input's subset-sum tables (reused)
+    tables.resize(static_cast<size_t>(M * K * 4));
+    for (int64_t m = 0; m < M; ++m) nibble_tables(x + m * K, K / 4, tables.data() + m * K * 4);
     const float* tab = tables.data();  // the caller's thread_local buffer, read by every thread below
     // inputs outermost: four inputs' tables (4·K·16 bytes) stay in cache while every row block
     // passes over them
@@ -208,13 +199,10 @@ class SignProduct final : public DeltaProduct {
       const int64_t r0 = b * 16, lanes = std::min<int64_t>(16, R - r0);
       const int count = static_cast<int>(std::min<int64_t>(4, M - m0));
       const float* in[4];
-      for (int c = 0; c < count; ++c) in[c] = nibbles_.empty() ? x + (m0 + c) * K : tab + (m0 + c) * K * 4;
+      for (int c = 0; c < count; ++c) in[c] = tab + (m0 + c) * K * 4;
       float s[4][16] = {}, set[4][16];
       for (int64_t j = 0; j < segs; ++j) {
-        if (nibbles_.empty())
-          masked_column_sums(masks_.data() + b * K, in, count, j * W, (j + 1) * W, set);
-        else
-          nibble_sums(nibbles_.data() + b * K * 2, in, count, j * W / 4, (j + 1) * W / 4, set);
+        nibble_sums(nibbles_.data() + b * K * 2, in, count, j * W / 4, (j + 1) * W / 4, set);
         for (int c = 0; c < count; ++c) {
           const float sum = all[(m0 + c) * segs + j];
           for (int64_t i = 0; i < lanes; ++i) s[c][i] += p_.scales[unit(r0 + i, j)] * (2.0f * set[c][i] - sum);
@@ -227,7 +215,7 @@ class SignProduct final : public DeltaProduct {
 
   void decode_row(uint64_t r, float* out) const override {
     const uint64_t row0 = r * cols_;
-    if (!masks_.empty() || !nibbles_.empty()) {
+    if (width_) {
       for (uint64_t k = 0; k < cols_; ++k) {
         const uint32_t mag = f32_bits(p_.scales[unit(static_cast<int64_t>(r), static_cast<int64_t>(k / width_))]);
         out[k] = f32_from_bits(mag | ((~held_bit(r, k) & 1u) << 31));
@@ -238,15 +226,13 @@ class SignProduct final : public DeltaProduct {
       for (; i < std::min(row0 + cols_, p_.units[u + 1]); ++i) out[i - row0] = p_.value(i, u);
   }
   uint64_t bytes() const override {
-    return masks_.size() * 2 + nibbles_.size() + p_.signs.size() + p_.level.size() + p_.scales.size() * 4 +
-           p_.units.size() * 8;
+    return nibbles_.size() + p_.signs.size() + p_.level.size() + p_.scales.size() * 4 + p_.units.size() * 8;
   }
   std::string form() const override { return p_.M > 1 ? "signs+levels" : "signs"; }
 
  private:
-  // bit (r, k) from the nibbles or masks
+  // bit (r, k) from the nibbles
   uint32_t held_bit(uint64_t r, uint64_t k) const {
-    if (!masks_.empty()) return (masks_[(r / 16) * cols_ + k] >> (r % 16)) & 1u;
     const uint8_t byte = nibbles_[((r / 16) * (cols_ / 4) + k / 4) * 8 + (r % 8)];
     return (byte >> ((k % 4) + ((r % 16) >= 8 ? 4 : 0))) & 1u;
   }
@@ -264,9 +250,8 @@ class SignProduct final : public DeltaProduct {
     return static_cast<uint64_t>(std::upper_bound(p_.units.begin(), p_.units.end(), i) - p_.units.begin()) - 1;
   }
   BitDeltaPayload p_;
-  uint64_t width_ = 0;            // columns per segment where the units cut every row alike (0: they do not)
-  std::vector<uint16_t> masks_;   // the transposed sign bits (aligned layouts)...
-  std::vector<uint8_t> nibbles_;  // ...or as nibbles, where columns come in fours
+  uint64_t width_ = 0;            // columns per segment where units cut every row alike, in fours (0: not)
+  std::vector<uint8_t> nibbles_;  // the sign bits regrouped (width_ > 0)
 };
 
 }  // namespace
