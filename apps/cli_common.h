@@ -42,6 +42,7 @@ ProgressOptions progress_options(const po::variables_map& vm);
 int cmd_inspect(const Args& args);
 int cmd_diff(const Args& args);
 int cmd_compress(const Args& args);
+int cmd_export_lora(const Args& args);
 int cmd_apply(const Args& args);
 int cmd_serve(const Args& args);
 int cmd_merge(const Args& args);

@@ -27,6 +27,7 @@ const std::map<std::string, Command>& commands() {
       {"diff", {cmd_diff, "per-tensor statistics of fine-tune minus base"}},
       {"compress", {cmd_compress, "turn a fine-tune's delta into an adapter file"}},
       {"apply", {cmd_apply, "add an adapter to its base, writing a checkpoint"}},
+      {"export-lora", {cmd_export_lora, "write a delta as a PEFT LoRA adapter (SVD per matrix)"}},
       {"merge", {cmd_merge, "merge fine-tunes or adapters by a mergekit-style YAML config"}},
       {"demo", {cmd_demo, "train the embedded models, compress and apply their deltas, print one table"}},
       {"train", {cmd_train, "train a base model on the embedded synthetic corpus"}},
@@ -70,7 +71,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   // Jobs run on every rank an MPI launcher started; other commands are always one process.
-  const bool job = name == "compress" || name == "apply" || name == "merge";
+  const bool job = name == "compress" || name == "apply" || name == "merge" || name == "export-lora";
   // HDF5 first: initialised before MPI, it shuts down at exit like a serial program instead of
   // from inside MPI_Finalize (where a file left open by a failed write, e.g. a full disk, crashes
   // HDF5 1.10's teardown)

@@ -1,6 +1,7 @@
 #include "src/codec/codec.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <set>
 
@@ -35,6 +36,19 @@ PreparedDelta prepare_delta(const Recipe& r, const TensorView& base, const Tenso
     p.fallback = "the delta has NaN/Inf entries (raw carries them exactly)";
     p.delta.clear();
   }
+  return p;
+}
+
+PreparedDelta prepare_given_delta(const Recipe& r, const TensorView& ft, std::vector<float> delta) {
+  PreparedDelta p;
+  bool nonfinite = false;
+  for (float x : delta) {
+    p.changed |= x != 0.0f;
+    nonfinite |= !std::isfinite(x);
+  }
+  p.fallback = p.changed ? recipe_unsuitable(r, ft.dtype, ft.shape) : "";
+  if (p.fallback.empty() && nonfinite) p.fallback = "the delta has NaN/Inf entries (raw carries them exactly)";
+  if (p.lossy(r)) p.delta = std::move(delta);
   return p;
 }
 

@@ -31,6 +31,8 @@ struct PreparedDelta {
   bool lossy(const Recipe& r) const { return changed && !r.is_raw() && fallback.empty(); }
 };
 PreparedDelta prepare_delta(const Recipe& r, const TensorView& base, const TensorView& ft);
+// The same for a δ known exactly (a LoRA's scale·B·A, in fp32); `ft` is its rounding (for raw).
+PreparedDelta prepare_given_delta(const Recipe& r, const TensorView& ft, std::vector<float> delta);
 
 // One tensor to encode: the pair, the recipe, and what a lossy recipe needs.
 struct TensorPair {

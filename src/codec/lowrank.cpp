@@ -124,8 +124,8 @@ std::vector<float> singular_values(std::span<const float> a, uint64_t rows, uint
   return svd(c, rows, cols).s;
 }
 
-void lowrank_encode(const LowrankParams& prm, std::string_view name, std::span<const float> delta, uint64_t m,
-                    uint64_t n, const ValueType& vt, Encoded& out) {
+LowrankFactors lowrank_factorize(const LowrankParams& prm, std::string_view name, std::span<const float> delta,
+                                 uint64_t m, uint64_t n) {
   const uint64_t kmax = std::min(m, n);
   auto a = to_column_major(delta, m, n);
   double total = 0;
@@ -154,25 +154,32 @@ void lowrank_encode(const LowrankParams& prm, std::string_view name, std::span<c
   }
   if (total == 0) r = 0;
   const uint64_t k = f.s.size();
-  std::vector<float> us(m * r), v(n * r);
+  LowrankFactors out;
+  out.r = r;
+  out.us.resize(m * r);
+  out.v.resize(n * r);
   for (uint64_t i = 0; i < m; ++i)
-    for (uint64_t j = 0; j < r; ++j) us[i * r + j] = f.u[i + j * m] * f.s[j];
+    for (uint64_t j = 0; j < r; ++j) out.us[i * r + j] = f.u[i + j * m] * f.s[j];
   for (uint64_t c = 0; c < n; ++c)
-    for (uint64_t j = 0; j < r; ++j) v[c * r + j] = f.vt[j + c * k];
+    for (uint64_t j = 0; j < r; ++j) out.v[c * r + j] = f.vt[j + c * k];
   double kept = 0;
   for (uint64_t j = 0; j < r; ++j) kept += static_cast<double>(f.s[j]) * f.s[j];
-  out.attrs["lowrank.rank"] = r;
-  out.attrs["lowrank.energy_kept"] = total > 0 ? std::min(1.0, kept / total) : 1.0;
-  out.attrs["lowrank.method"] = kmax <= prm.full_svd_max_dim ? "svd" : "randomized";
-  out.add({"lowrank.us", vt.kind, {m, r}, store_values(vt, us), vt.encoding});
-  out.add({"lowrank.v", vt.kind, {n, r}, store_values(vt, v), vt.encoding});
+  out.energy_kept = total > 0 ? std::min(1.0, kept / total) : 1.0;
+  out.randomized = kmax > prm.full_svd_max_dim;
+  return out;
+}
+
+void lowrank_encode(const LowrankParams& prm, std::string_view name, std::span<const float> delta, uint64_t m,
+                    uint64_t n, const ValueType& vt, Encoded& out) {
+  const LowrankFactors f = lowrank_factorize(prm, name, delta, m, n);
+  out.attrs["lowrank.rank"] = f.r;
+  out.attrs["lowrank.energy_kept"] = f.energy_kept;
+  out.attrs["lowrank.method"] = f.randomized ? "randomized" : "svd";
+  out.add({"lowrank.us", vt.kind, {m, f.r}, store_values(vt, f.us), vt.encoding});
+  out.add({"lowrank.v", vt.kind, {n, f.r}, store_values(vt, f.v), vt.encoding});
 }
 
 namespace {
-struct LowrankFactors {
-  uint64_t r = 0;
-  std::vector<float> us, v;  // [rows, r], [cols, r]
-};
 LowrankFactors load_lowrank(const AttrReader& a, const PartSource& src, uint64_t m, uint64_t n, const ValueType& vt) {
   LowrankFactors f;
   f.r = a.u64("lowrank.rank", std::min(m, n));
@@ -224,7 +231,10 @@ class LowrankProduct final : public DeltaProduct {
 
 std::vector<float> lowrank_decode(const AttrReader& a, const PartSource& src, uint64_t m, uint64_t n,
                                   const ValueType& vt) {
-  const LowrankFactors f = load_lowrank(a, src, m, n, vt);
+  return lowrank_dense(load_lowrank(a, src, m, n, vt), m, n);
+}
+
+std::vector<float> lowrank_dense(const LowrankFactors& f, uint64_t m, uint64_t n) {
   std::vector<float> out(m * n, 0.0f);
   if (f.r == 0) return out;
   // out (row-major m×n) is column-major n×m = V · USᵀ; row-major V is column-major Vᵀ (r×n)
@@ -235,6 +245,10 @@ std::vector<float> lowrank_decode(const AttrReader& a, const PartSource& src, ui
 std::unique_ptr<DeltaProduct> lowrank_product(const AttrReader& a, const PartSource& src, uint64_t rows, uint64_t cols,
                                               const ValueType& vt) {
   return std::make_unique<LowrankProduct>(rows, cols, load_lowrank(a, src, rows, cols, vt));
+}
+
+std::unique_ptr<DeltaProduct> lowrank_product(uint64_t rows, uint64_t cols, LowrankFactors f) {
+  return std::make_unique<LowrankProduct>(rows, cols, std::move(f));
 }
 
 }  // namespace deltakit

@@ -25,6 +25,21 @@ struct LowrankParams {
 // The singular values of a row-major rows × cols matrix (descending), for tests and planning.
 std::vector<float> singular_values(std::span<const float> a, uint64_t rows, uint64_t cols);
 
+// A factorization δ ≈ US·Vᵀ: us [rows, r] = U·diag(s), v [cols, r], row-major, fp32.
+struct LowrankFactors {
+  uint64_t r = 0;
+  std::vector<float> us, v;
+  double energy_kept = 1.0;  // Σ_{i≤r} s_i² / ‖δ‖²
+  bool randomized = false;
+};
+// The truncated SVD lowrank_encode stores (the same rank choice, the same sketch for a seed).
+LowrankFactors lowrank_factorize(const LowrankParams& prm, std::string_view name, std::span<const float> delta,
+                                 uint64_t rows, uint64_t cols);
+// US·Vᵀ as a row-major rows × cols matrix.
+std::vector<float> lowrank_dense(const LowrankFactors& f, uint64_t rows, uint64_t cols);
+// Factors held as a serving product (a PEFT LoRA tenant is one).
+std::unique_ptr<DeltaProduct> lowrank_product(uint64_t rows, uint64_t cols, LowrankFactors f);
+
 void lowrank_encode(const LowrankParams& prm, std::string_view name, std::span<const float> delta, uint64_t rows,
                     uint64_t cols, const ValueType& vt, Encoded& out);
 std::vector<float> lowrank_decode(const AttrReader& attrs, const PartSource& src, uint64_t rows, uint64_t cols,

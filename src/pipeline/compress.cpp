@@ -17,11 +17,12 @@
 #include "src/core/error.h"
 #include "src/core/fingerprint.h"
 #include "src/core/half.h"
+#include "src/pipeline/finetune_input.h"
 #include "src/pipeline/global_cut.h"
 #include "src/pipeline/importance_files.h"
 #include "src/pipeline/job.h"
-#include "src/pipeline/partition.h"
 #include "src/pipeline/pair_check.h"
+#include "src/pipeline/partition.h"
 #include "src/pipeline/recipe_rules.h"
 #include "src/pipeline/side_files.h"
 
@@ -52,7 +53,8 @@ struct CompressJob {
   Comm& comm;
   unsigned threads;
   RecipeRules rules;
-  std::unique_ptr<Checkpoint> base, ft;
+  std::unique_ptr<Checkpoint> base;
+  std::unique_ptr<FinetuneInput> ft;  // a checkpoint or a PEFT LoRA
   std::vector<std::string> names;
   ImportanceFiles importance;
   std::vector<ScoreCut> cuts;  // per tensor, for recipes with a scope=model stage
@@ -70,7 +72,10 @@ struct CompressJob {
     p.bv = base->acquire(name);
     p.fv = ft->acquire(name);
     p.recipe = &rules.for_tensor(name);
-    p.prepared = prepare_delta(*p.recipe, p.bv, p.fv);
+    if (std::vector<float> exact = ft->lora_delta(name); !exact.empty())
+      p.prepared = prepare_given_delta(*p.recipe, p.fv, std::move(exact));
+    else
+      p.prepared = prepare_delta(*p.recipe, p.bv, p.fv);
     if (p.lossy() && p.recipe->cherry && p.recipe->cherry->importance != "magnitude")
       p.importance = importance.load(*p.recipe->cherry, name, p.fv.numel(), p.fv.cols());
     return p;
@@ -96,7 +101,7 @@ struct CompressJob {
       std::vector<uint64_t> bytes;
       uint64_t elements = 0;
       for (size_t i : pool) {
-        const SafetensorsEntry& e = *ft->at(names[i]).entry;
+        const SafetensorsEntry& e = ft->entry(names[i]);
         bytes.push_back(e.nbytes());
         uint64_t n = 1;
         for (uint64_t d : e.shape) n *= d;
@@ -221,6 +226,9 @@ CompressReport compress_and_distill(const CompressOptions& opt, Comm& comm) {
   collectively(comm, [&] {
     const std::string inputs[] = {opt.base, opt.finetuned};
     check_output_file_path(opt.out, inputs, opt.overwrite);
+    if (is_peft_lora_folder(opt.finetuned))
+      throw Error(ErrorCode::Usage, opt.finetuned,
+                  "--distill needs the fine-tune's logits from a checkpoint; a LoRA is compressed without it");
   });
   CompressOptions first = opt;
   first.distill.reset();
@@ -276,8 +284,8 @@ CompressReport compress_adapter(const CompressOptions& opt, Comm& comm) {
                               {},
                               {}});
     job->base = std::make_unique<Checkpoint>(opt.base);
-    job->ft = std::make_unique<Checkpoint>(opt.finetuned);
-    check_same_tensors(*job->base, *job->ft);
+    job->ft = std::make_unique<FinetuneInput>(opt.finetuned, *job->base);
+    check_finetune_pairs(*job->base, *job->ft);
     const std::string inputs[] = {opt.base, opt.finetuned};
     check_output_file_path(opt.out, inputs, opt.overwrite);
     for (const auto& name : job->ft->names())
@@ -286,9 +294,9 @@ CompressReport compress_adapter(const CompressOptions& opt, Comm& comm) {
     job->names = job->ft->names();
     if (comm.is_root()) {
       std::vector<std::string> skipped;
-      side = read_text_side_files(opt.finetuned, &skipped);
+      side = read_text_side_files(job->ft->side_file_folder(), &skipped);
       for (const auto& s : skipped)
-        rep.warnings.push_back(opt.finetuned + ": side file " + s +
+        rep.warnings.push_back(job->ft->side_file_folder() + ": side file " + s +
                                " is binary or over 16 MB; apply takes it from the base");
     }
   });
@@ -298,10 +306,10 @@ CompressReport compress_adapter(const CompressOptions& opt, Comm& comm) {
   spec.identity["rules"] = job->rules.to_json().dump();
   spec.identity["seed"] = opt.seed;
   spec.identity["zstd_level"] = opt.zstd_level;
-  for (const Checkpoint* c : {job->base.get(), job->ft.get()})
-    for (const auto& s : c->shards()) spec.input_files.push_back(s->path());
+  for (const auto& s : job->base->shards()) spec.input_files.push_back(s->path());
+  for (const auto& f : job->ft->input_files()) spec.input_files.push_back(f);
   for (size_t i = 0; i < names.size(); ++i)
-    spec.items.push_back({CompressJob::item(i), job->ft->at(names[i]).entry->nbytes()});
+    spec.items.push_back({CompressJob::item(i), job->ft->entry(names[i]).nbytes()});
   Job run(comm, std::move(spec));
   run.run_items([&](size_t i, const std::string& path) { job->encode(i, path); }, [&] { job->find_cuts(); },
                 [&] {

@@ -8,7 +8,7 @@
 #include "formats/checkpoint.h"
 #include "src/core/layer_name.h"
 #include "src/core/tensor_view.h"
-#include "src/pipeline/pair_check.h"
+#include "src/pipeline/finetune_input.h"
 
 namespace deltakit {
 
@@ -103,8 +103,8 @@ void accumulate_into(TensorDiff& agg, const TensorDiff& t) {
 DiffReport run_diff(const std::string& base_path, const std::string& ft_path) {
   auto t0 = std::chrono::steady_clock::now();
   Checkpoint base(base_path);
-  Checkpoint ft(ft_path);
-  check_same_tensors(base, ft);
+  FinetuneInput ft(ft_path, base);  // a checkpoint or a PEFT LoRA
+  check_finetune_pairs(base, ft);
   DiffReport rep;
   rep.total.name = "TOTAL";
   double sq = 0, bsq = 0, sabs = 0, babs = 0;

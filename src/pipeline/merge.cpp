@@ -18,6 +18,7 @@
 #include "src/merge/merge_config.h"
 #include "src/merge/methods.h"
 #include "src/pipeline/apply.h"
+#include "src/pipeline/finetune_input.h"
 #include "src/pipeline/job.h"
 #include "src/pipeline/side_files.h"
 
@@ -46,12 +47,18 @@ struct MergeInput {
   std::string path;
   std::unique_ptr<Checkpoint> ckpt;
   std::unique_ptr<AdapterReader> adapter;
+  std::unique_ptr<PeftLora> lora;
 
   // Headers only: every layout tensor is present with a usable shape; nothing else is present.
   void check_against(const Checkpoint& layout, const Checkpoint* base) {
     if (adapter) {
       if (!base) throw Error(ErrorCode::Usage, path, "an adapter can only be merged with base_model set");
       check_adapter_matches_base(*base, *adapter);
+      return;
+    }
+    if (lora) {
+      if (!base) throw Error(ErrorCode::Usage, path, "a LoRA adapter can only be merged with base_model set");
+      lora->check_against_base(*base);
       return;
     }
     for (const auto& name : ckpt->names())
@@ -80,6 +87,14 @@ struct MergeInput {
     if (adapter) {
       apply_adapter_tensor(*adapter, lv, 1.0f, force, base_path, scratch, warnings);
       decode_to_f32(lv.dtype, scratch, 0, out);
+      return;
+    }
+    if (lora) {  // base + scale·B·A in fp32: ΔW itself, not rounded to the base's dtype first
+      decode_to_f32(lv.dtype, lv.bytes, 0, out);
+      if (const LoraModule* m = lora->module_for(lv.name)) {
+        const std::vector<float> d = lowrank_dense(lora_factors(*lora, *m), lv.rows(), lv.cols());
+        for (size_t k = 0; k < out.size(); ++k) out[k] += d[k];
+      }
       return;
     }
     TensorView v = ckpt->acquire(lv.name);
@@ -161,6 +176,8 @@ struct MergeJob {
       in.path = m.path;
       if (is_hdf5_file(m.path))
         in.adapter = std::make_unique<AdapterReader>(m.path);
+      else if (is_peft_lora_folder(m.path))
+        in.lora = std::make_unique<PeftLora>(m.path);
       else
         in.ckpt = std::make_unique<Checkpoint>(m.path);
       inputs.push_back(std::move(in));
@@ -206,6 +223,8 @@ struct MergeJob {
     for (const auto& in : inputs) {
       if (in.adapter)
         spec.input_files.push_back(in.path);
+      else if (in.lora)
+        for (const char* f : {kLoraConfigName, kLoraWeightsName}) spec.input_files.push_back(in.path + "/" + f);
       else
         for (const auto& s : in.ckpt->shards()) spec.input_files.push_back(s->path());
     }
@@ -218,7 +237,8 @@ struct MergeJob {
       const int mi = static_cast<int>(i);
       const double wgt = merge_param(cfg, mi, "weight", name, pos, NAN);
       if (method->kind != MergeKind::Slerp && std::isnan(wgt))
-        throw Error(ErrorCode::Usage, opt.config, "no weight of model " + inputs[i].path + " applies to '" + name + "'");
+        throw Error(ErrorCode::Usage, opt.config,
+                    "no weight of model " + inputs[i].path + " applies to '" + name + "'");
       a.weight.push_back(wgt);
       a.density.push_back(merge_param(cfg, mi, "density", name, pos, 1.0));
       a.gamma.push_back(merge_param(cfg, mi, "gamma", name, pos, 0.01));
@@ -322,9 +342,8 @@ MergeReport run_merge(const MergeOptions& opt, Comm& comm) {
         w.commit();
       },
       {}, [&] { m.check_intact(); });
-  rep.complete = job.commit([&](JobJournal& journal) {
-    make_checkpoint_folder(journal, plan, [&] { m.write_side(journal.dir()); });
-  });
+  rep.complete = job.commit(
+      [&](JobJournal& journal) { make_checkpoint_folder(journal, plan, [&] { m.write_side(journal.dir()); }); });
   uint64_t totals[3] = {rep.tensors, rep.bytes_written, rep.bytes_read};
   comm.allreduce_sum(totals);
   rep.tensors = totals[0], rep.bytes_written = totals[1], rep.bytes_read = totals[2];

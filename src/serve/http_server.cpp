@@ -13,6 +13,7 @@
 #include <random>
 
 #include "formats/json_strict.h"
+#include "formats/peft_lora.h"
 #include "src/core/error.h"
 #include "src/serve/adapter_registry.h"
 #include "src/serve/scheduler.h"
@@ -78,7 +79,7 @@ class Server {
     if (!opt.adapter_dir.empty()) {
       std::vector<std::filesystem::path> files;
       for (const auto& e : std::filesystem::directory_iterator(opt.adapter_dir))
-        if (e.path().extension() == ".h5") files.push_back(e.path());
+        if (e.path().extension() == ".h5" || is_peft_lora_folder(e.path().string())) files.push_back(e.path());
       std::sort(files.begin(), files.end());
       for (const auto& f : files) registry_->add(f.stem().string(), f.string());
     }

@@ -15,7 +15,7 @@ namespace deltakit {
 struct ServeOptions {
   std::string base;
   std::vector<std::pair<std::string, std::string>> adapters;  // NAME=PATH
-  std::string adapter_dir;                                    // every *.h5 in it, named by its stem
+  std::string adapter_dir;  // every *.h5 and PEFT LoRA folder in it, named by its stem
   std::string host = "127.0.0.1";
   int port = 8000;  // 0: any free port (the one taken is printed)
   int64_t max_batch = 32;

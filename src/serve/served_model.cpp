@@ -8,6 +8,7 @@
 #include "src/core/error.h"
 #include "src/model/kernels.h"
 #include "src/pipeline/apply.h"
+#include "src/pipeline/finetune_input.h"
 
 namespace deltakit {
 
@@ -36,17 +37,18 @@ std::unique_ptr<ServedBase> load_served_base(const std::string& dir) {
   return b;
 }
 
-std::shared_ptr<const Tenant> load_tenant(const ServedBase& base, const std::string& name, const std::string& path) {
-  std::lock_guard<std::mutex> lock(hdf5_mutex());
-  AdapterReader ad(path);
-  check_adapter_matches_base(*base.checkpoint, ad);
-  auto t = std::make_shared<Tenant>();
-  t->name = name;
-  t->path = path;
-  t->layers.resize(base.config.layers);
-  // slot of each tensor name: a product, or an effective vector over the base's values
+namespace {
+
+// Where each tensor of a tenant goes: a product, or an effective vector over the base's values.
+struct TenantSlots {
   std::map<std::string, std::unique_ptr<DeltaProduct>*> products;
   std::map<std::string, std::pair<std::vector<float>*, const float*>> vectors;
+};
+
+TenantSlots tenant_slots(const ServedBase& base, Tenant* t) {
+  TenantSlots slots;
+  auto& products = slots.products;
+  auto& vectors = slots.vectors;
   products["model.embed_tokens.weight"] = &t->embed;
   products["lm_head.weight"] = &t->lm_head;
   vectors["model.norm.weight"] = {&t->norm, base.w.norm};
@@ -67,6 +69,47 @@ std::shared_ptr<const Tenant> load_tenant(const ServedBase& base, const std::str
     vectors[p + "self_attn.k_proj.bias"] = {&L.bk, B.bk};
     vectors[p + "self_attn.v_proj.bias"] = {&L.bv, B.bv};
   }
+  return slots;
+}
+
+void hold_product(Tenant& t, std::unique_ptr<DeltaProduct>* slot, std::unique_ptr<DeltaProduct> prod) {
+  auto& entry = t.held[prod->form()];
+  entry.first += 1, entry.second += prod->bytes();
+  t.bytes += prod->bytes();
+  *slot = std::move(prod);
+}
+
+// A PEFT LoRA tenant: each module's factors as a low-rank product.
+void load_lora_tenant(const ServedBase& base, Tenant& t, TenantSlots& slots) {
+  PeftLora lora(t.path);
+  lora.check_against_base(*base.checkpoint);
+  for (const LoraModule& m : lora.modules()) {
+    const std::string tensor = m.module + ".weight";
+    auto it = slots.products.find(tensor);
+    if (it == slots.products.end())
+      throw Error(ErrorCode::TensorSetMismatch, t.path, "module '" + m.module + "' is not a map the served model uses");
+    const auto shape = m.target_shape(lora.config().fan_in_fan_out);
+    hold_product(t, it->second, lowrank_product(shape[0], shape[1], lora_factors(lora, m)));
+  }
+}
+
+}  // namespace
+
+std::shared_ptr<const Tenant> load_tenant(const ServedBase& base, const std::string& name, const std::string& path) {
+  auto t = std::make_shared<Tenant>();
+  t->name = name;
+  t->path = path;
+  t->layers.resize(base.config.layers);
+  TenantSlots slots = tenant_slots(base, t.get());
+  if (is_peft_lora_folder(path)) {
+    load_lora_tenant(base, *t, slots);
+    return t;
+  }
+  auto& products = slots.products;
+  auto& vectors = slots.vectors;
+  std::lock_guard<std::mutex> lock(hdf5_mutex());
+  AdapterReader ad(path);
+  check_adapter_matches_base(*base.checkpoint, ad);
   std::vector<std::string> warnings;
   for (const std::string& tensor : ad.names()) {
     const TensorView bv = base.checkpoint->view(tensor);
@@ -75,10 +118,7 @@ std::shared_ptr<const Tenant> load_tenant(const ServedBase& base, const std::str
     std::unique_ptr<DeltaProduct> prod = product_of_stored({ad.attrs(tensor), src, ad.where(tensor)}, bv);
     if (!prod) continue;  // unchanged
     if (auto it = products.find(tensor); it != products.end()) {
-      auto& entry = t->held[prod->form()];
-      entry.first += 1, entry.second += prod->bytes();
-      t->bytes += prod->bytes();
-      *it->second = std::move(prod);
+      hold_product(*t, it->second, std::move(prod));
     } else if (auto jt = vectors.find(tensor); jt != vectors.end() && jt->second.second) {
       std::vector<float>& v = *jt->second.first;
       v.resize(prod->cols() * prod->rows());
