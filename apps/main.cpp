@@ -13,6 +13,7 @@
 #include "src/core/collective.h"
 #include "src/core/error.h"
 #include "src/core/mapped_file.h"
+#include "src/model/kernels.h"
 
 namespace {
 struct Command {
@@ -59,6 +60,10 @@ int main(int argc, char** argv) {
     return argc < 2 ? 2 : 0;
   }
   deltakit::keep_freed_memory();
+  // OpenBLAS on one thread inside our own splits, for every command: LAPACK's SVD (the lowrank
+  // codec, export-lora) rounds differently with another BLAS thread count, and a job's bytes
+  // must not depend on how many ranks share a node
+  deltakit::kernels::set_threads(0);
   std::string name = argv[1];
   if (name == "version" || name == "--version") {
     std::cout << "deltakit " << DELTAKIT_VERSION << " (" << deltakit::mpi_library_version() << ")\n";

@@ -11,6 +11,7 @@
 #include "src/model/llama_model.h"
 #include "src/pipeline/apply.h"
 #include "src/pipeline/compress.h"
+#include "src/pipeline/export_lora.h"
 #include "src/serve/engine.h"
 
 namespace deltakit {
@@ -75,12 +76,10 @@ std::vector<float> served_logits(const ServedBase& b, std::shared_ptr<const Tena
 
 class ServeCodec : public ::testing::TestWithParam<const char*> {};
 
-void check_against_applied(Models& m, const std::string& recipe) {
-  std::string tag;
-  for (char ch : recipe) tag += std::isalnum(static_cast<unsigned char>(ch)) ? ch : '_';
-  const std::string ad = m.adapter(recipe, tag), app = m.applied(ad, tag);
+// A tenant loaded from `tenant_path` computes what the training engine computes on `app`.
+void check_tenant(Models& m, const std::string& tenant_path, const std::string& app, const std::string& recipe) {
   auto base = load_served_base(m.base.string());
-  auto tenant = load_tenant(*base, tag, ad);
+  auto tenant = load_tenant(*base, "t", tenant_path);
   EXPECT_GT(tenant->bytes, 0u);
   const std::vector<float> got = served_logits(*base, tenant, 1);
   // the reference: the training engine on the applied checkpoint
@@ -112,6 +111,13 @@ void check_against_applied(Models& m, const std::string& recipe) {
   EXPECT_EQ(out, want.tokens[0]) << recipe;
 }
 
+void check_against_applied(Models& m, const std::string& recipe) {
+  std::string tag;
+  for (char ch : recipe) tag += std::isalnum(static_cast<unsigned char>(ch)) ? ch : '_';
+  const std::string ad = m.adapter(recipe, tag);
+  check_tenant(m, ad, m.applied(ad, tag), recipe);
+}
+
 TEST_P(ServeCodec, MatchesTheAppliedCheckpoint) { check_against_applied(models(), GetParam()); }
 
 // Qwen2's shape: biases on q/k/v (held as vectors), lm_head tied to the embedding (whose
@@ -119,6 +125,22 @@ TEST_P(ServeCodec, MatchesTheAppliedCheckpoint) { check_against_applied(models()
 TEST(ServeTiedBias, MatchesTheAppliedCheckpoint) {
   for (const char* r : {"raw", "bitdelta:scale=row", "lowrank:rank=4 + cherry:frac=0.02"})
     check_against_applied(models(true), r);
+}
+
+// A PEFT LoRA tenant (exported from the fine-tune at rank 8, embeddings included) computes what
+// the engine computes on base + scale·B·A, the checkpoint compress (raw, the LoRA as fine-tune)
+// and apply make of it.
+TEST(ServeLora, PeftTenantMatchesTheAppliedLora) {
+  Models& m = models();
+  ExportLoraOptions eo;
+  eo.base = m.base.string(), eo.finetuned = m.ft.string(), eo.out = (m.dir / "lora").string();
+  eo.rank = 8, eo.threads = 1, eo.overwrite = true;
+  ASSERT_TRUE(run_export_lora(eo).complete);
+  CompressOptions co;
+  co.base = m.base.string(), co.finetuned = eo.out, co.out = (m.dir / "lora_raw.h5").string(), co.threads = 1;
+  co.overwrite = true;
+  run_compress(co);
+  check_tenant(m, eo.out, m.applied(co.out, "lora"), "peft lora");
 }
 
 INSTANTIATE_TEST_SUITE_P(EveryCodec, ServeCodec,
