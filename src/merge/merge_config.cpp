@@ -12,9 +12,24 @@ namespace deltakit {
 
 namespace {
 const std::set<std::string>& known_params() {
-  static const std::set<std::string> k = {"weight", "density",         "gamma",           "epsilon",
-                                          "lambda", "normalize",       "rescale",         "int8_mask",
-                                          "t",      "nuslerp_flatten", "nuslerp_row_wise"};
+  static const std::set<std::string> k = {"weight",
+                                          "density",
+                                          "gamma",
+                                          "epsilon",
+                                          "lambda",
+                                          "normalize",
+                                          "rescale",
+                                          "int8_mask",
+                                          "t",
+                                          "nuslerp_flatten",
+                                          "nuslerp_row_wise",
+                                          "scale",
+                                          "filter_wise",
+                                          "select_topk",
+                                          "max_iter",
+                                          "tol",
+                                          "normalize_weights",
+                                          "eps"};
   return k;
 }
 
@@ -114,8 +129,9 @@ MergeConfig read_merge_config(const std::string& text, const std::string& where)
   // mergekit builds a merged vocabulary for these (embeddings permuted, added tokens initialised);
   // refused by name rather than accepted and ignored, which wrote a model with the wrong tokenizer
   if (c.tokenizer_source == "union")
-    bad(where, "tokenizer_source: union (a merged vocabulary) is not supported; omit it for the base's tokenizer, "
-               "or name one model whose vocabulary the base shares");
+    bad(where,
+        "tokenizer_source: union (a merged vocabulary) is not supported; omit it for the base's tokenizer, "
+        "or name one model whose vocabulary the base shares");
   if (root["tokenizer"])
     bad(where, "a 'tokenizer' block (added tokens, embedding rules) is not supported; use tokenizer_source");
   if (root["chat_template"])
@@ -145,20 +161,29 @@ MergeConfig read_merge_config(const std::string& text, const std::string& where)
   }
   // the base listed among the models (as mergekit configs often do) is the base, not a task vector
   const MergeMethod& method = merge_method(c.method);
-  if (method.kind != MergeKind::Linear && !c.base_model.empty())
+  if (method.kind == MergeKind::Passthrough) {
+    // mergekit adds base_model to the sources: a second model, which passthrough refuses
+    if (!c.base_model.empty() && (c.models.size() != 1 || c.models[0].path != c.base_model))
+      bad(where, "passthrough takes exactly one model; base_model would be a second (omit it)");
+    c.base_model.clear();
+  } else if (method.kind != MergeKind::Linear && !c.base_model.empty()) {
     std::erase_if(c.models, [&](const MergeModelSpec& s) { return s.path == c.base_model; });
-  const bool base_optional = method.kind == MergeKind::Linear || method.kind == MergeKind::NuSlerp;
-  if (!base_optional && c.base_model.empty()) bad(where, c.method + " needs base_model");
-  if (method.kind == MergeKind::Slerp && c.models.size() != 1)
-    bad(where, "slerp interpolates base_model with exactly one other model, not " + std::to_string(c.models.size()));
-  if (method.kind == MergeKind::NuSlerp && c.models.size() != 2)
-    bad(where, "nuslerp merges exactly two models besides base_model, not " + std::to_string(c.models.size()));
-  if (c.models.empty()) bad(where, "no model to merge besides base_model");
-  for (size_t i = 0; i < c.models.size(); ++i) {
-    const bool needs_weight = method.kind != MergeKind::Slerp;
-    if (needs_weight && !has_merge_param(c, static_cast<int>(i), "weight"))
-      bad(where, "model " + c.models[i].path + " has no weight (mergekit requires one)");
   }
+  if (method.needs_base && c.base_model.empty()) bad(where, c.method + " needs base_model");
+  if (c.models.empty()) bad(where, "no model to merge besides base_model");
+  const int k = static_cast<int>(c.models.size());
+  if (k < method.models_min || k > method.models_max) {
+    auto count = [](int x) {
+      return x == 1 ? std::string("one model") : x == 2 ? "two models" : std::to_string(x) + " models";
+    };
+    const std::string want =
+        (method.models_min == method.models_max ? "exactly " : "at least ") + count(method.models_min);
+    bad(where, c.method + " merges " + want + " besides base_model, not " + std::to_string(k));
+  }
+  for (size_t i = 0; i < c.models.size(); ++i)
+    if (method.needs_weight && !has_merge_param(c, static_cast<int>(i), "weight"))
+      bad(where, "model " + c.models[i].path + " has no weight (mergekit requires one)");
+  if (method.kind == MergeKind::NearSwap && !has_merge_param(c, -1, "t")) bad(where, "nearswap needs the parameter t");
   // mergekit reads slerp's t from the global parameters only; a model's own t would be ignored there
   if (method.kind == MergeKind::Slerp && has_merge_param(c, 0, "t") && !has_merge_param(c, -1, "t") &&
       c.models[0].params.count("t"))

@@ -2,8 +2,8 @@
 
 #include <cmath>
 
-#include "src/merge/slerp.h"
 #include "src/core/error.h"
+#include "src/merge/slerp.h"
 
 namespace deltakit {
 
@@ -11,19 +11,29 @@ namespace {
 const std::vector<MergeMethod>& registry() {
   using S = SparsifyMethod;
   using C = Consensus;
+  using K = MergeKind;
+  constexpr int any = 1 << 30;
+  // name, kind, sparsify, consensus, normalize, rescale, needs base, needs weight, models min/max
   static const std::vector<MergeMethod> methods = {
-      {"task_arithmetic", MergeKind::TaskArithmetic, S::None, C::None, false, false},
-      {"ties", MergeKind::TaskArithmetic, S::Magnitude, C::Sum, true, false},
-      {"dare_ties", MergeKind::TaskArithmetic, S::Random, C::Sum, false, true},
-      {"dare_linear", MergeKind::TaskArithmetic, S::Random, C::None, false, true},
-      {"breadcrumbs", MergeKind::TaskArithmetic, S::MagnitudeOutliers, C::None, false, false},
-      {"breadcrumbs_ties", MergeKind::TaskArithmetic, S::MagnitudeOutliers, C::Sum, false, false},
-      {"della", MergeKind::TaskArithmetic, S::DellaMagprune, C::Sum, true, true},
-      {"della_linear", MergeKind::TaskArithmetic, S::DellaMagprune, C::None, false, true},
-      {"magnitude_prune", MergeKind::TaskArithmetic, S::Magnitude, C::None, false, false},
-      {"linear", MergeKind::Linear, S::None, C::None, true, false},
-      {"slerp", MergeKind::Slerp, S::None, C::None, false, false},
-      {"nuslerp", MergeKind::NuSlerp, S::None, C::None, false, false},
+      {"task_arithmetic", K::TaskArithmetic, S::None, C::None, false, false, true, true, 1, any},
+      {"ties", K::TaskArithmetic, S::Magnitude, C::Sum, true, false, true, true, 1, any},
+      {"dare_ties", K::TaskArithmetic, S::Random, C::Sum, false, true, true, true, 1, any},
+      {"dare_linear", K::TaskArithmetic, S::Random, C::None, false, true, true, true, 1, any},
+      {"breadcrumbs", K::TaskArithmetic, S::MagnitudeOutliers, C::None, false, false, true, true, 1, any},
+      {"breadcrumbs_ties", K::TaskArithmetic, S::MagnitudeOutliers, C::Sum, false, false, true, true, 1, any},
+      {"della", K::TaskArithmetic, S::DellaMagprune, C::Sum, true, true, true, true, 1, any},
+      {"della_linear", K::TaskArithmetic, S::DellaMagprune, C::None, false, true, true, true, 1, any},
+      {"magnitude_prune", K::TaskArithmetic, S::Magnitude, C::None, false, false, true, true, 1, any},
+      {"linear", K::Linear, S::None, C::None, true, false, false, true, 1, any},
+      {"slerp", K::Slerp, S::None, C::None, false, false, true, false, 1, 1},
+      {"nuslerp", K::NuSlerp, S::None, C::None, false, false, false, true, 2, 2},
+      {"multislerp", K::MultiSlerp, S::None, C::None, false, false, false, true, 1, any},
+      {"karcher", K::Karcher, S::None, C::None, false, false, false, false, 1, any},
+      {"model_stock", K::ModelStock, S::None, C::None, false, false, true, false, 2, any},
+      {"sce", K::Sce, S::None, C::None, false, false, true, false, 1, any},
+      {"nearswap", K::NearSwap, S::None, C::None, false, false, true, false, 1, 1},
+      {"arcee_fusion", K::ArceeFusion, S::None, C::None, false, false, true, false, 1, 1},
+      {"passthrough", K::Passthrough, S::None, C::None, false, false, false, false, 1, 1},
   };
   return methods;
 }
@@ -45,13 +55,35 @@ std::vector<std::string> merge_method_names() {
 
 void merge_tensor(const MergeMethod& m, TensorMergeArgs& a, std::span<float> out) {
   const size_t n = out.size(), k = a.models.size();
+  switch (m.kind) {
+    case MergeKind::MultiSlerp: multislerp(a.models, a.weight, a.base, a.normalize_weights, a.eps, out); return;
+    case MergeKind::Karcher: {  // the base is one of the points (mergekit gathers it with the models)
+      std::vector<std::span<const float>> points;
+      if (!a.base.empty()) points.push_back(a.base);
+      for (const auto& x : a.models) points.push_back(x);
+      karcher_mean(points, a.max_iter, a.tol, out);
+      return;
+    }
+    case MergeKind::ModelStock: model_stock(a.base, a.models, a.cols, a.filter_wise, out); return;
+    case MergeKind::Sce: sce_merge(a.base, a.models, a.select_topk, out); return;
+    case MergeKind::NearSwap: nearswap(a.base, a.models[0], a.t, out); return;
+    case MergeKind::ArceeFusion: arcee_fusion(a.base, a.models[0], a.cols, out); return;
+    case MergeKind::Passthrough: {
+      const float s = static_cast<float>(a.scale.empty() ? 1.0 : a.scale[0]);
+      for (size_t i = 0; i < n; ++i) out[i] = a.models[0][i] * s;
+      return;
+    }
+    default: break;
+  }
   if (m.kind == MergeKind::Slerp) {
-    if (k != 1 || a.base.empty()) throw Error(ErrorCode::InvalidValue, "", "slerp merges the base with exactly one model");
+    if (k != 1 || a.base.empty())
+      throw Error(ErrorCode::InvalidValue, "", "slerp merges the base with exactly one model");
     slerp(a.t, a.base, a.models[0], out);
     return;
   }
   if (m.kind == MergeKind::NuSlerp) {
-    if (k != 2) throw Error(ErrorCode::InvalidValue, "", "nuslerp merges exactly two models (besides an optional base_model)");
+    if (k != 2)
+      throw Error(ErrorCode::InvalidValue, "", "nuslerp merges exactly two models (besides an optional base_model)");
     const double total = a.weight[0] + a.weight[1];
     const double t = std::fabs(total) < 1e-6 ? 0.5 : a.weight[1] / total;  // mergekit's guard
     if (!a.base.empty())
@@ -65,7 +97,8 @@ void merge_tensor(const MergeMethod& m, TensorMergeArgs& a, std::span<float> out
   if (m.kind == MergeKind::Linear) {
     double total = 0;
     for (double w : a.weight) total += w;
-    if (a.normalize && total == 0) throw Error(ErrorCode::InvalidValue, "", "linear: the weights of '" + a.name + "' sum to 0");
+    if (a.normalize && total == 0)
+      throw Error(ErrorCode::InvalidValue, "", "linear: the weights of '" + a.name + "' sum to 0");
     const double scale = a.normalize ? 1.0 / total : 1.0;
 #pragma omp parallel for schedule(static)
     for (int64_t i = 0; i < static_cast<int64_t>(n); ++i) {

@@ -17,6 +17,14 @@
 //   slerp              base (t = 0) and one model (t = 1), spherical per tensor
 //   nuslerp            two models, t = w_1/(w_0 + w_1), spherical per tensor, row or column;
 //                      with a base_model, of the two task vectors, added to the base
+//   multislerp         barycentric interpolation on the sphere of many models (or task vectors)
+//   karcher            the Riemannian mean of every model's direction, the base's included
+//   model_stock        base and mean of ≥ 2 models, interpolated by their offsets' angle
+//   sce                variance-selected, sign-erased, energy-weighted task vectors
+//   nearswap           per entry, the model where it is within t of the base
+//   arcee_fusion       the base plus the delta's entries of outlying importance
+//   passthrough        one model's tensor as it is (times `scale`); with `slices`, layer stacking
+// (spherical_mean.h and selective_merge.h give each one's formula)
 #pragma once
 
 #include <span>
@@ -24,12 +32,26 @@
 #include <vector>
 
 #include "src/merge/combine.h"
+#include "src/merge/selective_merge.h"
 #include "src/merge/slerp.h"
 #include "src/merge/sparsify.h"
+#include "src/merge/spherical_mean.h"
 
 namespace deltakit {
 
-enum class MergeKind { TaskArithmetic, Linear, Slerp, NuSlerp };
+enum class MergeKind {
+  TaskArithmetic,
+  Linear,
+  Slerp,
+  NuSlerp,
+  MultiSlerp,
+  Karcher,
+  ModelStock,
+  Sce,
+  NearSwap,
+  ArceeFusion,
+  Passthrough
+};
 
 struct MergeMethod {
   std::string name;
@@ -38,6 +60,9 @@ struct MergeMethod {
   Consensus consensus = Consensus::None;
   bool default_normalize = false;
   bool default_rescale = false;
+  bool needs_base = true;                    // base_model required
+  bool needs_weight = false;                 // every model needs a weight
+  int models_min = 1, models_max = 1 << 30;  // models besides the base
 };
 
 // Throws Error(InvalidValue) naming the known methods.
@@ -58,7 +83,14 @@ struct TensorMergeArgs {
   RescaleNorm rescale = RescaleNorm::None;
   double lambda = 1.0, t = 0.5;
   NuSlerpVectors nuslerp_vectors = NuSlerpVectors::Flatten;
-  uint64_t seed = 0;  // model i's random masks use the counter RNG keyed (seed + i, tensor name)
+  std::vector<double> scale;      // passthrough, per model (1: as it is)
+  bool filter_wise = false;       // model_stock
+  double select_topk = 1.0;       // sce
+  int max_iter = 10;              // karcher
+  double tol = 1e-5;              // karcher
+  bool normalize_weights = true;  // multislerp
+  double eps = 1e-8;              // multislerp
+  uint64_t seed = 0;              // model i's random masks use the counter RNG keyed (seed + i, tensor name)
 };
 
 // out: the merged tensor in fp32 (numel). Models are sparsified in parallel (OpenMP), each by one

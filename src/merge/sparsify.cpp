@@ -6,8 +6,8 @@
 #include <vector>
 
 #include "src/codec/score_cut.h"
-#include "src/core/philox.h"
 #include "src/core/error.h"
+#include "src/core/philox.h"
 
 namespace deltakit {
 

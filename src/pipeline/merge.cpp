@@ -236,7 +236,7 @@ struct MergeJob {
     for (size_t i = 0; i < inputs.size(); ++i) {
       const int mi = static_cast<int>(i);
       const double wgt = merge_param(cfg, mi, "weight", name, pos, NAN);
-      if (method->kind != MergeKind::Slerp && std::isnan(wgt))
+      if (method->needs_weight && std::isnan(wgt))
         throw Error(ErrorCode::Usage, opt.config,
                     "no weight of model " + inputs[i].path + " applies to '" + name + "'");
       a.weight.push_back(wgt);
@@ -244,7 +244,14 @@ struct MergeJob {
       a.gamma.push_back(merge_param(cfg, mi, "gamma", name, pos, 0.01));
       // mergekit's default since v0.1.3: without it a della config would be DARE with consensus
       a.epsilon.push_back(merge_param(cfg, mi, "epsilon", name, pos, 0.15));
+      a.scale.push_back(merge_param(cfg, mi, "scale", name, pos, 1.0));
     }
+    a.filter_wise = merge_param(cfg, -1, "filter_wise", name, pos, 0.0) != 0;
+    a.select_topk = merge_param(cfg, -1, "select_topk", name, pos, 1.0);
+    a.max_iter = static_cast<int>(merge_param(cfg, -1, "max_iter", name, pos, 10));
+    a.tol = merge_param(cfg, -1, "tol", name, pos, 1e-5);
+    a.normalize_weights = merge_param(cfg, -1, "normalize_weights", name, pos, 1.0) != 0;
+    a.eps = merge_param(cfg, -1, "eps", name, pos, 1e-8);
     a.normalize = merge_param(cfg, -1, "normalize", name, pos, method->default_normalize) != 0;
     const bool rescale = merge_param(cfg, -1, "rescale", name, pos, method->default_rescale) != 0;
     a.rescale = rescale ? rescale_norm : RescaleNorm::None;

@@ -9,6 +9,8 @@
              card; --dtype bfloat16 casts every tensor and config.json's torch_dtype; a grown
              vocabulary merges the base's rows with a warning, any other shape change is refused
   mpi        mpirun -n 1, 2, 3 (and 1 vs 2 threads) write byte-identical sharded outputs
+  methods    model_stock, sce, karcher, multislerp, nearswap, arcee_fusion and passthrough against
+             numpy written from mergekit's torch code
 """
 import argparse, json, os, struct, subprocess, sys, tempfile
 
@@ -266,6 +268,146 @@ def case_reference(a, work):
     print("ok: task_arithmetic, ties, magnitude_prune, breadcrumbs_ties, linear, slerp, nuslerp match numpy; DARE statistics hold")
 
 
+# --- the methods mergekit added after TIES/DARE, written from its torch code (numpy, float64) ----
+def np_model_stock(w0, ws, filter_wise):
+    shape = w0.shape
+    if filter_wise:
+        w0v = w0.reshape(1, -1) if w0.ndim == 1 else w0.reshape(-1, shape[-1])
+        wsv = [w.reshape(w0v.shape) for w in ws]
+    else:
+        w0v, wsv = w0.reshape(-1), [w.reshape(-1) for w in ws]
+    off = [w - w0v for w in wsv]
+    cos = []
+    for i in range(len(off)):
+        for j in range(i + 1, len(off)):
+            npr = np.linalg.norm(off[i], axis=-1) * np.linalg.norm(off[j], axis=-1)
+            cos.append(np.clip((off[i] * off[j]).sum(-1) / np.maximum(npr, 1e-6), -1, 1))
+    c = np.mean(np.stack(cos), axis=0)
+    c = c[..., None] if filter_wise else c
+    N = len(ws)
+    t = N * c / (1 + (N - 1) * c)
+    return (t * (sum(wsv) / N) + (1 - t) * w0v).reshape(shape)
+
+
+def np_sce(base, ms, topk):
+    tv = np.stack([m - base for m in ms])
+    if topk < 1:
+        var = tv.var(axis=0)
+        k = int(np.count_nonzero(var) * topk)
+        mask = np.zeros(var.size)
+        if k > 0:
+            order = np.lexsort((np.arange(var.size), -var.reshape(-1)))  # largest first, ties to the lower index
+            mask[order[:k]] = 1
+        tv = tv * mask.reshape(var.shape)[None]
+    majority = np.where(tv.sum(0) >= 0, 1.0, -1.0)
+    erase = (np.sign(tv) == majority).astype(np.float64)
+    w = np.mean(tv.reshape(len(ms), -1) ** 2, axis=1)
+    w = np.ones_like(w) / len(w) if abs(w.sum()) < 1e-6 else w / w.sum()
+    ew = w.reshape((-1,) + (1,) * (tv.ndim - 1)) * erase
+    return base + (tv * ew).sum(0) / np.maximum(ew.sum(0), 1e-6)
+
+
+def np_multislerp(ms, weights, base, eps=1e-8):
+    t = np.stack(ms) - (base if base is not None else 0)
+    flat = t.reshape(len(ms), -1)
+    w = np.array(weights) / np.sum(weights)
+    norms = np.linalg.norm(flat, axis=-1, keepdims=True)
+    unit = flat / (norms + eps)
+    mean = (unit * w[:, None]).sum(0)
+    mean = mean / np.linalg.norm(mean)
+    tangent = unit - (unit * mean).sum(-1, keepdims=True) * mean
+    tr = (tangent * w[:, None]).sum(0)
+    tn = np.linalg.norm(tr) + eps
+    res = (mean * np.cos(tn) + tr * np.sin(tn) / tn) * (norms[:, 0] * w).sum()
+    return res.reshape(ms[0].shape) + (base if base is not None else 0)
+
+
+def np_karcher(ts, max_iter=10, tol=1e-5):
+    alphas = [1.0 / len(ts)] * len(ts)
+    norms = [np.linalg.norm(t) for t in ts]
+    units = [t / n if n else np.zeros_like(t) for t, n in zip(ts, norms)]
+    valid = [i for i, n in enumerate(norms) if n > tol]
+    na = [alphas[i] / sum(alphas[j] for j in valid) for i in valid]
+    vu = [units[i] for i in valid]
+    u = sum(a * x for a, x in zip(na, vu))
+    u = vu[0].copy() if np.linalg.norm(u) < tol else u / np.linalg.norm(u)
+    for _ in range(max_iter):
+        T = np.zeros_like(u)
+        for a, x in zip(na, vu):
+            d = np.clip(np.sum(u * x), -1, 1)
+            th = np.arccos(d)
+            if th < tol:
+                continue
+            T += a * (th / np.sin(th)) * (x - d * u)
+        nT = np.linalg.norm(T)
+        if nT < tol:
+            break
+        u = np.cos(nT) * u + np.sin(nT) * (T / nT)
+        if np.linalg.norm(u) > tol:
+            u = u / np.linalg.norm(u)
+    return sum(a * n for a, n in zip(alphas, norms)) * u
+
+
+def np_nearswap(a, b, t):
+    w = np.clip(t / np.maximum(np.abs(a - b), 1e-6), 0, 1)
+    return w * b + (1 - w) * a
+
+
+def np_arcee_fusion(base, model):
+    def softmax(x):
+        e = np.exp(x - x.max(-1, keepdims=True))
+        return e / e.sum(-1, keepdims=True)
+    p, q = softmax(model) + 1e-8, softmax(base) + 1e-8
+    imp = np.abs(model - base) * np.sum(p * np.log(p / q), axis=-1)[..., None]
+    s = np.sort(imp.reshape(-1))
+    qt = lambda x: s[int(x * (s.size - 1))]
+    thr = qt(0.5) + 1.5 * (qt(0.75) - qt(0.25))
+    return base + (model - base) * (imp >= thr)
+
+
+def case_methods(a, work):
+    base, fts = fixture(a, work)
+    B, names = read_st(base)
+    F = [read_st(f)[0] for f in fts]
+    worst = {}
+
+    def check(method, models, want_fn, params="", with_base=True, tol=1e-5):
+        cfg = yaml(os.path.join(work, method + ".yml"), method, base if with_base else "", models, params)
+        out = os.path.join(work, "out-" + method + str(len(worst)))
+        run(a.deltakit, "merge", cfg, "--out", out)
+        got, order = read_st(out)
+        if order != names:
+            sys.exit(f"FAIL: {method}: tensor order differs from the base's")
+        err = 0.0
+        for n in names:
+            want = want_fn(n)
+            err = max(err, float(np.max(np.abs(got[n][1] - want)) / (np.abs(want).max() + 1e-3)))
+        worst[f"{method} {params}".strip()] = err
+        if err > tol:
+            sys.exit(f"FAIL: {method} {params} differs from the numpy reference by {err:.2e}")
+
+    b = lambda n: B[n][1]
+    f = lambda i, n: F[i][n][1]
+    three = [(x, "") for x in fts]
+    check("model_stock", three, lambda n: np_model_stock(b(n), [f(i, n) for i in range(3)], False))
+    check("model_stock", three, lambda n: np_model_stock(b(n), [f(i, n) for i in range(3)], True),
+          "{filter_wise: true}")
+    check("sce", three, lambda n: np_sce(b(n), [f(i, n) for i in range(3)], 1.0))
+    check("sce", three, lambda n: np_sce(b(n), [f(i, n) for i in range(3)], 0.3), "{select_topk: 0.3}")
+    check("karcher", three, lambda n: np_karcher([b(n)] + [f(i, n) for i in range(3)]))
+    check("karcher", three, lambda n: np_karcher([f(i, n) for i in range(3)], 4, 1e-3), "{max_iter: 4, tol: 0.001}",
+          with_base=False)
+    ws = [0.5, 0.3, 0.2]
+    weighted = [(x, f"{{weight: {w}}}") for x, w in zip(fts, ws)]
+    check("multislerp", weighted, lambda n: np_multislerp([f(i, n) for i in range(3)], ws, b(n)))
+    check("multislerp", weighted, lambda n: np_multislerp([f(i, n) for i in range(3)], ws, None), with_base=False)
+    check("nearswap", [(fts[0], "")], lambda n: np_nearswap(b(n), f(0, n), 0.01), "{t: 0.01}")
+    check("arcee_fusion", [(fts[1], "")], lambda n: np_arcee_fusion(b(n), f(1, n)))
+    check("passthrough", [(fts[2], "{scale: 0.5}")], lambda n: 0.5 * f(2, n), with_base=False)
+    print("worst relative error per method:", {k: f"{v:.1e}" for k, v in worst.items()})
+    print("ok: model_stock, sce, karcher, multislerp, nearswap, arcee_fusion, passthrough match numpy")
+
+
 def case_adapters(a, work):
     base, fts = fixture(a, work, n_models=2, dtype="bf16")
     # a second bf16 fine-tune: the first one's fixture with another seed would change the base
@@ -405,7 +547,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--deltakit", required=True)
     ap.add_argument("--mpirun", default="mpirun")
-    ap.add_argument("--case", required=True, choices=["reference", "adapters", "layout", "mpi", "mergekit"])
+    ap.add_argument("--case", required=True, choices=["reference", "adapters", "layout", "mpi", "mergekit", "methods"])
     a = ap.parse_args()
     with tempfile.TemporaryDirectory() as work:
         globals()["case_" + a.case](a, work)
