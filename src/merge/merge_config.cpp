@@ -95,6 +95,73 @@ std::map<std::string, ParamValue> params_of(const YAML::Node& n, const std::stri
   }
   return out;
 }
+// `slices:` (layer stacking): the sources of every slice, checked against the method.
+MergeConfig read_slices(const YAML::Node& root, MergeConfig c, const std::string& where) {
+  if (root["models"]) bad(where, "give either 'models' or 'slices', not both");
+  const MergeMethod& method = merge_method(c.method);
+  const YAML::Node slices = root["slices"];
+  if (!slices.IsSequence() || slices.size() == 0) bad(where, "slices must list at least one slice");
+  std::set<std::string> seen;
+  for (const auto& sl : slices) {
+    if (!sl.IsMap() || !sl["sources"] || !sl["sources"].IsSequence() || sl["sources"].size() == 0)
+      bad(where, "every slice needs a list of sources");
+    for (const auto& kv : sl)
+      if (kv.first.as<std::string>() != "sources")
+        bad(where, "a slice has unknown key '" + kv.first.as<std::string>() + "' (sources)");
+    MergeSlice slice;
+    int non_base = 0;
+    bool has_base = false;
+    for (const auto& src : sl["sources"]) {
+      if (!src.IsMap() || !src["model"] || !src["layer_range"])
+        bad(where, "every source of a slice needs 'model' and 'layer_range'");
+      SliceSource s;
+      s.path = src["model"].as<std::string>();
+      for (const auto& kv : src) {
+        const std::string k = kv.first.as<std::string>();
+        if (k != "model" && k != "layer_range" && k != "parameters")
+          bad(where, "slice source " + s.path + ": unknown key '" + k + "'");
+      }
+      const YAML::Node r = src["layer_range"];
+      if (!r.IsSequence() || r.size() != 2) bad(where, "slice source " + s.path + ": layer_range is [begin, end]");
+      s.begin = r[0].as<int>(), s.end = r[1].as<int>();
+      if (s.begin < 0 || s.end <= s.begin)
+        bad(where, "slice source " + s.path + ": layer_range [" + std::to_string(s.begin) + ", " +
+                       std::to_string(s.end) + "] is empty or negative");
+      s.params = params_of(src["parameters"], where, "slice source " + s.path);
+      if (!slice.sources.empty() && s.end - s.begin != slice.sources[0].end - slice.sources[0].begin)
+        bad(where, "the sources of a slice must span the same number of layers");
+      const bool is_base = s.path == c.base_model;
+      has_base |= is_base;
+      non_base += !is_base;
+      if (!is_base && method.needs_weight && !s.params.count("weight") && !c.params.count("weight"))
+        bad(where, "slice source " + s.path + " has no weight (mergekit requires one)");
+      if (seen.insert(s.path).second && !is_base) c.models.push_back({s.path, {}});
+      slice.sources.push_back(std::move(s));
+    }
+    if (method.kind == MergeKind::Passthrough) {
+      if (slice.sources.size() != 1) bad(where, "passthrough takes exactly one source per slice");
+    } else {
+      if (method.needs_base && !has_base)
+        bad(where, c.method + " needs base_model among every slice's sources (mergekit merges the sources only)");
+      if (non_base < method.models_min || non_base > method.models_max)
+        bad(where, c.method + " cannot merge " + std::to_string(non_base) + " source(s) besides base_model in a slice");
+    }
+    c.slices.push_back(std::move(slice));
+  }
+  if (method.kind == MergeKind::Passthrough) {
+    // a passthrough source that is the base is a model like any other
+    c.models.clear();
+    std::set<std::string> again;
+    for (const auto& sl : c.slices)
+      for (const auto& s : sl.sources)
+        if (again.insert(s.path).second) c.models.push_back({s.path, {}});
+    c.base_model.clear();
+  }
+  if (method.kind == MergeKind::NearSwap && !has_merge_param(c, -1, "t")) bad(where, "nearswap needs the parameter t");
+  if (method.kind == MergeKind::Slerp && !has_merge_param(c, -1, "t")) bad(where, "slerp needs the parameter t");
+  return c;
+}
+
 MergeConfig read_merge_config(const std::string& text, const std::string& where) {
   YAML::Node root;
   try {
@@ -111,7 +178,6 @@ MergeConfig read_merge_config(const std::string& text, const std::string& where)
   for (const auto& kv : root) {
     const std::string k = kv.first.as<std::string>();
     if (!top.count(k)) bad(where, "unknown key '" + k + "'");
-    if (k == "slices") bad(where, "'slices' (layer stacking) is not supported; list whole models under 'models'");
   }
   if (!root["merge_method"]) bad(where, "merge_method is missing");
   c.method = root["merge_method"].as<std::string>();
@@ -139,6 +205,7 @@ MergeConfig read_merge_config(const std::string& text, const std::string& where)
   if (root["seed"]) c.seed = root["seed"].as<uint64_t>();
   if (root["rescale_norm"]) c.rescale_norm = root["rescale_norm"].as<std::string>();
   c.params = params_of(root["parameters"], where, "the global");
+  if (root["slices"]) return read_slices(root, std::move(c), where);
   const YAML::Node models = root["models"];
   if (!models || !models.IsSequence() || models.size() == 0) bad(where, "models must list at least one model");
   std::set<std::string> seen;
@@ -209,11 +276,15 @@ bool has_merge_param(const MergeConfig& c, int model, const std::string& key) {
 
 double merge_param(const MergeConfig& c, int model, const std::string& key, const std::string& tensor, double position,
                    double fallback) {
-  if (model >= 0) {
-    const auto& own = c.models[static_cast<size_t>(model)].params;
-    if (auto it = own.find(key); it != own.end())
+  return merge_param_from(model >= 0 ? &c.models[static_cast<size_t>(model)].params : nullptr, c, key, tensor, position,
+                          fallback);
+}
+
+double merge_param_from(const std::map<std::string, ParamValue>* own, const MergeConfig& c, const std::string& key,
+                        const std::string& tensor, double position, double fallback) {
+  if (own)
+    if (auto it = own->find(key); it != own->end())
       if (auto v = it->second.at(tensor, position)) return *v;
-  }
   if (auto it = c.params.find(key); it != c.params.end())
     if (auto v = it->second.at(tensor, position)) return *v;
   return fallback;

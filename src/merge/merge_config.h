@@ -17,7 +17,17 @@
 // deltakit's additions: a `model` may be a deltakit adapter (.h5) made from base_model;
 // `rescale_norm: l1|l2|linf|inverse|none` picks how DARE/DELLA survivors are rescaled (mergekit's
 // `rescale: true` is l1, the papers' 1/(1 − p) is inverse); `seed` keys the random masks.
-// `slices` (layer stacking) is not supported and is refused by name.
+//
+// Layer stacking (mergekit's `slices`, in place of `models`): the output's layers are the slices'
+// layers in order; a slice's sources each give a `layer_range: [begin, end)` of one model, all of
+// the same length, merged layer by layer by the method (passthrough: one source, copied). The
+// embeddings come from the first slice's sources, the final norm and lm_head from the last's;
+// a layer's gradient position runs from 0 to 1 within its slice.
+//
+//   slices:
+//     - sources: [{model: a, layer_range: [0, 24]}]
+//     - sources: [{model: b, layer_range: [20, 40]}]
+//   merge_method: passthrough
 #pragma once
 
 #include <map>
@@ -33,10 +43,20 @@ struct MergeModelSpec {
   std::map<std::string, ParamValue> params;
 };
 
+struct SliceSource {
+  std::string path;
+  int begin = 0, end = 0;  // layer_range [begin, end)
+  std::map<std::string, ParamValue> params;
+};
+struct MergeSlice {
+  std::vector<SliceSource> sources;
+};
+
 struct MergeConfig {
   std::string method;
-  std::string base_model;  // may be empty for linear
-  std::vector<MergeModelSpec> models;
+  std::string base_model;                    // may be empty for linear
+  std::vector<MergeModelSpec> models;        // with slices: each model once, in order of appearance
+  std::vector<MergeSlice> slices;            // empty: every model whole (the `models` syntax)
   std::map<std::string, ParamValue> params;  // global
   std::string dtype;                         // "" = each tensor keeps the base's dtype
   std::string tokenizer_source;              // "" or "base": the base's side files; else a model's path
@@ -54,5 +74,8 @@ MergeConfig parse_merge_config(const std::string& yaml_text, const std::string& 
 double merge_param(const MergeConfig& c, int model, const std::string& key, const std::string& tensor, double position,
                    double fallback);
 bool has_merge_param(const MergeConfig& c, int model, const std::string& key);
+// The same with a model's own parameters given directly (a slice source's), or none.
+double merge_param_from(const std::map<std::string, ParamValue>* own, const MergeConfig& c, const std::string& key,
+                        const std::string& tensor, double position, double fallback);
 
 }  // namespace deltakit

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <nlohmann/json.hpp>
 
 #include "formats/adapter_h5.h"
@@ -13,6 +14,7 @@
 #include "src/core/big_buffer.h"
 #include "src/core/collective.h"
 #include "src/core/error.h"
+#include "src/core/layer_name.h"
 #include "src/core/tensor_view.h"
 #include "src/core/whole_file.h"
 #include "src/merge/merge_config.h"
@@ -150,7 +152,19 @@ struct MergeJob {
       if (in.ckpt) in.ckpt->check_intact();
   }
   std::vector<TensorSpec> specs;
-  int layers = 0;
+  // What each output tensor (parallel to specs) is made of: the inputs taking part, the tensor
+  // each reads (a stacked layer reads its source layer), their own parameters, its position.
+  struct OutputTensor {
+    std::string base_name;  // the base's tensor taking part ("": the base takes no part)
+    std::vector<size_t> inputs;
+    std::vector<std::string> names;
+    std::vector<const std::map<std::string, ParamValue>*> own;
+    double t = 0;
+  };
+  std::vector<OutputTensor> outputs;
+  std::map<std::string, size_t> output_index;
+  int layers = 0;      // the layout's layers (gradient positions of the models syntax)
+  int out_layers = 0;  // with slices: the output's layer count, for config.json
   // buffers that only grow: resizing vectors down and up for tensors of mixed sizes zero-filled
   // a large tensor's worth of memory each time
   BigBuffer<float> base_f, out_f;
@@ -182,16 +196,10 @@ struct MergeJob {
         in.ckpt = std::make_unique<Checkpoint>(m.path);
       inputs.push_back(std::move(in));
     }
-    if (!base && !inputs[0].ckpt)
-      throw Error(ErrorCode::Usage, opt.config, cfg.method + " without base_model needs a checkpoint first");
-    layout = base ? base.get() : inputs[0].ckpt.get();
-    for (auto& in : inputs) in.check_against(*layout, base.get());
-    for (const auto& name : layout->names()) {
-      const auto& e = *layout->at(name).entry;
-      const DType d = dtype_is_float_decodable(e.dtype) ? output_dtype(cfg.dtype, e.dtype) : e.dtype;
-      specs.push_back({name, d, e.shape});
-      if (auto l = layer_index(name)) layers = std::max(layers, *l + 1);
-    }
+    if (cfg.slices.empty())
+      plan_whole_models();
+    else
+      plan_slices();
     std::vector<std::string> in_paths;
     if (base) in_paths.push_back(cfg.base_model);
     for (const auto& m : cfg.models) in_paths.push_back(m.path);
@@ -201,6 +209,112 @@ struct MergeJob {
     // as mergekit: the output's parent folders are made if missing
     check_output_path(opt.out, in_paths, opt.overwrite, /*make_parent=*/true);
     model_f.resize(inputs.size());
+  }
+
+  void add_output(TensorSpec spec, OutputTensor o) {
+    output_index[spec.name] = specs.size();
+    specs.push_back(std::move(spec));
+    outputs.push_back(std::move(o));
+  }
+
+  // `models:` every model whole, tensor by tensor over the layout (the base, or the first model).
+  void plan_whole_models() {
+    if (!base && !inputs[0].ckpt)
+      throw Error(ErrorCode::Usage, opt.config, cfg.method + " without base_model needs a checkpoint first");
+    layout = base ? base.get() : inputs[0].ckpt.get();
+    for (auto& in : inputs) in.check_against(*layout, base.get());
+    for (const auto& name : layout->names())
+      if (auto l = layer_index(name)) layers = std::max(layers, *l + 1);
+    for (const auto& name : layout->names()) {
+      const auto& e = *layout->at(name).entry;
+      const DType d = dtype_is_float_decodable(e.dtype) ? output_dtype(cfg.dtype, e.dtype) : e.dtype;
+      OutputTensor o;
+      o.base_name = base ? name : "";
+      for (size_t i = 0; i < inputs.size(); ++i)
+        o.inputs.push_back(i), o.names.push_back(name), o.own.push_back(&cfg.models[i].params);
+      o.t = gradient_position(name, layers);
+      add_output({name, d, e.shape}, std::move(o));
+    }
+  }
+
+  size_t input_of(const std::string& path) const {
+    for (size_t i = 0; i < inputs.size(); ++i)
+      if (inputs[i].path == path) return i;
+    throw std::logic_error("merge: no input " + path);
+  }
+
+  // `slices:` layer stacking. The output's tensors follow the layout's order, with its layers
+  // replaced by the stacked ones; embeddings come from the first slice, the rest from the last.
+  void plan_slices() {
+    const SliceSource& first = cfg.slices[0].sources[0];
+    if (!base && !inputs[input_of(first.path)].ckpt)
+      throw Error(ErrorCode::Usage, opt.config, "slices without base_model need a checkpoint as the first source");
+    layout = base ? base.get() : inputs[input_of(first.path)].ckpt.get();
+    for (auto& in : inputs) {
+      if (in.ckpt) continue;
+      if (!base) throw Error(ErrorCode::Usage, in.path, "an adapter or a LoRA in slices needs base_model");
+      in.check_against(*base, base.get());
+    }
+    // the layout's layer tensors, by what follows the layer number (layer 0's, in order)
+    std::string prefix;
+    std::vector<std::string> rests;
+    for (const auto& name : layout->names())
+      if (auto l = parse_layer_name(name); l && l->index == 0) {
+        prefix = name.substr(0, l->rest_at - 2);  // "model.layers." of "model.layers.0.<rest>"
+        rests.push_back(name.substr(l->rest_at));
+      }
+    if (rests.empty()) throw Error(ErrorCode::Usage, layout->path(), "has no layers to stack");
+    auto layer_name = [&](int l, const std::string& rest) { return prefix + std::to_string(l) + "." + rest; };
+    auto add = [&](const std::string& out_name, const MergeSlice& slice, const std::function<std::string(int)>& src_of,
+                   double t) {
+      OutputTensor o;
+      o.t = t;
+      const SafetensorsEntry* shape_of = nullptr;
+      for (const SliceSource& src : slice.sources) {
+        const std::string nm = src_of(src.begin);
+        const bool is_base = base && src.path == cfg.base_model;
+        const size_t i = is_base ? 0 : input_of(src.path);
+        const Checkpoint* c = is_base || !inputs[i].ckpt ? base.get() : inputs[i].ckpt.get();
+        const auto* loc = c->find(nm);
+        if (!loc)
+          throw Error(ErrorCode::TensorSetMismatch, src.path,
+                      "has no tensor '" + nm + "' (layer_range [" + std::to_string(src.begin) + ", " +
+                          std::to_string(src.end) + "] past its layers?)");
+        if (shape_of && loc->entry->shape != shape_of->shape)
+          throw Error(ErrorCode::ShapeMismatch, src.path,
+                      "tensor '" + nm + "' has shape " + shape_string(loc->entry->shape) + " but " +
+                          shape_string(shape_of->shape) + " in the slice's first source");
+        if (!shape_of) shape_of = loc->entry;
+        if (is_base) {
+          o.base_name = nm;
+        } else {
+          o.inputs.push_back(i), o.names.push_back(nm), o.own.push_back(&src.params);
+        }
+      }
+      const DType d =
+          dtype_is_float_decodable(shape_of->dtype) ? output_dtype(cfg.dtype, shape_of->dtype) : shape_of->dtype;
+      add_output({out_name, d, shape_of->shape}, std::move(o));
+    };
+    bool stacked = false;
+    for (const auto& name : layout->names()) {
+      if (layer_index(name)) {
+        if (stacked) continue;
+        stacked = true;
+        for (const MergeSlice& slice : cfg.slices) {
+          const int len = slice.sources[0].end - slice.sources[0].begin;
+          for (int idx = 0; idx < len; ++idx, ++out_layers)
+            for (const auto& rest : rests)
+              add(
+                  layer_name(out_layers, rest), slice, [&](int begin) { return layer_name(begin + idx, rest); },
+                  len > 1 ? idx / static_cast<double>(len - 1) : 1.0);
+        }
+        continue;
+      }
+      // outside the layers (mergekit's pre and post weights)
+      const bool pre = name.find("embed") != std::string::npos;
+      add(
+          name, pre ? cfg.slices.front() : cfg.slices.back(), [&](int) { return name; }, 0.0);
+    }
   }
 
   // The output's shard size: --max-shard-size, else the layout's largest shard (or 5 GB).
@@ -231,20 +345,23 @@ struct MergeJob {
     return spec;
   }
 
-  // The config's parameters for tensor `name` at gradient position `pos` (algorithms.md §8).
-  void set_parameters(TensorMergeArgs& a, const std::string& name, double pos) const {
-    for (size_t i = 0; i < inputs.size(); ++i) {
-      const int mi = static_cast<int>(i);
-      const double wgt = merge_param(cfg, mi, "weight", name, pos, NAN);
+  // The config's parameters for output tensor `name` (algorithms.md §8): a model's own by its
+  // tensor's name, the global ones by the output's, as mergekit reads them.
+  void set_parameters(TensorMergeArgs& a, const std::string& name, const OutputTensor& o) const {
+    const double pos = o.t;
+    for (size_t k = 0; k < o.inputs.size(); ++k) {
+      const auto* own = o.own[k];
+      const std::string& nm = o.names[k];
+      const double wgt = merge_param_from(own, cfg, "weight", nm, pos, NAN);
       if (method->needs_weight && std::isnan(wgt))
         throw Error(ErrorCode::Usage, opt.config,
-                    "no weight of model " + inputs[i].path + " applies to '" + name + "'");
+                    "no weight of model " + inputs[o.inputs[k]].path + " applies to '" + nm + "'");
       a.weight.push_back(wgt);
-      a.density.push_back(merge_param(cfg, mi, "density", name, pos, 1.0));
-      a.gamma.push_back(merge_param(cfg, mi, "gamma", name, pos, 0.01));
+      a.density.push_back(merge_param_from(own, cfg, "density", nm, pos, 1.0));
+      a.gamma.push_back(merge_param_from(own, cfg, "gamma", nm, pos, 0.01));
       // mergekit's default since v0.1.3: without it a della config would be DARE with consensus
-      a.epsilon.push_back(merge_param(cfg, mi, "epsilon", name, pos, 0.15));
-      a.scale.push_back(merge_param(cfg, mi, "scale", name, pos, 1.0));
+      a.epsilon.push_back(merge_param_from(own, cfg, "epsilon", nm, pos, 0.15));
+      a.scale.push_back(merge_param_from(own, cfg, "scale", nm, pos, 1.0));
     }
     a.filter_wise = merge_param(cfg, -1, "filter_wise", name, pos, 0.0) != 0;
     a.select_topk = merge_param(cfg, -1, "select_topk", name, pos, 1.0);
@@ -263,37 +380,51 @@ struct MergeJob {
                                                                                         : NuSlerpVectors::Rows;
   }
 
-  // One output tensor in its dtype: integer tensors are the layout's, float ones merged.
+  // One output tensor in its dtype: integer tensors are copied (the base's, or the first
+  // input's), float ones merged.
   std::span<const uint8_t> merge_one(const TensorSpec& spec, MergeReport& rep) {
     const std::string& name = spec.name;
-    TensorView lv = layout->acquire(name);
-    const std::span<uint8_t> out_b = out_bytes.first(static_cast<size_t>(lv.numel()) * dtype_size(spec.dtype));
-    rep.bytes_read += lv.bytes.size();
-    if (!dtype_is_float_decodable(lv.dtype)) {  // integer buffers: the base's, unchanged
-      std::memcpy(out_b.data(), lv.bytes.data(), out_b.size());
-      layout->release(name);
+    const OutputTensor& o = outputs[output_index.at(name)];
+    uint64_t numel = 1;
+    for (uint64_t d : spec.shape) numel *= d;
+    const std::span<uint8_t> out_b = out_bytes.first(static_cast<size_t>(numel) * dtype_size(spec.dtype));
+    if (!dtype_is_float_decodable(spec.dtype)) {  // integer buffers, unchanged
+      const Checkpoint* from = !o.base_name.empty() ? base.get() : inputs[o.inputs[0]].ckpt.get();
+      const std::string& nm = !o.base_name.empty() ? o.base_name : o.names[0];
+      const TensorView v = from->acquire(nm);
+      std::memcpy(out_b.data(), v.bytes.data(), out_b.size());
+      rep.bytes_read += v.bytes.size();
+      from->release(nm);
       return out_b;
     }
     TensorMergeArgs a;
     a.name = name;
-    a.cols = lv.shape.empty() ? 1 : lv.shape.back();
-    a.leading = lv.shape.empty() ? 1 : lv.shape.front();
-    if (base) {
-      const std::span<float> b = base_f.first(lv.numel());
-      decode_to_f32(lv.dtype, lv.bytes, 0, b);
+    a.cols = spec.shape.empty() ? 1 : spec.shape.back();
+    a.leading = spec.shape.empty() ? 1 : spec.shape.front();
+    if (!o.base_name.empty()) {
+      const TensorView bv = base->acquire(o.base_name);
+      const std::span<float> b = base_f.first(numel);
+      decode_to_f32(bv.dtype, bv.bytes, 0, b);
       a.base = b;
+      rep.bytes_read += bv.bytes.size();
+      base->release(o.base_name);
     }
-    for (size_t i = 0; i < inputs.size(); ++i) {
-      a.models.push_back(model_f[i].first(lv.numel()));
-      inputs[i].read(lv, cfg.base_model, opt.force, a.models.back(), scratch, rep.warnings);
-      rep.bytes_read += lv.bytes.size();
+    for (size_t k = 0; k < o.inputs.size(); ++k) {
+      const std::string& nm = o.names[k];
+      // the view an input is read against: the base's tensor (adapters and LoRAs add to it), or
+      // the output's name and shape (a checkpoint reads its own tensor)
+      const bool over_base = !inputs[o.inputs[k]].ckpt;
+      const TensorView lv = over_base ? base->acquire(nm) : TensorView{nm, spec.dtype, spec.shape, {}};
+      a.models.push_back(model_f[o.inputs[k]].first(numel));
+      inputs[o.inputs[k]].read(lv, cfg.base_model, opt.force, a.models.back(), scratch, rep.warnings);
+      rep.bytes_read += numel * dtype_size(spec.dtype);
+      if (over_base) base->release(nm);
     }
-    set_parameters(a, name, gradient_position(name, layers));
-    const std::span<float> merged = out_f.first(lv.numel());
+    set_parameters(a, name, o);
+    const std::span<float> merged = out_f.first(numel);
     locate_invalid_values(
         ErrorCode::Usage, opt.config, [&] { merge_tensor(*method, a, merged); }, "tensor '" + name + "': ");
     encode_from_f32(spec.dtype, merged, out_b);
-    layout->release(name);
     return out_b;
   }
 
@@ -310,10 +441,11 @@ struct MergeJob {
     std::map<std::string, std::string> overrides = {{"merge.yml", cfg.source_text},
                                                     {"README.md", model_card(cfg, *method, rescale_label)}};
     const fs::path cfg_json = fs::path(layout->path()) / "config.json";
-    if (!cfg.dtype.empty() && fs::is_regular_file(cfg_json, ec)) {
+    if ((!cfg.dtype.empty() || !cfg.slices.empty()) && fs::is_regular_file(cfg_json, ec)) {
       auto j = nlohmann::ordered_json::parse(read_whole_file(cfg_json.string(), "config.json"), nullptr, false);
       if (j.is_object()) {
-        j["torch_dtype"] = torch_dtype_name(output_dtype(cfg.dtype, DType::F32));
+        if (!cfg.dtype.empty()) j["torch_dtype"] = torch_dtype_name(output_dtype(cfg.dtype, DType::F32));
+        if (!cfg.slices.empty()) j["num_hidden_layers"] = out_layers;  // the stacked model's depth
         overrides["config.json"] = j.dump(2) + "\n";
       }
     }

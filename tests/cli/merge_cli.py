@@ -11,6 +11,10 @@
   mpi        mpirun -n 1, 2, 3 (and 1 vs 2 threads) write byte-identical sharded outputs
   methods    model_stock, sce, karcher, multislerp, nearswap, arcee_fusion and passthrough against
              numpy written from mergekit's torch code
+  slices     layer stacking: a passthrough frankenmerge (every tensor its source's, config.json's
+             depth, the engine loads it), a gradient slerp over slices (numpy; the same bytes as
+             models:), bad slices
+  examples   the shapes of mergekit's examples/*.yml on fixtures: each merges with the right depth
 """
 import argparse, json, os, struct, subprocess, sys, tempfile
 
@@ -39,6 +43,8 @@ def read_st(folder):
             raw = data[8 + n + b:8 + n + end]
             if e["dtype"] == "F32":
                 arr = np.frombuffer(raw, dtype="<f4")
+            elif e["dtype"] == "F16":
+                arr = np.frombuffer(raw, dtype="<f2")
             elif e["dtype"] == "BF16":
                 arr = (np.frombuffer(raw, dtype="<u2").astype(np.uint32) << 16).view(np.float32)
             else:
@@ -408,6 +414,170 @@ def case_methods(a, work):
     print("ok: model_stock, sce, karcher, multislerp, nearswap, arcee_fusion, passthrough match numpy")
 
 
+def deep_fixture(a, work, layers=4, n_models=2):
+    """A base of `layers` layers grown from the tiny fixture (its layers repeated with noise) and
+    fine-tunes of it: (base, [fine-tunes], tensors of each)."""
+    base2, _ = fixture(a, work, n_models=1)
+    B2, names2 = read_st(base2)
+    rng = np.random.default_rng(7)
+    tensors = {}
+    for n in names2:
+        if "layers." not in n:
+            tensors[n] = B2[n][1]
+    for l in range(layers):
+        for n in names2:
+            if n.startswith("model.layers.0."):
+                src = n.replace("layers.0.", f"layers.{l % 2}.")
+                tensors[n.replace("layers.0.", f"layers.{l}.")] = B2[src][1] + rng.normal(0, 0.01, B2[src][1].shape)
+    base = os.path.join(work, "base4")
+    write_st(base, tensors, base2)
+    cfg = json.load(open(os.path.join(base, "config.json")))
+    cfg["num_hidden_layers"] = layers
+    json.dump(cfg, open(os.path.join(base, "config.json"), "w"))
+    fts, all_t = [], [tensors]
+    for i in range(n_models):
+        t = {k: v + rng.normal(0, 0.02 * (np.abs(v).mean() + 1e-3), v.shape) for k, v in tensors.items()}
+        fts.append(os.path.join(work, f"ft4_{i}"))
+        write_st(fts[-1], t, base)
+        all_t.append(t)
+    return base, fts, all_t
+
+
+def slices_yaml(path, method, slices, base="", params="", extra=""):
+    lines = ["slices:"]
+    for sources in slices:
+        lines.append("  - sources:")
+        for m, r, p in sources:
+            lines.append(f"      - model: {m}")
+            lines.append(f"        layer_range: [{r[0]}, {r[1]}]")
+            if p:
+                lines.append(f"        parameters: {p}")
+    lines.append(f"merge_method: {method}")
+    if base:
+        lines.append(f"base_model: {base}")
+    if params:
+        lines.append("parameters:\n" + params)
+    if extra:
+        lines.append(extra)
+    open(path, "w").write("\n".join(lines) + "\n")
+    return path
+
+
+def case_slices(a, work):
+    base, fts, T = deep_fixture(a, work)
+    Bt, A, Bm = T
+    # a frankenmerge: A's layers 0-2 then Bm's layers 1-3, six in all
+    cfg = slices_yaml(os.path.join(work, "frank.yml"), "passthrough", [[(fts[0], (0, 3), "")], [(fts[1], (1, 4), "")]])
+    out = os.path.join(work, "frank")
+    run(a.deltakit, "merge", cfg, "--out", out)
+    got, order = read_st(out)
+    layer_of = [(A, 0), (A, 1), (A, 2), (Bm, 1), (Bm, 2), (Bm, 3)]
+    for n in order:
+        if "layers." in n:
+            l = int(n.split("layers.")[1].split(".")[0])
+            src, sl = layer_of[l]
+            want = src[n.replace(f"layers.{l}.", f"layers.{sl}.")]
+        else:
+            want = (A if "embed" in n else Bm)[n]
+        if not np.array_equal(got[n][1], want.astype(np.float32)):
+            sys.exit(f"FAIL: frankenmerge tensor {n} is not its source's")
+    if sorted({int(n.split("layers.")[1].split(".")[0]) for n in order if "layers." in n}) != list(range(6)):
+        sys.exit("FAIL: the stacked model does not have layers 0-5")
+    if json.load(open(os.path.join(out, "config.json")))["num_hidden_layers"] != 6:
+        sys.exit("FAIL: config.json's num_hidden_layers is not 6")
+    tokens = os.path.join(work, "tok.bin")
+    np.random.default_rng(2).integers(0, 256, 300).astype("<u4").tofile(tokens)
+    ppl = json.loads(run(a.deltakit, "eval", "--model", out, "--tokens", tokens, "--json").stdout.strip()
+                     .splitlines()[-1])["perplexity"]
+    print(f"ok: passthrough frankenmerge of 3 + 3 layers: every tensor its source's, 6 layers, evaluates "
+          f"(perplexity {ppl:.1f})")
+    out2 = os.path.join(work, "frank-n2")
+    run(a.mpirun, "--oversubscribe", "-n", "2", a.deltakit, "merge", cfg, "--out", out2, "--max-shard-size", "40KB")
+    run(a.deltakit, "merge", cfg, "--out", out + "-sharded", "--max-shard-size", "40KB")
+    if not same_output(out2, out + "-sharded"):
+        sys.exit("FAIL: the frankenmerge under mpirun -n 2 differs from one rank")
+    print("ok: the frankenmerge under mpirun -n 2 is the same bytes")
+    # slerp over slices with a layer gradient per filter: numpy, and the same bytes as `models:`
+    grad = ("  t:\n    - filter: self_attn\n      value: [0, 0.5, 0.3, 0.7, 1]\n"
+            "    - filter: mlp\n      value: [1, 0.5, 0.7, 0.3, 0]\n    - value: 0.5")
+    cfg = slices_yaml(os.path.join(work, "gs.yml"), "slerp", [[(base, (0, 4), ""), (fts[0], (0, 4), "")]], base, grad)
+    out = os.path.join(work, "gs")
+    run(a.deltakit, "merge", cfg, "--out", out)
+    got, order = read_st(out)
+
+    def grad_t(n, pos):
+        vals = [0, 0.5, 0.3, 0.7, 1] if "self_attn" in n else [1, 0.5, 0.7, 0.3, 0] if "mlp" in n else [0.5]
+        if len(vals) == 1:
+            return vals[0]
+        x = pos * (len(vals) - 1)
+        i = min(int(np.floor(x)), len(vals) - 2)
+        return vals[i] * (1 - (x - i)) + vals[i + 1] * (x - i)
+    for n in order:
+        pos = int(n.split("layers.")[1].split(".")[0]) / 3 if "layers." in n else 0.0
+        want = slerp(grad_t(n, pos), Bt[n], A[n])
+        if np.max(np.abs(got[n][1] - want)) > 1e-5 * (np.abs(want).max() + 1e-3):
+            sys.exit(f"FAIL: gradient slerp over slices, {n} differs from numpy")
+    cfg2 = os.path.join(work, "gs-models.yml")
+    open(cfg2, "w").write(f"models:\n  - model: {base}\n  - model: {fts[0]}\nmerge_method: slerp\n"
+                          f"base_model: {base}\nparameters:\n{grad}\n")
+    run(a.deltakit, "merge", cfg2, "--out", os.path.join(work, "gs-models"))
+    if not same_output(out, os.path.join(work, "gs-models")):
+        sys.exit("FAIL: slerp over one whole-model slice differs from the models: syntax")
+    print("ok: gradient slerp over slices equals numpy and the models: syntax, byte for byte")
+    # bad slices: one line each
+    for tag, sl, needle in (("past", [[(fts[0], (2, 6), "")]], "past its layers"),
+                            ("uneven", [[(base, (0, 2), ""), (fts[0], (0, 3), "")]], "same number of layers")):
+        cfg = slices_yaml(os.path.join(work, tag + ".yml"), "passthrough" if tag == "past" else "slerp", sl, base,
+                          "  t: 0.5")
+        p = run(a.deltakit, "merge", cfg, "--out", os.path.join(work, "bad-" + tag), ok=False)
+        if p.returncode == 0 or needle not in p.stderr or len(p.stderr.strip().splitlines()) != 1:
+            sys.exit(f"FAIL: slices {tag}: {p.stderr!r}")
+        print(f"ok: {tag}: {p.stderr.strip()}")
+
+
+def case_examples(a, work):
+    """The shapes of mergekit's examples/*.yml (methods, gradients, filters, slices, dtypes), each
+    run on fixtures: every one merges, and the output has the layers it should."""
+    base, fts, _ = deep_fixture(a, work, n_models=3)
+    m1, m2, m3 = fts
+    examples = {
+        "arcee_fusion": f"models:\n  - model: {m1}\n  - model: {m2}\nmerge_method: arcee_fusion\n"
+                        f"base_model: {m1}\ndtype: bfloat16\n",
+        "bio-merge": f"models:\n  - model: {m1}\n    parameters: {{density: 0.5, weight: 0.5}}\n"
+                     f"  - model: {m2}\n    parameters: {{density: 0.5, weight: 0.5}}\nmerge_method: ties\n"
+                     f"base_model: {base}\nparameters:\n  normalize: false\n  int8_mask: true\ndtype: float16\n",
+        "gradient-slerp": f"slices:\n  - sources:\n      - model: {m1}\n        layer_range: [0, 4]\n"
+                          f"      - model: {m2}\n        layer_range: [0, 4]\nmerge_method: slerp\nbase_model: {m1}\n"
+                          "parameters:\n  t:\n    - filter: self_attn\n      value: [0, 0.5, 0.3, 0.7, 1]\n"
+                          "    - filter: mlp\n      value: [1, 0.5, 0.7, 0.3, 0]\n    - value: 0.5\ndtype: float16\n",
+        "linear": f"models:\n  - model: {m1}\n    parameters: {{weight: 1.0}}\n  - model: {m2}\n"
+                  f"    parameters: {{weight: 0.3}}\n  - model: {m3}\n    parameters: {{weight: 0.5}}\n"
+                  "merge_method: linear\ndtype: float16\n",
+        "orcamini-platy-44layer": f"slices:\n  - sources:\n    - model: {m1}\n      layer_range: [0, 3]\n"
+                                  f"  - sources:\n    - model: {m2}\n      layer_range: [1, 4]\n"
+                                  "merge_method: passthrough\ndtype: float16\n",
+        "ties": f"models:\n  - model: {m1}\n    parameters:\n      density: [1, 0.7, 0.1]\n      weight: 1.0\n"
+                f"  - model: {m2}\n    parameters:\n      density: 0.5\n      weight: [0, 0.3, 0.7, 1]\n"
+                f"  - model: {m3}\n    parameters:\n      density: 0.33\n      weight:\n        - filter: mlp\n"
+                f"          value: 0.5\n        - value: 0\nmerge_method: ties\nbase_model: {base}\n"
+                "parameters:\n  normalize: true\n  int8_mask: true\ndtype: float16\n",
+    }
+    layers_want = {"orcamini-platy-44layer": 6}
+    for name, text in examples.items():
+        cfg = os.path.join(work, name + ".yml")
+        open(cfg, "w").write(text)
+        out = os.path.join(work, "out-" + name)
+        run(a.deltakit, "merge", cfg, "--out", out)
+        got, order = read_st(out)
+        n_layers = len({n.split("layers.")[1].split(".")[0] for n in order if "layers." in n})
+        want = layers_want.get(name, 4)
+        dtypes = {d for d, _ in got.values()}
+        cfg_json = json.load(open(os.path.join(out, "config.json")))
+        if n_layers != want or cfg_json["num_hidden_layers"] != want:
+            sys.exit(f"FAIL: example {name}: {n_layers} layers (config {cfg_json['num_hidden_layers']}), not {want}")
+        print(f"ok: example {name}: {len(order)} tensors, {n_layers} layers, {sorted(dtypes)}")
+
+
 def case_adapters(a, work):
     base, fts = fixture(a, work, n_models=2, dtype="bf16")
     # a second bf16 fine-tune: the first one's fixture with another seed would change the base
@@ -547,7 +717,8 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--deltakit", required=True)
     ap.add_argument("--mpirun", default="mpirun")
-    ap.add_argument("--case", required=True, choices=["reference", "adapters", "layout", "mpi", "mergekit", "methods"])
+    ap.add_argument("--case", required=True,
+                    choices=["reference", "adapters", "layout", "mpi", "mergekit", "methods", "slices", "examples"])
     a = ap.parse_args()
     with tempfile.TemporaryDirectory() as work:
         globals()["case_" + a.case](a, work)
