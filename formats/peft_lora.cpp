@@ -24,6 +24,16 @@ bool ends_with(const std::string& s, const std::string& suffix) {
   throw Error(ErrorCode::AdapterInvalid, where, what);
 }
 
+// Patterns are regular expressions from the file; std::regex recurses per nesting level and
+// backtracks, so a pattern longer than any module name needs is refused rather than compiled.
+constexpr size_t kMaxPattern = 256;
+
+void check_pattern(const std::string& p, const std::string& where, const std::string& what) {
+  if (p.size() > kMaxPattern)
+    bad(where, what + " is " + std::to_string(p.size()) + " characters long; at most " + std::to_string(kMaxPattern) +
+                   " are accepted");
+}
+
 bool is_null_or_empty(const nlohmann::json& j) {
   return j.is_null() || ((j.is_array() || j.is_object() || j.is_string()) && j.empty());
 }
@@ -117,6 +127,7 @@ PeftLoraConfig parse_peft_lora_config(const std::string& text, const std::string
   if (const nlohmann::json* t = field("target_modules")) {
     if (t->is_string()) {
       c.target_regex = t->get<std::string>();
+      check_pattern(c.target_regex, where, "target_modules");
       try {
         std::regex check(c.target_regex);
       } catch (const std::regex_error&) {
@@ -134,6 +145,7 @@ PeftLoraConfig parse_peft_lora_config(const std::string& text, const std::string
   if (const nlohmann::json* p = field("rank_pattern")) {
     if (!p->is_object()) bad(where, "rank_pattern must be an object of module patterns to ranks");
     for (const auto& [k, v] : p->items()) {
+      check_pattern(k, where, "a rank_pattern key");
       if (!v.is_number_integer() || v.get<int64_t>() <= 0)
         bad(where, "rank_pattern['" + k + "'] must be a positive integer");
       c.rank_pattern[k] = v.get<uint64_t>();
@@ -142,6 +154,7 @@ PeftLoraConfig parse_peft_lora_config(const std::string& text, const std::string
   if (const nlohmann::json* p = field("alpha_pattern")) {
     if (!p->is_object()) bad(where, "alpha_pattern must be an object of module patterns to alphas");
     for (const auto& [k, v] : p->items()) {
+      check_pattern(k, where, "an alpha_pattern key");
       if (!v.is_number() || !std::isfinite(v.get<double>())) bad(where, "alpha_pattern['" + k + "'] must be a number");
       c.alpha_pattern[k] = v.get<double>();
     }

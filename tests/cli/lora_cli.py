@@ -135,6 +135,21 @@ def case_export(a, work):
     check(abs(share - want) < 1e-4 * max(want, 1e-12) + 1e-9, f"dropped share {share} vs {want}")
     print(f"ok: rank-3 fine-tune exported exactly ({len(matrices)} modules); norms dropped ({share:.2e} of |d|^2)")
 
+    # from a deltakit adapter whose matrices are lowrank: the LoRA is the adapter's δ̂
+    ad3 = os.path.join(work, "lowrank3.h5")
+    run(a.deltakit, "compress", "--base", base, "--finetuned", ft, "--recipe", "lowrank:rank=3", "--out", ad3)
+    applied3 = os.path.join(work, "lowrank3_applied")
+    run(a.deltakit, "apply", "--base", base, "--adapter", ad3, "--out", applied3)
+    out_ad = os.path.join(work, "lora_from_adapter")
+    run(a.deltakit, "export-lora", "--base", base, "--adapter", ad3, "--rank", "3", "--out", out_ad)
+    A3, _ = read_st(applied3)
+    _, deltas = lora_deltas(out_ad)
+    check(sorted(deltas) == sorted(matrices), "export from the adapter: every matrix")
+    for name in matrices:
+        err = max_rel(B[name][1] + deltas[name], A3[name][1])
+        check(err < 1e-5, f"{name}: LoRA from the lowrank adapter differs from the applied adapter by {err:.2e}")
+    print("ok: export-lora --adapter of a lowrank:rank=3 adapter rebuilds the applied adapter")
+
     # --energy: per-module ranks (rank_pattern), equal to deltakit's own lowrank codec
     out_e = os.path.join(work, "lora_energy")
     run(a.deltakit, "export-lora", "--base", base, "--finetuned", ft_random, "--energy", "0.6", "--out", out_e)
