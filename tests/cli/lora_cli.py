@@ -18,7 +18,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from cli_run import MPI_ENV as ENV  # noqa: E402
-from merge_cli import read_st, write_st  # noqa: E402
+from merge_cli import mix, read_st, trim, write_st  # noqa: E402
 
 PREFIX = "base_model.model."
 
@@ -266,6 +266,38 @@ def case_import(a, work):
         err = max_rel(got[n][1], want)
         check(err < 1e-6, f"merge {n} off by {err:.2e}")
     print("ok: merge task_arithmetic over a LoRA and a checkpoint equals numpy")
+    # TIES over a LoRA, a full fine-tune and a deltakit adapter (of the second LoRA): trims and
+    # sign votes on the LoRA's ΔW itself, which PEFT's add_weighted_adapter cannot do
+    ad = os.path.join(work, "fifo.h5")
+    run(a.deltakit, "compress", "--base", base, "--finetuned", l2, "--recipe", "bitdelta", "--out", ad)
+    ad_applied = os.path.join(work, "fifo_applied")
+    run(a.deltakit, "apply", "--base", base, "--adapter", ad, "--out", ad_applied)
+    Aa, _ = read_st(ad_applied)
+    cfg = os.path.join(work, "ties.yml")
+    open(cfg, "w").write(f"merge_method: ties\nbase_model: {base}\nmodels:\n"
+                         f"  - model: {l1}\n    parameters: {{weight: 1.0, density: 0.5}}\n"
+                         f"  - model: {ft}\n    parameters: {{weight: 0.7, density: 0.3}}\n"
+                         f"  - model: {ad}\n    parameters: {{weight: 0.5, density: 0.6}}\ndtype: float32\n")
+    out = os.path.join(work, "ties_out")
+    run(a.deltakit, "merge", cfg, "--out", out)
+    got, _ = read_st(out)
+    off, total = 0, 0
+    for n in order:
+        # deltakit forms each δ = θ_i − θ_b in fp32 (the LoRA's θ_i = base + ΔW in fp32), and a
+        # trim ranks those values: so does the reference (bitdelta's equal magnitudes make ties
+        # that fp32 rounding orders)
+        b32 = B[n][1].astype(np.float32)
+        f32 = lambda x: np.asarray(x, dtype=np.float32)
+        ds = [((b32 + f32(deltas.get(n, 0.0))) - b32).astype(np.float64), (f32(F[n][1]) - b32).astype(np.float64),
+              (f32(Aa[n][1]) - b32).astype(np.float64)]
+        wds = [w * trim(d, dens) for d, w, dens in zip(ds, (1.0, 0.7, 0.5), (0.5, 0.3, 0.6))]
+        want = mix(B[n][1], wds, [1.0, 0.7, 0.5], True, True, 1.0)
+        bad_n = int(np.count_nonzero(np.abs(got[n][1] - want) > 1e-5 * (np.abs(want).max() + 1e-3)))
+        off += bad_n
+        total += want.size
+    check(off <= 1e-4 * total, f"ties over LoRA + checkpoint + adapter: {off} of {total} entries differ from numpy")
+    print(f"ok: ties over a LoRA, a checkpoint and a bitdelta adapter equals numpy ({off} of {total} entries "
+          "differ: ΔW's sgemm rounding may move one across a trim's cut)")
 
 
 def case_bad(a, work):
