@@ -55,6 +55,7 @@ int cmd_importance(const Args& args);
 int cmd_plan(const Args& args);
 int cmd_riemann(const Args& args);
 int cmd_generate(const Args& args);
+int cmd_tokenize(const Args& args);
 int cmd_import_llama2c(const Args& args);
 
 }  // namespace deltakit::cli

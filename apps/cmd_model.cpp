@@ -10,12 +10,14 @@
 #include <nlohmann/json.hpp>
 
 #include "apps/cli_common.h"
+#include "src/core/atomic_output.h"
 #include "src/core/error.h"
 #include "src/core/whole_file.h"
 #include "src/eval/embedded.h"
 #include "src/eval/train_config.h"
 #include "src/eval/evaluate.h"
 #include "src/model/kernels.h"
+#include "src/model/llama_config.h"
 #include "src/model/llama2c_import.h"
 #include "src/model/llama_model.h"
 #include "src/eval/skills.h"
@@ -125,6 +127,28 @@ int cmd_generate(const Args& args) {
   std::vector<int32_t> all = ids;
   all.insert(all.end(), r.tokens[0].begin(), r.tokens[0].end());
   std::printf("%s\n", tok->decode(all).c_str());
+  return 0;
+}
+
+int cmd_tokenize(const Args& args) {
+  po::options_description opts("tokenize options");
+  opts.add_options()("model", po::value<std::string>(), "model folder (its tokenizer)")(
+      "text", po::value<std::string>(), "text file")("out", po::value<std::string>(), "uint32 token file to write")(
+      "overwrite", po::bool_switch(), "replace an existing --out");
+  po::variables_map vm;
+  if (!parse("tokenize", "--model DIR --text FILE --out TOKENS.bin", opts, {}, args, vm)) return 0;
+  require(vm, {"model", "text", "out"});
+  const std::string dir = vm["model"].as<std::string>(), text = vm["text"].as<std::string>();
+  const std::string out = vm["out"].as<std::string>();
+  const LlamaConfig c = read_llama_config(dir);
+  auto tok = load_tokenizer(dir, c.vocab);
+  if (!tok) throw Error(ErrorCode::Usage, dir, "the model declares no tokenizer (deltakit_tokenizer.json)");
+  const std::string inputs[] = {text, dir};
+  check_output_file_path(out, inputs, vm["overwrite"].as<bool>());
+  std::vector<uint32_t> ids = {static_cast<uint32_t>(tok->bos())};  // as eval --text reads a text
+  for (int32_t id : tok->encode(read_whole_file(text, "text"))) ids.push_back(static_cast<uint32_t>(id));
+  write_file_atomically(out, {reinterpret_cast<const char*>(ids.data()), ids.size() * sizeof(uint32_t)});
+  std::printf("wrote %s: %zu tokens\n", out.c_str(), ids.size());
   return 0;
 }
 

@@ -40,6 +40,7 @@ const std::map<std::string, Command>& commands() {
        {cmd_serve, "serve the base and many adapters over HTTP (OpenAI-compatible), computing with compressed deltas"}},
       {"riemann", {cmd_riemann, "loss change of delta edits and its Riemann-sum estimates (algorithms.md §4)"}},
       {"generate", {cmd_generate, "greedy text generation"}},
+      {"tokenize", {cmd_tokenize, "a text file as the uint32 token file --tokens, tokens:FILE and calibration take"}},
       {"import-llama2c", {cmd_import_llama2c, "convert a llama2.c checkpoint to a Hugging Face folder"}},
       {"make-fixture", {cmd_make_fixture, "write a Llama-shaped base + fine-tune pair for tests"}},
   };

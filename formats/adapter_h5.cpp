@@ -46,6 +46,9 @@ H5Handle group_create_plist() {
   H5Handle gcpl(H5Pcreate(H5P_GROUP_CREATE), H5Pclose);
   H5Pset_link_creation_order(gcpl.get(), H5P_CRT_ORDER_TRACKED | H5P_CRT_ORDER_INDEXED);
   H5Pset_obj_track_times(gcpl.get(), false);  // no timestamps: same inputs, same bytes
+  // attributes in the group's own header: past HDF5's default of 8 they move to "dense" storage,
+  // a fractal heap and a B-tree of their own, about 1.9 KB per tensor (docs/formats.md)
+  H5Pset_attr_phase_change(gcpl.get(), 64, 48);
   return gcpl;
 }
 
@@ -104,6 +107,8 @@ uint64_t AdapterWriter::write_dataset(hid_t group, const Part& p) {
   H5Handle dcpl(H5Pcreate(H5P_DATASET_CREATE), H5Pclose);
   unsigned level = static_cast<unsigned>(level_);
   H5Pset_obj_track_times(dcpl.get(), false);
+  // a header sized to its messages (HDF5 reserves room for attributes a part rarely has)
+  if (p.encoding.empty()) H5Pset_dset_no_attrs_hint(dcpl.get(), true);
   if (H5Pset_chunk(dcpl.get(), static_cast<int>(chunk.size()), chunk.data()) < 0 ||
       H5Pset_filter(dcpl.get(), kZstdFilterId, H5Z_FLAG_MANDATORY, 1, &level) < 0 || H5Pset_fletcher32(dcpl.get()) < 0)
     throw Error(ErrorCode::Io, file_.final_path(),
@@ -162,6 +167,7 @@ uint64_t AdapterWriter::copy_tensor(const AdapterReader& from, const std::string
     H5Handle dcpl(H5Dget_create_plist(src.get()), H5Pclose), type(H5Dget_type(src.get()), H5Tclose),
         space(H5Dget_space(src.get()), H5Sclose);
     if (dcpl) H5Pset_obj_track_times(dcpl.get(), false);  // not carried over by H5Dget_create_plist
+    if (dcpl && H5Aexists(src.get(), "encoding") == 0) H5Pset_dset_no_attrs_hint(dcpl.get(), true);  // as written
     H5Handle dst(H5Dcreate2(g.get(), part.c_str(), type.get(), space.get(), H5P_DEFAULT, dcpl.get(), H5P_DEFAULT),
                  H5Dclose);
     if (!dcpl || !type || !space || !dst) fail("cannot create dataset '" + part + "'");
