@@ -43,6 +43,8 @@ def main():
     a = ap.parse_args()
     rows = [json.loads(l) for f in sorted(glob.glob(os.path.join(a.results, "parts", "*.jsonl")))
             for l in open(f) if l.strip()]
+    failed = [r for r in rows if "error" in r]
+    rows = [r for r in rows if "error" not in r]
     if not rows:
         sys.exit(f"no rows under {a.results}/parts")
     for r in rows:
@@ -202,6 +204,10 @@ def main():
                      f"{r['target_ppl']:.3f} | {r['stories_ppl']:.3f} | {r['fdt_mean']:.1f} | {r['kl_mean']:.4f} | "
                      f"{'●' if r.get('pareto') else ''} |")
     L.append("")
+    if failed:
+        L += ["Points that could not be made:", ""]
+        L += [f"- {r['finetune']} {r['family']} {r['label']}: {r['error']}" for r in failed]
+        L.append("")
     for p in plots:
         L.append(f"![{p}]({rel}/{p})")
     with open(a.readme, "w") as f:

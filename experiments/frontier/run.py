@@ -22,8 +22,10 @@ REGIMES = {  # finetune flags: gentle = SFT-like small delta, harsh = continued 
     "harsh": ["--regime", "continued", "--steps", "300", "--lr", "2e-3"],
 }
 QUICK_REGIMES = {"gentle": ["--regime", "sft", "--steps", "30", "--lr", "3e-4"]}
-PLAN_CANDIDATES = ("bitdelta:scale=row;bitdelta:scale=row+cherry:frac=0.01,importance=fisher:{fisher};"
-                   "quant:bits=4;quant:bits=2;dare:p=0.9;dare:p=0.98;topk:density=0.05;lowrank:rank=2")
+PLAN_CANDIDATES = ("bitdelta;bitdelta+cherry:frac=0.002,importance=fisher:{fisher};bitdelta:scale=row;"
+                   "bitdelta:scale=row+cherry:frac=0.01,importance=fisher:{fisher};"
+                   "quant:bits=4;quant:bits=2;dare:p=0.9;dare:p=0.98;dare:p=0.995;topk:density=0.05;"
+                   "topk:density=0.01;lowrank:rank=2;lowrank:rank=1")
 DARE_CANDIDATES = "dare:p=0.5;dare:p=0.8;dare:p=0.9;dare:p=0.95;dare:p=0.98;dare:p=0.99"
 
 
@@ -146,8 +148,14 @@ def measure(a, base, ft, toks, r, bf16_bytes, work):
         run(dk, "plan", "--base", base, "--finetuned", ft["dir"], "--budget", budget, "--candidates", cands,
             "--prompts-from", "tokens:" + toks[ft["text"]][1], "--prompts", "16" if a.quick else "32",
             "--prompt-len", "32", "--out", rules)
-        run(dk, "compress", "--base", base, "--finetuned", ft["dir"], "--rules", rules, "--out", ad, "--quiet",
-            *(["--distill", *calib] if "distill" in args else []))
+        try:
+            run(dk, "compress", "--base", base, "--finetuned", ft["dir"], "--rules", rules, "--out", ad, "--quiet",
+                *(["--distill", *calib] if "distill" in args else []))
+        except RuntimeError as e:  # the plan chose no bitdelta: nothing to distill
+            if "nothing to distill" not in str(e):
+                raise
+            run(dk, "compress", "--base", base, "--finetuned", ft["dir"], "--rules", rules, "--out", ad, "--quiet")
+            row["recipe"] += " (no bitdelta chosen: not distilled)"
         row["recipe"] += " -> " + " ".join(l.strip() for l in open(rules) if "recipe:" in l)
     else:
         raise ValueError(r["kind"])
@@ -186,8 +194,15 @@ def main():
         k, n = (int(x) for x in a.part.split("/")) if a.part else (0, 1)
         os.makedirs(os.path.join(out, "parts"), exist_ok=True)
         part = os.path.join(out, "parts", f"part-{k:03d}-of-{n:03d}.jsonl")
-        with open(part + ".tmp", "w") as f:
-            if k == 0:  # the reference points: the fine-tunes themselves and the base
+        done = set()  # a rerun (a requeued Slurm task) keeps the points a killed run finished
+        for old in (part, part + ".tmp"):
+            if os.path.exists(old):
+                done |= {(r["finetune"], r["family"], r["label"]) for r in map(json.loads, open(old)) if r}
+                if old == part:
+                    os.replace(part, part + ".tmp")
+                break
+        with open(part + ".tmp", "a") as f:
+            if k == 0 and not done:  # the reference points: the fine-tunes themselves and the base
                 for ft in fts:
                     for who, model in (("finetune", ft["dir"]), ("base", base)):
                         row = {"finetune": ft["name"], "family": who, "label": who, "recipe": "",
@@ -195,10 +210,16 @@ def main():
                         row.update(evaluate(a.deltakit, model, ft, toks, ft["text"]))
                         f.write(json.dumps(row) + "\n")
             for i, (ft, r) in enumerate(points):
-                if i % n != k:
+                if i % n != k or (ft["name"], r["family"], r["label"]) in done:
                     continue
                 with tempfile.TemporaryDirectory() as work:
-                    row = measure(a, base, ft, toks, r, bf16_bytes, work)
+                    try:
+                        row = measure(a, base, ft, toks, r, bf16_bytes, work)
+                    except RuntimeError as e:  # a budget no choice fits, say: recorded, not fatal
+                        print(f"{ft['name']} {r['family']} {r['label']}: {e}", flush=True)
+                        f.write(json.dumps({"finetune": ft["name"], "family": r["family"], "label": r["label"],
+                                            "error": str(e).splitlines()[-1][-300:]}) + "\n")
+                        continue
                 f.write(json.dumps(row) + "\n")
                 f.flush()
                 print(f"{row['finetune']:22s} {row['family']:14s} {row['label']:26s} "
