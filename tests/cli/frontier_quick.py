@@ -2,8 +2,9 @@
 """Smoke test of experiments/frontier/run.py --quick (stories260K from ../shared/data, one gentle
 Shakespeare fine-tune, the recipes marked quick): every quick recipe has a row with sane values and
 the measurements show what must hold on any model: raw is the fine-tune itself (perplexity, FDT at
-its maximum, KL 0); the exported LoRA and the lowrank codec at the same rank are the same truncated
-SVD, so they score the same; the plan at 1/16 stays within 5% of its budget; a payload is smaller
+its maximum, KL 0); the exported LoRA and the lowrank codec at the same rank hold the same truncated
+SVD of every matrix, so they score within 1% (the codec also carries the norms' deltas, raw; a LoRA
+drops them); the plan at 1/16 stays within 5% of its budget; a payload is smaller
 than its file. Skips (77) where ../shared/data is absent."""
 import argparse, csv, os, subprocess, sys, tempfile
 
@@ -34,7 +35,7 @@ def main():
         assert f(raw, "target_ppl") == f(ft, "target_ppl") and f(raw, "kl_mean") == 0, (raw, ft)
         assert f(got[("base", "base")], "target_ppl") > 2 * f(ft, "target_ppl"), "the fine-tune learnt nothing"
         lora, lowrank = got[("lora", "r=4")], got[("lowrank", "r=4")]
-        assert abs(f(lora, "target_ppl") - f(lowrank, "target_ppl")) <= 2e-3 * f(lowrank, "target_ppl"), (lora, lowrank)
+        assert abs(f(lora, "target_ppl") - f(lowrank, "target_ppl")) <= 1e-2 * f(lowrank, "target_ppl"), (lora, lowrank)
         plan = got[("plan", "1/16")]
         assert f(plan, "size") <= 0.0625 * 1.05, plan
         for r in rows:
@@ -43,7 +44,7 @@ def main():
                 assert f(r, "target_ppl") > 1 and 0 <= f(r, "fdt_mean") <= 32, r
         assert os.path.exists(os.path.join(out, "README.md"))
         print(f"ok: {len(rows)} rows; fine-tune ppl {f(ft, 'target_ppl'):.2f}, plan 1/16 {f(plan, 'target_ppl'):.2f} "
-              f"at {f(plan, 'size'):.4f}, lora r=4 {f(lora, 'target_ppl'):.3f} = lowrank r=4 {f(lowrank, 'target_ppl'):.3f}")
+              f"at {f(plan, 'size'):.4f}, lora r=4 {f(lora, 'target_ppl'):.3f} ~ lowrank r=4 {f(lowrank, 'target_ppl'):.3f}")
 
 
 if __name__ == "__main__":
