@@ -4,7 +4,9 @@ submits slurm/compress.sbatch, slurm/apply.sbatch and slurm/merge.sbatch with 2 
 and checks that the adapter and the checkpoints equal what one process writes; then runs the
 Riemann sweep as a 2-task job array (slurm/riemann.sbatch) and joins its parts. Exit 77 (skipped) with the
 reason when this machine cannot run Slurm (no root, packages missing, a daemon refusing).
-    slurm_cli.py --deltakit BIN --slurm-dir SLURM_DIR
+With --frontier it runs only the bytes-vs-quality frontier (--quick) as a 2-task array
+(slurm/frontier.sbatch) and collects it (skipped where ../shared/data lacks stories260K).
+    slurm_cli.py --deltakit BIN --slurm-dir SLURM_DIR [--frontier]
 """
 import argparse
 import csv
@@ -44,10 +46,40 @@ def submit(slurm, script, ntasks, args, log, env):
     return p.stdout.strip().split(";")[0]
 
 
+def frontier_array(a, env, work):
+    # the frontier (--quick) as a 2-task array on stories260K, where ../shared/data has it
+    data = os.path.abspath(os.path.join(a.slurm_dir, "..", "..", "shared", "data"))
+    if os.path.exists(os.path.join(data, "stories260K.bin")):
+        out_dir = os.path.join(work, "frontier")
+        log = os.path.join(work, "frontier-%a.log")
+        fenv = dict(env, DATA=data, FRONTIER_DIR=os.path.join(a.slurm_dir, "..", "experiments", "frontier"))
+        p = subprocess.run(["sbatch", "--parsable", "--array=0-1", "-o", log,
+                            os.path.join(a.slurm_dir, "frontier.sbatch"), out_dir, "--quick"],
+                           capture_output=True, text=True, env=fenv)
+        if p.returncode != 0:
+            sys.exit(f"FAIL: sbatch frontier.sbatch: {p.stderr}")
+        job = p.stdout.strip().split(";")[0]
+        text, dt = wait(job, log.replace("%a", "0"), timeout=600)
+        parts = sorted(os.listdir(os.path.join(out_dir, "parts"))) if os.path.isdir(os.path.join(out_dir, "parts")) else []
+        if parts != ["part-000-of-002.jsonl", "part-001-of-002.jsonl"]:
+            sys.exit(f"FAIL: the frontier array wrote {parts}\n{text}\n" + open(log.replace("%a", "1")).read())
+        subprocess.run([sys.executable, os.path.join(fenv["FRONTIER_DIR"], "run.py"), "--collect", "--quick",
+                        "--out", out_dir], check=True, capture_output=True, env=fenv)
+        rows = list(csv.DictReader(open(os.path.join(out_dir, "frontier.csv"))))
+        quick = [l for l in open(os.path.join(fenv["FRONTIER_DIR"], "recipes.txt"))
+                 if l.strip() and not l.startswith("#") and l.split()[-1] == "quick"]
+        if len(rows) != len(quick) + 2:  # the quick recipes, the fine-tune and the base
+            sys.exit(f"FAIL: the collected frontier holds {len(rows)} rows")
+        print(f"ok: frontier.sbatch, a 2-task array, job {job} ({dt:.1f} s): {len(rows)} rows collected")
+    else:
+        print(f"skip: frontier.sbatch (no stories260K.bin in {data})")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--deltakit", required=True)
     ap.add_argument("--slurm-dir", required=True)
+    ap.add_argument("--frontier", action="store_true", help="run only the frontier array (slurm.frontier)")
     a = ap.parse_args()
     state = tempfile.mkdtemp(prefix="deltakit-slurm-")
     up = subprocess.run(["bash", os.path.join(a.slurm_dir, "local_cluster.sh"), "up", state],
@@ -61,6 +93,11 @@ def main():
     try:
         # job files where slurmd (root, same machine) can read and write them
         work = tempfile.mkdtemp(prefix="deltakit-slurm-work-")
+        if a.frontier:
+            env = dict(os.environ, DELTAKIT=os.path.abspath(a.deltakit))
+            frontier_array(a, env, work)
+            shutil.rmtree(work, ignore_errors=True)
+            return
         base, ft = os.path.join(work, "base"), os.path.join(work, "ft")
         run(a.deltakit, "make-fixture", "--out-base", base, "--out-finetuned", ft, "--size", "small",
             "--max-shard-size", "2MB")
@@ -146,6 +183,7 @@ def main():
             sys.exit("FAIL: the array did not make the model edit's checkpoint")
         print(f"ok: riemann.sbatch, a 2-task array, job {job} ({dt:.1f} s): 5 edits (one a distilled BitDelta "
               "checkpoint made in the array) measured and collected in order")
+
         shutil.rmtree(work, ignore_errors=True)
     finally:
         subprocess.run(["bash", os.path.join(a.slurm_dir, "local_cluster.sh"), "down", state])
