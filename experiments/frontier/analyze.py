@@ -237,6 +237,43 @@ def main():
                  "moved attributes into the object headers (docs/formats.md). A PEFT LoRA's file is its payload plus "
                  "a few kilobytes.")
     L.append("")
+    # the same recipes on the demo's skills (experiments/divergence's measurements)
+    demo_csv = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "results", "divergence", "fdt.csv")
+    same = [("raw", "raw", "raw"), ("dare_p_0.9", "dare", "p=0.9"), ("dare_p_0.99", "dare", "p=0.99"),
+            ("bitdelta", "bitdelta", "matrix"), ("bitdelta_scale_row___cherry_frac_0.01", "bitdelta", "row+cherry(mag)"),
+            ("quant_bits_4", "quant", "bits=4"), ("lowrank_rank_8", "lowrank", "r=8")]
+    if os.path.exists(demo_csv):
+        demo = {(r["skill"], r["recipe"]): float(r["accuracy"]) for r in csv.DictReader(open(demo_csv))}
+        skills = [k for k in ("rev", "sort", "caps", "dup") if (k, "raw") in demo]
+        L += ["## The same recipes on the demo's skills", "",
+              "The demo's models (deltakit's own, byte-tokenized, 0.8 M parameters, skills learnt by SFT) measured "
+              "by [experiments/divergence](../divergence/README.md): exact-match accuracy with the recipe (the "
+              "fine-tune's in the raw row), beside this frontier's perplexity as a multiple of the fine-tune's.", "",
+              "| recipe | " + " | ".join(f"{k} accuracy" for k in skills) + " | " +
+              " | ".join(f"{ft} ppl ×" for ft in fts) + " |",
+              "|---|" + "---|" * (len(skills) + len(fts))]
+        for name, fam, label in same:
+            acc = [f"{100 * demo[(k, name)]:.1f}%" if (k, name) in demo else "" for k in skills]
+            ppl = []
+            for ft in fts:
+                r = get(ft, fam, label)
+                ppl.append(f"{r['target_ppl'] / ref[(ft, 'finetune')]['target_ppl']:.3g}" if r else "")
+            L.append(f"| {fam} {label} | " + " | ".join(acc) + " | " + " | ".join(ppl) + " |")
+        def mean_acc(name):
+            v = [demo[(k, name)] for k in skills if (k, name) in demo]
+            return sum(v) / len(v) if v else float("nan")
+        def mean_ppl(fam, label):
+            v = [get(ft, fam, label)["target_ppl"] / ref[(ft, "finetune")]["target_ppl"] for ft in fts if get(ft, fam, label)]
+            return sum(v) / len(v) if v else float("nan")
+        lossy = [x for x in same if x[0] != "raw"]
+        worst_demo = min(lossy, key=lambda x: mean_acc(x[0]))
+        worst_ppl = max(lossy, key=lambda x: mean_ppl(x[1], x[2]))
+        best_demo = max(lossy, key=lambda x: mean_acc(x[0]))
+        best_ppl = min(lossy, key=lambda x: mean_ppl(x[1], x[2]))
+        L += ["", f"The recipe that costs most is {worst_demo[1]} {worst_demo[2]} on the demo's skills (mean accuracy "
+              f"{100 * mean_acc(worst_demo[0]):.1f}%) and {worst_ppl[1]} {worst_ppl[2]} on stories260K; the one that "
+              f"keeps most is {best_demo[1]} {best_demo[2]} ({100 * mean_acc(best_demo[0]):.1f}%) and {best_ppl[1]} "
+              f"{best_ppl[2]} ({mean_ppl(best_ppl[1], best_ppl[2]):.3g}× the fine-tune's perplexity on average).", ""]
     L += ["## Every point", "",
           "| fine-tune | family | label | size | file | target ppl | TinyStories ppl | FDT | KL | Pareto |",
           "|---|---|---|---|---|---|---|---|---|---|"]
