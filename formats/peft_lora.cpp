@@ -1,5 +1,11 @@
 #include "formats/peft_lora.h"
 
+// GCC 12 with the sanitizers reports std::regex's own std::function members as maybe
+// uninitialized (a false positive inside libstdc++'s <regex>)
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+
 #include <cmath>
 #include <filesystem>
 #include <regex>
