@@ -18,11 +18,16 @@ class ChainTensorCodec final : public TensorCodec {
     const std::span<const float> delta = t.prepared->delta;
     EncodedTensor out;
     out.encoded = encode_tensor(*t.recipe, chain_input(t));
-    // the error is measured on what decoding will really produce
-    const std::vector<float> recon =
-        decode_tensor(out.encoded.attrs, EncodedSource(out.encoded), t.ft.shape, t.ft.dtype, t.where);
-    out.stats.rel_error = relative_error(delta, recon);
-    for (float x : delta) out.stats.delta_sq += double(x) * x;
+    // the error is measured on what decoding will really produce: by the coder while it encoded
+    // (the same sums, src/codec/error_norms.h), or else on a decoded copy
+    ErrorNorms norms{out.encoded.err_sq, out.encoded.delta_sq};
+    if (!out.encoded.error_measured) {
+      const std::vector<float> recon =
+          decode_tensor(out.encoded.attrs, EncodedSource(out.encoded), t.ft.shape, t.ft.dtype, t.where);
+      norms = error_norms(delta, recon);
+    }
+    out.stats.rel_error = norms.relative();
+    out.stats.delta_sq = norms.delta_sq;
     out.stats.codec = out.encoded.attrs["codec"].get<std::string>();
     return out;
   }

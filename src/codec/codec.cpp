@@ -39,7 +39,7 @@ PreparedDelta prepare_delta(const Recipe& r, const TensorView& base, const Tenso
   return p;
 }
 
-PreparedDelta prepare_given_delta(const Recipe& r, const TensorView& ft, std::vector<float> delta) {
+PreparedDelta prepare_given_delta(const Recipe& r, const TensorView& ft, std::span<const float> delta) {
   PreparedDelta p;
   bool nonfinite = false;
   for (float x : delta) {
@@ -48,7 +48,7 @@ PreparedDelta prepare_given_delta(const Recipe& r, const TensorView& ft, std::ve
   }
   p.fallback = p.changed ? recipe_unsuitable(r, ft.dtype, ft.shape) : "";
   if (p.fallback.empty() && nonfinite) p.fallback = "the delta has NaN/Inf entries (raw carries them exactly)";
-  if (p.lossy(r)) p.delta = std::move(delta);
+  if (p.lossy(r)) p.delta.assign(delta.begin(), delta.end());
   return p;
 }
 

@@ -17,6 +17,7 @@
 #include "src/codec/recipe.h"
 #include "src/codec/score_cut.h"
 #include "src/codec/tensor_codec.h"
+#include "src/core/float_buffer.h"
 #include "src/core/parts.h"
 #include "src/core/tensor_view.h"
 
@@ -26,13 +27,13 @@ namespace deltakit {
 // in) when the recipe cannot take this tensor; `changed` false when the two tensors are equal.
 struct PreparedDelta {
   bool changed = false;
-  std::string fallback;      // why the recipe is replaced by raw ("" if it is not)
-  std::vector<float> delta;  // ft − base in fp32, for a lossy recipe
+  std::string fallback;  // why the recipe is replaced by raw ("" if it is not)
+  FloatBuffer delta;     // ft − base in fp32, for a lossy recipe
   bool lossy(const Recipe& r) const { return changed && !r.is_raw() && fallback.empty(); }
 };
 PreparedDelta prepare_delta(const Recipe& r, const TensorView& base, const TensorView& ft);
 // The same for a δ known exactly (a LoRA's scale·B·A, in fp32); `ft` is its rounding (for raw).
-PreparedDelta prepare_given_delta(const Recipe& r, const TensorView& ft, std::vector<float> delta);
+PreparedDelta prepare_given_delta(const Recipe& r, const TensorView& ft, std::span<const float> delta);
 
 // One tensor to encode: the pair, the recipe, and what a lossy recipe needs.
 struct TensorPair {

@@ -10,37 +10,10 @@
 #include <cmath>
 
 #include "src/codec/bits.h"
+#include "src/codec/error_norms.h"
 #include "src/codec/stage.h"
 
 namespace deltakit {
-
-void quant_encode(const QuantParams& prm, const ValueStream& s, Encoded& out) {
-  const uint64_t n = s.values.size(), G = prm.group;
-  const uint64_t groups = (n + G - 1) / G;
-  const float qmax = static_cast<float>((1u << prm.bits) - 1);
-  std::vector<float> mins(groups), steps(groups);
-  std::vector<uint16_t> codes(n, 0);
-  for (uint64_t g = 0; g < groups; ++g) {
-    const uint64_t b = g * G, e = std::min(n, b + G);
-    float lo = INFINITY, hi = -INFINITY;
-    for (uint64_t i = b; i < e; ++i)
-      if (!s.skipped(i)) lo = std::min(lo, s.values[i]), hi = std::max(hi, s.values[i]);
-    if (lo > hi) lo = hi = 0.0f;  // every entry skipped
-    const float step = (hi - lo) / qmax;
-    mins[g] = lo;
-    steps[g] = step;
-    if (step == 0.0f) continue;
-    for (uint64_t i = b; i < e; ++i) {
-      float q = std::nearbyint((s.values[i] - lo) / step);
-      codes[i] = static_cast<uint16_t>(std::clamp(q, 0.0f, qmax));
-    }
-  }
-  out.attrs["quant.bits"] = prm.bits;
-  out.attrs["quant.group"] = G;
-  out.add({"quant.codes", PartKind::U8, {packed_bytes(n, prm.bits)}, pack_fields(codes, prm.bits), ""});
-  out.add({"quant.mins", PartKind::F32, {groups}, bytes_of<float>(mins), ""});
-  out.add({"quant.steps", PartKind::F32, {groups}, bytes_of<float>(steps), ""});
-}
 
 namespace {
 // The stored parts of one quant tensor, every size and value checked.
@@ -103,6 +76,50 @@ QuantPayload load_quant(const AttrReader& a, const PartSource& src, uint64_t n) 
   return p;
 }
 
+}  // namespace
+
+void quant_encode(const QuantParams& prm, const ValueStream& s, Encoded& out) {
+  const uint64_t n = s.values.size(), G = prm.group;
+  const uint64_t groups = (n + G - 1) / G;
+  const float qmax = static_cast<float>((1u << prm.bits) - 1);
+  std::vector<float> mins(groups), steps(groups);
+  std::vector<uint16_t> codes(n, 0);
+  for (uint64_t g = 0; g < groups; ++g) {
+    const uint64_t b = g * G, e = std::min(n, b + G);
+    float lo = INFINITY, hi = -INFINITY;
+    for (uint64_t i = b; i < e; ++i)
+      if (!s.skipped(i)) lo = std::min(lo, s.values[i]), hi = std::max(hi, s.values[i]);
+    if (lo > hi) lo = hi = 0.0f;  // every entry skipped
+    const float step = (hi - lo) / qmax;
+    mins[g] = lo;
+    steps[g] = step;
+    if (step == 0.0f) continue;
+    for (uint64_t i = b; i < e; ++i) {
+      float q = std::nearbyint((s.values[i] - lo) / step);
+      codes[i] = static_cast<uint16_t>(std::clamp(q, 0.0f, qmax));
+    }
+  }
+  QuantPayload p{prm.bits, G, pack_fields(codes, prm.bits), std::move(mins), std::move(steps)};
+  if (s.skip.empty()) {  // the error of what decoding gives, decoded a cache-sized block at a time
+    ErrorLanes lanes;
+    constexpr uint64_t kBlock = 4096;
+    float recon[kBlock];
+    for (uint64_t b = 0; b < n; b += kBlock) {
+      const uint64_t m = std::min(kBlock, n - b);
+      p.decode(b, m, recon);
+      lanes.add(s.values, b, b + m, recon);
+    }
+    const ErrorNorms norms = lanes.sums();
+    out.error_measured = true, out.err_sq = norms.err_sq, out.delta_sq = norms.delta_sq;
+  }
+  out.attrs["quant.bits"] = prm.bits;
+  out.attrs["quant.group"] = G;
+  out.add({"quant.codes", PartKind::U8, {packed_bytes(n, prm.bits)}, std::move(p.codes), ""});
+  out.add({"quant.mins", PartKind::F32, {groups}, bytes_of<float>(p.mins), ""});
+  out.add({"quant.steps", PartKind::F32, {groups}, bytes_of<float>(p.steps), ""});
+}
+
+namespace {
 // Serving: the codes stay packed; a row is dequantised when it is multiplied (DeltaProduct's
 // default multiply_add), one group's lo and step at a time.
 class QuantProduct final : public DeltaProduct {

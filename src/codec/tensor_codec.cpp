@@ -1,5 +1,6 @@
 #include "src/codec/tensor_codec.h"
 
+#include <algorithm>
 #include <cmath>
 #include <stdexcept>
 
@@ -41,6 +42,24 @@ std::vector<uint64_t> read_positions(const AttrReader& a, const PartSource& src,
   return decode_positions(coding, bytes, n, count, a.where);
 }
 
+// A sparsifier's error without a decoded copy: δ̂ is its stored values (as decoding reads them)
+// at its positions and zero elsewhere, built a cache-sized block at a time.
+void measure_sparse_error(Encoded& e, std::span<const float> delta, std::span<const uint64_t> pos,
+                          const std::vector<float>& stored) {
+  constexpr uint64_t kBlock = 2048;
+  float recon[kBlock];
+  ErrorLanes lanes;
+  uint64_t j = 0;
+  for (uint64_t b = 0; b < delta.size(); b += kBlock) {
+    const uint64_t m = std::min<uint64_t>(kBlock, delta.size() - b);
+    std::fill(recon, recon + m, 0.0f);
+    for (; j < pos.size() && pos[j] < b + m; ++j) recon[pos[j] - b] = stored[j];
+    lanes.add(delta, b, b + m, recon);
+  }
+  const ErrorNorms norms = lanes.sums();
+  e.error_measured = true, e.err_sq = norms.err_sq, e.delta_sq = norms.delta_sq;
+}
+
 Encoded encode_chain(const Recipe& r, const TensorDelta& t, std::span<const float> delta,
                      std::span<const uint8_t> skip) {
   const Geometry g = geometry(t.shape);
@@ -56,14 +75,17 @@ Encoded encode_chain(const Recipe& r, const TensorDelta& t, std::span<const floa
       if (r.chain.size() == 2) {
         auto rows = sparse_row_offsets(sel.positions, g.rows, g.cols);
         r.chain[1]->encode_values(ValueStream{sel.values, rows, {}}, e);
+        e.error_measured = false;  // the coder saw only the kept values
       } else {
         e.add({prefix + ".values", vt.kind, {sel.values.size()}, store_values(vt, sel.values), vt.encoding});
+        if (skip.empty()) measure_sparse_error(e, delta, sel.positions, load_values(vt, e.parts.back().bytes));
       }
       break;
     }
     case StageRole::ValueCoder: {
       auto rows = dense_row_offsets(g.rows, g.cols);
       first.encode_values(ValueStream{delta, rows, skip}, e);
+      if (!skip.empty()) e.error_measured = false;  // the skipped entries are a cherry's
       break;
     }
     case StageRole::Dense: first.encode_dense(t, delta, g.rows, g.cols, vt, e); break;
@@ -163,6 +185,7 @@ Encoded encode_tensor(const Recipe& r, const TensorDelta& t) {
     delta = input;
   }
   Encoded e = encode_chain(r, t, delta, skip);
+  e.error_measured = false;
   std::vector<float> vals;
   vals.reserve(kept.size());
   for (uint64_t p : kept) vals.push_back(t.delta[p]);
@@ -257,13 +280,7 @@ std::unique_ptr<DeltaProduct> load_tensor_product(const Json& attrs, const PartS
 }
 
 double relative_error(std::span<const float> delta, std::span<const float> recon) {
-  double num = 0, den = 0;
-  for (size_t i = 0; i < delta.size(); ++i) {
-    double d = delta[i], e = d - recon[i];
-    num += e * e;
-    den += d * d;
-  }
-  return den > 0 ? std::sqrt(num / den) : (num > 0 ? INFINITY : 0.0);
+  return error_norms(delta, recon).relative();
 }
 
 }  // namespace deltakit

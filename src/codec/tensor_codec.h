@@ -11,6 +11,7 @@
 
 #include "src/codec/codec_types.h"
 #include "src/codec/delta_product.h"
+#include "src/codec/error_norms.h"
 #include "src/codec/recipe.h"
 #include "src/codec/score_cut.h"
 
@@ -39,7 +40,7 @@ std::unique_ptr<DeltaProduct> load_tensor_product(const Json& attrs, const PartS
                                                   const std::vector<uint64_t>& shape, DType dtype,
                                                   const std::string& where);
 
-// ‖δ − δ̂‖ / ‖δ‖ (0 when δ = 0), accumulated in double.
+// ‖δ − δ̂‖ / ‖δ‖ (0 when δ = 0), by error_norms (src/codec/error_norms.h).
 double relative_error(std::span<const float> delta, std::span<const float> recon);
 
 }  // namespace deltakit

@@ -23,17 +23,21 @@ size_t part_kind_size(PartKind k);
 const char* part_kind_name(PartKind k);
 
 struct Part {
-  std::string name;             // "<codec>.<what>", e.g. "bitdelta.signs"
+  std::string name;  // "<codec>.<what>", e.g. "bitdelta.signs"
   PartKind kind = PartKind::U8;
-  std::vector<uint64_t> dims;   // row-major; product = element count
-  std::vector<uint8_t> bytes;   // little-endian elements
-  std::string encoding;         // U16 values: "bfloat16" or "float16"; "" otherwise
+  std::vector<uint64_t> dims;  // row-major; product = element count
+  std::vector<uint8_t> bytes;  // little-endian elements
+  std::string encoding;        // U16 values: "bfloat16" or "float16"; "" otherwise
   uint64_t count() const;
 };
 
 struct Encoded {
   Json attrs = Json::object();  // codec attributes, "<codec>.<key>"
   std::vector<Part> parts;
+  // ‖δ − δ̂‖² and ‖δ‖² over the whole tensor, where the encoder could measure them on the way
+  // (a value coder over a dense stream: src/codec/error_norms.h), so nobody decodes it again
+  bool error_measured = false;
+  double err_sq = 0, delta_sq = 0;
   void add(Part p) { parts.push_back(std::move(p)); }
 };
 

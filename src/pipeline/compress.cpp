@@ -73,7 +73,7 @@ struct CompressJob {
     p.fv = ft->acquire(name);
     p.recipe = &rules.for_tensor(name);
     if (std::vector<float> exact = ft->lora_delta(name); !exact.empty())
-      p.prepared = prepare_given_delta(*p.recipe, p.fv, std::move(exact));
+      p.prepared = prepare_given_delta(*p.recipe, p.fv, exact);
     else
       p.prepared = prepare_delta(*p.recipe, p.bv, p.fv);
     if (p.lossy() && p.recipe->cherry && p.recipe->cherry->importance != "magnitude")
@@ -324,7 +324,9 @@ CompressReport compress_adapter(const CompressOptions& opt, Comm& comm) {
     check_free_space(opt.out, journal);
     AdapterWriter writer(opt.out, opt.zstd_level);
     for (size_t i = 0; i < names.size(); ++i) {
-      AdapterReader part(journal.item_path(CompressJob::item(i)));
+      // written by this job's ranks (or a run it resumes) and renamed in whole: no hostile-file
+      // walk in a child, which forked a copy of the mapped inputs' page tables per tensor
+      AdapterReader part(journal.item_path(CompressJob::item(i)), AdapterReader::kTrusted);
       if (part.names().size() != 1 || part.names()[0] != names[i])
         throw Error(ErrorCode::AdapterInvalid, part.path(), "journal part does not hold tensor '" + names[i] + "'");
       const auto r = nlohmann::json::parse(part.root().value("report", std::string("{}")), nullptr, false);

@@ -35,6 +35,29 @@ TEST(BitDelta, ScaleIsMeanAbsAndErrorMatchesClosedForm) {
   EXPECT_EQ(find_part(rt.enc, "bitdelta.signs")->bytes.size(), 768u);
 }
 
+// A coder that measures its error while encoding gives the sums a decoded copy gives, bit for bit;
+// a chain whose coder cannot see the whole tensor leaves it to the decoded copy.
+TEST(CodecError, MeasuredWhileEncodingEqualsTheDecodedCopy) {
+  auto d = normal_vector(37 * 101, 5);  // odd sizes: unaligned lane heads and tails per row
+  d[3] = 0.0f, d[4] = -0.0f;
+  for (const char* recipe :
+       {"bitdelta", "bitdelta:scale=row", "bitdelta:scale=group:13", "quant:bits=4", "quant:bits=3,group=50",
+        "quant:bits=8", "quant:bits=2", "dare:p=0.9", "dare:p=0.5,rescale=none", "topk:density=0.1"}) {
+    SCOPED_TRACE(recipe);
+    for (DType dt : {DType::F32, DType::BF16}) {
+      auto rt = round_trip(recipe, d, {37, 101}, dt);
+      ASSERT_TRUE(rt.enc.error_measured);
+      const ErrorNorms ref = error_norms(d, rt.recon);
+      EXPECT_EQ(rt.enc.err_sq, ref.err_sq);
+      EXPECT_EQ(rt.enc.delta_sq, ref.delta_sq);
+      EXPECT_GT(ref.err_sq, 0.0);
+    }
+  }
+  for (const char* recipe :
+       {"bitdelta:levels=4", "dare:p=0.5>bitdelta", "bitdelta+cherry:frac=0.01", "topk:density=0.1>quant:bits=4"})
+    EXPECT_FALSE(round_trip(recipe, d, {37, 101}).enc.error_measured) << recipe;
+}
+
 TEST(BitDelta, SignOfZeroIsPlus) {
   std::vector<float> d = {0.0f, -0.0f, 1.0f, -1.0f, 0.0f, 2.0f, -3.0f, 0.5f, 0.0f};
   auto rt = round_trip("bitdelta", d, {9});

@@ -1,0 +1,196 @@
+#!/usr/bin/env python3
+"""How close `compress` and `apply` run to the hardware: each job's time beside the ceiling of
+reading its input files once from page cache (a pread loop over them, in this script), and, for
+jobs whose output is about as large as the input, writing the output's bytes once (write + fsync,
+in this script). Also the peer a user would otherwise run: the same operation tensor by tensor in
+PyTorch on CPU (read, subtract, sign or drop, write: mergekit's way), on the same files, when
+torch is importable (Debian's python3-torch).
+
+    bench/bench_stream.py --deltakit build/apps/deltakit [--size large] [--layers 16]
+                          [--base B --finetuned F] [--ranks 1,2] [--reps 2]
+
+Prints one Markdown table: seconds (best of reps after a warm-up, mpirun's start included), GB/s
+of input read, the ratio to the ceiling, the efficiency of 2 ranks, and each rank's peak RSS.
+"""
+import argparse
+import json
+import os
+import re
+import subprocess
+import tempfile
+import time
+
+import numpy as np
+
+ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
+
+
+def files_of(folder):
+    return [os.path.join(folder, f) for f in sorted(os.listdir(folder)) if f.endswith(".safetensors")]
+
+
+def size_of(paths):
+    return sum(os.path.getsize(p) for p in paths)
+
+
+def read_ceiling(paths, reps=3):
+    """pread the files once into one reused buffer: the cost of getting the bytes at all."""
+    buf = bytearray(16 << 20)
+    view = memoryview(buf)
+    best = 1e9
+    for _ in range(reps):
+        t = time.perf_counter()
+        for p in paths:
+            fd = os.open(p, os.O_RDONLY)
+            while os.readv(fd, [view]) > 0:
+                pass
+            os.close(fd)
+        best = min(best, time.perf_counter() - t)
+    return best
+
+
+def write_ceiling(nbytes, folder, reps=3):
+    """write nbytes once and fsync: the cost of putting an output of that size on disk."""
+    chunk = np.ones(16 << 20, np.uint8).tobytes()
+    best = 1e9
+    path = os.path.join(folder, "ceiling.bin")
+    for _ in range(reps):
+        t = time.perf_counter()
+        with open(path, "wb") as f:
+            left = nbytes
+            while left > 0:
+                left -= f.write(chunk[:min(left, len(chunk))])
+            f.flush()
+            os.fsync(f.fileno())
+        best = min(best, time.perf_counter() - t)
+        os.remove(path)
+    return best
+
+
+def timed(argv, reps):
+    subprocess.run(argv, capture_output=True, env=ENV, check=True)  # warm-up: page cache, output in place
+    best, rss = 1e9, []
+    for _ in range(reps):
+        t = time.perf_counter()
+        p = subprocess.run(argv, capture_output=True, text=True, env=ENV)
+        dt = time.perf_counter() - t
+        if p.returncode != 0:
+            raise SystemExit(f"FAIL: {' '.join(argv)}\n{p.stderr}")
+        if dt < best:
+            best, rss = dt, [int(x) / 1024 for x in re.findall(r"rss_kb=(\d+)", p.stderr)]
+    return best, rss
+
+
+# --- the PyTorch peer: one tensor at a time, as mergekit and BitDelta's scripts do ----------------
+def read_header(path):
+    with open(path, "rb") as f:
+        n = int.from_bytes(f.read(8), "little")
+        return json.loads(f.read(n)), 8 + n
+
+
+def peer_compress_bitdelta(base, ft, out):
+    import torch
+    dt = {"BF16": torch.bfloat16, "F16": torch.float16, "F32": torch.float32}
+    parts = {}
+    for bp, fp in zip(files_of(base), files_of(ft)):
+        bh, bo = read_header(bp)
+        fh, fo = read_header(fp)
+        with open(bp, "rb") as bf, open(fp, "rb") as ff:
+            for name, e in fh.items():
+                if name == "__metadata__":
+                    continue
+                be = bh[name]
+                bf.seek(bo + be["data_offsets"][0])
+                ff.seek(fo + e["data_offsets"][0])
+                nb = e["data_offsets"][1] - e["data_offsets"][0]
+                b = torch.frombuffer(bytearray(bf.read(nb)), dtype=dt[e["dtype"]]).float()
+                f = torch.frombuffer(bytearray(ff.read(nb)), dtype=dt[e["dtype"]]).float()
+                d = f - b
+                scale = d.abs().mean()
+                signs = np.packbits((d >= 0).numpy(), bitorder="little")
+                parts[name] = (signs, scale.item())
+    with open(out, "wb") as f:
+        for name, (signs, scale) in parts.items():
+            f.write(np.float32(scale).tobytes())
+            f.write(signs.tobytes())
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--deltakit", required=True)
+    ap.add_argument("--size", default="large")
+    ap.add_argument("--layers", default="16")
+    ap.add_argument("--base")
+    ap.add_argument("--finetuned")
+    ap.add_argument("--ranks", default="1,2")
+    ap.add_argument("--recipes", default="bitdelta,dare:p=0.9,quant:bits=4,raw")
+    ap.add_argument("--reps", type=int, default=2)
+    ap.add_argument("--workdir", default=tempfile.gettempdir())
+    a = ap.parse_args()
+    dk = os.path.abspath(a.deltakit)
+    ranks = [int(r) for r in a.ranks.split(",")]
+    with tempfile.TemporaryDirectory(dir=a.workdir) as work:
+        base, ft = a.base, a.finetuned
+        if not base:
+            base, ft = os.path.join(work, "base"), os.path.join(work, "ft")
+            subprocess.run([dk, "make-fixture", "--out-base", base, "--out-finetuned", ft, "--size", a.size, "--layers",
+                            a.layers, "--max-shard-size", "200MB", "--overwrite"], check=True, capture_output=True)
+        inputs = files_of(base) + files_of(ft)
+        in_bytes, model_bytes = size_of(inputs), size_of(files_of(ft))
+        t_read = read_ceiling(inputs)
+        print(f"\ninputs: base + fine-tune {in_bytes / 1e9:.2f} GB; read ceiling {t_read:.3f} s "
+              f"({in_bytes / t_read / 1e9:.2f} GB/s, pread from page cache in this script)\n")
+        print("| job | ranks | s | GB/s read | ceiling s | vs ceiling | efficiency | peak RSS per rank MB |")
+        print("|---|---|---|---|---|---|---|---|")
+
+        def row(what, argv_of, ceiling):
+            t1 = None
+            for n in ranks:
+                argv = ["mpirun", "--oversubscribe", "-n", str(n), "/usr/bin/time", "-f", "rss_kb=%M", dk,
+                        *argv_of(n), "--quiet"]
+                t, rss = timed(argv, a.reps)
+                t1 = t1 or t
+                eff = f"{t1 / t / n:.2f}" if n > 1 else ""
+                print(f"| {what} | {n} | {t:.2f} | {in_bytes / t / 1e9:.2f} | {ceiling:.2f} | {ceiling / t:.2f} | {eff} | "
+                      f"{', '.join(f'{r:.0f}' for r in rss)} |", flush=True)
+
+        for recipe in a.recipes.split(","):
+            adapter = os.path.join(work, recipe.replace(":", "_").replace("=", "") + ".h5")
+            cmd = lambda n, r=recipe, o=adapter: ["compress", "--base", base, "--finetuned", ft, "--recipe", r, "--out", o,
+                                                  "--overwrite", "--threads", "1"]
+            subprocess.run(["mpirun", "--oversubscribe", "-n", "1", dk, *cmd(1)], check=True, capture_output=True, env=ENV)
+            ceiling = t_read + (write_ceiling(os.path.getsize(adapter), work) if recipe == "raw" else 0)
+            row(f"compress {recipe}" + (" (read + write ceiling)" if recipe == "raw" else ""), cmd, ceiling)
+        for recipe in a.recipes.split(","):
+            if recipe == "raw":
+                continue
+            adapter = os.path.join(work, recipe.replace(":", "_").replace("=", "") + ".h5")
+            out = os.path.join(work, "applied")
+            apply_in = files_of(base) + [adapter]
+            ceiling = read_ceiling(apply_in) + write_ceiling(model_bytes, work)
+            row(f"apply {recipe} (read + write ceiling)",
+                lambda n, ad=adapter: ["apply", "--base", base, "--adapter", ad, "--out", out, "--overwrite"], ceiling)
+        try:
+            import torch  # noqa: F401
+        except ImportError:
+            print("\nPyTorch peer: torch is not importable (apt-get install python3-torch); skipped")
+            return
+        torch.set_num_threads(1)
+        out = os.path.join(work, "peer.bin")
+        peer_compress_bitdelta(base, ft, out)  # warm-up
+        best = 1e9
+        for _ in range(a.reps):
+            t = time.perf_counter()
+            peer_compress_bitdelta(base, ft, out)
+            best = min(best, time.perf_counter() - t)
+        argv = ["mpirun", "--oversubscribe", "-n", "1", dk, "compress", "--base", base, "--finetuned", ft, "--recipe",
+                "bitdelta", "--out", os.path.join(work, "bitdelta.h5"), "--overwrite", "--threads", "1", "--quiet"]
+        t_dk, _ = timed(argv, a.reps)
+        print(f"\nPyTorch peer ({torch.__version__}, 1 thread), compress bitdelta tensor by tensor: {best:.2f} s; "
+              f"deltakit 1 rank x 1 thread {t_dk:.2f} s: {best / t_dk:.1f}x")
+
+
+if __name__ == "__main__":
+    main()
