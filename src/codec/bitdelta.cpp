@@ -22,9 +22,10 @@ namespace deltakit {
 namespace {
 unsigned level_bits(unsigned levels) { return static_cast<unsigned>(std::countr_zero(levels)); }
 
-std::vector<uint8_t> pack_signs(std::span<const float> v) {
+// Sign bits of v (1 for v ≥ 0, so −0 packs as +), LSB first, into out, which holds zeros and
+// starts at v's first bit (v starts on a byte).
+void pack_signs_into(std::span<const float> v, uint8_t* out) {
   const uint64_t n = v.size();
-  std::vector<uint8_t> out(packed_bytes(n, 1), 0);
   uint64_t i = 0;
 #if defined(__AVX512F__)
   // 16 comparisons into a mask whose bit k is entry k: two bytes in the same LSB-first order
@@ -39,6 +40,11 @@ std::vector<uint8_t> pack_signs(std::span<const float> v) {
     out[i / 8] = static_cast<uint8_t>(b);
   }
   for (; i < n; ++i) out[i / 8] |= static_cast<uint8_t>(static_cast<unsigned>(v[i] >= 0.0f) << (i % 8));
+}
+
+std::vector<uint8_t> pack_signs(std::span<const float> v) {
+  std::vector<uint8_t> out(packed_bytes(v.size(), 1), 0);
+  pack_signs_into(v, out.data());
   return out;
 }
 
@@ -70,6 +76,37 @@ ScaleUnit parse_unit(const AttrReader& a) {
 }
 }  // namespace
 
+namespace {
+// The common case (one level, nothing skipped) in one pass per unit: its scale, then, while the
+// unit is still in cache, its sign bits and the error it will decode to (each value decodes to
+// ±the scale: src/codec/error_norms.h gives the sums a decoded copy would). A matrix-scaled
+// tensor is one unit, read twice; a row or group unit is read from memory once.
+void encode_one_level(const ValueStream& s, std::span<const uint64_t> units, std::vector<float>& scales,
+                      std::vector<uint8_t>& signs, Encoded& out) {
+  const uint64_t U = units.size() - 1;
+  constexpr uint64_t kBlock = 2048;
+  float recon[kBlock];
+  ErrorLanes lanes;
+  bool aligned = true;  // every unit starts on a byte of sign bits: pack them in the same pass
+  for (uint64_t u = 0; u < U; ++u) aligned &= units[u] % 8 == 0;
+  for (uint64_t u = 0; u < U; ++u) {
+    const uint64_t ub = units[u], ue = units[u + 1];
+    scales[u] =
+        ue > ub ? static_cast<float>(sum_abs(s.values.subspan(ub, ue - ub)) / static_cast<double>(ue - ub)) : 0.0f;
+    const float pos = scales[u], neg = -scales[u];
+    for (uint64_t b = ub; b < ue; b += kBlock) {
+      const uint64_t m = std::min(kBlock, ue - b);
+      for (uint64_t k = 0; k < m; ++k) recon[k] = s.values[b + k] >= 0.0f ? pos : neg;
+      lanes.add(s.values, b, b + m, recon);
+      if (aligned) pack_signs_into(s.values.subspan(b, m), signs.data() + b / 8);
+    }
+  }
+  if (!aligned) signs = pack_signs(s.values);
+  const ErrorNorms norms = lanes.sums();
+  out.error_measured = true, out.err_sq = norms.err_sq, out.delta_sq = norms.delta_sq;
+}
+}  // namespace
+
 void bitdelta_encode(const BitDeltaParams& prm, const ValueStream& s, Encoded& out) {
   const uint64_t n = s.values.size();
   const unsigned M = prm.levels;
@@ -77,54 +114,41 @@ void bitdelta_encode(const BitDeltaParams& prm, const ValueStream& s, Encoded& o
   const uint64_t U = units.size() - 1;
   std::vector<float> scales(U * M, 0.0f);
   std::vector<uint16_t> level(M > 1 ? n : 0, 0);
-  for (uint64_t u = 0; u < U; ++u) {
-    const uint64_t b = units[u], e = units[u + 1];
-    if (M == 1) {
-      double sum = 0;
-      uint64_t cnt = 0;
-      if (s.skip.empty()) {
-        sum = sum_abs(s.values.subspan(b, e - b));
-        cnt = e - b;
-      } else {
+  std::vector<uint8_t> signs;
+  if (M == 1 && s.skip.empty()) {
+    signs.assign(packed_bytes(n, 1), 0);
+    encode_one_level(s, units, scales, signs, out);
+  } else {
+    for (uint64_t u = 0; u < U; ++u) {
+      const uint64_t b = units[u], e = units[u + 1];
+      if (M == 1) {
+        double sum = 0;
+        uint64_t cnt = 0;
         for (uint64_t i = b; i < e; ++i)
           if (!s.skip[i]) sum += std::fabs(s.values[i]), ++cnt;
+        scales[u] = cnt ? static_cast<float>(sum / static_cast<double>(cnt)) : 0.0f;
+        continue;
       }
-      scales[u] = cnt ? static_cast<float>(sum / static_cast<double>(cnt)) : 0.0f;
-      continue;
+      std::vector<std::pair<float, uint64_t>> mags;
+      mags.reserve(e - b);
+      for (uint64_t i = b; i < e; ++i)
+        if (!s.skipped(i)) mags.push_back({std::fabs(s.values[i]), i});
+      std::sort(mags.begin(), mags.end());
+      const uint64_t c = mags.size();
+      for (unsigned blk = 0; blk < M; ++blk) {
+        const uint64_t lo = c * blk / M, hi = c * (blk + 1) / M;
+        double sum = 0;
+        for (uint64_t t = lo; t < hi; ++t) sum += mags[t].first, level[mags[t].second] = static_cast<uint16_t>(blk);
+        scales[u * M + blk] = hi > lo ? static_cast<float>(sum / static_cast<double>(hi - lo)) : 0.0f;
+      }
     }
-    std::vector<std::pair<float, uint64_t>> mags;
-    mags.reserve(e - b);
-    for (uint64_t i = b; i < e; ++i)
-      if (!s.skipped(i)) mags.push_back({std::fabs(s.values[i]), i});
-    std::sort(mags.begin(), mags.end());
-    const uint64_t c = mags.size();
-    for (unsigned blk = 0; blk < M; ++blk) {
-      const uint64_t lo = c * blk / M, hi = c * (blk + 1) / M;
-      double sum = 0;
-      for (uint64_t t = lo; t < hi; ++t) sum += mags[t].first, level[mags[t].second] = static_cast<uint16_t>(blk);
-      scales[u * M + blk] = hi > lo ? static_cast<float>(sum / static_cast<double>(hi - lo)) : 0.0f;
-    }
+    signs = pack_signs(s.values);
   }
   out.attrs["bitdelta.scale"] = scale_unit_name(prm.scale);
   out.attrs["bitdelta.group"] = prm.scale == ScaleUnit::Group ? prm.group : 0;
   out.attrs["bitdelta.levels"] = M;
   out.attrs["bitdelta.units"] = U;
-  if (M == 1 && s.skip.empty()) {  // each value decodes to ±its unit's scale: measure the error now
-    ErrorLanes lanes;
-    constexpr uint64_t kBlock = 2048;
-    float recon[kBlock];
-    for (uint64_t u = 0; u < U; ++u) {
-      const float pos = scales[u], neg = -scales[u];
-      for (uint64_t b = units[u]; b < units[u + 1]; b += kBlock) {
-        const uint64_t m = std::min(kBlock, units[u + 1] - b);
-        for (uint64_t k = 0; k < m; ++k) recon[k] = s.values[b + k] >= 0.0f ? pos : neg;
-        lanes.add(s.values, b, b + m, recon);
-      }
-    }
-    const ErrorNorms norms = lanes.sums();
-    out.error_measured = true, out.err_sq = norms.err_sq, out.delta_sq = norms.delta_sq;
-  }
-  out.add({"bitdelta.signs", PartKind::U8, {packed_bytes(n, 1)}, pack_signs(s.values), ""});
+  out.add({"bitdelta.signs", PartKind::U8, {packed_bytes(n, 1)}, std::move(signs), ""});
   out.add({"bitdelta.scales", PartKind::F32, {U, M}, bytes_of<float>(scales), ""});
   if (M > 1) {
     const unsigned w = level_bits(M);
