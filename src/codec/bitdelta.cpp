@@ -98,12 +98,14 @@ void encode_one_level(const ValueStream& s, std::span<const uint64_t> units, std
       const uint64_t m = std::min(kBlock, ue - b);
       for (uint64_t k = 0; k < m; ++k) recon[k] = s.values[b + k] >= 0.0f ? pos : neg;
       lanes.add(s.values, b, b + m, recon);
+      if (s.recon_out) std::copy(recon, recon + m, s.recon_out + b);
       if (aligned) pack_signs_into(s.values.subspan(b, m), signs.data() + b / 8);
     }
   }
   if (!aligned) signs = pack_signs(s.values);
   const ErrorNorms norms = lanes.sums();
   out.error_measured = true, out.err_sq = norms.err_sq, out.delta_sq = norms.delta_sq;
+  out.recon_written = s.recon_out != nullptr;
 }
 }  // namespace
 

@@ -60,8 +60,8 @@ void measure_sparse_error(Encoded& e, std::span<const float> delta, std::span<co
   e.error_measured = true, e.err_sq = norms.err_sq, e.delta_sq = norms.delta_sq;
 }
 
-Encoded encode_chain(const Recipe& r, const TensorDelta& t, std::span<const float> delta,
-                     std::span<const uint8_t> skip) {
+Encoded encode_chain(const Recipe& r, const TensorDelta& t, std::span<const float> delta, std::span<const uint8_t> skip,
+                     float* recon_out = nullptr) {
   const Geometry g = geometry(t.shape);
   const ValueType vt = value_type_for(t.dtype);
   const Stage& first = *r.chain[0];
@@ -84,7 +84,7 @@ Encoded encode_chain(const Recipe& r, const TensorDelta& t, std::span<const floa
     }
     case StageRole::ValueCoder: {
       auto rows = dense_row_offsets(g.rows, g.cols);
-      first.encode_values(ValueStream{delta, rows, skip}, e);
+      first.encode_values(ValueStream{delta, rows, skip, recon_out}, e);
       if (!skip.empty()) e.error_measured = false;  // the skipped entries are a cherry's
       break;
     }
@@ -134,7 +134,9 @@ namespace {
 std::vector<float> chain_reconstruction(const Recipe& r, const TensorDelta& t) {
   Recipe chain_only = r;
   chain_only.cherry.reset();
-  Encoded first = encode_chain(chain_only, t, t.delta, {});
+  std::vector<float> recon(t.delta.size());
+  Encoded first = encode_chain(chain_only, t, t.delta, {}, recon.data());
+  if (first.recon_written) return recon;  // the coder knew it while encoding
   return decode_tensor(first.attrs, EncodedSource(first), t.shape, t.dtype, "tensor '" + t.name + "'");
 }
 }  // namespace

@@ -14,6 +14,9 @@ struct ValueStream {
   std::span<const float> values;
   std::span<const uint64_t> row_offsets;  // rows + 1 entries, first 0, last values.size()
   std::span<const uint8_t> skip;          // empty or one byte per value
+  // Where the coder may write what each value decodes to (one float per value), setting
+  // Encoded::recon_written: a cherry pass scores against it without decoding the tensor again.
+  float* recon_out = nullptr;
   bool skipped(uint64_t i) const { return !skip.empty() && skip[i]; }
 };
 

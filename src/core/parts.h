@@ -38,6 +38,8 @@ struct Encoded {
   // (a value coder over a dense stream: src/codec/error_norms.h), so nobody decodes it again
   bool error_measured = false;
   double err_sq = 0, delta_sq = 0;
+  // whether the coder wrote δ̂ into the buffer its caller offered (ValueStream::recon_out)
+  bool recon_written = false;
   void add(Part p) { parts.push_back(std::move(p)); }
 };
 

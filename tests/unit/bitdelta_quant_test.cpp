@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "src/codec/stage.h"
 #include "tests/unit/codec_test_util.h"
 
 namespace deltakit {
@@ -56,6 +57,23 @@ TEST(CodecError, MeasuredWhileEncodingEqualsTheDecodedCopy) {
   for (const char* recipe :
        {"bitdelta:levels=4", "dare:p=0.5>bitdelta", "bitdelta+cherry:frac=0.01", "topk:density=0.1>quant:bits=4"})
     EXPECT_FALSE(round_trip(recipe, d, {37, 101}).enc.error_measured) << recipe;
+}
+
+// A coder that offers its reconstruction while encoding (for the cherry pass) writes what
+// decoding gives, value for value.
+TEST(CodecError, ReconstructionWrittenWhileEncodingEqualsTheDecoded) {
+  auto d = normal_vector(37 * 101, 6);
+  for (const char* recipe : {"bitdelta", "bitdelta:scale=row", "bitdelta:scale=group:13"}) {
+    SCOPED_TRACE(recipe);
+    const Recipe r = parse_recipe(recipe, 7);
+    const auto rows = dense_row_offsets(37, 101);
+    std::vector<float> recon(d.size(), NAN);
+    Encoded e;
+    r.chain[0]->encode_values(ValueStream{d, rows, {}, recon.data()}, e);
+    ASSERT_TRUE(e.recon_written);
+    const auto rt = round_trip(recipe, d, {37, 101});
+    EXPECT_EQ(recon, rt.recon);
+  }
 }
 
 TEST(BitDelta, SignOfZeroIsPlus) {
