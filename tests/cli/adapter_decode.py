@@ -9,15 +9,25 @@ KINDS = {"uint8": np.uint8, "uint16": np.uint16, "uint32": np.uint32, "uint64": 
          "float32": np.float32}
 
 
+def unshuffle(data, itemsize):
+    """HDF5's shuffle filter stores byte k of every element together, k = 0 .. itemsize-1."""
+    return np.frombuffer(data, np.uint8).reshape(itemsize, -1).T.tobytes()
+
+
 def read_dataset(ds):
-    """A dataset's array from its raw chunks: each is a zstd frame plus a 4-byte Fletcher32."""
+    """A dataset's array from its raw chunks: each is a zstd frame plus a 4-byte Fletcher32, the
+    frame's content byte-shuffled where the dataset has the shuffle filter (multi-byte elements)."""
     out = np.zeros(ds.shape, ds.dtype)
     chunk = ds.chunks
+    assert not ds.shuffle or ds.dtype.itemsize > 1, "shuffle on single bytes"
     for i in range(ds.id.get_num_chunks()):
         off = ds.id.get_chunk_info(i).chunk_offset
         mask, raw = ds.id.read_direct_chunk(off)
         assert mask == 0, "a filter was skipped"
-        block = np.frombuffer(zstandard.ZstdDecompressor().decompress(raw[:-4]), ds.dtype).reshape(chunk)
+        data = zstandard.ZstdDecompressor().decompress(raw[:-4])
+        if ds.shuffle:
+            data = unshuffle(data, ds.dtype.itemsize)
+        block = np.frombuffer(data, ds.dtype).reshape(chunk)
         sel = tuple(slice(o, min(o + c, s)) for o, c, s in zip(off, chunk, ds.shape))
         out[sel] = block[tuple(slice(0, s.stop - s.start) for s in sel)]
     return out
