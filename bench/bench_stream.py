@@ -10,7 +10,7 @@ torch is importable (Debian's python3-torch).
                           [--base B --finetuned F] [--ranks 1,2] [--reps 2]
 
 Prints one Markdown table: seconds (best of reps after a warm-up, mpirun's start included), GB/s
-of input read, the ratio to the ceiling, the efficiency of 2 ranks, and each rank's peak RSS.
+of input read (compress: base + fine-tune; apply: base + adapter), the ratio to the ceiling, the efficiency of 2 ranks, and each rank's peak RSS.
 """
 import argparse
 import json
@@ -145,7 +145,7 @@ def main():
         print("| job | ranks | s | GB/s read | ceiling s | vs ceiling | efficiency | peak RSS per rank MB |")
         print("|---|---|---|---|---|---|---|---|")
 
-        def row(what, argv_of, ceiling):
+        def row(what, argv_of, ceiling, read_bytes=in_bytes):
             t1 = None
             for n in ranks:
                 argv = ["mpirun", "--oversubscribe", "-n", str(n), "/usr/bin/time", "-f", "rss_kb=%M", dk,
@@ -153,7 +153,7 @@ def main():
                 t, rss = timed(argv, a.reps)
                 t1 = t1 or t
                 eff = f"{t1 / t / n:.2f}" if n > 1 else ""
-                print(f"| {what} | {n} | {t:.2f} | {in_bytes / t / 1e9:.2f} | {ceiling:.2f} | {ceiling / t:.2f} | {eff} | "
+                print(f"| {what} | {n} | {t:.2f} | {read_bytes / t / 1e9:.2f} | {ceiling:.2f} | {ceiling / t:.2f} | {eff} | "
                       f"{', '.join(f'{r:.0f}' for r in rss)} |", flush=True)
 
         for recipe in a.recipes.split(","):
@@ -172,7 +172,7 @@ def main():
             ceiling = read_ceiling(apply_in) + write_ceiling(model_bytes, work)
             row(f"apply {recipe} (read + write ceiling)",
                 lambda n, ad=adapter: ["apply", "--base", base, "--adapter", ad, "--out", out, "--overwrite",
-                                       "--max-shard-size", "200MB"], ceiling)
+                                       "--max-shard-size", "200MB"], ceiling, size_of(apply_in))
         try:
             import torch  # noqa: F401
         except ImportError:
