@@ -14,12 +14,7 @@ namespace fs = std::filesystem;
 
 namespace deltakit {
 
-namespace {
-bool ends_with(const std::string& s, const std::string& suffix) {
-  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
-
-}  // namespace
+namespace {}  // namespace
 
 Checkpoint::Checkpoint(const std::string& path) : path_(path) {
   std::error_code ec;
@@ -57,11 +52,10 @@ void Checkpoint::add_shard(const std::string& file_path) {
 
 void Checkpoint::open_index(const std::string& index_path) {
   sharded_ = true;
-  StrictJson parsed = parse_json_strict(read_whole_file(index_path, "checkpoint index", kSafetensorsMaxHeader), index_path,
-                                       {.max_depth = 4, .max_array_len = 4096});
+  StrictJson parsed = parse_json_strict(read_whole_file(index_path, "checkpoint index", kSafetensorsMaxHeader),
+                                        index_path, {.max_depth = 4, .max_array_len = 4096});
   if (parsed.duplicate_key)
-    throw Error(ErrorCode::DuplicateName, index_path,
-                "index names \"" + *parsed.duplicate_key + "\" more than once");
+    throw Error(ErrorCode::DuplicateName, index_path, "index names \"" + *parsed.duplicate_key + "\" more than once");
   const auto& j = parsed.value;
   if (!j.is_object() || !j.contains("weight_map") || !j["weight_map"].is_object())
     throw Error(ErrorCode::IndexInvalid, index_path, "no \"weight_map\" object");
@@ -159,7 +153,7 @@ std::vector<std::string> checkpoint_side_files(const std::string& folder) {
   for (const auto& de : fs::directory_iterator(folder)) {
     std::string leaf = de.path().filename().string();
     if (!de.is_regular_file() || leaf.empty() || leaf[0] == '.') continue;
-    if (ends_with(leaf, ".safetensors") || leaf == kIndexFileName) continue;
+    if (leaf.ends_with(".safetensors") || leaf == kIndexFileName) continue;
     out.push_back(leaf);
   }
   std::sort(out.begin(), out.end());
@@ -205,15 +199,17 @@ void write_shard_index(const std::string& folder, const ShardPlan& plan) {
   write_file_atomically((fs::path(folder) / kIndexFileName).string(), text);
 }
 
-CheckpointWriter::CheckpointWriter(std::string folder, std::vector<TensorSpec> specs,
-                                   uint64_t max_shard_bytes, std::map<std::string, std::string> metadata)
-    : folder_(std::move(folder)), metadata_(std::move(metadata)), plan_(plan_shards(std::move(specs), max_shard_bytes)) {
+CheckpointWriter::CheckpointWriter(std::string folder, std::vector<TensorSpec> specs, uint64_t max_shard_bytes,
+                                   std::map<std::string, std::string> metadata)
+    : folder_(std::move(folder)),
+      metadata_(std::move(metadata)),
+      plan_(plan_shards(std::move(specs), max_shard_bytes)) {
   open_next_shard();
 }
 
 void CheckpointWriter::open_next_shard() {
-  writer_ = std::make_unique<SafetensorsWriter>((fs::path(folder_) / plan_.name(shard_)).string(),
-                                                plan_.shards[shard_], metadata_);
+  writer_ = std::make_unique<SafetensorsWriter>((fs::path(folder_) / plan_.name(shard_)).string(), plan_.shards[shard_],
+                                                metadata_);
   shard_done_ = 0;
 }
 
@@ -256,9 +252,9 @@ uint64_t parse_byte_size(const std::string& text) {
   }
   std::string unit = text.substr(pos);
   for (auto& c : unit) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-  static const std::map<std::string, double> units = {
-      {"", 1},       {"B", 1},          {"KB", 1e3},       {"MB", 1e6},         {"GB", 1e9},
-      {"TB", 1e12},  {"KIB", 1024.0},   {"MIB", 1048576.0}, {"GIB", 1073741824.0}};
+  static const std::map<std::string, double> units = {{"", 1},         {"B", 1},           {"KB", 1e3},
+                                                      {"MB", 1e6},     {"GB", 1e9},        {"TB", 1e12},
+                                                      {"KIB", 1024.0}, {"MIB", 1048576.0}, {"GIB", 1073741824.0}};
   auto it = units.find(unit);
   if (it == units.end() || !(value > 0))
     throw Error(ErrorCode::Usage, "", "cannot parse size \"" + text + "\" (e.g. 5GB, 500MB, 1048576)");

@@ -8,6 +8,7 @@
 
 #include <cmath>
 #include <filesystem>
+#include <optional>
 #include <regex>
 
 #include "formats/json_strict.h"
@@ -21,10 +22,6 @@ namespace deltakit {
 namespace {
 
 constexpr const char* kPrefix = "base_model.model.";
-
-bool ends_with(const std::string& s, const std::string& suffix) {
-  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
 
 [[noreturn]] void bad(const std::string& where, const std::string& what) {
   throw Error(ErrorCode::AdapterInvalid, where, what);
@@ -63,12 +60,12 @@ FactorName parse_factor_name(const std::string& name, const std::string& where) 
                {".lora_embedding_A", true, true},
                {".lora_embedding_B", false, true}};
   for (const auto& k : kinds)
-    if (ends_with(name, k.suffix)) {
+    if (name.ends_with(k.suffix)) {
       const size_t start = std::string(kPrefix).size(), len = name.size() - std::string(k.suffix).size();
       if (len <= start) bad(where, "tensor '" + name + "' names no module");
       return {name.substr(start, len - start), k.is_a, k.embedding};
     }
-  if (ends_with(name, ".lora_B.bias"))
+  if (name.ends_with(".lora_B.bias"))
     bad(where, "tensor '" + name + "' is a LoRA bias (bias other than \"none\" is not supported)");
   if (name.find(".lora_A.") != std::string::npos || name.find(".lora_B.") != std::string::npos)
     bad(where, "tensor '" + name + "' has an adapter name inside it; PEFT saves factors as '.lora_A.weight'");
@@ -77,11 +74,12 @@ FactorName parse_factor_name(const std::string& name, const std::string& where) 
                  "supported)");
 }
 
-bool covered_by_targets(const PeftLoraConfig& c, const std::string& module) {
-  if (!c.target_regex.empty()) return std::regex_match(module, std::regex(c.target_regex));
+// `target` is the config's target_modules regex, built once (empty when it gives a list)
+bool covered_by_targets(const PeftLoraConfig& c, const std::regex* target, const std::string& module) {
+  if (target) return std::regex_match(module, *target);
   if (c.target_modules.empty()) return true;  // null: PEFT chose them from the architecture
   for (const auto& t : c.target_modules)
-    if (module == t || ends_with(module, "." + t)) return true;
+    if (module == t || module.ends_with("." + t)) return true;
   return false;
 }
 
@@ -216,11 +214,13 @@ PeftLora::PeftLora(const std::string& folder) : folder_(folder) {
   std::vector<std::string> rank_keys, alpha_keys;
   for (const auto& kv : config_.rank_pattern) rank_keys.push_back(kv.first);
   for (const auto& kv : config_.alpha_pattern) alpha_keys.push_back(kv.first);
+  std::optional<std::regex> target;  // checked when the config was parsed
+  if (!config_.target_regex.empty()) target.emplace(config_.target_regex);
   for (auto& [name, m] : found) {
     if (!m.a || !m.b)
       bad(st_path,
           "module '" + name + "' has " + (m.a ? "lora_A" : "lora_B") + " but no " + (m.a ? "lora_B" : "lora_A"));
-    if (!covered_by_targets(config_, name))
+    if (!covered_by_targets(config_, target ? &*target : nullptr, name))
       bad(cfg_path, "module '" + name + "' has factors in " + std::string(kLoraWeightsName) +
                         " but target_modules does not name it");
     m.r = config_.r, m.alpha = config_.lora_alpha;

@@ -72,7 +72,7 @@ struct CompressJob {
     p.bv = base->acquire(name);
     p.fv = ft->acquire(name);
     p.recipe = &rules.for_tensor(name);
-    if (std::vector<float> exact = ft->lora_delta(name); !exact.empty())
+    if (std::span<const float> exact = ft->held_lora_delta(name); !exact.empty())
       p.prepared = prepare_given_delta(*p.recipe, p.fv, exact);
     else
       p.prepared = prepare_delta(*p.recipe, p.bv, p.fv);

@@ -26,13 +26,9 @@ namespace deltakit {
 
 namespace {
 
-bool ends_with(const std::string& s, const std::string& suffix) {
-  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
-
 bool is_embedding_tensor(const std::string& name) {
-  return ends_with(name, "embed_tokens.weight") || ends_with(name, "wte.weight") ||
-         ends_with(name, "word_embeddings.weight");
+  return name.ends_with("embed_tokens.weight") || name.ends_with("wte.weight") ||
+         name.ends_with("word_embeddings.weight");
 }
 
 DType factor_dtype(const std::string& name, DType base) {
@@ -259,7 +255,7 @@ ExportLoraReport run_export_lora(const ExportLoraOptions& opt, Comm& comm) {
           warnings.insert(warnings.end(), w.begin(), w.end());
         }
         for (float x : d) r.delta_sq += static_cast<double>(x) * x;
-        const bool matrix = e.shape.size() == 2 && ends_with(name, ".weight");
+        const bool matrix = e.shape.size() == 2 && name.ends_with(".weight");
         if (r.delta_sq == 0 || !matrix || (!opt.only.empty() && !glob_match(opt.only, name))) continue;
         LowrankParams prm;
         prm.rank = opt.rank, prm.energy = opt.energy, prm.seed = opt.seed;

@@ -49,15 +49,21 @@ std::vector<float> FinetuneInput::lora_delta(const std::string& name) const {
 TensorView FinetuneInput::acquire(const std::string& name) {
   if (ckpt_) return ckpt_->acquire(name);
   TensorView bv = base_.acquire(name);
-  const std::vector<float> delta = lora_delta(name);
+  std::vector<float> delta = lora_delta(name);
   if (delta.empty()) return bv;  // untouched by the LoRA: the base's own bytes
   std::vector<uint8_t> bytes(bv.bytes.size());
   add_scaled_delta(bv, {reinterpret_cast<const uint8_t*>(delta.data()), delta.size() * sizeof(float)}, 1.0f, bytes);
   std::lock_guard<std::mutex> lock(mu_);
-  auto& held = held_[name] = std::move(bytes);
+  auto& held = held_[name] = {std::move(bytes), std::move(delta)};
   TensorView v = bv;
-  v.bytes = held;
+  v.bytes = held.bytes;
   return v;
+}
+
+std::span<const float> FinetuneInput::held_lora_delta(const std::string& name) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = held_.find(name);
+  return it == held_.end() ? std::span<const float>() : std::span<const float>(it->second.delta);
 }
 
 void FinetuneInput::release(const std::string& name) {

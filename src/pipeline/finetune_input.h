@@ -7,6 +7,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -36,6 +37,9 @@ class FinetuneInput {
   void release(const std::string& name);
   // A LoRA's exact δ for `name` in fp32 (empty: not a LoRA, or a tensor it does not target).
   std::vector<float> lora_delta(const std::string& name) const;
+  // The same δ acquire() computed for a tensor it holds, without computing it again (empty where
+  // lora_delta is).
+  std::span<const float> held_lora_delta(const std::string& name);
   void check_intact() const;
   // The files a resumable job fingerprints, and the folder whose side files the fine-tune has
   // (a LoRA has none of its own: the base's).
@@ -48,7 +52,11 @@ class FinetuneInput {
   std::unique_ptr<Checkpoint> ckpt_;
   std::unique_ptr<PeftLora> lora_;
   std::mutex mu_;
-  std::map<std::string, std::vector<uint8_t>> held_;  // LoRA tensors between acquire and release
+  struct Held {
+    std::vector<uint8_t> bytes;  // base + δ rounded to the base's dtype
+    std::vector<float> delta;    // δ itself
+  };
+  std::map<std::string, Held> held_;  // LoRA tensors between acquire and release
 };
 
 // The pairing check of a fine-tune against the base: the same tensors, shapes and dtypes.
