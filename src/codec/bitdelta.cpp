@@ -49,10 +49,11 @@ std::vector<uint8_t> pack_signs(std::span<const float> v) {
 }
 
 // Σ|v| in a fixed order that vectorizes: 16 float lanes over runs of 4096 values, each run's
-// lanes added into a double (the float partials stay short, so the sum stays accurate).
-double sum_abs(std::span<const float> v) {
+// lanes added into `sum` (a double; the float partials stay short, so the sum stays accurate).
+// Called on consecutive pieces of a unit that each start on a run, it adds the same parts in
+// the same order as one call on the whole unit.
+void sum_abs_into(std::span<const float> v, double& sum) {
   constexpr uint64_t kLanes = 16, kRun = 4096;
-  double sum = 0;
   for (uint64_t r = 0; r < v.size(); r += kRun) {
     const uint64_t e = std::min<uint64_t>(v.size(), r + kRun);
     float lane[kLanes] = {};
@@ -64,7 +65,28 @@ double sum_abs(std::span<const float> v) {
     for (uint64_t l = 0; l < kLanes; ++l) part += lane[l];
     sum += part;
   }
+}
+
+double sum_abs(std::span<const float> v) {
+  double sum = 0;
+  sum_abs_into(v, sum);
   return sum;
+}
+
+// Sign bits of v for stream positions [first, first + v.size()) into out (the whole stream's
+// bits, zeros where not yet written), from any bit position.
+void pack_signs_at(std::span<const float> v, uint64_t first, uint8_t* out) {
+  uint64_t k = 0;
+  for (; k < v.size() && (first + k) % 8; ++k)
+    out[(first + k) / 8] |= static_cast<uint8_t>(static_cast<unsigned>(v[k] >= 0.0f) << ((first + k) % 8));
+  pack_signs_into(v.subspan(k), out + (first + k) / 8);
+}
+
+void set_one_level_attrs(const BitDeltaParams& prm, uint64_t units, Encoded& out) {
+  out.attrs["bitdelta.scale"] = scale_unit_name(prm.scale);
+  out.attrs["bitdelta.group"] = prm.scale == ScaleUnit::Group ? prm.group : 0;
+  out.attrs["bitdelta.levels"] = 1u;  // unsigned, as bitdelta_encode stores it
+  out.attrs["bitdelta.units"] = units;
 }
 
 ScaleUnit parse_unit(const AttrReader& a) {
@@ -108,6 +130,93 @@ void encode_one_level(const ValueStream& s, std::span<const uint64_t> units, std
   out.recon_written = s.recon_out != nullptr;
 }
 }  // namespace
+
+namespace {
+// encode_one_level's block form (Stage::block_encoder): pass 1 sums |δ| per unit, pass 2 makes
+// the sign bits and the error. A block lies inside one unit, starting on a 4096-value run of it,
+// or holds whole units, so the sums are the same additions in the same order.
+class BitDeltaBlockEncoder final : public BlockEncoder {
+ public:
+  BitDeltaBlockEncoder(const BitDeltaParams& prm, uint64_t rows, uint64_t cols)
+      : prm_(prm),
+        n_(rows * cols),
+        units_(unit_offsets(prm.scale, prm.group, n_, dense_row_offsets(rows, cols))),
+        sums_(units_.size() - 1, 0.0),
+        signs_(packed_bytes(n_, 1), 0) {}
+
+  uint64_t block_end(uint64_t first) const override {
+    const uint64_t u = unit_at(first), ue = units_[u + 1];
+    if (ue - units_[u] >= kBlock || first != units_[u]) return std::min(first + kBlock, ue);
+    uint64_t end = ue;  // whole units, as many as fit
+    for (uint64_t v = u + 1; v + 1 < units_.size() && units_[v + 1] - first <= kBlock; ++v) end = units_[v + 1];
+    return end;
+  }
+
+  void stats(uint64_t first, std::span<const float> block) override {
+    for_each_unit(first, block, [&](uint64_t u, uint64_t b, std::span<const float> v) {
+      (void)b;
+      sum_abs_into(v, sums_[u]);
+    });
+  }
+
+  void encode(uint64_t first, std::span<const float> block) override {
+    if (scales_.empty()) {
+      scales_.resize(sums_.size());
+      for (uint64_t u = 0; u < sums_.size(); ++u) {
+        const uint64_t len = units_[u + 1] - units_[u];
+        scales_[u] = len ? static_cast<float>(sums_[u] / static_cast<double>(len)) : 0.0f;
+      }
+    }
+    for_each_unit(first, block, [&](uint64_t u, uint64_t b, std::span<const float> v) {
+      const float pos = scales_[u], neg = -scales_[u];
+      for (uint64_t k = 0; k < v.size(); ++k) recon_[k] = v[k] >= 0.0f ? pos : neg;
+      lanes_.add_block(v.data(), b, b + v.size(), recon_);
+      pack_signs_at(v, b, signs_.data());
+    });
+  }
+
+  void finish(Encoded& out) override {
+    set_one_level_attrs(prm_, scales_.size(), out);
+    const ErrorNorms norms = lanes_.sums();
+    out.error_measured = true, out.err_sq = norms.err_sq, out.delta_sq = norms.delta_sq;
+    out.add({"bitdelta.signs", PartKind::U8, {packed_bytes(n_, 1)}, std::move(signs_), ""});
+    out.add({"bitdelta.scales", PartKind::F32, {scales_.size(), 1}, bytes_of<float>(scales_), ""});
+  }
+
+ private:
+  static constexpr uint64_t kBlock = 16384;  // a multiple of sum_abs_into's 4096-value runs
+
+  uint64_t unit_at(uint64_t i) const {
+    if (i < units_[cursor_]) cursor_ = 0;  // the second pass starts again
+    while (units_[cursor_ + 1] <= i) ++cursor_;
+    return cursor_;
+  }
+  // fn(unit, its first stream position in the block, those values), for each unit in the block
+  template <class Fn>
+  void for_each_unit(uint64_t first, std::span<const float> block, Fn fn) {
+    for (uint64_t i = first, end = first + block.size(); i < end;) {
+      const uint64_t u = unit_at(i), e = std::min(end, units_[u + 1]);
+      fn(u, i, block.subspan(i - first, e - i));
+      i = e;
+    }
+  }
+
+  BitDeltaParams prm_;
+  uint64_t n_;
+  std::vector<uint64_t> units_;
+  std::vector<double> sums_;
+  std::vector<float> scales_;
+  std::vector<uint8_t> signs_;
+  ErrorLanes lanes_;
+  float recon_[kBlock];
+  mutable uint64_t cursor_ = 0;
+};
+}  // namespace
+
+std::unique_ptr<BlockEncoder> bitdelta_block_encoder(const BitDeltaParams& prm, uint64_t rows, uint64_t cols) {
+  if (prm.levels != 1) return nullptr;
+  return std::make_unique<BitDeltaBlockEncoder>(prm, rows, cols);
+}
 
 void bitdelta_encode(const BitDeltaParams& prm, const ValueStream& s, Encoded& out) {
   const uint64_t n = s.values.size();
@@ -355,6 +464,9 @@ class BitDeltaStage final : public Stage {
   std::unique_ptr<DeltaProduct> value_product(const AttrReader& a, const PartSource& src, uint64_t rows,
                                               uint64_t cols) const override {
     return bitdelta_product(a, src, rows, cols);
+  }
+  std::unique_ptr<BlockEncoder> block_encoder(uint64_t rows, uint64_t cols) const override {
+    return bitdelta_block_encoder(p_, rows, cols);
   }
 
  private:

@@ -19,6 +19,8 @@
 
 namespace deltakit {
 
+class BlockEncoder;  // src/codec/stage.h
+
 struct BitDeltaParams {
   ScaleUnit scale = ScaleUnit::Matrix;
   uint64_t group = 0;   // ScaleUnit::Group only
@@ -26,6 +28,8 @@ struct BitDeltaParams {
 };
 
 void bitdelta_encode(const BitDeltaParams& prm, const ValueStream& s, Encoded& out);
+// Its block form for a dense rows × cols stream with nothing skipped (one level only; else nullptr).
+std::unique_ptr<BlockEncoder> bitdelta_block_encoder(const BitDeltaParams& prm, uint64_t rows, uint64_t cols);
 std::vector<float> bitdelta_decode(const AttrReader& attrs, const PartSource& src, uint64_t count,
                                    std::span<const uint64_t> row_offsets);
 // The same parts held as a product over a dense rows × cols stream (src/codec/delta_product.h).

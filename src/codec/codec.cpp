@@ -5,11 +5,54 @@
 #include <cstring>
 #include <set>
 
+#include "src/codec/stage.h"
 #include "src/codec/tensor_codec.h"
 #include "src/core/error.h"
 #include "src/core/half.h"
 
 namespace deltakit {
+
+namespace {
+// The coder of a recipe that can take this tensor's δ a block at a time: one value coder over the
+// dense tensor, no cherry (which needs the whole chain's reconstruction), a block form.
+std::unique_ptr<BlockEncoder> block_encoder_for(const Recipe& r, const TensorView& ft) {
+  if (r.cherry || r.chain.size() != 1 || r.chain[0]->role() != StageRole::ValueCoder) return nullptr;
+  const uint64_t n = ft.numel(), cols = ft.shape.empty() ? 1 : ft.shape.back();
+  if (n == 0 || cols == 0) return nullptr;
+  return r.chain[0]->block_encoder(n / cols, cols);
+}
+
+// fn(first, δ[first, end)) for the blocks `enc` draws, δ = ft − base in fp32 as prepare_delta
+// computes it; returns whether any entry was not finite.
+template <class Fn>
+bool for_each_delta_block(const TensorView& base, const TensorView& ft, const BlockEncoder& enc, Fn fn) {
+  const uint64_t n = ft.numel();
+  std::vector<float> d, b;
+  uint32_t nonfinite = 0;
+  for (uint64_t first = 0, end; first < n; first = end) {
+    end = enc.block_end(first);
+    const uint64_t m = end - first;
+    if (d.size() < m) d.resize(m), b.resize(m);
+    decode_to_f32(ft.dtype, ft.bytes, first, {d.data(), m});
+    decode_to_f32(base.dtype, base.bytes, first, {b.data(), m});
+    for (uint64_t k = 0; k < m; ++k) {
+      d[k] -= b[k];
+      nonfinite |= (f32_bits(d[k]) & 0x7f800000u) == 0x7f800000u;  // branch-free: vectorizes
+    }
+    fn(first, std::span<const float>(d.data(), m));
+  }
+  return nonfinite != 0;
+}
+}  // namespace
+
+Encoded encode_streamed(const Recipe& r, const TensorView& base, const TensorView& ft, BlockEncoder& enc) {
+  for_each_delta_block(base, ft, enc, [&](uint64_t first, std::span<const float> d) { enc.encode(first, d); });
+  Encoded e;
+  enc.finish(e);
+  e.attrs["recipe"] = r.canonical();  // after the coder's own, as encode_chain stores them
+  e.attrs["codec"] = r.codec_names();
+  return e;
+}
 
 PreparedDelta prepare_delta(const Recipe& r, const TensorView& base, const TensorView& ft) {
   PreparedDelta p;
@@ -17,6 +60,16 @@ PreparedDelta prepare_delta(const Recipe& r, const TensorView& base, const Tenso
       base.bytes.size() != ft.bytes.size() || std::memcmp(base.bytes.data(), ft.bytes.data(), base.bytes.size()) != 0;
   p.fallback = p.changed ? recipe_unsuitable(r, ft.dtype, ft.shape) : "";
   if (!p.lossy(r)) return p;
+  if (std::unique_ptr<BlockEncoder> enc = block_encoder_for(r, ft)) {
+    // the fused pass's first half: the finite check and the coder's statistics, block by block
+    const bool nonfinite =
+        for_each_delta_block(base, ft, *enc, [&](uint64_t first, std::span<const float> d) { enc->stats(first, d); });
+    if (nonfinite)
+      p.fallback = "the delta has NaN/Inf entries (raw carries them exactly)";
+    else
+      p.stream = std::move(enc);
+    return p;
+  }
   // fine-tune minus base, block by block: one tensor-sized buffer, not two
   const uint64_t n = ft.numel(), block = 1 << 14;
   p.delta.resize(n);

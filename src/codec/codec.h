@@ -25,10 +25,15 @@ namespace deltakit {
 
 // The δ a lossy recipe would encode, computed once: empty (and `fallback` saying why raw stands
 // in) when the recipe cannot take this tensor; `changed` false when the two tensors are equal.
+class BlockEncoder;  // src/codec/stage.h
+
 struct PreparedDelta {
   bool changed = false;
   std::string fallback;  // why the recipe is replaced by raw ("" if it is not)
   FloatBuffer delta;     // ft − base in fp32, for a lossy recipe
+  // Or, for a recipe whose coder takes δ a block at a time (the fused pass): that coder, its
+  // statistics pass done here, and no tensor-sized δ; encoding computes δ's blocks again.
+  std::shared_ptr<BlockEncoder> stream;
   bool lossy(const Recipe& r) const { return changed && !r.is_raw() && fallback.empty(); }
 };
 PreparedDelta prepare_delta(const Recipe& r, const TensorView& base, const TensorView& ft);
@@ -46,6 +51,9 @@ struct TensorPair {
   const ScoreCut* cut = nullptr;  // the model-wide cut, for a recipe with a scope=model stage
   std::string where;              // names the tensor in errors ("out.h5: tensor 'x'")
 };
+
+// The fused pass's second half: δ's blocks from the pair again, encoded by prepared.stream.
+Encoded encode_streamed(const Recipe& r, const TensorView& base, const TensorView& ft, BlockEncoder& enc);
 
 // The lossy chain's view of a pair: its prepared δ, importance, threads and cut.
 TensorDelta chain_input(const TensorPair& t);

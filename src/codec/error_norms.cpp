@@ -8,9 +8,9 @@
 
 namespace deltakit {
 
-void ErrorLanes::add(std::span<const float> delta, uint64_t b, uint64_t e, const float* recon) {
+void ErrorLanes::add_block(const float* block, uint64_t b, uint64_t e, const float* recon) {
   auto one = [&](uint64_t i) {
-    const double d = delta[i], x = d - static_cast<double>(recon[i - b]);
+    const double d = block[i - b], x = d - static_cast<double>(recon[i - b]);
     num_[i % kLanes] += x * x;
     den_[i % kLanes] += d * d;
   };
@@ -19,7 +19,7 @@ void ErrorLanes::add(std::span<const float> delta, uint64_t b, uint64_t e, const
 #if defined(__AVX512F__)
   __m512d num = _mm512_loadu_pd(num_), den = _mm512_loadu_pd(den_);
   for (; i + kLanes <= e; i += kLanes) {
-    const __m512d d = _mm512_cvtps_pd(_mm256_loadu_ps(delta.data() + i));
+    const __m512d d = _mm512_cvtps_pd(_mm256_loadu_ps(block + (i - b)));
     const __m512d x = _mm512_sub_pd(d, _mm512_cvtps_pd(_mm256_loadu_ps(recon + (i - b))));
     num = _mm512_add_pd(num, _mm512_mul_pd(x, x));
     den = _mm512_add_pd(den, _mm512_mul_pd(d, d));

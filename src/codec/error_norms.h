@@ -23,7 +23,11 @@ class ErrorLanes {
   static constexpr uint64_t kLanes = 8;
   // Entries [b, e) of the stream against their reconstruction recon[0, e − b). Ranges are added
   // in increasing order.
-  void add(std::span<const float> delta, uint64_t b, uint64_t e, const float* recon);
+  void add(std::span<const float> delta, uint64_t b, uint64_t e, const float* recon) {
+    add_block(delta.data() + b, b, e, recon);
+  }
+  // The same with the entries [b, e) at block[0, e − b).
+  void add_block(const float* block, uint64_t b, uint64_t e, const float* recon);
   ErrorNorms sums() const {
     ErrorNorms r;
     for (uint64_t l = 0; l < kLanes; ++l) r.err_sq += num_[l], r.delta_sq += den_[l];

@@ -61,6 +61,19 @@ class StageArgs {
 // A number as the canonical recipe text writes it (shortest round trip).
 std::string recipe_number(double v);
 
+// A value coder fed a dense tensor's δ a block at a time in two passes — statistics over every
+// block, then encoding — so compress never holds the tensor's δ whole (the fused pass of
+// src/codec/codec.h). Blocks come in order and must be those block_end() draws; the result is the
+// same bytes encode_values() gives for the whole stream.
+class BlockEncoder {
+ public:
+  virtual ~BlockEncoder() = default;
+  virtual uint64_t block_end(uint64_t first) const = 0;  // the block starting at `first` ends here
+  virtual void stats(uint64_t first, std::span<const float> block) = 0;
+  virtual void encode(uint64_t first, std::span<const float> block) = 0;
+  virtual void finish(Encoded& e) = 0;  // parts, attributes and the measured error
+};
+
 class Stage {
  public:
   virtual ~Stage() = default;
@@ -82,6 +95,9 @@ class Stage {
   virtual void add_attrs(Encoded& /*e*/) const {}
   // Value coder.
   virtual void encode_values(const ValueStream& s, Encoded& e) const;
+  // The same for a dense rows × cols stream with nothing skipped, block by block; nullptr where
+  // this coder has no block form.
+  virtual std::unique_ptr<BlockEncoder> block_encoder(uint64_t /*rows*/, uint64_t /*cols*/) const { return nullptr; }
   virtual std::vector<float> decode_values(const AttrReader& a, const PartSource& src, uint64_t count,
                                            std::span<const uint64_t> row_offsets) const;
   // Dense coder (a rows × cols view of the tensor).

@@ -1,0 +1,93 @@
+// The fused compress pass (prepare_delta's statistics pass + encode_streamed, no tensor-sized δ)
+// against the whole-δ path: the same attributes, parts and error, bit for bit.
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "src/codec/codec.h"
+#include "src/core/half.h"
+#include "tests/unit/codec_test_util.h"
+
+namespace deltakit {
+namespace {
+using testing::normal_vector;
+
+struct Pair {
+  std::vector<uint8_t> base, ft;
+  std::vector<float> delta;  // ft − base as prepare_delta computes it
+};
+
+Pair make_pair(uint64_t n, DType dt, uint32_t seed) {
+  const auto b = normal_vector(n, seed, 1.0f), d = normal_vector(n, seed + 1, 0.01f);
+  Pair p;
+  p.base.resize(n * dtype_size(dt)), p.ft.resize(n * dtype_size(dt));
+  std::vector<float> f(n);
+  for (uint64_t i = 0; i < n; ++i) f[i] = b[i] + d[i];
+  encode_from_f32(dt, b, p.base);
+  encode_from_f32(dt, f, p.ft);
+  std::vector<float> db(n), df(n);
+  decode_to_f32(dt, p.base, 0, db);
+  decode_to_f32(dt, p.ft, 0, df);
+  p.delta.resize(n);
+  for (uint64_t i = 0; i < n; ++i) p.delta[i] = df[i] - db[i];
+  return p;
+}
+
+TEST(FusedPass, SameEncodingAsTheWholeDelta) {
+  // shapes: many blocks of one matrix unit, rows longer than a block (unit not on a byte), rows
+  // shorter than a block, odd sizes, a vector
+  const std::vector<std::vector<uint64_t>> shapes = {{96, 700}, {3, 40001}, {37, 101}, {50000}, {5, 8}};
+  for (const char* recipe : {"bitdelta", "bitdelta:scale=row", "bitdelta:scale=group:13", "bitdelta:scale=group:20000"})
+    for (DType dt : {DType::BF16, DType::F16, DType::F32})
+      for (const auto& shape : shapes) {
+        uint64_t n = 1;
+        for (uint64_t x : shape) n *= x;
+        SCOPED_TRACE(std::string(recipe) + " " + std::string(dtype_name(dt)) + " n=" + std::to_string(n));
+        const Pair p = make_pair(n, dt, 11);
+        const TensorView base{"w", dt, shape, p.base}, ft{"w", dt, shape, p.ft};
+        const Recipe r = parse_recipe(recipe, 7);
+        const PreparedDelta prep = prepare_delta(r, base, ft);
+        ASSERT_TRUE(prep.stream);
+        EXPECT_TRUE(prep.delta.empty());  // nothing tensor-sized held
+        TensorPair pair;
+        pair.name = "w", pair.base = base, pair.ft = ft, pair.recipe = &r, pair.prepared = &prep;
+        const EncodedTensor fused = encode_tensor_pair(pair);
+
+        const Encoded whole = encode_tensor(r, TensorDelta{"w", dt, shape, p.delta, {}, 1});
+        EXPECT_EQ(fused.encoded.attrs.dump(), whole.attrs.dump());
+        ASSERT_EQ(fused.encoded.parts.size(), whole.parts.size());
+        for (size_t k = 0; k < whole.parts.size(); ++k) {
+          EXPECT_EQ(fused.encoded.parts[k].name, whole.parts[k].name);
+          EXPECT_EQ(fused.encoded.parts[k].dims, whole.parts[k].dims);
+          EXPECT_EQ(fused.encoded.parts[k].bytes, whole.parts[k].bytes) << whole.parts[k].name;
+        }
+        const ErrorNorms ref =
+            error_norms(p.delta, decode_tensor(whole.attrs, EncodedSource(whole), shape, dt, "test"));
+        EXPECT_EQ(fused.encoded.err_sq, ref.err_sq);
+        EXPECT_EQ(fused.stats.delta_sq, ref.delta_sq);
+        EXPECT_EQ(fused.stats.rel_error, ref.relative());
+      }
+}
+
+TEST(FusedPass, NonFiniteDeltaFallsBackToRawAndOtherRecipesKeepTheWholeDelta) {
+  Pair p = make_pair(64 * 300, DType::F32, 3);
+  float inf = INFINITY;
+  std::memcpy(p.ft.data() + 4 * 17000, &inf, 4);  // an Inf in the second block (16384 per block)
+  const TensorView base{"w", DType::F32, {64, 300}, p.base}, ft{"w", DType::F32, {64, 300}, p.ft};
+  const Recipe bd = parse_recipe("bitdelta", 7);
+  const PreparedDelta prep = prepare_delta(bd, base, ft);
+  EXPECT_FALSE(prep.stream);
+  EXPECT_NE(prep.fallback.find("NaN/Inf"), std::string::npos);
+  for (const char* other :
+       {"bitdelta:levels=2", "bitdelta + cherry:frac=0.01", "dare:p=0.5>bitdelta", "quant:bits=4"}) {
+    const Pair q = make_pair(64 * 300, DType::F32, 4);
+    const TensorView b2{"w", DType::F32, {64, 300}, q.base}, f2{"w", DType::F32, {64, 300}, q.ft};
+    const Recipe r = parse_recipe(other, 7);
+    const PreparedDelta pr = prepare_delta(r, b2, f2);
+    EXPECT_FALSE(pr.stream) << other;
+    EXPECT_EQ(pr.delta.size(), q.delta.size()) << other;
+  }
+}
+
+}  // namespace
+}  // namespace deltakit
