@@ -46,7 +46,8 @@ bool for_each_delta_block(const TensorView& base, const TensorView& ft, const Bl
 }  // namespace
 
 Encoded encode_streamed(const Recipe& r, const TensorView& base, const TensorView& ft, BlockEncoder& enc) {
-  for_each_delta_block(base, ft, enc, [&](uint64_t first, std::span<const float> d) { enc.encode(first, d); });
+  if (enc.second_pass())
+    for_each_delta_block(base, ft, enc, [&](uint64_t first, std::span<const float> d) { enc.encode(first, d); });
   Encoded e;
   enc.finish(e);
   e.attrs["recipe"] = r.canonical();  // after the coder's own, as encode_chain stores them

@@ -70,6 +70,9 @@ class BlockEncoder {
   virtual ~BlockEncoder() = default;
   virtual uint64_t block_end(uint64_t first) const = 0;  // the block starting at `first` ends here
   virtual void stats(uint64_t first, std::span<const float> block) = 0;
+  // Whether encoding needs the blocks again after the statistics (a coder that can code each
+  // block as it sees it does everything in stats()).
+  virtual bool second_pass() const { return true; }
   virtual void encode(uint64_t first, std::span<const float> block) = 0;
   virtual void finish(Encoded& e) = 0;  // parts, attributes and the measured error
 };

@@ -1,11 +1,12 @@
 // Outputs are complete or absent: an uncommitted file or folder leaves nothing behind, and the
 // output-path checks refuse inputs and existing paths.
+#include "src/core/atomic_output.h"
+
 #include <gtest/gtest.h>
 
 #include <filesystem>
 #include <fstream>
 
-#include "src/core/atomic_output.h"
 #include "src/core/error.h"
 
 using namespace deltakit;

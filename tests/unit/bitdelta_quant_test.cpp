@@ -36,8 +36,11 @@ TEST(BitDelta, ScaleIsMeanAbsAndErrorMatchesClosedForm) {
   EXPECT_EQ(find_part(rt.enc, "bitdelta.signs")->bytes.size(), 768u);
 }
 
-// A coder that measures its error while encoding gives the sums a decoded copy gives, bit for bit;
-// a chain whose coder cannot see the whole tensor leaves it to the decoded copy.
+// A coder that measures its error while encoding gives the sums a decoded copy gives: bit for bit
+// where it compares each value with its reconstruction (quant, dare, topk), to 1e-12 where it uses
+// the closed form (one-level BitDelta: Σδ² − 2sΣ|δ| + n·s² per unit, Σ|δ| in float runs: to ~1e-8; 1e-6
+// asserted). A chain whose coder cannot
+// see the whole tensor leaves it to the decoded copy.
 TEST(CodecError, MeasuredWhileEncodingEqualsTheDecodedCopy) {
   auto d = normal_vector(37 * 101, 5);  // odd sizes: unaligned lane heads and tails per row
   d[3] = 0.0f, d[4] = -0.0f;
@@ -45,13 +48,19 @@ TEST(CodecError, MeasuredWhileEncodingEqualsTheDecodedCopy) {
        {"bitdelta", "bitdelta:scale=row", "bitdelta:scale=group:13", "quant:bits=4", "quant:bits=3,group=50",
         "quant:bits=8", "quant:bits=2", "dare:p=0.9", "dare:p=0.5,rescale=none", "topk:density=0.1"}) {
     SCOPED_TRACE(recipe);
+    const bool closed_form = std::string(recipe).starts_with("bitdelta");
     for (DType dt : {DType::F32, DType::BF16}) {
       auto rt = round_trip(recipe, d, {37, 101}, dt);
       ASSERT_TRUE(rt.enc.error_measured);
       const ErrorNorms ref = error_norms(d, rt.recon);
-      EXPECT_EQ(rt.enc.err_sq, ref.err_sq);
-      EXPECT_EQ(rt.enc.delta_sq, ref.delta_sq);
       EXPECT_GT(ref.err_sq, 0.0);
+      if (closed_form) {
+        EXPECT_NEAR(rt.enc.err_sq, ref.err_sq, 1e-6 * ref.err_sq);
+        EXPECT_NEAR(rt.enc.delta_sq, ref.delta_sq, 1e-12 * ref.delta_sq);
+      } else {
+        EXPECT_EQ(rt.enc.err_sq, ref.err_sq);
+        EXPECT_EQ(rt.enc.delta_sq, ref.delta_sq);
+      }
     }
   }
   for (const char* recipe :

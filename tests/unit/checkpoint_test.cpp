@@ -1,10 +1,11 @@
 // Sharded checkpoint writing (Hugging Face's greedy rule) read back through Checkpoint.
+#include "formats/checkpoint.h"
+
 #include <gtest/gtest.h>
 
 #include <cstring>
 #include <filesystem>
 
-#include "formats/checkpoint.h"
 #include "src/core/error.h"
 
 using namespace deltakit;
@@ -15,8 +16,8 @@ TEST(Checkpoint, ShardsGreedilyAndReadsBack) {
   fs::remove_all(dir);
   fs::create_directories(dir);
   // 40 + 40 + 100 + 8 bytes with a 90-byte limit: [a,b] [c (alone, over the limit)] [d]
-  std::vector<TensorSpec> specs = {{"a", DType::F32, {10}}, {"b", DType::F32, {10}},
-                                   {"c", DType::F32, {25}}, {"d", DType::I64, {1}}};
+  std::vector<TensorSpec> specs = {
+      {"a", DType::F32, {10}}, {"b", DType::F32, {10}}, {"c", DType::F32, {25}}, {"d", DType::I64, {1}}};
   CheckpointWriter w(dir.string(), specs, 90);
   EXPECT_EQ(w.shard_count(), 3u);
   std::vector<uint8_t> bytes(188);

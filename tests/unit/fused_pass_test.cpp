@@ -1,5 +1,5 @@
 // The fused compress pass (prepare_delta's statistics pass + encode_streamed, no tensor-sized δ)
-// against the whole-δ path: the same attributes, parts and error, bit for bit.
+// against the whole-δ path: the same attributes, parts and error sums, bit for bit.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -63,9 +63,11 @@ TEST(FusedPass, SameEncodingAsTheWholeDelta) {
         }
         const ErrorNorms ref =
             error_norms(p.delta, decode_tensor(whole.attrs, EncodedSource(whole), shape, dt, "test"));
-        EXPECT_EQ(fused.encoded.err_sq, ref.err_sq);
-        EXPECT_EQ(fused.stats.delta_sq, ref.delta_sq);
-        EXPECT_EQ(fused.stats.rel_error, ref.relative());
+        EXPECT_EQ(fused.encoded.err_sq, whole.err_sq);  // one implementation, the same sums
+        EXPECT_EQ(fused.encoded.delta_sq, whole.delta_sq);
+        // the closed form, with Σ|δ| summed in float runs as the scale is: ~1e-8 relative
+        EXPECT_NEAR(fused.encoded.err_sq, ref.err_sq, 1e-6 * ref.err_sq);
+        EXPECT_NEAR(fused.stats.delta_sq, ref.delta_sq, 1e-12 * ref.delta_sq);
       }
 }
 

@@ -1,10 +1,11 @@
 // bf16/fp16 conversions against independent references: the compiler's _Float16 (correctly
 // rounded in libgcc) for fp16, and an exact nearest-even search in double for bf16.
+#include "src/core/half.h"
+
 #include <gtest/gtest.h>
 
 #include <cmath>
 
-#include "src/core/half.h"
 #include "src/core/philox.h"
 
 using namespace deltakit;
@@ -49,8 +50,8 @@ TEST(Half, Fp16DecodeAllPatternsMatchesCompiler) {
 
 TEST(Half, Fp16EncodeRandomAndEdgeFloatsMatchesCompiler) {
   TensorRng rng(7, "half");
-  std::vector<float> vals = {0.0f, -0.0f, 65504.0f, 65519.99f, 65520.0f, 1e9f, -1e9f, 5.96e-8f, 2.98e-8f,
-                             2.9802322e-8f, 6.1035156e-5f, 6.1e-5f, INFINITY, -INFINITY, 1.0f / 3};
+  std::vector<float> vals = {0.0f,     -0.0f,         65504.0f,      65519.99f, 65520.0f, 1e9f,      -1e9f,   5.96e-8f,
+                             2.98e-8f, 2.9802322e-8f, 6.1035156e-5f, 6.1e-5f,   INFINITY, -INFINITY, 1.0f / 3};
   for (uint64_t i = 0; i < 2'000'000; ++i) vals.push_back(f32_from_bits(rng.word(i)));
   for (uint64_t i = 0; i < 200'000; ++i)  // concentrate on fp16's range and subnormals
     vals.push_back(std::ldexp(1.0f + rng.word(i + 5'000'000) * 2.3283064e-10f, int(rng.word(i + 9'000'000) % 48) - 30));
@@ -66,8 +67,9 @@ TEST(Half, Fp16EncodeRandomAndEdgeFloatsMatchesCompiler) {
 
 TEST(Half, Bf16EncodeMatchesExactNearestEven) {
   TensorRng rng(8, "bf16");
-  std::vector<float> vals = {0.0f, -0.0f, 3.4028235e38f, -3.4028235e38f, 1.0f + 1.0f / 256, 1.0f + 3.0f / 256,
-                             1e-40f, 1.17549435e-38f, INFINITY, -INFINITY};
+  std::vector<float> vals = {
+      0.0f,   -0.0f,           3.4028235e38f, -3.4028235e38f, 1.0f + 1.0f / 256, 1.0f + 3.0f / 256,
+      1e-40f, 1.17549435e-38f, INFINITY,      -INFINITY};
   for (uint64_t i = 0; i < 2'000'000; ++i) vals.push_back(f32_from_bits(rng.word(i)));
   for (float v : vals) {
     uint16_t got = f32_to_bf16(v);

@@ -383,7 +383,8 @@ dtype: bfloat16
   refuses("merge_method: frankenmerge\nmodels: [a]\n", "unknown merge_method");
   refuses("merge_method: slerp\nbase_model: b\nmodels: [a, c]\nparameters: {t: 0.5}\n", "exactly one");
   refuses("merge_method: slerp\nbase_model: b\nmodels: [{model: a, parameters: {t: 0.5}}]\n", "global parameter");
-  const std::string ta = "merge_method: task_arithmetic\nbase_model: b\nmodels: [{model: a, parameters: {weight: 1}}]\n";
+  const std::string ta =
+      "merge_method: task_arithmetic\nbase_model: b\nmodels: [{model: a, parameters: {weight: 1}}]\n";
   refuses(ta + "tokenizer_source: union\n", "tokenizer_source: union");
   refuses(ta + "tokenizer: {source: base}\n", "'tokenizer' block");
   refuses(ta + "chat_template: chatml\n", "chat_template is not supported");

@@ -1,12 +1,13 @@
 // Work partitioning (src/pipeline/partition.h): every item owned once, the plan a pure function
 // of the sizes, and the LPT bound: no rank above the ideal share plus the largest item.
+#include "src/pipeline/partition.h"
+
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <numeric>
 
 #include "src/core/philox.h"
-#include "src/pipeline/partition.h"
 
 namespace deltakit {
 namespace {

@@ -12,8 +12,9 @@ TEST(Recipe, CanonicalFormsSpellEveryParameter) {
   EXPECT_EQ(parse_recipe("raw").canonical(), "raw");
   EXPECT_EQ(parse_recipe("dare", 5).canonical(), "dare:p=0.9,rescale=auto,seed=5");
   EXPECT_EQ(parse_recipe("bitdelta").canonical(), "bitdelta:scale=matrix,levels=1");
-  EXPECT_EQ(parse_recipe(" dare:p=0.5 > bitdelta:scale=row + cherry:frac=0.005 ").canonical(),
-            "dare:p=0.5,rescale=auto,seed=0 > bitdelta:scale=row,levels=1 + cherry:frac=0.005,per=row,importance=magnitude");
+  EXPECT_EQ(
+      parse_recipe(" dare:p=0.5 > bitdelta:scale=row + cherry:frac=0.005 ").canonical(),
+      "dare:p=0.5,rescale=auto,seed=0 > bitdelta:scale=row,levels=1 + cherry:frac=0.005,per=row,importance=magnitude");
   EXPECT_EQ(parse_recipe("bitdelta:scale=group:64,levels=4").canonical(), "bitdelta:scale=group:64,levels=4");
   EXPECT_EQ(parse_recipe("quant:bits=3").canonical(), "quant:bits=3,group=128");
   EXPECT_EQ(parse_recipe("lowrank:rank=16").canonical(), "lowrank:rank=16,seed=0");
@@ -21,9 +22,10 @@ TEST(Recipe, CanonicalFormsSpellEveryParameter) {
             "quant:bits=4,group=128 + cherry:frac=0.01,per=row,importance=fisher:/x/f.safetensors");
   EXPECT_EQ(parse_recipe("dare:rescale=none").canonical(), "dare:p=0.9,rescale=1,seed=0");
   // the canonical text parses back to itself
-  for (const char* r : {"dare:p=0.25,rescale=2.5,seed=9 > quant:bits=2,group=32 + cherry:frac=0.1,per=tensor,importance=magnitude",
-                        "topk:density=0.05", "lowrank:energy=0.9,seed=3", "topk:density=0.1,scope=model",
-                        "bitdelta + cherry:frac=0.001,scope=model,importance=magnitude"})
+  for (const char* r :
+       {"dare:p=0.25,rescale=2.5,seed=9 > quant:bits=2,group=32 + cherry:frac=0.1,per=tensor,importance=magnitude",
+        "topk:density=0.05", "lowrank:energy=0.9,seed=3", "topk:density=0.1,scope=model",
+        "bitdelta + cherry:frac=0.001,scope=model,importance=magnitude"})
     EXPECT_EQ(parse_recipe(parse_recipe(r).canonical()).canonical(), parse_recipe(r).canonical());
 }
 
@@ -92,12 +94,12 @@ TEST(Bits, PositionsRoundTripAndRefuseMalformedStreams) {
   auto refuses = [](const std::string& coding, std::vector<uint8_t> bytes, uint64_t n, uint64_t count) {
     EXPECT_THROW(decode_positions(coding, bytes, n, count, "t"), Error) << coding;
   };
-  refuses("varint", {0x80}, 10, 1);                               // ends inside a number
-  refuses("varint", {0x05, 0x05}, 10, 2);                         // second position 11 >= n
-  refuses("varint", {0x01}, 10, 2);                               // fewer than declared
+  refuses("varint", {0x80}, 10, 1);                                  // ends inside a number
+  refuses("varint", {0x05, 0x05}, 10, 2);                            // second position 11 >= n
+  refuses("varint", {0x01}, 10, 2);                                  // fewer than declared
   refuses("varint", std::vector<uint8_t>(11, 0xff), UINT64_MAX, 1);  // overlong
-  refuses("bitmap", {0xff}, 4, 4);                                // bits past the end
-  refuses("bitmap", {0x01, 0x00}, 8, 1);                          // wrong size
+  refuses("bitmap", {0xff}, 4, 4);                                   // bits past the end
+  refuses("bitmap", {0x01, 0x00}, 8, 1);                             // wrong size
   refuses("rle", {}, 8, 0);
 }
 

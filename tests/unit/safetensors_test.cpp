@@ -1,13 +1,14 @@
 // The safetensors header rules, one crafted byte image per rule, each asserting the exact error
 // code (as the reference implementation's tests assert the exact SafeTensorError variant), and
 // the writer's two modes read back through the validating reader.
+#include "formats/safetensors.h"
+
 #include <gtest/gtest.h>
 
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 
-#include "formats/safetensors.h"
 #include "src/core/error.h"
 
 using namespace deltakit;
@@ -33,7 +34,8 @@ ErrorCode code_of(const std::vector<uint8_t>& bytes) {
   return ErrorCode::Usage;
 }
 
-const std::string kOk = R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"BF16","shape":[1,3],"data_offsets":[8,14]}})";
+const std::string kOk =
+    R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"BF16","shape":[1,3],"data_offsets":[8,14]}})";
 }  // namespace
 
 TEST(Safetensors, AcceptsAValidImage) {
@@ -62,18 +64,33 @@ TEST(Safetensors, RejectsEachBrokenRuleWithItsOwnCode) {
       {"INVALID_UTF8", image("{\"\xff\":1}", 0), ErrorCode::HeaderNotJson},
       {"ENTRY_NOT_OBJECT", image(R"({"a":5})", 0), ErrorCode::HeaderNotObject},
       {"MISSING_FIELD", image(R"({"a":{"dtype":"F32","shape":[1]}})", 0), ErrorCode::HeaderNotObject},
-      {"DUPLICATE_NAME", image(R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}})", 4), ErrorCode::DuplicateName},
-      {"DUPLICATE_FIELD", image(R"({"a":{"dtype":"F32","dtype":"F16","shape":[1],"data_offsets":[0,4]}})", 4), ErrorCode::DuplicateName},
-      {"UNKNOWN_DTYPE", image(R"({"a":{"dtype":"F128","shape":[1],"data_offsets":[0,16]}})", 16), ErrorCode::UnknownDtype},
-      {"NEGATIVE_SHAPE", image(R"({"a":{"dtype":"F32","shape":[-1],"data_offsets":[0,4]}})", 4), ErrorCode::InvalidShape},
+      {"DUPLICATE_NAME",
+       image(
+           R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}})",
+           4),
+       ErrorCode::DuplicateName},
+      {"DUPLICATE_FIELD", image(R"({"a":{"dtype":"F32","dtype":"F16","shape":[1],"data_offsets":[0,4]}})", 4),
+       ErrorCode::DuplicateName},
+      {"UNKNOWN_DTYPE", image(R"({"a":{"dtype":"F128","shape":[1],"data_offsets":[0,16]}})", 16),
+       ErrorCode::UnknownDtype},
+      {"NEGATIVE_SHAPE", image(R"({"a":{"dtype":"F32","shape":[-1],"data_offsets":[0,4]}})", 4),
+       ErrorCode::InvalidShape},
       {"FLOAT_SHAPE", image(R"({"a":{"dtype":"F32","shape":[1.5],"data_offsets":[0,4]}})", 4), ErrorCode::InvalidShape},
-      {"SHAPE_OVERFLOW", image(R"({"a":{"dtype":"F32","shape":[4294967296,4294967296,4],"data_offsets":[0,4]}})", 4), ErrorCode::Overflow},
-      {"BYTES_OVERFLOW", image(R"({"a":{"dtype":"F64","shape":[4294967296,1073741824],"data_offsets":[0,4]}})", 4), ErrorCode::Overflow},
-      {"OFFSETS_REVERSED", image(R"({"a":{"dtype":"F32","shape":[0],"data_offsets":[4,0]}})", 4), ErrorCode::InvalidOffsets},
-      {"OFFSETS_NOT_PAIR", image(R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0]}})", 4), ErrorCode::InvalidOffsets},
+      {"SHAPE_OVERFLOW", image(R"({"a":{"dtype":"F32","shape":[4294967296,4294967296,4],"data_offsets":[0,4]}})", 4),
+       ErrorCode::Overflow},
+      {"BYTES_OVERFLOW", image(R"({"a":{"dtype":"F64","shape":[4294967296,1073741824],"data_offsets":[0,4]}})", 4),
+       ErrorCode::Overflow},
+      {"OFFSETS_REVERSED", image(R"({"a":{"dtype":"F32","shape":[0],"data_offsets":[4,0]}})", 4),
+       ErrorCode::InvalidOffsets},
+      {"OFFSETS_NOT_PAIR", image(R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0]}})", 4),
+       ErrorCode::InvalidOffsets},
       {"SIZE_MISMATCH", image(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,4]}})", 4), ErrorCode::SizeMismatch},
       {"GAP", image(R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})", 8), ErrorCode::OffsetsNotContiguous},
-      {"OVERLAP", image(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})", 8), ErrorCode::OffsetsNotContiguous},
+      {"OVERLAP",
+       image(
+           R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})",
+           8),
+       ErrorCode::OffsetsNotContiguous},
       {"TRUNCATED", image(kOk, 13), ErrorCode::DataLengthMismatch},
       {"APPENDED", image(kOk, 15), ErrorCode::DataLengthMismatch},
       {"METADATA_NOT_STRING", image(R"({"__metadata__":{"k":1}})", 0), ErrorCode::InvalidMetadata},
