@@ -78,8 +78,84 @@ QuantPayload load_quant(const AttrReader& a, const PartSource& src, uint64_t n) 
 
 }  // namespace
 
+namespace {
+// Quantization a block of whole groups at a time, in one pass (Stage::block_encoder): each
+// group's range, codes and — through the payload's own decode — the error, with the same lane
+// order as over the whole stream. Groups must start on a byte of codes (G·bits a multiple of 8)
+// and fit a block.
+class QuantBlockEncoder final : public BlockEncoder {
+ public:
+  static constexpr uint64_t kBlock = 16384;
+  static bool suits(const QuantParams& prm) { return prm.group <= kBlock && prm.group * prm.bits % 8 == 0; }
+
+  QuantBlockEncoder(const QuantParams& prm, uint64_t n) : n_(n), groups_((n + prm.group - 1) / prm.group) {
+    p_.w = prm.bits, p_.G = prm.group;
+    p_.codes.assign(packed_bytes(n, prm.bits), 0);
+    p_.mins.assign(groups_, 0.0f), p_.steps.assign(groups_, 0.0f);
+    codes_.resize(std::min(kBlock / p_.G * p_.G, n)), recon_.resize(codes_.size());
+  }
+
+  uint64_t block_end(uint64_t first) const override { return std::min(n_, first + kBlock / p_.G * p_.G); }
+
+  void stats(uint64_t first, std::span<const float> block) override {
+    const uint64_t m = block.size(), G = p_.G;
+    const float qmax = static_cast<float>((1u << p_.w) - 1);
+    std::fill(codes_.begin(), codes_.begin() + static_cast<std::ptrdiff_t>(m), 0);
+    for (uint64_t b = 0; b < m; b += G) {
+      const uint64_t e = std::min(m, b + G), g = (first + b) / G;
+      float lo = INFINITY, hi = -INFINITY;
+      for (uint64_t i = b; i < e; ++i) lo = std::min(lo, block[i]), hi = std::max(hi, block[i]);
+      const float step = (hi - lo) / qmax;
+      p_.mins[g] = lo, p_.steps[g] = step;
+      if (step == 0.0f) continue;
+      for (uint64_t i = b; i < e; ++i) {
+        const float q = std::nearbyint((block[i] - lo) / step);
+        codes_[i] = static_cast<uint16_t>(std::clamp(q, 0.0f, qmax));
+      }
+    }
+    const std::vector<uint8_t> packed = pack_fields({codes_.data(), m}, p_.w);
+    std::copy(packed.begin(), packed.end(), p_.codes.begin() + static_cast<std::ptrdiff_t>(first * p_.w / 8));
+    p_.decode(first, m, recon_.data());  // what decoding will give
+    lanes_.add_block(block.data(), first, first + m, recon_.data());
+  }
+  bool second_pass() const override { return false; }
+  void encode(uint64_t, std::span<const float>) override {}
+
+  void finish(Encoded& out) override {
+    const ErrorNorms norms = lanes_.sums();
+    out.error_measured = true, out.err_sq = norms.err_sq, out.delta_sq = norms.delta_sq;
+    out.attrs["quant.bits"] = p_.w;
+    out.attrs["quant.group"] = p_.G;
+    out.add({"quant.codes", PartKind::U8, {packed_bytes(n_, p_.w)}, std::move(p_.codes), ""});
+    out.add({"quant.mins", PartKind::F32, {groups_}, bytes_of<float>(p_.mins), ""});
+    out.add({"quant.steps", PartKind::F32, {groups_}, bytes_of<float>(p_.steps), ""});
+  }
+
+ private:
+  uint64_t n_, groups_;
+  QuantPayload p_;
+  std::vector<uint16_t> codes_;
+  std::vector<float> recon_;
+  ErrorLanes lanes_;
+};
+}  // namespace
+
+std::unique_ptr<BlockEncoder> quant_block_encoder(const QuantParams& prm, uint64_t n) {
+  if (!QuantBlockEncoder::suits(prm) || n == 0) return nullptr;
+  return std::make_unique<QuantBlockEncoder>(prm, n);
+}
+
 void quant_encode(const QuantParams& prm, const ValueStream& s, Encoded& out) {
   const uint64_t n = s.values.size(), G = prm.group;
+  if (s.skip.empty() && n > 0 && QuantBlockEncoder::suits(prm)) {  // the block form, one implementation
+    QuantBlockEncoder enc(prm, n);
+    for (uint64_t first = 0, end; first < n; first = end) {
+      end = enc.block_end(first);
+      enc.stats(first, s.values.subspan(first, end - first));
+    }
+    enc.finish(out);
+    return;
+  }
   const uint64_t groups = (n + G - 1) / G;
   const float qmax = static_cast<float>((1u << prm.bits) - 1);
   std::vector<float> mins(groups), steps(groups);
@@ -160,6 +236,9 @@ class QuantStage final : public Stage {
     return ":bits=" + std::to_string(p_.bits) + ",group=" + std::to_string(p_.group);
   }
   void encode_values(const ValueStream& s, Encoded& e) const override { quant_encode(p_, s, e); }
+  std::unique_ptr<BlockEncoder> block_encoder(uint64_t rows, uint64_t cols) const override {
+    return quant_block_encoder(p_, rows * cols);
+  }
   std::vector<float> decode_values(const AttrReader& a, const PartSource& src, uint64_t count,
                                    std::span<const uint64_t>) const override {
     return quant_decode(a, src, count);

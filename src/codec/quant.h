@@ -14,12 +14,17 @@
 
 namespace deltakit {
 
+class BlockEncoder;  // src/codec/stage.h
+
 struct QuantParams {
   unsigned bits = 4;
   uint64_t group = 128;
 };
 
 void quant_encode(const QuantParams& prm, const ValueStream& s, Encoded& out);
+// Its block form for a stream of n values with nothing skipped (nullptr unless each group starts
+// on a byte of codes and fits a block).
+std::unique_ptr<BlockEncoder> quant_block_encoder(const QuantParams& prm, uint64_t n);
 std::vector<float> quant_decode(const AttrReader& attrs, const PartSource& src, uint64_t count);
 // The same parts held as a product over a dense rows × cols stream (src/codec/delta_product.h).
 std::unique_ptr<DeltaProduct> quant_product(const AttrReader& attrs, const PartSource& src, uint64_t rows,
