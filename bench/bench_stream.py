@@ -15,14 +15,15 @@ of input read (compress: base + fine-tune; apply: base + adapter), the ratio to 
 import argparse
 import json
 import os
-import re
 import subprocess
+import sys
 import tempfile
 import time
 
 import numpy as np
 
-ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_scaling import ENV, timed  # noqa: E402
 
 
 def files_of(folder):
@@ -65,20 +66,6 @@ def write_ceiling(nbytes, folder, reps=3):
         best = min(best, time.perf_counter() - t)
         os.remove(path)
     return best
-
-
-def timed(argv, reps):
-    subprocess.run(argv, capture_output=True, env=ENV, check=True)  # warm-up: page cache, output in place
-    best, rss = 1e9, []
-    for _ in range(reps):
-        t = time.perf_counter()
-        p = subprocess.run(argv, capture_output=True, text=True, env=ENV)
-        dt = time.perf_counter() - t
-        if p.returncode != 0:
-            raise SystemExit(f"FAIL: {' '.join(argv)}\n{p.stderr}")
-        if dt < best:
-            best, rss = dt, [int(x) / 1024 for x in re.findall(r"rss_kb=(\d+)", p.stderr)]
-    return best, rss
 
 
 # --- the PyTorch peer: one tensor at a time, as mergekit and BitDelta's scripts do ----------------
@@ -150,6 +137,7 @@ def main():
             for n in ranks:
                 argv = ["mpirun", "--oversubscribe", "-n", str(n), "/usr/bin/time", "-f", "rss_kb=%M", dk,
                         *argv_of(n), "--quiet"]
+                timed(argv, 1)  # warm-up: page cache, the output in place
                 t, rss = timed(argv, a.reps)
                 t1 = t1 or t
                 eff = f"{t1 / t / n:.2f}" if n > 1 else ""
@@ -188,6 +176,7 @@ def main():
             best = min(best, time.perf_counter() - t)
         argv = ["mpirun", "--oversubscribe", "-n", "1", dk, "compress", "--base", base, "--finetuned", ft, "--recipe",
                 "bitdelta", "--out", os.path.join(work, "bitdelta.h5"), "--overwrite", "--threads", "1", "--quiet"]
+        timed(argv, 1)
         t_dk, _ = timed(argv, a.reps)
         print(f"\nPyTorch peer ({torch.__version__}, 1 thread), compress bitdelta tensor by tensor: {best:.2f} s; "
               f"deltakit 1 rank x 1 thread {t_dk:.2f} s: {best / t_dk:.1f}x")
