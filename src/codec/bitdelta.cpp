@@ -99,10 +99,10 @@ ScaleUnit parse_unit(const AttrReader& a) {
 }  // namespace
 
 namespace {
-// The common case (one level, nothing skipped) in one pass per unit: its scale, then, while the
-// unit is still in cache, its sign bits and the error it will decode to (each value decodes to
-// ±the scale: src/codec/error_norms.h gives the sums a decoded copy would). A matrix-scaled
-// tensor is one unit, read twice; a row or group unit is read from memory once.
+// One level, nothing skipped, and a reconstruction to write (the cherry pass scores against the
+// chain alone): per unit its scale, then, while the unit is still in cache, its sign bits, δ̂ and
+// the error against it (src/codec/error_norms.h: the sums a decoded copy would give). Without a
+// reconstruction to write, BitDeltaBlockEncoder below does it in one pass.
 void encode_one_level(const ValueStream& s, std::span<const uint64_t> units, std::vector<float>& scales,
                       std::vector<uint8_t>& signs, Encoded& out) {
   const uint64_t U = units.size() - 1;
@@ -136,9 +136,9 @@ namespace {
 // Σδ², and the sign bits, which do not depend on the scale. The error then has a closed form,
 // Σ(|δ| − s)² = Σδ² − 2sΣ|δ| + n·s² per unit (the scale s as stored, in float), so no second
 // pass and no decoded copy; it agrees with one to ~1e-8 relative (Σ|δ| is summed in float runs,
-// as the scale is; tested). A block lies inside
-// one unit, starting on a 4096-value run of it, or holds whole units, so Σ|δ| — hence the
-// scales — are the same additions in the same order as sum_abs over each unit.
+// as the scale is; tested). A block lies inside one unit, starting on a 4096-value run of it, or
+// holds whole units, so Σ|δ| — hence the scales — are the same additions in the same order as
+// sum_abs over each unit.
 class BitDeltaBlockEncoder final : public BlockEncoder {
  public:
   // a stream of n values whose scale units start at `units` (units + 1 offsets, last n)
