@@ -233,11 +233,7 @@ void bitdelta_encode(const BitDeltaParams& prm, const ValueStream& s, Encoded& o
   std::vector<uint8_t> signs;
   if (M == 1 && s.skip.empty() && !s.recon_out && n > 0) {  // the block form, over the whole stream
     BitDeltaBlockEncoder enc(prm, n, units);
-    for (uint64_t first = 0, end; first < n; first = end) {
-      end = enc.block_end(first);
-      enc.stats(first, s.values.subspan(first, end - first));
-    }
-    enc.finish(out);
+    encode_in_blocks(enc, s.values, out);
     return;
   }
   if (M == 1 && s.skip.empty()) {

@@ -17,16 +17,11 @@ class ChainTensorCodec final : public TensorCodec {
   EncodedTensor encode(const TensorPair& t) const override {
     const std::span<const float> delta = t.prepared->delta;
     EncodedTensor out;
-    if (t.prepared->stream) {  // the fused pass: δ's blocks again, no tensor-sized copy of it
-      out.encoded = encode_streamed(*t.recipe, t.base, t.ft, *t.prepared->stream);
-      out.stats.rel_error = ErrorNorms{out.encoded.err_sq, out.encoded.delta_sq}.relative();
-      out.stats.delta_sq = out.encoded.delta_sq;
-      out.stats.codec = out.encoded.attrs["codec"].get<std::string>();
-      return out;
-    }
-    out.encoded = encode_tensor(*t.recipe, chain_input(t));
+    // the fused pass (no tensor-sized δ; its coder always measures the error) or the whole δ
+    out.encoded = t.prepared->stream ? encode_streamed(*t.recipe, t.base, t.ft, *t.prepared->stream)
+                                     : encode_tensor(*t.recipe, chain_input(t));
     // the error is measured on what decoding will really produce: by the coder while it encoded
-    // (the same sums, src/codec/error_norms.h), or else on a decoded copy
+    // (src/codec/error_norms.h; one-level BitDelta by its closed form), or else on a decoded copy
     ErrorNorms norms{out.encoded.err_sq, out.encoded.delta_sq};
     if (!out.encoded.error_measured) {
       const std::vector<float> recon =

@@ -22,8 +22,21 @@ std::unique_ptr<BlockEncoder> block_encoder_for(const Recipe& r, const TensorVie
   return r.chain[0]->block_encoder(n / cols, cols);
 }
 
-// fn(first, δ[first, end)) for the blocks `enc` draws, δ = ft − base in fp32 as prepare_delta
-// computes it; returns whether any entry was not finite.
+// d = ft − base in fp32 for entries [first, first + d.size()), base decoded into `scratch`;
+// returns non-zero if an entry is not finite (both paths below compute δ by this one loop).
+uint32_t delta_block(const TensorView& base, const TensorView& ft, uint64_t first, std::span<float> d, float* scratch) {
+  const uint64_t m = d.size();
+  decode_to_f32(ft.dtype, ft.bytes, first, d);
+  decode_to_f32(base.dtype, base.bytes, first, {scratch, m});
+  uint32_t nonfinite = 0;
+  for (uint64_t k = 0; k < m; ++k) {
+    d[k] -= scratch[k];
+    nonfinite |= (f32_bits(d[k]) & 0x7f800000u) == 0x7f800000u;  // branch-free: vectorizes
+  }
+  return nonfinite;
+}
+
+// fn(first, δ[first, end)) for the blocks `enc` draws; returns whether any entry was not finite.
 template <class Fn>
 bool for_each_delta_block(const TensorView& base, const TensorView& ft, const BlockEncoder& enc, Fn fn) {
   const uint64_t n = ft.numel();
@@ -33,12 +46,7 @@ bool for_each_delta_block(const TensorView& base, const TensorView& ft, const Bl
     end = enc.block_end(first);
     const uint64_t m = end - first;
     if (d.size() < m) d.resize(m), b.resize(m);
-    decode_to_f32(ft.dtype, ft.bytes, first, {d.data(), m});
-    decode_to_f32(base.dtype, base.bytes, first, {b.data(), m});
-    for (uint64_t k = 0; k < m; ++k) {
-      d[k] -= b[k];
-      nonfinite |= (f32_bits(d[k]) & 0x7f800000u) == 0x7f800000u;  // branch-free: vectorizes
-    }
+    nonfinite |= delta_block(base, ft, first, {d.data(), m}, b.data());
     fn(first, std::span<const float>(d.data(), m));
   }
   return nonfinite != 0;
@@ -78,13 +86,7 @@ PreparedDelta prepare_delta(const Recipe& r, const TensorView& base, const Tenso
   uint32_t nonfinite = 0;
   for (uint64_t first = 0; first < n; first += block) {
     const uint64_t m = std::min(block, n - first);
-    std::span<float> d(p.delta.data() + first, m);
-    decode_to_f32(ft.dtype, ft.bytes, first, d);
-    decode_to_f32(base.dtype, base.bytes, first, {b, m});
-    for (uint64_t k = 0; k < m; ++k) {
-      d[k] -= b[k];
-      nonfinite |= (f32_bits(d[k]) & 0x7f800000u) == 0x7f800000u;  // branch-free: vectorizes
-    }
+    nonfinite |= delta_block(base, ft, first, {p.delta.data() + first, m}, b);
   }
   if (nonfinite) {
     p.fallback = "the delta has NaN/Inf entries (raw carries them exactly)";

@@ -149,11 +149,7 @@ void quant_encode(const QuantParams& prm, const ValueStream& s, Encoded& out) {
   const uint64_t n = s.values.size(), G = prm.group;
   if (s.skip.empty() && n > 0 && QuantBlockEncoder::suits(prm)) {  // the block form, one implementation
     QuantBlockEncoder enc(prm, n);
-    for (uint64_t first = 0, end; first < n; first = end) {
-      end = enc.block_end(first);
-      enc.stats(first, s.values.subspan(first, end - first));
-    }
-    enc.finish(out);
+    encode_in_blocks(enc, s.values, out);
     return;
   }
   const uint64_t groups = (n + G - 1) / G;
