@@ -62,9 +62,16 @@ void set_world(Comm* comm) { world_comm = comm; }
 
 void add_job_options(po::options_description& opts) {
   opts.add_options()("resume", po::bool_switch(), "continue a killed run from its journal (same arguments)")(
-      "quiet", po::bool_switch(), "no progress display")(
-      "log-json", po::value<std::string>()->default_value(""), "append progress as JSON lines to this file");
+      "quiet", po::bool_switch(), "no progress display")("log-json", po::value<std::string>()->default_value(""),
+                                                         "append progress as JSON lines to this file");
 }
+
+void add_device_option(po::options_description& opts) {
+  opts.add_options()("device", po::value<std::string>()->default_value("cpu"),
+                     "where to compute: cpu, or cuda (each rank the GPU of its node-local rank)");
+}
+
+gpu::Device device_option(const po::variables_map& vm) { return gpu::parse_device(vm["device"].as<std::string>()); }
 
 ProgressOptions progress_options(const po::variables_map& vm) {
   return {vm["quiet"].as<bool>(), vm["log-json"].as<std::string>()};

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "src/core/comm.h"
+#include "src/gpu/device_codec.h"
 #include "src/pipeline/progress.h"
 
 namespace deltakit::cli {
@@ -38,6 +39,9 @@ void set_world(Comm* comm);
 // --resume, --quiet, --log-json: the options of commands that run as (distributed) jobs.
 void add_job_options(po::options_description& opts);
 ProgressOptions progress_options(const po::variables_map& vm);
+// --device cpu|cuda (src/gpu/device_codec.h)
+void add_device_option(po::options_description& opts);
+gpu::Device device_option(const po::variables_map& vm);
 
 int cmd_inspect(const Args& args);
 int cmd_diff(const Args& args);

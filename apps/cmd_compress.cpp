@@ -35,6 +35,7 @@ int cmd_compress(const Args& args) {
       "--distill: tokens per sequence (0: 128, or the context if shorter)")(
       "distill-lr", po::value<double>()->default_value(1e-4), "--distill: peak learning rate (cosine to 0)");
   add_job_options(opts);
+  add_device_option(opts);
   po::variables_map vm;
   if (!parse("compress", "--base B --finetuned F (--recipe R [--only GLOB] | --rules FILE) --out A.h5", opts, {}, args,
              vm))
@@ -53,6 +54,7 @@ int cmd_compress(const Args& args) {
   o.overwrite = vm["overwrite"].as<bool>();
   o.resume = vm["resume"].as<bool>();
   o.progress = progress_options(vm);
+  o.device = device_option(vm);
   if (!o.rules_file.empty() && (!vm["recipe"].defaulted() || !o.only.empty()))
     throw Error(ErrorCode::Usage, "", "give either --recipe [--only] or --rules, not both");
   if (o.zstd_level < 1 || o.zstd_level > 19) throw Error(ErrorCode::Usage, "", "--zstd-level must be 1..19");

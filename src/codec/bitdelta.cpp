@@ -13,6 +13,7 @@
 #include "src/codec/bits.h"
 #include "src/codec/delta_product.h"
 #include "src/codec/error_norms.h"
+#include "src/codec/recipe.h"
 #include "src/codec/sign_sums.h"
 #include "src/codec/stage.h"
 #include "src/core/half.h"
@@ -53,7 +54,7 @@ std::vector<uint8_t> pack_signs(std::span<const float> v) {
 // Called on consecutive pieces of a unit that each start on a run, it adds the same parts in
 // the same order as one call on the whole unit.
 void sum_abs_into(std::span<const float> v, double& sum) {
-  constexpr uint64_t kLanes = 16, kRun = 4096;
+  constexpr uint64_t kLanes = BitDeltaLayout::kAbsLanes, kRun = BitDeltaLayout::kAbsRun;
   for (uint64_t r = 0; r < v.size(); r += kRun) {
     const uint64_t e = std::min<uint64_t>(v.size(), r + kRun);
     float lane[kLanes] = {};
@@ -132,6 +133,29 @@ void encode_one_level(const ValueStream& s, std::span<const uint64_t> units, std
 }  // namespace
 
 namespace {
+// One level's scales and closed-form error from per-unit Σ|δ| and Σδ² (the block encoder's, or a
+// device's: bitdelta_encoder_from_sums), then its parts.
+void finish_one_level(const BitDeltaParams& prm, uint64_t n, std::span<const uint64_t> units,
+                      std::span<const double> abs, std::span<const double> sq, std::vector<uint8_t> signs,
+                      Encoded& out) {
+  const uint64_t U = units.size() - 1;
+  std::vector<float> scales(U);
+  double err_sq = 0, delta_sq = 0;
+  for (uint64_t u = 0; u < U; ++u) {
+    const uint64_t len = units[u + 1] - units[u];
+    scales[u] = len ? static_cast<float>(abs[u] / static_cast<double>(len)) : 0.0f;
+    const double sc = scales[u];
+    err_sq += std::max(0.0, sq[u] - 2 * sc * abs[u] + static_cast<double>(len) * sc * sc);
+    delta_sq += sq[u];
+  }
+  set_one_level_attrs(prm, U, out);
+  out.error_measured = true, out.err_sq = err_sq, out.delta_sq = delta_sq;
+  out.add({"bitdelta.signs", PartKind::U8, {packed_bytes(n, 1)}, std::move(signs), ""});
+  out.add({"bitdelta.scales", PartKind::F32, {U, 1}, bytes_of<float>(scales), ""});
+}
+}  // namespace
+
+namespace {
 // One-level BitDelta a block at a time, in one pass (Stage::block_encoder): per unit Σ|δ| and
 // Σδ², and the sign bits, which do not depend on the scale. The error then has a closed form,
 // Σ(|δ| − s)² = Σδ² − 2sΣ|δ| + n·s² per unit (the scale s as stored, in float), so no second
@@ -171,33 +195,19 @@ class BitDeltaBlockEncoder final : public BlockEncoder {
   bool second_pass() const override { return false; }
   void encode(uint64_t, std::span<const float>) override {}
 
-  void finish(Encoded& out) override {
-    const uint64_t U = units_.size() - 1;
-    std::vector<float> scales(U);
-    double err_sq = 0, delta_sq = 0;
-    for (uint64_t u = 0; u < U; ++u) {
-      const uint64_t len = units_[u + 1] - units_[u];
-      scales[u] = len ? static_cast<float>(abs_[u] / static_cast<double>(len)) : 0.0f;
-      const double sc = scales[u];
-      err_sq += std::max(0.0, sq_[u] - 2 * sc * abs_[u] + static_cast<double>(len) * sc * sc);
-      delta_sq += sq_[u];
-    }
-    set_one_level_attrs(prm_, U, out);
-    out.error_measured = true, out.err_sq = err_sq, out.delta_sq = delta_sq;
-    out.add({"bitdelta.signs", PartKind::U8, {packed_bytes(n_, 1)}, std::move(signs_), ""});
-    out.add({"bitdelta.scales", PartKind::F32, {U, 1}, bytes_of<float>(scales), ""});
-  }
+  void finish(Encoded& out) override { finish_one_level(prm_, n_, units_, abs_, sq_, std::move(signs_), out); }
 
  private:
-  static constexpr uint64_t kBlock = 16384;  // a multiple of sum_abs_into's 4096-value runs
+  static constexpr uint64_t kBlock = BitDeltaLayout::kSqPiece;  // a multiple of sum_abs_into's runs
 
   // Σv² in 8 double lanes (a fixed order; vectorizes)
   static double sum_sq(std::span<const float> v) {
-    double lane[8] = {};
+    constexpr uint64_t L = BitDeltaLayout::kSqLanes;
+    double lane[L] = {};
     uint64_t i = 0;
-    for (; i + 8 <= v.size(); i += 8)
-      for (uint64_t l = 0; l < 8; ++l) lane[l] += static_cast<double>(v[i + l]) * v[i + l];
-    for (; i < v.size(); ++i) lane[i % 8] += static_cast<double>(v[i]) * v[i];
+    for (; i + L <= v.size(); i += L)
+      for (uint64_t l = 0; l < L; ++l) lane[l] += static_cast<double>(v[i + l]) * v[i + l];
+    for (; i < v.size(); ++i) lane[i % L] += static_cast<double>(v[i]) * v[i];
     double s = 0;
     for (double x : lane) s += x;
     return s;
@@ -216,6 +226,65 @@ class BitDeltaBlockEncoder final : public BlockEncoder {
   mutable uint64_t cursor_ = 0;
 };
 }  // namespace
+
+namespace {
+// Starts of `len`-value chunks of every unit, then n (BitDeltaLayout's runs and pieces).
+std::vector<uint64_t> unit_chunks(std::span<const uint64_t> units, uint64_t len) {
+  std::vector<uint64_t> starts;
+  for (uint64_t u = 0; u + 1 < units.size(); ++u)
+    for (uint64_t i = units[u]; i < units[u + 1]; i += len) starts.push_back(i);
+  starts.push_back(units.back());
+  return starts;
+}
+
+// finish() over statistics a device computed in BitDeltaLayout's order.
+class BitDeltaSumsEncoder final : public BlockEncoder {
+ public:
+  BitDeltaSumsEncoder(const BitDeltaParams& prm, const BitDeltaLayout& layout, BitDeltaSums sums)
+      : prm_(prm), layout_(layout), sums_(std::move(sums)) {
+    if (sums_.run_abs.size() + 1 != layout_.runs.size() || sums_.piece_sq.size() + 1 != layout_.pieces.size() ||
+        sums_.signs.size() != packed_bytes(layout_.n, 1))
+      throw std::logic_error("bitdelta_encoder_from_sums: the sums do not match the layout");
+  }
+  uint64_t block_end(uint64_t) const override { return layout_.n; }
+  void stats(uint64_t, std::span<const float>) override {}
+  bool second_pass() const override { return false; }
+  void encode(uint64_t, std::span<const float>) override {}
+  void finish(Encoded& out) override {
+    const uint64_t U = layout_.units.size() - 1;
+    std::vector<double> abs(U, 0.0), sq(U, 0.0);
+    // runs and pieces lie inside units, in order: add each to its unit, as the CPU pass does
+    for (uint64_t r = 0, u = 0; r + 1 < layout_.runs.size(); ++r) {
+      while (layout_.units[u + 1] <= layout_.runs[r]) ++u;
+      abs[u] += sums_.run_abs[r];
+    }
+    for (uint64_t p = 0, u = 0; p + 1 < layout_.pieces.size(); ++p) {
+      while (layout_.units[u + 1] <= layout_.pieces[p]) ++u;
+      sq[u] += sums_.piece_sq[p];
+    }
+    finish_one_level(prm_, layout_.n, layout_.units, abs, sq, std::move(sums_.signs), out);
+  }
+
+ private:
+  BitDeltaParams prm_;
+  BitDeltaLayout layout_;
+  BitDeltaSums sums_;
+};
+}  // namespace
+
+BitDeltaLayout bitdelta_layout(const BitDeltaParams& prm, uint64_t rows, uint64_t cols) {
+  BitDeltaLayout l;
+  l.n = rows * cols;
+  l.units = unit_offsets(prm.scale, prm.group, l.n, dense_row_offsets(rows, cols));
+  l.runs = unit_chunks(l.units, BitDeltaLayout::kAbsRun);
+  l.pieces = unit_chunks(l.units, BitDeltaLayout::kSqPiece);
+  return l;
+}
+
+std::unique_ptr<BlockEncoder> bitdelta_encoder_from_sums(const BitDeltaParams& prm, const BitDeltaLayout& layout,
+                                                         BitDeltaSums sums) {
+  return std::make_unique<BitDeltaSumsEncoder>(prm, layout, std::move(sums));
+}
 
 std::unique_ptr<BlockEncoder> bitdelta_block_encoder(const BitDeltaParams& prm, uint64_t rows, uint64_t cols) {
   if (prm.levels != 1) return nullptr;
@@ -316,6 +385,18 @@ BitDeltaPayload load_bitdelta(const AttrReader& a, const PartSource& src, uint64
   return p;
 }
 }  // namespace
+
+std::optional<OneLevelBitDelta> stored_one_level_bitdelta(const AttrReader& a, const PartSource& src, uint64_t rows,
+                                                          uint64_t cols) {
+  const Json& attrs = a.attrs;
+  if (!attrs.contains("codec") || attrs["codec"] != "bitdelta" || !attrs.contains("bitdelta.levels") ||
+      attrs["bitdelta.levels"] != 1)
+    return std::nullopt;
+  const std::vector<std::string> parts = src.names();
+  if (parts.size() != 2 || !src.has("bitdelta.signs") || !src.has("bitdelta.scales")) return std::nullopt;
+  BitDeltaPayload p = load_bitdelta(a, src, rows * cols, dense_row_offsets(rows, cols));
+  return OneLevelBitDelta{p.unit, p.group, std::move(p.signs), std::move(p.scales)};
+}
 
 std::vector<float> bitdelta_decode(const AttrReader& a, const PartSource& src, uint64_t n,
                                    std::span<const uint64_t> row_offsets) {
@@ -458,6 +539,7 @@ namespace {
 class BitDeltaStage final : public Stage {
  public:
   explicit BitDeltaStage(const BitDeltaParams& p) : p_(p) {}
+  const BitDeltaParams& bitdelta_params() const { return p_; }
   const char* name() const override { return "bitdelta"; }
   StageRole role() const override { return StageRole::ValueCoder; }
   std::string params() const override {
@@ -484,6 +566,13 @@ class BitDeltaStage final : public Stage {
 };
 
 }  // namespace
+
+std::optional<BitDeltaParams> one_level_bitdelta(const Recipe& r) {
+  if (r.cherry || r.chain.size() != 1) return std::nullopt;
+  const auto* b = dynamic_cast<const BitDeltaStage*>(r.chain[0].get());
+  if (!b || b->bitdelta_params().levels != 1) return std::nullopt;
+  return b->bitdelta_params();
+}
 
 std::unique_ptr<Stage> make_bitdelta_stage(StageArgs& a, uint64_t) {
   BitDeltaParams p;

@@ -12,7 +12,9 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 
+#include "src/codec/bitdelta_layout.h"
 #include "src/codec/codec_types.h"
 #include "src/codec/delta_product.h"
 #include "src/codec/value_stream.h"
@@ -20,6 +22,7 @@
 namespace deltakit {
 
 class BlockEncoder;  // src/codec/stage.h
+struct Recipe;       // src/codec/recipe.h
 
 struct BitDeltaParams {
   ScaleUnit scale = ScaleUnit::Matrix;
@@ -33,6 +36,26 @@ std::unique_ptr<BlockEncoder> bitdelta_block_encoder(const BitDeltaParams& prm, 
 std::vector<float> bitdelta_decode(const AttrReader& attrs, const PartSource& src, uint64_t count,
                                    std::span<const uint64_t> row_offsets);
 // The same parts held as a product over a dense rows × cols stream (src/codec/delta_product.h).
+// The layout of a dense rows × cols stream (src/codec/bitdelta_layout.h).
+BitDeltaLayout bitdelta_layout(const BitDeltaParams& prm, uint64_t rows, uint64_t cols);
+// The block encoder of bitdelta_block_encoder with its statistics pass done elsewhere: only
+// finish() is left (second_pass() is false).
+std::unique_ptr<BlockEncoder> bitdelta_encoder_from_sums(const BitDeltaParams& prm, const BitDeltaLayout& layout,
+                                                         BitDeltaSums sums);
+// A stored tensor that is one-level BitDelta alone over a dense rows × cols stream, its payload
+// read and checked as decoding does (for a device that applies it: src/gpu); nullopt for any
+// other stored tensor.
+struct OneLevelBitDelta {
+  ScaleUnit unit = ScaleUnit::Matrix;
+  uint64_t group = 0;
+  std::vector<uint8_t> signs;
+  std::vector<float> scales;  // one per unit
+};
+std::optional<OneLevelBitDelta> stored_one_level_bitdelta(const AttrReader& a, const PartSource& src, uint64_t rows,
+                                                          uint64_t cols);
+// The parameters of a recipe that is one-level BitDelta alone (no sparsifier, no cherry).
+std::optional<BitDeltaParams> one_level_bitdelta(const Recipe& r);
+
 std::unique_ptr<DeltaProduct> bitdelta_product(const AttrReader& attrs, const PartSource& src, uint64_t rows,
                                                uint64_t cols);
 

@@ -63,18 +63,23 @@ Encoded encode_streamed(const Recipe& r, const TensorView& base, const TensorVie
   return e;
 }
 
-PreparedDelta prepare_delta(const Recipe& r, const TensorView& base, const TensorView& ft) {
+PreparedDelta compare_pair(const Recipe& r, const TensorView& base, const TensorView& ft) {
   PreparedDelta p;
   p.changed =
       base.bytes.size() != ft.bytes.size() || std::memcmp(base.bytes.data(), ft.bytes.data(), base.bytes.size()) != 0;
   p.fallback = p.changed ? recipe_unsuitable(r, ft.dtype, ft.shape) : "";
+  return p;
+}
+
+PreparedDelta prepare_delta(const Recipe& r, const TensorView& base, const TensorView& ft) {
+  PreparedDelta p = compare_pair(r, base, ft);
   if (!p.lossy(r)) return p;
   if (std::unique_ptr<BlockEncoder> enc = block_encoder_for(r, ft)) {
     // the fused pass's first half: the finite check and the coder's statistics, block by block
     const bool nonfinite =
         for_each_delta_block(base, ft, *enc, [&](uint64_t first, std::span<const float> d) { enc->stats(first, d); });
     if (nonfinite)
-      p.fallback = "the delta has NaN/Inf entries (raw carries them exactly)";
+      p.fallback = kNonFiniteDelta;
     else
       p.stream = std::move(enc);
     return p;
@@ -89,7 +94,7 @@ PreparedDelta prepare_delta(const Recipe& r, const TensorView& base, const Tenso
     nonfinite |= delta_block(base, ft, first, {p.delta.data() + first, m}, b);
   }
   if (nonfinite) {
-    p.fallback = "the delta has NaN/Inf entries (raw carries them exactly)";
+    p.fallback = kNonFiniteDelta;
     p.delta.clear();
   }
   return p;
@@ -103,7 +108,7 @@ PreparedDelta prepare_given_delta(const Recipe& r, const TensorView& ft, std::sp
     nonfinite |= !std::isfinite(x);
   }
   p.fallback = p.changed ? recipe_unsuitable(r, ft.dtype, ft.shape) : "";
-  if (p.fallback.empty() && nonfinite) p.fallback = "the delta has NaN/Inf entries (raw carries them exactly)";
+  if (p.fallback.empty() && nonfinite) p.fallback = kNonFiniteDelta;
   if (p.lossy(r)) p.delta.assign(delta.begin(), delta.end());
   return p;
 }

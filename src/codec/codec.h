@@ -37,6 +37,9 @@ struct PreparedDelta {
   bool lossy(const Recipe& r) const { return changed && !r.is_raw() && fallback.empty(); }
 };
 PreparedDelta prepare_delta(const Recipe& r, const TensorView& base, const TensorView& ft);
+// Its first step alone: `changed` and the recipe's own fallback (another device's pass starts so).
+PreparedDelta compare_pair(const Recipe& r, const TensorView& base, const TensorView& ft);
+inline constexpr const char* kNonFiniteDelta = "the delta has NaN/Inf entries (raw carries them exactly)";
 // The same for a δ known exactly (a LoRA's scale·B·A, in fp32); `ft` is its rounding (for raw).
 PreparedDelta prepare_given_delta(const Recipe& r, const TensorView& ft, std::span<const float> delta);
 

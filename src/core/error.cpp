@@ -35,6 +35,7 @@ const char* error_code_name(ErrorCode code) {
     case ErrorCode::NonFinite: return "NonFinite";
     case ErrorCode::Usage: return "Usage";
     case ErrorCode::InvalidValue: return "InvalidValue";
+    case ErrorCode::Device: return "Device";
   }
   return "Unknown";
 }

@@ -36,6 +36,7 @@ enum class ErrorCode {
   Usage,                 // bad command-line arguments
   InvalidValue,          // a value the algorithm cannot take (a density, a token id, a length),
                          // found below the layer that knows its file: located there by at()
+  Device,                // --device cuda with no usable GPU, or a CUDA/NCCL call failed
 };
 
 const char* error_code_name(ErrorCode code);

@@ -1,28 +1,39 @@
 // bf16 / fp16 <-> fp32 conversions. Narrowing rounds to nearest, ties to even (as PyTorch and
 // numpy do); NaN stays NaN (quieted, sign kept), Inf stays Inf, fp16 subnormals are exact both
-// ways, and values past fp16's range round to Inf. Inline because they sit in every hot loop.
+// ways, and values past fp16's range round to Inf. Inline because they sit in every hot loop;
+// DK_HD because the CUDA kernels (src/gpu) round with these same lines.
 #pragma once
 
 #include <cstdint>
 #include <cstring>
 
+#include "src/core/host_device.h"
+
 namespace deltakit {
 
-inline uint32_t f32_bits(float f) {
+DK_HD inline uint32_t f32_bits(float f) {
+#if defined(__CUDA_ARCH__)
+  return __float_as_uint(f);
+#else
   uint32_t u;
   std::memcpy(&u, &f, 4);
   return u;
+#endif
 }
-inline float f32_from_bits(uint32_t u) {
+DK_HD inline float f32_from_bits(uint32_t u) {
+#if defined(__CUDA_ARCH__)
+  return __uint_as_float(u);
+#else
   float f;
   std::memcpy(&f, &u, 4);
   return f;
+#endif
 }
 
 // --- bf16 ------------------------------------------------------------------------------------
-inline float bf16_to_f32(uint16_t h) { return f32_from_bits(static_cast<uint32_t>(h) << 16); }
+DK_HD inline float bf16_to_f32(uint16_t h) { return f32_from_bits(static_cast<uint32_t>(h) << 16); }
 
-inline uint16_t f32_to_bf16(float f) {
+DK_HD inline uint16_t f32_to_bf16(float f) {
   uint32_t u = f32_bits(f);
   if ((u & 0x7fffffffu) > 0x7f800000u)  // NaN: keep sign and top payload, force quiet bit
     return static_cast<uint16_t>((u >> 16) | 0x0040u);
@@ -33,7 +44,7 @@ inline uint16_t f32_to_bf16(float f) {
 }
 
 // --- fp16 ------------------------------------------------------------------------------------
-inline float f16_to_f32(uint16_t h) {
+DK_HD inline float f16_to_f32(uint16_t h) {
   uint32_t sign = static_cast<uint32_t>(h & 0x8000u) << 16;
   uint32_t exp = (h >> 10) & 0x1fu;
   uint32_t mant = h & 0x3ffu;
@@ -47,7 +58,7 @@ inline float f16_to_f32(uint16_t h) {
   return f32_from_bits(sign | ((exp + 112u) << 23) | (mant << 13));
 }
 
-inline uint16_t f32_to_f16(float f) {
+DK_HD inline uint16_t f32_to_f16(float f) {
   uint32_t u = f32_bits(f);
   uint16_t sign = static_cast<uint16_t>((u >> 16) & 0x8000u);
   uint32_t abs = u & 0x7fffffffu;

@@ -16,6 +16,8 @@
 #include <cstdint>
 #include <string_view>
 
+#include "src/core/philox_rounds.h"
+
 namespace deltakit {
 
 using Philox4x32Counter = std::array<uint32_t, 4>;
@@ -38,10 +40,11 @@ class TensorRng {
   // A standard normal for element i: Box-Muller on words 2i and 2i+1 (weight initialisation,
   // test fixtures).
   float normal(uint64_t i) const;
+  // The stream's key and name words, as the GPU's kernels take them (src/core/philox_rounds.h).
+  const PhiloxStream& stream() const { return s_; }
 
  private:
-  Philox4x32Key key_;
-  uint32_t name_lo_, name_hi_;
+  PhiloxStream s_;
 };
 
 }  // namespace deltakit

@@ -47,12 +47,13 @@ void check_base_fingerprint(const AdapterReader& ad, const TensorView& bv, const
 }
 
 void apply_adapter_tensor(const AdapterReader& ad, const TensorView& bv, float alpha, bool force,
-                          const std::string& base_path, std::vector<uint8_t>& out, std::vector<std::string>& warnings) {
+                          const std::string& base_path, std::vector<uint8_t>& out, std::vector<std::string>& warnings,
+                          gpu::CudaDevice* dev) {
   const std::string& name = bv.name;
   check_base_fingerprint(ad, bv, base_path, force, warnings);
   out.resize(bv.bytes.size());
   const AdapterTensorSource src = ad.source(name);
-  decode_add_stored({ad.attrs(name), src, ad.where(name)}, bv, alpha, out);
+  gpu::decode_add_on(dev, {ad.attrs(name), src, ad.where(name)}, bv, alpha, out);
 }
 
 void check_adapter_matches_base(const Checkpoint& base, const AdapterReader& ad) {
@@ -78,9 +79,11 @@ ApplyReport run_apply(const ApplyOptions& opt, Comm& comm) {
   std::unique_ptr<Checkpoint> base;
   std::unique_ptr<AdapterReader> ad;
   std::vector<TensorSpec> specs;
+  std::unique_ptr<gpu::CudaDevice> device;
   // the "all" phase: headers, records, pairing and output path before any tensor byte
   collectively(comm, [&] {
     if (!std::isfinite(opt.alpha)) throw Error(ErrorCode::Usage, "", "--alpha must be a finite number");
+    device = gpu::open_device(opt.device);
     base = std::make_unique<Checkpoint>(opt.base);
     ad = std::make_unique<AdapterReader>(opt.adapter);
     check_adapter_matches_base(*base, *ad);
@@ -108,7 +111,7 @@ ApplyReport run_apply(const ApplyOptions& opt, Comm& comm) {
         SafetensorsWriter w(path, plan.shards[s], {{"format", "pt"}});
         for (const auto& t : plan.shards[s]) {
           TensorView bv = base->acquire(t.name);
-          apply_adapter_tensor(*ad, bv, opt.alpha, opt.force, opt.base, out, rep.warnings);
+          apply_adapter_tensor(*ad, bv, opt.alpha, opt.force, opt.base, out, rep.warnings, device.get());
           w.write(out.data(), out.size());
           base->release(t.name);
           rep.bytes_written += out.size();

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "src/core/comm.h"
+#include "src/gpu/device_codec.h"
 #include "src/pipeline/progress.h"
 
 namespace deltakit {
@@ -17,7 +18,8 @@ struct ApplyOptions {
   bool force = false;  // apply even if base fingerprints differ (warns)
   bool overwrite = false;
   uint64_t max_shard_bytes = 5'000'000'000ull;
-  bool resume = false;  // continue a killed job: finished shards are kept
+  bool resume = false;                    // continue a killed job: finished shards are kept
+  gpu::Device device = gpu::Device::Cpu;  // --device cuda: one-level BitDelta tensors decoded and added there
   ProgressOptions progress{.quiet = true, .log_json = ""};
 };
 
@@ -48,7 +50,9 @@ void check_adapter_matches_base(const Checkpoint& base, const AdapterReader& ad)
 // base_path, or with `force` a warning.
 void check_base_fingerprint(const AdapterReader& ad, const TensorView& base, const std::string& base_path, bool force,
                             std::vector<std::string>& warnings);
+// `dev`: the GPU that decodes what it can (src/gpu/device_codec.h), nullptr for the CPU.
 void apply_adapter_tensor(const AdapterReader& ad, const TensorView& base, float alpha, bool force,
-                          const std::string& base_path, std::vector<uint8_t>& out, std::vector<std::string>& warnings);
+                          const std::string& base_path, std::vector<uint8_t>& out, std::vector<std::string>& warnings,
+                          gpu::CudaDevice* dev = nullptr);
 
 }  // namespace deltakit

@@ -59,6 +59,7 @@ struct CompressJob {
   ImportanceFiles importance;
   std::vector<ScoreCut> cuts;  // per tensor, for recipes with a scope=model stage
   std::vector<bool> has_cut;
+  std::unique_ptr<gpu::CudaDevice> device;  // --device cuda (nullptr: the CPU)
 
   static std::string item(size_t i) {
     char buf[32];
@@ -75,7 +76,7 @@ struct CompressJob {
     if (std::span<const float> exact = ft->held_lora_delta(name); !exact.empty())
       p.prepared = prepare_given_delta(*p.recipe, p.fv, exact);
     else
-      p.prepared = prepare_delta(*p.recipe, p.bv, p.fv);
+      p.prepared = gpu::prepare_delta_on(device.get(), *p.recipe, p.bv, p.fv);
     if (p.lossy() && p.recipe->cherry && p.recipe->cherry->importance != "magnitude")
       p.importance = importance.load(*p.recipe->cherry, name, p.fv.numel(), p.fv.cols());
     return p;
@@ -282,7 +283,9 @@ CompressReport compress_adapter(const CompressOptions& opt, Comm& comm) {
                               {},
                               {},
                               {},
-                              {}});
+                              {},
+                              nullptr});
+    job->device = gpu::open_device(opt.device);
     job->base = std::make_unique<Checkpoint>(opt.base);
     job->ft = std::make_unique<FinetuneInput>(opt.finetuned, *job->base);
     check_finetune_pairs(*job->base, *job->ft);

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "src/core/comm.h"
+#include "src/gpu/device_codec.h"
 #include "src/pipeline/distill.h"
 #include "src/pipeline/progress.h"
 
@@ -22,7 +23,8 @@ struct CompressOptions {
   unsigned threads = 0;        // 0: all cores
   int zstd_level = 3;
   bool overwrite = false;
-  bool resume = false;         // continue a killed job from its journal
+  bool resume = false;                    // continue a killed job from its journal
+  gpu::Device device = gpu::Device::Cpu;  // --device cuda: the fused pass's statistics on the GPU
   ProgressOptions progress{.quiet = true, .log_json = ""};
   // then fit the bitdelta scales to the fine-tune's logits (distill.h): the calibration and
   // optimizer settings; its base, fine-tune and files are this job's
@@ -45,8 +47,8 @@ struct CompressReport {
   uint64_t adapter_bytes = 0;  // size of the written file
   double rel_error = 0;        // ‖δ − δ̂‖ / ‖δ‖ over the whole model
   double seconds = 0;
-  uint64_t resumed = 0;        // tensors a previous run had finished
-  bool complete = false;       // false on ranks other than 0 (which hold no report)
+  uint64_t resumed = 0;   // tensors a previous run had finished
+  bool complete = false;  // false on ranks other than 0 (which hold no report)
   std::vector<std::string> warnings;
   std::optional<DistillReport> distillation;  // with CompressOptions::distill
 };

@@ -1,0 +1,221 @@
+// The CUDA backend: the kernels of the fused BitDelta pass and of applying BitDelta, each thread
+// running one of pair_lanes.h's functions over its slice, so a kernel returns what
+// host_reference.cpp computes on the CPU, bit for bit (nvcc runs with -fmad=false).
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <string>
+
+#include "src/core/error.h"
+#include "src/gpu/cuda_device.h"
+
+namespace deltakit::gpu {
+
+namespace {
+
+void check(cudaError_t e, const char* what) {
+  if (e != cudaSuccess) throw Error(ErrorCode::Device, "", std::string("CUDA: ") + what + ": " + cudaGetErrorString(e));
+}
+
+// A device buffer that grows to the largest size asked and is kept for the next tensor.
+class DeviceBuffer {
+ public:
+  ~DeviceBuffer() {
+    if (p_) cudaFree(p_);
+  }
+  void* get(size_t bytes) {
+    if (bytes > size_) {
+      if (p_) check(cudaFree(p_), "cudaFree");
+      p_ = nullptr, size_ = 0;
+      check(cudaMalloc(&p_, std::max<size_t>(bytes, 256)), "cudaMalloc");
+      size_ = bytes;
+    }
+    return p_;
+  }
+  template <class T>
+  T* as(size_t count) {
+    return static_cast<T*>(get(count * sizeof(T)));
+  }
+
+ private:
+  void* p_ = nullptr;
+  size_t size_ = 0;
+};
+
+constexpr unsigned kThreads = 256;
+
+unsigned blocks_for(uint64_t threads) { return static_cast<unsigned>((threads + kThreads - 1) / kThreads); }
+
+// A thread per (run, lane): kThreads / lanes runs per block, lanes added by the run's lane 0.
+template <unsigned Lanes>
+__global__ void abs_runs_kernel(PairView p, const uint64_t* runs, uint64_t count, float* out) {
+  __shared__ float lane_sum[kThreads];
+  const uint64_t t = static_cast<uint64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  const uint64_t r = t / Lanes;
+  const unsigned lane = static_cast<unsigned>(t % Lanes);
+  lane_sum[threadIdx.x] = r < count ? abs_lane(p, runs[r], runs[r + 1] - runs[r], lane, Lanes) : 0.0f;
+  __syncthreads();
+  if (r < count && lane == 0) out[r] = add_lanes(&lane_sum[threadIdx.x], Lanes);
+}
+
+template <unsigned Lanes>
+__global__ void sq_pieces_kernel(PairView p, const uint64_t* pieces, uint64_t count, double* out) {
+  __shared__ double lane_sum[kThreads];
+  const uint64_t t = static_cast<uint64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  const uint64_t q = t / Lanes;
+  const unsigned lane = static_cast<unsigned>(t % Lanes);
+  lane_sum[threadIdx.x] = q < count ? sq_lane(p, pieces[q], pieces[q + 1] - pieces[q], lane, Lanes) : 0.0;
+  __syncthreads();
+  if (q < count && lane == 0) out[q] = add_lanes(&lane_sum[threadIdx.x], Lanes);
+}
+
+// A thread per 32-entry word of sign bits.
+__global__ void signs_kernel(PairView p, uint64_t n, uint32_t* words, unsigned* nonfinite) {
+  const uint64_t w = static_cast<uint64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (32 * w >= n) return;
+  bool bad = false;
+  words[w] = sign_word(p, w, n, bad);
+  if (bad) atomicOr(nonfinite, 1u);
+}
+
+// A thread per entry.
+__global__ void bitdelta_apply_kernel(ElemType t, const uint8_t* base, const uint8_t* signs, const float* scales,
+                                      UnitMap units, float alpha, uint64_t n, uint8_t* out) {
+  const uint64_t i = static_cast<uint64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i < n) store_elem(t, out, i, bitdelta_applied(t, base, signs, scales[unit_of(units, i)], alpha, i));
+}
+
+size_t elem_size(ElemType t) { return t == ElemType::F32 ? 4 : 2; }
+
+}  // namespace
+
+struct CudaDevice::State {
+  int device = 0, count = 0;
+  cudaDeviceProp prop{};
+  DeviceBuffer base, ft, runs, pieces, run_abs, piece_sq, words, flag, scales, out;
+};
+
+bool cuda_built() { return true; }
+
+std::string cuda_unavailable() {
+  int count = 0;
+  const cudaError_t e = cudaGetDeviceCount(&count);
+  if (e != cudaSuccess) return std::string("no usable GPU: ") + cudaGetErrorString(e);
+  if (count == 0) return "no usable GPU: the CUDA driver sees no device";
+  return "";
+}
+
+CudaDevice::CudaDevice(std::unique_ptr<State> s) : s_(std::move(s)) {}
+CudaDevice::~CudaDevice() = default;
+
+std::unique_ptr<CudaDevice> CudaDevice::open() {
+  if (std::string why = cuda_unavailable(); !why.empty()) throw Error(ErrorCode::Device, "", "--device cuda: " + why);
+  auto s = std::make_unique<State>();
+  check(cudaGetDeviceCount(&s->count), "cudaGetDeviceCount");
+  s->device = node_local_rank() % s->count;
+  check(cudaSetDevice(s->device), "cudaSetDevice");
+  check(cudaGetDeviceProperties(&s->prop, s->device), "cudaGetDeviceProperties");
+  return std::unique_ptr<CudaDevice>(new CudaDevice(std::move(s)));
+}
+
+std::string CudaDevice::describe() const {
+  return std::string(s_->prop.name) + ", sm_" + std::to_string(s_->prop.major) + std::to_string(s_->prop.minor) + ", " +
+         std::to_string(s_->prop.totalGlobalMem >> 30) + " GiB, GPU " + std::to_string(s_->device) + " of " +
+         std::to_string(s_->count);
+}
+
+void CudaDevice::upload_pair(const PairView& pair, uint64_t n) {
+  State& s = *s_;
+  const size_t bytes = n * elem_size(pair.type);
+  check(cudaMemcpy(s.base.as<uint8_t>(bytes), pair.base, bytes, cudaMemcpyHostToDevice), "copy base");
+  check(cudaMemcpy(s.ft.as<uint8_t>(bytes), pair.ft, bytes, cudaMemcpyHostToDevice), "copy fine-tune");
+}
+
+BitDeltaSums CudaDevice::bitdelta_sums(const PairView& pair, const BitDeltaLayout& l, bool& nonfinite) {
+  upload_pair(pair, l.n);
+  return bitdelta_sums_resident(pair.type, l, nonfinite);
+}
+
+BitDeltaSums CudaDevice::bitdelta_sums_resident(ElemType type, const BitDeltaLayout& l, bool& nonfinite) {
+  State& s = *s_;
+  const size_t bytes = l.n * elem_size(type);
+  const uint64_t R = l.runs.size() - 1, Q = l.pieces.size() - 1, words = (l.n + 31) / 32;
+  const PairView dev{s.base.as<uint8_t>(bytes), s.ft.as<uint8_t>(bytes), type};
+  uint64_t* runs = s.runs.as<uint64_t>(R + 1);
+  uint64_t* pieces = s.pieces.as<uint64_t>(Q + 1);
+  float* run_abs = s.run_abs.as<float>(R);
+  double* piece_sq = s.piece_sq.as<double>(Q);
+  uint32_t* word_bits = s.words.as<uint32_t>(words);
+  unsigned* flag = s.flag.as<unsigned>(1);
+  check(cudaMemcpy(runs, l.runs.data(), (R + 1) * 8, cudaMemcpyHostToDevice), "copy runs");
+  check(cudaMemcpy(pieces, l.pieces.data(), (Q + 1) * 8, cudaMemcpyHostToDevice), "copy pieces");
+  check(cudaMemset(flag, 0, sizeof(unsigned)), "cudaMemset");
+  constexpr unsigned A = BitDeltaLayout::kAbsLanes, S = BitDeltaLayout::kSqLanes;
+  static_assert(kThreads % A == 0 && kThreads % S == 0);
+  if (R) abs_runs_kernel<A><<<blocks_for(R * A), kThreads>>>(dev, runs, R, run_abs);
+  if (Q) sq_pieces_kernel<S><<<blocks_for(Q * S), kThreads>>>(dev, pieces, Q, piece_sq);
+  if (words) signs_kernel<<<blocks_for(words), kThreads>>>(dev, l.n, word_bits, flag);
+  check(cudaGetLastError(), "launching the BitDelta kernels");
+  BitDeltaSums out;
+  out.run_abs.resize(R);
+  out.piece_sq.resize(Q);
+  out.signs.resize(4 * words);
+  unsigned bad = 0;
+  check(cudaMemcpy(out.run_abs.data(), run_abs, R * 4, cudaMemcpyDeviceToHost), "copy run sums");
+  check(cudaMemcpy(out.piece_sq.data(), piece_sq, Q * 8, cudaMemcpyDeviceToHost), "copy piece sums");
+  check(cudaMemcpy(out.signs.data(), word_bits, words * 4, cudaMemcpyDeviceToHost), "copy sign bits");
+  check(cudaMemcpy(&bad, flag, sizeof bad, cudaMemcpyDeviceToHost), "copy the finite flag");
+  out.signs.resize((l.n + 7) / 8);  // the words' bytes are the packed stream, LSB first
+  nonfinite = bad != 0;
+  return out;
+}
+
+namespace {
+// Seconds of one call of `copy` between two recorded events.
+template <class Copy>
+double event_seconds(Copy copy) {
+  cudaEvent_t start, stop;
+  check(cudaEventCreate(&start), "cudaEventCreate");
+  check(cudaEventCreate(&stop), "cudaEventCreate");
+  check(cudaEventRecord(start), "cudaEventRecord");
+  copy();
+  check(cudaEventRecord(stop), "cudaEventRecord");
+  check(cudaEventSynchronize(stop), "cudaEventSynchronize");
+  float ms = 0;
+  check(cudaEventElapsedTime(&ms, start, stop), "cudaEventElapsedTime");
+  cudaEventDestroy(start);
+  cudaEventDestroy(stop);
+  return ms / 1e3;
+}
+}  // namespace
+
+double CudaDevice::h2d_seconds(std::span<const uint8_t> host) {
+  uint8_t* dst = s_->out.as<uint8_t>(host.size());
+  return event_seconds(
+      [&] { check(cudaMemcpy(dst, host.data(), host.size(), cudaMemcpyHostToDevice), "copy to the device"); });
+}
+
+double CudaDevice::d2d_seconds(uint64_t bytes) {
+  uint8_t* src = s_->base.as<uint8_t>(bytes);
+  uint8_t* dst = s_->out.as<uint8_t>(bytes);
+  return event_seconds([&] { check(cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToDevice), "copy on the device"); });
+}
+
+void CudaDevice::bitdelta_apply(ElemType t, std::span<const uint8_t> base, std::span<const uint8_t> signs,
+                                std::span<const float> scales, const UnitMap& units, float alpha,
+                                std::span<uint8_t> out) {
+  State& s = *s_;
+  const uint64_t n = out.size() / elem_size(t);
+  uint8_t* dbase = s.base.as<uint8_t>(base.size());
+  uint8_t* dsigns = s.words.as<uint8_t>(signs.size());
+  float* dscales = s.scales.as<float>(scales.size());
+  uint8_t* dout = s.out.as<uint8_t>(out.size());
+  check(cudaMemcpy(dbase, base.data(), base.size(), cudaMemcpyHostToDevice), "copy base");
+  check(cudaMemcpy(dsigns, signs.data(), signs.size(), cudaMemcpyHostToDevice), "copy sign bits");
+  check(cudaMemcpy(dscales, scales.data(), scales.size() * 4, cudaMemcpyHostToDevice), "copy scales");
+  if (n) bitdelta_apply_kernel<<<blocks_for(n), kThreads>>>(t, dbase, dsigns, dscales, units, alpha, n, dout);
+  check(cudaGetLastError(), "launching the BitDelta apply kernel");
+  check(cudaMemcpy(out.data(), dout, out.size(), cudaMemcpyDeviceToHost), "copy the output");
+}
+
+}  // namespace deltakit::gpu

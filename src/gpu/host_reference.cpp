@@ -1,0 +1,59 @@
+#include "src/gpu/host_reference.h"
+
+#include <stdexcept>
+#include <vector>
+
+#include "src/codec/bits.h"
+
+namespace deltakit::gpu {
+
+ElemType elem_type(DType t) {
+  switch (t) {
+    case DType::F32: return ElemType::F32;
+    case DType::BF16: return ElemType::BF16;
+    case DType::F16: return ElemType::F16;
+    default: throw std::logic_error("gpu::elem_type: the GPU codecs take F32, BF16 and F16 tensors");
+  }
+}
+
+PairView pair_view(const TensorView& base, const TensorView& ft) {
+  return {base.bytes.data(), ft.bytes.data(), elem_type(ft.dtype)};
+}
+
+BitDeltaSums bitdelta_sums_reference(const PairView& p, const BitDeltaLayout& l, bool& nonfinite) {
+  constexpr unsigned A = BitDeltaLayout::kAbsLanes, Q = BitDeltaLayout::kSqLanes;
+  BitDeltaSums s;
+  s.run_abs.resize(l.runs.size() - 1);
+  for (uint64_t r = 0; r + 1 < l.runs.size(); ++r) {  // a kernel thread per (run, lane)
+    float lane[A];
+    for (unsigned k = 0; k < A; ++k) lane[k] = abs_lane(p, l.runs[r], l.runs[r + 1] - l.runs[r], k, A);
+    s.run_abs[r] = add_lanes(lane, A);
+  }
+  s.piece_sq.resize(l.pieces.size() - 1);
+  for (uint64_t q = 0; q + 1 < l.pieces.size(); ++q) {  // a kernel thread per (piece, lane)
+    double lane[Q];
+    for (unsigned k = 0; k < Q; ++k) lane[k] = sq_lane(p, l.pieces[q], l.pieces[q + 1] - l.pieces[q], k, Q);
+    s.piece_sq[q] = add_lanes(lane, Q);
+  }
+  const uint64_t words = (l.n + 31) / 32;
+  std::vector<uint8_t> packed(4 * words);
+  bool bad = false;
+  for (uint64_t w = 0; w < words; ++w) {  // a kernel thread per 32-entry word
+    const uint32_t bits = sign_word(p, w, l.n, bad);
+    for (int k = 0; k < 4; ++k) packed[4 * w + k] = static_cast<uint8_t>(bits >> (8 * k));
+  }
+  packed.resize(packed_bytes(l.n, 1));
+  s.signs = std::move(packed);
+  nonfinite = bad;
+  return s;
+}
+
+void bitdelta_apply_reference(ElemType t, std::span<const uint8_t> base, std::span<const uint8_t> signs,
+                              std::span<const float> scales, const UnitMap& units, float alpha,
+                              std::span<uint8_t> out) {
+  const uint64_t n = out.size() / (t == ElemType::F32 ? 4 : 2);
+  for (uint64_t i = 0; i < n; ++i)  // a kernel thread per entry
+    store_elem(t, out.data(), i, bitdelta_applied(t, base.data(), signs.data(), scales[unit_of(units, i)], alpha, i));
+}
+
+}  // namespace deltakit::gpu

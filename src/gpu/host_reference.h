@@ -1,0 +1,27 @@
+// The GPU kernels' work done on the host by the same per-thread functions (pair_lanes.h), slice
+// by slice in a loop: what the kernels must return, on any machine. The tests compare these
+// with the CPU codec (bytes), and on a GPU the kernels with these.
+#pragma once
+
+#include <cstdint>
+#include <span>
+
+#include "src/codec/bitdelta.h"
+#include "src/core/tensor_view.h"
+#include "src/gpu/pair_lanes.h"
+
+namespace deltakit::gpu {
+
+// The element type of a float tensor; throws std::invalid_argument for others.
+ElemType elem_type(DType t);
+PairView pair_view(const TensorView& base, const TensorView& ft);
+
+// The statistics of one-level BitDelta over the pair's δ in BitDeltaLayout's order, and whether
+// an entry of δ was not finite (the CPU then stores the tensor raw).
+BitDeltaSums bitdelta_sums_reference(const PairView& p, const BitDeltaLayout& layout, bool& nonfinite);
+
+// base + α·δ̂ for one-level BitDelta's signs and per-unit scales, in the base's type.
+void bitdelta_apply_reference(ElemType t, std::span<const uint8_t> base, std::span<const uint8_t> signs,
+                              std::span<const float> scales, const UnitMap& units, float alpha, std::span<uint8_t> out);
+
+}  // namespace deltakit::gpu

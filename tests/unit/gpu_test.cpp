@@ -1,0 +1,242 @@
+// The CUDA backend (src/gpu). GpuHost.*: on every machine, the kernels' per-thread functions run
+// in host loops (host_reference.h) against the CPU codec — same adapter parts, same applied
+// bytes — and the Philox stream the GPU draws from is the CPU's. GpuDevice.*: on a machine with
+// a GPU, the kernels against the host reference; elsewhere they skip, saying why.
+#include <gtest/gtest.h>
+
+#include <cstring>
+
+#include "src/codec/bitdelta.h"
+#include "src/codec/codec.h"
+#include "src/codec/stage.h"
+#include "src/core/error.h"
+#include "src/core/philox.h"
+#include "src/gpu/device_codec.h"
+#include "src/gpu/host_reference.h"
+#include "tests/unit/codec_test_util.h"
+
+namespace deltakit {
+namespace {
+using testing::normal_vector;
+
+struct Pair {
+  std::vector<uint64_t> shape;
+  DType dtype;
+  std::vector<uint8_t> base, ft;
+  TensorView base_view() const { return {"w", dtype, shape, base}; }
+  TensorView ft_view() const { return {"w", dtype, shape, ft}; }
+};
+
+Pair make_pair(std::vector<uint64_t> shape, DType dt, uint32_t seed) {
+  uint64_t n = 1;
+  for (uint64_t x : shape) n *= x;
+  const auto b = normal_vector(n, seed, 1.0f), d = normal_vector(n, seed + 1, 0.01f);
+  std::vector<float> f(n);
+  for (uint64_t i = 0; i < n; ++i) f[i] = b[i] + d[i];
+  Pair p{shape, dt, std::vector<uint8_t>(n * dtype_size(dt)), std::vector<uint8_t>(n * dtype_size(dt))};
+  encode_from_f32(dt, b, p.base);
+  encode_from_f32(dt, f, p.ft);
+  return p;
+}
+
+// What the CPU's fused pass stores for the pair.
+Encoded cpu_encoding(const Recipe& r, const Pair& p) {
+  const PreparedDelta prep = prepare_delta(r, p.base_view(), p.ft_view());
+  EXPECT_TRUE(prep.stream);
+  return encode_streamed(r, p.base_view(), p.ft_view(), *prep.stream);
+}
+
+// What the device pass stores, given the device's sums.
+Encoded encoding_from_sums(const Recipe& r, const Pair& p, BitDeltaSums sums) {
+  const uint64_t n = p.base.size() / dtype_size(p.dtype), cols = p.shape.back();
+  const auto prm = one_level_bitdelta(r);
+  EXPECT_TRUE(prm);
+  auto enc = bitdelta_encoder_from_sums(*prm, bitdelta_layout(*prm, n / cols, cols), std::move(sums));
+  return encode_streamed(r, p.base_view(), p.ft_view(), *enc);
+}
+
+void expect_same(const Encoded& got, const Encoded& want) {
+  EXPECT_EQ(got.attrs.dump(), want.attrs.dump());
+  ASSERT_EQ(got.parts.size(), want.parts.size());
+  for (size_t k = 0; k < want.parts.size(); ++k) {
+    EXPECT_EQ(got.parts[k].name, want.parts[k].name);
+    EXPECT_EQ(got.parts[k].bytes, want.parts[k].bytes) << want.parts[k].name;
+  }
+  EXPECT_EQ(got.err_sq, want.err_sq);  // the closed form over the same sums: the same double
+  EXPECT_EQ(got.delta_sq, want.delta_sq);
+}
+
+const std::vector<std::vector<uint64_t>> kShapes = {{96, 700}, {3, 40001}, {37, 101}, {1, 50000}, {5, 8}};
+const char* const kRecipes[] = {"bitdelta", "bitdelta:scale=row", "bitdelta:scale=group:13", "bitdelta:scale=group:128",
+                                "bitdelta:scale=group:20000"};
+
+TEST(GpuHost, PhiloxStreamIsTheCpuStream) {
+  for (uint64_t seed : {0ull, 7ull, 0x123456789abcdefull})
+    for (const char* name : {"w", "model.layers.3.mlp.down_proj.weight"}) {
+      const TensorRng rng(seed, name);
+      std::vector<uint32_t> cpu(1001);
+      rng.words(5, cpu.size(), cpu.data());  // from an unaligned element, as a rank's slice starts
+      for (uint64_t k = 0; k < cpu.size(); ++k) ASSERT_EQ(philox_word(rng.stream(), 5 + k), cpu[k]) << k;
+    }
+}
+
+TEST(GpuHost, BitDeltaSumsGiveTheCpuAdapterBytes) {
+  for (const char* recipe : kRecipes)
+    for (DType dt : {DType::BF16, DType::F16, DType::F32})
+      for (const auto& shape : kShapes) {
+        SCOPED_TRACE(std::string(recipe) + " " + std::string(dtype_name(dt)) + " " + std::to_string(shape[0]) + "x" +
+                     std::to_string(shape[1]));
+        const Pair p = make_pair(shape, dt, 3);
+        const Recipe r = parse_recipe(recipe, 0);
+        const auto prm = one_level_bitdelta(r);
+        ASSERT_TRUE(prm);
+        bool nonfinite = true;
+        BitDeltaSums sums = gpu::bitdelta_sums_reference(gpu::pair_view(p.base_view(), p.ft_view()),
+                                                         bitdelta_layout(*prm, shape[0], shape[1]), nonfinite);
+        EXPECT_FALSE(nonfinite);
+        expect_same(encoding_from_sums(r, p, std::move(sums)), cpu_encoding(r, p));
+      }
+}
+
+TEST(GpuHost, NonFiniteDeltaIsFlagged) {
+  Pair p = make_pair({4, 4100}, DType::BF16, 5);
+  const uint16_t inf = 0x7f80;
+  std::memcpy(p.ft.data() + 2 * 9000, &inf, 2);  // in a later run and piece than the first
+  const auto prm = one_level_bitdelta(parse_recipe("bitdelta", 0));
+  bool nonfinite = false;
+  gpu::bitdelta_sums_reference(gpu::pair_view(p.base_view(), p.ft_view()), bitdelta_layout(*prm, 4, 4100), nonfinite);
+  EXPECT_TRUE(nonfinite);
+  // and the device path (on the CPU here) falls back to raw as the CPU pass does
+  const PreparedDelta prep = gpu::prepare_delta_on(nullptr, parse_recipe("bitdelta", 0), p.base_view(), p.ft_view());
+  EXPECT_EQ(prep.fallback, kNonFiniteDelta);
+}
+
+TEST(GpuHost, OnlyOneLevelBitDeltaAloneTakesTheDevicePass) {
+  for (const char* recipe : {"bitdelta", "bitdelta:scale=row"}) EXPECT_TRUE(one_level_bitdelta(parse_recipe(recipe)));
+  for (const char* recipe : {"raw", "bitdelta:levels=2", "dare:p=0.5 > bitdelta", "bitdelta + cherry:frac=0.01",
+                             "quant:bits=4", "dare:p=0.9"})
+    EXPECT_FALSE(one_level_bitdelta(parse_recipe(recipe))) << recipe;
+}
+
+// decode_add_stored (the CPU's apply) against the per-entry function the apply kernel runs.
+TEST(GpuHost, BitDeltaApplyGivesTheCpuBytes) {
+  for (const char* recipe : kRecipes)
+    for (DType dt : {DType::BF16, DType::F16, DType::F32})
+      for (const auto& shape : kShapes)
+        for (float alpha : {1.0f, 0.5f, -1.25f}) {
+          SCOPED_TRACE(std::string(recipe) + " " + std::string(dtype_name(dt)) + " alpha " + std::to_string(alpha));
+          const Pair p = make_pair(shape, dt, 9);
+          const Encoded e = cpu_encoding(parse_recipe(recipe, 0), p);
+          std::vector<uint8_t> cpu(p.base.size()), ref(p.base.size());
+          const EncodedSource src(e);
+          const StoredTensor st{e.attrs, src, "test"};
+          decode_add_stored(st, p.base_view(), alpha, cpu);
+          const auto b = stored_one_level_bitdelta({e.attrs, "test"}, src, shape[0], shape[1]);
+          ASSERT_TRUE(b);
+          const gpu::UnitMap units{static_cast<uint8_t>(b->unit == ScaleUnit::Matrix ? 0 : 1),
+                                   b->unit == ScaleUnit::Row     ? shape[1]
+                                   : b->unit == ScaleUnit::Group ? b->group
+                                                                 : 1};
+          gpu::bitdelta_apply_reference(gpu::elem_type(dt), p.base, b->signs, b->scales, units, alpha, ref);
+          EXPECT_EQ(ref, cpu);
+        }
+}
+
+TEST(GpuHost, StoredOneLevelBitDeltaOnly) {
+  const Pair p = make_pair({8, 64}, DType::BF16, 1);
+  for (const char* recipe : {"bitdelta:levels=2", "bitdelta + cherry:frac=0.05", "dare:p=0.5 > bitdelta"}) {
+    const Recipe r = parse_recipe(recipe, 0);
+    const PreparedDelta prep = prepare_delta(r, p.base_view(), p.ft_view());
+    TensorPair pair;
+    pair.name = "w", pair.base = p.base_view(), pair.ft = p.ft_view(), pair.recipe = &r, pair.prepared = &prep;
+    const Encoded e = encode_tensor_pair(pair).encoded;
+    const EncodedSource src(e);
+    EXPECT_FALSE(stored_one_level_bitdelta({e.attrs, "test"}, src, 8, 64)) << recipe;
+  }
+}
+
+TEST(GpuHost, OpeningADeviceSaysWhyThereIsNone) {
+  const std::string why = gpu::cuda_unavailable();
+  if (!why.empty()) {
+    try {
+      gpu::CudaDevice::open();
+      FAIL() << "opened a device that cuda_unavailable() says is not there";
+    } catch (const Error& e) {
+      EXPECT_EQ(e.code(), ErrorCode::Device);
+      EXPECT_NE(std::string(e.what()).find(gpu::cuda_built() ? "no usable GPU" : "built without CUDA"),
+                std::string::npos)
+          << e.what();
+    }
+  }
+  EXPECT_EQ(gpu::parse_device("cpu"), gpu::Device::Cpu);
+  EXPECT_EQ(gpu::parse_device("cuda"), gpu::Device::Cuda);
+  EXPECT_THROW(gpu::parse_device("gpu"), Error);
+  EXPECT_EQ(gpu::open_device(gpu::Device::Cpu), nullptr);
+}
+
+// --- on a GPU ---------------------------------------------------------------------------------
+
+std::unique_ptr<gpu::CudaDevice> device_or_skip() {
+  if (std::string why = gpu::cuda_unavailable(); !why.empty()) return nullptr;
+  return gpu::CudaDevice::open();
+}
+#define DEVICE_OR_SKIP(dev)                                        \
+  auto dev = device_or_skip();                                     \
+  if (!dev) GTEST_SKIP() << "no GPU: " << gpu::cuda_unavailable(); \
+  std::cout << "[ device   ] " << dev->describe() << "\n"
+
+TEST(GpuDevice, BitDeltaSumsAreTheHostReference) {
+  DEVICE_OR_SKIP(dev);
+  for (const char* recipe : kRecipes)
+    for (DType dt : {DType::BF16, DType::F16, DType::F32})
+      for (const auto& shape : kShapes) {
+        SCOPED_TRACE(std::string(recipe) + " " + std::string(dtype_name(dt)));
+        const Pair p = make_pair(shape, dt, 3);
+        const auto prm = one_level_bitdelta(parse_recipe(recipe, 0));
+        const BitDeltaLayout layout = bitdelta_layout(*prm, shape[0], shape[1]);
+        bool bad_ref = true, bad_dev = true;
+        const BitDeltaSums ref =
+            gpu::bitdelta_sums_reference(gpu::pair_view(p.base_view(), p.ft_view()), layout, bad_ref);
+        const BitDeltaSums got = dev->bitdelta_sums(gpu::pair_view(p.base_view(), p.ft_view()), layout, bad_dev);
+        EXPECT_EQ(bad_dev, bad_ref);
+        EXPECT_EQ(got.signs, ref.signs);
+        ASSERT_EQ(got.run_abs.size(), ref.run_abs.size());
+        EXPECT_EQ(0, std::memcmp(got.run_abs.data(), ref.run_abs.data(), 4 * ref.run_abs.size()));
+        ASSERT_EQ(got.piece_sq.size(), ref.piece_sq.size());
+        EXPECT_EQ(0, std::memcmp(got.piece_sq.data(), ref.piece_sq.data(), 8 * ref.piece_sq.size()));
+        // and so the adapter's bytes through the device pass
+        const Recipe r = parse_recipe(recipe, 0);
+        const PreparedDelta prep = gpu::prepare_delta_on(dev.get(), r, p.base_view(), p.ft_view());
+        ASSERT_TRUE(prep.stream);
+        expect_same(encode_streamed(r, p.base_view(), p.ft_view(), *prep.stream), cpu_encoding(r, p));
+      }
+}
+
+TEST(GpuDevice, NonFiniteDeltaIsFlagged) {
+  DEVICE_OR_SKIP(dev);
+  Pair p = make_pair({4, 4100}, DType::BF16, 5);
+  const uint16_t inf = 0x7f80;
+  std::memcpy(p.ft.data() + 2 * 9000, &inf, 2);
+  const PreparedDelta prep = gpu::prepare_delta_on(dev.get(), parse_recipe("bitdelta", 0), p.base_view(), p.ft_view());
+  EXPECT_EQ(prep.fallback, kNonFiniteDelta);
+}
+
+TEST(GpuDevice, BitDeltaApplyIsTheCpuApply) {
+  DEVICE_OR_SKIP(dev);
+  for (const char* recipe : kRecipes)
+    for (DType dt : {DType::BF16, DType::F16, DType::F32})
+      for (const auto& shape : kShapes) {
+        SCOPED_TRACE(std::string(recipe) + " " + std::string(dtype_name(dt)));
+        const Pair p = make_pair(shape, dt, 9);
+        const Encoded e = cpu_encoding(parse_recipe(recipe, 0), p);
+        std::vector<uint8_t> cpu(p.base.size()), got(p.base.size());
+        const EncodedSource src(e);
+        const StoredTensor st{e.attrs, src, "test"};
+        decode_add_stored(st, p.base_view(), 0.5f, cpu);
+        gpu::decode_add_on(dev.get(), st, p.base_view(), 0.5f, got);
+        EXPECT_EQ(got, cpu);
+      }
+}
+
+}  // namespace
+}  // namespace deltakit
