@@ -14,12 +14,16 @@ namespace deltakit {
 
 namespace {
 // The coder of a recipe that can take this tensor's δ a block at a time: one value coder over the
-// dense tensor, no cherry (which needs the whole chain's reconstruction), a block form.
+// dense tensor or one sparsifier, no cherry (which needs the whole chain's reconstruction), a
+// block form.
 std::unique_ptr<BlockEncoder> block_encoder_for(const Recipe& r, const TensorView& ft) {
-  if (r.cherry || r.chain.size() != 1 || r.chain[0]->role() != StageRole::ValueCoder) return nullptr;
+  if (r.cherry || r.chain.size() != 1) return nullptr;
   const uint64_t n = ft.numel(), cols = ft.shape.empty() ? 1 : ft.shape.back();
   if (n == 0 || cols == 0) return nullptr;
-  return r.chain[0]->block_encoder(n / cols, cols);
+  const Stage& s = *r.chain[0];
+  if (s.role() == StageRole::ValueCoder) return s.block_encoder(n / cols, cols);
+  if (s.role() == StageRole::Sparsifier) return s.sparse_block_encoder(ft.name, ft.dtype, n);
+  return nullptr;
 }
 
 // d = ft − base in fp32 for entries [first, first + d.size()), base decoded into `scratch`;

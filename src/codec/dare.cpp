@@ -1,9 +1,12 @@
 #include <algorithm>
 
+#include "src/codec/bits.h"
+#include "src/codec/error_norms.h"
 #include "src/codec/sparse.h"
 #include "src/codec/stage.h"
 #include "src/core/parallel.h"
 #include "src/core/philox.h"
+#include "src/core/tensor_view.h"
 
 namespace deltakit {
 
@@ -65,6 +68,98 @@ std::vector<uint64_t> sparse_row_offsets(std::span<const uint64_t> positions, ui
 
 }  // namespace deltakit
 
+// --- the fused pass ---------------------------------------------------------------------------
+namespace deltakit {
+namespace {
+
+// DARE alone a block at a time, in one pass: the kept entries' stored values, their positions in
+// both codings (kept until the end shows which is smaller, as encode_positions chooses), and the
+// error against the stored values (δ̂ is zero where dropped). The same parts, attributes and
+// error sums as dare_select + encode_chain + measure_sparse_error over the whole δ, without it.
+class DareBlockEncoder final : public BlockEncoder {
+ public:
+  DareBlockEncoder(const DareParams& prm, std::string_view name, DType dtype, uint64_t n)
+      : prm_(prm),
+        rng_(prm.seed, name),
+        threshold_(TensorRng::drop_threshold(prm.p)),
+        scale_(static_cast<float>(prm.effective_rescale())),
+        vt_(value_type_for(dtype)),
+        n_(n),
+        bitmap_(bitmap_bytes(n), 0),
+        words_(kBlock),
+        at_(kBlock),
+        kept_(kBlock),
+        recon_(kBlock) {}
+
+  uint64_t block_end(uint64_t first) const override { return std::min(first + kBlock, n_); }
+
+  void stats(uint64_t first, std::span<const float> block) override {
+    const uint64_t m = block.size();
+    uint32_t* words = words_.data();
+    float *kept = kept_.data(), *recon = recon_.data();
+    uint32_t* at = at_.data();
+    rng_.words(first, m, words);
+    uint64_t k = 0;
+    for (uint64_t j = 0; j < m; ++j) {  // branchless compaction, as dare_select
+      at[k] = j;
+      kept[k] = block[j] * scale_;
+      k += words[j] >= threshold_;
+    }
+    const size_t es = dtype_size(vt_.dtype);
+    const size_t old = values_.size();
+    values_.resize(old + k * es);
+    encode_from_f32(vt_.dtype, {kept, k}, {values_.data() + old, k * es});
+    std::fill(recon, recon + m, 0.0f);
+    decode_to_f32(vt_.dtype, {values_.data() + old, k * es}, 0, {kept, k});  // δ̂ as decoding reads it
+    for (uint64_t q = 0; q < k; ++q) {
+      const uint64_t i = first + at[q];
+      recon[at[q]] = kept[q];
+      bitmap_[i / 8] |= static_cast<uint8_t>(1u << (i % 8));
+      for (uint64_t g = i - prev_ - 1;; g >>= 7) {  // the LEB128 gap (prev_ starts at −1)
+        if (g < 0x80) {
+          varint_.push_back(static_cast<uint8_t>(g));
+          break;
+        }
+        varint_.push_back(static_cast<uint8_t>(g | 0x80));
+      }
+      prev_ = i;
+    }
+    count_ += k;
+    lanes_.add_block(block.data(), first, first + m, recon);
+  }
+  bool second_pass() const override { return false; }
+  void encode(uint64_t, std::span<const float>) override {}
+
+  void finish(Encoded& e) override {
+    const bool varint = varint_.size() < bitmap_.size();
+    std::vector<uint8_t>& pos = varint ? varint_ : bitmap_;
+    e.attrs["dare.count"] = count_;
+    e.attrs["dare.positions_coding"] = varint ? "varint" : "bitmap";
+    e.attrs["dare.positions_bytes"] = pos.size();
+    e.add({"dare.positions", PartKind::U8, {pos.size()}, std::move(pos), ""});
+    e.attrs["dare.rescale"] = prm_.effective_rescale();
+    e.add({"dare.values", vt_.kind, {count_}, std::move(values_), vt_.encoding});
+    const ErrorNorms norms = lanes_.sums();
+    e.error_measured = true, e.err_sq = norms.err_sq, e.delta_sq = norms.delta_sq;
+  }
+
+ private:
+  static constexpr uint64_t kBlock = 16384;
+  DareParams prm_;
+  TensorRng rng_;
+  uint64_t threshold_;
+  float scale_;
+  ValueType vt_;
+  uint64_t n_, count_ = 0, prev_ = ~uint64_t{0};
+  std::vector<uint8_t> bitmap_, varint_, values_;
+  std::vector<uint32_t> words_, at_;  // per block: Philox words, kept entries' offsets
+  std::vector<float> kept_, recon_;
+  ErrorLanes lanes_;
+};
+
+}  // namespace
+}  // namespace deltakit
+
 // --- the stage ------------------------------------------------------------------------------
 namespace deltakit {
 namespace {
@@ -84,6 +179,9 @@ class DareStage final : public Stage {
     return dare_select(p_, t.name, delta, skip, t.threads);
   }
   void add_attrs(Encoded& e) const override { e.attrs["dare.rescale"] = p_.effective_rescale(); }
+  std::unique_ptr<BlockEncoder> sparse_block_encoder(std::string_view name, DType dtype, uint64_t n) const override {
+    return std::make_unique<DareBlockEncoder>(p_, name, dtype, n);
+  }
 
  private:
   DareParams p_;

@@ -109,6 +109,12 @@ class Stage {
   // Sparsifier: the kept positions and values (entries in `skip` never kept); attributes of its own.
   virtual SparseSelection select(const TensorDelta& t, std::span<const float> delta,
                                  std::span<const uint8_t> skip) const;
+  // Alone in a recipe, the same selection and its stored values block by block, for the tensor
+  // `name` of n entries of `dtype` (its values' type); nullptr where this sparsifier has none.
+  virtual std::unique_ptr<BlockEncoder> sparse_block_encoder(std::string_view /*name*/, DType /*dtype*/,
+                                                             uint64_t /*n*/) const {
+    return nullptr;
+  }
   virtual void add_attrs(Encoded& /*e*/) const {}
   // Value coder.
   virtual void encode_values(const ValueStream& s, Encoded& e) const;
