@@ -57,6 +57,16 @@ TEST(Philox, ChunkingDoesNotChangeTheStream) {
   EXPECT_NE(TensorRng(43, "t").word(0), rng.word(0)) << "seeds key different streams";
 }
 
+TEST(Philox, WordsAreTheElementStreamAcrossTheBlockIndexHighWord) {
+  // words() takes whole Philox blocks at once; here also where the block index's high word changes
+  TensorRng rng(0xfeedfacecafebeefull, "w");
+  for (uint64_t first : {0ull, 3ull, (1ull << 34) - 130, (1ull << 34) - 1}) {
+    std::vector<uint32_t> got(517);
+    rng.words(first, got.size(), got.data());
+    for (uint64_t k = 0; k < got.size(); ++k) ASSERT_EQ(got[k], rng.word(first + k)) << first + k;
+  }
+}
+
 TEST(Philox, BernoulliThresholdsAndRates) {
   EXPECT_EQ(TensorRng::drop_threshold(0.0), 0u);
   EXPECT_EQ(TensorRng::drop_threshold(1.0), 1ull << 32);
