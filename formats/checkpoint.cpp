@@ -121,9 +121,9 @@ TensorView Checkpoint::view(const std::string& name) const {
   return l.file->view(*l.entry);
 }
 
-TensorView Checkpoint::acquire(const std::string& name) const {
+TensorView Checkpoint::acquire(const std::string& name, bool populate) const {
   const Located& l = at(name);
-  l.file->populate(*l.entry);
+  if (populate) l.file->populate(*l.entry);
   return l.file->view(*l.entry);
 }
 

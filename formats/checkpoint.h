@@ -37,7 +37,7 @@ class Checkpoint {
   const Located& at(const std::string& name) const;  // logic_error if absent
   TensorView view(const std::string& name) const;
   // view() with the tensor's pages mapped in one call; release() unmaps them when done.
-  TensorView acquire(const std::string& name) const;
+  TensorView acquire(const std::string& name, bool populate = true) const;
   void release(const std::string& name) const;
   // The shard file (relative to the folder) that holds `name`.
   std::string shard_of(const std::string& name) const;

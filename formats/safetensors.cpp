@@ -152,6 +152,7 @@ TensorView SafetensorsFile::view(const SafetensorsEntry& e) const {
   v.dtype = e.dtype;
   v.shape = e.shape;
   v.bytes = map_.bytes().subspan(header_.data_offset + e.begin, e.nbytes());
+  v.file = &map_, v.file_offset = header_.data_offset + e.begin;
   return v;
 }
 

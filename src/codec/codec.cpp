@@ -8,6 +8,7 @@
 #include "src/codec/stage.h"
 #include "src/codec/tensor_codec.h"
 #include "src/core/error.h"
+#include "src/core/fingerprint.h"
 #include "src/core/half.h"
 
 namespace deltakit {
@@ -28,10 +29,12 @@ std::unique_ptr<BlockEncoder> block_encoder_for(const Recipe& r, const TensorVie
 
 // d = ft − base in fp32 for entries [first, first + d.size()), base decoded into `scratch`;
 // returns non-zero if an entry is not finite (both paths below compute δ by this one loop).
-uint32_t delta_block(const TensorView& base, const TensorView& ft, uint64_t first, std::span<float> d, float* scratch) {
+// The raw bytes are those of the tensors' entries from `offset` on (the whole tensor, or a window).
+uint32_t delta_block(DType dtype, std::span<const uint8_t> base, std::span<const uint8_t> ft, uint64_t offset,
+                     std::span<float> d, float* scratch) {
   const uint64_t m = d.size();
-  decode_to_f32(ft.dtype, ft.bytes, first, d);
-  decode_to_f32(base.dtype, base.bytes, first, {scratch, m});
+  decode_to_f32(dtype, ft, offset, d);
+  decode_to_f32(dtype, base, offset, {scratch, m});
   uint32_t nonfinite = 0;
   for (uint64_t k = 0; k < m; ++k) {
     d[k] -= scratch[k];
@@ -40,17 +43,64 @@ uint32_t delta_block(const TensorView& base, const TensorView& ft, uint64_t firs
   return nonfinite;
 }
 
+// A tensor pair's raw bytes a window at a time, read by read_elements (pread from the files: no
+// page of their mappings touched), with what the fused pass learns on the way when asked:
+// whether the pair differs, and the base's fingerprint. Blocks come in order; a block that runs
+// past the window keeps its start (moved to the front) and the rest is read after it, so every
+// byte is read, compared and fingerprinted once.
+class PairWindow {
+ public:
+  PairWindow(const TensorView& base, const TensorView& ft, bool track)
+      : base_(base), ft_(ft), es_(dtype_size(ft.dtype)), n_(ft.numel()), track_(track) {}
+
+  // Entries [first, end) are in the window from here on; first must not go back.
+  void need(uint64_t first, uint64_t end) {
+    if (first >= lo_ && end <= hi_) return;
+    if (first < lo_ || first > hi_) throw std::logic_error("PairWindow: blocks must come in order, without gaps");
+    const uint64_t keep = first < hi_ ? hi_ - first : 0, from = std::max(first, hi_);
+    const uint64_t to = std::min(n_, std::max(end, first + kWindow));
+    if (b_.size() < (to - first) * es_) b_.resize((to - first) * es_), f_.resize((to - first) * es_);
+    if (keep) {
+      std::memmove(b_.data(), b_.data() + (first - lo_) * es_, keep * es_);
+      std::memmove(f_.data(), f_.data() + (first - lo_) * es_, keep * es_);
+    }
+    uint8_t *nb = b_.data() + keep * es_, *nf = f_.data() + keep * es_;
+    read_elements(base_, from, to - from, nb);
+    read_elements(ft_, from, to - from, nf);
+    if (track_) {
+      const uint64_t bytes = (to - from) * es_;
+      differs_ = differs_ || std::memcmp(nb, nf, bytes) != 0;
+      fingerprint_.add({nb, bytes});
+    }
+    lo_ = first, hi_ = to;
+  }
+  std::span<const uint8_t> base() const { return {b_.data(), (hi_ - lo_) * es_}; }
+  std::span<const uint8_t> ft() const { return {f_.data(), (hi_ - lo_) * es_}; }
+  uint64_t lo() const { return lo_; }
+  bool differs() const { return differs_; }
+  uint64_t fingerprint() const { return fingerprint_.value(); }
+
+ private:
+  static constexpr uint64_t kWindow = 1 << 17;  // entries: 256 KB of bf16 per input, in L2
+  const TensorView &base_, &ft_;
+  size_t es_;
+  uint64_t n_, lo_ = 0, hi_ = 0;
+  bool track_, differs_ = false;
+  std::vector<uint8_t> b_, f_;
+  Fingerprinter fingerprint_;
+};
+
 // fn(first, δ[first, end)) for the blocks `enc` draws; returns whether any entry was not finite.
 template <class Fn>
-bool for_each_delta_block(const TensorView& base, const TensorView& ft, const BlockEncoder& enc, Fn fn) {
-  const uint64_t n = ft.numel();
+bool for_each_delta_block(PairWindow& win, uint64_t n, DType dtype, const BlockEncoder& enc, Fn fn) {
   std::vector<float> d, b;
   uint32_t nonfinite = 0;
   for (uint64_t first = 0, end; first < n; first = end) {
     end = enc.block_end(first);
     const uint64_t m = end - first;
     if (d.size() < m) d.resize(m), b.resize(m);
-    nonfinite |= delta_block(base, ft, first, {d.data(), m}, b.data());
+    win.need(first, end);
+    nonfinite |= delta_block(dtype, win.base(), win.ft(), first - win.lo(), {d.data(), m}, b.data());
     fn(first, std::span<const float>(d.data(), m));
   }
   return nonfinite != 0;
@@ -58,8 +108,11 @@ bool for_each_delta_block(const TensorView& base, const TensorView& ft, const Bl
 }  // namespace
 
 Encoded encode_streamed(const Recipe& r, const TensorView& base, const TensorView& ft, BlockEncoder& enc) {
-  if (enc.second_pass())
-    for_each_delta_block(base, ft, enc, [&](uint64_t first, std::span<const float> d) { enc.encode(first, d); });
+  if (enc.second_pass()) {
+    PairWindow win(base, ft, /*track=*/false);
+    for_each_delta_block(win, ft.numel(), ft.dtype, enc,
+                         [&](uint64_t first, std::span<const float> d) { enc.encode(first, d); });
+  }
   Encoded e;
   enc.finish(e);
   e.attrs["recipe"] = r.canonical();  // after the coder's own, as encode_chain stores them
@@ -76,18 +129,27 @@ PreparedDelta compare_pair(const Recipe& r, const TensorView& base, const Tensor
 }
 
 PreparedDelta prepare_delta(const Recipe& r, const TensorView& base, const TensorView& ft) {
-  PreparedDelta p = compare_pair(r, base, ft);
-  if (!p.lossy(r)) return p;
-  if (std::unique_ptr<BlockEncoder> enc = block_encoder_for(r, ft)) {
-    // the fused pass's first half: the finite check and the coder's statistics, block by block
-    const bool nonfinite =
-        for_each_delta_block(base, ft, *enc, [&](uint64_t first, std::span<const float> d) { enc->stats(first, d); });
+  std::unique_ptr<BlockEncoder> enc;
+  if (!r.is_raw() && base.bytes.size() == ft.bytes.size() && recipe_unsuitable(r, ft.dtype, ft.shape).empty())
+    enc = block_encoder_for(r, ft);
+  if (enc) {
+    // the fused pass's first half, one read of both inputs: the comparison, the base's
+    // fingerprint, the finite check and the coder's statistics, block by block
+    PreparedDelta p;
+    PairWindow win(base, ft, /*track=*/true);
+    const bool nonfinite = for_each_delta_block(
+        win, ft.numel(), ft.dtype, *enc, [&](uint64_t first, std::span<const float> d) { enc->stats(first, d); });
+    p.changed = win.differs();
+    p.base_fingerprint = win.fingerprint();
+    if (!p.changed) return p;  // all δ zero: stored as unchanged, the statistics unused
     if (nonfinite)
       p.fallback = kNonFiniteDelta;
     else
       p.stream = std::move(enc);
     return p;
   }
+  PreparedDelta p = compare_pair(r, base, ft);
+  if (!p.lossy(r)) return p;
   // fine-tune minus base, block by block: one tensor-sized buffer, not two
   const uint64_t n = ft.numel(), block = 1 << 14;
   p.delta.resize(n);
@@ -95,7 +157,7 @@ PreparedDelta prepare_delta(const Recipe& r, const TensorView& base, const Tenso
   uint32_t nonfinite = 0;
   for (uint64_t first = 0; first < n; first += block) {
     const uint64_t m = std::min(block, n - first);
-    nonfinite |= delta_block(base, ft, first, {p.delta.data() + first, m}, b);
+    nonfinite |= delta_block(ft.dtype, base.bytes, ft.bytes, first, {p.delta.data() + first, m}, b);
   }
   if (nonfinite) {
     p.fallback = kNonFiniteDelta;

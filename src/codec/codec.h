@@ -8,6 +8,7 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -34,6 +35,8 @@ struct PreparedDelta {
   // Or, for a recipe whose coder takes δ a block at a time (the fused pass): that coder, its
   // statistics pass done here, and no tensor-sized δ; encoding computes δ's blocks again.
   std::shared_ptr<BlockEncoder> stream;
+  // The base tensor's fingerprint (src/core/fingerprint.h), where the fused pass read it anyway.
+  std::optional<uint64_t> base_fingerprint;
   bool lossy(const Recipe& r) const { return changed && !r.is_raw() && fallback.empty(); }
 };
 PreparedDelta prepare_delta(const Recipe& r, const TensorView& base, const TensorView& ft);

@@ -3,12 +3,21 @@
 #include <xxhash.h>
 
 #include <cstdio>
+#include <new>
 
 namespace deltakit {
 
-uint64_t fingerprint64(std::span<const uint8_t> bytes) {
-  return XXH3_64bits(bytes.data(), bytes.size());
+uint64_t fingerprint64(std::span<const uint8_t> bytes) { return XXH3_64bits(bytes.data(), bytes.size()); }
+
+Fingerprinter::Fingerprinter() : state_(XXH3_createState()) {
+  if (!state_) throw std::bad_alloc();
+  XXH3_64bits_reset(static_cast<XXH3_state_t*>(state_));
 }
+Fingerprinter::~Fingerprinter() { XXH3_freeState(static_cast<XXH3_state_t*>(state_)); }
+void Fingerprinter::add(std::span<const uint8_t> bytes) {
+  XXH3_64bits_update(static_cast<XXH3_state_t*>(state_), bytes.data(), bytes.size());
+}
+uint64_t Fingerprinter::value() const { return XXH3_64bits_digest(static_cast<const XXH3_state_t*>(state_)); }
 
 std::string fingerprint_hex(uint64_t fp) {
   char buf[17];

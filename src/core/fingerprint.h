@@ -10,6 +10,20 @@
 namespace deltakit {
 
 uint64_t fingerprint64(std::span<const uint8_t> bytes);
+
+// The same fingerprint of bytes handed over in pieces, in order (a streaming pass's blocks).
+class Fingerprinter {
+ public:
+  Fingerprinter();
+  ~Fingerprinter();
+  Fingerprinter(const Fingerprinter&) = delete;
+  Fingerprinter& operator=(const Fingerprinter&) = delete;
+  void add(std::span<const uint8_t> bytes);
+  uint64_t value() const;
+
+ private:
+  void* state_;  // XXH3_state_t
+};
 std::string fingerprint_hex(uint64_t fp);  // 16 lowercase hex digits
 
 }  // namespace deltakit

@@ -115,15 +115,26 @@ void MappedFile::map() const {
 
 std::vector<uint8_t> MappedFile::read(uint64_t offset, uint64_t n) const {
   std::vector<uint8_t> out(n);
+  read_into(offset, n, out.data());
+  return out;
+}
+
+void MappedFile::read_into(uint64_t offset, uint64_t n, uint8_t* dst) const {
   uint64_t done = 0;
   while (done < n) {
-    ssize_t k = ::pread(fd_, out.data() + done, n - done, static_cast<off_t>(offset + done));
+    ssize_t k = ::pread(fd_, dst + done, n - done, static_cast<off_t>(offset + done));
     if (k < 0 && errno == EINTR) continue;
     if (k < 0) throw_errno(path_, "read failed");
-    if (k == 0) throw Error(ErrorCode::Io, path_, "file ended while reading");
+    if (k == 0) {  // past the end: the file was cut under us, or never was that long
+      struct stat st {};
+      if (::fstat(fd_, &st) == 0 && static_cast<uint64_t>(st.st_size) < size_)
+        throw Error(ErrorCode::Io, path_,
+                    "file shrank while in use (from " + std::to_string(size_) + " to " + std::to_string(st.st_size) +
+                        " bytes)");
+      throw Error(ErrorCode::Io, path_, "file ended while reading");
+    }
     done += static_cast<uint64_t>(k);
   }
-  return out;
 }
 
 MappedFile::~MappedFile() {
@@ -149,7 +160,7 @@ void MappedFile::check_intact() const {
   if (static_cast<uint64_t>(st.st_size) < size_)
     throw Error(
         ErrorCode::Io, path_,
-        "file shrank from " + std::to_string(size_) + " to " + std::to_string(st.st_size) + " bytes while in use");
+        "file shrank while in use (from " + std::to_string(size_) + " to " + std::to_string(st.st_size) + " bytes)");
 }
 
 namespace {

@@ -32,6 +32,8 @@ class MappedFile {
   uint64_t size() const { return size_; }
   // [offset, offset+n) by pread, without mapping (headers). Throws Error(Io) on a short read.
   std::vector<uint8_t> read(uint64_t offset, uint64_t n) const;
+  // The same into dst (a streaming pass's reused block buffer: no page of the mapping touched).
+  void read_into(uint64_t offset, uint64_t n, uint8_t* dst) const;
   // Throws Error(Io) if the file is now shorter than when it was mapped.
   void check_intact() const;
   // Map the pages of [offset, offset+len) in one call before they are read (MADV_POPULATE_READ:

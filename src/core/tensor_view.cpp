@@ -5,6 +5,7 @@
 #include <stdexcept>
 
 #include "src/core/half.h"
+#include "src/core/mapped_file.h"
 
 namespace deltakit {
 
@@ -30,13 +31,18 @@ std::string shape_string(const std::vector<uint64_t>& shape) {
   return s + "]";
 }
 
-void decode_to_f32(DType dtype, std::span<const uint8_t> bytes, uint64_t first,
-                   std::span<float> out) {
+void read_elements(const TensorView& t, uint64_t first, uint64_t count, uint8_t* dst) {
+  const size_t es = dtype_size(t.dtype);
+  if (t.file)
+    t.file->read_into(t.file_offset + first * es, count * es, dst);
+  else
+    std::memcpy(dst, t.bytes.data() + first * es, count * es);
+}
+
+void decode_to_f32(DType dtype, std::span<const uint8_t> bytes, uint64_t first, std::span<float> out) {
   const size_t n = out.size();
   switch (dtype) {
-    case DType::F32:
-      std::memcpy(out.data(), bytes.data() + first * 4, n * 4);
-      return;
+    case DType::F32: std::memcpy(out.data(), bytes.data() + first * 4, n * 4); return;
     case DType::BF16: {
       const uint8_t* p = bytes.data() + first * 2;
       for (size_t i = 0; i < n; ++i) {
@@ -55,17 +61,14 @@ void decode_to_f32(DType dtype, std::span<const uint8_t> bytes, uint64_t first,
       }
       return;
     }
-    default:
-      throw std::logic_error("decode_to_f32: dtype is not F32/F16/BF16");
+    default: throw std::logic_error("decode_to_f32: dtype is not F32/F16/BF16");
   }
 }
 
 void encode_from_f32(DType dtype, std::span<const float> in, std::span<uint8_t> out) {
   const size_t n = in.size();
   switch (dtype) {
-    case DType::F32:
-      std::memcpy(out.data(), in.data(), n * 4);
-      return;
+    case DType::F32: std::memcpy(out.data(), in.data(), n * 4); return;
     case DType::BF16:
       for (size_t i = 0; i < n; ++i) {
         uint16_t h = f32_to_bf16(in[i]);
@@ -78,8 +81,7 @@ void encode_from_f32(DType dtype, std::span<const float> in, std::span<uint8_t> 
         std::memcpy(out.data() + 2 * i, &h, 2);
       }
       return;
-    default:
-      throw std::logic_error("encode_from_f32: dtype is not F32/F16/BF16");
+    default: throw std::logic_error("encode_from_f32: dtype is not F32/F16/BF16");
   }
 }
 

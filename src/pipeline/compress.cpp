@@ -70,9 +70,11 @@ struct CompressJob {
   PreparedTensor prepare(size_t i) {
     const std::string& name = names[i];
     PreparedTensor p;
-    p.bv = base->acquire(name);
-    p.fv = ft->acquire(name);
     p.recipe = &rules.for_tensor(name);
+    // a lossy recipe's fused pass reads both by pread, so their pages are not mapped up front
+    const bool populate = p.recipe->is_raw();
+    p.bv = base->acquire(name, populate);
+    p.fv = ft->acquire(name, populate);
     if (std::span<const float> exact = ft->held_lora_delta(name); !exact.empty())
       p.prepared = prepare_given_delta(*p.recipe, p.fv, exact);
     else
@@ -169,7 +171,7 @@ struct CompressJob {
     tr.nonfinite = e.stats.nonfinite;
     tr.rel_error = e.stats.rel_error;
     tr.delta_sq = e.stats.delta_sq;
-    const uint64_t fp = fingerprint64(bv.bytes);
+    const uint64_t fp = p.prepared.base_fingerprint ? *p.prepared.base_fingerprint : fingerprint64(bv.bytes);
     Json attrs = Json::object();
     attrs["dtype"] = std::string(dtype_name(fv.dtype));
     attrs["shape"] = fv.shape;

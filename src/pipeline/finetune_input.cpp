@@ -46,9 +46,9 @@ std::vector<float> FinetuneInput::lora_delta(const std::string& name) const {
   return lowrank_dense(lora_factors(*lora_, *m), shape[0], shape[1]);
 }
 
-TensorView FinetuneInput::acquire(const std::string& name) {
-  if (ckpt_) return ckpt_->acquire(name);
-  TensorView bv = base_.acquire(name);
+TensorView FinetuneInput::acquire(const std::string& name, bool populate) {
+  if (ckpt_) return ckpt_->acquire(name, populate);
+  TensorView bv = base_.acquire(name, populate);
   std::vector<float> delta = lora_delta(name);
   if (delta.empty()) return bv;  // untouched by the LoRA: the base's own bytes
   std::vector<uint8_t> bytes(bv.bytes.size());
@@ -57,6 +57,7 @@ TensorView FinetuneInput::acquire(const std::string& name) {
   auto& held = held_[name] = {std::move(bytes), std::move(delta)};
   TensorView v = bv;
   v.bytes = held.bytes;
+  v.file = nullptr;  // these bytes are in memory, not in the base's file
   return v;
 }
 

@@ -33,7 +33,7 @@ class FinetuneInput {
   const std::vector<std::string>& names() const;
   const SafetensorsEntry& entry(const std::string& name) const;
   // The fine-tune's tensor; a LoRA's targeted tensors are computed and held until release().
-  TensorView acquire(const std::string& name);
+  TensorView acquire(const std::string& name, bool populate = true);
   void release(const std::string& name);
   // A LoRA's exact δ for `name` in fp32 (empty: not a LoRA, or a tensor it does not target).
   std::vector<float> lora_delta(const std::string& name) const;
