@@ -59,8 +59,16 @@ void sum_abs_into(std::span<const float> v, double& sum) {
     const uint64_t e = std::min<uint64_t>(v.size(), r + kRun);
     float lane[kLanes] = {};
     uint64_t i = r;
+#if defined(__AVX512F__)
+    // the 16 lanes in one register (GCC 12 turned the plain loop into scalar adds and shuffles)
+    static_assert(kLanes == 16);
+    __m512 acc = _mm512_setzero_ps();
+    for (; i + kLanes <= e; i += kLanes) acc = _mm512_add_ps(acc, _mm512_abs_ps(_mm512_loadu_ps(v.data() + i)));
+    _mm512_storeu_ps(lane, acc);
+#else
     for (; i + kLanes <= e; i += kLanes)
       for (uint64_t l = 0; l < kLanes; ++l) lane[l] += std::fabs(v[i + l]);
+#endif
     for (; i < e; ++i) lane[i % kLanes] += std::fabs(v[i]);
     float part = 0;
     for (uint64_t l = 0; l < kLanes; ++l) part += lane[l];
