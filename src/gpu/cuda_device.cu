@@ -46,27 +46,32 @@ constexpr unsigned kThreads = 256;
 
 unsigned blocks_for(uint64_t threads) { return static_cast<unsigned>((threads + kThreads - 1) / kThreads); }
 
-// A thread per (run, lane): kThreads / lanes runs per block, lanes added by the run's lane 0.
-template <unsigned Lanes>
-__global__ void abs_runs_kernel(PairView p, const uint64_t* runs, uint64_t count, float* out) {
-  __shared__ float lane_sum[kThreads];
+// The lane sums of pair_lanes.h, as the kernel below takes them.
+struct AbsLanes {
+  using T = float;
+  __device__ float operator()(const PairView& p, uint64_t first, uint64_t len, unsigned lane, unsigned lanes) const {
+    return abs_lane(p, first, len, lane, lanes);
+  }
+};
+struct SqLanes {
+  using T = double;
+  __device__ double operator()(const PairView& p, uint64_t first, uint64_t len, unsigned lane, unsigned lanes) const {
+    return sq_lane(p, first, len, lane, lanes);
+  }
+};
+
+// A thread per (slice, lane) — slices are BitDeltaLayout's runs or pieces — kThreads / Lanes
+// slices per block; the slice's lane 0 adds its lanes in order.
+template <unsigned Lanes, class LaneSum>
+__global__ void slice_sums_kernel(PairView p, const uint64_t* starts, uint64_t count, typename LaneSum::T* out) {
+  using T = typename LaneSum::T;
+  __shared__ T lane_sum[kThreads];
   const uint64_t t = static_cast<uint64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   const uint64_t r = t / Lanes;
   const unsigned lane = static_cast<unsigned>(t % Lanes);
-  lane_sum[threadIdx.x] = r < count ? abs_lane(p, runs[r], runs[r + 1] - runs[r], lane, Lanes) : 0.0f;
+  lane_sum[threadIdx.x] = r < count ? LaneSum()(p, starts[r], starts[r + 1] - starts[r], lane, Lanes) : T(0);
   __syncthreads();
   if (r < count && lane == 0) out[r] = add_lanes(&lane_sum[threadIdx.x], Lanes);
-}
-
-template <unsigned Lanes>
-__global__ void sq_pieces_kernel(PairView p, const uint64_t* pieces, uint64_t count, double* out) {
-  __shared__ double lane_sum[kThreads];
-  const uint64_t t = static_cast<uint64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-  const uint64_t q = t / Lanes;
-  const unsigned lane = static_cast<unsigned>(t % Lanes);
-  lane_sum[threadIdx.x] = q < count ? sq_lane(p, pieces[q], pieces[q + 1] - pieces[q], lane, Lanes) : 0.0;
-  __syncthreads();
-  if (q < count && lane == 0) out[q] = add_lanes(&lane_sum[threadIdx.x], Lanes);
 }
 
 // A thread per 32-entry word of sign bits.
@@ -152,8 +157,8 @@ BitDeltaSums CudaDevice::bitdelta_sums_resident(ElemType type, const BitDeltaLay
   check(cudaMemset(flag, 0, sizeof(unsigned)), "cudaMemset");
   constexpr unsigned A = BitDeltaLayout::kAbsLanes, S = BitDeltaLayout::kSqLanes;
   static_assert(kThreads % A == 0 && kThreads % S == 0);
-  if (R) abs_runs_kernel<A><<<blocks_for(R * A), kThreads>>>(dev, runs, R, run_abs);
-  if (Q) sq_pieces_kernel<S><<<blocks_for(Q * S), kThreads>>>(dev, pieces, Q, piece_sq);
+  if (R) slice_sums_kernel<A, AbsLanes><<<blocks_for(R * A), kThreads>>>(dev, runs, R, run_abs);
+  if (Q) slice_sums_kernel<S, SqLanes><<<blocks_for(Q * S), kThreads>>>(dev, pieces, Q, piece_sq);
   if (words) signs_kernel<<<blocks_for(words), kThreads>>>(dev, l.n, word_bits, flag);
   check(cudaGetLastError(), "launching the BitDelta kernels");
   BitDeltaSums out;
