@@ -1,7 +1,7 @@
 // The CUDA backend (src/gpu). GpuHost.*: on every machine, the kernels' per-thread functions run
 // in host loops (host_reference.h) against the CPU codec — same adapter parts, same applied
-// bytes — and the Philox stream the GPU draws from is the CPU's. GpuDevice.*: on a machine with
-// a GPU, the kernels against the host reference; elsewhere they skip, saying why.
+// bytes — and the shared (host and device) Philox function gives the CPU stream. GpuDevice.*: on
+// a machine with a GPU, the kernels against the host reference; elsewhere they skip, saying why.
 #include <gtest/gtest.h>
 
 #include <cstring>
