@@ -39,28 +39,42 @@ unsigned varint_size(uint64_t v) {
   while (v >= 0x80) v >>= 7, ++s;
   return s;
 }
+void append_varint(std::vector<uint8_t>& out, uint64_t v) {
+  while (v >= 0x80) out.push_back(static_cast<uint8_t>(v | 0x80)), v >>= 7;
+  out.push_back(static_cast<uint8_t>(v));
+}
+// The coding rule: varint where it is strictly smaller than the bitmap.
+bool varint_is_smaller(uint64_t varint_bytes, uint64_t n) { return varint_bytes < bitmap_bytes(n); }
 }  // namespace
 
 CodedPositions encode_positions(std::span<const uint64_t> pos, uint64_t n) {
   uint64_t varint_total = 0, prev = ~uint64_t{0};
   for (uint64_t p : pos) varint_total += varint_size(p - prev - 1), prev = p;
   CodedPositions c;
-  if (varint_total < bitmap_bytes(n)) {
+  if (varint_is_smaller(varint_total, n)) {
     c.coding = "varint";
     c.bytes.reserve(varint_total);
     prev = ~uint64_t{0};
-    for (uint64_t p : pos) {
-      uint64_t g = p - prev - 1;
-      prev = p;
-      while (g >= 0x80) c.bytes.push_back(static_cast<uint8_t>(g | 0x80)), g >>= 7;
-      c.bytes.push_back(static_cast<uint8_t>(g));
-    }
+    for (uint64_t p : pos) append_varint(c.bytes, p - prev - 1), prev = p;
   } else {
     c.coding = "bitmap";
     c.bytes.assign(bitmap_bytes(n), 0);
     for (uint64_t p : pos) c.bytes[p / 8] |= static_cast<uint8_t>(1u << (p % 8));
   }
   return c;
+}
+
+PositionsCoder::PositionsCoder(uint64_t n) : n_(n), bitmap_(bitmap_bytes(n), 0) {}
+
+void PositionsCoder::add(uint64_t pos) {
+  bitmap_[pos / 8] |= static_cast<uint8_t>(1u << (pos % 8));
+  append_varint(varint_, pos - prev_ - 1);
+  prev_ = pos, ++count_;
+}
+
+CodedPositions PositionsCoder::take() {
+  if (varint_is_smaller(varint_.size(), n_)) return {"varint", std::move(varint_)};
+  return {"bitmap", std::move(bitmap_)};
 }
 
 std::vector<uint64_t> decode_positions(const std::string& coding, std::span<const uint8_t> bytes, uint64_t n,

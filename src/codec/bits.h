@@ -27,6 +27,19 @@ struct CodedPositions {
   std::vector<uint8_t> bytes;
 };
 CodedPositions encode_positions(std::span<const uint64_t> sorted_positions, uint64_t n);
+// The same coding built as the positions come, a block at a time (both codings kept until
+// take() picks by encode_positions' rule): for a pass that never holds them all.
+class PositionsCoder {
+ public:
+  explicit PositionsCoder(uint64_t n);
+  void add(uint64_t pos);  // increasing, < n
+  uint64_t count() const { return count_; }
+  CodedPositions take();
+
+ private:
+  uint64_t n_, count_ = 0, prev_ = ~uint64_t{0};  // the gap before the first counts from −1
+  std::vector<uint8_t> bitmap_, varint_;
+};
 // Validates: the coding, every position < n, strictly increasing, exactly `count` of them, no
 // trailing bytes, no overlong varint. Throws Error(AdapterInvalid) with `where` on any fault.
 std::vector<uint64_t> decode_positions(const std::string& coding, std::span<const uint8_t> bytes, uint64_t n,

@@ -4,6 +4,7 @@
 #include "src/codec/error_norms.h"
 #include "src/codec/sparse.h"
 #include "src/codec/stage.h"
+#include "src/codec/tensor_codec.h"
 #include "src/core/parallel.h"
 #include "src/core/philox.h"
 #include "src/core/tensor_view.h"
@@ -14,6 +15,23 @@ double DareParams::effective_rescale() const {
   if (!rescale_auto) return rescale;
   return p >= 1.0 ? 1.0 : 1.0 / (1.0 - p);
 }
+
+namespace {
+// The entries [begin, begin + m) that DARE keeps (word ≥ threshold, not in `skip`), their
+// positions and rescaled values into pos and val (branchless compaction: the mask is random);
+// returns how many. `delta` points at entry begin.
+uint64_t dare_keep(const uint32_t* words, uint64_t threshold, float scale, const float* delta,
+                   std::span<const uint8_t> skip, uint64_t begin, uint64_t m, uint64_t* pos, float* val) {
+  uint64_t k = 0;
+  for (uint64_t j = 0; j < m; ++j) {
+    const uint64_t i = begin + j;
+    pos[k] = i;
+    val[k] = delta[j] * scale;
+    k += words[j] >= threshold && (skip.empty() || !skip[i]);
+  }
+  return k;
+}
+}  // namespace
 
 SparseSelection dare_select(const DareParams& prm, std::string_view tensor_name, std::span<const float> delta,
                             std::span<const uint8_t> skip, unsigned threads, uint64_t block) {
@@ -31,14 +49,8 @@ SparseSelection dare_select(const DareParams& prm, std::string_view tensor_name,
     rng.words(begin, m, words.data());
     s.positions.resize(m);
     s.values.resize(m);
-    uint64_t k = 0;
-    for (uint64_t j = 0; j < m; ++j) {  // branchless compaction: the mask is random
-      const uint64_t i = begin + j;
-      const bool keep = words[j] >= threshold && (skip.empty() || !skip[i]);
-      s.positions[k] = i;
-      s.values[k] = delta[i] * scale;
-      k += keep;
-    }
+    const uint64_t k = dare_keep(words.data(), threshold, scale, delta.data() + begin, skip, begin, m,
+                                 s.positions.data(), s.values.data());
     s.positions.resize(k);
     s.values.resize(k);
   });
@@ -72,9 +84,9 @@ std::vector<uint64_t> sparse_row_offsets(std::span<const uint64_t> positions, ui
 namespace deltakit {
 namespace {
 
-// DARE alone a block at a time, in one pass: the kept entries' stored values, their positions in
-// both codings (kept until the end shows which is smaller, as encode_positions chooses), and the
-// error against the stored values (δ̂ is zero where dropped). The same parts, attributes and
+// DARE alone a block at a time, in one pass: the kept entries' stored values, their positions
+// (PositionsCoder: both codings until the end shows the smaller), and the error against the
+// stored values (δ̂ is zero where dropped). The same parts, attributes and
 // error sums as dare_select + encode_chain + measure_sparse_error over the whole δ, without it.
 class DareBlockEncoder final : public BlockEncoder {
  public:
@@ -85,9 +97,9 @@ class DareBlockEncoder final : public BlockEncoder {
         scale_(static_cast<float>(prm.effective_rescale())),
         vt_(value_type_for(dtype)),
         n_(n),
-        bitmap_(bitmap_bytes(n), 0),
+        positions_(n),
         words_(kBlock),
-        at_(kBlock),
+        pos_(kBlock),
         kept_(kBlock),
         recon_(kBlock) {}
 
@@ -95,50 +107,29 @@ class DareBlockEncoder final : public BlockEncoder {
 
   void stats(uint64_t first, std::span<const float> block) override {
     const uint64_t m = block.size();
-    uint32_t* words = words_.data();
-    float *kept = kept_.data(), *recon = recon_.data();
-    uint32_t* at = at_.data();
-    rng_.words(first, m, words);
-    uint64_t k = 0;
-    for (uint64_t j = 0; j < m; ++j) {  // branchless compaction, as dare_select
-      at[k] = j;
-      kept[k] = block[j] * scale_;
-      k += words[j] >= threshold_;
-    }
+    rng_.words(first, m, words_.data());
+    const uint64_t k =
+        dare_keep(words_.data(), threshold_, scale_, block.data(), {}, first, m, pos_.data(), kept_.data());
     const size_t es = dtype_size(vt_.dtype);
     const size_t old = values_.size();
     values_.resize(old + k * es);
-    encode_from_f32(vt_.dtype, {kept, k}, {values_.data() + old, k * es});
-    std::fill(recon, recon + m, 0.0f);
-    decode_to_f32(vt_.dtype, {values_.data() + old, k * es}, 0, {kept, k});  // δ̂ as decoding reads it
+    encode_from_f32(vt_.dtype, {kept_.data(), k}, {values_.data() + old, k * es});
+    decode_to_f32(vt_.dtype, {values_.data() + old, k * es}, 0, {kept_.data(), k});  // δ̂ as decoding reads it
+    std::fill(recon_.begin(), recon_.begin() + static_cast<std::ptrdiff_t>(m), 0.0f);
     for (uint64_t q = 0; q < k; ++q) {
-      const uint64_t i = first + at[q];
-      recon[at[q]] = kept[q];
-      bitmap_[i / 8] |= static_cast<uint8_t>(1u << (i % 8));
-      for (uint64_t g = i - prev_ - 1;; g >>= 7) {  // the LEB128 gap (prev_ starts at −1)
-        if (g < 0x80) {
-          varint_.push_back(static_cast<uint8_t>(g));
-          break;
-        }
-        varint_.push_back(static_cast<uint8_t>(g | 0x80));
-      }
-      prev_ = i;
+      recon_[pos_[q] - first] = kept_[q];
+      positions_.add(pos_[q]);
     }
-    count_ += k;
-    lanes_.add_block(block.data(), first, first + m, recon);
+    lanes_.add_block(block.data(), first, first + m, recon_.data());
   }
   bool second_pass() const override { return false; }
   void encode(uint64_t, std::span<const float>) override {}
 
   void finish(Encoded& e) override {
-    const bool varint = varint_.size() < bitmap_.size();
-    std::vector<uint8_t>& pos = varint ? varint_ : bitmap_;
-    e.attrs["dare.count"] = count_;
-    e.attrs["dare.positions_coding"] = varint ? "varint" : "bitmap";
-    e.attrs["dare.positions_bytes"] = pos.size();
-    e.add({"dare.positions", PartKind::U8, {pos.size()}, std::move(pos), ""});
+    const uint64_t count = positions_.count();
+    store_positions(e, "dare", positions_.take(), count);
     e.attrs["dare.rescale"] = prm_.effective_rescale();
-    e.add({"dare.values", vt_.kind, {count_}, std::move(values_), vt_.encoding});
+    e.add({"dare.values", vt_.kind, {count}, std::move(values_), vt_.encoding});
     const ErrorNorms norms = lanes_.sums();
     e.error_measured = true, e.err_sq = norms.err_sq, e.delta_sq = norms.delta_sq;
   }
@@ -150,9 +141,11 @@ class DareBlockEncoder final : public BlockEncoder {
   uint64_t threshold_;
   float scale_;
   ValueType vt_;
-  uint64_t n_, count_ = 0, prev_ = ~uint64_t{0};
-  std::vector<uint8_t> bitmap_, varint_, values_;
-  std::vector<uint32_t> words_, at_;  // per block: Philox words, kept entries' offsets
+  uint64_t n_;
+  PositionsCoder positions_;
+  std::vector<uint8_t> values_;  // the kept values as stored
+  std::vector<uint32_t> words_;  // per block: the Philox words, the kept entries and their values
+  std::vector<uint64_t> pos_;
   std::vector<float> kept_, recon_;
   ErrorLanes lanes_;
 };

@@ -11,6 +11,13 @@
 
 namespace deltakit {
 
+void store_positions(Encoded& e, const std::string& prefix, CodedPositions c, uint64_t count) {
+  e.attrs[prefix + ".count"] = count;
+  e.attrs[prefix + ".positions_coding"] = c.coding;
+  e.attrs[prefix + ".positions_bytes"] = c.bytes.size();
+  e.add({prefix + ".positions", PartKind::U8, {c.bytes.size()}, std::move(c.bytes), ""});
+}
+
 namespace {
 
 struct Geometry {
@@ -25,11 +32,7 @@ Geometry geometry(const std::vector<uint64_t>& shape) {
 }
 
 void add_positions(Encoded& e, const std::string& prefix, std::span<const uint64_t> pos, uint64_t n) {
-  CodedPositions c = encode_positions(pos, n);
-  e.attrs[prefix + ".count"] = pos.size();
-  e.attrs[prefix + ".positions_coding"] = c.coding;
-  e.attrs[prefix + ".positions_bytes"] = c.bytes.size();
-  e.add({prefix + ".positions", PartKind::U8, {c.bytes.size()}, std::move(c.bytes), ""});
+  store_positions(e, prefix, encode_positions(pos, n), pos.size());
 }
 
 std::vector<uint64_t> read_positions(const AttrReader& a, const PartSource& src, const std::string& prefix,

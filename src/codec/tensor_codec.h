@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "src/codec/bits.h"
 #include "src/codec/codec_types.h"
 #include "src/codec/delta_product.h"
 #include "src/codec/error_norms.h"
@@ -28,6 +29,10 @@ std::vector<float> model_scope_scores(const Recipe& r, const TensorDelta& t);
 std::string recipe_unsuitable(const Recipe& r, DType dtype, const std::vector<uint64_t>& shape);
 
 Encoded encode_tensor(const Recipe& r, const TensorDelta& t);
+
+// A sparsifier's positions as stored: "<prefix>.count", ".positions_coding", ".positions_bytes"
+// and the part "<prefix>.positions".
+void store_positions(Encoded& e, const std::string& prefix, CodedPositions c, uint64_t count);
 
 // `where` prefixes errors ("adapter.h5: tensor 'x'"). Throws Error(AdapterInvalid) on anything
 // inconsistent, including a non-finite decoded value.

@@ -113,6 +113,13 @@ void MappedFile::map() const {
   });
 }
 
+namespace {
+Error shrank(const std::string& path, uint64_t was, int64_t now) {
+  return Error(ErrorCode::Io, path,
+               "file shrank while in use (from " + std::to_string(was) + " to " + std::to_string(now) + " bytes)");
+}
+}  // namespace
+
 std::vector<uint8_t> MappedFile::read(uint64_t offset, uint64_t n) const {
   std::vector<uint8_t> out(n);
   read_into(offset, n, out.data());
@@ -127,10 +134,7 @@ void MappedFile::read_into(uint64_t offset, uint64_t n, uint8_t* dst) const {
     if (k < 0) throw_errno(path_, "read failed");
     if (k == 0) {  // past the end: the file was cut under us, or never was that long
       struct stat st {};
-      if (::fstat(fd_, &st) == 0 && static_cast<uint64_t>(st.st_size) < size_)
-        throw Error(ErrorCode::Io, path_,
-                    "file shrank while in use (from " + std::to_string(size_) + " to " + std::to_string(st.st_size) +
-                        " bytes)");
+      if (::fstat(fd_, &st) == 0 && static_cast<uint64_t>(st.st_size) < size_) throw shrank(path_, size_, st.st_size);
       throw Error(ErrorCode::Io, path_, "file ended while reading");
     }
     done += static_cast<uint64_t>(k);
@@ -157,10 +161,7 @@ void MappedFile::check_intact() const {
     throw Error(ErrorCode::Io, path_, "file shrank while in use (a read ran past its new end)");
   struct stat st {};
   if (::fstat(fd_, &st) != 0) throw_errno(path_, "cannot stat");
-  if (static_cast<uint64_t>(st.st_size) < size_)
-    throw Error(
-        ErrorCode::Io, path_,
-        "file shrank while in use (from " + std::to_string(size_) + " to " + std::to_string(st.st_size) + " bytes)");
+  if (static_cast<uint64_t>(st.st_size) < size_) throw shrank(path_, size_, st.st_size);
 }
 
 namespace {

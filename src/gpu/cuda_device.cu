@@ -90,8 +90,6 @@ __global__ void bitdelta_apply_kernel(ElemType t, const uint8_t* base, const uin
   if (i < n) store_elem(t, out, i, bitdelta_applied(t, base, signs, scales[unit_of(units, i)], alpha, i));
 }
 
-size_t elem_size(ElemType t) { return t == ElemType::F32 ? 4 : 2; }
-
 }  // namespace
 
 struct CudaDevice::State {
@@ -131,7 +129,7 @@ std::string CudaDevice::describe() const {
 
 void CudaDevice::upload_pair(const PairView& pair, uint64_t n) {
   State& s = *s_;
-  const size_t bytes = n * elem_size(pair.type);
+  const size_t bytes = n * elem_bytes(pair.type);
   check(cudaMemcpy(s.base.as<uint8_t>(bytes), pair.base, bytes, cudaMemcpyHostToDevice), "copy base");
   check(cudaMemcpy(s.ft.as<uint8_t>(bytes), pair.ft, bytes, cudaMemcpyHostToDevice), "copy fine-tune");
 }
@@ -143,7 +141,7 @@ BitDeltaSums CudaDevice::bitdelta_sums(const PairView& pair, const BitDeltaLayou
 
 BitDeltaSums CudaDevice::bitdelta_sums_resident(ElemType type, const BitDeltaLayout& l, bool& nonfinite) {
   State& s = *s_;
-  const size_t bytes = l.n * elem_size(type);
+  const size_t bytes = l.n * elem_bytes(type);
   const uint64_t R = l.runs.size() - 1, Q = l.pieces.size() - 1, words = (l.n + 31) / 32;
   const PairView dev{s.base.as<uint8_t>(bytes), s.ft.as<uint8_t>(bytes), type};
   uint64_t* runs = s.runs.as<uint64_t>(R + 1);
@@ -210,7 +208,7 @@ void CudaDevice::bitdelta_apply(ElemType t, std::span<const uint8_t> base, std::
                                 std::span<const float> scales, const UnitMap& units, float alpha,
                                 std::span<uint8_t> out) {
   State& s = *s_;
-  const uint64_t n = out.size() / elem_size(t);
+  const uint64_t n = out.size() / elem_bytes(t);
   uint8_t* dbase = s.base.as<uint8_t>(base.size());
   uint8_t* dsigns = s.words.as<uint8_t>(signs.size());
   float* dscales = s.scales.as<float>(scales.size());

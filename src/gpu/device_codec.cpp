@@ -17,8 +17,7 @@ std::unique_ptr<CudaDevice> open_device(Device d) { return d == Device::Cuda ? C
 
 PreparedDelta prepare_delta_on(CudaDevice* dev, const Recipe& r, const TensorView& base, const TensorView& ft) {
   const std::optional<BitDeltaParams> prm = one_level_bitdelta(r);
-  const bool float_type = ft.dtype == DType::F32 || ft.dtype == DType::BF16 || ft.dtype == DType::F16;
-  if (!dev || !prm || !float_type || ft.numel() == 0) return prepare_delta(r, base, ft);
+  if (!dev || !prm || !dtype_is_float_decodable(ft.dtype) || ft.numel() == 0) return prepare_delta(r, base, ft);
   PreparedDelta p = compare_pair(r, base, ft);
   if (!p.lossy(r)) return p;
   const uint64_t n = ft.numel(), cols = ft.shape.empty() ? 1 : ft.shape.back();
@@ -34,17 +33,12 @@ PreparedDelta prepare_delta_on(CudaDevice* dev, const Recipe& r, const TensorVie
 
 void decode_add_on(CudaDevice* dev, const StoredTensor& st, const TensorView& base, float alpha,
                    std::span<uint8_t> out) {
-  const bool float_type = base.dtype == DType::F32 || base.dtype == DType::BF16 || base.dtype == DType::F16;
   const uint64_t n = base.numel(), cols = base.shape.empty() ? 1 : base.shape.back();
   std::optional<OneLevelBitDelta> b;
-  if (dev && float_type && n > 0 && cols > 0)
+  if (dev && dtype_is_float_decodable(base.dtype) && n > 0 && cols > 0)
     b = stored_one_level_bitdelta({st.attrs, st.where}, st.src, n / cols, cols);
   if (!b) return decode_add_stored(st, base, alpha, out);
-  const UnitMap units{static_cast<uint8_t>(b->unit == ScaleUnit::Matrix ? 0 : 1), b->unit == ScaleUnit::Row ? cols
-                                                                                  : b->unit == ScaleUnit::Group
-                                                                                      ? b->group
-                                                                                      : 1};
-  dev->bitdelta_apply(elem_type(base.dtype), base.bytes, b->signs, b->scales, units, alpha, out);
+  dev->bitdelta_apply(elem_type(base.dtype), base.bytes, b->signs, b->scales, unit_map_of(*b, cols), alpha, out);
 }
 
 }  // namespace deltakit::gpu

@@ -20,6 +20,15 @@ PairView pair_view(const TensorView& base, const TensorView& ft) {
   return {base.bytes.data(), ft.bytes.data(), elem_type(ft.dtype)};
 }
 
+UnitMap unit_map_of(const OneLevelBitDelta& b, uint64_t cols) {
+  switch (b.unit) {
+    case ScaleUnit::Matrix: return {};
+    case ScaleUnit::Row: return {cols};
+    case ScaleUnit::Group: return {b.group};
+  }
+  throw std::logic_error("gpu::unit_map_of: unknown scale unit");
+}
+
 BitDeltaSums bitdelta_sums_reference(const PairView& p, const BitDeltaLayout& l, bool& nonfinite) {
   constexpr unsigned A = BitDeltaLayout::kAbsLanes, Q = BitDeltaLayout::kSqLanes;
   BitDeltaSums s;
@@ -51,7 +60,7 @@ BitDeltaSums bitdelta_sums_reference(const PairView& p, const BitDeltaLayout& l,
 void bitdelta_apply_reference(ElemType t, std::span<const uint8_t> base, std::span<const uint8_t> signs,
                               std::span<const float> scales, const UnitMap& units, float alpha,
                               std::span<uint8_t> out) {
-  const uint64_t n = out.size() / (t == ElemType::F32 ? 4 : 2);
+  const uint64_t n = out.size() / elem_bytes(t);
   for (uint64_t i = 0; i < n; ++i)  // a kernel thread per entry
     store_elem(t, out.data(), i, bitdelta_applied(t, base.data(), signs.data(), scales[unit_of(units, i)], alpha, i));
 }

@@ -20,6 +20,9 @@ PairView pair_view(const TensorView& base, const TensorView& ft);
 // an entry of δ was not finite (the CPU then stores the tensor raw).
 BitDeltaSums bitdelta_sums_reference(const PairView& p, const BitDeltaLayout& layout, bool& nonfinite);
 
+// Which scale each entry of a stored one-level BitDelta tensor with rows of `cols` uses.
+UnitMap unit_map_of(const OneLevelBitDelta& b, uint64_t cols);
+
 // base + α·δ̂ for one-level BitDelta's signs and per-unit scales, in the base's type.
 void bitdelta_apply_reference(ElemType t, std::span<const uint8_t> base, std::span<const uint8_t> signs,
                               std::span<const float> scales, const UnitMap& units, float alpha, std::span<uint8_t> out);

@@ -19,6 +19,8 @@ namespace deltakit::gpu {
 
 enum class ElemType : uint8_t { F32, BF16, F16 };
 
+DK_HD inline uint64_t elem_bytes(ElemType t) { return t == ElemType::F32 ? 4 : 2; }
+
 // A tensor pair's raw bytes, both of one element type.
 struct PairView {
   const uint8_t* base = nullptr;
@@ -108,10 +110,9 @@ DK_HD inline uint32_t sign_word(const PairView& p, uint64_t w, uint64_t n, bool&
 
 // The scale unit of entry i (src/codec/value_stream.h's unit_offsets over a dense stream).
 struct UnitMap {
-  uint8_t kind = 0;  // 0 matrix, 1 row (cols entries), 2 group (group entries)
-  uint64_t width = 1;
+  uint64_t width = ~uint64_t{0};  // entries per unit: a row's, a group's, or every entry (matrix)
 };
-DK_HD inline uint64_t unit_of(const UnitMap& m, uint64_t i) { return m.kind == 0 ? 0 : i / m.width; }
+DK_HD inline uint64_t unit_of(const UnitMap& m, uint64_t i) { return i / m.width; }
 
 // One-level BitDelta applied to entry i: base_i + α·(±scale of i's unit), rounded to the base's
 // type (add_scaled_delta in src/core/tensor_view.cpp; the decoded value as bitdelta_decode

@@ -133,11 +133,8 @@ TEST(GpuHost, BitDeltaApplyGivesTheCpuBytes) {
           decode_add_stored(st, p.base_view(), alpha, cpu);
           const auto b = stored_one_level_bitdelta({e.attrs, "test"}, src, shape[0], shape[1]);
           ASSERT_TRUE(b);
-          const gpu::UnitMap units{static_cast<uint8_t>(b->unit == ScaleUnit::Matrix ? 0 : 1),
-                                   b->unit == ScaleUnit::Row     ? shape[1]
-                                   : b->unit == ScaleUnit::Group ? b->group
-                                                                 : 1};
-          gpu::bitdelta_apply_reference(gpu::elem_type(dt), p.base, b->signs, b->scales, units, alpha, ref);
+          gpu::bitdelta_apply_reference(gpu::elem_type(dt), p.base, b->signs, b->scales, gpu::unit_map_of(*b, shape[1]),
+                                        alpha, ref);
           EXPECT_EQ(ref, cpu);
         }
 }
