@@ -221,15 +221,24 @@ def case_api(a, work):
         expect(tokens(s, "bd", PROMPTS[0]) == first["bd"], "the server answers differently after the bad inputs")
         # SIGTERM drains: a request running when the signal comes still gets its whole answer
         result = {}
-        t = threading.Thread(target=lambda: result.update(r=s.complete(model="q4", prompt=[1, 2, 3],
-                                                                       max_tokens=ctx - 3, temperature=0)))
+
+        def drained_request():
+            try:
+                result["r"] = s.complete(model="q4", prompt=[1, 2, 3], max_tokens=ctx - 3, temperature=0)
+            except Exception as e:  # reported below, with the test's own words
+                result["error"] = repr(e)
+
+        t = threading.Thread(target=drained_request)
         t.start()
-        for _ in range(200):
-            if s.metrics()["deltakit_requests_running"] >= 1:
-                break
+        # Wait for the request to be running before the signal (an ASan build under a busy ctest
+        # takes seconds to admit it); the drain is only tested once it is in flight.
+        deadline = time.monotonic() + 60
+        while s.metrics()["deltakit_requests_running"] < 1 and "error" not in result:
+            expect(time.monotonic() < deadline, "the request never started running")
             time.sleep(0.01)
         s.stop()
         t.join()
+        expect("r" in result, f"the request running at SIGTERM failed: {result.get('error')}")
         ch = result["r"]["choices"][0]
         expect(ch["finish_reason"] == "length" and len(ch["token_ids"]) == ctx - 3,
                f"the request running at SIGTERM was cut: {ch['finish_reason']}, {len(ch['token_ids'])} tokens")
