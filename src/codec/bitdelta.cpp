@@ -406,19 +406,41 @@ std::optional<OneLevelBitDelta> stored_one_level_bitdelta(const AttrReader& a, c
   return OneLevelBitDelta{p.unit, p.group, std::move(p.signs), std::move(p.scales)};
 }
 
-std::vector<float> bitdelta_decode(const AttrReader& a, const PartSource& src, uint64_t n,
-                                   std::span<const uint64_t> row_offsets) {
-  const BitDeltaPayload p = load_bitdelta(a, src, n, row_offsets);
-  std::vector<float> out(n);
-  for (uint64_t u = 0; u + 1 < p.units.size(); ++u) {
-    if (p.M == 1) {  // the common case, kept branch-free so it vectorizes
-      const uint32_t mag = f32_bits(p.scales[u]);
-      for (uint64_t i = p.units[u]; i < p.units[u + 1]; ++i)
-        out[i] = f32_from_bits(mag | ((~static_cast<uint32_t>(p.signs[i / 8] >> (i % 8)) & 1u) << 31));
-    } else {
-      for (uint64_t i = p.units[u]; i < p.units[u + 1]; ++i) out[i] = p.value(i, u);
+namespace {
+// The stream a range at a time, from the stored bits and scales.
+class BitDeltaRangeDecoder final : public RangeDecoder {
+ public:
+  explicit BitDeltaRangeDecoder(BitDeltaPayload p) : p_(std::move(p)) {}
+  void decode(uint64_t first, uint64_t n, float* out) const override {
+    const uint64_t end = first + n;
+    // the unit holding `first` (units are sorted; an empty unit is stepped over below)
+    uint64_t u = static_cast<uint64_t>(std::upper_bound(p_.units.begin(), p_.units.end(), first) - p_.units.begin());
+    for (uint64_t i = first, e; i < end; i = e, ++u) {
+      e = std::min(end, p_.units[u]);
+      if (p_.M == 1) {  // the common case, kept branch-free so it vectorizes
+        const uint32_t mag = f32_bits(p_.scales[u - 1]);
+        for (uint64_t k = i; k < e; ++k)
+          out[k - first] = f32_from_bits(mag | ((~static_cast<uint32_t>(p_.signs[k / 8] >> (k % 8)) & 1u) << 31));
+      } else {
+        for (uint64_t k = i; k < e; ++k) out[k - first] = p_.value(k, u - 1);
+      }
     }
   }
+
+ private:
+  BitDeltaPayload p_;
+};
+}  // namespace
+
+std::unique_ptr<RangeDecoder> bitdelta_decoder(const AttrReader& a, const PartSource& src, uint64_t n,
+                                               std::span<const uint64_t> row_offsets) {
+  return std::make_unique<BitDeltaRangeDecoder>(load_bitdelta(a, src, n, row_offsets));
+}
+
+std::vector<float> bitdelta_decode(const AttrReader& a, const PartSource& src, uint64_t n,
+                                   std::span<const uint64_t> row_offsets) {
+  std::vector<float> out(n);
+  bitdelta_decoder(a, src, n, row_offsets)->decode(0, n, out.data());
   return out;
 }
 
@@ -560,6 +582,10 @@ class BitDeltaStage final : public Stage {
   std::vector<float> decode_values(const AttrReader& a, const PartSource& src, uint64_t count,
                                    std::span<const uint64_t> rows) const override {
     return bitdelta_decode(a, src, count, rows);
+  }
+  std::unique_ptr<RangeDecoder> value_decoder(const AttrReader& a, const PartSource& src, uint64_t count,
+                                              std::span<const uint64_t> rows) const override {
+    return bitdelta_decoder(a, src, count, rows);
   }
   std::unique_ptr<DeltaProduct> value_product(const AttrReader& a, const PartSource& src, uint64_t rows,
                                               uint64_t cols) const override {

@@ -17,6 +17,7 @@
 #include "src/codec/bitdelta_layout.h"
 #include "src/codec/codec_types.h"
 #include "src/codec/delta_product.h"
+#include "src/codec/range_decoder.h"
 #include "src/codec/value_stream.h"
 
 namespace deltakit {
@@ -33,6 +34,9 @@ struct BitDeltaParams {
 void bitdelta_encode(const BitDeltaParams& prm, const ValueStream& s, Encoded& out);
 // Its block form for a dense rows × cols stream with nothing skipped (one level only; else nullptr).
 std::unique_ptr<BlockEncoder> bitdelta_block_encoder(const BitDeltaParams& prm, uint64_t rows, uint64_t cols);
+// The same stream a range at a time, holding only the stored bits and scales.
+std::unique_ptr<RangeDecoder> bitdelta_decoder(const AttrReader& attrs, const PartSource& src, uint64_t count,
+                                               std::span<const uint64_t> row_offsets);
 std::vector<float> bitdelta_decode(const AttrReader& attrs, const PartSource& src, uint64_t count,
                                    std::span<const uint64_t> row_offsets);
 // The same parts held as a product over a dense rows × cols stream (src/codec/delta_product.h).

@@ -8,6 +8,26 @@ namespace deltakit {
 
 namespace {
 
+// δ̂'s block from the stored form, checked, added to the base's block.
+class ChainBlockApplier final : public BlockApplier {
+ public:
+  ChainBlockApplier(std::unique_ptr<RangeDecoder> d, DType dtype, std::string where)
+      : d_(std::move(d)), dtype_(dtype), where_(std::move(where)) {}
+  void apply(uint64_t first, std::span<const uint8_t> base, float alpha, std::span<uint8_t> out) override {
+    const uint64_t n = base.size() / dtype_size(dtype_);
+    delta_.resize(n);
+    d_->decode(first, n, delta_.data());
+    check_decoded_finite(delta_, where_);
+    add_scaled_delta(dtype_, base, delta_, alpha, out);
+  }
+
+ private:
+  std::unique_ptr<RangeDecoder> d_;
+  DType dtype_;
+  std::string where_;
+  std::vector<float> delta_;  // the block's δ̂ (reused)
+};
+
 class ChainTensorCodec final : public TensorCodec {
  public:
   const char* name() const override { return "chain"; }
@@ -35,8 +55,12 @@ class ChainTensorCodec final : public TensorCodec {
   }
 
   void decode_add(const StoredTensor& st, const TensorView& base, float alpha, std::span<uint8_t> out) const override {
-    std::vector<float> delta = decode_tensor(st.attrs, st.src, base.shape, base.dtype, st.where);
-    add_scaled_delta(base, {reinterpret_cast<const uint8_t*>(delta.data()), delta.size() * 4}, alpha, out);
+    block_applier(st, base)->apply(0, base.bytes, alpha, out);
+  }
+
+  std::unique_ptr<BlockApplier> block_applier(const StoredTensor& st, const TensorView& base) const override {
+    return std::make_unique<ChainBlockApplier>(load_tensor_decoder(st.attrs, st.src, base.shape, base.dtype, st.where),
+                                               base.dtype, st.where);
   }
 
   std::unique_ptr<DeltaProduct> product(const StoredTensor& st, const TensorView& base) const override {

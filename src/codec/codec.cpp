@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstring>
 #include <set>
+#include <type_traits>
 
 #include "src/codec/stage.h"
 #include "src/codec/tensor_codec.h"
@@ -225,6 +226,8 @@ auto with_stored_codec(const StoredTensor& st, Use use) {
     if (!c->decodes(st.attrs)) continue;
     const ReadRecorder src(st.src);
     auto result = use(*c, StoredTensor{st.attrs, src, st.where});
+    if constexpr (std::is_same_v<decltype(result), std::unique_ptr<BlockApplier>>)
+      if (!result) return result;  // no block path: nothing was read (decode_add will check)
     for (const std::string& part : st.src.names())
       if (!src.parts_read().count(part))
         a.fail("stores dataset '" + part + "', which its codec \"" + a.str("codec") + "\" does not read");
@@ -239,6 +242,10 @@ void decode_add_stored(const StoredTensor& st, const TensorView& base, float alp
     c.decode_add(s, base, alpha, out);
     return 0;
   });
+}
+
+std::unique_ptr<BlockApplier> block_applier_of_stored(const StoredTensor& st, const TensorView& base) {
+  return with_stored_codec(st, [&](const TensorCodec& c, const StoredTensor& s) { return c.block_applier(s, base); });
 }
 
 std::unique_ptr<DeltaProduct> product_of_stored(const StoredTensor& st, const TensorView& base) {

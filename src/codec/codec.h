@@ -84,6 +84,16 @@ struct StoredTensor {
   std::string where;  // "file: tensor 'x'", for errors
 };
 
+// decode_add a block of entries at a time, the stored form held between blocks: apply's
+// streaming pass, which never holds a tensor-sized δ̂ or output. Blocks may come in any order.
+class BlockApplier {
+ public:
+  virtual ~BlockApplier() = default;
+  // out = round_dtype(base + α·δ̂) over entries [first, first + n), where `base` and `out` hold
+  // those n entries in the base's dtype; the same bytes decode_add writes there.
+  virtual void apply(uint64_t first, std::span<const uint8_t> base, float alpha, std::span<uint8_t> out) = 0;
+};
+
 class TensorCodec {
  public:
   virtual ~TensorCodec() = default;
@@ -97,6 +107,11 @@ class TensorCodec {
   // and index of the stored parts is checked before use: Error(AdapterInvalid) naming `where`.
   virtual void decode_add(const StoredTensor& st, const TensorView& base, float alpha,
                           std::span<uint8_t> out) const = 0;
+  // The same a block at a time, with every check of the stored parts made here (the non-finite
+  // one on each block); nullptr where this stored form has no block path (decode_add whole).
+  virtual std::unique_ptr<BlockApplier> block_applier(const StoredTensor& /*st*/, const TensorView& /*base*/) const {
+    return nullptr;
+  }
   // Serving: δ̂ held as a product over base's rows × cols (last dim = cols), in its compressed
   // form where the codec has one, with decode_add's checks; nullptr for an unchanged tensor.
   virtual std::unique_ptr<DeltaProduct> product(const StoredTensor& st, const TensorView& base) const = 0;
@@ -106,6 +121,7 @@ class TensorCodec {
 const std::vector<const TensorCodec*>& tensor_codecs();
 EncodedTensor encode_tensor_pair(const TensorPair& t);
 void decode_add_stored(const StoredTensor& st, const TensorView& base, float alpha, std::span<uint8_t> out);
+std::unique_ptr<BlockApplier> block_applier_of_stored(const StoredTensor& st, const TensorView& base);
 std::unique_ptr<DeltaProduct> product_of_stored(const StoredTensor& st, const TensorView& base);
 
 // The codecs themselves (raw_codec.cpp, chain_codec.cpp).

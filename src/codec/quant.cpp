@@ -206,10 +206,25 @@ class QuantProduct final : public DeltaProduct {
 };
 }  // namespace
 
+namespace {
+// The stream a range at a time, from the packed codes.
+class QuantRangeDecoder final : public RangeDecoder {
+ public:
+  explicit QuantRangeDecoder(QuantPayload p) : p_(std::move(p)) {}
+  void decode(uint64_t first, uint64_t n, float* out) const override { p_.decode(first, n, out); }
+
+ private:
+  QuantPayload p_;
+};
+}  // namespace
+
+std::unique_ptr<RangeDecoder> quant_decoder(const AttrReader& a, const PartSource& src, uint64_t n) {
+  return std::make_unique<QuantRangeDecoder>(load_quant(a, src, n));
+}
+
 std::vector<float> quant_decode(const AttrReader& a, const PartSource& src, uint64_t n) {
-  const QuantPayload p = load_quant(a, src, n);
   std::vector<float> out(n);
-  p.decode(0, n, out.data());
+  quant_decoder(a, src, n)->decode(0, n, out.data());
   return out;
 }
 
@@ -238,6 +253,10 @@ class QuantStage final : public Stage {
   std::vector<float> decode_values(const AttrReader& a, const PartSource& src, uint64_t count,
                                    std::span<const uint64_t>) const override {
     return quant_decode(a, src, count);
+  }
+  std::unique_ptr<RangeDecoder> value_decoder(const AttrReader& a, const PartSource& src, uint64_t count,
+                                              std::span<const uint64_t>) const override {
+    return quant_decoder(a, src, count);
   }
   std::unique_ptr<DeltaProduct> value_product(const AttrReader& a, const PartSource& src, uint64_t rows,
                                               uint64_t cols) const override {

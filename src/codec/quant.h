@@ -10,6 +10,7 @@
 
 #include "src/codec/codec_types.h"
 #include "src/codec/delta_product.h"
+#include "src/codec/range_decoder.h"
 #include "src/codec/value_stream.h"
 
 namespace deltakit {
@@ -25,6 +26,8 @@ void quant_encode(const QuantParams& prm, const ValueStream& s, Encoded& out);
 // Its block form for a stream of n values with nothing skipped (nullptr unless each group starts
 // on a byte of codes and fits a block).
 std::unique_ptr<BlockEncoder> quant_block_encoder(const QuantParams& prm, uint64_t n);
+// The same stream a range at a time, holding only the packed codes and group parameters.
+std::unique_ptr<RangeDecoder> quant_decoder(const AttrReader& attrs, const PartSource& src, uint64_t count);
 std::vector<float> quant_decode(const AttrReader& attrs, const PartSource& src, uint64_t count);
 // The same parts held as a product over a dense rows × cols stream (src/codec/delta_product.h).
 std::unique_ptr<DeltaProduct> quant_product(const AttrReader& attrs, const PartSource& src, uint64_t rows,

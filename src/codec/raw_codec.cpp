@@ -51,6 +51,13 @@ void load_raw(const StoredTensor& st, const TensorView& base, RawParts& rp) {
   }
 }
 
+class BaseCopy final : public BlockApplier {
+ public:
+  void apply(uint64_t, std::span<const uint8_t> base, float, std::span<uint8_t> out) override {
+    std::memcpy(out.data(), base.data(), base.size());
+  }
+};
+
 class RawTensorCodec final : public TensorCodec {
  public:
   const char* name() const override { return "raw"; }
@@ -103,6 +110,13 @@ class RawTensorCodec final : public TensorCodec {
     RawParts rp;
     load_raw(st, base, rp);
     raw_apply(base, rp.payload, alpha, out);
+  }
+
+  // An unchanged tensor is the base's bytes, a block at a time like any other; the other raw
+  // modes hold their payload whole anyway (decode_add).
+  std::unique_ptr<BlockApplier> block_applier(const StoredTensor& st, const TensorView&) const override {
+    if (st.attrs["codec"] != "unchanged") return nullptr;
+    return std::make_unique<BaseCopy>();
   }
 
   // The δ apply realises, exactly: what it writes minus the base, both in fp32.

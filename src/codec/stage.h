@@ -18,6 +18,7 @@
 #include "src/codec/cherry.h"
 #include "src/codec/codec_types.h"
 #include "src/codec/delta_product.h"
+#include "src/codec/range_decoder.h"
 #include "src/codec/score_cut.h"
 #include "src/codec/sparse.h"
 #include "src/codec/value_stream.h"
@@ -123,6 +124,10 @@ class Stage {
   virtual std::unique_ptr<BlockEncoder> block_encoder(uint64_t /*rows*/, uint64_t /*cols*/) const { return nullptr; }
   virtual std::vector<float> decode_values(const AttrReader& a, const PartSource& src, uint64_t count,
                                            std::span<const uint64_t> row_offsets) const;
+  // The same values a range at a time, held in the coder's stored form (the default holds
+  // decode_values' result).
+  virtual std::unique_ptr<RangeDecoder> value_decoder(const AttrReader& a, const PartSource& src, uint64_t count,
+                                                      std::span<const uint64_t> row_offsets) const;
   // Dense coder (a rows × cols view of the tensor).
   virtual void encode_dense(const TensorDelta& t, std::span<const float> delta, uint64_t rows, uint64_t cols,
                             const ValueType& vt, Encoded& e) const;

@@ -31,6 +31,10 @@ std::vector<float> Stage::decode_values(const AttrReader&, const PartSource&, ui
                                         std::span<const uint64_t>) const {
   throw std::logic_error(std::string(name()) + " is not a value coder");
 }
+std::unique_ptr<RangeDecoder> Stage::value_decoder(const AttrReader& a, const PartSource& src, uint64_t count,
+                                                   std::span<const uint64_t> row_offsets) const {
+  return std::make_unique<DenseRangeDecoder>(decode_values(a, src, count, row_offsets));
+}
 void Stage::encode_dense(const TensorDelta&, std::span<const float>, uint64_t, uint64_t, const ValueType&,
                          Encoded&) const {
   throw std::logic_error(std::string(name()) + " is not a dense coder");

@@ -99,8 +99,8 @@ Encoded encode_chain(const Recipe& r, const TensorDelta& t, std::span<const floa
   return e;
 }
 
-std::vector<float> decode_chain(const Recipe& r, const AttrReader& a, const PartSource& src, const Geometry& g,
-                                const ValueType& vt) {
+std::unique_ptr<RangeDecoder> chain_decoder(const Recipe& r, const AttrReader& a, const PartSource& src,
+                                            const Geometry& g, const ValueType& vt) {
   const Stage& first = *r.chain[0];
   switch (first.role()) {
     case StageRole::Sparsifier: {
@@ -113,12 +113,10 @@ std::vector<float> decode_chain(const Recipe& r, const AttrReader& a, const Part
       } else {
         vals = load_values(vt, src.read(prefix + ".values", vt.kind, {pos.size()}, vt.encoding));
       }
-      std::vector<float> out(g.n, 0.0f);
-      for (uint64_t j = 0; j < pos.size(); ++j) out[pos[j]] = vals[j];
-      return out;
+      return std::make_unique<SparseRangeDecoder>(std::move(pos), std::move(vals));
     }
-    case StageRole::ValueCoder: return first.decode_values(a, src, g.n, dense_row_offsets(g.rows, g.cols));
-    case StageRole::Dense: return first.decode_dense(a, src, g.rows, g.cols, vt);
+    case StageRole::ValueCoder: return first.value_decoder(a, src, g.n, dense_row_offsets(g.rows, g.cols));
+    case StageRole::Dense: return std::make_unique<DenseRangeDecoder>(first.decode_dense(a, src, g.rows, g.cols, vt));
     case StageRole::Raw: break;
   }
   a.fail("recipe raw is not decoded by the lossy path");
@@ -223,19 +221,30 @@ bool any_nonfinite(std::span<const float> v) {
 }
 }  // namespace
 
-std::vector<float> decode_tensor(const Json& attrs, const PartSource& src, const std::vector<uint64_t>& shape,
-                                 DType dtype, const std::string& where) {
+std::unique_ptr<RangeDecoder> load_tensor_decoder(const Json& attrs, const PartSource& src,
+                                                  const std::vector<uint64_t>& shape, DType dtype,
+                                                  const std::string& where) {
   AttrReader a{attrs, where};
   const Recipe r = stored_recipe(a, dtype);
   const Geometry g = geometry(shape);
   const ValueType vt = value_type_for(dtype);
-  std::vector<float> out = decode_chain(r, a, src, g, vt);
-  if (r.cherry) {
-    auto pos = read_positions(a, src, "cherry", g.n);
-    auto vals = load_values(vt, src.read("cherry.values", vt.kind, {pos.size()}, vt.encoding));
-    for (uint64_t j = 0; j < pos.size(); ++j) out[pos[j]] = vals[j];
-  }
-  if (any_nonfinite(out)) a.fail("decodes to a non-finite delta");
+  std::unique_ptr<RangeDecoder> chain = chain_decoder(r, a, src, g, vt);
+  if (!r.cherry) return chain;
+  auto pos = read_positions(a, src, "cherry", g.n);
+  auto vals = load_values(vt, src.read("cherry.values", vt.kind, {pos.size()}, vt.encoding));
+  return std::make_unique<CherryRangeDecoder>(std::move(chain), SparseRangeDecoder(std::move(pos), std::move(vals)));
+}
+
+void check_decoded_finite(std::span<const float> decoded, const std::string& where) {
+  if (any_nonfinite(decoded)) AttrReader{Json::object(), where}.fail("decodes to a non-finite delta");
+}
+
+std::vector<float> decode_tensor(const Json& attrs, const PartSource& src, const std::vector<uint64_t>& shape,
+                                 DType dtype, const std::string& where) {
+  std::unique_ptr<RangeDecoder> d = load_tensor_decoder(attrs, src, shape, dtype, where);
+  std::vector<float> out(geometry(shape).n);
+  d->decode(0, out.size(), out.data());
+  check_decoded_finite(out, where);
   return out;
 }
 

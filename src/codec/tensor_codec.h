@@ -13,6 +13,7 @@
 #include "src/codec/codec_types.h"
 #include "src/codec/delta_product.h"
 #include "src/codec/error_norms.h"
+#include "src/codec/range_decoder.h"
 #include "src/codec/recipe.h"
 #include "src/codec/score_cut.h"
 
@@ -38,6 +39,14 @@ void store_positions(Encoded& e, const std::string& prefix, CodedPositions c, ui
 // inconsistent, including a non-finite decoded value.
 std::vector<float> decode_tensor(const Json& attrs, const PartSource& src, const std::vector<uint64_t>& shape,
                                  DType dtype, const std::string& where);
+
+// The same δ̂ a range at a time (src/codec/range_decoder.h), holding the stored form; every
+// check but the non-finite one, which the caller makes on what it decodes (check_decoded_finite).
+std::unique_ptr<RangeDecoder> load_tensor_decoder(const Json& attrs, const PartSource& src,
+                                                  const std::vector<uint64_t>& shape, DType dtype,
+                                                  const std::string& where);
+// Error(AdapterInvalid) "<where>: decodes to a non-finite delta" if any value is NaN/Inf.
+void check_decoded_finite(std::span<const float> decoded, const std::string& where);
 
 // The same stored tensor held as a product in its compressed form (src/codec/delta_product.h),
 // with every check decode_tensor makes.

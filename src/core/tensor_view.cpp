@@ -85,17 +85,30 @@ void encode_from_f32(DType dtype, std::span<const float> in, std::span<uint8_t> 
   }
 }
 
+void add_scaled_delta(DType dtype, std::span<const uint8_t> base, std::span<const float> delta, float alpha,
+                      std::span<uint8_t> out) {
+  constexpr uint64_t kBlock = 4096;
+  const uint64_t n = delta.size();
+  const size_t es = dtype_size(dtype);
+  float b[kBlock];
+  for (uint64_t first = 0; first < n; first += kBlock) {
+    const uint64_t m = std::min(kBlock, n - first);
+    decode_to_f32(dtype, base, first, {b, m});
+    for (uint64_t i = 0; i < m; ++i) b[i] = b[i] + alpha * delta[first + i];
+    encode_from_f32(dtype, {b, m}, out.subspan(first * es, m * es));
+  }
+}
+
 void add_scaled_delta(const TensorView& base, std::span<const uint8_t> delta, float alpha, std::span<uint8_t> out) {
   constexpr uint64_t kBlock = 4096;
   const uint64_t n = base.numel();
   const size_t es = dtype_size(base.dtype);
-  float b[kBlock], d[kBlock];
+  float d[kBlock];
   for (uint64_t first = 0; first < n; first += kBlock) {
     const uint64_t m = std::min(kBlock, n - first);
-    decode_to_f32(base.dtype, base.bytes, first, {b, m});
     std::memcpy(d, delta.data() + first * 4, m * 4);  // the payload may sit unaligned
-    for (uint64_t i = 0; i < m; ++i) b[i] = b[i] + alpha * d[i];
-    encode_from_f32(base.dtype, {b, m}, out.subspan(first * es, m * es));
+    add_scaled_delta(base.dtype, base.bytes.subspan(first * es, m * es), {d, m}, alpha,
+                     out.subspan(first * es, m * es));
   }
 }
 

@@ -45,5 +45,8 @@ void encode_from_f32(DType dtype, std::span<const float> in, std::span<uint8_t> 
 // out = round_dtype(base + α·δ) in base's dtype, block by block; `delta` is numel little-endian
 // fp32 of any alignment (a payload inside a file, or a decoded vector's bytes).
 void add_scaled_delta(const TensorView& base, std::span<const uint8_t> delta, float alpha, std::span<uint8_t> out);
+// The same over a block: `base` and `out` hold delta.size() entries of `dtype`.
+void add_scaled_delta(DType dtype, std::span<const uint8_t> base, std::span<const float> delta, float alpha,
+                      std::span<uint8_t> out);
 
 }  // namespace deltakit

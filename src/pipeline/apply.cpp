@@ -34,26 +34,68 @@ void check_tensor(const AdapterReader& ad, const SafetensorsEntry& b) {
 
 }  // namespace
 
+namespace {
+void check_fingerprint_value(const AdapterReader& ad, const std::string& name, uint64_t fp,
+                             const std::string& base_path, bool force, std::vector<std::string>& warnings) {
+  const uint64_t want = ad.base_fingerprint(name);
+  if (fp == want) return;
+  std::string msg = "tensor '" + name + "' of the base differs from the one the adapter was made from (" + ad.path() +
+                    " expects fingerprint " + fingerprint_hex(want) + ", the base's is " + fingerprint_hex(fp) + ")";
+  if (!force) throw Error(ErrorCode::FingerprintMismatch, base_path, msg + "; pass --force to apply anyway");
+  warnings.push_back(base_path + ": " + msg);
+}
+}  // namespace
+
 void check_base_fingerprint(const AdapterReader& ad, const TensorView& bv, const std::string& base_path, bool force,
                             std::vector<std::string>& warnings) {
+  check_fingerprint_value(ad, bv.name, fingerprint64(bv.bytes), base_path, force, warnings);
+}
+
+void apply_adapter_tensor(const AdapterReader& ad, const TensorView& bv, float alpha, bool force,
+                          const std::string& base_path, const TensorSink& sink, std::vector<std::string>& warnings,
+                          gpu::CudaDevice* dev) {
   const std::string& name = bv.name;
-  const uint64_t fp = fingerprint64(bv.bytes), want = ad.base_fingerprint(name);
-  if (fp != want) {
-    std::string msg = "tensor '" + name + "' of the base differs from the one the adapter was made from (" + ad.path() +
-                      " expects fingerprint " + fingerprint_hex(want) + ", the base's is " + fingerprint_hex(fp) + ")";
-    if (!force) throw Error(ErrorCode::FingerprintMismatch, base_path, msg + "; pass --force to apply anyway");
-    warnings.push_back(base_path + ": " + msg);
+  const AdapterTensorSource src = ad.source(name);
+  const StoredTensor st{ad.attrs(name), src, ad.where(name)};
+  std::unique_ptr<BlockApplier> blocks = dev ? nullptr : block_applier_of_stored(st, bv);
+  if (!blocks) {  // the whole tensor at once: the GPU's pass, stored forms without a block path
+    check_base_fingerprint(ad, bv, base_path, force, warnings);
+    std::vector<uint8_t> out(bv.bytes.size());
+    gpu::decode_add_on(dev, st, bv, alpha, out);
+    sink(out);
+    return;
   }
+  // Blocks of the base read by pread (the mapping untouched), fingerprinted as they pass, decoded,
+  // added and handed on: memory is a few blocks whatever the tensor's size. The fingerprint is
+  // known only at the end, so a wrong base fails after its bytes went to the (temporary) output.
+  constexpr uint64_t kBlock = 1 << 16;
+  const uint64_t n = bv.numel();
+  const size_t es = dtype_size(bv.dtype);
+  std::vector<uint8_t> in(std::min(n, kBlock) * es), out(in.size());
+  Fingerprinter fp;
+  for (uint64_t first = 0; first < n; first += kBlock) {
+    const uint64_t m = std::min(kBlock, n - first);
+    const std::span<uint8_t> b(in.data(), m * es), o(out.data(), m * es);
+    read_elements(bv, first, m, b.data());
+    fp.add(b);
+    blocks->apply(first, b, alpha, o);
+    sink(o);
+  }
+  check_fingerprint_value(ad, name, fp.value(), base_path, force, warnings);
 }
 
 void apply_adapter_tensor(const AdapterReader& ad, const TensorView& bv, float alpha, bool force,
                           const std::string& base_path, std::vector<uint8_t>& out, std::vector<std::string>& warnings,
                           gpu::CudaDevice* dev) {
-  const std::string& name = bv.name;
-  check_base_fingerprint(ad, bv, base_path, force, warnings);
   out.resize(bv.bytes.size());
-  const AdapterTensorSource src = ad.source(name);
-  gpu::decode_add_on(dev, {ad.attrs(name), src, ad.where(name)}, bv, alpha, out);
+  size_t at = 0;
+  apply_adapter_tensor(
+      ad, bv, alpha, force, base_path,
+      [&](std::span<const uint8_t> b) {
+        std::memcpy(out.data() + at, b.data(), b.size());
+        at += b.size();
+      },
+      warnings, dev);
 }
 
 void check_adapter_matches_base(const Checkpoint& base, const AdapterReader& ad) {
@@ -105,16 +147,20 @@ ApplyReport run_apply(const ApplyOptions& opt, Comm& comm) {
   for (const auto& s : base->shards()) spec.input_files.push_back(s->path());
   Job job(comm, std::move(spec));
   // one writer per shard, shards spread over the ranks by bytes
-  std::vector<uint8_t> out;
   job.run_items(
       [&](size_t s, const std::string& path) {
         SafetensorsWriter w(path, plan.shards[s], {{"format", "pt"}});
         for (const auto& t : plan.shards[s]) {
-          TensorView bv = base->acquire(t.name);
-          apply_adapter_tensor(*ad, bv, opt.alpha, opt.force, opt.base, out, rep.warnings, device.get());
-          w.write(out.data(), out.size());
+          // not populated: the block pass reads the base by pread; a whole-tensor pass faults it in
+          TensorView bv = base->acquire(t.name, /*populate=*/false);
+          apply_adapter_tensor(
+              *ad, bv, opt.alpha, opt.force, opt.base,
+              [&](std::span<const uint8_t> b) {
+                w.write(b.data(), b.size());
+                rep.bytes_written += b.size();
+              },
+              rep.warnings, device.get());
           base->release(t.name);
-          rep.bytes_written += out.size();
           ++rep.tensors;
         }
         w.commit();

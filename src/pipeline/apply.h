@@ -3,6 +3,8 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -50,7 +52,14 @@ void check_adapter_matches_base(const Checkpoint& base, const AdapterReader& ad)
 // base_path, or with `force` a warning.
 void check_base_fingerprint(const AdapterReader& ad, const TensorView& base, const std::string& base_path, bool force,
                             std::vector<std::string>& warnings);
+// The bytes go to `sink` in order, a block at a time where the stored form has a block path
+// (src/codec/codec.h's BlockApplier): no tensor-sized δ̂ or output is held.
 // `dev`: the GPU that decodes what it can (src/gpu/device_codec.h), nullptr for the CPU.
+using TensorSink = std::function<void(std::span<const uint8_t>)>;
+void apply_adapter_tensor(const AdapterReader& ad, const TensorView& base, float alpha, bool force,
+                          const std::string& base_path, const TensorSink& sink, std::vector<std::string>& warnings,
+                          gpu::CudaDevice* dev = nullptr);
+// The same into `out` (resized to the tensor's bytes).
 void apply_adapter_tensor(const AdapterReader& ad, const TensorView& base, float alpha, bool force,
                           const std::string& base_path, std::vector<uint8_t>& out, std::vector<std::string>& warnings,
                           gpu::CudaDevice* dev = nullptr);
