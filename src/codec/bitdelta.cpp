@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <bit>
 #include <cmath>
+#include <cstring>
 
 #include "src/codec/bits.h"
 #include "src/codec/delta_product.h"
@@ -407,6 +408,25 @@ std::optional<OneLevelBitDelta> stored_one_level_bitdelta(const AttrReader& a, c
 }
 
 namespace {
+// out[k − first] = ±scale (its magnitude bits `mag`) by sign bit k, for k in [i, e): branch-free; with
+// AVX-512, 16 entries from two bytes of bits by a masked blend (GCC 12 leaves the plain loop scalar).
+void decode_one_level(const uint8_t* signs, uint32_t mag, uint64_t i, uint64_t e, float* out, uint64_t first) {
+  const auto one = [&](uint64_t k) {
+    out[k - first] = f32_from_bits(mag | ((~static_cast<uint32_t>(signs[k / 8] >> (k % 8)) & 1u) << 31));
+  };
+#if defined(__AVX512F__)
+  for (; i < e && i % 8; ++i) one(i);
+  const __m512 pos = _mm512_castsi512_ps(_mm512_set1_epi32(static_cast<int>(mag)));
+  const __m512 neg = _mm512_castsi512_ps(_mm512_set1_epi32(static_cast<int>(mag | 0x80000000u)));
+  for (; i + 16 <= e; i += 16) {
+    uint16_t bits;
+    std::memcpy(&bits, signs + i / 8, 2);
+    _mm512_storeu_ps(out + (i - first), _mm512_mask_blend_ps(static_cast<__mmask16>(bits), neg, pos));
+  }
+#endif
+  for (; i < e; ++i) one(i);
+}
+
 // The stream a range at a time, from the stored bits and scales.
 class BitDeltaRangeDecoder final : public RangeDecoder {
  public:
@@ -417,10 +437,8 @@ class BitDeltaRangeDecoder final : public RangeDecoder {
     uint64_t u = static_cast<uint64_t>(std::upper_bound(p_.units.begin(), p_.units.end(), first) - p_.units.begin());
     for (uint64_t i = first, e; i < end; i = e, ++u) {
       e = std::min(end, p_.units[u]);
-      if (p_.M == 1) {  // the common case, kept branch-free so it vectorizes
-        const uint32_t mag = f32_bits(p_.scales[u - 1]);
-        for (uint64_t k = i; k < e; ++k)
-          out[k - first] = f32_from_bits(mag | ((~static_cast<uint32_t>(p_.signs[k / 8] >> (k % 8)) & 1u) << 31));
+      if (p_.M == 1) {
+        decode_one_level(p_.signs.data(), f32_bits(p_.scales[u - 1]), i, e, out, first);
       } else {
         for (uint64_t k = i; k < e; ++k) out[k - first] = p_.value(k, u - 1);
       }
