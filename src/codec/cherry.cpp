@@ -13,12 +13,17 @@ uint64_t cherry_count(double frac, uint64_t unit) {
 std::vector<float> cherry_scores(std::span<const float> delta, std::span<const float> recon, uint64_t cols,
                                  const Importance& imp) {
   std::vector<float> score(delta.size());
-  for (uint64_t i = 0; i < delta.size(); ++i) {
-    float e = delta[i] - recon[i];
-    float h = imp.kind == Importance::Kind::PerElement  ? imp.h[i]
-              : imp.kind == Importance::Kind::PerColumn ? imp.h[i % cols]
-                                                        : 1.0f;
-    score[i] = h * e * e;
+  const uint64_t n = delta.size();
+  // one loop per kind of importance, so the common ones vectorize
+  switch (imp.kind) {
+    case Importance::Kind::PerElement:
+      for (uint64_t i = 0; i < n; ++i) score[i] = imp.h[i] * (delta[i] - recon[i]) * (delta[i] - recon[i]);
+      break;
+    case Importance::Kind::PerColumn:
+      for (uint64_t i = 0; i < n; ++i) score[i] = imp.h[i % cols] * (delta[i] - recon[i]) * (delta[i] - recon[i]);
+      break;
+    case Importance::Kind::None:
+      for (uint64_t i = 0; i < n; ++i) score[i] = 1.0f * (delta[i] - recon[i]) * (delta[i] - recon[i]);
   }
   return score;
 }

@@ -117,7 +117,7 @@ struct CompressJob {
       uint64_t local_bytes = 0;
       for (size_t j : local) local_bytes += bytes[j];
       ProgressReporter progress(
-          opt.progress, "scoring for " + key + " (rank 0's share, 2 passes)", "tensor passes", 2 * local.size(),
+          opt.progress, "scoring for " + key + " (rank 0's share, up to 2 passes)", "tensor passes", 2 * local.size(),
           2 * local_bytes,
           [&] {
             return ProgressCount{scored.load(), scored_bytes.load()};
@@ -132,7 +132,8 @@ struct CompressJob {
         scored_bytes += bytes[j];
         return s;
       };
-      auto pool_cuts = find_global_cut(comm, pool.size(), local, model_scope_budget(recipe, elements), scores_of);
+      auto pool_cuts = find_global_cut(comm, pool.size(), local, model_scope_budget(recipe, elements), scores_of,
+                                       elements);
       progress.finish();
       for (size_t j = 0; j < pool.size(); ++j) cuts[pool[j]] = pool_cuts[j], has_cut[pool[j]] = true;
     }

@@ -6,8 +6,10 @@
 //      the exact k-th key T and how many entries equal to T still fit;
 //   3. an all-reduce of per-tensor tie counts hands those remaining slots to the tied entries
 //      in (tensor, index) order, so the result is the same for any number of ranks.
-// Scores are recomputed for each pass (scores_of is called twice per local tensor) rather than
-// kept, so memory stays at one tensor.
+// Given the pool's element count, the first pass keeps each tensor's keys from its top buckets
+// (4x its share of the budget, up to `keep_bytes` in all), so the second pass scores a tensor
+// again (scores_of called twice) only where the global bucket falls below what it kept; memory
+// stays at one tensor plus keep_bytes. Without it, every tensor is scored twice.
 #pragma once
 
 #include <cstdint>
@@ -23,6 +25,7 @@ namespace deltakit {
 // this rank scores. Returns the cut of every pool tensor, identical on every rank; in all they
 // keep exactly min(budget, total entries).
 std::vector<ScoreCut> find_global_cut(Comm& comm, size_t pool_size, const std::vector<size_t>& local, uint64_t budget,
-                                      const std::function<std::vector<float>(size_t)>& scores_of);
+                                      const std::function<std::vector<float>(size_t)>& scores_of,
+                                      uint64_t pool_elements = 0, uint64_t keep_bytes = uint64_t{256} << 20);
 
 }  // namespace deltakit

@@ -47,15 +47,69 @@ std::vector<std::vector<uint64_t>> reference(const std::vector<std::vector<float
   return kept;
 }
 
-void check(size_t tensors, uint32_t distinct, uint64_t k) {
-  auto scores = make_scores(tensors, 7 + distinct, distinct);
+uint64_t count_elements(const std::vector<std::vector<float>>& s) {
+  uint64_t n = 0;
+  for (const auto& v : s) n += v.size();
+  return n;
+}
+
+// Every way of running the cut selects what the sort does: scoring twice (no element count),
+// keeping the first pass's top keys (each tensor then scored once), and a keep budget too small
+// for most tensors (those are scored twice).
+void check_scores(const std::vector<std::vector<float>>& scores, uint64_t k) {
+  const size_t tensors = scores.size();
   std::vector<uint64_t> bytes;
   for (auto& s : scores) bytes.push_back(s.size() * 4);
   auto local = items_of(partition_by_bytes(bytes, world->size()), world->rank());
-  auto cuts = find_global_cut(*world, tensors, local, k, [&](size_t t) { return scores[t]; });
   auto want = reference(scores, k);
-  for (size_t t = 0; t < tensors; ++t)
-    ASSERT_EQ(select_by_cut(scores[t], cuts[t]), want[t]) << "tensor " << t << " k " << k << " distinct " << distinct;
+  const uint64_t n = count_elements(scores);
+  for (const auto& [elements, keep] : std::vector<std::pair<uint64_t, uint64_t>>{{0, 0}, {n, 256 << 20}, {n, 600}}) {
+    size_t calls = 0;
+    auto cuts = find_global_cut(
+        *world, tensors, local, k,
+        [&](size_t t) {
+          ++calls;
+          return scores[t];
+        },
+        elements, keep);
+    for (size_t t = 0; t < tensors; ++t)
+      ASSERT_EQ(select_by_cut(scores[t], cuts[t]), want[t])
+          << "tensor " << t << " k " << k << " elements " << elements << " keep " << keep;
+    if (elements == 0 && k > 0) {
+      EXPECT_EQ(calls, 2 * local.size());
+    }
+  }
+}
+
+void check(size_t tensors, uint32_t distinct, uint64_t k) { check_scores(make_scores(tensors, 7 + distinct, distinct), k); }
+
+TEST(GlobalCutMpi, KeptKeysSpareTheSecondScoring) {
+  auto scores = make_scores(6, 3, 1u << 20);
+  std::vector<uint64_t> bytes;
+  for (auto& s : scores) bytes.push_back(s.size() * 4);
+  auto local = items_of(partition_by_bytes(bytes, world->size()), world->rank());
+  size_t calls = 0;
+  find_global_cut(
+      *world, scores.size(), local, 300,
+      [&](size_t t) {
+        ++calls;
+        return scores[t];
+      },
+      count_elements(scores));
+  EXPECT_EQ(calls, local.size());
+}
+
+TEST(GlobalCutMpi, OneTensorFarAboveTheOthers) {
+  // 8 tensors of 50,000; one scores 1000x higher and holds the whole budget of 20,000: more than
+  // the 4x share whose keys it kept, so it is scored again, and the cut is still the sort's
+  auto scores = make_scores(8, 5, 1u << 20);
+  for (size_t t = 0; t < scores.size(); ++t) {
+    scores[t].resize(50000);
+    TensorRng rng(11, "big" + std::to_string(t));
+    for (size_t i = 0; i < scores[t].size(); ++i)
+      scores[t][i] = static_cast<float>(rng.word(i) % 100000) * (t == 5 ? 1000.0f : 1.0f);
+  }
+  check_scores(scores, 20000);
 }
 
 TEST(GlobalCutMpi, MatchesASerialSortWithManyTies) {
