@@ -380,13 +380,77 @@ struct MergeJob {
                                                                                         : NuSlerpVectors::Rows;
   }
 
-  // One output tensor in its dtype: integer tensors are copied (the base's, or the first
-  // input's), float ones merged.
-  std::span<const uint8_t> merge_one(const TensorSpec& spec, MergeReport& rep) {
+  // Whether each output entry of `o` comes from the inputs' same entry alone (task arithmetic
+  // without sparsification, linear) and every input is a checkpoint: then the tensor streams.
+  bool elementwise(const TensorSpec& spec, const OutputTensor& o) const {
+    if (!dtype_is_float_decodable(spec.dtype)) return false;
+    const bool plain_ta =
+        method->kind == MergeKind::TaskArithmetic && method->sparsify == SparsifyMethod::None && !o.base_name.empty();
+    if (!plain_ta && method->kind != MergeKind::Linear) return false;
+    for (size_t k : o.inputs)
+      if (!inputs[k].ckpt) return false;
+    return true;
+  }
+
+  // The same merge a block of 64K entries at a time: each input read by pread (the mapping
+  // untouched), decoded, merged by merge_tensor over the block, encoded and handed on; the same
+  // bytes as the whole tensor (every step is per entry), in memory that does not grow with it.
+  void merge_streamed(const TensorSpec& spec, const OutputTensor& o, uint64_t numel, MergeReport& rep,
+                      const std::function<void(std::span<const uint8_t>)>& sink) {
+    constexpr uint64_t kBlock = 1 << 16;
+    const std::string& name = spec.name;
+    TensorMergeArgs a;
+    a.name = name;
+    a.cols = spec.shape.empty() ? 1 : spec.shape.back();
+    a.leading = spec.shape.empty() ? 1 : spec.shape.front();
+    set_parameters(a, name, o);
+    std::vector<TensorView> views;  // the base's (if it takes part), then each input's
+    std::vector<const Checkpoint*> from;
+    if (!o.base_name.empty()) views.push_back(base->acquire(o.base_name, false)), from.push_back(base.get());
+    for (size_t k = 0; k < o.inputs.size(); ++k) {
+      const Checkpoint* c = inputs[o.inputs[k]].ckpt.get();
+      views.push_back(c->acquire(o.names[k], false)), from.push_back(c);
+      if (views.back().shape != spec.shape)
+        rep.warnings.push_back(inputs[o.inputs[k]].path + ": tensor '" + o.names[k] + "' has " +
+                               std::to_string(views.back().shape[0]) + " rows, the base " +
+                               std::to_string(spec.shape[0]) +
+                               ": merging the base's rows only (new tokens' rows are dropped)");
+    }
+    const size_t es = dtype_size(spec.dtype);
+    for (const TensorView& v : views) rep.bytes_read += numel * dtype_size(v.dtype);
+    std::vector<uint8_t> raw(std::min(numel, kBlock) * 4);  // one input's block, any float dtype
+    for (uint64_t first = 0; first < numel; first += kBlock) {
+      const uint64_t m = std::min(kBlock, numel - first);
+      a.models.clear();
+      for (size_t v = 0; v < views.size(); ++v) {
+        const bool is_base = v == 0 && !o.base_name.empty();
+        const size_t input = v - (o.base_name.empty() ? 0 : 1);
+        const std::span<float> f = (is_base ? base_f : model_f[o.inputs[input]]).first(m);
+        read_elements(views[v], first, m, raw.data());
+        decode_to_f32(views[v].dtype, raw, 0, f);
+        if (is_base)
+          a.base = f;
+        else
+          a.models.push_back(f);
+      }
+      const std::span<float> merged = out_f.first(m);
+      locate_invalid_values(
+          ErrorCode::Usage, opt.config, [&] { merge_tensor(*method, a, merged); }, "tensor '" + name + "': ");
+      const std::span<uint8_t> out_b = out_bytes.first(m * es);
+      encode_from_f32(spec.dtype, merged, out_b);
+      sink(out_b);
+    }
+    for (size_t v = 0; v < views.size(); ++v) from[v]->release(views[v].name);
+  }
+
+  // One output tensor in its dtype, to `sink`: integer tensors are copied (the base's, or the
+  // first input's), float ones merged (element-wise methods a block at a time).
+  void merge_one(const TensorSpec& spec, MergeReport& rep, const std::function<void(std::span<const uint8_t>)>& sink) {
     const std::string& name = spec.name;
     const OutputTensor& o = outputs[output_index.at(name)];
     uint64_t numel = 1;
     for (uint64_t d : spec.shape) numel *= d;
+    if (elementwise(spec, o)) return merge_streamed(spec, o, numel, rep, sink);
     const std::span<uint8_t> out_b = out_bytes.first(static_cast<size_t>(numel) * dtype_size(spec.dtype));
     if (!dtype_is_float_decodable(spec.dtype)) {  // integer buffers, unchanged
       const Checkpoint* from = !o.base_name.empty() ? base.get() : inputs[o.inputs[0]].ckpt.get();
@@ -395,7 +459,7 @@ struct MergeJob {
       std::memcpy(out_b.data(), v.bytes.data(), out_b.size());
       rep.bytes_read += v.bytes.size();
       from->release(nm);
-      return out_b;
+      return sink(out_b);
     }
     TensorMergeArgs a;
     a.name = name;
@@ -425,7 +489,7 @@ struct MergeJob {
     locate_invalid_values(
         ErrorCode::Usage, opt.config, [&] { merge_tensor(*method, a, merged); }, "tensor '" + name + "': ");
     encode_from_f32(spec.dtype, merged, out_b);
-    return out_b;
+    sink(out_b);
   }
 
   // Side files: the tokenizer source's (the base's by default), the config's dtype, the card.
@@ -473,9 +537,10 @@ MergeReport run_merge(const MergeOptions& opt, Comm& comm) {
       [&](size_t s, const std::string& path) {
         SafetensorsWriter w(path, plan.shards[s], {{"format", "pt"}});
         for (const auto& spec : plan.shards[s]) {
-          const std::span<const uint8_t> out = m.merge_one(spec, rep);
-          w.write(out.data(), out.size());
-          rep.bytes_written += out.size();
+          m.merge_one(spec, rep, [&](std::span<const uint8_t> out) {
+            w.write(out.data(), out.size());
+            rep.bytes_written += out.size();
+          });
           ++rep.tensors;
         }
         w.commit();

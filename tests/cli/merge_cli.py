@@ -612,6 +612,36 @@ def case_adapters(a, work):
     print("ok: merging adapters == merging their checkpoints")
 
 
+def case_streamed(a, work):
+    """Element-wise merges of checkpoints (task arithmetic without sparsification, linear) stream
+    each tensor in 64K-entry blocks; merging raw adapters of the same fine-tunes takes the
+    whole-tensor path. A small bf16 model (tensors of up to 4 blocks): the same bytes."""
+    base, ft0 = os.path.join(work, "base"), os.path.join(work, "ft0")
+    run(a.deltakit, "make-fixture", "--out-base", base, "--out-finetuned", ft0, "--size", "small", "--seed", "4")
+    ft1, junk = os.path.join(work, "ft1"), os.path.join(work, "junk")
+    # another fine-tune of the same shapes (its own base, from another seed, is not used)
+    run(a.deltakit, "make-fixture", "--out-base", junk, "--out-finetuned", ft1, "--size", "small", "--seed", "5")
+    ads = []
+    for i, f in enumerate((ft0, ft1)):
+        ads.append(os.path.join(work, f"raw{i}.h5"))
+        run(a.deltakit, "compress", "--base", base, "--finetuned", f, "--out", ads[-1], "--recipe", "raw")
+    cases = [("task_arithmetic", ["{weight: 0.7}", "{weight: -0.4}"], "{lambda: 0.6, normalize: true}", ""),
+             ("task_arithmetic", ["{weight: 1.0}", "{weight: 0.5}"], "", "dtype: float32"),
+             ("linear", ["{weight: 0.3}", "{weight: 0.9}"], "", "")]
+    for k, (method, p, params, extra) in enumerate(cases):
+        outs = []
+        for tag, inputs in (("checkpoints", (ft0, ft1)), ("adapters", ads)):
+            cfg = yaml(os.path.join(work, f"s{k}-{tag}.yml"), method, base, list(zip(inputs, p)), params, extra)
+            out = os.path.join(work, f"s{k}-{tag}")
+            run(a.deltakit, "merge", cfg, "--out", out)
+            outs.append(open(os.path.join(out, "model.safetensors"), "rb").read())
+        if outs[0] != outs[1]:
+            sys.exit(f"FAIL: {method} {params} {extra}: the streamed merge of checkpoints differs from the merge of "
+                     "their raw adapters")
+        print(f"{method} {params} {extra}: streamed == whole-tensor ({len(outs[0])} bytes)")
+    print("ok: element-wise merges stream to the same bytes")
+
+
 def case_layout(a, work):
     base, fts = fixture(a, work, n_models=2)
     B, names = read_st(base)
@@ -718,7 +748,8 @@ def main():
     ap.add_argument("--deltakit", required=True)
     ap.add_argument("--mpirun", default="mpirun")
     ap.add_argument("--case", required=True,
-                    choices=["reference", "adapters", "layout", "mpi", "mergekit", "methods", "slices", "examples"])
+                    choices=["reference", "adapters", "layout", "mpi", "mergekit", "methods", "slices", "examples",
+                             "streamed"])
     a = ap.parse_args()
     with tempfile.TemporaryDirectory() as work:
         globals()["case_" + a.case](a, work)

@@ -81,7 +81,9 @@ void check_scores(const std::vector<std::vector<float>>& scores, uint64_t k) {
   }
 }
 
-void check(size_t tensors, uint32_t distinct, uint64_t k) { check_scores(make_scores(tensors, 7 + distinct, distinct), k); }
+void check(size_t tensors, uint32_t distinct, uint64_t k) {
+  check_scores(make_scores(tensors, 7 + distinct, distinct), k);
+}
 
 TEST(GlobalCutMpi, KeptKeysSpareTheSecondScoring) {
   auto scores = make_scores(6, 3, 1u << 20);
