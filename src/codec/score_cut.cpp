@@ -1,6 +1,7 @@
 #include "src/codec/score_cut.h"
 
 #include <algorithm>
+#include <tuple>
 
 namespace deltakit {
 
@@ -13,30 +14,50 @@ std::pair<uint32_t, uint64_t> find_bucket(const std::vector<uint64_t>& hist, uin
   return {0, above};  // unreachable when need <= total
 }
 
-ScoreCut magnitude_cut(std::span<const float> x, uint64_t k, std::span<const uint8_t> skip) {
-  ScoreCut cut;
-  if (k == 0) return cut;
+MagnitudeCutBuilder::MagnitudeCutBuilder(uint64_t k) : k_(k), done_(k == 0), hist_(k ? kScoreBuckets : 0, 0) {}
+
+void MagnitudeCutBuilder::add(std::span<const float> x, std::span<const uint8_t> skip) {
   const bool skipping = !skip.empty();
-  std::vector<uint64_t> hist(kScoreBuckets, 0);
-  uint64_t candidates = 0;
-  for (uint64_t i = 0; i < x.size(); ++i) {
-    if (skipping && skip[i]) continue;
-    ++hist[magnitude_key(x[i]) >> 16];
-    ++candidates;
+  if (pass_ == 0) {
+    for (uint64_t i = 0; i < x.size(); ++i) {
+      if (skipping && skip[i]) continue;
+      ++hist_[magnitude_key(x[i]) >> 16];
+      ++candidates_;
+    }
+    return;
   }
-  if (candidates == 0) return cut;
-  k = std::min(k, candidates);
-  const auto [hi, above_bucket] = find_bucket(hist, k);
-  std::fill(hist.begin(), hist.end(), 0);
   for (uint64_t i = 0; i < x.size(); ++i) {
     if (skipping && skip[i]) continue;
     const uint32_t key = magnitude_key(x[i]);
-    if ((key >> 16) == hi) ++hist[key & 0xffffu];
+    if ((key >> 16) == hi_) ++hist_[key & 0xffffu];
   }
-  const auto [lo, above_value] = find_bucket(hist, k - above_bucket);
-  cut.threshold = (hi << 16) | lo;
-  cut.ties_keep = k - above_bucket - above_value;
-  return cut;
+}
+
+void MagnitudeCutBuilder::next() {
+  if (pass_ == 0) {
+    pass_ = 1;
+    if (candidates_ == 0) {
+      done_ = true;
+      return;
+    }
+    k_ = std::min(k_, candidates_);
+    std::tie(hi_, above_bucket_) = find_bucket(hist_, k_);
+    std::fill(hist_.begin(), hist_.end(), 0);
+    return;
+  }
+  const auto [lo, above_value] = find_bucket(hist_, k_ - above_bucket_);
+  cut_.threshold = (hi_ << 16) | lo;
+  cut_.ties_keep = k_ - above_bucket_ - above_value;
+  done_ = true;
+}
+
+ScoreCut magnitude_cut(std::span<const float> x, uint64_t k, std::span<const uint8_t> skip) {
+  MagnitudeCutBuilder b(k);
+  while (!b.done()) {
+    b.add(x, skip);
+    b.next();
+  }
+  return b.cut();
 }
 
 std::vector<uint64_t> select_by_cut(std::span<const float> scores, const ScoreCut& cut) {

@@ -49,6 +49,26 @@ constexpr size_t kScoreBuckets = size_t{1} << 16;
 // count strictly above b.
 std::pair<uint32_t, uint64_t> find_bucket(const std::vector<uint64_t>& hist, uint64_t need);
 
+// magnitude_cut in passes over values handed in blocks, in index order: while !done(), add()
+// every block, then next(); at most two passes (none for k = 0).
+class MagnitudeCutBuilder {
+ public:
+  explicit MagnitudeCutBuilder(uint64_t k);
+  bool done() const { return done_; }
+  void add(std::span<const float> x, std::span<const uint8_t> skip = {});
+  void next();
+  ScoreCut cut() const { return cut_; }
+
+ private:
+  uint64_t k_;
+  bool done_;
+  int pass_ = 0;
+  std::vector<uint64_t> hist_;
+  uint64_t candidates_ = 0, above_bucket_ = 0;
+  uint32_t hi_ = 0;
+  ScoreCut cut_;  // default: nothing kept
+};
+
 // The cut keeping the k largest |x| among the entries not marked in `skip` (empty: none skipped;
 // k above the candidates keeps them all). Skipped entries must not be asked (keep()).
 ScoreCut magnitude_cut(std::span<const float> x, uint64_t k, std::span<const uint8_t> skip = {});

@@ -115,19 +115,29 @@ void merge_tensor(const MergeMethod& m, TensorMergeArgs& a, std::span<float> out
     const size_t j = static_cast<size_t>(jj);
     std::span<float> d = a.models[j];
     for (size_t i = 0; i < n; ++i) d[i] -= a.base[i];
-    SparsifyOptions so;
-    so.method = m.sparsify, so.density = a.density[j], so.gamma = a.gamma[j], so.epsilon = a.epsilon[j];
-    so.rescale = a.rescale, so.seed = a.seed + j, so.rng_key = a.name;
     try {
-      sparsify(d, a.cols, so);
+      sparsify(d, a.cols, sparsify_options(m, a, j));
     } catch (const Error& e) {
 #pragma omp critical
       failure = e.what();
     }
-    const float w = static_cast<float>(a.weight[j]);
-    for (auto& v : d) v *= w;
   }
   if (!failure.empty()) throw Error(ErrorCode::InvalidValue, "", failure);
+  combine_task_vectors(m, a, out);
+}
+
+SparsifyOptions sparsify_options(const MergeMethod& m, const TensorMergeArgs& a, size_t j) {
+  SparsifyOptions so;
+  so.method = m.sparsify, so.density = a.density[j], so.gamma = a.gamma[j], so.epsilon = a.epsilon[j];
+  so.rescale = a.rescale, so.seed = a.seed + j, so.rng_key = a.name;
+  return so;
+}
+
+void combine_task_vectors(const MergeMethod& m, TensorMergeArgs& a, std::span<float> out) {
+  for (size_t j = 0; j < a.models.size(); ++j) {
+    const float w = static_cast<float>(a.weight[j]);
+    for (auto& v : a.models[j]) v *= w;
+  }
   std::vector<std::span<const float>> spans(a.models.begin(), a.models.end());
   CombineOptions co;
   co.consensus = m.consensus, co.normalize = a.normalize, co.lambda = a.lambda;

@@ -97,4 +97,10 @@ struct TensorMergeArgs {
 // thread, so the result does not depend on the thread count.
 void merge_tensor(const MergeMethod& m, TensorMergeArgs& a, std::span<float> out);
 
+// Its generalized task arithmetic in two steps, for a caller that sparsifies itself (merge's
+// streamed path): model j's sparsify options, and the rest once a.models hold the sparsified
+// task vectors sparsify(θ_j − θ_b): weigh them and mix into θ.
+SparsifyOptions sparsify_options(const MergeMethod& m, const TensorMergeArgs& a, size_t j);
+void combine_task_vectors(const MergeMethod& m, TensorMergeArgs& a, std::span<float> out);
+
 }  // namespace deltakit

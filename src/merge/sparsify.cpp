@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <numeric>
+#include <optional>
 #include <vector>
 
 #include "src/codec/score_cut.h"
@@ -45,6 +46,23 @@ class LaneNorm {
   double lane_[8] = {};
 };
 
+// keep[j] = cut.keep(|x[j]|'s key) for j < len, in order (len <= kDropBlock). Where no key of the
+// block equals the threshold (or no tie is left to spend), keep() is just key > threshold, a loop
+// that vectorizes; else the keys are asked one by one.
+void keep_by_cut(ScoreCut& cut, const float* x, size_t len, uint8_t* keep) {
+  uint32_t keys[kDropBlock];
+  uint32_t tied = 0;
+  for (size_t j = 0; j < len; ++j) {
+    keys[j] = magnitude_key(x[j]);
+    tied |= keys[j] == cut.threshold;
+  }
+  if (!tied || cut.ties_keep == 0) {
+    for (size_t j = 0; j < len; ++j) keep[j] = keys[j] > cut.threshold;
+    return;
+  }
+  for (size_t j = 0; j < len; ++j) keep[j] = cut.keep(keys[j]);
+}
+
 // Drops in place, kDropBlock at a time: mask(first, len, keep) says which of d[first, first + len)
 // survive (called once per block, in order). Inverse rescale divides a survivor by its keep
 // probability (p[i], or p_all); the norm rescales restore the norm δ had before the drop
@@ -81,9 +99,7 @@ void sparsify(std::span<float> d, uint64_t cols, const SparsifyOptions& o) {
   switch (o.method) {
     case SparsifyMethod::Magnitude: {
       ScoreCut cut = magnitude_cut(d, static_cast<uint64_t>(o.density * static_cast<double>(n)));
-      const auto mask = [&](size_t first, size_t len, uint8_t* keep) {
-        for (size_t j = 0; j < len; ++j) keep[j] = cut.keep(magnitude_key(d[first + j]));
-      };
+      const auto mask = [&](size_t first, size_t len, uint8_t* keep) { keep_by_cut(cut, d.data() + first, len, keep); };
       drop_and_rescale(d, o.rescale, mask, nullptr, o.density);
       return;
     }
@@ -150,6 +166,103 @@ void sparsify(std::span<float> d, uint64_t cols, const SparsifyOptions& o) {
       return;
     }
     case SparsifyMethod::None: return;
+  }
+}
+
+// --- the same, a block at a time ---------------------------------------------------------------
+struct StreamSparsifier::State {
+  explicit State(RescaleNorm r) : before(r), after(r) {}
+  std::optional<MagnitudeCutBuilder> builder;
+  ScoreCut cut, norm_cut;  // the magnitude cut: spent by drop(), and a copy spent by the norm pass
+  LaneNorm before, after;
+  std::optional<TensorRng> rng;
+  uint64_t drop_below = 0;
+  float scale = 1.0f;
+  bool scaled = false;
+};
+
+bool StreamSparsifier::supports(const SparsifyOptions& o) {
+  return o.method == SparsifyMethod::None || o.method == SparsifyMethod::Magnitude ||
+         o.method == SparsifyMethod::Random;
+}
+
+StreamSparsifier::StreamSparsifier(uint64_t n, const SparsifyOptions& o) : o_(o), n_(n) {
+  if (!supports(o)) throw std::logic_error("StreamSparsifier: " + std::string(sparsify_name(o.method)));
+  if (o.method == SparsifyMethod::None) return;
+  if (!(o.density >= 0.0 && o.density <= 1.0))
+    throw Error(ErrorCode::InvalidValue, "", "density must lie in [0, 1], not " + std::to_string(o.density));
+  if (o.density >= 1.0) return;  // as sparsify: nothing dropped, nothing rescaled
+  active_ = true;
+  by_norm_ = norm_rescale(o.rescale);
+  s_ = std::make_unique<State>(o.rescale);
+  if (o.method == SparsifyMethod::Magnitude) {
+    s_->builder.emplace(static_cast<uint64_t>(o.density * static_cast<double>(n)));
+    if (s_->builder->done()) s_->cut = s_->norm_cut = s_->builder->cut();
+  } else {
+    s_->rng.emplace(o.seed, o.rng_key);
+    s_->drop_below = TensorRng::drop_threshold(1.0 - o.density);
+  }
+  norms_left_ = by_norm_;
+}
+
+StreamSparsifier::~StreamSparsifier() = default;
+
+bool StreamSparsifier::needs_pass() const {
+  if (!active_) return false;
+  return (s_->builder && !s_->builder->done()) || norms_left_;
+}
+
+void StreamSparsifier::keep_mask(uint64_t first, const float* x, size_t len, ScoreCut& cut, uint8_t* keep) const {
+  if (s_->rng) {
+    uint32_t words[kDropBlock];
+    s_->rng->words(first, len, words);
+    for (size_t j = 0; j < len; ++j) keep[j] = words[j] >= s_->drop_below;
+  } else {
+    keep_by_cut(cut, x, len, keep);
+  }
+}
+
+void StreamSparsifier::observe(uint64_t first, std::span<const float> block) {
+  if (s_->builder && !s_->builder->done()) return s_->builder->add(block);
+  // the norm pass: ‖δ‖ and ‖δ_kept‖ in drop_and_rescale's lanes (blocks start on a multiple of 8)
+  uint8_t keep[kDropBlock];
+  float kept[kDropBlock];
+  for (size_t at = 0; at < block.size(); at += kDropBlock) {
+    const size_t len = std::min(kDropBlock, block.size() - at);
+    const float* x = block.data() + at;
+    keep_mask(first + at, x, len, s_->norm_cut, keep);
+    s_->before.add(x, len);
+    for (size_t j = 0; j < len; ++j) kept[j] = keep[j] ? x[j] : 0.0f;
+    s_->after.add(kept, len);
+  }
+}
+
+void StreamSparsifier::end_pass() {
+  if (s_->builder && !s_->builder->done()) {
+    s_->builder->next();
+    if (s_->builder->done()) s_->cut = s_->norm_cut = s_->builder->cut();
+    return;
+  }
+  norms_left_ = false;
+  constexpr double kEps = 1e-7;
+  if (s_->before.value() < kEps || s_->after.value() < kEps) return;
+  s_->scale = static_cast<float>(s_->before.value() / s_->after.value());
+  s_->scaled = true;
+}
+
+void StreamSparsifier::drop(uint64_t first, std::span<float> block) {
+  if (!active_) return;
+  uint8_t keep[kDropBlock];
+  for (size_t at = 0; at < block.size(); at += kDropBlock) {
+    const size_t len = std::min(kDropBlock, block.size() - at);
+    float* x = block.data() + at;
+    keep_mask(first + at, x, len, s_->cut, keep);
+    if (o_.rescale == RescaleNorm::Inverse)
+      for (size_t j = 0; j < len; ++j) x[j] = keep[j] ? static_cast<float>(x[j] / o_.density) : 0.0f;
+    else
+      for (size_t j = 0; j < len; ++j) x[j] = keep[j] ? x[j] : 0.0f;
+    if (s_->scaled)
+      for (size_t j = 0; j < len; ++j) x[j] *= s_->scale;
   }
 }
 

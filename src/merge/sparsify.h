@@ -13,8 +13,11 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <string>
+
+#include "src/codec/score_cut.h"
 
 namespace deltakit {
 
@@ -35,6 +38,29 @@ struct SparsifyOptions {
 // Throws Error(InvalidValue) for parameters out of range (density outside [0, 1], della's
 // density ± epsilon outside (0, 1)).
 void sparsify(std::span<float> delta, uint64_t cols, const SparsifyOptions& o);
+
+// sparsify() over δ handed a block at a time, for the methods whose statistics are a tensor-wide
+// cut or norms (none, magnitude, random): while needs_pass(), observe() every block in order and
+// end_pass(); then drop() every block in order gives sparsify's values, bit for bit. Blocks start
+// on multiples of 8 (the norms' lanes). The constructor checks the parameters as sparsify does.
+class StreamSparsifier {
+ public:
+  static bool supports(const SparsifyOptions& o);
+  StreamSparsifier(uint64_t n, const SparsifyOptions& o);
+  ~StreamSparsifier();
+  bool needs_pass() const;
+  void observe(uint64_t first, std::span<const float> block);
+  void end_pass();
+  void drop(uint64_t first, std::span<float> block);
+
+ private:
+  struct State;
+  void keep_mask(uint64_t first, const float* x, size_t len, ScoreCut& cut, uint8_t* keep) const;
+  SparsifyOptions o_;
+  uint64_t n_;
+  bool active_ = false, by_norm_ = false, norms_left_ = false;
+  std::unique_ptr<State> s_;
+};
 
 const char* sparsify_name(SparsifyMethod m);
 const char* rescale_name(RescaleNorm r);

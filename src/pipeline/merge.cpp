@@ -380,77 +380,121 @@ struct MergeJob {
                                                                                         : NuSlerpVectors::Rows;
   }
 
-  // Whether each output entry of `o` comes from the inputs' same entry alone (task arithmetic
-  // without sparsification, linear) and every input is a checkpoint: then the tensor streams.
-  bool elementwise(const TensorSpec& spec, const OutputTensor& o) const {
+  // Whether `o` can stream: linear, or task arithmetic whose sparsification needs only
+  // tensor-wide statistics (none, magnitude, random: task_arithmetic, ties, dare_ties,
+  // dare_linear, magnitude_prune), with every input a checkpoint.
+  static bool streamable(SparsifyMethod m) {
+    SparsifyOptions so;
+    so.method = m;
+    return StreamSparsifier::supports(so);
+  }
+  bool streams(const TensorSpec& spec, const OutputTensor& o) const {
     if (!dtype_is_float_decodable(spec.dtype)) return false;
-    const bool plain_ta =
-        method->kind == MergeKind::TaskArithmetic && method->sparsify == SparsifyMethod::None && !o.base_name.empty();
-    if (!plain_ta && method->kind != MergeKind::Linear) return false;
+    const bool ta = method->kind == MergeKind::TaskArithmetic && !o.base_name.empty() && streamable(method->sparsify);
+    if (!ta && method->kind != MergeKind::Linear) return false;
     for (size_t k : o.inputs)
       if (!inputs[k].ckpt) return false;
     return true;
   }
 
   // The same merge a block of 64K entries at a time: each input read by pread (the mapping
-  // untouched), decoded, merged by merge_tensor over the block, encoded and handed on; the same
-  // bytes as the whole tensor (every step is per entry), in memory that does not grow with it.
+  // untouched) and decoded; the task vectors' statistics (a magnitude cut, norms) in passes over
+  // the blocks first, then each block sparsified, weighed, mixed, encoded and handed on. The same
+  // bytes as the whole tensor, in memory that does not grow with it.
   void merge_streamed(const TensorSpec& spec, const OutputTensor& o, uint64_t numel, MergeReport& rep,
                       const std::function<void(std::span<const uint8_t>)>& sink) {
     constexpr uint64_t kBlock = 1 << 16;
     const std::string& name = spec.name;
+    const std::string context = "tensor '" + name + "': ";
     TensorMergeArgs a;
     a.name = name;
     a.cols = spec.shape.empty() ? 1 : spec.shape.back();
     a.leading = spec.shape.empty() ? 1 : spec.shape.front();
     set_parameters(a, name, o);
-    std::vector<TensorView> views;  // the base's (if it takes part), then each input's
-    std::vector<const Checkpoint*> from;
-    if (!o.base_name.empty()) views.push_back(base->acquire(o.base_name, false)), from.push_back(base.get());
+    const bool ta = method->kind == MergeKind::TaskArithmetic;
+    std::vector<std::unique_ptr<StreamSparsifier>> sparsifiers;
+    if (ta)
+      locate_invalid_values(
+          ErrorCode::Usage, opt.config,
+          [&] {
+            for (size_t j = 0; j < o.inputs.size(); ++j)
+              sparsifiers.push_back(std::make_unique<StreamSparsifier>(numel, sparsify_options(*method, a, j)));
+          },
+          context);
+    const TensorView bv = o.base_name.empty() ? TensorView{} : base->acquire(o.base_name, false);
+    std::vector<TensorView> views;
     for (size_t k = 0; k < o.inputs.size(); ++k) {
-      const Checkpoint* c = inputs[o.inputs[k]].ckpt.get();
-      views.push_back(c->acquire(o.names[k], false)), from.push_back(c);
+      views.push_back(inputs[o.inputs[k]].ckpt->acquire(o.names[k], false));
       if (views.back().shape != spec.shape)
         rep.warnings.push_back(inputs[o.inputs[k]].path + ": tensor '" + o.names[k] + "' has " +
                                std::to_string(views.back().shape[0]) + " rows, the base " +
                                std::to_string(spec.shape[0]) +
                                ": merging the base's rows only (new tokens' rows are dropped)");
     }
-    const size_t es = dtype_size(spec.dtype);
+    if (!o.base_name.empty()) rep.bytes_read += numel * dtype_size(bv.dtype);
     for (const TensorView& v : views) rep.bytes_read += numel * dtype_size(v.dtype);
     std::vector<uint8_t> raw(std::min(numel, kBlock) * 4);  // one input's block, any float dtype
+    const auto read = [&](const TensorView& v, uint64_t first, std::span<float> f) {
+      read_elements(v, first, f.size(), raw.data());
+      decode_to_f32(v.dtype, raw, 0, f);
+    };
+    // block [first, first + m) of every input into a: the base, and θ_j (or θ_j − θ_b for task arithmetic)
+    const auto read_block = [&](uint64_t first, uint64_t m) {
+      if (!o.base_name.empty()) {
+        const std::span<float> b = base_f.first(m);
+        read(bv, first, b);
+        a.base = b;
+      }
+      a.models.clear();
+      for (size_t j = 0; j < views.size(); ++j) {
+        const std::span<float> f = model_f[o.inputs[j]].first(m);
+        read(views[j], first, f);
+        if (ta)
+          for (size_t i = 0; i < m; ++i) f[i] -= a.base[i];
+        a.models.push_back(f);
+      }
+    };
+    // statistics passes, for the sparsifiers that need one more
+    for (;;) {
+      std::vector<size_t> pending;
+      for (size_t j = 0; j < sparsifiers.size(); ++j)
+        if (sparsifiers[j]->needs_pass()) pending.push_back(j);
+      if (pending.empty()) break;
+      for (uint64_t first = 0; first < numel; first += kBlock) {
+        read_block(first, std::min(kBlock, numel - first));
+        for (size_t j : pending) sparsifiers[j]->observe(first, a.models[j]);
+      }
+      for (size_t j : pending) sparsifiers[j]->end_pass();
+    }
+    const size_t es = dtype_size(spec.dtype);
     for (uint64_t first = 0; first < numel; first += kBlock) {
       const uint64_t m = std::min(kBlock, numel - first);
-      a.models.clear();
-      for (size_t v = 0; v < views.size(); ++v) {
-        const bool is_base = v == 0 && !o.base_name.empty();
-        const size_t input = v - (o.base_name.empty() ? 0 : 1);
-        const std::span<float> f = (is_base ? base_f : model_f[o.inputs[input]]).first(m);
-        read_elements(views[v], first, m, raw.data());
-        decode_to_f32(views[v].dtype, raw, 0, f);
-        if (is_base)
-          a.base = f;
-        else
-          a.models.push_back(f);
-      }
+      read_block(first, m);
       const std::span<float> merged = out_f.first(m);
       locate_invalid_values(
-          ErrorCode::Usage, opt.config, [&] { merge_tensor(*method, a, merged); }, "tensor '" + name + "': ");
+          ErrorCode::Usage, opt.config,
+          [&] {
+            if (!ta) return merge_tensor(*method, a, merged);
+            for (size_t j = 0; j < sparsifiers.size(); ++j) sparsifiers[j]->drop(first, a.models[j]);
+            combine_task_vectors(*method, a, merged);
+          },
+          context);
       const std::span<uint8_t> out_b = out_bytes.first(m * es);
       encode_from_f32(spec.dtype, merged, out_b);
       sink(out_b);
     }
-    for (size_t v = 0; v < views.size(); ++v) from[v]->release(views[v].name);
+    if (!o.base_name.empty()) base->release(o.base_name);
+    for (size_t k = 0; k < o.inputs.size(); ++k) inputs[o.inputs[k]].ckpt->release(o.names[k]);
   }
 
   // One output tensor in its dtype, to `sink`: integer tensors are copied (the base's, or the
-  // first input's), float ones merged (element-wise methods a block at a time).
+  // first input's), float ones merged (a block at a time where the method streams).
   void merge_one(const TensorSpec& spec, MergeReport& rep, const std::function<void(std::span<const uint8_t>)>& sink) {
     const std::string& name = spec.name;
     const OutputTensor& o = outputs[output_index.at(name)];
     uint64_t numel = 1;
     for (uint64_t d : spec.shape) numel *= d;
-    if (elementwise(spec, o)) return merge_streamed(spec, o, numel, rep, sink);
+    if (streams(spec, o)) return merge_streamed(spec, o, numel, rep, sink);
     const std::span<uint8_t> out_b = out_bytes.first(static_cast<size_t>(numel) * dtype_size(spec.dtype));
     if (!dtype_is_float_decodable(spec.dtype)) {  // integer buffers, unchanged
       const Checkpoint* from = !o.base_name.empty() ? base.get() : inputs[o.inputs[0]].ckpt.get();

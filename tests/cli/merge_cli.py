@@ -613,9 +613,10 @@ def case_adapters(a, work):
 
 
 def case_streamed(a, work):
-    """Element-wise merges of checkpoints (task arithmetic without sparsification, linear) stream
-    each tensor in 64K-entry blocks; merging raw adapters of the same fine-tunes takes the
-    whole-tensor path. A small bf16 model (tensors of up to 4 blocks): the same bytes."""
+    """Merges of checkpoints whose methods stream (linear, task arithmetic with no, magnitude or
+    random sparsification: statistics passes, then the blocks) run each tensor in 64K-entry
+    blocks; merging raw adapters of the same fine-tunes takes the whole-tensor path. A small bf16
+    model (tensors of up to 4 blocks): the same bytes."""
     base, ft0 = os.path.join(work, "base"), os.path.join(work, "ft0")
     run(a.deltakit, "make-fixture", "--out-base", base, "--out-finetuned", ft0, "--size", "small", "--seed", "4")
     ft1, junk = os.path.join(work, "ft1"), os.path.join(work, "junk")
@@ -627,7 +628,11 @@ def case_streamed(a, work):
         run(a.deltakit, "compress", "--base", base, "--finetuned", f, "--out", ads[-1], "--recipe", "raw")
     cases = [("task_arithmetic", ["{weight: 0.7}", "{weight: -0.4}"], "{lambda: 0.6, normalize: true}", ""),
              ("task_arithmetic", ["{weight: 1.0}", "{weight: 0.5}"], "", "dtype: float32"),
-             ("linear", ["{weight: 0.3}", "{weight: 0.9}"], "", "")]
+             ("linear", ["{weight: 0.3}", "{weight: 0.9}"], "", ""),
+             ("ties", ["{weight: 0.7, density: 0.5}", "{weight: 0.5, density: 0.2}"], "", ""),
+             ("dare_ties", ["{weight: 0.7, density: 0.5}", "{weight: 0.5, density: 0.3}"], "", "seed: 3"),
+             ("magnitude_prune", ["{weight: 1.0, density: 0.1}", "{weight: 1.0, density: 0.4}"], "{rescale: true}",
+              "rescale_norm: l2")]
     for k, (method, p, params, extra) in enumerate(cases):
         outs = []
         for tag, inputs in (("checkpoints", (ft0, ft1)), ("adapters", ads)):
@@ -639,7 +644,7 @@ def case_streamed(a, work):
             sys.exit(f"FAIL: {method} {params} {extra}: the streamed merge of checkpoints differs from the merge of "
                      "their raw adapters")
         print(f"{method} {params} {extra}: streamed == whole-tensor ({len(outs[0])} bytes)")
-    print("ok: element-wise merges stream to the same bytes")
+    print("ok: streamed merges give the same bytes")
 
 
 def case_layout(a, work):

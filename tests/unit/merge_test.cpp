@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <deque>
 #include <numeric>
 
@@ -321,6 +322,42 @@ TEST(Merge, ResultsDoNotDependOnThreads) {
     omp_set_num_threads(2);
     EXPECT_EQ(one, f.run(m, a)) << m;
   }
+}
+
+// merge's streamed path: sparsify() a block at a time (statistics passes, then the drop) gives
+// sparsify()'s values bit for bit, for any block cut on a multiple of 8, with ties common.
+TEST(Merge, StreamSparsifierIsSparsifyBlockByBlock) {
+  const size_t n = 50000;
+  std::vector<float> d = randn(3, n, 0.01f);
+  for (size_t i = 0; i < n; i += 7) d[i] = 0.0125f * static_cast<float>(i % 3);  // many equal magnitudes
+  for (SparsifyMethod m : {SparsifyMethod::None, SparsifyMethod::Magnitude, SparsifyMethod::Random})
+    for (RescaleNorm r : {RescaleNorm::None, RescaleNorm::L1, RescaleNorm::L2, RescaleNorm::Linf, RescaleNorm::Inverse})
+      for (double density : {0.0, 0.001, 0.3, 0.5, 1.0})
+        for (size_t block : {size_t{8}, size_t{1000}, size_t{4096}, n}) {
+          SCOPED_TRACE(std::string(sparsify_name(m)) + " " + rescale_name(r) + " density " + std::to_string(density) +
+                       " block " + std::to_string(block));
+          SparsifyOptions o;
+          o.method = m, o.density = density, o.rescale = r, o.seed = 9, o.rng_key = "w";
+          std::vector<float> whole = d;
+          sparsify(whole, 100, o);
+          StreamSparsifier s(n, o);
+          int passes = 0;
+          while (s.needs_pass()) {
+            for (size_t f = 0; f < n; f += block)
+              s.observe(f, std::span<const float>(d).subspan(f, std::min(block, n - f)));
+            s.end_pass();
+            ++passes;
+          }
+          EXPECT_LE(passes, 3);
+          std::vector<float> got = d;
+          for (size_t f = 0; f < n; f += block) s.drop(f, std::span<float>(got).subspan(f, std::min(block, n - f)));
+          ASSERT_EQ(0, std::memcmp(got.data(), whole.data(), n * 4));
+        }
+  SparsifyOptions bad;
+  bad.method = SparsifyMethod::Magnitude, bad.density = 1.5;
+  EXPECT_THROW(StreamSparsifier(10, bad), Error);
+  bad.method = SparsifyMethod::DellaMagprune;
+  EXPECT_FALSE(StreamSparsifier::supports(bad));
 }
 
 TEST(MergeParams, ScalarsGradientsAndFilters) {
