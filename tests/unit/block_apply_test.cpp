@@ -12,27 +12,9 @@
 
 namespace deltakit {
 namespace {
-using testing::normal_vector;
 
-struct Fixture {
-  std::vector<uint64_t> shape;
-  DType dtype;
-  std::vector<uint8_t> base, ft;
-  TensorView base_view() const { return {"w", dtype, shape, base}; }
-  TensorView ft_view() const { return {"w", dtype, shape, ft}; }
-};
-
-Fixture make_fixture(std::vector<uint64_t> shape, DType dt, uint32_t seed) {
-  uint64_t n = 1;
-  for (uint64_t x : shape) n *= x;
-  const auto b = normal_vector(n, seed, 1.0f), d = normal_vector(n, seed + 1, 0.01f);
-  std::vector<float> f(n);
-  for (uint64_t i = 0; i < n; ++i) f[i] = b[i] + d[i];
-  Fixture x{std::move(shape), dt, std::vector<uint8_t>(n * dtype_size(dt)), std::vector<uint8_t>(n * dtype_size(dt))};
-  encode_from_f32(dt, b, x.base);
-  encode_from_f32(dt, f, x.ft);
-  return x;
-}
+using testing::make_tensor_pair;
+using Fixture = testing::TensorPairFixture;  // a base tensor and its fine-tune
 
 EncodedTensor encode(const Fixture& x, const Recipe& r) {
   const PreparedDelta prep = prepare_delta(r, x.base_view(), x.ft_view());
@@ -70,7 +52,7 @@ TEST(BlockApply, SameBytesAsTheWholeTensor) {
     for (DType dt : {DType::BF16, DType::F16, DType::F32})
       for (const auto& shape : shapes) {
         SCOPED_TRACE(std::string(recipe) + " " + std::string(dtype_name(dt)) + " " + shape_string(shape));
-        const Fixture x = make_fixture(shape, dt, 5);
+        const Fixture x = make_tensor_pair(shape, dt, 5);
         const Recipe r = parse_recipe(recipe, 7);
         const EncodedTensor enc = encode(x, r);
         const EncodedSource src(enc.encoded);
@@ -96,7 +78,7 @@ TEST(BlockApply, SameBytesAsTheWholeTensor) {
 }
 
 TEST(BlockApply, RangesDecodeAsTheWholeTensor) {
-  const Fixture x = make_fixture({64, 333}, DType::BF16, 9);
+  const Fixture x = make_tensor_pair({64, 333}, DType::BF16, 9);
   const uint64_t n = 64 * 333;
   std::mt19937 gen(3);
   for (const char* recipe : {"bitdelta:scale=group:100", "bitdelta:levels=2,scale=row", "quant:bits=3,group=50",
@@ -117,7 +99,7 @@ TEST(BlockApply, RangesDecodeAsTheWholeTensor) {
 }
 
 TEST(BlockApply, UnchangedTensorIsTheBaseBlockByBlock) {
-  const Fixture x = make_fixture({10, 77}, DType::BF16, 4);
+  const Fixture x = make_tensor_pair({10, 77}, DType::BF16, 4);
   Fixture same = x;
   same.ft = same.base;
   const EncodedTensor enc = encode(same, parse_recipe("bitdelta", 7));
@@ -129,7 +111,7 @@ TEST(BlockApply, UnchangedTensorIsTheBaseBlockByBlock) {
 }
 
 TEST(BlockApply, NonFiniteDecodedBlockIsAnError) {
-  const Fixture x = make_fixture({16, 256}, DType::F32, 2);
+  const Fixture x = make_tensor_pair({16, 256}, DType::F32, 2);
   EncodedTensor enc = encode(x, parse_recipe("quant:bits=4,group=64", 7));
   // steps near FLT_MAX: lo + code·step overflows to Inf in the third group only
   for (Part& p : enc.encoded.parts)

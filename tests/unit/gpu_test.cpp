@@ -17,27 +17,9 @@
 
 namespace deltakit {
 namespace {
-using testing::normal_vector;
 
-struct Pair {
-  std::vector<uint64_t> shape;
-  DType dtype;
-  std::vector<uint8_t> base, ft;
-  TensorView base_view() const { return {"w", dtype, shape, base}; }
-  TensorView ft_view() const { return {"w", dtype, shape, ft}; }
-};
-
-Pair make_pair(std::vector<uint64_t> shape, DType dt, uint32_t seed) {
-  uint64_t n = 1;
-  for (uint64_t x : shape) n *= x;
-  const auto b = normal_vector(n, seed, 1.0f), d = normal_vector(n, seed + 1, 0.01f);
-  std::vector<float> f(n);
-  for (uint64_t i = 0; i < n; ++i) f[i] = b[i] + d[i];
-  Pair p{shape, dt, std::vector<uint8_t>(n * dtype_size(dt)), std::vector<uint8_t>(n * dtype_size(dt))};
-  encode_from_f32(dt, b, p.base);
-  encode_from_f32(dt, f, p.ft);
-  return p;
-}
+using Pair = testing::TensorPairFixture;
+using testing::make_tensor_pair;
 
 // What the CPU's fused pass stores for the pair.
 Encoded cpu_encoding(const Recipe& r, const Pair& p) {
@@ -86,7 +68,7 @@ TEST(GpuHost, BitDeltaSumsGiveTheCpuAdapterBytes) {
       for (const auto& shape : kShapes) {
         SCOPED_TRACE(std::string(recipe) + " " + std::string(dtype_name(dt)) + " " + std::to_string(shape[0]) + "x" +
                      std::to_string(shape[1]));
-        const Pair p = make_pair(shape, dt, 3);
+        const Pair p = make_tensor_pair(shape, dt, 3);
         const Recipe r = parse_recipe(recipe, 0);
         const auto prm = one_level_bitdelta(r);
         ASSERT_TRUE(prm);
@@ -99,7 +81,7 @@ TEST(GpuHost, BitDeltaSumsGiveTheCpuAdapterBytes) {
 }
 
 TEST(GpuHost, NonFiniteDeltaIsFlagged) {
-  Pair p = make_pair({4, 4100}, DType::BF16, 5);
+  Pair p = make_tensor_pair({4, 4100}, DType::BF16, 5);
   const uint16_t inf = 0x7f80;
   std::memcpy(p.ft.data() + 2 * 9000, &inf, 2);  // in a later run and piece than the first
   const auto prm = one_level_bitdelta(parse_recipe("bitdelta", 0));
@@ -125,7 +107,7 @@ TEST(GpuHost, BitDeltaApplyGivesTheCpuBytes) {
       for (const auto& shape : kShapes)
         for (float alpha : {1.0f, 0.5f, -1.25f}) {
           SCOPED_TRACE(std::string(recipe) + " " + std::string(dtype_name(dt)) + " alpha " + std::to_string(alpha));
-          const Pair p = make_pair(shape, dt, 9);
+          const Pair p = make_tensor_pair(shape, dt, 9);
           const Encoded e = cpu_encoding(parse_recipe(recipe, 0), p);
           std::vector<uint8_t> cpu(p.base.size()), ref(p.base.size());
           const EncodedSource src(e);
@@ -140,7 +122,7 @@ TEST(GpuHost, BitDeltaApplyGivesTheCpuBytes) {
 }
 
 TEST(GpuHost, StoredOneLevelBitDeltaOnly) {
-  const Pair p = make_pair({8, 64}, DType::BF16, 1);
+  const Pair p = make_tensor_pair({8, 64}, DType::BF16, 1);
   for (const char* recipe : {"bitdelta:levels=2", "bitdelta + cherry:frac=0.05", "dare:p=0.5 > bitdelta"}) {
     const Recipe r = parse_recipe(recipe, 0);
     const PreparedDelta prep = prepare_delta(r, p.base_view(), p.ft_view());
@@ -188,7 +170,7 @@ TEST(GpuDevice, BitDeltaSumsAreTheHostReference) {
     for (DType dt : {DType::BF16, DType::F16, DType::F32})
       for (const auto& shape : kShapes) {
         SCOPED_TRACE(std::string(recipe) + " " + std::string(dtype_name(dt)));
-        const Pair p = make_pair(shape, dt, 3);
+        const Pair p = make_tensor_pair(shape, dt, 3);
         const auto prm = one_level_bitdelta(parse_recipe(recipe, 0));
         const BitDeltaLayout layout = bitdelta_layout(*prm, shape[0], shape[1]);
         bool bad_ref = true, bad_dev = true;
@@ -211,7 +193,7 @@ TEST(GpuDevice, BitDeltaSumsAreTheHostReference) {
 
 TEST(GpuDevice, NonFiniteDeltaIsFlagged) {
   DEVICE_OR_SKIP(dev);
-  Pair p = make_pair({4, 4100}, DType::BF16, 5);
+  Pair p = make_tensor_pair({4, 4100}, DType::BF16, 5);
   const uint16_t inf = 0x7f80;
   std::memcpy(p.ft.data() + 2 * 9000, &inf, 2);
   const PreparedDelta prep = gpu::prepare_delta_on(dev.get(), parse_recipe("bitdelta", 0), p.base_view(), p.ft_view());
@@ -224,7 +206,7 @@ TEST(GpuDevice, BitDeltaApplyIsTheCpuApply) {
     for (DType dt : {DType::BF16, DType::F16, DType::F32})
       for (const auto& shape : kShapes) {
         SCOPED_TRACE(std::string(recipe) + " " + std::string(dtype_name(dt)));
-        const Pair p = make_pair(shape, dt, 9);
+        const Pair p = make_tensor_pair(shape, dt, 9);
         const Encoded e = cpu_encoding(parse_recipe(recipe, 0), p);
         std::vector<uint8_t> cpu(p.base.size()), got(p.base.size());
         const EncodedSource src(e);
