@@ -47,7 +47,8 @@ std::vector<ScoreCut> find_global_cut(Comm& comm, size_t pool_size, const std::v
   const uint64_t k = std::min(budget, total);
   if (k == 0) return cuts;
 
-  const auto [hb, above_bucket] = find_bucket(high, k);
+  const auto [boundary, above_bucket] = find_bucket(high, k);
+  const uint32_t hb = boundary;  // (a lambda below uses it: clang 14 captures no structured binding)
   std::vector<uint64_t> low(kScoreBuckets, 0);
   std::vector<std::map<uint32_t, uint64_t>> local_low(local.size());  // per tensor: low bits -> count
   for (size_t j = 0; j < local.size(); ++j) {
