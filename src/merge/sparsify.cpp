@@ -186,14 +186,13 @@ bool StreamSparsifier::supports(const SparsifyOptions& o) {
          o.method == SparsifyMethod::Random;
 }
 
-StreamSparsifier::StreamSparsifier(uint64_t n, const SparsifyOptions& o) : o_(o), n_(n) {
+StreamSparsifier::StreamSparsifier(uint64_t n, const SparsifyOptions& o) : o_(o) {
   if (!supports(o)) throw std::logic_error("StreamSparsifier: " + std::string(sparsify_name(o.method)));
   if (o.method == SparsifyMethod::None) return;
   if (!(o.density >= 0.0 && o.density <= 1.0))
     throw Error(ErrorCode::InvalidValue, "", "density must lie in [0, 1], not " + std::to_string(o.density));
   if (o.density >= 1.0) return;  // as sparsify: nothing dropped, nothing rescaled
   active_ = true;
-  by_norm_ = norm_rescale(o.rescale);
   s_ = std::make_unique<State>(o.rescale);
   if (o.method == SparsifyMethod::Magnitude) {
     s_->builder.emplace(static_cast<uint64_t>(o.density * static_cast<double>(n)));
@@ -202,7 +201,7 @@ StreamSparsifier::StreamSparsifier(uint64_t n, const SparsifyOptions& o) : o_(o)
     s_->rng.emplace(o.seed, o.rng_key);
     s_->drop_below = TensorRng::drop_threshold(1.0 - o.density);
   }
-  norms_left_ = by_norm_;
+  norms_left_ = norm_rescale(o.rescale);
 }
 
 StreamSparsifier::~StreamSparsifier() = default;

@@ -57,8 +57,7 @@ class StreamSparsifier {
   struct State;
   void keep_mask(uint64_t first, const float* x, size_t len, ScoreCut& cut, uint8_t* keep) const;
   SparsifyOptions o_;
-  uint64_t n_;
-  bool active_ = false, by_norm_ = false, norms_left_ = false;
+  bool active_ = false, norms_left_ = false;
   std::unique_ptr<State> s_;
 };
 

@@ -45,6 +45,12 @@ bool is_embedding(const std::string& name) {
 }
 
 // One model of the merge: a fine-tuned checkpoint, or an adapter over the base.
+// The warning for a model whose vocabulary grew past the base's (only the base's rows merge).
+std::string grown_rows_warning(const std::string& path, const std::string& name, uint64_t rows, uint64_t base_rows) {
+  return path + ": tensor '" + name + "' has " + std::to_string(rows) + " rows, the base " + std::to_string(base_rows) +
+         ": merging the base's rows only (new tokens' rows are dropped)";
+}
+
 struct MergeInput {
   std::string path;
   std::unique_ptr<Checkpoint> ckpt;
@@ -100,9 +106,7 @@ struct MergeInput {
       return;
     }
     TensorView v = ckpt->acquire(lv.name);
-    if (v.shape != lv.shape)
-      warnings.push_back(path + ": tensor '" + lv.name + "' has " + std::to_string(v.shape[0]) + " rows, the base " +
-                         std::to_string(lv.shape[0]) + ": merging the base's rows only (new tokens' rows are dropped)");
+    if (v.shape != lv.shape) warnings.push_back(grown_rows_warning(path, lv.name, v.shape[0], lv.shape[0]));
     decode_to_f32(v.dtype, v.bytes, 0, out);  // a grown matrix's first rows are the base's rows
     ckpt->release(lv.name);
   }
@@ -380,6 +384,15 @@ struct MergeJob {
                                                                                         : NuSlerpVectors::Rows;
   }
 
+  // A tensor's merge arguments from its name and shape (set_parameters adds the config's).
+  static TensorMergeArgs args_for(const TensorSpec& spec) {
+    TensorMergeArgs a;
+    a.name = spec.name;
+    a.cols = spec.shape.empty() ? 1 : spec.shape.back();
+    a.leading = spec.shape.empty() ? 1 : spec.shape.front();
+    return a;
+  }
+
   // Whether `o` can stream: linear, or task arithmetic whose sparsification needs only
   // tensor-wide statistics (none, magnitude, random: task_arithmetic, ties, dare_ties,
   // dare_linear, magnitude_prune), with every input a checkpoint.
@@ -406,10 +419,7 @@ struct MergeJob {
     constexpr uint64_t kBlock = 1 << 16;
     const std::string& name = spec.name;
     const std::string context = "tensor '" + name + "': ";
-    TensorMergeArgs a;
-    a.name = name;
-    a.cols = spec.shape.empty() ? 1 : spec.shape.back();
-    a.leading = spec.shape.empty() ? 1 : spec.shape.front();
+    TensorMergeArgs a = args_for(spec);
     set_parameters(a, name, o);
     const bool ta = method->kind == MergeKind::TaskArithmetic;
     std::vector<std::unique_ptr<StreamSparsifier>> sparsifiers;
@@ -426,10 +436,8 @@ struct MergeJob {
     for (size_t k = 0; k < o.inputs.size(); ++k) {
       views.push_back(inputs[o.inputs[k]].ckpt->acquire(o.names[k], false));
       if (views.back().shape != spec.shape)
-        rep.warnings.push_back(inputs[o.inputs[k]].path + ": tensor '" + o.names[k] + "' has " +
-                               std::to_string(views.back().shape[0]) + " rows, the base " +
-                               std::to_string(spec.shape[0]) +
-                               ": merging the base's rows only (new tokens' rows are dropped)");
+        rep.warnings.push_back(
+            grown_rows_warning(inputs[o.inputs[k]].path, o.names[k], views.back().shape[0], spec.shape[0]));
     }
     if (!o.base_name.empty()) rep.bytes_read += numel * dtype_size(bv.dtype);
     for (const TensorView& v : views) rep.bytes_read += numel * dtype_size(v.dtype);
@@ -505,10 +513,7 @@ struct MergeJob {
       from->release(nm);
       return sink(out_b);
     }
-    TensorMergeArgs a;
-    a.name = name;
-    a.cols = spec.shape.empty() ? 1 : spec.shape.back();
-    a.leading = spec.shape.empty() ? 1 : spec.shape.front();
+    TensorMergeArgs a = args_for(spec);
     if (!o.base_name.empty()) {
       const TensorView bv = base->acquire(o.base_name);
       const std::span<float> b = base_f.first(numel);
