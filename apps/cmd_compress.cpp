@@ -22,7 +22,7 @@ int cmd_compress(const Args& args) {
       "rules", po::value<std::string>()->default_value(""), "YAML/JSON rules file mapping name globs to recipes")(
       "seed", po::value<uint64_t>()->default_value(0), "default seed of dare and randomized lowrank")(
       "threads", po::value<unsigned>()->default_value(0), "worker threads (0: all cores)")(
-      "zstd-level", po::value<int>()->default_value(3), "zstd level of the adapter's datasets (1-19)")(
+      "zstd-level", po::value<int>()->default_value(kDefaultZstdLevel), "zstd level of the adapter's datasets (1-19)")(
       "out", po::value<std::string>(), "adapter file to write (.h5)")(
       "overwrite", po::bool_switch(), "replace an existing output (atomically)")("json", po::bool_switch(),
                                                                                  "print a JSON summary")(

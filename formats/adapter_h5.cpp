@@ -7,6 +7,7 @@
 #include <map>
 
 #include "formats/adapter_preflight.h"
+#include "formats/h5_chunks.h"
 #include "src/core/checked.h"
 #include "src/core/eintr.h"
 #include "src/core/error.h"
@@ -16,7 +17,6 @@ namespace deltakit {
 
 namespace {
 
-constexpr uint64_t kChunkTarget = 1u << 20;    // bytes per chunk we write
 constexpr uint64_t kChunkLimit = 64ull << 20;  // bytes per chunk we accept
 constexpr uint64_t kSideFileLimit = 16ull << 20;
 
@@ -93,24 +93,20 @@ AdapterWriter::~AdapterWriter() {
 }
 
 uint64_t AdapterWriter::write_dataset(hid_t group, const Part& p) {
+  return write_dataset(group, filter_part(p, level_, file_.final_path()));
+}
+
+uint64_t AdapterWriter::write_dataset(hid_t group, const FilteredPart& p) {
   const size_t esize = part_kind_size(p.kind);
-  if (p.bytes.size() != p.count() * esize)
-    throw Error(ErrorCode::Usage, file_.final_path(),
-                "part '" + p.name + "' has " + std::to_string(p.bytes.size()) + " bytes for " +
-                    std::to_string(p.count()) + " elements");
-  std::vector<hsize_t> dims(p.dims.begin(), p.dims.end()), chunk(dims.size());
-  if (dims.empty()) dims.push_back(1), chunk.push_back(1);
-  // full trailing dims, the leading dim cut to about kChunkTarget bytes
-  uint64_t inner = esize;
-  for (size_t d = 1; d < dims.size(); ++d) chunk[d] = std::max<hsize_t>(dims[d], 1), inner *= chunk[d];
-  chunk[0] = std::clamp<hsize_t>(kChunkTarget / inner, 1, std::max<hsize_t>(dims[0], 1));
+  std::vector<hsize_t> dims(p.dims.begin(), p.dims.end()), chunk(p.chunk.begin(), p.chunk.end());
   H5Handle dcpl(H5Pcreate(H5P_DATASET_CREATE), H5Pclose);
-  unsigned level = static_cast<unsigned>(level_);
+  unsigned level = static_cast<unsigned>(p.zstd_level);
   H5Pset_obj_track_times(dcpl.get(), false);
   // a header sized to its messages (HDF5 reserves room for attributes a part rarely has)
   if (p.encoding.empty()) H5Pset_dset_no_attrs_hint(dcpl.get(), true);
   // multi-byte elements are byte-shuffled first (HDF5's built-in filter): a delta's exponent and
-  // low mantissa bytes each form runs zstd codes smaller (a raw adapter of fp32 deltas: -21%)
+  // low mantissa bytes each form runs zstd codes smaller (a raw adapter of fp32 deltas: -21%);
+  // filter_part ran this pipeline already, the dataset declares it for readers
   if (H5Pset_chunk(dcpl.get(), static_cast<int>(chunk.size()), chunk.data()) < 0 ||
       (esize > 1 && H5Pset_shuffle(dcpl.get()) < 0) ||
       H5Pset_filter(dcpl.get(), kZstdFilterId, H5Z_FLAG_MANDATORY, 1, &level) < 0 || H5Pset_fletcher32(dcpl.get()) < 0)
@@ -122,13 +118,24 @@ uint64_t AdapterWriter::write_dataset(hid_t group, const Part& p) {
   if (!ds)
     throw Error(ErrorCode::Io, file_.final_path(),
                 "cannot create dataset '" + p.name + "' (" + h5_error_detail() + ")");
-  if (!p.bytes.empty() && H5Dwrite(ds.get(), memory_type(p.kind), H5S_ALL, H5S_ALL, H5P_DEFAULT, p.bytes.data()) < 0)
-    throw Error(ErrorCode::Io, file_.final_path(), "cannot write dataset '" + p.name + "' (" + h5_error_detail() + ")");
+  std::vector<hsize_t> offset(dims.size(), 0);
+  for (size_t c = 0; c < p.chunks.size(); ++c) {
+    offset[0] = c * chunk[0];
+    if (H5Dwrite_chunk(ds.get(), H5P_DEFAULT, 0, offset.data(), p.chunks[c].size(), p.chunks[c].data()) < 0)
+      throw Error(ErrorCode::Io, file_.final_path(),
+                  "cannot write dataset '" + p.name + "' (" + h5_error_detail() + ")");
+  }
   if (!p.encoding.empty()) h5_write_attr(ds.get(), "encoding", p.encoding);
   return H5Dget_storage_size(ds.get());
 }
 
 uint64_t AdapterWriter::add_tensor(const std::string& name, const Json& attrs, const std::vector<Part>& parts) {
+  std::vector<FilteredPart> filtered;
+  for (const auto& p : parts) filtered.push_back(filter_part(p, level_, file_.final_path()));
+  return add_tensor(name, attrs, filtered);
+}
+
+uint64_t AdapterWriter::add_tensor(const std::string& name, const Json& attrs, const std::vector<FilteredPart>& parts) {
   if (name.empty()) throw Error(ErrorCode::Usage, file_.final_path(), "a tensor with an empty name cannot be stored");
   H5Handle g = create_group(tensors_.get(), h5_escape_name(name));
   h5_write_attr(g.get(), "name", name);

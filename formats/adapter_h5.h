@@ -16,10 +16,11 @@
 #include <string>
 #include <vector>
 
+#include "formats/h5_chunks.h"
 #include "formats/h5_support.h"
+#include "src/core/atomic_output.h"
 #include "src/core/dtype.h"
 #include "src/core/parts.h"
-#include "src/core/atomic_output.h"
 
 namespace deltakit {
 
@@ -34,10 +35,13 @@ class AdapterWriter {
   // with plain writes: for small files (a journal's one-tensor parts), so that a full disk is an
   // ordinary write error rather than an HDF5 file left half-flushed (which HDF5 1.10 cannot
   // close, and crashes on at exit).
-  explicit AdapterWriter(const std::string& path, int zstd_level = 3, bool in_memory = false);
+  explicit AdapterWriter(const std::string& path, int zstd_level = kDefaultZstdLevel, bool in_memory = false);
   ~AdapterWriter();
   // Writes one tensor's group; returns the bytes its datasets occupy in the file.
   uint64_t add_tensor(const std::string& name, const Json& attrs, const std::vector<Part>& parts);
+  // The same with parts already through the filter pipeline (filter_part, formats/h5_chunks.h):
+  // what a worker holding the HDF5 lock calls after compressing without it.
+  uint64_t add_tensor(const std::string& name, const Json& attrs, const std::vector<FilteredPart>& parts);
   // Copies tensor `name` of another adapter (a compress journal's one-tensor part file) as it
   // is: H5Ocopy moves the compressed, checksummed chunks without decoding them, so ranks can
   // encode and compress in parallel and rank 0 only stitches. Returns its stored bytes.
@@ -51,6 +55,7 @@ class AdapterWriter {
 
  private:
   uint64_t write_dataset(hid_t group, const Part& p);
+  uint64_t write_dataset(hid_t group, const FilteredPart& p);
   AtomicFile file_;
   int level_;
   bool in_memory_;

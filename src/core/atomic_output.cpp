@@ -4,6 +4,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -23,7 +24,7 @@ namespace deltakit {
 namespace {
 // A sibling name that no other run of this process will pick.
 std::string temp_sibling(const std::string& final_path) {
-  static unsigned counter = 0;
+  static std::atomic<unsigned> counter{0};  // compress's workers make part files at once
   fs::path p(final_path);
   std::string leaf = p.filename().string();
   if (leaf.empty()) leaf = "out";

@@ -10,6 +10,7 @@
 
 #include "formats/adapter_h5.h"
 #include "formats/checkpoint.h"
+#include "formats/h5_chunks.h"
 #include "formats/safetensors.h"
 #include "src/codec/codec.h"
 #include "src/core/atomic_output.h"
@@ -60,6 +61,7 @@ struct CompressJob {
   std::vector<ScoreCut> cuts;  // per tensor, for recipes with a scope=model stage
   std::vector<bool> has_cut;
   std::unique_ptr<gpu::CudaDevice> device;  // --device cuda (nullptr: the CPU)
+  unsigned item_threads = 1;                // per tensor, where the rank's threads take tensors at once
 
   static std::string item(size_t i) {
     char buf[32];
@@ -132,8 +134,8 @@ struct CompressJob {
         scored_bytes += bytes[j];
         return s;
       };
-      auto pool_cuts = find_global_cut(comm, pool.size(), local, model_scope_budget(recipe, elements), scores_of,
-                                       elements);
+      auto pool_cuts =
+          find_global_cut(comm, pool.size(), local, model_scope_budget(recipe, elements), scores_of, elements);
       progress.finish();
       for (size_t j = 0; j < pool.size(); ++j) cuts[pool[j]] = pool_cuts[j], has_cut[pool[j]] = true;
     }
@@ -158,7 +160,7 @@ struct CompressJob {
     const std::string& name = names[i];
     PreparedTensor p = prepare(i);
     const TensorView &bv = p.bv, &fv = p.fv;
-    TensorPair pair = p.pair(name, threads);
+    TensorPair pair = p.pair(name, item_threads);
     if (has_cut[i]) pair.cut = &cuts[i];
     pair.where = opt.out + ": tensor '" + name + "'";
     EncodedTensor e = encode_tensor_pair(pair);
@@ -179,11 +181,15 @@ struct CompressJob {
     attrs["base_fingerprint"] = fp;
     for (auto& [k, v] : e.encoded.attrs.items()) attrs[k] = v;
     attrs["rel_error"] = tr.rel_error;
-    std::vector<Part> parts = std::move(e.encoded.parts);
+    release(i);
+    // compressed outside the HDF5 lock, so the workers' zstd runs at once; HDF5 only places it
+    std::vector<FilteredPart> parts;
+    for (const Part& part : e.encoded.parts) parts.push_back(filter_part(part, opt.zstd_level, path));
+    e.encoded.parts.clear();
+    Json root = root_attrs(1, std::string(reinterpret_cast<const char*>(&fp), 8));
+    std::lock_guard<std::mutex> lock(h5_lock());
     AdapterWriter w(path, opt.zstd_level, /*in_memory=*/true);
     tr.stored_bytes = w.add_tensor(name, attrs, parts);
-    release(i);
-    Json root = root_attrs(1, std::string(reinterpret_cast<const char*>(&fp), 8));
     root["report"] = nlohmann::json(tr).dump();
     w.commit(root, {});
   }
@@ -317,11 +323,16 @@ CompressReport compress_adapter(const CompressOptions& opt, Comm& comm) {
   for (size_t i = 0; i < names.size(); ++i)
     spec.items.push_back({CompressJob::item(i), job->ft->entry(names[i]).nbytes()});
   Job run(comm, std::move(spec));
+  // the rank's threads take whole tensors (the fused pass is one pass per tensor); a GPU is one
+  // device, driven by one worker
+  const unsigned workers = job->device ? 1 : job->threads;
+  job->item_threads = workers > 1 ? 1 : job->threads;
   run.run_items([&](size_t i, const std::string& path) { job->encode(i, path); }, [&] { job->find_cuts(); },
                 [&] {
                   job->base->check_intact();
                   job->ft->check_intact();
-                });
+                },
+                workers);
   rep.resumed = run.resumed();
   rep.complete = run.commit([&](JobJournal& journal) {
     std::map<std::string, uint64_t> fallbacks;

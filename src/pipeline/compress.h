@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "formats/h5_chunks.h"
 #include "src/core/comm.h"
 #include "src/gpu/device_codec.h"
 #include "src/pipeline/distill.h"
@@ -21,7 +22,7 @@ struct CompressOptions {
   std::string rules_file;      // ...or a rules file (overrides recipe/only)
   uint64_t seed = 0;           // default seed of dare / randomized lowrank
   unsigned threads = 0;        // 0: all cores
-  int zstd_level = 3;
+  int zstd_level = kDefaultZstdLevel;
   bool overwrite = false;
   bool resume = false;                    // continue a killed job from its journal
   gpu::Device device = gpu::Device::Cpu;  // --device cuda: the fused pass's statistics on the GPU

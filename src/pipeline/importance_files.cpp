@@ -9,9 +9,14 @@ namespace deltakit {
 
 std::vector<float> ImportanceFiles::load(const std::string& file, const std::string& kind, const std::string& tensor,
                                          uint64_t numel, uint64_t cols) {
-  auto it = files_.find(file);
-  if (it == files_.end()) it = files_.emplace(file, std::make_unique<SafetensorsFile>(file)).first;
-  const SafetensorsFile& f = *it->second;
+  const SafetensorsFile* opened = nullptr;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    auto it = files_.find(file);
+    if (it == files_.end()) it = files_.emplace(file, std::make_unique<SafetensorsFile>(file)).first;
+    opened = it->second.get();
+  }
+  const SafetensorsFile& f = *opened;
   const SafetensorsEntry* e = f.find(tensor);
   if (!e) throw Error(ErrorCode::TensorSetMismatch, file, "importance file has no tensor '" + tensor + "'");
   TensorView v = f.view(*e);

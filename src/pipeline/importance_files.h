@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -23,6 +24,7 @@ class ImportanceFiles {
   }
 
  private:
+  std::mutex mutex_;  // compress's workers load at once
   std::map<std::string, std::unique_ptr<SafetensorsFile>> files_;
 };
 

@@ -1,6 +1,11 @@
 #include "src/pipeline/job.h"
 
+#include <algorithm>
+#include <atomic>
+#include <exception>
 #include <map>
+#include <mutex>
+#include <thread>
 
 #include "formats/checkpoint.h"
 #include "src/core/collective.h"
@@ -22,14 +27,14 @@ Job::Job(Comm& comm, JobSpec spec) : comm_(comm), spec_(std::move(spec)) {
 Job::~Job() = default;
 
 void Job::run_items(const std::function<void(size_t, const std::string&)>& work, const std::function<void()>& before,
-                    const std::function<void()>& after) {
+                    const std::function<void()>& after, unsigned workers) {
   if (before) independently(comm_, before);
   std::vector<uint64_t> todo_bytes;
   uint64_t total_bytes = 0;
   std::map<std::string, size_t> index;  // journal file -> item, for the progress count
   for (size_t i : todo_) todo_bytes.push_back(spec_.items[i].bytes);
   for (size_t i = 0; i < spec_.items.size(); ++i) total_bytes += spec_.items[i].bytes, index[spec_.items[i].file] = i;
-  const auto mine = items_of(partition_by_bytes(todo_bytes, comm_.size()), comm_.rank());
+  auto mine = items_of(partition_by_bytes(todo_bytes, comm_.size()), comm_.rank());
   progress_ = std::make_unique<ProgressReporter>(
       spec_.progress, spec_.command, spec_.unit, spec_.items.size(), total_bytes,
       [this, index] {
@@ -39,16 +44,41 @@ void Job::run_items(const std::function<void(size_t, const std::string&)>& work,
         return c;
       },
       comm_.is_root());
+  auto do_item = [&](size_t j) { work(todo_[j], journal_->item_path(spec_.items[todo_[j]].file)); };
+  workers = static_cast<unsigned>(std::min<size_t>(std::max(workers, 1u), mine.size()));
+  // largest first: a worker that draws the widest tensor last would leave the others idle
+  if (workers > 1)
+    std::stable_sort(mine.begin(), mine.end(), [&](size_t a, size_t b) { return todo_bytes[a] > todo_bytes[b]; });
   independently(comm_, [&] {
-    for (size_t j : mine) {
-      try {
-        work(todo_[j], journal_->item_path(spec_.items[todo_[j]].file));
-      } catch (const Error&) {
-        // an input truncated under us reads as zeros (the SIGBUS guard), which may fail a check
-        // first (a fingerprint): the integrity check names the real cause
-        if (after) after();
-        throw;
+    try {
+      if (workers <= 1) {
+        for (size_t j : mine) do_item(j);
+      } else {
+        std::atomic<size_t> next{0};
+        std::exception_ptr failure;
+        std::mutex failure_mutex;
+        auto worker = [&] {
+          for (size_t k; (k = next.fetch_add(1)) < mine.size();) {
+            try {
+              do_item(mine[k]);
+            } catch (...) {
+              std::lock_guard<std::mutex> lock(failure_mutex);
+              if (!failure) failure = std::current_exception();
+              next = mine.size();
+            }
+          }
+        };
+        std::vector<std::thread> pool;
+        for (unsigned t = 1; t < workers; ++t) pool.emplace_back(worker);
+        worker();
+        for (auto& t : pool) t.join();
+        if (failure) std::rethrow_exception(failure);
       }
+    } catch (const Error&) {
+      // an input truncated under us reads as zeros (the SIGBUS guard), which may fail a check
+      // first (a fingerprint): the integrity check names the real cause
+      if (after) after();
+      throw;
     }
     if (after) after();
   });

@@ -56,8 +56,12 @@ class Job {
   // The independent phase: `before` (e.g. a model-wide selection every rank takes part in), then
   // `work(item, path)` for this rank's share of the items not yet done, then `after` (e.g. the
   // inputs' integrity check). Each item's file must be renamed into `path` once whole.
+  // With workers > 1, that many threads take the rank's items, largest first, and `work` must
+  // be safe to run at once for different items (HDF5 calls under h5_lock()); the first error
+  // stops the others from starting new items and is rethrown once they have finished.
   void run_items(const std::function<void(size_t item, const std::string& path)>& work,
-                 const std::function<void()>& before = {}, const std::function<void()>& after = {});
+                 const std::function<void()>& before = {}, const std::function<void()>& after = {},
+                 unsigned workers = 1);
 
   // After every rank's items: rank 0 ends the progress line and runs `make_output` on the full
   // journal (independently: a failure aborts the job); the other ranks let go of the journal.

@@ -16,6 +16,8 @@
 #include <string>
 #include <vector>
 
+#include "formats/h5_chunks.h"
+
 namespace deltakit {
 
 struct PlanOptions {
@@ -30,7 +32,7 @@ struct PlanOptions {
   std::vector<std::string> tasks;  // skills to measure exact match on, plan vs uniform
   int64_t task_samples = 200;
   uint64_t seed = 0;
-  int zstd_level = 3;
+  int zstd_level = kDefaultZstdLevel;
 };
 
 struct PlanCell {  // one family under one candidate

@@ -1,0 +1,48 @@
+// A dataset's chunks run through the adapter's filter pipeline — byte shuffle (multi-byte
+// elements), zstd, Fletcher32 — by our own code instead of inside HDF5. HDF5 (Debian's build is
+// not thread-safe) then only places the finished chunks (H5Dwrite_chunk), so several workers of
+// one process compress their tensors at once and take the HDF5 lock only for the placing.
+// The bytes equal HDF5's own pipeline's (tests/unit/h5_chunks_test.cpp compares them).
+#pragma once
+
+#include <cstdint>
+#include <mutex>
+#include <vector>
+
+#include "src/core/parts.h"
+
+namespace deltakit {
+
+constexpr uint64_t kChunkTarget = 1u << 20;  // bytes per chunk we write
+// zstd level 1: on every payload we measured (shuffled fp32 and bf16 deltas, DARE positions,
+// quant codes) as small as level 3 or smaller (a raw adapter -5%) at 2-3x its speed
+// (docs/formats.md)
+constexpr int kDefaultZstdLevel = 1;
+
+// One part ready for the file: its metadata, its chunk shape and every chunk's filtered bytes
+// (chunk c covers leading-dim rows [c * chunk[0], (c + 1) * chunk[0]); the last one is padded
+// with zeros to a whole chunk, as HDF5 pads an edge chunk with the fill value).
+struct FilteredPart {
+  std::string name;
+  PartKind kind = PartKind::U8;
+  std::vector<uint64_t> dims;   // as stored: a scalar part is {1}
+  std::vector<uint64_t> chunk;  // full trailing dims, the leading dim cut to about kChunkTarget bytes
+  std::string encoding;
+  int zstd_level = kDefaultZstdLevel;
+  std::vector<std::vector<uint8_t>> chunks;
+  uint64_t stored_bytes() const;
+};
+
+// Thread-safe. `where` names the output in errors.
+FilteredPart filter_part(const Part& p, int zstd_level, const std::string& where);
+
+// The chunk shape write_dataset gives `dims` (as stored) of `esize`-byte elements.
+std::vector<uint64_t> chunk_shape(const std::vector<uint64_t>& dims, size_t esize);
+
+// HDF5's Fletcher32 (Fletcher's sum over big-endian 16-bit words, reduced every 360 words).
+uint32_t h5_fletcher32(const uint8_t* data, size_t n);
+
+// Every HDF5 call of a process whose workers run at once goes through this lock.
+std::mutex& h5_lock();
+
+}  // namespace deltakit

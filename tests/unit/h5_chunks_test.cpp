@@ -1,0 +1,104 @@
+// filter_part (formats/h5_chunks.h) runs the adapter's filter pipeline outside HDF5: its chunks
+// must be the very bytes HDF5's own pipeline stores for the same dataset, and a file holding
+// them must read back as the part.
+#include "formats/h5_chunks.h"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <random>
+
+#include "formats/adapter_h5.h"
+#include "formats/h5_support.h"
+
+namespace deltakit {
+namespace {
+
+Part random_part(const std::string& name, PartKind kind, std::vector<uint64_t> dims, uint32_t seed) {
+  Part p{name, kind, std::move(dims), {}, ""};
+  p.bytes.resize(p.count() * part_kind_size(kind));
+  std::mt19937 rng(seed);
+  // runs and noise, so zstd has something to find and something it cannot
+  for (size_t i = 0; i < p.bytes.size(); ++i) p.bytes[i] = (i / 7) % 3 ? static_cast<uint8_t>(rng() & 15) : 0;
+  return p;
+}
+
+hid_t file_type_of(PartKind k) {
+  switch (k) {
+    case PartKind::U8: return H5T_STD_U8LE;
+    case PartKind::U16: return H5T_STD_U16LE;
+    case PartKind::U32: return H5T_STD_U32LE;
+    case PartKind::U64: return H5T_STD_U64LE;
+    case PartKind::F32: return H5T_IEEE_F32LE;
+  }
+  return H5T_STD_U8LE;
+}
+
+// The chunks HDF5's own filter pipeline stores for p (H5Dwrite through shuffle, zstd, fletcher32).
+std::vector<std::vector<uint8_t>> chunks_hdf5_writes(const Part& p, int level, const std::string& path) {
+  h5_setup();
+  const FilteredPart shape = filter_part(p, level, path);
+  H5Handle f(H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT), H5Fclose);
+  std::vector<hsize_t> dims(shape.dims.begin(), shape.dims.end()), chunk(shape.chunk.begin(), shape.chunk.end());
+  H5Handle dcpl(H5Pcreate(H5P_DATASET_CREATE), H5Pclose);
+  unsigned lv = static_cast<unsigned>(level);
+  EXPECT_GE(H5Pset_chunk(dcpl.get(), static_cast<int>(chunk.size()), chunk.data()), 0);
+  if (part_kind_size(p.kind) > 1) {
+    EXPECT_GE(H5Pset_shuffle(dcpl.get()), 0);
+  }
+  EXPECT_GE(H5Pset_filter(dcpl.get(), kZstdFilterId, H5Z_FLAG_MANDATORY, 1, &lv), 0);
+  EXPECT_GE(H5Pset_fletcher32(dcpl.get()), 0);
+  H5Handle space(H5Screate_simple(static_cast<int>(dims.size()), dims.data(), nullptr), H5Sclose);
+  H5Handle ds(H5Dcreate2(f.get(), "d", file_type_of(p.kind), space.get(), H5P_DEFAULT, dcpl.get(), H5P_DEFAULT),
+              H5Dclose);
+  EXPECT_GE(H5Dwrite(ds.get(), file_type_of(p.kind), H5S_ALL, H5S_ALL, H5P_DEFAULT, p.bytes.data()), 0);
+  hsize_t n = 0;
+  EXPECT_GE(H5Dget_num_chunks(ds.get(), space.get(), &n), 0);
+  std::vector<std::vector<uint8_t>> out;
+  for (hsize_t c = 0; c < n; ++c) {
+    hsize_t offset[H5S_MAX_RANK] = {};
+    unsigned mask = 0;
+    haddr_t addr = 0;
+    hsize_t size = 0;
+    EXPECT_GE(H5Dget_chunk_info(ds.get(), space.get(), c, offset, &mask, &addr, &size), 0);
+    EXPECT_EQ(offset[0], c * chunk[0]);
+    std::vector<uint8_t> bytes(size);
+    uint32_t filters = 0;
+    EXPECT_GE(H5Dread_chunk(ds.get(), H5P_DEFAULT, offset, &filters, bytes.data()), 0);
+    EXPECT_EQ(filters, 0u);
+    out.push_back(std::move(bytes));
+  }
+  return out;
+}
+
+TEST(H5Chunks, FilterPartIsHdf5sOwnPipeline) {
+  const std::string dir = testing::TempDir() + "/h5_chunks_" + std::to_string(getpid());
+  std::filesystem::create_directories(dir);
+  const struct {
+    PartKind kind;
+    std::vector<uint64_t> dims;
+  } cases[] = {
+      {PartKind::U8, {1}},                   // one byte: Fletcher's odd tail
+      {PartKind::U8, {3 * (1u << 20) + 5}},  // no shuffle; an edge chunk of 5 bytes
+      {PartKind::U16, {630050}},             // shuffled, one whole chunk and an edge
+      {PartKind::U16, {1}},                  // one element: the shuffle leaves it
+      {PartKind::F32, {1000, 300}},          // 2-D: rows per chunk, an edge of rows
+      {PartKind::U32, {17, 3}},
+      {PartKind::U64, {200000}},
+      {PartKind::F32, {}},  // a scalar part, stored as {1}
+  };
+  uint32_t seed = 1;
+  for (const auto& c : cases)
+    for (int level : {1, 3}) {
+      const Part p = random_part("x", c.kind, c.dims, seed++);
+      SCOPED_TRACE(std::string(part_kind_name(c.kind)) + " of " + std::to_string(p.count()) + ", level " +
+                   std::to_string(level));
+      const FilteredPart mine = filter_part(p, level, "test");
+      EXPECT_EQ(mine.chunks, chunks_hdf5_writes(p, level, dir + "/ref.h5"));
+    }
+  std::filesystem::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace deltakit
