@@ -15,7 +15,8 @@ int cmd_apply(const Args& args) {
       "alpha", po::value<float>()->default_value(1.0f), "scale of the decoded delta (exact at 1; >1 extrapolates)")(
       "force", po::bool_switch(), "apply even if the base's fingerprints differ (warns)")(
       "overwrite", po::bool_switch(), "replace an existing output folder (atomically)")(
-      "max-shard-size", po::value<std::string>()->default_value("5GB"), "largest output shard (HF default 5GB)");
+      "max-shard-size", po::value<std::string>()->default_value("5GB"), "largest output shard (HF default 5GB)")(
+      "threads", po::value<unsigned>()->default_value(0), "shards written at once (0: all cores)");
   add_job_options(opts);
   add_device_option(opts);
   po::variables_map vm;
@@ -30,6 +31,7 @@ int cmd_apply(const Args& args) {
   o.overwrite = vm["overwrite"].as<bool>();
   o.max_shard_bytes = parse_byte_size(vm["max-shard-size"].as<std::string>());
   o.resume = vm["resume"].as<bool>();
+  o.threads = vm["threads"].as<unsigned>();
   o.progress = progress_options(vm);
   o.device = device_option(vm);
   ApplyReport r = run_apply(o, world());

@@ -7,10 +7,13 @@ PyTorch on CPU (read, subtract, sign or drop, write: mergekit's way), on the sam
 torch is importable (Debian's python3-torch).
 
     bench/bench_stream.py --deltakit build/apps/deltakit [--size large] [--layers 16]
-                          [--base B --finetuned F] [--ranks 1,2] [--reps 2]
+                          [--base B --finetuned F] [--ranks 1,2,1x2] [--reps 2]
 
 Prints one Markdown table: seconds (best of reps after a warm-up, mpirun's start included), GB/s
-of input read (compress: base + fine-tune; apply: base + adapter), the ratio to the ceiling, the efficiency of 2 ranks, and each rank's peak RSS.
+of input read (compress: base + fine-tune; apply: base + adapter), the ratio to the ceiling, the
+efficiency of 2 ranks, and each rank's peak RSS. `--ranks` lists the runs: N is N ranks of one
+thread each, NxT N ranks of T threads (1x2: one process on both cores, what a user gets without
+mpirun's -n).
 """
 import argparse
 import json
@@ -111,13 +114,13 @@ def main():
     ap.add_argument("--layers", default="16")
     ap.add_argument("--base")
     ap.add_argument("--finetuned")
-    ap.add_argument("--ranks", default="1,2")
+    ap.add_argument("--ranks", default="1,2,1x2")
     ap.add_argument("--recipes", default="bitdelta,dare:p=0.9,quant:bits=4,raw")
     ap.add_argument("--reps", type=int, default=2)
     ap.add_argument("--workdir", default=tempfile.gettempdir())
     a = ap.parse_args()
     dk = os.path.abspath(a.deltakit)
-    ranks = [int(r) for r in a.ranks.split(",")]
+    runs = [tuple(int(x) for x in (r.split("x") + ["1"])[:2]) for r in a.ranks.split(",")]  # (ranks, threads)
     with tempfile.TemporaryDirectory(dir=a.workdir) as work:
         base, ft = a.base, a.finetuned
         if not base:
@@ -134,21 +137,24 @@ def main():
 
         def row(what, argv_of, ceiling, read_bytes=in_bytes):
             t1 = None
-            for n in ranks:
+            for n, threads in runs:
                 argv = ["mpirun", "--oversubscribe", "-n", str(n), "/usr/bin/time", "-f", "rss_kb=%M", dk,
-                        *argv_of(n), "--quiet"]
+                        *argv_of(n), "--threads", str(threads), "--quiet"]
                 timed(argv, 1)  # warm-up: page cache, the output in place
                 t, rss = timed(argv, a.reps)
-                t1 = t1 or t
-                eff = f"{t1 / t / n:.2f}" if n > 1 else ""
-                print(f"| {what} | {n} | {t:.2f} | {read_bytes / t / 1e9:.2f} | {ceiling:.2f} | {ceiling / t:.2f} | {eff} | "
-                      f"{', '.join(f'{r:.0f}' for r in rss)} |", flush=True)
+                if n * threads == 1:
+                    t1 = t
+                eff = f"{t1 / t / (n * threads):.2f}" if n * threads > 1 and t1 else ""
+                label = str(n) if threads == 1 else f"{n} x {threads} threads"
+                print(f"| {what} | {label} | {t:.2f} | {read_bytes / t / 1e9:.2f} | {ceiling:.2f} | {ceiling / t:.2f} | "
+                      f"{eff} | {', '.join(f'{r:.0f}' for r in rss)} |", flush=True)
 
         for recipe in a.recipes.split(","):
             adapter = os.path.join(work, recipe.replace(":", "_").replace("=", "") + ".h5")
             cmd = lambda n, r=recipe, o=adapter: ["compress", "--base", base, "--finetuned", ft, "--recipe", r, "--out", o,
-                                                  "--overwrite", "--threads", "1"]
-            subprocess.run(["mpirun", "--oversubscribe", "-n", "1", dk, *cmd(1)], check=True, capture_output=True, env=ENV)
+                                                  "--overwrite"]
+            subprocess.run(["mpirun", "--oversubscribe", "-n", "1", dk, *cmd(1), "--threads", "1"], check=True,
+                           capture_output=True, env=ENV)
             ceiling = t_read + (write_ceiling(os.path.getsize(adapter), work) if recipe == "raw" else 0)
             row(f"compress {recipe}" + (" (read + write ceiling)" if recipe == "raw" else ""), cmd, ceiling)
         for recipe in a.recipes.split(","):

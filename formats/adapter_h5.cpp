@@ -439,6 +439,7 @@ uint64_t AdapterReader::base_fingerprint(const std::string& name) const {
 
 std::vector<uint8_t> AdapterReader::read_part(const std::string& name, const std::string& part, PartKind kind,
                                               const std::vector<uint64_t>& dims, const std::string& encoding) const {
+  std::lock_guard<std::recursive_mutex> lock(h5_lock());  // apply's workers read at once
   const Tensor& t = tensor(name);
   const std::string where = this->where(name);
   if (std::find(t.parts.begin(), t.parts.end(), part) == t.parts.end())

@@ -128,8 +128,8 @@ FilteredPart filter_part(const Part& p, int zstd_level, const std::string& where
   return f;
 }
 
-std::mutex& h5_lock() {
-  static std::mutex m;
+std::recursive_mutex& h5_lock() {
+  static std::recursive_mutex m;
   return m;
 }
 

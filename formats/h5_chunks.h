@@ -42,7 +42,8 @@ std::vector<uint64_t> chunk_shape(const std::vector<uint64_t>& dims, size_t esiz
 // HDF5's Fletcher32 (Fletcher's sum over big-endian 16-bit words, reduced every 360 words).
 uint32_t h5_fletcher32(const uint8_t* data, size_t n);
 
-// Every HDF5 call of a process whose workers run at once goes through this lock.
-std::mutex& h5_lock();
+// Every HDF5 call of a process whose workers run at once goes through this lock (recursive: an
+// adapter's part reads take it themselves, and may run inside a holder's section).
+std::recursive_mutex& h5_lock();
 
 }  // namespace deltakit

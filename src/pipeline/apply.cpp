@@ -4,6 +4,8 @@
 #include <cmath>
 #include <cstring>
 #include <filesystem>
+#include <map>
+#include <mutex>
 
 #include "formats/adapter_h5.h"
 #include "formats/checkpoint.h"
@@ -146,10 +148,16 @@ ApplyReport run_apply(const ApplyOptions& opt, Comm& comm) {
   spec.identity["max_shard_bytes"] = opt.max_shard_bytes;
   for (const auto& s : base->shards()) spec.input_files.push_back(s->path());
   Job job(comm, std::move(spec));
-  // one writer per shard, shards spread over the ranks by bytes
+  // one writer per shard, shards spread over the ranks by bytes, and a rank's threads each take
+  // a shard (a GPU is one device: one worker)
+  const unsigned workers = device ? 1 : opt.threads ? opt.threads : default_threads_per_rank(comm);
+  std::mutex report_mutex;
+  std::map<size_t, std::vector<std::string>> warnings_of;  // per shard, reported in shard order
   job.run_items(
       [&](size_t s, const std::string& path) {
         SafetensorsWriter w(path, plan.shards[s], {{"format", "pt"}});
+        uint64_t written = 0;
+        std::vector<std::string> warnings;
         for (const auto& t : plan.shards[s]) {
           // not populated: the block pass reads the base by pread; a whole-tensor pass faults it in
           TensorView bv = base->acquire(t.name, /*populate=*/false);
@@ -157,15 +165,18 @@ ApplyReport run_apply(const ApplyOptions& opt, Comm& comm) {
               *ad, bv, opt.alpha, opt.force, opt.base,
               [&](std::span<const uint8_t> b) {
                 w.write(b.data(), b.size());
-                rep.bytes_written += b.size();
+                written += b.size();
               },
-              rep.warnings, device.get());
+              warnings, device.get());
           base->release(t.name);
-          ++rep.tensors;
         }
         w.commit();
+        std::lock_guard<std::mutex> lock(report_mutex);
+        rep.tensors += plan.shards[s].size(), rep.bytes_written += written;
+        warnings_of[s] = std::move(warnings);
       },
-      {}, [&] { base->check_intact(); });
+      {}, [&] { base->check_intact(); }, workers);
+  for (auto& [s, warnings] : warnings_of) rep.warnings.insert(rep.warnings.end(), warnings.begin(), warnings.end());
   rep.complete = job.commit([&](JobJournal& journal) {
     make_checkpoint_folder(journal, plan, [&] {
       std::error_code ec;

@@ -187,7 +187,7 @@ struct CompressJob {
     for (const Part& part : e.encoded.parts) parts.push_back(filter_part(part, opt.zstd_level, path));
     e.encoded.parts.clear();
     Json root = root_attrs(1, std::string(reinterpret_cast<const char*>(&fp), 8));
-    std::lock_guard<std::mutex> lock(h5_lock());
+    std::lock_guard<std::recursive_mutex> lock(h5_lock());
     AdapterWriter w(path, opt.zstd_level, /*in_memory=*/true);
     tr.stored_bytes = w.add_tensor(name, attrs, parts);
     root["report"] = nlohmann::json(tr).dump();

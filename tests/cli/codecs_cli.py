@@ -84,16 +84,26 @@ def main():
                                     ("dare:p=0.5 > bitdelta:scale=row + cherry:frac=0.005", False)]:
             check_recipe(a, work, base, ft, recipe, independent)
 
-        # determinism across thread counts
-        outs = []
-        for t in ("1", "2"):
-            path = os.path.join(work, f"t{t}.h5")
-            run(a.deltakit, "compress", "--base", base, "--finetuned", ft, "--recipe",
-                "dare:p=0.9 > bitdelta:scale=row + cherry:frac=0.01", "--threads", t, "--out", path)
-            with open(path, "rb") as f:
-                outs.append(f.read())
-        assert outs[0] == outs[1], "adapters differ between 1 and 2 threads"
-        print("ok byte-identical adapter for 1 and 2 threads")
+        # determinism across thread counts (threads > 1: workers taking whole tensors at once)
+        for recipe in ("dare:p=0.9 > bitdelta:scale=row + cherry:frac=0.01", "raw", "quant:bits=4"):
+            outs = []
+            for t in ("1", "2", "3"):
+                path = os.path.join(work, f"t{t}.h5")
+                run(a.deltakit, "compress", "--base", base, "--finetuned", ft, "--recipe", recipe, "--threads", t,
+                    "--out", path, "--overwrite")
+                with open(path, "rb") as f:
+                    outs.append(f.read())
+            assert outs[0] == outs[1] == outs[2], f"{recipe}: adapters differ between 1, 2 and 3 threads"
+            # apply's threads each take a shard (small shards: several per thread)
+            folders = []
+            for t in ("1", "2", "3"):
+                out = os.path.join(work, f"applied{t}")
+                run(a.deltakit, "apply", "--base", base, "--adapter", path, "--out", out, "--overwrite",
+                    "--max-shard-size", "100KB", "--threads", t)
+                folders.append({f: open(os.path.join(out, f), "rb").read() for f in sorted(os.listdir(out))})
+            assert len(folders[0]) > 4, "expected several shards"
+            assert folders[0] == folders[1] == folders[2], f"{recipe}: applied folders differ between thread counts"
+        print("ok byte-identical adapters and applied checkpoints for 1, 2 and 3 threads")
 
         # a YAML rules file
         rules = os.path.join(work, "rules.yaml")
