@@ -1,5 +1,8 @@
 #include "src/codec/bits.h"
 
+#include <bit>
+#include <cstring>
+
 #include "src/core/error.h"
 
 namespace deltakit {
@@ -7,16 +10,38 @@ namespace deltakit {
 uint64_t packed_bytes(uint64_t count, unsigned width) { return (count * width + 7) / 8; }
 
 std::vector<uint8_t> pack_fields(std::span<const uint16_t> fields, unsigned width) {
-  std::vector<uint8_t> out(packed_bytes(fields.size(), width), 0);
+  std::vector<uint8_t> out(packed_bytes(fields.size(), width));
+  pack_fields_into(fields, width, out.data());
+  return out;
+}
+
+void pack_fields_into(std::span<const uint16_t> fields, unsigned width, uint8_t* out) {
+  static_assert(std::endian::native == std::endian::little, "the packed words are stored as they lie in memory");
+  // 8 fields fill exactly `width` bytes: one word built and stored per 8 (the bit-at-a-time loop
+  // was 13% of a quant compress)
+  uint64_t i = 0;
+  const uint64_t n = fields.size();
+  if (width <= 8) {
+    for (; i + 8 <= n; i += 8, out += width) {
+      uint64_t acc = 0;
+      for (unsigned k = 0; k < 8; ++k) acc |= static_cast<uint64_t>(fields[i + k]) << (k * width);
+      std::memcpy(out, &acc, width);
+    }
+  } else {
+    for (; i + 8 <= n; i += 8, out += width) {
+      unsigned __int128 acc = 0;
+      for (unsigned k = 0; k < 8; ++k) acc |= static_cast<unsigned __int128>(fields[i + k]) << (k * width);
+      std::memcpy(out, &acc, width);
+    }
+  }
   uint64_t acc = 0, byte = 0;
   unsigned held = 0;  // bits in acc
-  for (uint16_t f : fields) {
-    acc |= static_cast<uint64_t>(f) << held;
+  for (; i < n; ++i) {
+    acc |= static_cast<uint64_t>(fields[i]) << held;
     held += width;
     while (held >= 8) out[byte++] = static_cast<uint8_t>(acc), acc >>= 8, held -= 8;
   }
   if (held) out[byte] = static_cast<uint8_t>(acc);
-  return out;
 }
 
 uint16_t packed_field(const uint8_t* packed, uint64_t i, unsigned width) {

@@ -20,6 +20,8 @@ namespace deltakit {
 uint64_t packed_bytes(uint64_t count, unsigned width);
 // fields[i] must be < 2^width (width 1..16).
 std::vector<uint8_t> pack_fields(std::span<const uint16_t> fields, unsigned width);
+// The same into out[0, packed_bytes(fields.size(), width)), the first field at bit 0 of out[0].
+void pack_fields_into(std::span<const uint16_t> fields, unsigned width, uint8_t* out);
 uint16_t packed_field(const uint8_t* packed, uint64_t i, unsigned width);
 
 struct CodedPositions {

@@ -83,6 +83,29 @@ namespace {
 // group's range, codes and — through the payload's own decode — the error, with the same lane
 // order as over the whole stream. Groups must start on a byte of codes (G·bits a multiple of 8)
 // and fit a block.
+// The smallest and largest of x[0, n), exactly as the scalar loop `lo = min(lo, x)` from +inf
+// finds them (x finite), in 16 lanes the compiler vectorizes (the scalar loop was 60% of a quant
+// encode). Only a ±0 result depends on the order (min keeps the first of equal values), so a
+// group whose bound is zero takes the scalar loop.
+void group_min_max(const float* x, uint64_t n, float& lo, float& hi) {
+  constexpr unsigned L = 16;
+  float l[L], h[L];
+  for (unsigned k = 0; k < L; ++k) l[k] = INFINITY, h[k] = -INFINITY;
+  uint64_t i = 0;
+  for (; i + L <= n; i += L)
+    for (unsigned k = 0; k < L; ++k) {
+      l[k] = x[i + k] < l[k] ? x[i + k] : l[k];
+      h[k] = x[i + k] > h[k] ? x[i + k] : h[k];
+    }
+  lo = INFINITY, hi = -INFINITY;
+  for (unsigned k = 0; k < L; ++k) lo = std::min(lo, l[k]), hi = std::max(hi, h[k]);
+  for (; i < n; ++i) lo = std::min(lo, x[i]), hi = std::max(hi, x[i]);
+  if (lo == 0.0f || hi == 0.0f) {
+    lo = INFINITY, hi = -INFINITY;
+    for (i = 0; i < n; ++i) lo = std::min(lo, x[i]), hi = std::max(hi, x[i]);
+  }
+}
+
 class QuantBlockEncoder final : public BlockEncoder {
  public:
   static constexpr uint64_t kBlock = 16384;
@@ -103,8 +126,8 @@ class QuantBlockEncoder final : public BlockEncoder {
     std::fill(codes_.begin(), codes_.begin() + static_cast<std::ptrdiff_t>(m), 0);
     for (uint64_t b = 0; b < m; b += G) {
       const uint64_t e = std::min(m, b + G), g = (first + b) / G;
-      float lo = INFINITY, hi = -INFINITY;
-      for (uint64_t i = b; i < e; ++i) lo = std::min(lo, block[i]), hi = std::max(hi, block[i]);
+      float lo, hi;
+      group_min_max(block.data() + b, e - b, lo, hi);
       const float step = (hi - lo) / qmax;
       p_.mins[g] = lo, p_.steps[g] = step;
       if (step == 0.0f) continue;
@@ -113,8 +136,7 @@ class QuantBlockEncoder final : public BlockEncoder {
         codes_[i] = static_cast<uint16_t>(std::clamp(q, 0.0f, qmax));
       }
     }
-    const std::vector<uint8_t> packed = pack_fields({codes_.data(), m}, p_.w);
-    std::copy(packed.begin(), packed.end(), p_.codes.begin() + static_cast<std::ptrdiff_t>(first * p_.w / 8));
+    pack_fields_into({codes_.data(), m}, p_.w, p_.codes.data() + first * p_.w / 8);
     p_.decode(first, m, recon_.data());  // what decoding will give
     lanes_.add_block(block.data(), first, first + m, recon_.data());
   }

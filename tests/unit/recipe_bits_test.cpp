@@ -72,13 +72,20 @@ TEST(Recipe, RefusesNonsenseWithAClearMessage) {
 }
 
 TEST(Bits, PackedFieldsRoundTrip) {
-  for (unsigned w : {1u, 2u, 3u, 4u, 5u, 8u, 12u}) {
-    std::vector<uint16_t> f(1001);
-    for (size_t i = 0; i < f.size(); ++i) f[i] = static_cast<uint16_t>((i * 2654435761u) & ((1u << w) - 1));
-    auto packed = pack_fields(f, w);
-    EXPECT_EQ(packed.size(), packed_bytes(f.size(), w));
-    for (size_t i = 0; i < f.size(); ++i) ASSERT_EQ(packed_field(packed.data(), i, w), f[i]) << w;
-  }
+  for (unsigned w = 1; w <= 16; ++w)
+    for (size_t n : {size_t{0}, size_t{1}, size_t{7}, size_t{8}, size_t{9}, size_t{1001}}) {
+      std::vector<uint16_t> f(n);
+      for (size_t i = 0; i < f.size(); ++i) f[i] = static_cast<uint16_t>((i * 2654435761u) & ((1u << w) - 1));
+      auto packed = pack_fields(f, w);
+      EXPECT_EQ(packed.size(), packed_bytes(f.size(), w));
+      // the layout, bit by bit: field i's bit b at bit i * w + b of the stream, LSB first
+      std::vector<uint8_t> want(packed_bytes(n, w), 0);
+      for (size_t i = 0; i < n; ++i)
+        for (unsigned b = 0; b < w; ++b)
+          if (f[i] >> b & 1) want[(i * w + b) / 8] |= static_cast<uint8_t>(1u << ((i * w + b) % 8));
+      ASSERT_EQ(packed, want) << "width " << w << ", " << n << " fields";
+      for (size_t i = 0; i < f.size(); ++i) ASSERT_EQ(packed_field(packed.data(), i, w), f[i]) << w;
+    }
 }
 
 TEST(Bits, PositionsRoundTripAndRefuseMalformedStreams) {
