@@ -97,6 +97,17 @@ void PositionsCoder::add(uint64_t pos) {
   prev_ = pos, ++count_;
 }
 
+void PositionsCoder::add(std::span<const uint64_t> positions) {
+  for (uint64_t pos : positions) {
+    bitmap_[pos / 8] |= static_cast<uint8_t>(1u << (pos % 8));
+    uint64_t gap = pos - prev_ - 1;
+    while (gap >= 0x80) varint_.push_back(static_cast<uint8_t>(gap | 0x80)), gap >>= 7;
+    varint_.push_back(static_cast<uint8_t>(gap));
+    prev_ = pos;
+  }
+  count_ += positions.size();
+}
+
 CodedPositions PositionsCoder::take() {
   if (varint_is_smaller(varint_.size(), n_)) return {"varint", std::move(varint_)};
   return {"bitmap", std::move(bitmap_)};

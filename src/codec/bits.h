@@ -35,6 +35,7 @@ class PositionsCoder {
  public:
   explicit PositionsCoder(uint64_t n);
   void add(uint64_t pos);  // increasing, < n
+  void add(std::span<const uint64_t> positions);
   uint64_t count() const { return count_; }
   CodedPositions take();
 

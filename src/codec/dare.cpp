@@ -1,5 +1,13 @@
 #include <algorithm>
 
+#ifdef __AVX512F__
+// GCC 12 warns inside its own AVX-512 headers (their "undefined" pass-through operands)
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+#include <immintrin.h>
+#endif
+
 #include "src/codec/bits.h"
 #include "src/codec/error_norms.h"
 #include "src/codec/sparse.h"
@@ -22,8 +30,32 @@ namespace {
 // returns how many. `delta` points at entry begin.
 uint64_t dare_keep(const uint32_t* words, uint64_t threshold, float scale, const float* delta,
                    std::span<const uint8_t> skip, uint64_t begin, uint64_t m, uint64_t* pos, float* val) {
-  uint64_t k = 0;
-  for (uint64_t j = 0; j < m; ++j) {
+  uint64_t k = 0, j = 0;
+#ifdef __AVX512F__
+  // 16 entries at a time: the kept ones' positions and values compressed in registers and stored
+  // whole (k <= j, so a store of 16 from k stays inside the m entries; a compress straight to
+  // memory is microcoded on Zen 4, 1.6x slower than the scalar loop). The scalar compaction was
+  // two thirds of DARE's fused pass; the same entries in the same order.
+  if (skip.empty() && threshold <= 0xFFFFFFFFu) {
+    const __m512i thr = _mm512_set1_epi32(static_cast<int>(static_cast<uint32_t>(threshold)));
+    const __m512 sc = _mm512_set1_ps(scale);
+    const __m512i step = _mm512_set1_epi64(8);
+    __m512i at =
+        _mm512_add_epi64(_mm512_set1_epi64(static_cast<long long>(begin)), _mm512_setr_epi64(0, 1, 2, 3, 4, 5, 6, 7));
+    for (; j + 16 <= m; j += 16) {
+      const __mmask16 keep = _mm512_cmpge_epu32_mask(_mm512_loadu_si512(words + j), thr);
+      _mm512_storeu_ps(val + k, _mm512_maskz_compress_ps(keep, _mm512_mul_ps(_mm512_loadu_ps(delta + j), sc)));
+      const __mmask8 lo = static_cast<__mmask8>(keep), hi = static_cast<__mmask8>(keep >> 8);
+      _mm512_storeu_si512(pos + k, _mm512_maskz_compress_epi64(lo, at));
+      at = _mm512_add_epi64(at, step);
+      const unsigned n_lo = static_cast<unsigned>(__builtin_popcount(lo));
+      _mm512_storeu_si512(pos + k + n_lo, _mm512_maskz_compress_epi64(hi, at));
+      at = _mm512_add_epi64(at, step);
+      k += n_lo + static_cast<unsigned>(__builtin_popcount(hi));
+    }
+  }
+#endif
+  for (; j < m; ++j) {
     const uint64_t i = begin + j;
     pos[k] = i;
     val[k] = delta[j] * scale;
@@ -116,10 +148,8 @@ class DareBlockEncoder final : public BlockEncoder {
     encode_from_f32(vt_.dtype, {kept_.data(), k}, {values_.data() + old, k * es});
     decode_to_f32(vt_.dtype, {values_.data() + old, k * es}, 0, {kept_.data(), k});  // δ̂ as decoding reads it
     std::fill(recon_.begin(), recon_.begin() + static_cast<std::ptrdiff_t>(m), 0.0f);
-    for (uint64_t q = 0; q < k; ++q) {
-      recon_[pos_[q] - first] = kept_[q];
-      positions_.add(pos_[q]);
-    }
+    for (uint64_t q = 0; q < k; ++q) recon_[pos_[q] - first] = kept_[q];
+    positions_.add({pos_.data(), k});
     lanes_.add_block(block.data(), first, first + m, recon_.data());
   }
   bool second_pass() const override { return false; }

@@ -40,9 +40,15 @@ TEST(Dare, MaskIsTheDocumentedPhiloxRule) {
   TensorRng rng(11, "blk.3.w");
   const uint64_t thr = TensorRng::drop_threshold(0.7);
   std::vector<uint64_t> want;
+  std::vector<float> values;
+  const float scale = static_cast<float>(1.0 / (1.0 - 0.7));
   for (uint64_t i = 0; i < d.size(); ++i)
-    if (rng.word(i) >= thr) want.push_back(i);
+    if (rng.word(i) >= thr) want.push_back(i), values.push_back(d[i] * scale);
   EXPECT_EQ(s.positions, want);
+  EXPECT_EQ(s.values, values);
+  // every start and length around the 16-entry vector steps
+  for (uint64_t block : {5ull, 16ull, 17ull, 33ull})
+    EXPECT_EQ(dare_select(prm, "blk.3.w", d, {}, 1, block).positions, want) << block;
 }
 
 TEST(Dare, SurvivorsAreRescaledDeltaRoundedToStoredDtype) {
