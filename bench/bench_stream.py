@@ -138,7 +138,9 @@ def main():
         def row(what, argv_of, ceiling, read_bytes=in_bytes):
             t1 = None
             for n, threads in runs:
-                argv = ["mpirun", "--oversubscribe", "-n", str(n), "/usr/bin/time", "-f", "rss_kb=%M", dk,
+                # each rank bound to its own `threads` cores (mpirun binds a rank to one core by default)
+                bind = ["--map-by", f"slot:PE={threads}"] if threads > 1 else []
+                argv = ["mpirun", "--oversubscribe", *bind, "-n", str(n), "/usr/bin/time", "-f", "rss_kb=%M", dk,
                         *argv_of(n), "--threads", str(threads), "--quiet"]
                 timed(argv, 1)  # warm-up: page cache, the output in place
                 t, rss = timed(argv, a.reps)

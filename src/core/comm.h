@@ -62,7 +62,13 @@ std::unique_ptr<Comm> make_world_comm(int* argc, char*** argv);
 bool launched_by_mpi();
 
 // Worker threads per rank when the user asked for "all cores": the cores shared among the
-// ranks the launcher put on this node (Open MPI, MPICH, PMIx and Slurm say how many).
+// ranks the launcher put on this node (Open MPI, MPICH, PMIx and Slurm say how many), and no
+// more than the CPUs this process may run on (mpirun binds each rank to one core by default).
 unsigned default_threads_per_rank(const Comm& comm);
+// The CPUs this process may run on (its affinity mask; hardware_concurrency where unknown).
+unsigned usable_cpus();
+// "" or a warning that `threads` threads will share fewer CPUs than that (a rank bound by its
+// launcher), naming the way out.
+std::string threads_warning(unsigned threads);
 
 }  // namespace deltakit

@@ -1,3 +1,5 @@
+#include <sched.h>
+
 #include <algorithm>
 #include <cstdlib>
 #include <string>
@@ -16,6 +18,22 @@ bool launched_by_mpi() {
   return false;
 }
 
+unsigned usable_cpus() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) > 0) return static_cast<unsigned>(CPU_COUNT(&set));
+  const unsigned hw = std::thread::hardware_concurrency();
+  return hw ? hw : 1;
+}
+
+std::string threads_warning(unsigned threads) {
+  const unsigned cpus = usable_cpus();
+  if (threads <= cpus) return "";
+  return std::to_string(threads) + " threads share the " + std::to_string(cpus) +
+         " CPU(s) this process is bound to; under mpirun give each rank its cores (--map-by slot:PE=" +
+         std::to_string(threads) + ", or --bind-to none)";
+}
+
 unsigned default_threads_per_rank(const Comm& comm) {
   unsigned hw = std::thread::hardware_concurrency();
   if (!hw) hw = 1;
@@ -28,7 +46,7 @@ unsigned default_threads_per_rank(const Comm& comm) {
         break;
       }
     }
-  return std::max(1u, hw / local);
+  return std::max(1u, std::min(hw / local, usable_cpus()));
 }
 
 }  // namespace deltakit

@@ -151,6 +151,7 @@ ApplyReport run_apply(const ApplyOptions& opt, Comm& comm) {
   // one writer per shard, shards spread over the ranks by bytes, and a rank's threads each take
   // a shard (a GPU is one device: one worker)
   const unsigned workers = device ? 1 : opt.threads ? opt.threads : default_threads_per_rank(comm);
+  if (const std::string w = threads_warning(workers); !w.empty() && comm.is_root()) rep.warnings.push_back(w);
   std::mutex report_mutex;
   std::map<size_t, std::vector<std::string>> warnings_of;  // per shard, reported in shard order
   job.run_items(

@@ -326,6 +326,7 @@ CompressReport compress_adapter(const CompressOptions& opt, Comm& comm) {
   // the rank's threads take whole tensors (the fused pass is one pass per tensor); a GPU is one
   // device, driven by one worker
   const unsigned workers = job->device ? 1 : job->threads;
+  if (const std::string w = threads_warning(job->threads); !w.empty() && comm.is_root()) rep.warnings.push_back(w);
   job->item_threads = workers > 1 ? 1 : job->threads;
   run.run_items([&](size_t i, const std::string& path) { job->encode(i, path); }, [&] { job->find_cuts(); },
                 [&] {

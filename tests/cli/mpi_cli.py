@@ -126,6 +126,28 @@ def case_identical(a, work):
         for f in sorted(os.listdir(applied[0])):
             same_bytes([os.path.join(d, f) for d in applied], f"{recipe}: applied {f}")
         print(f"ok: {recipe}: identical adapters for -n 1/2/3 and 1/2 threads, identical apply")
+    # mpirun binds a rank to one core by default: threads asked beyond it are named in a warning,
+    # and the default takes only the CPUs the rank may run on
+    out = os.path.join(work, "bound.h5")
+    def stderr_of(*argv):
+        p = subprocess.run(mpi(a, 1, *argv), capture_output=True, text=True, timeout=300, env=ENV)
+        if p.returncode != 0:
+            sys.exit(f"FAIL: mpirun -n 1 deltakit {' '.join(argv)} -> {p.returncode}\n{p.stderr}")
+        return p.stderr
+    warned = stderr_of("compress", "--base", base, "--finetuned", ft, "--recipe", "bitdelta", "--threads", "2",
+                       "--out", out, "--overwrite", "--quiet")
+    bound = subprocess.run([a.mpirun, "--oversubscribe", "-n", "1", sys.executable, "-c",
+                            "import os; print(len(os.sched_getaffinity(0)))"], capture_output=True, text=True,
+                           timeout=60, env=ENV).stdout.strip()
+    if bound != "1":
+        print(f"ok: (this mpirun binds a rank to {bound!r} CPUs, not one: no warning expected)")
+    elif "--map-by slot:PE=2" not in warned:
+        sys.exit(f"FAIL: no warning for 2 threads on a rank bound to one core: {warned!r}")
+    quiet = stderr_of("compress", "--base", base, "--finetuned", ft, "--recipe", "bitdelta", "--out", out,
+                      "--overwrite", "--quiet")
+    if "threads share" in quiet:
+        sys.exit(f"FAIL: the default thread count oversubscribes a bound rank: {quiet!r}")
+    print("ok: threads beyond a bound rank's CPUs are warned of; the default stays within them")
 
 
 def journal_items(journal):
