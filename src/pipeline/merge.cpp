@@ -7,6 +7,8 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <map>
+#include <mutex>
 #include <nlohmann/json.hpp>
 
 #include "formats/adapter_h5.h"
@@ -169,12 +171,32 @@ struct MergeJob {
   std::map<std::string, size_t> output_index;
   int layers = 0;      // the layout's layers (gradient positions of the models syntax)
   int out_layers = 0;  // with slices: the output's layer count, for config.json
-  // buffers that only grow: resizing vectors down and up for tensors of mixed sizes zero-filled
-  // a large tensor's worth of memory each time
-  BigBuffer<float> base_f, out_f;
-  std::vector<BigBuffer<float>> model_f;
-  BigBuffer<uint8_t> out_bytes;
-  std::vector<uint8_t> scratch;
+  // One worker's buffers, which only grow: resizing vectors down and up for tensors of mixed
+  // sizes zero-filled a large tensor's worth of memory each time. A worker takes a set from the
+  // pool for a shard and gives it back.
+  struct Buffers {
+    BigBuffer<float> base_f, out_f;
+    std::vector<BigBuffer<float>> model_f;
+    BigBuffer<uint8_t> out_bytes;
+    std::vector<uint8_t> scratch;
+  };
+  std::mutex pool_mutex;
+  std::vector<std::unique_ptr<Buffers>> pool;
+  std::unique_ptr<Buffers> take_buffers() {
+    std::lock_guard<std::mutex> lock(pool_mutex);
+    if (pool.empty()) {
+      auto b = std::make_unique<Buffers>();
+      b->model_f.resize(inputs.size());
+      return b;
+    }
+    auto b = std::move(pool.back());
+    pool.pop_back();
+    return b;
+  }
+  void give_back(std::unique_ptr<Buffers> b) {
+    std::lock_guard<std::mutex> lock(pool_mutex);
+    pool.push_back(std::move(b));
+  }
 
   // config, headers and output path, before any tensor byte (every rank, collectively)
   void open() {
@@ -212,7 +234,6 @@ struct MergeJob {
                   "tokenizer_source " + cfg.tokenizer_source + " is not a model folder (base, or a model's folder)");
     // as mergekit: the output's parent folders are made if missing
     check_output_path(opt.out, in_paths, opt.overwrite, /*make_parent=*/true);
-    model_f.resize(inputs.size());
   }
 
   void add_output(TensorSpec spec, OutputTensor o) {
@@ -414,7 +435,7 @@ struct MergeJob {
   // untouched) and decoded; the task vectors' statistics (a magnitude cut, norms) in passes over
   // the blocks first, then each block sparsified, weighed, mixed, encoded and handed on. The same
   // bytes as the whole tensor, in memory that does not grow with it.
-  void merge_streamed(const TensorSpec& spec, const OutputTensor& o, uint64_t numel, MergeReport& rep,
+  void merge_streamed(Buffers& buf, const TensorSpec& spec, const OutputTensor& o, uint64_t numel, MergeReport& rep,
                       const std::function<void(std::span<const uint8_t>)>& sink) {
     constexpr uint64_t kBlock = 1 << 16;
     const std::string& name = spec.name;
@@ -449,13 +470,13 @@ struct MergeJob {
     // block [first, first + m) of every input into a: the base, and θ_j (or θ_j − θ_b for task arithmetic)
     const auto read_block = [&](uint64_t first, uint64_t m) {
       if (!o.base_name.empty()) {
-        const std::span<float> b = base_f.first(m);
+        const std::span<float> b = buf.base_f.first(m);
         read(bv, first, b);
         a.base = b;
       }
       a.models.clear();
       for (size_t j = 0; j < views.size(); ++j) {
-        const std::span<float> f = model_f[o.inputs[j]].first(m);
+        const std::span<float> f = buf.model_f[o.inputs[j]].first(m);
         read(views[j], first, f);
         if (ta)
           for (size_t i = 0; i < m; ++i) f[i] -= a.base[i];
@@ -478,7 +499,7 @@ struct MergeJob {
     for (uint64_t first = 0; first < numel; first += kBlock) {
       const uint64_t m = std::min(kBlock, numel - first);
       read_block(first, m);
-      const std::span<float> merged = out_f.first(m);
+      const std::span<float> merged = buf.out_f.first(m);
       locate_invalid_values(
           ErrorCode::Usage, opt.config,
           [&] {
@@ -487,7 +508,7 @@ struct MergeJob {
             combine_task_vectors(*method, a, merged);
           },
           context);
-      const std::span<uint8_t> out_b = out_bytes.first(m * es);
+      const std::span<uint8_t> out_b = buf.out_bytes.first(m * es);
       encode_from_f32(spec.dtype, merged, out_b);
       sink(out_b);
     }
@@ -497,13 +518,14 @@ struct MergeJob {
 
   // One output tensor in its dtype, to `sink`: integer tensors are copied (the base's, or the
   // first input's), float ones merged (a block at a time where the method streams).
-  void merge_one(const TensorSpec& spec, MergeReport& rep, const std::function<void(std::span<const uint8_t>)>& sink) {
+  void merge_one(Buffers& buf, const TensorSpec& spec, MergeReport& rep,
+                 const std::function<void(std::span<const uint8_t>)>& sink) {
     const std::string& name = spec.name;
     const OutputTensor& o = outputs[output_index.at(name)];
     uint64_t numel = 1;
     for (uint64_t d : spec.shape) numel *= d;
-    if (streams(spec, o)) return merge_streamed(spec, o, numel, rep, sink);
-    const std::span<uint8_t> out_b = out_bytes.first(static_cast<size_t>(numel) * dtype_size(spec.dtype));
+    if (streams(spec, o)) return merge_streamed(buf, spec, o, numel, rep, sink);
+    const std::span<uint8_t> out_b = buf.out_bytes.first(static_cast<size_t>(numel) * dtype_size(spec.dtype));
     if (!dtype_is_float_decodable(spec.dtype)) {  // integer buffers, unchanged
       const Checkpoint* from = !o.base_name.empty() ? base.get() : inputs[o.inputs[0]].ckpt.get();
       const std::string& nm = !o.base_name.empty() ? o.base_name : o.names[0];
@@ -516,7 +538,7 @@ struct MergeJob {
     TensorMergeArgs a = args_for(spec);
     if (!o.base_name.empty()) {
       const TensorView bv = base->acquire(o.base_name);
-      const std::span<float> b = base_f.first(numel);
+      const std::span<float> b = buf.base_f.first(numel);
       decode_to_f32(bv.dtype, bv.bytes, 0, b);
       a.base = b;
       rep.bytes_read += bv.bytes.size();
@@ -528,13 +550,13 @@ struct MergeJob {
       // the output's name and shape (a checkpoint reads its own tensor)
       const bool over_base = !inputs[o.inputs[k]].ckpt;
       const TensorView lv = over_base ? base->acquire(nm) : TensorView{nm, spec.dtype, spec.shape, {}};
-      a.models.push_back(model_f[o.inputs[k]].first(numel));
-      inputs[o.inputs[k]].read(lv, cfg.base_model, opt.force, a.models.back(), scratch, rep.warnings);
+      a.models.push_back(buf.model_f[o.inputs[k]].first(numel));
+      inputs[o.inputs[k]].read(lv, cfg.base_model, opt.force, a.models.back(), buf.scratch, rep.warnings);
       rep.bytes_read += numel * dtype_size(spec.dtype);
       if (over_base) base->release(nm);
     }
     set_parameters(a, name, o);
-    const std::span<float> merged = out_f.first(numel);
+    const std::span<float> merged = buf.out_f.first(numel);
     locate_invalid_values(
         ErrorCode::Usage, opt.config, [&] { merge_tensor(*method, a, merged); }, "tensor '" + name + "': ");
     encode_from_f32(spec.dtype, merged, out_b);
@@ -582,19 +604,34 @@ MergeReport run_merge(const MergeOptions& opt, Comm& comm) {
   const ShardPlan plan = plan_shards(m.specs, max_shard);
   Job job(comm, m.job_spec(plan, max_shard));
   MergeReport rep;
+  // a rank's threads each take a shard; a whole-tensor method's OpenMP loops then run on one
+  // thread per shard (a single worker keeps them on every thread)
+  const unsigned threads = opt.threads ? opt.threads : default_threads_per_rank(comm);
+  const unsigned workers = std::min<size_t>(threads, plan.shards.size());
+  if (const std::string w = threads_warning(threads); !w.empty() && comm.is_root()) rep.warnings.push_back(w);
+  std::mutex report_mutex;
+  std::map<size_t, std::vector<std::string>> warnings_of;  // per shard, reported in shard order
   job.run_items(
       [&](size_t s, const std::string& path) {
+        if (workers > 1) omp_set_num_threads(1);  // this worker thread's own OpenMP setting
+        std::unique_ptr<MergeJob::Buffers> buf = m.take_buffers();
+        MergeReport mine;
         SafetensorsWriter w(path, plan.shards[s], {{"format", "pt"}});
         for (const auto& spec : plan.shards[s]) {
-          m.merge_one(spec, rep, [&](std::span<const uint8_t> out) {
+          m.merge_one(*buf, spec, mine, [&](std::span<const uint8_t> out) {
             w.write(out.data(), out.size());
-            rep.bytes_written += out.size();
+            mine.bytes_written += out.size();
           });
-          ++rep.tensors;
+          ++mine.tensors;
         }
         w.commit();
+        m.give_back(std::move(buf));
+        std::lock_guard<std::mutex> lock(report_mutex);
+        rep.tensors += mine.tensors, rep.bytes_written += mine.bytes_written, rep.bytes_read += mine.bytes_read;
+        warnings_of[s] = std::move(mine.warnings);
       },
-      {}, [&] { m.check_intact(); });
+      {}, [&] { m.check_intact(); }, workers);
+  for (auto& [s, warnings] : warnings_of) rep.warnings.insert(rep.warnings.end(), warnings.begin(), warnings.end());
   rep.complete = job.commit(
       [&](JobJournal& journal) { make_checkpoint_folder(journal, plan, [&] { m.write_side(journal.dir()); }); });
   uint64_t totals[3] = {rep.tensors, rep.bytes_written, rep.bytes_read};

@@ -706,16 +706,30 @@ def case_mpi(a, work):
         out = os.path.join(work, f"np{n}")
         run(a.mpirun, "--oversubscribe", "-n", str(n), a.deltakit, "merge", cfg, "--out", out, "--max-shard-size", "40KB")
         outs[n] = {f: open(os.path.join(out, f), "rb").read() for f in sorted(os.listdir(out))}
-    out = os.path.join(work, "t1")
-    run(a.deltakit, "merge", cfg, "--out", out, "--max-shard-size", "40KB", "--threads", "1")
-    outs["1 thread"] = {f: open(os.path.join(out, f), "rb").read() for f in sorted(os.listdir(out))}
+    for t in ("1", "2", "3"):  # threads > 1: workers each taking a shard
+        out = os.path.join(work, f"t{t}")
+        run(a.deltakit, "merge", cfg, "--out", out, "--max-shard-size", "40KB", "--threads", t)
+        outs[f"{t} threads"] = {f: open(os.path.join(out, f), "rb").read() for f in sorted(os.listdir(out))}
     shards = [f for f in outs[1] if f.endswith(".safetensors")]
     if len(shards) < 3:
         sys.exit(f"FAIL: expected a sharded output, got {shards}")
     for k, v in outs.items():
         if v != outs[1]:
             sys.exit(f"FAIL: merge with {k} differs from 1 rank")
-    print(f"ok: {len(shards)} shards byte-identical for mpirun -n 1, 2, 3 and 1 thread")
+    # a whole-tensor method (OpenMP inside a tensor) and an adapter input, over 1-3 workers
+    adapter = os.path.join(work, "ft0.h5")
+    run(a.deltakit, "compress", "--base", base, "--finetuned", fts[0], "--recipe", "dare:p=0.5", "--out", adapter)
+    della = yaml(os.path.join(work, "della.yml"), "della", base,
+                 [(adapter, "{weight: 0.5, density: 0.5}")] + [(f, "{weight: 0.5, density: 0.5}") for f in fts[1:]])
+    whole = []
+    for t in ("1", "2", "3"):
+        out = os.path.join(work, f"della{t}")
+        run(a.deltakit, "merge", della, "--out", out, "--max-shard-size", "40KB", "--threads", t)
+        whole.append({f: open(os.path.join(out, f), "rb").read() for f in sorted(os.listdir(out))})
+    if not whole[0] == whole[1] == whole[2]:
+        sys.exit("FAIL: della with an adapter input differs between 1, 2 and 3 threads")
+    print(f"ok: {len(shards)} shards byte-identical for mpirun -n 1, 2, 3 and 1, 2, 3 threads; della with an "
+          "adapter input the same for 1, 2, 3 threads")
 
 
 def same_output(x, y):
