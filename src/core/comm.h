@@ -67,8 +67,8 @@ bool launched_by_mpi();
 unsigned default_threads_per_rank(const Comm& comm);
 // The CPUs this process may run on (its affinity mask; hardware_concurrency where unknown).
 unsigned usable_cpus();
-// "" or a warning that `threads` threads will share fewer CPUs than that (a rank bound by its
-// launcher), naming the way out.
+// "" or a warning that `threads` threads will share fewer CPUs than that because a launcher bound
+// the process to part of the machine, naming the way out.
 std::string threads_warning(unsigned threads);
 
 }  // namespace deltakit

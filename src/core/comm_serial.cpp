@@ -27,8 +27,10 @@ unsigned usable_cpus() {
 }
 
 std::string threads_warning(unsigned threads) {
-  const unsigned cpus = usable_cpus();
-  if (threads <= cpus) return "";
+  // only where a launcher bound the process below the machine's cores (asking for more threads
+  // than the machine has is the user's own choice)
+  const unsigned cpus = usable_cpus(), hw = std::thread::hardware_concurrency();
+  if (threads <= cpus || cpus >= hw) return "";
   return std::to_string(threads) + " threads share the " + std::to_string(cpus) +
          " CPU(s) this process is bound to; under mpirun give each rank its cores (--map-by slot:PE=" +
          std::to_string(threads) + ", or --bind-to none)";
