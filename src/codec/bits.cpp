@@ -2,6 +2,8 @@
 
 #include <bit>
 #include <cstring>
+#include <limits>
+#include <stdexcept>
 
 #include "src/core/error.h"
 
@@ -113,11 +115,14 @@ CodedPositions PositionsCoder::take() {
   return {"bitmap", std::move(bitmap_)};
 }
 
-std::vector<uint64_t> decode_positions(const std::string& coding, std::span<const uint8_t> bytes, uint64_t n,
-                                       uint64_t count, const std::string& where) {
+template <class T>
+std::vector<T> decode_positions_as(const std::string& coding, std::span<const uint8_t> bytes, uint64_t n,
+                                   uint64_t count, const std::string& where) {
   auto bad = [&](const std::string& what) { return Error(ErrorCode::AdapterInvalid, where, what); };
   if (count > n) throw bad("position count " + std::to_string(count) + " exceeds the tensor's " + std::to_string(n));
-  std::vector<uint64_t> out;
+  if (n - 1 > std::numeric_limits<T>::max() && n > 0)
+    throw std::logic_error("decode_positions_as: positions of this tensor do not fit the element type");
+  std::vector<T> out;
   out.reserve(count);
   if (coding == "bitmap") {
     if (bytes.size() != bitmap_bytes(n)) throw bad("position bitmap has the wrong size");
@@ -128,7 +133,7 @@ std::vector<uint64_t> decode_positions(const std::string& coding, std::span<cons
         uint64_t p = b * 8 + k;
         if (p >= n) throw bad("position bitmap has bits past the tensor's end");
         if (out.size() == count) throw bad("position bitmap holds more than the declared count");
-        out.push_back(p);
+        out.push_back(static_cast<T>(p));
         v &= static_cast<uint8_t>(v - 1);
       }
     }
@@ -151,7 +156,7 @@ std::vector<uint64_t> decode_positions(const std::string& coding, std::span<cons
         throw bad("position past the tensor's end");
       prev = prev + 1 + g;
       if (out.size() == count) throw bad("position stream holds more than the declared count");
-      out.push_back(prev);
+      out.push_back(static_cast<T>(prev));
     }
   } else {
     throw bad("unknown position coding \"" + coding + "\"");
@@ -159,6 +164,16 @@ std::vector<uint64_t> decode_positions(const std::string& coding, std::span<cons
   if (out.size() != count)
     throw bad("position stream holds " + std::to_string(out.size()) + " positions, expected " + std::to_string(count));
   return out;
+}
+
+std::vector<uint64_t> decode_positions(const std::string& coding, std::span<const uint8_t> bytes, uint64_t n,
+                                       uint64_t count, const std::string& where) {
+  return decode_positions_as<uint64_t>(coding, bytes, n, count, where);
+}
+
+std::vector<uint32_t> decode_positions32(const std::string& coding, std::span<const uint8_t> bytes, uint64_t n,
+                                         uint64_t count, const std::string& where) {
+  return decode_positions_as<uint32_t>(coding, bytes, n, count, where);
 }
 
 }  // namespace deltakit

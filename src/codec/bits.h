@@ -47,6 +47,9 @@ class PositionsCoder {
 // trailing bytes, no overlong varint. Throws Error(AdapterInvalid) with `where` on any fault.
 std::vector<uint64_t> decode_positions(const std::string& coding, std::span<const uint8_t> bytes, uint64_t n,
                                        uint64_t count, const std::string& where);
+// The same as 32-bit positions, for a tensor of at most 2^32 entries (half the memory).
+std::vector<uint32_t> decode_positions32(const std::string& coding, std::span<const uint8_t> bytes, uint64_t n,
+                                         uint64_t count, const std::string& where);
 // Bytes the coding needs for `count` positions... of a bitmap over n (varint needs the data).
 inline uint64_t bitmap_bytes(uint64_t n) { return (n + 7) / 8; }
 

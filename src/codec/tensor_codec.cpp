@@ -35,14 +35,42 @@ void add_positions(Encoded& e, const std::string& prefix, std::span<const uint64
   store_positions(e, prefix, encode_positions(pos, n), pos.size());
 }
 
+// A sparse stream's position part, as stored, with its coding and count.
+struct StoredPositions {
+  std::string coding;
+  uint64_t count = 0;
+  std::vector<uint8_t> bytes;
+};
+
+StoredPositions read_position_bytes(const AttrReader& a, const PartSource& src, const std::string& prefix, uint64_t n) {
+  StoredPositions p{a.str(prefix + ".positions_coding"), a.u64(prefix + ".count", n), {}};
+  const uint64_t max_bytes = p.coding == "bitmap" ? bitmap_bytes(n) : 10 * p.count;
+  const uint64_t nbytes = a.u64(prefix + ".positions_bytes", max_bytes);
+  p.bytes = src.read(prefix + ".positions", PartKind::U8, {nbytes}, "");
+  return p;
+}
+
 std::vector<uint64_t> read_positions(const AttrReader& a, const PartSource& src, const std::string& prefix,
                                      uint64_t n) {
-  const uint64_t count = a.u64(prefix + ".count", n);
-  const std::string coding = a.str(prefix + ".positions_coding");
-  const uint64_t max_bytes = coding == "bitmap" ? bitmap_bytes(n) : 10 * count;
-  const uint64_t nbytes = a.u64(prefix + ".positions_bytes", max_bytes);
-  auto bytes = src.read(prefix + ".positions", PartKind::U8, {nbytes}, "");
-  return decode_positions(coding, bytes, n, count, a.where);
+  const StoredPositions p = read_position_bytes(a, src, prefix, n);
+  return decode_positions(p.coding, p.bytes, n, p.count, a.where);
+}
+
+// A sparse stream's positions and its values as stored (`prefix`.positions, `prefix`.values), held
+// in that small form: 32-bit positions where the tensor allows, values expanded when decoded.
+SparseRangeDecoder stored_sparse(const AttrReader& a, const PartSource& src, const std::string& prefix, uint64_t n,
+                                 const ValueType& vt) {
+  StoredPositions p = read_position_bytes(a, src, prefix, n);
+  const uint64_t count = p.count;
+  auto values = [&] { return src.read(prefix + ".values", vt.kind, {count}, vt.encoding); };
+  if (n <= (uint64_t{1} << 32)) {
+    auto pos = decode_positions32(p.coding, p.bytes, n, count, a.where);
+    std::vector<uint8_t>().swap(p.bytes);  // the coded form gone before the values arrive
+    return {std::move(pos), values(), vt.dtype};
+  }
+  auto pos = decode_positions(p.coding, p.bytes, n, count, a.where);
+  std::vector<uint8_t>().swap(p.bytes);
+  return {std::move(pos), values(), vt.dtype};
 }
 
 // A sparsifier's error without a decoded copy: δ̂ is its stored values (as decoding reads them)
@@ -105,15 +133,13 @@ std::unique_ptr<RangeDecoder> chain_decoder(const Recipe& r, const AttrReader& a
   switch (first.role()) {
     case StageRole::Sparsifier: {
       const std::string prefix = first.name();
-      auto pos = read_positions(a, src, prefix, g.n);
-      std::vector<float> vals;
       if (r.chain.size() == 2) {
+        auto pos = read_positions(a, src, prefix, g.n);
         auto rows = sparse_row_offsets(pos, g.rows, g.cols);
-        vals = r.chain[1]->decode_values(a, src, pos.size(), rows);
-      } else {
-        vals = load_values(vt, src.read(prefix + ".values", vt.kind, {pos.size()}, vt.encoding));
+        auto vals = r.chain[1]->decode_values(a, src, pos.size(), rows);
+        return std::make_unique<SparseRangeDecoder>(std::move(pos), std::move(vals));
       }
-      return std::make_unique<SparseRangeDecoder>(std::move(pos), std::move(vals));
+      return std::make_unique<SparseRangeDecoder>(stored_sparse(a, src, prefix, g.n, vt));
     }
     case StageRole::ValueCoder: return first.value_decoder(a, src, g.n, dense_row_offsets(g.rows, g.cols));
     case StageRole::Dense: return std::make_unique<DenseRangeDecoder>(first.decode_dense(a, src, g.rows, g.cols, vt));
@@ -230,9 +256,7 @@ std::unique_ptr<RangeDecoder> load_tensor_decoder(const Json& attrs, const PartS
   const ValueType vt = value_type_for(dtype);
   std::unique_ptr<RangeDecoder> chain = chain_decoder(r, a, src, g, vt);
   if (!r.cherry) return chain;
-  auto pos = read_positions(a, src, "cherry", g.n);
-  auto vals = load_values(vt, src.read("cherry.values", vt.kind, {pos.size()}, vt.encoding));
-  return std::make_unique<CherryRangeDecoder>(std::move(chain), SparseRangeDecoder(std::move(pos), std::move(vals)));
+  return std::make_unique<CherryRangeDecoder>(std::move(chain), stored_sparse(a, src, "cherry", g.n, vt));
 }
 
 void check_decoded_finite(std::span<const float> decoded, const std::string& where) {

@@ -7,7 +7,9 @@
 #include <random>
 
 #include "src/codec/codec.h"
+#include "src/codec/range_decoder.h"
 #include "src/core/error.h"
+#include "src/core/half.h"
 #include "tests/unit/codec_test_util.h"
 
 namespace deltakit {
@@ -133,6 +135,45 @@ TEST(BlockApply, NonFiniteDecodedBlockIsAnError) {
     EXPECT_NE(std::string(e.what()).find("a.h5: tensor 'w'"), std::string::npos) << e.what();
     EXPECT_NE(std::string(e.what()).find("non-finite"), std::string::npos) << e.what();
   }
+}
+
+}  // namespace
+}  // namespace deltakit
+
+namespace deltakit {
+namespace {
+
+// The sparse stream's compact forms: 64-bit positions past 2^32 entries, values kept as stored
+// bf16 bytes and expanded per range — the same floats as 64-bit positions with decoded values.
+TEST(BlockApply, SparseRangeDecoderFormsAgree) {
+  const uint64_t big = uint64_t{1} << 32;
+  const std::vector<uint64_t> pos = {0, 7, 8, 1000, big - 1, big, big + 5, 3 * big};
+  std::vector<float> vals;
+  std::vector<uint8_t> stored;
+  for (size_t i = 0; i < pos.size(); ++i) {
+    const uint16_t h = f32_to_bf16(0.25f * static_cast<float>(i + 1) * (i % 2 ? -1.0f : 1.0f));
+    vals.push_back(bf16_to_f32(h));
+    stored.push_back(static_cast<uint8_t>(h)), stored.push_back(static_cast<uint8_t>(h >> 8));
+  }
+  const SparseRangeDecoder decoded(pos, vals), kept(pos, stored, DType::BF16);
+  for (const auto& [first, n] : std::vector<std::pair<uint64_t, uint64_t>>{
+           {0, 16}, {5, 3}, {999, 2}, {big - 2, 4}, {big + 1, 10}, {3 * big - 1, 2}, {2 * big, 100}}) {
+    std::vector<float> a(n, 9.0f), b(n, 9.0f), want(n, 0.0f);
+    for (size_t i = 0; i < pos.size(); ++i)
+      if (pos[i] >= first && pos[i] < first + n) want[pos[i] - first] = vals[i];
+    decoded.decode(first, n, a.data());
+    kept.decode(first, n, b.data());
+    EXPECT_EQ(a, want) << first;
+    EXPECT_EQ(b, want) << first;
+  }
+  // positions below 2^32 held in 32 bits decode the same
+  const std::vector<uint64_t> small(pos.begin(), pos.begin() + 5);
+  const SparseRangeDecoder narrow(small, std::vector<float>(vals.begin(), vals.begin() + 5));
+  std::vector<float> out(1001);
+  narrow.decode(0, out.size(), out.data());
+  EXPECT_EQ(out[7], vals[1]);
+  EXPECT_EQ(out[1000], vals[3]);
+  EXPECT_EQ(out[1], 0.0f);
 }
 
 }  // namespace
