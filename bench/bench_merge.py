@@ -6,7 +6,9 @@ every rank next to the model's size. Inputs in page cache (a warm-up run first).
     bench/bench_merge.py --deltakit build/apps/deltakit [--size large] [--layers 8]
                          [--methods task_arithmetic,ties,dare_ties] [--reps 2]
 
-GB/s counts the input read: the base plus the three fine-tunes.
+GB/s counts the input read: the base plus the three fine-tunes. The output is cut into 100 MB
+shards (a rank's threads each take a shard), and a 2-thread rank is given 2 cores
+(`--map-by slot:PE=2`: mpirun binds a rank to one core by default).
 """
 import argparse, os, subprocess, tempfile
 
@@ -48,8 +50,10 @@ def main():
                     f.write(f"  - model: {p}\n    parameters: {{weight: 0.5, density: 0.5}}\n")
             for ranks, threads in ((1, 1), (2, 1), (1, 2)):
                 out = os.path.join(work, "out")
-                argv = ["mpirun", "--oversubscribe", "-n", str(ranks), "/usr/bin/time", "-f", "rss_kb=%M", dk, "merge",
-                        cfg, "--out", out, "--overwrite", "--quiet", "--threads", str(threads)]
+                bind = ["--map-by", f"slot:PE={threads}"] if threads > 1 else []
+                argv = ["mpirun", "--oversubscribe", *bind, "-n", str(ranks), "/usr/bin/time", "-f", "rss_kb=%M", dk,
+                        "merge", cfg, "--out", out, "--overwrite", "--quiet", "--threads", str(threads),
+                        "--max-shard-size", "100MB"]
                 timed(argv, 1)
                 t, rss = timed(argv, a.reps)
                 print(f"| {method} | {ranks} x {threads} | {t:.2f} | {read / t / 1e9:.2f} | {read / t / 1e9 / copy:.2f} | "
