@@ -20,17 +20,6 @@ namespace {
 constexpr uint64_t kChunkLimit = 64ull << 20;  // bytes per chunk we accept
 constexpr uint64_t kSideFileLimit = 16ull << 20;
 
-hid_t file_type(PartKind k) {
-  switch (k) {
-    case PartKind::U8: return H5T_STD_U8LE;
-    case PartKind::U16: return H5T_STD_U16LE;
-    case PartKind::U32: return H5T_STD_U32LE;
-    case PartKind::U64: return H5T_STD_U64LE;
-    case PartKind::F32: return H5T_IEEE_F32LE;
-  }
-  return H5T_STD_U8LE;
-}
-
 hid_t memory_type(PartKind k) {
   switch (k) {
     case PartKind::U8: return H5T_NATIVE_UINT8;
@@ -64,6 +53,17 @@ H5Handle create_group(hid_t parent, const std::string& name) {
 }
 
 }  // namespace
+
+hid_t h5_part_type(PartKind k) {
+  switch (k) {
+    case PartKind::U8: return H5T_STD_U8LE;
+    case PartKind::U16: return H5T_STD_U16LE;
+    case PartKind::U32: return H5T_STD_U32LE;
+    case PartKind::U64: return H5T_STD_U64LE;
+    case PartKind::F32: return H5T_IEEE_F32LE;
+  }
+  return H5T_STD_U8LE;
+}
 
 // --- writer ----------------------------------------------------------------------------------
 
@@ -113,8 +113,9 @@ uint64_t AdapterWriter::write_dataset(hid_t group, const FilteredPart& p) {
     throw Error(ErrorCode::Io, file_.final_path(),
                 "cannot set up dataset '" + p.name + "' (" + h5_error_detail() + ")");
   H5Handle space(H5Screate_simple(static_cast<int>(dims.size()), dims.data(), nullptr), H5Sclose);
-  H5Handle ds(H5Dcreate2(group, p.name.c_str(), file_type(p.kind), space.get(), H5P_DEFAULT, dcpl.get(), H5P_DEFAULT),
-              H5Dclose);
+  H5Handle ds(
+      H5Dcreate2(group, p.name.c_str(), h5_part_type(p.kind), space.get(), H5P_DEFAULT, dcpl.get(), H5P_DEFAULT),
+      H5Dclose);
   if (!ds)
     throw Error(ErrorCode::Io, file_.final_path(),
                 "cannot create dataset '" + p.name + "' (" + h5_error_detail() + ")");
@@ -240,7 +241,7 @@ std::vector<uint8_t> read_dataset(hid_t ds, const std::string& where, const std:
                                   const std::vector<uint64_t>& dims, const std::string& encoding) {
   const std::string what = "dataset '" + part + "'";
   H5Handle type(H5Dget_type(ds), H5Tclose);
-  if (!type || H5Tequal(type.get(), file_type(kind)) <= 0)
+  if (!type || H5Tequal(type.get(), h5_part_type(kind)) <= 0)
     invalid(where, what + " is not " + part_kind_name(kind) + " little-endian");
   H5Handle space(H5Dget_space(ds), H5Sclose);
   if (!space || H5Sget_simple_extent_type(space.get()) != H5S_SIMPLE) invalid(where, what + " is not a simple array");

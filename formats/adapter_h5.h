@@ -29,6 +29,9 @@ constexpr int kAdapterVersion = 1;
 
 class AdapterReader;
 
+// The HDF5 file type of a part's elements (little-endian U8/U16/U32/U64, IEEE F32).
+hid_t h5_part_type(PartKind k);
+
 class AdapterWriter {
  public:
   // in_memory: HDF5 builds the file in memory (its core driver) and commit() writes the image

@@ -24,17 +24,6 @@ Part random_part(const std::string& name, PartKind kind, std::vector<uint64_t> d
   return p;
 }
 
-hid_t file_type_of(PartKind k) {
-  switch (k) {
-    case PartKind::U8: return H5T_STD_U8LE;
-    case PartKind::U16: return H5T_STD_U16LE;
-    case PartKind::U32: return H5T_STD_U32LE;
-    case PartKind::U64: return H5T_STD_U64LE;
-    case PartKind::F32: return H5T_IEEE_F32LE;
-  }
-  return H5T_STD_U8LE;
-}
-
 // The chunks HDF5's own filter pipeline stores for p (H5Dwrite through shuffle, zstd, fletcher32).
 std::vector<std::vector<uint8_t>> chunks_hdf5_writes(const Part& p, int level, const std::string& path) {
   h5_setup();
@@ -50,9 +39,9 @@ std::vector<std::vector<uint8_t>> chunks_hdf5_writes(const Part& p, int level, c
   EXPECT_GE(H5Pset_filter(dcpl.get(), kZstdFilterId, H5Z_FLAG_MANDATORY, 1, &lv), 0);
   EXPECT_GE(H5Pset_fletcher32(dcpl.get()), 0);
   H5Handle space(H5Screate_simple(static_cast<int>(dims.size()), dims.data(), nullptr), H5Sclose);
-  H5Handle ds(H5Dcreate2(f.get(), "d", file_type_of(p.kind), space.get(), H5P_DEFAULT, dcpl.get(), H5P_DEFAULT),
+  H5Handle ds(H5Dcreate2(f.get(), "d", h5_part_type(p.kind), space.get(), H5P_DEFAULT, dcpl.get(), H5P_DEFAULT),
               H5Dclose);
-  EXPECT_GE(H5Dwrite(ds.get(), file_type_of(p.kind), H5S_ALL, H5S_ALL, H5P_DEFAULT, p.bytes.data()), 0);
+  EXPECT_GE(H5Dwrite(ds.get(), h5_part_type(p.kind), H5S_ALL, H5S_ALL, H5P_DEFAULT, p.bytes.data()), 0);
   hsize_t n = 0;
   EXPECT_GE(H5Dget_num_chunks(ds.get(), space.get(), &n), 0);
   std::vector<std::vector<uint8_t>> out;
