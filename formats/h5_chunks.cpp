@@ -47,6 +47,17 @@ ZSTD_CCtx* thread_cctx() {
   return cctx.get();
 }
 
+constexpr uint64_t kChunkTarget = 1u << 20;  // bytes per chunk we write
+
+// Full trailing dims, the leading dim cut to about kChunkTarget bytes.
+std::vector<uint64_t> chunk_shape(const std::vector<uint64_t>& dims, size_t esize) {
+  std::vector<uint64_t> chunk(dims.size());
+  uint64_t inner = esize;
+  for (size_t d = 1; d < dims.size(); ++d) chunk[d] = std::max<uint64_t>(dims[d], 1), inner *= chunk[d];
+  chunk[0] = std::clamp<uint64_t>(kChunkTarget / inner, 1, std::max<uint64_t>(dims[0], 1));
+  return chunk;
+}
+
 }  // namespace
 
 uint32_t h5_fletcher32(const uint8_t* data, size_t n) {
@@ -71,20 +82,6 @@ uint32_t h5_fletcher32(const uint8_t* data, size_t n) {
   sum1 = (sum1 & 0xffff) + (sum1 >> 16);
   sum2 = (sum2 & 0xffff) + (sum2 >> 16);
   return (sum2 << 16) | sum1;
-}
-
-std::vector<uint64_t> chunk_shape(const std::vector<uint64_t>& dims, size_t esize) {
-  std::vector<uint64_t> chunk(dims.size());
-  uint64_t inner = esize;
-  for (size_t d = 1; d < dims.size(); ++d) chunk[d] = std::max<uint64_t>(dims[d], 1), inner *= chunk[d];
-  chunk[0] = std::clamp<uint64_t>(kChunkTarget / inner, 1, std::max<uint64_t>(dims[0], 1));
-  return chunk;
-}
-
-uint64_t FilteredPart::stored_bytes() const {
-  uint64_t n = 0;
-  for (const auto& c : chunks) n += c.size();
-  return n;
 }
 
 FilteredPart filter_part(const Part& p, int zstd_level, const std::string& where) {

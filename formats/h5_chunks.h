@@ -13,7 +13,6 @@
 
 namespace deltakit {
 
-constexpr uint64_t kChunkTarget = 1u << 20;  // bytes per chunk we write
 // zstd level 1: on every payload we measured (shuffled fp32 and bf16 deltas, DARE positions,
 // quant codes) as small as level 3 or smaller (a raw adapter -5%) at 2-3x its speed
 // (docs/formats.md)
@@ -26,18 +25,14 @@ struct FilteredPart {
   std::string name;
   PartKind kind = PartKind::U8;
   std::vector<uint64_t> dims;   // as stored: a scalar part is {1}
-  std::vector<uint64_t> chunk;  // full trailing dims, the leading dim cut to about kChunkTarget bytes
+  std::vector<uint64_t> chunk;  // full trailing dims, the leading dim cut to about 1 MiB
   std::string encoding;
   int zstd_level = kDefaultZstdLevel;
   std::vector<std::vector<uint8_t>> chunks;
-  uint64_t stored_bytes() const;
 };
 
 // Thread-safe. `where` names the output in errors.
 FilteredPart filter_part(const Part& p, int zstd_level, const std::string& where);
-
-// The chunk shape write_dataset gives `dims` (as stored) of `esize`-byte elements.
-std::vector<uint64_t> chunk_shape(const std::vector<uint64_t>& dims, size_t esize);
 
 // HDF5's Fletcher32 (Fletcher's sum over big-endian 16-bit words, reduced every 360 words).
 uint32_t h5_fletcher32(const uint8_t* data, size_t n);

@@ -93,18 +93,12 @@ CodedPositions encode_positions(std::span<const uint64_t> pos, uint64_t n) {
 
 PositionsCoder::PositionsCoder(uint64_t n) : n_(n), bitmap_(bitmap_bytes(n), 0) {}
 
-void PositionsCoder::add(uint64_t pos) {
-  bitmap_[pos / 8] |= static_cast<uint8_t>(1u << (pos % 8));
-  append_varint(varint_, pos - prev_ - 1);
-  prev_ = pos, ++count_;
-}
+void PositionsCoder::add(uint64_t pos) { add({&pos, 1}); }
 
 void PositionsCoder::add(std::span<const uint64_t> positions) {
   for (uint64_t pos : positions) {
     bitmap_[pos / 8] |= static_cast<uint8_t>(1u << (pos % 8));
-    uint64_t gap = pos - prev_ - 1;
-    while (gap >= 0x80) varint_.push_back(static_cast<uint8_t>(gap | 0x80)), gap >>= 7;
-    varint_.push_back(static_cast<uint8_t>(gap));
+    append_varint(varint_, pos - prev_ - 1);
     prev_ = pos;
   }
   count_ += positions.size();

@@ -79,10 +79,6 @@ QuantPayload load_quant(const AttrReader& a, const PartSource& src, uint64_t n) 
 }  // namespace
 
 namespace {
-// Quantization a block of whole groups at a time, in one pass (Stage::block_encoder): each
-// group's range, codes and — through the payload's own decode — the error, with the same lane
-// order as over the whole stream. Groups must start on a byte of codes (G·bits a multiple of 8)
-// and fit a block.
 // The smallest and largest of x[0, n), exactly as the scalar loop `lo = min(lo, x)` from +inf
 // finds them (x finite), in 16 lanes the compiler vectorizes (the scalar loop was 60% of a quant
 // encode). Only a ±0 result depends on the order (min keeps the first of equal values), so a
@@ -106,6 +102,10 @@ void group_min_max(const float* x, uint64_t n, float& lo, float& hi) {
   }
 }
 
+// Quantization a block of whole groups at a time, in one pass (Stage::block_encoder): each
+// group's range, codes and — through the payload's own decode — the error, with the same lane
+// order as over the whole stream. Groups must start on a byte of codes (G·bits a multiple of 8)
+// and fit a block.
 class QuantBlockEncoder final : public BlockEncoder {
  public:
   static constexpr uint64_t kBlock = 16384;

@@ -1,14 +1,11 @@
 #include "src/pipeline/job.h"
 
 #include <algorithm>
-#include <atomic>
-#include <exception>
 #include <map>
-#include <mutex>
-#include <thread>
 
 #include "formats/checkpoint.h"
 #include "src/core/collective.h"
+#include "src/core/parallel.h"
 #include "src/pipeline/partition.h"
 
 namespace deltakit {
@@ -51,29 +48,8 @@ void Job::run_items(const std::function<void(size_t, const std::string&)>& work,
     std::stable_sort(mine.begin(), mine.end(), [&](size_t a, size_t b) { return todo_bytes[a] > todo_bytes[b]; });
   independently(comm_, [&] {
     try {
-      if (workers <= 1) {
-        for (size_t j : mine) do_item(j);
-      } else {
-        std::atomic<size_t> next{0};
-        std::exception_ptr failure;
-        std::mutex failure_mutex;
-        auto worker = [&] {
-          for (size_t k; (k = next.fetch_add(1)) < mine.size();) {
-            try {
-              do_item(mine[k]);
-            } catch (...) {
-              std::lock_guard<std::mutex> lock(failure_mutex);
-              if (!failure) failure = std::current_exception();
-              next = mine.size();
-            }
-          }
-        };
-        std::vector<std::thread> pool;
-        for (unsigned t = 1; t < workers; ++t) pool.emplace_back(worker);
-        worker();
-        for (auto& t : pool) t.join();
-        if (failure) std::rethrow_exception(failure);
-      }
+      // one item per block: the first error stops new items and is rethrown after the others
+      parallel_blocks(mine.size(), 1, workers, [&](uint64_t k, uint64_t, uint64_t) { do_item(mine[k]); });
     } catch (const Error&) {
       // an input truncated under us reads as zeros (the SIGBUS guard), which may fail a check
       // first (a fingerprint): the integrity check names the real cause

@@ -46,13 +46,13 @@ bool is_embedding(const std::string& name) {
          name.find("wte") != std::string::npos;
 }
 
-// One model of the merge: a fine-tuned checkpoint, or an adapter over the base.
 // The warning for a model whose vocabulary grew past the base's (only the base's rows merge).
 std::string grown_rows_warning(const std::string& path, const std::string& name, uint64_t rows, uint64_t base_rows) {
   return path + ": tensor '" + name + "' has " + std::to_string(rows) + " rows, the base " + std::to_string(base_rows) +
          ": merging the base's rows only (new tokens' rows are dropped)";
 }
 
+// One model of the merge: a fine-tuned checkpoint, or an adapter over the base.
 struct MergeInput {
   std::string path;
   std::unique_ptr<Checkpoint> ckpt;
