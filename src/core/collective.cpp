@@ -93,7 +93,24 @@ void abort_job(Comm& comm, const std::exception& e) {
       if (!std::filesystem::exists(p, ec)) consequence = true;
     }
   }
-  if (consequence) comm.abort(1);
+  if (consequence) {
+    // that rank is removing the folder under a ".removing-PID" name: an abort now would have
+    // mpirun kill it mid-walk and leave the folder behind, so wait (a few seconds at most) for it
+    const auto removing = [] {
+      std::lock_guard<std::mutex> lock(cleanup_mutex);
+      for (const auto& p : cleanup_paths()) {
+        const std::filesystem::path path(p);
+        const std::string prefix = path.filename().string() + ".removing-";
+        std::error_code ec;
+        const auto parent = path.parent_path().empty() ? std::filesystem::path(".") : path.parent_path();
+        for (const auto& e : std::filesystem::directory_iterator(parent, ec))
+          if (e.path().filename().string().rfind(prefix, 0) == 0) return true;
+      }
+      return false;
+    };
+    for (int wait = 0; wait < 250 && removing(); ++wait) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    comm.abort(1);
+  }
   // print first: the abort below may take the other ranks (and their output) down at once
   print_error_line(error_label() + ": error (rank " + std::to_string(comm.rank()) + " of " +
                    std::to_string(comm.size()) + "): " + e.what());
