@@ -1,4 +1,5 @@
 #include <algorithm>
+#include <stdexcept>
 
 #ifdef __AVX512F__
 // GCC 12 warns inside its own AVX-512 headers (their "undefined" pass-through operands)
@@ -10,6 +11,7 @@
 
 #include "src/codec/bits.h"
 #include "src/codec/error_norms.h"
+#include "src/codec/recipe.h"
 #include "src/codec/sparse.h"
 #include "src/codec/stage.h"
 #include "src/codec/tensor_codec.h"
@@ -116,6 +118,15 @@ std::vector<uint64_t> sparse_row_offsets(std::span<const uint64_t> positions, ui
 namespace deltakit {
 namespace {
 
+// DARE alone's parts and attributes from its kept entries and the error's sums.
+void finish_dare(Encoded& e, const DareParams& prm, const ValueType& vt, CodedPositions positions, uint64_t count,
+                 std::vector<uint8_t> values, const ErrorNorms& norms) {
+  store_positions(e, "dare", std::move(positions), count);
+  e.attrs["dare.rescale"] = prm.effective_rescale();
+  e.add({"dare.values", vt.kind, {count}, std::move(values), vt.encoding});
+  e.error_measured = true, e.err_sq = norms.err_sq, e.delta_sq = norms.delta_sq;
+}
+
 // DARE alone a block at a time, in one pass: the kept entries' stored values, their positions
 // (PositionsCoder: both codings until the end shows the smaller), and the error against the
 // stored values (δ̂ is zero where dropped). The same parts, attributes and
@@ -157,11 +168,7 @@ class DareBlockEncoder final : public BlockEncoder {
 
   void finish(Encoded& e) override {
     const uint64_t count = positions_.count();
-    store_positions(e, "dare", positions_.take(), count);
-    e.attrs["dare.rescale"] = prm_.effective_rescale();
-    e.add({"dare.values", vt_.kind, {count}, std::move(values_), vt_.encoding});
-    const ErrorNorms norms = lanes_.sums();
-    e.error_measured = true, e.err_sq = norms.err_sq, e.delta_sq = norms.delta_sq;
+    finish_dare(e, prm_, vt_, positions_.take(), count, std::move(values_), lanes_.sums());
   }
 
  private:
@@ -180,7 +187,39 @@ class DareBlockEncoder final : public BlockEncoder {
   ErrorLanes lanes_;
 };
 
+// The same pass done by a device: what it kept, coded and stored here (finish() only).
+class DareKeptEncoder final : public BlockEncoder {
+ public:
+  DareKeptEncoder(const DareParams& prm, DType dtype, uint64_t n, DareKept kept)
+      : prm_(prm), vt_(value_type_for(dtype)), n_(n), kept_(std::move(kept)) {}
+  uint64_t block_end(uint64_t) const override { return n_; }
+  void stats(uint64_t, std::span<const float>) override {}
+  bool second_pass() const override { return false; }
+  void encode(uint64_t, std::span<const float>) override {}
+  void finish(Encoded& e) override {
+    if (kept_.values.size() != kept_.positions.size() * dtype_size(vt_.dtype) ||
+        kept_.piece_err_sq.size() != kept_.piece_delta_sq.size())
+      throw std::logic_error("dare_encoder_from_kept: values or piece sums do not match the positions");
+    PositionsCoder coder(n_);
+    coder.add(kept_.positions);
+    const uint64_t count = coder.count();
+    finish_dare(e, prm_, vt_, coder.take(), count, std::move(kept_.values),
+                ErrorLanes::from_pieces(kept_.piece_err_sq, kept_.piece_delta_sq));
+  }
+
+ private:
+  DareParams prm_;
+  ValueType vt_;
+  uint64_t n_;
+  DareKept kept_;
+};
+
 }  // namespace
+
+std::unique_ptr<BlockEncoder> dare_encoder_from_kept(const DareParams& prm, DType dtype, uint64_t n, DareKept kept) {
+  return std::make_unique<DareKeptEncoder>(prm, dtype, n, std::move(kept));
+}
+
 }  // namespace deltakit
 
 // --- the stage ------------------------------------------------------------------------------
@@ -202,6 +241,7 @@ class DareStage final : public Stage {
     return dare_select(p_, t.name, delta, skip, t.threads);
   }
   void add_attrs(Encoded& e) const override { e.attrs["dare.rescale"] = p_.effective_rescale(); }
+  const DareParams& dare_params() const { return p_; }
   std::unique_ptr<BlockEncoder> sparse_block_encoder(std::string_view name, DType dtype, uint64_t n) const override {
     return std::make_unique<DareBlockEncoder>(p_, name, dtype, n);
   }
@@ -211,6 +251,13 @@ class DareStage final : public Stage {
 };
 
 }  // namespace
+
+std::optional<DareParams> dare_alone(const Recipe& r) {
+  if (r.cherry || r.chain.size() != 1) return std::nullopt;
+  const auto* d = dynamic_cast<const DareStage*>(r.chain[0].get());
+  if (!d) return std::nullopt;
+  return d->dare_params();
+}
 
 std::unique_ptr<Stage> make_dare_stage(StageArgs& a, uint64_t seed) {
   DareParams p;

@@ -6,9 +6,23 @@
 #endif
 #include <immintrin.h>
 
+#include <algorithm>
+
 namespace deltakit {
 
 void ErrorLanes::add_block(const float* block, uint64_t b, uint64_t e, const float* recon) {
+  while (b < e) {
+    const uint64_t end = std::min(e, (b / kPiece + 1) * kPiece);
+    add_in_piece(block, b, end, recon);
+    if (end % kPiece == 0) {  // the piece is whole: its sum joins the total
+      total_.err_sq += lane_sum(num_), total_.delta_sq += lane_sum(den_);
+      std::fill(num_, num_ + kLanes, 0.0), std::fill(den_, den_ + kLanes, 0.0);
+    }
+    block += end - b, recon += end - b, b = end;
+  }
+}
+
+void ErrorLanes::add_in_piece(const float* block, uint64_t b, uint64_t e, const float* recon) {
   auto one = [&](uint64_t i) {
     const double d = block[i - b], x = d - static_cast<double>(recon[i - b]);
     num_[i % kLanes] += x * x;

@@ -1,8 +1,10 @@
-// ‖δ − δ̂‖² and ‖δ‖², the error a compress reports per tensor, summed in double over 8 lanes:
-// entry i goes to lane i mod 8, each lane in increasing i, a multiply then an add (no fused
-// multiply-add). The order is fixed, so whether the sums come from a decoded copy (error_norms)
-// or from a coder that knows its reconstruction while it encodes (ErrorLanes::add on blocks of
-// it), they are the same bits, with or without AVX-512.
+// ‖δ − δ̂‖² and ‖δ‖², the error a compress reports per tensor, summed in double in a fixed order:
+// the stream is cut into pieces of kPiece entries; within a piece, entry i goes to lane i mod 8,
+// each lane in increasing i, a multiply then an add (no fused multiply-add); a piece's sum is its
+// lanes added lane 0 first, the tensor's the pieces' sums added in order. Whether the sums come
+// from a decoded copy (error_norms), from a coder that knows its reconstruction while it encodes
+// (ErrorLanes::add on blocks of it), or from a GPU's threads, one per (piece, lane)
+// (src/gpu/pair_lanes.h), they are the same bits, with or without AVX-512.
 #pragma once
 
 #include <cmath>
@@ -20,7 +22,7 @@ struct ErrorNorms {
 
 class ErrorLanes {
  public:
-  static constexpr uint64_t kLanes = 8;
+  static constexpr uint64_t kLanes = 8, kPiece = 16384;
   // Entries [b, e) of the stream against their reconstruction recon[0, e − b). Ranges are added
   // in increasing order.
   void add(std::span<const float> delta, uint64_t b, uint64_t e, const float* recon) {
@@ -29,13 +31,27 @@ class ErrorLanes {
   // The same with the entries [b, e) at block[0, e − b).
   void add_block(const float* block, uint64_t b, uint64_t e, const float* recon);
   ErrorNorms sums() const {
+    ErrorNorms r = total_;
+    r.err_sq += lane_sum(num_), r.delta_sq += lane_sum(den_);  // the last piece, whole or not
+    return r;
+  }
+  // The same sums from every piece's (lanes already added, in order: a device computes them).
+  static ErrorNorms from_pieces(std::span<const double> err_sq, std::span<const double> delta_sq) {
     ErrorNorms r;
-    for (uint64_t l = 0; l < kLanes; ++l) r.err_sq += num_[l], r.delta_sq += den_[l];
+    for (size_t q = 0; q < err_sq.size(); ++q) r.err_sq += err_sq[q], r.delta_sq += delta_sq[q];
     return r;
   }
 
  private:
-  double num_[kLanes] = {}, den_[kLanes] = {};
+  static double lane_sum(const double* lane) {
+    double s = 0;
+    for (uint64_t l = 0; l < kLanes; ++l) s += lane[l];
+    return s;
+  }
+  // entries [b, e) of one piece
+  void add_in_piece(const float* block, uint64_t b, uint64_t e, const float* recon);
+  double num_[kLanes] = {}, den_[kLanes] = {};  // the current piece's lanes
+  ErrorNorms total_;                            // the pieces before it
 };
 
 inline ErrorNorms error_norms(std::span<const float> delta, std::span<const float> recon) {

@@ -3,11 +3,21 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
+#include <optional>
 #include <span>
 #include <string_view>
 #include <vector>
 
+#include "src/codec/dare_kept.h"
+#include "src/core/dtype.h"
+
 namespace deltakit {
+
+class BlockEncoder;  // src/codec/stage.h
+class PartSource;    // src/core/parts.h
+struct AttrReader;   // src/core/parts.h
+struct Recipe;       // src/codec/recipe.h
 
 struct SparseSelection {
   std::vector<uint64_t> positions;  // sorted, distinct
@@ -29,6 +39,20 @@ struct DareParams {
 };
 SparseSelection dare_select(const DareParams& prm, std::string_view tensor_name, std::span<const float> delta,
                             std::span<const uint8_t> skip, unsigned threads = 0, uint64_t block = 1 << 16);
+// The parameters of a recipe that is DARE alone (no further stage, no cherry): the fused pass a
+// device can take over.
+std::optional<DareParams> dare_alone(const Recipe& r);
+// The block encoder of DARE alone with its pass done elsewhere (a device: src/gpu) over a tensor
+// of n entries of `dtype`: only finish() is left, and it stores what the CPU's pass stores.
+std::unique_ptr<BlockEncoder> dare_encoder_from_kept(const DareParams& prm, DType dtype, uint64_t n, DareKept kept);
+// A stored tensor of n entries of `dtype` that is DARE alone, its payload read and checked as
+// decoding does (for a device that applies it: src/gpu): its positions and its values as stored
+// (in `dtype`); nullopt for any other stored tensor.
+struct StoredDare {
+  std::vector<uint64_t> positions;
+  std::vector<uint8_t> values;
+};
+std::optional<StoredDare> stored_dare_alone(const AttrReader& a, const PartSource& src, uint64_t n, DType dtype);
 
 // Top-k by magnitude: k = floor(density·n) (mergekit's magnitude trim), the largest |δ| kept,
 // ties broken toward the lower index; values unchanged.

@@ -73,6 +73,21 @@ SparseRangeDecoder stored_sparse(const AttrReader& a, const PartSource& src, con
   return {std::move(pos), values(), vt.dtype};
 }
 
+}  // namespace
+
+std::optional<StoredDare> stored_dare_alone(const AttrReader& a, const PartSource& src, uint64_t n, DType dtype) {
+  if (!a.attrs.contains("codec") || a.attrs["codec"] != "dare" || !dtype_is_float_decodable(dtype)) return std::nullopt;
+  if (src.names().size() != 2 || !src.has("dare.positions") || !src.has("dare.values")) return std::nullopt;
+  const ValueType vt = value_type_for(dtype);
+  StoredPositions p = read_position_bytes(a, src, "dare", n);
+  StoredDare d;
+  d.positions = decode_positions(p.coding, p.bytes, n, p.count, a.where);
+  d.values = src.read("dare.values", vt.kind, {p.count}, vt.encoding);
+  return d;
+}
+
+namespace {
+
 // A sparsifier's error without a decoded copy: δ̂ is its stored values (as decoding reads them)
 // at its positions and zero elsewhere, built a cache-sized block at a time.
 void measure_sparse_error(Encoded& e, std::span<const float> delta, std::span<const uint64_t> pos,

@@ -1,9 +1,10 @@
-// The CUDA backend: the kernels of the fused BitDelta pass and of applying BitDelta, each thread
-// running one of pair_lanes.h's functions over its slice, so a kernel returns what
+// The CUDA backend: the kernels of the fused BitDelta and DARE passes and of applying BitDelta,
+// each thread running one of pair_lanes.h's functions over its slice, so a kernel returns what
 // host_reference.cpp computes on the CPU, bit for bit (nvcc runs with -fmad=false).
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <cub/device/device_scan.cuh>
 #include <string>
 
 #include "src/core/error.h"
@@ -90,12 +91,65 @@ __global__ void bitdelta_apply_kernel(ElemType t, const uint8_t* base, const uin
   if (i < n) store_elem(t, out, i, bitdelta_applied(t, base, signs, scales[unit_of(units, i)], alpha, i));
 }
 
+// DARE: a thread per 32-entry word, its keep bits and their count.
+__global__ void dare_keep_kernel(PairView p, DareDraw d, uint64_t n, uint32_t* bits, uint64_t* counts,
+                                 unsigned* nonfinite) {
+  const uint64_t w = static_cast<uint64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (32 * w >= n) return;
+  bool bad = false;
+  bits[w] = dare_keep_word(p, d, w, n, bad);
+  counts[w] = static_cast<uint64_t>(__popc(bits[w]));
+  if (bad) atomicOr(nonfinite, 1u);
+}
+
+// A thread per word: its kept entries into their slots (the counts' exclusive scan).
+__global__ void dare_compact_kernel(PairView p, DareDraw d, uint64_t words, const uint32_t* bits, const uint64_t* slot,
+                                    uint64_t* positions, uint8_t* values) {
+  const uint64_t w = static_cast<uint64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (w < words) dare_compact_word(p, d, w, bits[w], slot[w], positions, values);
+}
+
+// A thread per (piece, lane), kThreads / kErrLanes pieces per block; lane 0 adds the piece's lanes.
+__global__ void dare_error_kernel(PairView p, DareDraw d, uint64_t n, uint64_t pieces, double* err_out,
+                                  double* sq_out) {
+  __shared__ double err[kThreads], sq[kThreads];
+  const uint64_t t = static_cast<uint64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  const uint64_t q = t / kErrLanes;
+  const unsigned lane = static_cast<unsigned>(t % kErrLanes);
+  err[threadIdx.x] = sq[threadIdx.x] = 0.0;
+  if (q < pieces) {
+    const uint64_t first = q * kErrPiece;
+    dare_error_lane(p, d, first, n - first < kErrPiece ? n - first : kErrPiece, lane, err[threadIdx.x],
+                    sq[threadIdx.x]);
+  }
+  __syncthreads();
+  if (q < pieces && lane == 0) {
+    err_out[q] = add_lanes(&err[threadIdx.x], kErrLanes);
+    sq_out[q] = add_lanes(&sq[threadIdx.x], kErrLanes);
+  }
+}
+
+// A thread per kept entry: its stored value, as a float, at its position of the dense δ̂.
+__global__ void scatter_kernel(ElemType t, const uint64_t* positions, const uint8_t* values, uint64_t count,
+                               float* dense) {
+  const uint64_t j = static_cast<uint64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (j < count) dense[positions[j]] = load_elem(t, values, j);
+}
+
+// A thread per entry.
+__global__ void sparse_apply_kernel(ElemType t, const uint8_t* base, const float* dense, float alpha, uint64_t n,
+                                    uint8_t* out) {
+  const uint64_t i = static_cast<uint64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i < n) store_elem(t, out, i, sparse_applied(t, base, dense, alpha, i));
+}
+
 }  // namespace
 
 struct CudaDevice::State {
   int device = 0, count = 0;
   cudaDeviceProp prop{};
   DeviceBuffer base, ft, runs, pieces, run_abs, piece_sq, words, flag, scales, out;
+  DeviceBuffer counts, slots, scan_temp, positions, values, piece_err;
 };
 
 bool cuda_built() { return true; }
@@ -171,6 +225,73 @@ BitDeltaSums CudaDevice::bitdelta_sums_resident(ElemType type, const BitDeltaLay
   out.signs.resize((l.n + 7) / 8);  // the words' bytes are the packed stream, LSB first
   nonfinite = bad != 0;
   return out;
+}
+
+DareKept CudaDevice::dare_kept(const PairView& pair, const DareDraw& draw, uint64_t n, bool& nonfinite) {
+  upload_pair(pair, n);
+  return dare_kept_resident(pair.type, draw, n, nonfinite);
+}
+
+DareKept CudaDevice::dare_kept_resident(ElemType type, const DareDraw& draw, uint64_t n, bool& nonfinite) {
+  State& s = *s_;
+  const size_t bytes = n * elem_bytes(type);
+  const uint64_t words = (n + 31) / 32, pieces = (n + kErrPiece - 1) / kErrPiece;
+  const PairView dev{s.base.as<uint8_t>(bytes), s.ft.as<uint8_t>(bytes), type};
+  uint32_t* bits = s.words.as<uint32_t>(words);
+  uint64_t* counts = s.counts.as<uint64_t>(words);
+  uint64_t* slots = s.slots.as<uint64_t>(words);
+  double* piece = s.piece_err.as<double>(2 * pieces);
+  unsigned* flag = s.flag.as<unsigned>(1);
+  check(cudaMemset(flag, 0, sizeof(unsigned)), "cudaMemset");
+  DareKept k;
+  if (words) {
+    dare_keep_kernel<<<blocks_for(words), kThreads>>>(dev, draw, n, bits, counts, flag);
+    size_t temp = 0;
+    check(cub::DeviceScan::ExclusiveSum(nullptr, temp, counts, slots, words), "sizing the scan");
+    check(cub::DeviceScan::ExclusiveSum(s.scan_temp.get(std::max<size_t>(temp, 1)), temp, counts, slots, words),
+          "scanning the counts");
+    uint64_t last_slot = 0, last_count = 0;
+    check(cudaMemcpy(&last_slot, slots + words - 1, 8, cudaMemcpyDeviceToHost), "copy the last slot");
+    check(cudaMemcpy(&last_count, counts + words - 1, 8, cudaMemcpyDeviceToHost), "copy the last count");
+    const uint64_t kept = last_slot + last_count;
+    uint64_t* positions = s.positions.as<uint64_t>(kept);
+    uint8_t* values = s.values.as<uint8_t>(kept * elem_bytes(type));
+    dare_compact_kernel<<<blocks_for(words), kThreads>>>(dev, draw, words, bits, slots, positions, values);
+    dare_error_kernel<<<blocks_for(pieces * kErrLanes), kThreads>>>(dev, draw, n, pieces, piece, piece + pieces);
+    check(cudaGetLastError(), "launching the DARE kernels");
+    k.positions.resize(kept);
+    k.values.resize(kept * elem_bytes(type));
+    k.piece_err_sq.resize(pieces);
+    k.piece_delta_sq.resize(pieces);
+    check(cudaMemcpy(k.positions.data(), positions, kept * 8, cudaMemcpyDeviceToHost), "copy the kept positions");
+    check(cudaMemcpy(k.values.data(), values, k.values.size(), cudaMemcpyDeviceToHost), "copy the kept values");
+    check(cudaMemcpy(k.piece_err_sq.data(), piece, pieces * 8, cudaMemcpyDeviceToHost), "copy the error sums");
+    check(cudaMemcpy(k.piece_delta_sq.data(), piece + pieces, pieces * 8, cudaMemcpyDeviceToHost),
+          "copy the delta sums");
+  }
+  unsigned bad = 0;
+  check(cudaMemcpy(&bad, flag, sizeof bad, cudaMemcpyDeviceToHost), "copy the finite flag");
+  nonfinite = bad != 0;
+  return k;
+}
+
+void CudaDevice::dare_apply(ElemType t, std::span<const uint8_t> base, std::span<const uint64_t> positions,
+                            std::span<const uint8_t> values, float alpha, std::span<uint8_t> out) {
+  State& s = *s_;
+  const uint64_t n = out.size() / elem_bytes(t), count = positions.size();
+  uint8_t* dbase = s.base.as<uint8_t>(base.size());
+  uint64_t* dpos = s.positions.as<uint64_t>(count);
+  uint8_t* dvals = s.values.as<uint8_t>(values.size());
+  float* dense = s.ft.as<float>(n);
+  uint8_t* dout = s.out.as<uint8_t>(out.size());
+  check(cudaMemcpy(dbase, base.data(), base.size(), cudaMemcpyHostToDevice), "copy base");
+  check(cudaMemcpy(dpos, positions.data(), count * 8, cudaMemcpyHostToDevice), "copy the positions");
+  check(cudaMemcpy(dvals, values.data(), values.size(), cudaMemcpyHostToDevice), "copy the values");
+  check(cudaMemset(dense, 0, n * 4), "cudaMemset");
+  if (count) scatter_kernel<<<blocks_for(count), kThreads>>>(t, dpos, dvals, count, dense);
+  if (n) sparse_apply_kernel<<<blocks_for(n), kThreads>>>(t, dbase, dense, alpha, n, dout);
+  check(cudaGetLastError(), "launching the DARE apply kernels");
+  check(cudaMemcpy(out.data(), dout, out.size(), cudaMemcpyDeviceToHost), "copy the output");
 }
 
 namespace {

@@ -13,6 +13,7 @@
 #include <string>
 
 #include "src/codec/bitdelta_layout.h"
+#include "src/codec/dare_kept.h"
 #include "src/gpu/pair_lanes.h"
 
 namespace deltakit::gpu {
@@ -45,6 +46,15 @@ class CudaDevice {
   // base + α·δ̂ for one-level BitDelta (bitdelta_apply_reference's result, bit for bit).
   void bitdelta_apply(ElemType t, std::span<const uint8_t> base, std::span<const uint8_t> signs,
                       std::span<const float> scales, const UnitMap& units, float alpha, std::span<uint8_t> out);
+
+  // DARE alone's pass over the pair's n entries (dare_kept_reference's result, bit for bit).
+  DareKept dare_kept(const PairView& pair, const DareDraw& draw, uint64_t n, bool& nonfinite);
+  // The same over the pair last uploaded (upload_pair).
+  DareKept dare_kept_resident(ElemType t, const DareDraw& draw, uint64_t n, bool& nonfinite);
+
+  // base + α·δ̂ for DARE alone's stored positions and values (dare_apply_reference's result).
+  void dare_apply(ElemType t, std::span<const uint8_t> base, std::span<const uint64_t> positions,
+                  std::span<const uint8_t> values, float alpha, std::span<uint8_t> out);
 
   // The ceilings the bench holds the kernels against, cudaEvent-timed: one host→device copy of
   // these bytes, and one device→device copy of this many bytes (seconds).

@@ -26,6 +26,16 @@ void CudaDevice::upload_pair(const PairView&, uint64_t) { throw Error(ErrorCode:
 BitDeltaSums CudaDevice::bitdelta_sums_resident(ElemType, const BitDeltaLayout&, bool&) {
   throw Error(ErrorCode::Device, "", kWhy);
 }
+DareKept CudaDevice::dare_kept(const PairView&, const DareDraw&, uint64_t, bool&) {
+  throw Error(ErrorCode::Device, "", kWhy);
+}
+DareKept CudaDevice::dare_kept_resident(ElemType, const DareDraw&, uint64_t, bool&) {
+  throw Error(ErrorCode::Device, "", kWhy);
+}
+void CudaDevice::dare_apply(ElemType, std::span<const uint8_t>, std::span<const uint64_t>, std::span<const uint8_t>,
+                            float, std::span<uint8_t>) {
+  throw Error(ErrorCode::Device, "", kWhy);
+}
 double CudaDevice::h2d_seconds(std::span<const uint8_t>) { throw Error(ErrorCode::Device, "", kWhy); }
 double CudaDevice::d2d_seconds(uint64_t) { throw Error(ErrorCode::Device, "", kWhy); }
 void CudaDevice::bitdelta_apply(ElemType, std::span<const uint8_t>, std::span<const uint8_t>, std::span<const float>,

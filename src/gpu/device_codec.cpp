@@ -15,7 +15,27 @@ Device parse_device(const std::string& name) {
 
 std::unique_ptr<CudaDevice> open_device(Device d) { return d == Device::Cuda ? CudaDevice::open() : nullptr; }
 
+namespace {
+// DARE alone on the device: what it kept, coded into the adapter's parts on the host.
+PreparedDelta prepare_dare_on(CudaDevice& dev, const DareParams& prm, const Recipe& r, const TensorView& base,
+                              const TensorView& ft) {
+  PreparedDelta p = compare_pair(r, base, ft);
+  if (!p.lossy(r)) return p;
+  const uint64_t n = ft.numel();
+  bool nonfinite = false;
+  DareKept kept = dev.dare_kept(pair_view(base, ft), dare_draw(prm, ft.name), n, nonfinite);
+  if (nonfinite)
+    p.fallback = kNonFiniteDelta;
+  else
+    p.stream = dare_encoder_from_kept(prm, ft.dtype, n, std::move(kept));
+  return p;
+}
+}  // namespace
+
 PreparedDelta prepare_delta_on(CudaDevice* dev, const Recipe& r, const TensorView& base, const TensorView& ft) {
+  if (const std::optional<DareParams> dare = dare_alone(r);
+      dev && dare && dtype_is_float_decodable(ft.dtype) && ft.numel() > 0)
+    return prepare_dare_on(*dev, *dare, r, base, ft);
   const std::optional<BitDeltaParams> prm = one_level_bitdelta(r);
   if (!dev || !prm || !dtype_is_float_decodable(ft.dtype) || ft.numel() == 0) return prepare_delta(r, base, ft);
   PreparedDelta p = compare_pair(r, base, ft);
@@ -35,8 +55,11 @@ void decode_add_on(CudaDevice* dev, const StoredTensor& st, const TensorView& ba
                    std::span<uint8_t> out) {
   const uint64_t n = base.numel(), cols = base.shape.empty() ? 1 : base.shape.back();
   std::optional<OneLevelBitDelta> b;
-  if (dev && dtype_is_float_decodable(base.dtype) && n > 0 && cols > 0)
+  if (dev && dtype_is_float_decodable(base.dtype) && n > 0 && cols > 0) {
+    if (std::optional<StoredDare> d = stored_dare_alone({st.attrs, st.where}, st.src, n, base.dtype))
+      return dev->dare_apply(elem_type(base.dtype), base.bytes, d->positions, d->values, alpha, out);
     b = stored_one_level_bitdelta({st.attrs, st.where}, st.src, n / cols, cols);
+  }
   if (!b) return decode_add_stored(st, base, alpha, out);
   dev->bitdelta_apply(elem_type(base.dtype), base.bytes, b->signs, b->scales, unit_map_of(*b, cols), alpha, out);
 }

@@ -1,9 +1,12 @@
 #include "src/gpu/host_reference.h"
 
+#include <algorithm>
 #include <stdexcept>
 #include <vector>
 
 #include "src/codec/bits.h"
+#include "src/codec/error_norms.h"
+#include "src/core/philox.h"
 
 namespace deltakit::gpu {
 
@@ -63,6 +66,51 @@ void bitdelta_apply_reference(ElemType t, std::span<const uint8_t> base, std::sp
   const uint64_t n = out.size() / elem_bytes(t);
   for (uint64_t i = 0; i < n; ++i)  // a kernel thread per entry
     store_elem(t, out.data(), i, bitdelta_applied(t, base.data(), signs.data(), scales[unit_of(units, i)], alpha, i));
+}
+
+static_assert(kErrPiece == ErrorLanes::kPiece && kErrLanes == ErrorLanes::kLanes);
+
+DareDraw dare_draw(const DareParams& prm, std::string_view tensor_name) {
+  return {TensorRng(prm.seed, tensor_name).stream(), TensorRng::drop_threshold(prm.p),
+          static_cast<float>(prm.effective_rescale())};
+}
+
+DareKept dare_kept_reference(const PairView& p, const DareDraw& d, uint64_t n, bool& nonfinite) {
+  const uint64_t words = (n + 31) / 32;
+  std::vector<uint32_t> bits(words);
+  std::vector<uint64_t> slot(words + 1, 0);
+  bool bad = false;
+  for (uint64_t w = 0; w < words; ++w) {  // a kernel thread per word
+    bits[w] = dare_keep_word(p, d, w, n, bad);
+    slot[w + 1] = slot[w] + static_cast<uint64_t>(__builtin_popcount(bits[w]));  // the scan
+  }
+  DareKept k;
+  k.positions.resize(slot[words]);
+  k.values.resize(slot[words] * elem_bytes(p.type));
+  for (uint64_t w = 0; w < words; ++w)  // a kernel thread per word
+    dare_compact_word(p, d, w, bits[w], slot[w], k.positions.data(), k.values.data());
+  const uint64_t pieces = (n + kErrPiece - 1) / kErrPiece;
+  k.piece_err_sq.resize(pieces);
+  k.piece_delta_sq.resize(pieces);
+  for (uint64_t q = 0; q < pieces; ++q) {  // a kernel thread per (piece, lane)
+    const uint64_t first = q * kErrPiece, len = std::min(kErrPiece, n - first);
+    double err[kErrLanes], sq[kErrLanes];
+    for (unsigned l = 0; l < kErrLanes; ++l) dare_error_lane(p, d, first, len, l, err[l], sq[l]);
+    k.piece_err_sq[q] = add_lanes(err, kErrLanes);
+    k.piece_delta_sq[q] = add_lanes(sq, kErrLanes);
+  }
+  nonfinite = bad;
+  return k;
+}
+
+void dare_apply_reference(ElemType t, std::span<const uint8_t> base, std::span<const uint64_t> positions,
+                          std::span<const uint8_t> values, float alpha, std::span<uint8_t> out) {
+  const uint64_t n = out.size() / elem_bytes(t);
+  std::vector<float> dense(n, 0.0f);
+  for (uint64_t j = 0; j < positions.size(); ++j)  // a kernel thread per kept entry
+    dense[positions[j]] = load_elem(t, values.data(), j);
+  for (uint64_t i = 0; i < n; ++i)  // a kernel thread per entry
+    store_elem(t, out.data(), i, sparse_applied(t, base.data(), dense.data(), alpha, i));
 }
 
 }  // namespace deltakit::gpu

@@ -7,6 +7,7 @@
 #include <span>
 
 #include "src/codec/bitdelta.h"
+#include "src/codec/sparse.h"
 #include "src/core/tensor_view.h"
 #include "src/gpu/pair_lanes.h"
 
@@ -26,5 +27,15 @@ UnitMap unit_map_of(const OneLevelBitDelta& b, uint64_t cols);
 // base + α·δ̂ for one-level BitDelta's signs and per-unit scales, in the base's type.
 void bitdelta_apply_reference(ElemType t, std::span<const uint8_t> base, std::span<const uint8_t> signs,
                               std::span<const float> scales, const UnitMap& units, float alpha, std::span<uint8_t> out);
+
+// DARE's draw for a tensor (its Philox stream keyed by seed and name, threshold, rescale).
+DareDraw dare_draw(const DareParams& prm, std::string_view tensor_name);
+// DARE alone's pass over the pair's n entries: a kernel thread per 32-entry word for the keep
+// bits, their counts scanned into slots, a thread per word for the kept entries, a thread per
+// (piece, lane) for the error; `nonfinite` as bitdelta_sums_reference's.
+DareKept dare_kept_reference(const PairView& p, const DareDraw& d, uint64_t n, bool& nonfinite);
+// base + α·δ̂ for DARE's stored positions and values (in the base's type t).
+void dare_apply_reference(ElemType t, std::span<const uint8_t> base, std::span<const uint64_t> positions,
+                          std::span<const uint8_t> values, float alpha, std::span<uint8_t> out);
 
 }  // namespace deltakit::gpu

@@ -14,6 +14,7 @@
 
 #include "src/core/half.h"
 #include "src/core/host_device.h"
+#include "src/core/philox_rounds.h"
 
 namespace deltakit::gpu {
 
@@ -121,6 +122,77 @@ DK_HD inline float bitdelta_applied(ElemType t, const uint8_t* base, const uint8
                                     uint64_t i) {
   const float d = f32_from_bits(f32_bits(scale) | ((~static_cast<uint32_t>(signs[i / 8] >> (i % 8)) & 1u) << 31));
   return load_elem(t, base, i) + alpha * d;
+}
+
+// --- DARE alone (src/codec/dare.cpp's fused pass) ----------------------------------------------
+// Entry i is kept iff its Philox word ≥ threshold (2^32 keeps none); a kept entry stores
+// δ_i·scale rounded to the tensor's float type, and δ̂ is that stored value where kept, 0 elsewhere.
+struct DareDraw {
+  PhiloxStream stream;
+  uint64_t threshold = 0;
+  float scale = 1.0f;
+};
+
+// Keep bits of entries 32w .. 32w + 31 (bit k: entry 32w + k kept; none past n), eight Philox
+// blocks of four words; `bad` gets whether an entry of δ was not finite.
+DK_HD inline uint32_t dare_keep_word(const PairView& p, const DareDraw& d, uint64_t w, uint64_t n, bool& bad) {
+  uint32_t bits = 0;
+  for (unsigned b = 0; b < 8; ++b) {
+    uint32_t words[4];
+    philox_block_words(d.stream, 8 * w + b, words);
+    for (unsigned k = 0; k < 4; ++k) {
+      const uint64_t i = 32 * w + 4 * b + k;
+      if (i >= n) return bits;
+      bad |= not_finite(delta_at(p, i));
+      bits |= static_cast<uint32_t>(words[k] >= d.threshold) << (4 * b + k);
+    }
+  }
+  return bits;
+}
+
+// The kept entries of word w (its keep bits), in increasing order, into slots from `slot` on:
+// their positions, and their values stored in the pair's type.
+DK_HD inline void dare_compact_word(const PairView& p, const DareDraw& d, uint64_t w, uint32_t bits, uint64_t slot,
+                                    uint64_t* positions, uint8_t* values) {
+  for (unsigned k = 0; k < 32; ++k)
+    if (bits >> k & 1u) {
+      const uint64_t i = 32 * w + k;
+      positions[slot] = i;
+      store_elem(p.type, values, slot, delta_at(p, i) * d.scale);
+      ++slot;
+    }
+}
+
+// A float rounded to t and read back (a stored value as decoding reads it).
+DK_HD inline float round_to(ElemType t, float v) {
+  if (t == ElemType::BF16) return bf16_to_f32(f32_to_bf16(v));
+  if (t == ElemType::F16) return f16_to_f32(f32_to_f16(v));
+  return v;
+}
+
+// The error's fixed order (src/codec/error_norms.h): pieces of kErrPiece entries, kErrLanes
+// double lanes in a piece (lane l adds the piece's entries l, l + 8, … in order).
+constexpr uint64_t kErrPiece = 16384;
+constexpr unsigned kErrLanes = 8;
+
+// Lane `lane` of one piece's Σ(δ − δ̂)² (err) and Σδ² (sq) under DARE.
+DK_HD inline void dare_error_lane(const PairView& p, const DareDraw& d, uint64_t first, uint64_t len, unsigned lane,
+                                  double& err, double& sq) {
+  err = 0.0, sq = 0.0;
+  for (uint64_t k = lane; k < len; k += kErrLanes) {
+    const uint64_t i = first + k;
+    const float delta = delta_at(p, i);
+    const float recon = philox_word(d.stream, i) >= d.threshold ? round_to(p.type, delta * d.scale) : 0.0f;
+    const double x = static_cast<double>(delta), e = x - static_cast<double>(recon);
+    err += e * e;
+    sq += x * x;
+  }
+}
+
+// A sparse δ̂ applied to entry i: base_i + α·δ̂_i, δ̂ dense (the stored values scattered over
+// zeros, as the CPU's range decoder gives it), rounded to the base's type (add_scaled_delta).
+DK_HD inline float sparse_applied(ElemType t, const uint8_t* base, const float* dense, float alpha, uint64_t i) {
+  return load_elem(t, base, i) + alpha * dense[i];
 }
 
 }  // namespace deltakit::gpu

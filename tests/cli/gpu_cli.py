@@ -3,7 +3,7 @@
 Without a usable GPU (no CUDA in the build, or no driver/device): compress and apply refuse with
 one line naming --device cuda and why, exit 1, and leave no output; a device name other than cpu
 or cuda is a usage error (exit 2).
-With a GPU: for each one-level BitDelta recipe (and recipes the GPU leaves to the CPU) and each
+With a GPU: for each one-level BitDelta recipe, DARE alone (and recipes the GPU leaves to the CPU) and each
 dtype, compress and apply with --device cuda give the same bytes as --device cpu, on 1 rank and
 on 2 (mpirun, each rank the GPU of its node-local rank).
     gpu_cli.py --deltakit BIN [--require-gpu]
@@ -61,8 +61,8 @@ def main():
             print("OK: no usable GPU here; --device cuda refused cleanly:", lines[0])
             return
         print("GPU in use: same bytes as the CPU for compress and apply")
-        recipes = ["bitdelta", "bitdelta:scale=row", "bitdelta:scale=group:128", "dare:p=0.9", "quant:bits=4",
-                   "bitdelta + cherry:frac=0.01"]
+        recipes = ["bitdelta", "bitdelta:scale=row", "bitdelta:scale=group:128", "dare:p=0.9", "dare:p=0.5,rescale=none",
+                   "quant:bits=4", "bitdelta + cherry:frac=0.01"]
         for dtype, (base, ft) in fixtures.items():
             for recipe in recipes:
                 outs = {}

@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "src/codec/codec.h"
+#include "src/codec/error_norms.h"
 #include "src/core/half.h"
 #include "tests/unit/codec_test_util.h"
 
@@ -31,6 +32,39 @@ Pair make_pair(uint64_t n, DType dt, uint32_t seed) {
   p.delta.resize(n);
   for (uint64_t i = 0; i < n; ++i) p.delta[i] = df[i] - db[i];
   return p;
+}
+
+// The error's order (src/codec/error_norms.h) whatever the ranges a coder adds: pieces of
+// kPiece entries, 8 lanes each, lanes then pieces added in order — as a device computes it.
+TEST(ErrorLanes, RangesAndPiecesGiveOneOrder) {
+  for (uint64_t n : {uint64_t{0}, uint64_t{5}, ErrorLanes::kPiece, 3 * ErrorLanes::kPiece + 1001}) {
+    SCOPED_TRACE(n);
+    const auto delta = normal_vector(n, 3, 1.0f), recon = normal_vector(n, 4, 1.0f);
+    ErrorLanes whole;
+    whole.add(delta, 0, n, recon.data());
+    // the piece formula written out, one entry at a time
+    std::vector<double> err, sq;
+    for (uint64_t first = 0; first < n; first += ErrorLanes::kPiece) {
+      double le[8] = {}, ls[8] = {};
+      for (uint64_t i = first; i < std::min(n, first + ErrorLanes::kPiece); ++i) {
+        const double d = delta[i], x = d - static_cast<double>(recon[i]);
+        le[i % 8] += x * x, ls[i % 8] += d * d;
+      }
+      double e = 0, q = 0;
+      for (int l = 0; l < 8; ++l) e += le[l], q += ls[l];
+      err.push_back(e), sq.push_back(q);
+    }
+    const ErrorNorms want = ErrorLanes::from_pieces(err, sq), got = whole.sums();
+    EXPECT_EQ(got.err_sq, want.err_sq);
+    EXPECT_EQ(got.delta_sq, want.delta_sq);
+    // ranges of odd sizes across piece boundaries
+    for (uint64_t step : {uint64_t{1}, uint64_t{7}, uint64_t{2048}, uint64_t{16383}, uint64_t{20000}}) {
+      ErrorLanes split;
+      for (uint64_t b = 0; b < n; b += step) split.add(delta, b, std::min(n, b + step), recon.data() + b);
+      EXPECT_EQ(split.sums().err_sq, want.err_sq) << step;
+      EXPECT_EQ(split.sums().delta_sq, want.delta_sq) << step;
+    }
+  }
 }
 
 TEST(FusedPass, SameEncodingAsTheWholeDelta) {

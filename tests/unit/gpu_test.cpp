@@ -8,6 +8,7 @@
 
 #include "src/codec/bitdelta.h"
 #include "src/codec/codec.h"
+#include "src/codec/sparse.h"
 #include "src/codec/stage.h"
 #include "src/core/error.h"
 #include "src/core/philox.h"
@@ -100,6 +101,51 @@ TEST(GpuHost, OnlyOneLevelBitDeltaAloneTakesTheDevicePass) {
     EXPECT_FALSE(one_level_bitdelta(parse_recipe(recipe))) << recipe;
 }
 
+const char* const kDareRecipes[] = {"dare:p=0.9", "dare:p=0.5,rescale=none,seed=3", "dare:p=0.25,rescale=1.5",
+                                    "dare:p=1", "dare:p=0"};
+
+// What the device pass stores, given what the device kept.
+Encoded encoding_from_kept(const Recipe& r, const Pair& p, DareKept kept) {
+  const uint64_t n = p.base.size() / dtype_size(p.dtype);
+  auto enc = dare_encoder_from_kept(*dare_alone(r), p.dtype, n, std::move(kept));
+  return encode_streamed(r, p.base_view(), p.ft_view(), *enc);
+}
+
+TEST(GpuHost, DareKeptGivesTheCpuAdapterBytes) {
+  for (const char* recipe : kDareRecipes)
+    for (DType dt : {DType::BF16, DType::F16, DType::F32})
+      for (const auto& shape : kShapes) {
+        SCOPED_TRACE(std::string(recipe) + " " + std::string(dtype_name(dt)) + " " + std::to_string(shape[0]) + "x" +
+                     std::to_string(shape[1]));
+        const Pair p = make_tensor_pair(shape, dt, 3);
+        const Recipe r = parse_recipe(recipe, 0);
+        const auto prm = dare_alone(r);
+        ASSERT_TRUE(prm);
+        bool nonfinite = true;
+        DareKept kept = gpu::dare_kept_reference(gpu::pair_view(p.base_view(), p.ft_view()), gpu::dare_draw(*prm, "w"),
+                                                 shape[0] * shape[1], nonfinite);
+        EXPECT_FALSE(nonfinite);
+        expect_same(encoding_from_kept(r, p, std::move(kept)), cpu_encoding(r, p));
+      }
+}
+
+TEST(GpuHost, DareNonFiniteDeltaIsFlagged) {
+  Pair p = make_tensor_pair({4, 4100}, DType::F16, 5);
+  const uint16_t nan = 0x7e00;
+  std::memcpy(p.ft.data() + 2 * 16390, &nan, 2);  // in the second error piece
+  bool nonfinite = false;
+  gpu::dare_kept_reference(gpu::pair_view(p.base_view(), p.ft_view()), gpu::dare_draw(DareParams{}, "w"), 4 * 4100,
+                           nonfinite);
+  EXPECT_TRUE(nonfinite);
+}
+
+TEST(GpuHost, OnlyDareAloneTakesTheDareDevicePass) {
+  for (const char* recipe : {"dare", "dare:p=0.3,seed=9"}) EXPECT_TRUE(dare_alone(parse_recipe(recipe))) << recipe;
+  for (const char* recipe : {"raw", "bitdelta", "dare:p=0.5 > bitdelta", "dare:p=0.5 > quant:bits=4",
+                             "dare:p=0.5 + cherry:frac=0.01", "topk:density=0.1"})
+    EXPECT_FALSE(dare_alone(parse_recipe(recipe))) << recipe;
+}
+
 // decode_add_stored (the CPU's apply) against the per-entry function the apply kernel runs.
 TEST(GpuHost, BitDeltaApplyGivesTheCpuBytes) {
   for (const char* recipe : kRecipes)
@@ -119,6 +165,38 @@ TEST(GpuHost, BitDeltaApplyGivesTheCpuBytes) {
                                         alpha, ref);
           EXPECT_EQ(ref, cpu);
         }
+}
+
+TEST(GpuHost, DareApplyGivesTheCpuBytes) {
+  for (const char* recipe : kDareRecipes)
+    for (DType dt : {DType::BF16, DType::F16, DType::F32})
+      for (const auto& shape : kShapes)
+        for (float alpha : {1.0f, 0.5f, -1.25f}) {
+          SCOPED_TRACE(std::string(recipe) + " " + std::string(dtype_name(dt)) + " alpha " + std::to_string(alpha));
+          const Pair p = make_tensor_pair(shape, dt, 9);
+          const Encoded e = cpu_encoding(parse_recipe(recipe, 0), p);
+          std::vector<uint8_t> cpu(p.base.size()), ref(p.base.size());
+          const EncodedSource src(e);
+          decode_add_stored({e.attrs, src, "test"}, p.base_view(), alpha, cpu);
+          const auto d = stored_dare_alone({e.attrs, "test"}, src, shape[0] * shape[1], dt);
+          ASSERT_TRUE(d);
+          gpu::dare_apply_reference(gpu::elem_type(dt), p.base, d->positions, d->values, alpha, ref);
+          EXPECT_EQ(ref, cpu);
+        }
+}
+
+TEST(GpuHost, StoredDareAloneOnly) {
+  const Pair p = make_tensor_pair({8, 64}, DType::BF16, 1);
+  for (const char* recipe :
+       {"dare:p=0.5 > bitdelta", "dare:p=0.5 + cherry:frac=0.05", "topk:density=0.2", "bitdelta"}) {
+    const Recipe r = parse_recipe(recipe, 0);
+    const PreparedDelta prep = prepare_delta(r, p.base_view(), p.ft_view());
+    TensorPair pair;
+    pair.name = "w", pair.base = p.base_view(), pair.ft = p.ft_view(), pair.recipe = &r, pair.prepared = &prep;
+    const Encoded e = encode_tensor_pair(pair).encoded;
+    const EncodedSource src(e);
+    EXPECT_FALSE(stored_dare_alone({e.attrs, "test"}, src, 8 * 64, DType::BF16)) << recipe;
+  }
 }
 
 TEST(GpuHost, StoredOneLevelBitDeltaOnly) {
@@ -200,6 +278,37 @@ TEST(GpuDevice, NonFiniteDeltaIsFlagged) {
   EXPECT_EQ(prep.fallback, kNonFiniteDelta);
 }
 
+TEST(GpuDevice, DareKeptIsTheHostReference) {
+  DEVICE_OR_SKIP(dev);
+  for (const char* recipe : kDareRecipes)
+    for (DType dt : {DType::BF16, DType::F16, DType::F32})
+      for (const auto& shape : kShapes) {
+        SCOPED_TRACE(std::string(recipe) + " " + std::string(dtype_name(dt)));
+        const Pair p = make_tensor_pair(shape, dt, 3);
+        const Recipe r = parse_recipe(recipe, 0);
+        const gpu::DareDraw draw = gpu::dare_draw(*dare_alone(r), "w");
+        const gpu::PairView pv = gpu::pair_view(p.base_view(), p.ft_view());
+        bool bad_ref = true, bad_dev = true;
+        const DareKept ref = gpu::dare_kept_reference(pv, draw, shape[0] * shape[1], bad_ref);
+        const DareKept got = dev->dare_kept(pv, draw, shape[0] * shape[1], bad_dev);
+        EXPECT_EQ(bad_dev, bad_ref);
+        EXPECT_EQ(got.positions, ref.positions);
+        EXPECT_EQ(got.values, ref.values);
+        ASSERT_EQ(got.piece_err_sq.size(), ref.piece_err_sq.size());
+        EXPECT_EQ(0, std::memcmp(got.piece_err_sq.data(), ref.piece_err_sq.data(), 8 * ref.piece_err_sq.size()));
+        EXPECT_EQ(0, std::memcmp(got.piece_delta_sq.data(), ref.piece_delta_sq.data(), 8 * ref.piece_delta_sq.size()));
+        // and so the adapter's bytes through the device pass
+        const PreparedDelta prep = gpu::prepare_delta_on(dev.get(), r, p.base_view(), p.ft_view());
+        ASSERT_TRUE(prep.stream);
+        expect_same(encode_streamed(r, p.base_view(), p.ft_view(), *prep.stream), cpu_encoding(r, p));
+      }
+  Pair p = make_tensor_pair({4, 4100}, DType::BF16, 5);
+  const uint16_t inf = 0xff80;
+  std::memcpy(p.ft.data() + 2 * 16390, &inf, 2);
+  EXPECT_EQ(gpu::prepare_delta_on(dev.get(), parse_recipe("dare:p=0.9", 0), p.base_view(), p.ft_view()).fallback,
+            kNonFiniteDelta);
+}
+
 TEST(GpuDevice, BitDeltaApplyIsTheCpuApply) {
   DEVICE_OR_SKIP(dev);
   for (const char* recipe : kRecipes)
@@ -213,6 +322,23 @@ TEST(GpuDevice, BitDeltaApplyIsTheCpuApply) {
         const StoredTensor st{e.attrs, src, "test"};
         decode_add_stored(st, p.base_view(), 0.5f, cpu);
         gpu::decode_add_on(dev.get(), st, p.base_view(), 0.5f, got);
+        EXPECT_EQ(got, cpu);
+      }
+}
+
+TEST(GpuDevice, DareApplyIsTheCpuApply) {
+  DEVICE_OR_SKIP(dev);
+  for (const char* recipe : kDareRecipes)
+    for (DType dt : {DType::BF16, DType::F16, DType::F32})
+      for (const auto& shape : kShapes) {
+        SCOPED_TRACE(std::string(recipe) + " " + std::string(dtype_name(dt)));
+        const Pair p = make_tensor_pair(shape, dt, 9);
+        const Encoded e = cpu_encoding(parse_recipe(recipe, 0), p);
+        std::vector<uint8_t> cpu(p.base.size()), got(p.base.size());
+        const EncodedSource src(e);
+        const StoredTensor st{e.attrs, src, "test"};
+        decode_add_stored(st, p.base_view(), -1.25f, cpu);
+        gpu::decode_add_on(dev.get(), st, p.base_view(), -1.25f, got);
         EXPECT_EQ(got, cpu);
       }
 }
