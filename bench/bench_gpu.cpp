@@ -4,7 +4,7 @@
 //   the fused pass with its inputs already on the device, against a device→device copy of the
 //   same bytes;
 //   the CPU's fused pass over the same tensors, for the speedup;
-//   then DARE alone's pass (p = 0.9 and 0.5) the same ways.
+//   then DARE alone's pass (p = 0.9 and 0.5) and quant alone's (4 and 8 bits) the same ways.
 // Without a usable GPU it says why and exits 0 (it builds everywhere; it runs where a GPU is).
 //   bench_gpu [tensors=8] [rows=4096] [cols=4096]
 #include <cstdio>
@@ -15,6 +15,7 @@
 #include "bench/bench_timing.h"
 #include "src/codec/bitdelta.h"
 #include "src/codec/codec.h"
+#include "src/codec/quant.h"
 #include "src/codec/sparse.h"
 #include "src/codec/stage.h"
 #include "src/core/half.h"
@@ -121,8 +122,9 @@ int main(int argc, char** argv) {
         recipe, a_gpu, 2.0 * n * tensors / a_gpu / 1e9, a_h2d, a_h2d / a_gpu, a_cpu, a_cpu / a_gpu);
   }
 
-  // DARE alone: the mask, the compaction and the error on the device, the positions' coding on the host
-  for (const char* recipe : {"dare:p=0.9", "dare:p=0.5"}) {
+  // DARE alone: the mask, the compaction and the error on the device, the positions' coding on the
+  // host; quant alone: the groups' ranges, codes and the error on the device
+  for (const char* recipe : {"dare:p=0.9", "dare:p=0.5", "quant:bits=4", "quant:bits=8,group=64"}) {
     const Recipe r = parse_recipe(recipe, 0);
     auto compress = [&](gpu::CudaDevice* d) {
       for (int t = 0; t < tensors; ++t) {
@@ -139,16 +141,22 @@ int main(int argc, char** argv) {
     const double cpu = best_of(1, [&] { compress(nullptr); });
     const TensorView b0{"w", DType::BF16, shape, base[0]}, f0{"w", DType::BF16, shape, ft[0]};
     dev->upload_pair(gpu::pair_view(b0, f0), n);
-    const gpu::DareDraw draw = gpu::dare_draw(*dare_alone(r), "w");
     bool bad = false;
-    const double resident = best_of(5, [&] { dev->dare_kept_resident(gpu::ElemType::BF16, draw, n, bad); });
+    const auto dare = dare_alone(r);
+    const auto quant = quant_alone(r);
+    const double resident = best_of(5, [&] {
+      if (dare)
+        dev->dare_kept_resident(gpu::ElemType::BF16, gpu::dare_draw(*dare, "w"), n, bad);
+      else
+        dev->quant_groups_resident(gpu::ElemType::BF16, quant->bits, quant->group, n, bad);
+    });
     double d2d = 1e30;
     for (int k = 0; k < 5; ++k) d2d = std::min(d2d, dev->d2d_seconds(4 * n));
     std::printf("\ncompress %s\n", recipe);
     std::printf("  inputs in host memory: %.3f s, %.2f GB/s; host->device copy %.3f s; ratio %.2f\n", gpu_host,
                 pair_bytes / gpu_host / 1e9, h2d, h2d / gpu_host);
     std::printf(
-        "  inputs on the device (kept entries copied back): %.2f ms per pair, %.1f GB/s; device copy %.2f ms;"
+        "  inputs on the device (results copied back): %.2f ms per pair, %.1f GB/s; device copy %.2f ms;"
         " ratio %.2f\n",
         resident * 1e3, 4.0 * n / resident / 1e9, d2d * 1e3, d2d / resident);
     std::printf("  CPU fused pass, same tensors: %.3f s (GPU from host memory %.1fx faster)\n", cpu, cpu / gpu_host);

@@ -8,9 +8,11 @@
 
 #include <algorithm>
 #include <cmath>
+#include <stdexcept>
 
 #include "src/codec/bits.h"
 #include "src/codec/error_norms.h"
+#include "src/codec/recipe.h"
 #include "src/codec/stage.h"
 
 namespace deltakit {
@@ -102,6 +104,17 @@ void group_min_max(const float* x, uint64_t n, float& lo, float& hi) {
   }
 }
 
+// The parts and attributes of a quant tensor of n values, and its error.
+void finish_quant(Encoded& out, uint64_t n, QuantPayload p, const ErrorNorms& norms) {
+  out.error_measured = true, out.err_sq = norms.err_sq, out.delta_sq = norms.delta_sq;
+  out.attrs["quant.bits"] = p.w;
+  out.attrs["quant.group"] = p.G;
+  const uint64_t groups = p.mins.size();
+  out.add({"quant.codes", PartKind::U8, {packed_bytes(n, p.w)}, std::move(p.codes), ""});
+  out.add({"quant.mins", PartKind::F32, {groups}, bytes_of<float>(p.mins), ""});
+  out.add({"quant.steps", PartKind::F32, {groups}, bytes_of<float>(p.steps), ""});
+}
+
 // Quantization a block of whole groups at a time, in one pass (Stage::block_encoder): each
 // group's range, codes and — through the payload's own decode — the error, with the same lane
 // order as over the whole stream. Groups must start on a byte of codes (G·bits a multiple of 8)
@@ -143,15 +156,7 @@ class QuantBlockEncoder final : public BlockEncoder {
   bool second_pass() const override { return false; }
   void encode(uint64_t, std::span<const float>) override {}
 
-  void finish(Encoded& out) override {
-    const ErrorNorms norms = lanes_.sums();
-    out.error_measured = true, out.err_sq = norms.err_sq, out.delta_sq = norms.delta_sq;
-    out.attrs["quant.bits"] = p_.w;
-    out.attrs["quant.group"] = p_.G;
-    out.add({"quant.codes", PartKind::U8, {packed_bytes(n_, p_.w)}, std::move(p_.codes), ""});
-    out.add({"quant.mins", PartKind::F32, {groups_}, bytes_of<float>(p_.mins), ""});
-    out.add({"quant.steps", PartKind::F32, {groups_}, bytes_of<float>(p_.steps), ""});
-  }
+  void finish(Encoded& out) override { finish_quant(out, n_, std::move(p_), lanes_.sums()); }
 
  private:
   uint64_t n_, groups_;
@@ -165,6 +170,43 @@ class QuantBlockEncoder final : public BlockEncoder {
 std::unique_ptr<BlockEncoder> quant_block_encoder(const QuantParams& prm, uint64_t n) {
   if (!QuantBlockEncoder::suits(prm) || n == 0) return nullptr;
   return std::make_unique<QuantBlockEncoder>(prm, n);
+}
+
+namespace {
+// The block encoder's pass done by a device: what it found, stored here (finish() only).
+class QuantGroupsEncoder final : public BlockEncoder {
+ public:
+  QuantGroupsEncoder(const QuantParams& prm, uint64_t n, QuantGroups g) : prm_(prm), n_(n), g_(std::move(g)) {}
+  uint64_t block_end(uint64_t) const override { return n_; }
+  void stats(uint64_t, std::span<const float>) override {}
+  bool second_pass() const override { return false; }
+  void encode(uint64_t, std::span<const float>) override {}
+  void finish(Encoded& out) override {
+    const uint64_t groups = (n_ + prm_.group - 1) / prm_.group;
+    if (g_.codes.size() != packed_bytes(n_, prm_.bits) || g_.mins.size() != groups || g_.steps.size() != groups ||
+        g_.piece_err_sq.size() != g_.piece_delta_sq.size())
+      throw std::logic_error("quant_encoder_from_groups: parts of the wrong size");
+    const ErrorNorms norms = ErrorLanes::from_pieces(g_.piece_err_sq, g_.piece_delta_sq);
+    finish_quant(out, n_, {prm_.bits, prm_.group, std::move(g_.codes), std::move(g_.mins), std::move(g_.steps)}, norms);
+  }
+
+ private:
+  QuantParams prm_;
+  uint64_t n_;
+  QuantGroups g_;
+};
+}  // namespace
+
+std::unique_ptr<BlockEncoder> quant_encoder_from_groups(const QuantParams& prm, uint64_t n, QuantGroups groups) {
+  return std::make_unique<QuantGroupsEncoder>(prm, n, std::move(groups));
+}
+
+std::optional<StoredQuant> stored_quant_alone(const AttrReader& a, const PartSource& src, uint64_t n) {
+  if (!a.attrs.contains("codec") || a.attrs["codec"] != "quant") return std::nullopt;
+  if (src.names().size() != 3 || !src.has("quant.codes") || !src.has("quant.mins") || !src.has("quant.steps"))
+    return std::nullopt;
+  QuantPayload p = load_quant(a, src, n);
+  return StoredQuant{p.w, p.G, std::move(p.codes), std::move(p.mins), std::move(p.steps)};
 }
 
 void quant_encode(const QuantParams& prm, const ValueStream& s, Encoded& out) {
@@ -272,6 +314,7 @@ class QuantStage final : public Stage {
   std::unique_ptr<BlockEncoder> block_encoder(uint64_t rows, uint64_t cols) const override {
     return quant_block_encoder(p_, rows * cols);
   }
+  const QuantParams& quant_params() const { return p_; }
   std::vector<float> decode_values(const AttrReader& a, const PartSource& src, uint64_t count,
                                    std::span<const uint64_t>) const override {
     return quant_decode(a, src, count);
@@ -290,6 +333,13 @@ class QuantStage final : public Stage {
 };
 
 }  // namespace
+
+std::optional<QuantParams> quant_alone(const Recipe& r) {
+  if (r.cherry || r.chain.size() != 1) return std::nullopt;
+  const auto* q = dynamic_cast<const QuantStage*>(r.chain[0].get());
+  if (!q || !QuantBlockEncoder::suits(q->quant_params())) return std::nullopt;
+  return q->quant_params();
+}
 
 std::unique_ptr<Stage> make_quant_stage(StageArgs& a, uint64_t) {
   QuantParams p;

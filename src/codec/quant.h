@@ -7,15 +7,18 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 
 #include "src/codec/codec_types.h"
 #include "src/codec/delta_product.h"
+#include "src/codec/device_pass.h"
 #include "src/codec/range_decoder.h"
 #include "src/codec/value_stream.h"
 
 namespace deltakit {
 
 class BlockEncoder;  // src/codec/stage.h
+struct Recipe;       // src/codec/recipe.h
 
 struct QuantParams {
   unsigned bits = 4;
@@ -26,6 +29,20 @@ void quant_encode(const QuantParams& prm, const ValueStream& s, Encoded& out);
 // Its block form for a stream of n values with nothing skipped (nullptr unless each group starts
 // on a byte of codes and fits a block).
 std::unique_ptr<BlockEncoder> quant_block_encoder(const QuantParams& prm, uint64_t n);
+// The parameters of a recipe that is quant alone and takes the block form (the fused pass a
+// device can take over).
+std::optional<QuantParams> quant_alone(const Recipe& r);
+// That block encoder with its pass done elsewhere (a device: src/gpu): only finish() is left.
+std::unique_ptr<BlockEncoder> quant_encoder_from_groups(const QuantParams& prm, uint64_t n, QuantGroups groups);
+// A stored tensor of n entries that is quant alone, its payload read and checked as decoding
+// does (for a device that applies it); nullopt for any other stored tensor.
+struct StoredQuant {
+  unsigned bits = 4;
+  uint64_t group = 128;
+  std::vector<uint8_t> codes;
+  std::vector<float> mins, steps;
+};
+std::optional<StoredQuant> stored_quant_alone(const AttrReader& a, const PartSource& src, uint64_t n);
 // The same stream a range at a time, holding only the packed codes and group parameters.
 std::unique_ptr<RangeDecoder> quant_decoder(const AttrReader& attrs, const PartSource& src, uint64_t count);
 std::vector<float> quant_decode(const AttrReader& attrs, const PartSource& src, uint64_t count);

@@ -9,7 +9,7 @@
 #include <string_view>
 #include <vector>
 
-#include "src/codec/dare_kept.h"
+#include "src/codec/device_pass.h"
 #include "src/core/dtype.h"
 
 namespace deltakit {

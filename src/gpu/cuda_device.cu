@@ -1,4 +1,4 @@
-// The CUDA backend: the kernels of the fused BitDelta and DARE passes and of applying BitDelta,
+// The CUDA backend: the kernels of the fused BitDelta, DARE and quant passes and of their apply,
 // each thread running one of pair_lanes.h's functions over its slice, so a kernel returns what
 // host_reference.cpp computes on the CPU, bit for bit (nvcc runs with -fmad=false).
 #include <cuda_runtime.h>
@@ -109,9 +109,27 @@ __global__ void dare_compact_kernel(PairView p, DareDraw d, uint64_t words, cons
   if (w < words) dare_compact_word(p, d, w, bits[w], slot[w], positions, values);
 }
 
+// The error lanes of pair_lanes.h, as piece_error_kernel takes them.
+struct DareErrorLane {
+  PairView p;
+  DareDraw d;
+  __device__ void operator()(uint64_t first, uint64_t len, unsigned lane, double& err, double& sq) const {
+    dare_error_lane(p, d, first, len, lane, err, sq);
+  }
+};
+struct QuantErrorLane {
+  PairView p;
+  const float *lo, *step;
+  uint64_t group;
+  unsigned bits;
+  __device__ void operator()(uint64_t first, uint64_t len, unsigned lane, double& err, double& sq) const {
+    quant_error_lane(p, lo, step, group, bits, first, len, lane, err, sq);
+  }
+};
+
 // A thread per (piece, lane), kThreads / kErrLanes pieces per block; lane 0 adds the piece's lanes.
-__global__ void dare_error_kernel(PairView p, DareDraw d, uint64_t n, uint64_t pieces, double* err_out,
-                                  double* sq_out) {
+template <class ErrorLane>
+__global__ void piece_error_kernel(ErrorLane lane_sums, uint64_t n, uint64_t pieces, double* err_out, double* sq_out) {
   __shared__ double err[kThreads], sq[kThreads];
   const uint64_t t = static_cast<uint64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   const uint64_t q = t / kErrLanes;
@@ -119,14 +137,32 @@ __global__ void dare_error_kernel(PairView p, DareDraw d, uint64_t n, uint64_t p
   err[threadIdx.x] = sq[threadIdx.x] = 0.0;
   if (q < pieces) {
     const uint64_t first = q * kErrPiece;
-    dare_error_lane(p, d, first, n - first < kErrPiece ? n - first : kErrPiece, lane, err[threadIdx.x],
-                    sq[threadIdx.x]);
+    lane_sums(first, n - first < kErrPiece ? n - first : kErrPiece, lane, err[threadIdx.x], sq[threadIdx.x]);
   }
   __syncthreads();
   if (q < pieces && lane == 0) {
     err_out[q] = add_lanes(&err[threadIdx.x], kErrLanes);
     sq_out[q] = add_lanes(&sq[threadIdx.x], kErrLanes);
   }
+}
+
+// Quant: a thread per group, its range and packed codes.
+__global__ void quant_group_kernel(PairView p, uint64_t n, uint64_t group, unsigned bits, uint64_t groups, float* lo,
+                                   float* step, uint8_t* codes, unsigned* nonfinite) {
+  const uint64_t g = static_cast<uint64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (g >= groups) return;
+  const uint64_t first = g * group;
+  bool bad = false;
+  quant_group(p, first, n - first < group ? n - first : group, bits, lo[g], step[g], codes + first * bits / 8, bad);
+  if (bad) atomicOr(nonfinite, 1u);
+}
+
+// A thread per entry.
+__global__ void quant_apply_kernel(ElemType t, const uint8_t* base, const uint8_t* codes, const float* lo,
+                                   const float* step, uint64_t group, unsigned bits, float alpha, uint64_t n,
+                                   uint8_t* out) {
+  const uint64_t i = static_cast<uint64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i < n) store_elem(t, out, i, quant_applied(t, base, codes, lo, step, group, bits, alpha, i));
 }
 
 // A thread per kept entry: its stored value, as a float, at its position of the dense δ̂.
@@ -257,7 +293,8 @@ DareKept CudaDevice::dare_kept_resident(ElemType type, const DareDraw& draw, uin
     uint64_t* positions = s.positions.as<uint64_t>(kept);
     uint8_t* values = s.values.as<uint8_t>(kept * elem_bytes(type));
     dare_compact_kernel<<<blocks_for(words), kThreads>>>(dev, draw, words, bits, slots, positions, values);
-    dare_error_kernel<<<blocks_for(pieces * kErrLanes), kThreads>>>(dev, draw, n, pieces, piece, piece + pieces);
+    piece_error_kernel<<<blocks_for(pieces * kErrLanes), kThreads>>>(DareErrorLane{dev, draw}, n, pieces, piece,
+                                                                     piece + pieces);
     check(cudaGetLastError(), "launching the DARE kernels");
     k.positions.resize(kept);
     k.values.resize(kept * elem_bytes(type));
@@ -273,6 +310,65 @@ DareKept CudaDevice::dare_kept_resident(ElemType type, const DareDraw& draw, uin
   check(cudaMemcpy(&bad, flag, sizeof bad, cudaMemcpyDeviceToHost), "copy the finite flag");
   nonfinite = bad != 0;
   return k;
+}
+
+QuantGroups CudaDevice::quant_groups(const PairView& pair, unsigned bits, uint64_t group, uint64_t n, bool& nonfinite) {
+  upload_pair(pair, n);
+  return quant_groups_resident(pair.type, bits, group, n, nonfinite);
+}
+
+QuantGroups CudaDevice::quant_groups_resident(ElemType type, unsigned bits, uint64_t group, uint64_t n,
+                                              bool& nonfinite) {
+  State& s = *s_;
+  const size_t bytes = n * elem_bytes(type);
+  const uint64_t groups = (n + group - 1) / group, pieces = (n + kErrPiece - 1) / kErrPiece;
+  const uint64_t code_bytes = (n * bits + 7) / 8;
+  const PairView dev{s.base.as<uint8_t>(bytes), s.ft.as<uint8_t>(bytes), type};
+  float* lo = s.scales.as<float>(2 * groups);
+  float* step = lo + groups;
+  uint8_t* codes = s.values.as<uint8_t>(code_bytes);
+  double* piece = s.piece_err.as<double>(2 * pieces);
+  unsigned* flag = s.flag.as<unsigned>(1);
+  check(cudaMemset(flag, 0, sizeof(unsigned)), "cudaMemset");
+  QuantGroups q;
+  if (n) {
+    quant_group_kernel<<<blocks_for(groups), kThreads>>>(dev, n, group, bits, groups, lo, step, codes, flag);
+    piece_error_kernel<<<blocks_for(pieces * kErrLanes), kThreads>>>(QuantErrorLane{dev, lo, step, group, bits}, n,
+                                                                     pieces, piece, piece + pieces);
+    check(cudaGetLastError(), "launching the quant kernels");
+    q.codes.resize(code_bytes);
+    q.mins.resize(groups), q.steps.resize(groups);
+    q.piece_err_sq.resize(pieces), q.piece_delta_sq.resize(pieces);
+    check(cudaMemcpy(q.codes.data(), codes, code_bytes, cudaMemcpyDeviceToHost), "copy the codes");
+    check(cudaMemcpy(q.mins.data(), lo, groups * 4, cudaMemcpyDeviceToHost), "copy the mins");
+    check(cudaMemcpy(q.steps.data(), step, groups * 4, cudaMemcpyDeviceToHost), "copy the steps");
+    check(cudaMemcpy(q.piece_err_sq.data(), piece, pieces * 8, cudaMemcpyDeviceToHost), "copy the error sums");
+    check(cudaMemcpy(q.piece_delta_sq.data(), piece + pieces, pieces * 8, cudaMemcpyDeviceToHost),
+          "copy the delta sums");
+  }
+  unsigned bad = 0;
+  check(cudaMemcpy(&bad, flag, sizeof bad, cudaMemcpyDeviceToHost), "copy the finite flag");
+  nonfinite = bad != 0;
+  return q;
+}
+
+void CudaDevice::quant_apply(ElemType t, std::span<const uint8_t> base, std::span<const uint8_t> codes,
+                             std::span<const float> mins, std::span<const float> steps, uint64_t group, unsigned bits,
+                             float alpha, std::span<uint8_t> out) {
+  State& s = *s_;
+  const uint64_t n = out.size() / elem_bytes(t), groups = mins.size();
+  uint8_t* dbase = s.base.as<uint8_t>(base.size());
+  uint8_t* dcodes = s.values.as<uint8_t>(codes.size());
+  float* lo = s.scales.as<float>(2 * groups);
+  uint8_t* dout = s.out.as<uint8_t>(out.size());
+  check(cudaMemcpy(dbase, base.data(), base.size(), cudaMemcpyHostToDevice), "copy base");
+  check(cudaMemcpy(dcodes, codes.data(), codes.size(), cudaMemcpyHostToDevice), "copy the codes");
+  check(cudaMemcpy(lo, mins.data(), groups * 4, cudaMemcpyHostToDevice), "copy the mins");
+  check(cudaMemcpy(lo + groups, steps.data(), groups * 4, cudaMemcpyHostToDevice), "copy the steps");
+  if (n)
+    quant_apply_kernel<<<blocks_for(n), kThreads>>>(t, dbase, dcodes, lo, lo + groups, group, bits, alpha, n, dout);
+  check(cudaGetLastError(), "launching the quant apply kernel");
+  check(cudaMemcpy(out.data(), dout, out.size(), cudaMemcpyDeviceToHost), "copy the output");
 }
 
 void CudaDevice::dare_apply(ElemType t, std::span<const uint8_t> base, std::span<const uint64_t> positions,

@@ -13,7 +13,7 @@
 #include <string>
 
 #include "src/codec/bitdelta_layout.h"
-#include "src/codec/dare_kept.h"
+#include "src/codec/device_pass.h"
 #include "src/gpu/pair_lanes.h"
 
 namespace deltakit::gpu {
@@ -52,6 +52,13 @@ class CudaDevice {
   // The same over the pair last uploaded (upload_pair).
   DareKept dare_kept_resident(ElemType t, const DareDraw& draw, uint64_t n, bool& nonfinite);
 
+  // Quant alone's pass over the pair's n entries, groups of `group` (quant_groups_reference's).
+  QuantGroups quant_groups(const PairView& pair, unsigned bits, uint64_t group, uint64_t n, bool& nonfinite);
+  QuantGroups quant_groups_resident(ElemType t, unsigned bits, uint64_t group, uint64_t n, bool& nonfinite);
+  // base + α·δ̂ for quant's stored codes, mins and steps (quant_apply_reference's result).
+  void quant_apply(ElemType t, std::span<const uint8_t> base, std::span<const uint8_t> codes,
+                   std::span<const float> mins, std::span<const float> steps, uint64_t group, unsigned bits,
+                   float alpha, std::span<uint8_t> out);
   // base + α·δ̂ for DARE alone's stored positions and values (dare_apply_reference's result).
   void dare_apply(ElemType t, std::span<const uint8_t> base, std::span<const uint64_t> positions,
                   std::span<const uint8_t> values, float alpha, std::span<uint8_t> out);

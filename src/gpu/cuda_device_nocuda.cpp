@@ -32,6 +32,16 @@ DareKept CudaDevice::dare_kept(const PairView&, const DareDraw&, uint64_t, bool&
 DareKept CudaDevice::dare_kept_resident(ElemType, const DareDraw&, uint64_t, bool&) {
   throw Error(ErrorCode::Device, "", kWhy);
 }
+QuantGroups CudaDevice::quant_groups(const PairView&, unsigned, uint64_t, uint64_t, bool&) {
+  throw Error(ErrorCode::Device, "", kWhy);
+}
+QuantGroups CudaDevice::quant_groups_resident(ElemType, unsigned, uint64_t, uint64_t, bool&) {
+  throw Error(ErrorCode::Device, "", kWhy);
+}
+void CudaDevice::quant_apply(ElemType, std::span<const uint8_t>, std::span<const uint8_t>, std::span<const float>,
+                             std::span<const float>, uint64_t, unsigned, float, std::span<uint8_t>) {
+  throw Error(ErrorCode::Device, "", kWhy);
+}
 void CudaDevice::dare_apply(ElemType, std::span<const uint8_t>, std::span<const uint64_t>, std::span<const uint8_t>,
                             float, std::span<uint8_t>) {
   throw Error(ErrorCode::Device, "", kWhy);

@@ -1,6 +1,7 @@
 #include "src/gpu/device_codec.h"
 
 #include "src/codec/bitdelta.h"
+#include "src/codec/quant.h"
 #include "src/codec/stage.h"
 #include "src/core/error.h"
 #include "src/gpu/host_reference.h"
@@ -30,12 +31,29 @@ PreparedDelta prepare_dare_on(CudaDevice& dev, const DareParams& prm, const Reci
     p.stream = dare_encoder_from_kept(prm, ft.dtype, n, std::move(kept));
   return p;
 }
+
+// Quant alone on the device: the groups' ranges, codes and error, stored on the host.
+PreparedDelta prepare_quant_on(CudaDevice& dev, const QuantParams& prm, const Recipe& r, const TensorView& base,
+                               const TensorView& ft) {
+  PreparedDelta p = compare_pair(r, base, ft);
+  if (!p.lossy(r)) return p;
+  const uint64_t n = ft.numel();
+  bool nonfinite = false;
+  QuantGroups groups = dev.quant_groups(pair_view(base, ft), prm.bits, prm.group, n, nonfinite);
+  if (nonfinite)
+    p.fallback = kNonFiniteDelta;
+  else
+    p.stream = quant_encoder_from_groups(prm, n, std::move(groups));
+  return p;
+}
 }  // namespace
 
 PreparedDelta prepare_delta_on(CudaDevice* dev, const Recipe& r, const TensorView& base, const TensorView& ft) {
-  if (const std::optional<DareParams> dare = dare_alone(r);
-      dev && dare && dtype_is_float_decodable(ft.dtype) && ft.numel() > 0)
+  const bool device_pass = dev && dtype_is_float_decodable(ft.dtype) && ft.numel() > 0;
+  if (const std::optional<DareParams> dare = dare_alone(r); device_pass && dare)
     return prepare_dare_on(*dev, *dare, r, base, ft);
+  if (const std::optional<QuantParams> quant = quant_alone(r); device_pass && quant)
+    return prepare_quant_on(*dev, *quant, r, base, ft);
   const std::optional<BitDeltaParams> prm = one_level_bitdelta(r);
   if (!dev || !prm || !dtype_is_float_decodable(ft.dtype) || ft.numel() == 0) return prepare_delta(r, base, ft);
   PreparedDelta p = compare_pair(r, base, ft);
@@ -58,6 +76,9 @@ void decode_add_on(CudaDevice* dev, const StoredTensor& st, const TensorView& ba
   if (dev && dtype_is_float_decodable(base.dtype) && n > 0 && cols > 0) {
     if (std::optional<StoredDare> d = stored_dare_alone({st.attrs, st.where}, st.src, n, base.dtype))
       return dev->dare_apply(elem_type(base.dtype), base.bytes, d->positions, d->values, alpha, out);
+    if (std::optional<StoredQuant> q = stored_quant_alone({st.attrs, st.where}, st.src, n))
+      return dev->quant_apply(elem_type(base.dtype), base.bytes, q->codes, q->mins, q->steps, q->group, q->bits, alpha,
+                              out);
     b = stored_one_level_bitdelta({st.attrs, st.where}, st.src, n / cols, cols);
   }
   if (!b) return decode_add_stored(st, base, alpha, out);

@@ -103,6 +103,38 @@ DareKept dare_kept_reference(const PairView& p, const DareDraw& d, uint64_t n, b
   return k;
 }
 
+QuantGroups quant_groups_reference(const PairView& p, unsigned bits, uint64_t group, uint64_t n, bool& nonfinite) {
+  const uint64_t groups = (n + group - 1) / group, pieces = (n + kErrPiece - 1) / kErrPiece;
+  QuantGroups q;
+  q.codes.assign(packed_bytes(n, bits), 0);
+  q.mins.resize(groups), q.steps.resize(groups);
+  bool bad = false;
+  for (uint64_t g = 0; g < groups; ++g) {  // a kernel thread per group
+    const uint64_t first = g * group;
+    quant_group(p, first, std::min(group, n - first), bits, q.mins[g], q.steps[g], q.codes.data() + first * bits / 8,
+                bad);
+  }
+  q.piece_err_sq.resize(pieces), q.piece_delta_sq.resize(pieces);
+  for (uint64_t k = 0; k < pieces; ++k) {  // a kernel thread per (piece, lane)
+    const uint64_t first = k * kErrPiece, len = std::min(kErrPiece, n - first);
+    double err[kErrLanes], sq[kErrLanes];
+    for (unsigned l = 0; l < kErrLanes; ++l)
+      quant_error_lane(p, q.mins.data(), q.steps.data(), group, bits, first, len, l, err[l], sq[l]);
+    q.piece_err_sq[k] = add_lanes(err, kErrLanes);
+    q.piece_delta_sq[k] = add_lanes(sq, kErrLanes);
+  }
+  nonfinite = bad;
+  return q;
+}
+
+void quant_apply_reference(ElemType t, std::span<const uint8_t> base, const StoredQuant& q, float alpha,
+                           std::span<uint8_t> out) {
+  const uint64_t n = out.size() / elem_bytes(t);
+  for (uint64_t i = 0; i < n; ++i)  // a kernel thread per entry
+    store_elem(t, out.data(), i,
+               quant_applied(t, base.data(), q.codes.data(), q.mins.data(), q.steps.data(), q.group, q.bits, alpha, i));
+}
+
 void dare_apply_reference(ElemType t, std::span<const uint8_t> base, std::span<const uint64_t> positions,
                           std::span<const uint8_t> values, float alpha, std::span<uint8_t> out) {
   const uint64_t n = out.size() / elem_bytes(t);

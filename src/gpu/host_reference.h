@@ -7,6 +7,7 @@
 #include <span>
 
 #include "src/codec/bitdelta.h"
+#include "src/codec/quant.h"
 #include "src/codec/sparse.h"
 #include "src/core/tensor_view.h"
 #include "src/gpu/pair_lanes.h"
@@ -34,6 +35,12 @@ DareDraw dare_draw(const DareParams& prm, std::string_view tensor_name);
 // bits, their counts scanned into slots, a thread per word for the kept entries, a thread per
 // (piece, lane) for the error; `nonfinite` as bitdelta_sums_reference's.
 DareKept dare_kept_reference(const PairView& p, const DareDraw& d, uint64_t n, bool& nonfinite);
+// Quant alone's pass over the pair's n entries (groups of G, G·bits a multiple of 8): a kernel
+// thread per group for its range and codes, then a thread per (piece, lane) for the error.
+QuantGroups quant_groups_reference(const PairView& p, unsigned bits, uint64_t group, uint64_t n, bool& nonfinite);
+// base + α·δ̂ for quant's stored codes, mins and steps (in the base's type t).
+void quant_apply_reference(ElemType t, std::span<const uint8_t> base, const StoredQuant& q, float alpha,
+                           std::span<uint8_t> out);
 // base + α·δ̂ for DARE's stored positions and values (in the base's type t).
 void dare_apply_reference(ElemType t, std::span<const uint8_t> base, std::span<const uint64_t> positions,
                           std::span<const uint8_t> values, float alpha, std::span<uint8_t> out);

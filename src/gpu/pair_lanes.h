@@ -9,6 +9,7 @@
 // -fmad=false, so a·b + c is two roundings on the GPU as on the CPU (-ffp-contract=off).
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 
@@ -187,6 +188,69 @@ DK_HD inline void dare_error_lane(const PairView& p, const DareDraw& d, uint64_t
     err += e * e;
     sq += x * x;
   }
+}
+
+// --- quant alone (src/codec/quant.cpp's block encoder) -----------------------------------------
+// A group's range by the CPU's scalar loop from ±inf (lo = min(lo, δ) keeps the first of equal
+// values, which decides a ±0 bound), step = (hi − lo)/qmax; a code is round-half-even of
+// (δ − lo)/step clamped to [0, qmax], 0 where step is 0; δ̂ = lo + code·step.
+DK_HD inline uint32_t quant_code(float d, float lo, float step, float qmax) {
+  if (step == 0.0f) return 0;
+  const float q = rintf((d - lo) / step);
+  return static_cast<uint32_t>(q < 0.0f ? 0.0f : (qmax < q ? qmax : q));
+}
+
+// Group [first, first + len): its lo and step, its codes packed LSB first from bit 0 of out (the
+// group's own bytes: len·bits is a multiple of 8 but for the last group, whose last byte is
+// zero-padded); `bad` gets whether an entry of δ was not finite.
+DK_HD inline void quant_group(const PairView& p, uint64_t first, uint64_t len, unsigned bits, float& lo, float& step,
+                              uint8_t* out, bool& bad) {
+  float l = INFINITY, h = -INFINITY;
+  for (uint64_t k = 0; k < len; ++k) {
+    const float d = delta_at(p, first + k);
+    bad |= not_finite(d);
+    l = d < l ? d : l;
+    h = h < d ? d : h;
+  }
+  const float qmax = static_cast<float>((1u << bits) - 1);
+  lo = l, step = (h - l) / qmax;
+  uint32_t acc = 0, held = 0;  // bits not yet written, fewer than 8 after each write
+  for (uint64_t k = 0; k < len; ++k) {
+    acc |= quant_code(delta_at(p, first + k), lo, step, qmax) << held;
+    for (held += bits; held >= 8; held -= 8, acc >>= 8) *out++ = static_cast<uint8_t>(acc);
+  }
+  if (held) *out = static_cast<uint8_t>(acc);
+}
+
+// Lane `lane` of one piece's Σ(δ − δ̂)² (err) and Σδ² (sq) under quant, the groups' lo and step known.
+DK_HD inline void quant_error_lane(const PairView& p, const float* lo, const float* step, uint64_t group, unsigned bits,
+                                   uint64_t first, uint64_t len, unsigned lane, double& err, double& sq) {
+  const float qmax = static_cast<float>((1u << bits) - 1);
+  err = 0.0, sq = 0.0;
+  for (uint64_t k = lane; k < len; k += kErrLanes) {
+    const uint64_t i = first + k, g = i / group;
+    const float delta = delta_at(p, i);
+    const float recon = lo[g] + static_cast<float>(quant_code(delta, lo[g], step[g], qmax)) * step[g];
+    const double x = static_cast<double>(delta), e = x - static_cast<double>(recon);
+    err += e * e;
+    sq += x * x;
+  }
+}
+
+// Field i of codes packed LSB first, `bits` wide (src/codec/bits.h's packed_field).
+DK_HD inline uint32_t packed_code(const uint8_t* codes, uint64_t i, unsigned bits) {
+  const uint64_t bit = i * bits;
+  uint32_t v = codes[bit / 8] >> (bit % 8);
+  if (bit % 8 + bits > 8) v |= static_cast<uint32_t>(codes[bit / 8 + 1]) << (8 - bit % 8);
+  return v & ((1u << bits) - 1);
+}
+
+// A quant δ̂ applied to entry i: base_i + α·(lo + code·step), rounded to the base's type.
+DK_HD inline float quant_applied(ElemType t, const uint8_t* base, const uint8_t* codes, const float* lo,
+                                 const float* step, uint64_t group, unsigned bits, float alpha, uint64_t i) {
+  const uint64_t g = i / group;
+  const float d = lo[g] + static_cast<float>(packed_code(codes, i, bits)) * step[g];
+  return load_elem(t, base, i) + alpha * d;
 }
 
 // A sparse δ̂ applied to entry i: base_i + α·δ̂_i, δ̂ dense (the stored values scattered over

@@ -8,6 +8,7 @@
 
 #include "src/codec/bitdelta.h"
 #include "src/codec/codec.h"
+#include "src/codec/quant.h"
 #include "src/codec/sparse.h"
 #include "src/codec/stage.h"
 #include "src/core/error.h"
@@ -167,6 +168,68 @@ TEST(GpuHost, BitDeltaApplyGivesTheCpuBytes) {
         }
 }
 
+const char* const kQuantRecipes[] = {"quant:bits=4", "quant:bits=2,group=64", "quant:bits=3,group=8",
+                                     "quant:bits=8,group=1000", "quant:bits=4,group=16384"};
+
+// A pair whose first 300 entries (at most half) are unchanged: groups whose range is zero (step 0)
+// or has a zero bound.
+Pair quant_pair(const std::vector<uint64_t>& shape, DType dt, uint32_t seed) {
+  Pair p = make_tensor_pair(shape, dt, seed);
+  const size_t k = std::min<size_t>(300 * dtype_size(dt), p.ft.size() / 2);
+  std::memcpy(p.ft.data(), p.base.data(), k);
+  if (k > 8 * dtype_size(dt)) {  // δ_7 = −0 − (+0) = −0 ending a group of +0s: the first of equal bounds decides
+    std::memset(p.base.data() + 7 * dtype_size(dt), 0, dtype_size(dt));
+    std::memset(p.ft.data() + 7 * dtype_size(dt), 0, dtype_size(dt));
+    p.ft[8 * dtype_size(dt) - 1] = 0x80;  // the sign bit (little-endian)
+  }
+  return p;
+}
+
+TEST(GpuHost, QuantGroupsGiveTheCpuAdapterBytes) {
+  for (const char* recipe : kQuantRecipes)
+    for (DType dt : {DType::BF16, DType::F16, DType::F32})
+      for (const auto& shape : kShapes) {
+        SCOPED_TRACE(std::string(recipe) + " " + std::string(dtype_name(dt)) + " " + std::to_string(shape[0]) + "x" +
+                     std::to_string(shape[1]));
+        const Pair p = quant_pair(shape, dt, 3);
+        const Recipe r = parse_recipe(recipe, 0);
+        const auto prm = quant_alone(r);
+        ASSERT_TRUE(prm);
+        const uint64_t n = shape[0] * shape[1];
+        bool nonfinite = true;
+        QuantGroups g = gpu::quant_groups_reference(gpu::pair_view(p.base_view(), p.ft_view()), prm->bits, prm->group,
+                                                    n, nonfinite);
+        EXPECT_FALSE(nonfinite);
+        auto enc = quant_encoder_from_groups(*prm, n, std::move(g));
+        expect_same(encode_streamed(r, p.base_view(), p.ft_view(), *enc), cpu_encoding(r, p));
+      }
+}
+
+TEST(GpuHost, QuantApplyGivesTheCpuBytes) {
+  for (const char* recipe : kQuantRecipes)
+    for (DType dt : {DType::BF16, DType::F16, DType::F32})
+      for (const auto& shape : kShapes)
+        for (float alpha : {1.0f, -1.25f}) {
+          SCOPED_TRACE(std::string(recipe) + " " + std::string(dtype_name(dt)) + " alpha " + std::to_string(alpha));
+          const Pair p = quant_pair(shape, dt, 9);
+          const Encoded e = cpu_encoding(parse_recipe(recipe, 0), p);
+          std::vector<uint8_t> cpu(p.base.size()), ref(p.base.size());
+          const EncodedSource src(e);
+          decode_add_stored({e.attrs, src, "test"}, p.base_view(), alpha, cpu);
+          const auto q = stored_quant_alone({e.attrs, "test"}, src, shape[0] * shape[1]);
+          ASSERT_TRUE(q);
+          gpu::quant_apply_reference(gpu::elem_type(dt), p.base, *q, alpha, ref);
+          EXPECT_EQ(ref, cpu);
+        }
+}
+
+TEST(GpuHost, OnlyQuantAloneInBlocksTakesTheQuantDevicePass) {
+  for (const char* recipe : {"quant", "quant:bits=3,group=8"}) EXPECT_TRUE(quant_alone(parse_recipe(recipe))) << recipe;
+  for (const char* recipe : {"quant:bits=3,group=7", "quant:bits=4,group=32768", "dare:p=0.5 > quant:bits=4",
+                             "quant:bits=4 + cherry:frac=0.01", "bitdelta"})
+    EXPECT_FALSE(quant_alone(parse_recipe(recipe))) << recipe;
+}
+
 TEST(GpuHost, DareApplyGivesTheCpuBytes) {
   for (const char* recipe : kDareRecipes)
     for (DType dt : {DType::BF16, DType::F16, DType::F32})
@@ -323,6 +386,42 @@ TEST(GpuDevice, BitDeltaApplyIsTheCpuApply) {
         decode_add_stored(st, p.base_view(), 0.5f, cpu);
         gpu::decode_add_on(dev.get(), st, p.base_view(), 0.5f, got);
         EXPECT_EQ(got, cpu);
+      }
+}
+
+TEST(GpuDevice, QuantGroupsAreTheHostReference) {
+  DEVICE_OR_SKIP(dev);
+  for (const char* recipe : kQuantRecipes)
+    for (DType dt : {DType::BF16, DType::F16, DType::F32})
+      for (const auto& shape : kShapes) {
+        SCOPED_TRACE(std::string(recipe) + " " + std::string(dtype_name(dt)));
+        const Pair p = quant_pair(shape, dt, 3);
+        const Recipe r = parse_recipe(recipe, 0);
+        const QuantParams prm = *quant_alone(r);
+        const gpu::PairView pv = gpu::pair_view(p.base_view(), p.ft_view());
+        const uint64_t n = shape[0] * shape[1];
+        bool bad_ref = true, bad_dev = true;
+        const QuantGroups ref = gpu::quant_groups_reference(pv, prm.bits, prm.group, n, bad_ref);
+        const QuantGroups got = dev->quant_groups(pv, prm.bits, prm.group, n, bad_dev);
+        EXPECT_EQ(bad_dev, bad_ref);
+        EXPECT_EQ(got.codes, ref.codes);
+        ASSERT_EQ(got.mins.size(), ref.mins.size());
+        EXPECT_EQ(0, std::memcmp(got.mins.data(), ref.mins.data(), 4 * ref.mins.size()));
+        EXPECT_EQ(0, std::memcmp(got.steps.data(), ref.steps.data(), 4 * ref.steps.size()));
+        ASSERT_EQ(got.piece_err_sq.size(), ref.piece_err_sq.size());
+        EXPECT_EQ(0, std::memcmp(got.piece_err_sq.data(), ref.piece_err_sq.data(), 8 * ref.piece_err_sq.size()));
+        EXPECT_EQ(0, std::memcmp(got.piece_delta_sq.data(), ref.piece_delta_sq.data(), 8 * ref.piece_delta_sq.size()));
+        const PreparedDelta prep = gpu::prepare_delta_on(dev.get(), r, p.base_view(), p.ft_view());
+        ASSERT_TRUE(prep.stream);
+        expect_same(encode_streamed(r, p.base_view(), p.ft_view(), *prep.stream), cpu_encoding(r, p));
+        // and its apply
+        const Encoded e = cpu_encoding(r, p);
+        std::vector<uint8_t> cpu(p.base.size()), applied(p.base.size());
+        const EncodedSource src(e);
+        const StoredTensor st{e.attrs, src, "test"};
+        decode_add_stored(st, p.base_view(), -1.25f, cpu);
+        gpu::decode_add_on(dev.get(), st, p.base_view(), -1.25f, applied);
+        EXPECT_EQ(applied, cpu);
       }
 }
 
