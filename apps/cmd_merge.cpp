@@ -1,4 +1,4 @@
-// deltakit merge CONFIG.yml --out DIR [--dtype D] [--threads N] [--max-shard-size S]
+// deltakit merge CONFIG.yml --out DIR [--dtype D] [--threads N] [--max-shard-size S] [--device cpu|cuda]
 #include <algorithm>
 #include <iostream>
 
@@ -18,6 +18,7 @@ int cmd_merge(const Args& args) {
       "overwrite", po::bool_switch(), "replace an existing output folder (atomically)")(
       "max-shard-size", po::value<std::string>(), "largest output shard (default: the base's largest shard)");
   add_job_options(opts);
+  add_device_option(opts);
   po::positional_options_description pos;
   pos.add("config", 1);
   po::variables_map vm;
@@ -33,6 +34,7 @@ int cmd_merge(const Args& args) {
   if (vm.count("max-shard-size")) o.max_shard_bytes = parse_byte_size(vm["max-shard-size"].as<std::string>());
   o.resume = vm["resume"].as<bool>();
   o.progress = progress_options(vm);
+  o.device = device_option(vm);
   MergeReport r = run_merge(o, world());
   // each distinct warning once per rank (a grown vocabulary warns once per tensor read)
   std::vector<std::string> seen;

@@ -179,6 +179,17 @@ __global__ void sparse_apply_kernel(ElemType t, const uint8_t* base, const float
   if (i < n) store_elem(t, out, i, sparse_applied(t, base, dense, alpha, i));
 }
 
+// Merge: a thread per (model, entry) weighs it, then a thread per entry mixes.
+__global__ void weigh_kernel(float* tv, uint64_t len, unsigned m, const double* weights) {
+  const uint64_t t = static_cast<uint64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (t < len * m) tv[t] *= static_cast<float>(weights[t / len]);
+}
+__global__ void combine_kernel(CombineEntryOptions o, const float* base, const float* tv, uint64_t len, unsigned m,
+                               const double* weights, float* out) {
+  const uint64_t j = static_cast<uint64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (j < len) out[j] = combine_entry(o, base[j], tv, len, m, weights, j);
+}
+
 }  // namespace
 
 struct CudaDevice::State {
@@ -369,6 +380,26 @@ void CudaDevice::quant_apply(ElemType t, std::span<const uint8_t> base, std::spa
     quant_apply_kernel<<<blocks_for(n), kThreads>>>(t, dbase, dcodes, lo, lo + groups, group, bits, alpha, n, dout);
   check(cudaGetLastError(), "launching the quant apply kernel");
   check(cudaMemcpy(out.data(), dout, out.size(), cudaMemcpyDeviceToHost), "copy the output");
+}
+
+void CudaDevice::combine(const CombineEntryOptions& o, std::span<const float> base,
+                         const std::vector<std::span<const float>>& tv, std::span<const double> weights,
+                         std::span<float> out) {
+  State& s = *s_;
+  const uint64_t len = out.size();
+  const unsigned m = static_cast<unsigned>(tv.size());
+  float* dbase = s.base.as<float>(len);
+  float* dtv = s.ft.as<float>(len * m);
+  double* dweights = s.piece_err.as<double>(m);
+  float* dout = s.out.as<float>(len);
+  check(cudaMemcpy(dbase, base.data(), len * 4, cudaMemcpyHostToDevice), "copy base");
+  for (unsigned k = 0; k < m; ++k)
+    check(cudaMemcpy(dtv + k * len, tv[k].data(), len * 4, cudaMemcpyHostToDevice), "copy a task vector");
+  check(cudaMemcpy(dweights, weights.data(), m * 8, cudaMemcpyHostToDevice), "copy the weights");
+  if (len && m) weigh_kernel<<<blocks_for(len * m), kThreads>>>(dtv, len, m, dweights);
+  if (len) combine_kernel<<<blocks_for(len), kThreads>>>(o, dbase, dtv, len, m, dweights, dout);
+  check(cudaGetLastError(), "launching the merge kernels");
+  check(cudaMemcpy(out.data(), dout, len * 4, cudaMemcpyDeviceToHost), "copy the merged entries");
 }
 
 void CudaDevice::dare_apply(ElemType t, std::span<const uint8_t> base, std::span<const uint64_t> positions,

@@ -11,10 +11,12 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <vector>
 
 #include "src/codec/bitdelta_layout.h"
 #include "src/codec/device_pass.h"
 #include "src/gpu/pair_lanes.h"
+#include "src/merge/combine_entry.h"
 
 namespace deltakit::gpu {
 
@@ -62,6 +64,11 @@ class CudaDevice {
   // base + α·δ̂ for DARE alone's stored positions and values (dare_apply_reference's result).
   void dare_apply(ElemType t, std::span<const uint8_t> base, std::span<const uint64_t> positions,
                   std::span<const uint8_t> values, float alpha, std::span<uint8_t> out);
+
+  // A merge's mix (combine_task_vectors, src/merge/methods.h): each task vector weighed (v·float(w)),
+  // then combine_entry per entry (combine_reference's result, bit for bit).
+  void combine(const CombineEntryOptions& o, std::span<const float> base, const std::vector<std::span<const float>>& tv,
+               std::span<const double> weights, std::span<float> out);
 
   // The ceilings the bench holds the kernels against, cudaEvent-timed: one host→device copy of
   // these bytes, and one device→device copy of this many bytes (seconds).

@@ -46,6 +46,10 @@ void CudaDevice::dare_apply(ElemType, std::span<const uint8_t>, std::span<const 
                             float, std::span<uint8_t>) {
   throw Error(ErrorCode::Device, "", kWhy);
 }
+void CudaDevice::combine(const CombineEntryOptions&, std::span<const float>, const std::vector<std::span<const float>>&,
+                         std::span<const double>, std::span<float>) {
+  throw Error(ErrorCode::Device, "", kWhy);
+}
 double CudaDevice::h2d_seconds(std::span<const uint8_t>) { throw Error(ErrorCode::Device, "", kWhy); }
 double CudaDevice::d2d_seconds(uint64_t) { throw Error(ErrorCode::Device, "", kWhy); }
 void CudaDevice::bitdelta_apply(ElemType, std::span<const uint8_t>, std::span<const uint8_t>, std::span<const float>,

@@ -135,6 +135,18 @@ void quant_apply_reference(ElemType t, std::span<const uint8_t> base, const Stor
                quant_applied(t, base.data(), q.codes.data(), q.mins.data(), q.steps.data(), q.group, q.bits, alpha, i));
 }
 
+void combine_reference(const CombineEntryOptions& o, std::span<const float> base,
+                       const std::vector<std::span<const float>>& tv, std::span<const double> weights,
+                       std::span<float> out) {
+  const uint64_t len = out.size();
+  const unsigned m = static_cast<unsigned>(tv.size());
+  std::vector<float> weighed(len * m);
+  for (unsigned k = 0; k < m; ++k)  // a kernel thread per (model, entry)
+    for (uint64_t j = 0; j < len; ++j) weighed[k * len + j] = tv[k][j] * static_cast<float>(weights[k]);
+  for (uint64_t j = 0; j < len; ++j)  // a kernel thread per entry
+    out[j] = combine_entry(o, base[j], weighed.data(), len, m, weights.data(), j);
+}
+
 void dare_apply_reference(ElemType t, std::span<const uint8_t> base, std::span<const uint64_t> positions,
                           std::span<const uint8_t> values, float alpha, std::span<uint8_t> out) {
   const uint64_t n = out.size() / elem_bytes(t);

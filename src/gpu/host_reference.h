@@ -11,6 +11,7 @@
 #include "src/codec/sparse.h"
 #include "src/core/tensor_view.h"
 #include "src/gpu/pair_lanes.h"
+#include "src/merge/combine_entry.h"
 
 namespace deltakit::gpu {
 
@@ -41,6 +42,11 @@ QuantGroups quant_groups_reference(const PairView& p, unsigned bits, uint64_t gr
 // base + α·δ̂ for quant's stored codes, mins and steps (in the base's type t).
 void quant_apply_reference(ElemType t, std::span<const uint8_t> base, const StoredQuant& q, float alpha,
                            std::span<uint8_t> out);
+// A merge's mix: each task vector weighed, then combine_entry per entry (a kernel thread per
+// (model, entry), then per entry).
+void combine_reference(const CombineEntryOptions& o, std::span<const float> base,
+                       const std::vector<std::span<const float>>& tv, std::span<const double> weights,
+                       std::span<float> out);
 // base + α·δ̂ for DARE's stored positions and values (in the base's type t).
 void dare_apply_reference(ElemType t, std::span<const uint8_t> base, std::span<const uint64_t> positions,
                           std::span<const uint8_t> values, float alpha, std::span<uint8_t> out);

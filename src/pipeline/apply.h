@@ -20,9 +20,10 @@ struct ApplyOptions {
   bool force = false;  // apply even if base fingerprints differ (warns)
   bool overwrite = false;
   uint64_t max_shard_bytes = 5'000'000'000ull;
-  bool resume = false;                    // continue a killed job: finished shards are kept
-  unsigned threads = 0;                   // shards written at once per rank (0: the rank's share of the cores)
-  gpu::Device device = gpu::Device::Cpu;  // --device cuda: one-level BitDelta tensors decoded and added there
+  bool resume = false;   // continue a killed job: finished shards are kept
+  unsigned threads = 0;  // shards written at once per rank (0: the rank's share of the cores)
+  gpu::Device device =
+      gpu::Device::Cpu;  // --device cuda: one-level BitDelta, DARE and quant tensors decoded and added there
   ProgressOptions progress{.quiet = true, .log_json = ""};
 };
 

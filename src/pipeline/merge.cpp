@@ -19,6 +19,8 @@
 #include "src/core/layer_name.h"
 #include "src/core/tensor_view.h"
 #include "src/core/whole_file.h"
+#include "src/gpu/device_codec.h"
+#include "src/gpu/device_merge.h"
 #include "src/merge/merge_config.h"
 #include "src/merge/methods.h"
 #include "src/pipeline/apply.h"
@@ -149,6 +151,7 @@ struct MergeJob {
   std::unique_ptr<Checkpoint> base;
   const Checkpoint* layout = nullptr;
   std::vector<MergeInput> inputs;
+  std::unique_ptr<gpu::CudaDevice> device;  // --device cuda (nullptr: the CPU)
 
   // Every mapped input is still whole (a truncated one read as zeros under the SIGBUS guard).
   void check_intact() const {
@@ -207,6 +210,7 @@ struct MergeJob {
       cfg.dtype = opt.dtype;
     }
     method = &merge_method(cfg.method);
+    device = gpu::open_device(opt.device);
     if (!cfg.rescale_norm.empty())
       rescale_norm =
           locate_invalid_values(ErrorCode::Usage, opt.config, [&] { return parse_rescale(cfg.rescale_norm); });
@@ -505,7 +509,7 @@ struct MergeJob {
           [&] {
             if (!ta) return merge_tensor(*method, a, merged);
             for (size_t j = 0; j < sparsifiers.size(); ++j) sparsifiers[j]->drop(first, a.models[j]);
-            combine_task_vectors(*method, a, merged);
+            gpu::combine_on(device.get(), *method, a, merged);
           },
           context);
       const std::span<uint8_t> out_b = buf.out_bytes.first(m * es);
@@ -607,7 +611,7 @@ MergeReport run_merge(const MergeOptions& opt, Comm& comm) {
   // a rank's threads each take a shard; a whole-tensor method's OpenMP loops then run on one
   // thread per shard (a single worker keeps them on every thread)
   const unsigned threads = opt.threads ? opt.threads : default_threads_per_rank(comm);
-  const unsigned workers = std::min<size_t>(threads, plan.shards.size());
+  const unsigned workers = m.device ? 1 : std::min<size_t>(threads, plan.shards.size());  // a GPU: one worker
   if (const std::string w = threads_warning(threads); !w.empty() && comm.is_root()) rep.warnings.push_back(w);
   std::mutex report_mutex;
   std::map<size_t, std::vector<std::string>> warnings_of;  // per shard, reported in shard order

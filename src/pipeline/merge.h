@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "src/core/comm.h"
+#include "src/gpu/device_codec.h"
 #include "src/pipeline/progress.h"
 
 namespace deltakit {
@@ -23,13 +24,14 @@ namespace deltakit {
 struct MergeOptions {
   std::string config;  // path of the YAML
   std::string out;
-  std::string dtype;   // overrides the config's ("float32", "float16", "bfloat16")
+  std::string dtype;  // overrides the config's ("float32", "float16", "bfloat16")
   bool overwrite = false;
-  bool force = false;  // adapters over a base whose fingerprints differ: warn instead of fail
+  bool force = false;            // adapters over a base whose fingerprints differ: warn instead of fail
   uint64_t max_shard_bytes = 0;  // 0: like the base (its largest shard file; 5GB if one file)
   int threads = 0;               // OpenMP threads per rank (0: the runtime's default)
   bool resume = false;
   ProgressOptions progress{.quiet = true, .log_json = ""};
+  gpu::Device device = gpu::Device::Cpu;  // --device cuda: the task vectors' mix on the GPU
 };
 
 struct MergeReport {

@@ -5,7 +5,9 @@ one line naming --device cuda and why, exit 1, and leave no output; a device nam
 or cuda is a usage error (exit 2).
 With a GPU: for each one-level BitDelta recipe, DARE alone (and recipes the GPU leaves to the CPU) and each
 dtype, compress and apply with --device cuda give the same bytes as --device cpu, on 1 rank and
-on 2 (mpirun, each rank the GPU of its node-local rank).
+on 2 (mpirun, each rank the GPU of its node-local rank); merge (task arithmetic, TIES, DARE-TIES,
+DARE-linear) with --device cuda gives the CPU's checkpoint. Without a GPU, merge --device cuda is
+refused as compress and apply are.
     gpu_cli.py --deltakit BIN [--require-gpu]
 """
 import argparse
@@ -25,6 +27,15 @@ def same_folder(a, b):
     assert names == sorted(os.listdir(b)), (names, sorted(os.listdir(b)))
     for n in names:
         assert filecmp.cmp(os.path.join(a, n), os.path.join(b, n), shallow=False), f"{n} differs"
+
+
+def merge_config(work, method, base, models):
+    path = os.path.join(work, f"{method}.yml")
+    lines = [f"merge_method: {method}", f"base_model: {base}", "models:"]
+    for m, w in zip(models, (0.7, 0.5)):
+        lines += [f"  - model: {m}", f"    parameters: {{weight: {w}, density: 0.5}}"]
+    open(path, "w").write("\n".join(lines + ["parameters: {normalize: true}", "seed: 11"]) + "\n")
+    return path
 
 
 def main():
@@ -58,6 +69,13 @@ def main():
             p3 = subprocess.run([a.deltakit, "compress", "--base", base, "--finetuned", ft, "--out", out,
                                  "--device", "gpu"], capture_output=True, text=True)
             assert p3.returncode == 2 and "--device must be cpu or cuda" in p3.stderr, p3.stderr
+            cfg = merge_config(work, "task_arithmetic", base, [ft])
+            merged = os.path.join(work, "merged")
+            p4 = subprocess.run([a.deltakit, "merge", cfg, "--out", merged, "--device", "cuda"], capture_output=True,
+                                text=True)
+            assert p4.returncode == 1 and len(p4.stderr.strip().splitlines()) == 1, p4.stderr
+            assert "--device cuda" in p4.stderr or "without CUDA" in p4.stderr, p4.stderr
+            assert not os.path.exists(merged), "a refused merge left an output"
             print("OK: no usable GPU here; --device cuda refused cleanly:", lines[0])
             return
         print("GPU in use: same bytes as the CPU for compress and apply")
@@ -77,6 +95,22 @@ def main():
                 assert filecmp.cmp(outs["cpu"][0], outs["cuda"][0], shallow=False), f"{dtype} {recipe}: adapters differ"
                 same_folder(outs["cpu"][1], outs["cuda"][1])
                 print(f"  {dtype} {recipe}: same adapter, same applied checkpoint")
+        # merge: the mix on the GPU, of the fine-tune and another checkpoint of the same base (a
+        # DARE adapter applied)
+        for dtype, (base, ft) in fixtures.items():
+            other = os.path.join(work, f"other-{dtype}")
+            adapter = os.path.join(work, "other.h5")
+            run(a.deltakit, "compress", "--base", base, "--finetuned", ft, "--recipe", "dare:p=0.5", "--out", adapter,
+                "--overwrite")
+            run(a.deltakit, "apply", "--base", base, "--adapter", adapter, "--out", other, "--overwrite")
+            for method in ("task_arithmetic", "ties", "dare_ties", "dare_linear"):
+                cfg = merge_config(work, method, base, [ft, other])
+                outs = {}
+                for device in ("cpu", "cuda"):
+                    outs[device] = os.path.join(work, f"merged-{device}")
+                    run(a.deltakit, "merge", cfg, "--out", outs[device], "--overwrite", "--device", device)
+                same_folder(outs["cpu"], outs["cuda"])
+                print(f"  {dtype} merge {method}: same checkpoint")
         if not shutil.which("mpirun"):
             print("  (no mpirun on this machine: the 2-rank check did not run)")
             return

@@ -14,6 +14,7 @@
 #include "src/core/error.h"
 #include "src/core/philox.h"
 #include "src/gpu/device_codec.h"
+#include "src/gpu/device_merge.h"
 #include "src/gpu/host_reference.h"
 #include "tests/unit/codec_test_util.h"
 
@@ -230,6 +231,52 @@ TEST(GpuHost, OnlyQuantAloneInBlocksTakesTheQuantDevicePass) {
     EXPECT_FALSE(quant_alone(parse_recipe(recipe))) << recipe;
 }
 
+// Task vectors with zeros among them (a sparsifier's drops), for the merge's mix.
+std::vector<std::vector<float>> task_vectors(unsigned m, uint64_t n) {
+  std::vector<std::vector<float>> tv;
+  for (unsigned k = 0; k < m; ++k) {
+    tv.push_back(testing::normal_vector(n, 20 + k, 0.01f));
+    for (uint64_t j = k; j < n; j += 3 + k) tv.back()[j] = 0.0f;
+  }
+  return tv;
+}
+
+// combine_task_vectors (the CPU's mix, per merge method) against combine_entry run per entry.
+TEST(GpuHost, CombineGivesTheCpuBits) {
+  const uint64_t n = 5003;
+  const auto base = testing::normal_vector(n, 7, 1.0f);
+  const std::vector<std::vector<double>> weight_sets = {{1.0}, {1.0, 1.0, 1.0}, {0.5, -0.25, 2.0}, {1.0, -1.0, 0.0}};
+  for (const char* method : {"task_arithmetic", "ties", "dare_linear", "breadcrumbs_ties"})
+    for (const auto& weights : weight_sets)
+      for (bool normalize : {false, true})
+        for (double lambda : {1.0, 0.7}) {
+          SCOPED_TRACE(std::string(method) + " models " + std::to_string(weights.size()) + " normalize " +
+                       std::to_string(normalize) + " lambda " + std::to_string(lambda));
+          const auto tv = task_vectors(static_cast<unsigned>(weights.size()), n);
+          TensorMergeArgs a;
+          a.base = base, a.weight = weights, a.normalize = normalize, a.lambda = lambda;
+          std::vector<std::vector<float>> cpu_tv = tv;
+          for (auto& v : cpu_tv) a.models.push_back(v);
+          std::vector<float> cpu(n), ref(n);
+          gpu::combine_on(nullptr, merge_method(method), a, cpu);  // the CPU's
+          const std::vector<std::span<const float>> spans(tv.begin(), tv.end());
+          gpu::combine_reference(gpu::combine_entry_options(merge_method(method), a), base, spans, weights, ref);
+          EXPECT_EQ(0, std::memcmp(cpu.data(), ref.data(), 4 * n));
+        }
+  // consensus by count, which no method has by default
+  const auto tv = task_vectors(3, n);
+  std::vector<std::vector<float>> weighed = tv;
+  const std::vector<double> w = {0.5, 1.5, -1.0};
+  for (unsigned k = 0; k < 3; ++k)
+    for (float& x : weighed[k]) x *= static_cast<float>(w[k]);
+  std::vector<float> cpu(n), ref(n);
+  combine_deltas(base, {weighed[0], weighed[1], weighed[2]}, w, {Consensus::Count, true, 1.0}, cpu);
+  CombineEntryOptions o;
+  o.consensus = 2, o.normalize = true, o.all_weights = 1.0;
+  gpu::combine_reference(o, base, {tv[0], tv[1], tv[2]}, w, ref);
+  EXPECT_EQ(0, std::memcmp(cpu.data(), ref.data(), 4 * n));
+}
+
 TEST(GpuHost, DareApplyGivesTheCpuBytes) {
   for (const char* recipe : kDareRecipes)
     for (DType dt : {DType::BF16, DType::F16, DType::F32})
@@ -423,6 +470,26 @@ TEST(GpuDevice, QuantGroupsAreTheHostReference) {
         gpu::decode_add_on(dev.get(), st, p.base_view(), -1.25f, applied);
         EXPECT_EQ(applied, cpu);
       }
+}
+
+TEST(GpuDevice, CombineIsTheHostReference) {
+  DEVICE_OR_SKIP(dev);
+  const uint64_t n = 70001;
+  const auto base = testing::normal_vector(n, 7, 1.0f);
+  for (const char* method : {"task_arithmetic", "ties", "dare_linear"})
+    for (bool normalize : {false, true}) {
+      SCOPED_TRACE(std::string(method) + " normalize " + std::to_string(normalize));
+      const std::vector<double> weights = {0.5, -0.25, 2.0};
+      const auto tv = task_vectors(3, n);
+      TensorMergeArgs a;
+      a.base = base, a.weight = weights, a.normalize = normalize, a.lambda = 0.7;
+      std::vector<std::vector<float>> cpu_tv = tv;
+      for (auto& v : cpu_tv) a.models.push_back(v);
+      std::vector<float> got(n), cpu(n);
+      gpu::combine_on(dev.get(), merge_method(method), a, got);
+      gpu::combine_on(nullptr, merge_method(method), a, cpu);
+      EXPECT_EQ(0, std::memcmp(got.data(), cpu.data(), 4 * n));
+    }
 }
 
 TEST(GpuDevice, DareApplyIsTheCpuApply) {
