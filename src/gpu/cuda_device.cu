@@ -311,8 +311,10 @@ DareKept CudaDevice::dare_kept_resident(ElemType type, const DareDraw& draw, uin
     k.values.resize(kept * elem_bytes(type));
     k.piece_err_sq.resize(pieces);
     k.piece_delta_sq.resize(pieces);
-    check(cudaMemcpy(k.positions.data(), positions, kept * 8, cudaMemcpyDeviceToHost), "copy the kept positions");
-    check(cudaMemcpy(k.values.data(), values, k.values.size(), cudaMemcpyDeviceToHost), "copy the kept values");
+    if (kept) {  // (p = 1 keeps none: no buffer to copy from)
+      check(cudaMemcpy(k.positions.data(), positions, kept * 8, cudaMemcpyDeviceToHost), "copy the kept positions");
+      check(cudaMemcpy(k.values.data(), values, k.values.size(), cudaMemcpyDeviceToHost), "copy the kept values");
+    }
     check(cudaMemcpy(k.piece_err_sq.data(), piece, pieces * 8, cudaMemcpyDeviceToHost), "copy the error sums");
     check(cudaMemcpy(k.piece_delta_sq.data(), piece + pieces, pieces * 8, cudaMemcpyDeviceToHost),
           "copy the delta sums");
@@ -412,8 +414,10 @@ void CudaDevice::dare_apply(ElemType t, std::span<const uint8_t> base, std::span
   float* dense = s.ft.as<float>(n);
   uint8_t* dout = s.out.as<uint8_t>(out.size());
   check(cudaMemcpy(dbase, base.data(), base.size(), cudaMemcpyHostToDevice), "copy base");
-  check(cudaMemcpy(dpos, positions.data(), count * 8, cudaMemcpyHostToDevice), "copy the positions");
-  check(cudaMemcpy(dvals, values.data(), values.size(), cudaMemcpyHostToDevice), "copy the values");
+  if (count) {
+    check(cudaMemcpy(dpos, positions.data(), count * 8, cudaMemcpyHostToDevice), "copy the positions");
+    check(cudaMemcpy(dvals, values.data(), values.size(), cudaMemcpyHostToDevice), "copy the values");
+  }
   check(cudaMemset(dense, 0, n * 4), "cudaMemset");
   if (count) scatter_kernel<<<blocks_for(count), kThreads>>>(t, dpos, dvals, count, dense);
   if (n) sparse_apply_kernel<<<blocks_for(n), kThreads>>>(t, dbase, dense, alpha, n, dout);
