@@ -4,7 +4,9 @@
 //   the fused pass with its inputs already on the device, against a device→device copy of the
 //   same bytes;
 //   the CPU's fused pass over the same tensors, for the speedup;
-//   then DARE alone's pass (p = 0.9 and 0.5) and quant alone's (4 and 8 bits) the same ways.
+//   then DARE alone's pass (p = 0.9 and 0.5) and quant alone's (4 and 8 bits) the same ways, and
+//   their apply; last, merge's mix of three task vectors (TIES's sign election) against the
+//   host->device copy of its inputs.
 // Without a usable GPU it says why and exits 0 (it builds everywhere; it runs where a GPU is).
 //   bench_gpu [tensors=8] [rows=4096] [cols=4096]
 #include <cstdio>
@@ -20,6 +22,7 @@
 #include "src/codec/stage.h"
 #include "src/core/half.h"
 #include "src/gpu/device_codec.h"
+#include "src/gpu/device_merge.h"
 #include "src/gpu/host_reference.h"
 
 using namespace deltakit;
@@ -160,6 +163,60 @@ int main(int argc, char** argv) {
         " ratio %.2f\n",
         resident * 1e3, 4.0 * n / resident / 1e9, d2d * 1e3, d2d / resident);
     std::printf("  CPU fused pass, same tensors: %.3f s (GPU from host memory %.1fx faster)\n", cpu, cpu / gpu_host);
+
+    // apply of what the CPU stored: base + δ̂, out to host memory
+    std::vector<Encoded> stored(tensors);
+    for (int t = 0; t < tensors; ++t) {
+      const TensorView b{"w", DType::BF16, shape, base[t]}, f{"w", DType::BF16, shape, ft[t]};
+      const PreparedDelta p = prepare_delta(r, b, f);
+      stored[t] = encode_streamed(r, b, f, *p.stream);
+    }
+    std::vector<uint8_t> out(2 * n);
+    auto apply = [&](gpu::CudaDevice* d) {
+      for (int t = 0; t < tensors; ++t) {
+        const EncodedSource src(stored[t]);
+        gpu::decode_add_on(d, {stored[t].attrs, src, "bench"}, {"w", DType::BF16, shape, base[t]}, 1.0f, out);
+      }
+    };
+    apply(dev.get());
+    const double a_gpu = best_of(3, [&] { apply(dev.get()); });
+    const double a_cpu = best_of(1, [&] { apply(nullptr); });
+    std::printf("  apply: %.3f s, %.2f GB/s of base (payload read and checked on the host); CPU %.3f s (%.1fx)\n",
+                a_gpu, 2.0 * n * tensors / a_gpu / 1e9, a_cpu, a_cpu / a_gpu);
+  }
+
+  // merge's mix: three task vectors of n entries, weighed and mixed by TIES's sign election
+  {
+    std::vector<std::vector<float>> tv(3, std::vector<float>(n));
+    std::vector<float> base_f(n), out_f(n);
+    for (uint64_t i = 0; i < n; ++i) {
+      uint16_t h;
+      std::memcpy(&h, base[0].data() + 2 * i, 2);
+      base_f[i] = bf16_to_f32(h);
+      for (int k = 0; k < 3; ++k) {
+        std::memcpy(&h, ft[k % tensors].data() + 2 * i, 2);
+        tv[k][i] = bf16_to_f32(h) - base_f[i];
+      }
+    }
+    TensorMergeArgs a;
+    a.base = base_f, a.weight = {0.7, 0.5, 0.3}, a.normalize = true;
+    const MergeMethod& ties = merge_method("ties");
+    auto mix = [&](gpu::CudaDevice* d) {
+      a.models.clear();
+      for (auto& v : tv) a.models.push_back(v);
+      gpu::combine_on(d, ties, a, out_f);
+    };
+    mix(dev.get());
+    const double m_gpu = best_of(3, [&] { mix(dev.get()); });
+    std::vector<uint8_t> bytes(4 * n * 4);
+    const double m_h2d = best_of(3, [&] { dev->h2d_seconds(bytes); });
+    std::vector<std::vector<float>> saved = tv;  // the CPU's mix weighs in place
+    const double m_cpu = best_of(1, [&] { mix(nullptr); });
+    tv = saved;
+    std::printf(
+        "\nmerge mix (ties' sign election, 3 task vectors + base of %llu entries, fp32): %.3f s; host->device copy"
+        " of those bytes %.3f s (ratio %.2f); CPU %.3f s (%.1fx)\n",
+        static_cast<unsigned long long>(n), m_gpu, m_h2d, m_h2d / m_gpu, m_cpu, m_cpu / m_gpu);
   }
   return 0;
 }
