@@ -40,6 +40,22 @@ void ErrorLanes::add_in_piece(const float* block, uint64_t b, uint64_t e, const 
   }
   _mm512_storeu_pd(num_, num);
   _mm512_storeu_pd(den_, den);
+#elif defined(__AVX2__)
+  // lanes 0-3 and 4-7 in two registers each: the same adds in the same order as one(i)
+  __m256d num_lo = _mm256_loadu_pd(num_), num_hi = _mm256_loadu_pd(num_ + 4);
+  __m256d den_lo = _mm256_loadu_pd(den_), den_hi = _mm256_loadu_pd(den_ + 4);
+  for (; i + kLanes <= e; i += kLanes) {
+    const __m256d d_lo = _mm256_cvtps_pd(_mm_loadu_ps(block + (i - b)));
+    const __m256d d_hi = _mm256_cvtps_pd(_mm_loadu_ps(block + (i - b) + 4));
+    const __m256d x_lo = _mm256_sub_pd(d_lo, _mm256_cvtps_pd(_mm_loadu_ps(recon + (i - b))));
+    const __m256d x_hi = _mm256_sub_pd(d_hi, _mm256_cvtps_pd(_mm_loadu_ps(recon + (i - b) + 4)));
+    num_lo = _mm256_add_pd(num_lo, _mm256_mul_pd(x_lo, x_lo));
+    num_hi = _mm256_add_pd(num_hi, _mm256_mul_pd(x_hi, x_hi));
+    den_lo = _mm256_add_pd(den_lo, _mm256_mul_pd(d_lo, d_lo));
+    den_hi = _mm256_add_pd(den_hi, _mm256_mul_pd(d_hi, d_hi));
+  }
+  _mm256_storeu_pd(num_, num_lo), _mm256_storeu_pd(num_ + 4, num_hi);
+  _mm256_storeu_pd(den_, den_lo), _mm256_storeu_pd(den_ + 4, den_hi);
 #endif
   for (; i < e; ++i) one(i);
 }

@@ -2,7 +2,7 @@
 
 #include <cmath>
 
-#ifdef __AVX512F__
+#if defined(__AVX512F__) || defined(__AVX2__)
 // GCC 12 warns inside its own AVX-512 headers (their "undefined" pass-through operands)
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
@@ -84,6 +84,51 @@ void philox_16_blocks(const PhiloxStream& s, uint64_t block, uint32_t* out) {
   _mm512_storeu_si512(out + 16, _mm512_shuffle_i32x4(w0, w1, 0xDD));
   _mm512_storeu_si512(out + 32, _mm512_shuffle_i32x4(w2, w3, 0x88));
   _mm512_storeu_si512(out + 48, _mm512_shuffle_i32x4(w2, w3, 0xDD));
+}
+#elif defined(__AVX2__)
+// The same with 8 counters per vector (machines without AVX-512): the even and odd lanes'
+// products by vpmuludq, blended back.
+inline void mul_hi_lo(__m256i c, __m256i m, __m256i& hi, __m256i& lo) {
+  const __m256i even = _mm256_mul_epu32(c, m), odd = _mm256_mul_epu32(_mm256_srli_epi64(c, 32), m);
+  hi = _mm256_blend_epi32(_mm256_srli_epi64(even, 32), odd, 0xAA);
+  lo = _mm256_blend_epi32(even, _mm256_slli_epi64(odd, 32), 0xAA);
+}
+
+// Blocks [block, block + 8) into out[0, 32); the caller has ruled out a carry out of the low word.
+void philox_8_blocks(const PhiloxStream& s, uint64_t block, uint32_t* out) {
+  constexpr uint32_t kMul0 = 0xD2511F53u, kMul1 = 0xCD9E8D57u;
+  constexpr uint32_t kWeyl0 = 0x9E3779B9u, kWeyl1 = 0xBB67AE85u;
+  __m256i c0 = _mm256_add_epi32(_mm256_set1_epi32(static_cast<int>(static_cast<uint32_t>(block))),
+                                _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+  __m256i c1 = _mm256_set1_epi32(static_cast<int>(block >> 32));
+  __m256i c2 = _mm256_set1_epi32(static_cast<int>(s.name_lo)), c3 = _mm256_set1_epi32(static_cast<int>(s.name_hi));
+  const __m256i m0 = _mm256_set1_epi32(static_cast<int>(kMul0)), m1 = _mm256_set1_epi32(static_cast<int>(kMul1));
+  uint32_t k0 = s.key0, k1 = s.key1;
+  for (int round = 0; round < 10; ++round) {
+    if (round > 0) k0 += kWeyl0, k1 += kWeyl1;
+    __m256i hi0, lo0, hi1, lo1;
+    mul_hi_lo(c0, m0, hi0, lo0);
+    mul_hi_lo(c2, m1, hi1, lo1);
+    c0 = _mm256_xor_si256(_mm256_xor_si256(hi1, c1), _mm256_set1_epi32(static_cast<int>(k0)));
+    c2 = _mm256_xor_si256(_mm256_xor_si256(hi0, c3), _mm256_set1_epi32(static_cast<int>(k1)));
+    c1 = lo1, c3 = lo0;
+  }
+  // 4 x 8 transpose: out[4k + j] = word j of counter k
+  const __m256i t0 = _mm256_unpacklo_epi32(c0, c1), t1 = _mm256_unpackhi_epi32(c0, c1);
+  const __m256i t2 = _mm256_unpacklo_epi32(c2, c3), t3 = _mm256_unpackhi_epi32(c2, c3);
+  const __m256i u0 = _mm256_unpacklo_epi64(t0, t2), u1 = _mm256_unpackhi_epi64(t0, t2);  // counters 0|4, 1|5
+  const __m256i u2 = _mm256_unpacklo_epi64(t1, t3), u3 = _mm256_unpackhi_epi64(t1, t3);  // 2|6, 3|7
+  auto* o = reinterpret_cast<__m256i*>(out);
+  _mm256_storeu_si256(o, _mm256_permute2x128_si256(u0, u1, 0x20));
+  _mm256_storeu_si256(o + 1, _mm256_permute2x128_si256(u2, u3, 0x20));
+  _mm256_storeu_si256(o + 2, _mm256_permute2x128_si256(u0, u1, 0x31));
+  _mm256_storeu_si256(o + 3, _mm256_permute2x128_si256(u2, u3, 0x31));
+}
+
+void philox_16_blocks(const PhiloxStream& s, uint64_t block, uint32_t* out) {
+  if (static_cast<uint32_t>(block) > 0xFFFFFFFFu - 15) return philox_16_blocks_scalar(s, block, out);  // the carry
+  philox_8_blocks(s, block, out);
+  philox_8_blocks(s, block + 8, out + 32);
 }
 #else
 void philox_16_blocks(const PhiloxStream& s, uint64_t block, uint32_t* out) { philox_16_blocks_scalar(s, block, out); }
