@@ -4,6 +4,7 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <cstring>
 #include <cub/device/device_scan.cuh>
 #include <string>
 
@@ -192,9 +193,50 @@ __global__ void combine_kernel(CombineEntryOptions o, const float* base, const f
 
 }  // namespace
 
+// A device's state for one worker: its own stream (so that two workers' copies and kernels on
+// one GPU overlap), its buffers, and two pinned staging halves for host->device copies.
 struct CudaDevice::State {
+  static constexpr size_t kStage = size_t{8} << 20;
   int device = 0, count = 0;
   cudaDeviceProp prop{};
+  cudaStream_t stream = nullptr;
+  uint8_t* pinned[2] = {nullptr, nullptr};
+  cudaEvent_t staged[2] = {nullptr, nullptr};
+  ~State() {
+    if (stream) cudaStreamDestroy(stream);
+    for (int k = 0; k < 2; ++k) {
+      if (pinned[k]) cudaFreeHost(pinned[k]);
+      if (staged[k]) cudaEventDestroy(staged[k]);
+    }
+  }
+  void start() {
+    check(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), "cudaStreamCreate");
+    for (int k = 0; k < 2; ++k) {
+      check(cudaHostAlloc(reinterpret_cast<void**>(&pinned[k]), kStage, cudaHostAllocDefault), "cudaHostAlloc");
+      check(cudaEventCreateWithFlags(&staged[k], cudaEventDisableTiming), "cudaEventCreate");
+    }
+  }
+  // The calling thread's current device is this one (a worker thread starts on device 0).
+  void bind() const { check(cudaSetDevice(device), "cudaSetDevice"); }
+  // Host bytes to the device through the pinned halves: a chunk is copied into one half while the
+  // other half's DMA runs; a half is refilled only once its last DMA is done.
+  void to_device(void* dst, const void* src, size_t bytes, const char* what) {
+    auto* d = static_cast<uint8_t*>(dst);
+    const auto* h = static_cast<const uint8_t*>(src);
+    unsigned k = 0;
+    for (size_t off = 0; off < bytes; off += kStage, k ^= 1u) {
+      const size_t m = std::min(kStage, bytes - off);
+      check(cudaEventSynchronize(staged[k]), what);
+      std::memcpy(pinned[k], h + off, m);
+      check(cudaMemcpyAsync(d + off, pinned[k], m, cudaMemcpyHostToDevice, stream), what);
+      check(cudaEventRecord(staged[k], stream), what);
+    }
+  }
+  // Device bytes to the host, after everything queued before them on the stream.
+  void to_host(void* dst, const void* src, size_t bytes, const char* what) {
+    if (bytes) check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, stream), what);
+    check(cudaStreamSynchronize(stream), what);
+  }
   DeviceBuffer base, ft, runs, pieces, run_abs, piece_sq, words, flag, scales, out;
   DeviceBuffer counts, slots, scan_temp, positions, values, piece_err;
 };
@@ -219,6 +261,7 @@ std::unique_ptr<CudaDevice> CudaDevice::open() {
   s->device = node_local_rank() % s->count;
   check(cudaSetDevice(s->device), "cudaSetDevice");
   check(cudaGetDeviceProperties(&s->prop, s->device), "cudaGetDeviceProperties");
+  s->start();
   return std::unique_ptr<CudaDevice>(new CudaDevice(std::move(s)));
 }
 
@@ -229,10 +272,11 @@ std::string CudaDevice::describe() const {
 }
 
 void CudaDevice::upload_pair(const PairView& pair, uint64_t n) {
+  s_->bind();
   State& s = *s_;
   const size_t bytes = n * elem_bytes(pair.type);
-  check(cudaMemcpy(s.base.as<uint8_t>(bytes), pair.base, bytes, cudaMemcpyHostToDevice), "copy base");
-  check(cudaMemcpy(s.ft.as<uint8_t>(bytes), pair.ft, bytes, cudaMemcpyHostToDevice), "copy fine-tune");
+  s.to_device(s.base.as<uint8_t>(bytes), pair.base, bytes, "copy base");
+  s.to_device(s.ft.as<uint8_t>(bytes), pair.ft, bytes, "copy fine-tune");
 }
 
 BitDeltaSums CudaDevice::bitdelta_sums(const PairView& pair, const BitDeltaLayout& l, bool& nonfinite) {
@@ -241,6 +285,7 @@ BitDeltaSums CudaDevice::bitdelta_sums(const PairView& pair, const BitDeltaLayou
 }
 
 BitDeltaSums CudaDevice::bitdelta_sums_resident(ElemType type, const BitDeltaLayout& l, bool& nonfinite) {
+  s_->bind();
   State& s = *s_;
   const size_t bytes = l.n * elem_bytes(type);
   const uint64_t R = l.runs.size() - 1, Q = l.pieces.size() - 1, words = (l.n + 31) / 32;
@@ -251,24 +296,24 @@ BitDeltaSums CudaDevice::bitdelta_sums_resident(ElemType type, const BitDeltaLay
   double* piece_sq = s.piece_sq.as<double>(Q);
   uint32_t* word_bits = s.words.as<uint32_t>(words);
   unsigned* flag = s.flag.as<unsigned>(1);
-  check(cudaMemcpy(runs, l.runs.data(), (R + 1) * 8, cudaMemcpyHostToDevice), "copy runs");
-  check(cudaMemcpy(pieces, l.pieces.data(), (Q + 1) * 8, cudaMemcpyHostToDevice), "copy pieces");
-  check(cudaMemset(flag, 0, sizeof(unsigned)), "cudaMemset");
+  s.to_device(runs, l.runs.data(), (R + 1) * 8, "copy runs");
+  s.to_device(pieces, l.pieces.data(), (Q + 1) * 8, "copy pieces");
+  check(cudaMemsetAsync(flag, 0, sizeof(unsigned), s.stream), "cudaMemsetAsync");
   constexpr unsigned A = BitDeltaLayout::kAbsLanes, S = BitDeltaLayout::kSqLanes;
   static_assert(kThreads % A == 0 && kThreads % S == 0);
-  if (R) slice_sums_kernel<A, AbsLanes><<<blocks_for(R * A), kThreads>>>(dev, runs, R, run_abs);
-  if (Q) slice_sums_kernel<S, SqLanes><<<blocks_for(Q * S), kThreads>>>(dev, pieces, Q, piece_sq);
-  if (words) signs_kernel<<<blocks_for(words), kThreads>>>(dev, l.n, word_bits, flag);
+  if (R) slice_sums_kernel<A, AbsLanes><<<blocks_for(R * A), kThreads, 0, s.stream>>>(dev, runs, R, run_abs);
+  if (Q) slice_sums_kernel<S, SqLanes><<<blocks_for(Q * S), kThreads, 0, s.stream>>>(dev, pieces, Q, piece_sq);
+  if (words) signs_kernel<<<blocks_for(words), kThreads, 0, s.stream>>>(dev, l.n, word_bits, flag);
   check(cudaGetLastError(), "launching the BitDelta kernels");
   BitDeltaSums out;
   out.run_abs.resize(R);
   out.piece_sq.resize(Q);
   out.signs.resize(4 * words);
   unsigned bad = 0;
-  check(cudaMemcpy(out.run_abs.data(), run_abs, R * 4, cudaMemcpyDeviceToHost), "copy run sums");
-  check(cudaMemcpy(out.piece_sq.data(), piece_sq, Q * 8, cudaMemcpyDeviceToHost), "copy piece sums");
-  check(cudaMemcpy(out.signs.data(), word_bits, words * 4, cudaMemcpyDeviceToHost), "copy sign bits");
-  check(cudaMemcpy(&bad, flag, sizeof bad, cudaMemcpyDeviceToHost), "copy the finite flag");
+  s.to_host(out.run_abs.data(), run_abs, R * 4, "copy run sums");
+  s.to_host(out.piece_sq.data(), piece_sq, Q * 8, "copy piece sums");
+  s.to_host(out.signs.data(), word_bits, words * 4, "copy sign bits");
+  s.to_host(&bad, flag, sizeof bad, "copy the finite flag");
   out.signs.resize((l.n + 7) / 8);  // the words' bytes are the packed stream, LSB first
   nonfinite = bad != 0;
   return out;
@@ -280,6 +325,7 @@ DareKept CudaDevice::dare_kept(const PairView& pair, const DareDraw& draw, uint6
 }
 
 DareKept CudaDevice::dare_kept_resident(ElemType type, const DareDraw& draw, uint64_t n, bool& nonfinite) {
+  s_->bind();
   State& s = *s_;
   const size_t bytes = n * elem_bytes(type);
   const uint64_t words = (n + 31) / 32, pieces = (n + kErrPiece - 1) / kErrPiece;
@@ -289,38 +335,38 @@ DareKept CudaDevice::dare_kept_resident(ElemType type, const DareDraw& draw, uin
   uint64_t* slots = s.slots.as<uint64_t>(words);
   double* piece = s.piece_err.as<double>(2 * pieces);
   unsigned* flag = s.flag.as<unsigned>(1);
-  check(cudaMemset(flag, 0, sizeof(unsigned)), "cudaMemset");
+  check(cudaMemsetAsync(flag, 0, sizeof(unsigned), s.stream), "cudaMemsetAsync");
   DareKept k;
   if (words) {
-    dare_keep_kernel<<<blocks_for(words), kThreads>>>(dev, draw, n, bits, counts, flag);
+    dare_keep_kernel<<<blocks_for(words), kThreads, 0, s.stream>>>(dev, draw, n, bits, counts, flag);
     size_t temp = 0;
-    check(cub::DeviceScan::ExclusiveSum(nullptr, temp, counts, slots, words), "sizing the scan");
-    check(cub::DeviceScan::ExclusiveSum(s.scan_temp.get(std::max<size_t>(temp, 1)), temp, counts, slots, words),
-          "scanning the counts");
+    check(cub::DeviceScan::ExclusiveSum(nullptr, temp, counts, slots, words, s.stream), "sizing the scan");
+    check(
+        cub::DeviceScan::ExclusiveSum(s.scan_temp.get(std::max<size_t>(temp, 1)), temp, counts, slots, words, s.stream),
+        "scanning the counts");
     uint64_t last_slot = 0, last_count = 0;
-    check(cudaMemcpy(&last_slot, slots + words - 1, 8, cudaMemcpyDeviceToHost), "copy the last slot");
-    check(cudaMemcpy(&last_count, counts + words - 1, 8, cudaMemcpyDeviceToHost), "copy the last count");
+    s.to_host(&last_slot, slots + words - 1, 8, "copy the last slot");
+    s.to_host(&last_count, counts + words - 1, 8, "copy the last count");
     const uint64_t kept = last_slot + last_count;
     uint64_t* positions = s.positions.as<uint64_t>(kept);
     uint8_t* values = s.values.as<uint8_t>(kept * elem_bytes(type));
-    dare_compact_kernel<<<blocks_for(words), kThreads>>>(dev, draw, words, bits, slots, positions, values);
-    piece_error_kernel<<<blocks_for(pieces * kErrLanes), kThreads>>>(DareErrorLane{dev, draw}, n, pieces, piece,
-                                                                     piece + pieces);
+    dare_compact_kernel<<<blocks_for(words), kThreads, 0, s.stream>>>(dev, draw, words, bits, slots, positions, values);
+    piece_error_kernel<<<blocks_for(pieces * kErrLanes), kThreads, 0, s.stream>>>(DareErrorLane{dev, draw}, n, pieces,
+                                                                                  piece, piece + pieces);
     check(cudaGetLastError(), "launching the DARE kernels");
     k.positions.resize(kept);
     k.values.resize(kept * elem_bytes(type));
     k.piece_err_sq.resize(pieces);
     k.piece_delta_sq.resize(pieces);
     if (kept) {  // (p = 1 keeps none: no buffer to copy from)
-      check(cudaMemcpy(k.positions.data(), positions, kept * 8, cudaMemcpyDeviceToHost), "copy the kept positions");
-      check(cudaMemcpy(k.values.data(), values, k.values.size(), cudaMemcpyDeviceToHost), "copy the kept values");
+      s.to_host(k.positions.data(), positions, kept * 8, "copy the kept positions");
+      s.to_host(k.values.data(), values, k.values.size(), "copy the kept values");
     }
-    check(cudaMemcpy(k.piece_err_sq.data(), piece, pieces * 8, cudaMemcpyDeviceToHost), "copy the error sums");
-    check(cudaMemcpy(k.piece_delta_sq.data(), piece + pieces, pieces * 8, cudaMemcpyDeviceToHost),
-          "copy the delta sums");
+    s.to_host(k.piece_err_sq.data(), piece, pieces * 8, "copy the error sums");
+    s.to_host(k.piece_delta_sq.data(), piece + pieces, pieces * 8, "copy the delta sums");
   }
   unsigned bad = 0;
-  check(cudaMemcpy(&bad, flag, sizeof bad, cudaMemcpyDeviceToHost), "copy the finite flag");
+  s.to_host(&bad, flag, sizeof bad, "copy the finite flag");
   nonfinite = bad != 0;
   return k;
 }
@@ -332,6 +378,7 @@ QuantGroups CudaDevice::quant_groups(const PairView& pair, unsigned bits, uint64
 
 QuantGroups CudaDevice::quant_groups_resident(ElemType type, unsigned bits, uint64_t group, uint64_t n,
                                               bool& nonfinite) {
+  s_->bind();
   State& s = *s_;
   const size_t bytes = n * elem_bytes(type);
   const uint64_t groups = (n + group - 1) / group, pieces = (n + kErrPiece - 1) / kErrPiece;
@@ -342,25 +389,25 @@ QuantGroups CudaDevice::quant_groups_resident(ElemType type, unsigned bits, uint
   uint8_t* codes = s.values.as<uint8_t>(code_bytes);
   double* piece = s.piece_err.as<double>(2 * pieces);
   unsigned* flag = s.flag.as<unsigned>(1);
-  check(cudaMemset(flag, 0, sizeof(unsigned)), "cudaMemset");
+  check(cudaMemsetAsync(flag, 0, sizeof(unsigned), s.stream), "cudaMemsetAsync");
   QuantGroups q;
   if (n) {
-    quant_group_kernel<<<blocks_for(groups), kThreads>>>(dev, n, group, bits, groups, lo, step, codes, flag);
-    piece_error_kernel<<<blocks_for(pieces * kErrLanes), kThreads>>>(QuantErrorLane{dev, lo, step, group, bits}, n,
-                                                                     pieces, piece, piece + pieces);
+    quant_group_kernel<<<blocks_for(groups), kThreads, 0, s.stream>>>(dev, n, group, bits, groups, lo, step, codes,
+                                                                      flag);
+    piece_error_kernel<<<blocks_for(pieces * kErrLanes), kThreads, 0, s.stream>>>(
+        QuantErrorLane{dev, lo, step, group, bits}, n, pieces, piece, piece + pieces);
     check(cudaGetLastError(), "launching the quant kernels");
     q.codes.resize(code_bytes);
     q.mins.resize(groups), q.steps.resize(groups);
     q.piece_err_sq.resize(pieces), q.piece_delta_sq.resize(pieces);
-    check(cudaMemcpy(q.codes.data(), codes, code_bytes, cudaMemcpyDeviceToHost), "copy the codes");
-    check(cudaMemcpy(q.mins.data(), lo, groups * 4, cudaMemcpyDeviceToHost), "copy the mins");
-    check(cudaMemcpy(q.steps.data(), step, groups * 4, cudaMemcpyDeviceToHost), "copy the steps");
-    check(cudaMemcpy(q.piece_err_sq.data(), piece, pieces * 8, cudaMemcpyDeviceToHost), "copy the error sums");
-    check(cudaMemcpy(q.piece_delta_sq.data(), piece + pieces, pieces * 8, cudaMemcpyDeviceToHost),
-          "copy the delta sums");
+    s.to_host(q.codes.data(), codes, code_bytes, "copy the codes");
+    s.to_host(q.mins.data(), lo, groups * 4, "copy the mins");
+    s.to_host(q.steps.data(), step, groups * 4, "copy the steps");
+    s.to_host(q.piece_err_sq.data(), piece, pieces * 8, "copy the error sums");
+    s.to_host(q.piece_delta_sq.data(), piece + pieces, pieces * 8, "copy the delta sums");
   }
   unsigned bad = 0;
-  check(cudaMemcpy(&bad, flag, sizeof bad, cudaMemcpyDeviceToHost), "copy the finite flag");
+  s.to_host(&bad, flag, sizeof bad, "copy the finite flag");
   nonfinite = bad != 0;
   return q;
 }
@@ -368,25 +415,28 @@ QuantGroups CudaDevice::quant_groups_resident(ElemType type, unsigned bits, uint
 void CudaDevice::quant_apply(ElemType t, std::span<const uint8_t> base, std::span<const uint8_t> codes,
                              std::span<const float> mins, std::span<const float> steps, uint64_t group, unsigned bits,
                              float alpha, std::span<uint8_t> out) {
+  s_->bind();
   State& s = *s_;
   const uint64_t n = out.size() / elem_bytes(t), groups = mins.size();
   uint8_t* dbase = s.base.as<uint8_t>(base.size());
   uint8_t* dcodes = s.values.as<uint8_t>(codes.size());
   float* lo = s.scales.as<float>(2 * groups);
   uint8_t* dout = s.out.as<uint8_t>(out.size());
-  check(cudaMemcpy(dbase, base.data(), base.size(), cudaMemcpyHostToDevice), "copy base");
-  check(cudaMemcpy(dcodes, codes.data(), codes.size(), cudaMemcpyHostToDevice), "copy the codes");
-  check(cudaMemcpy(lo, mins.data(), groups * 4, cudaMemcpyHostToDevice), "copy the mins");
-  check(cudaMemcpy(lo + groups, steps.data(), groups * 4, cudaMemcpyHostToDevice), "copy the steps");
+  s.to_device(dbase, base.data(), base.size(), "copy base");
+  s.to_device(dcodes, codes.data(), codes.size(), "copy the codes");
+  s.to_device(lo, mins.data(), groups * 4, "copy the mins");
+  s.to_device(lo + groups, steps.data(), groups * 4, "copy the steps");
   if (n)
-    quant_apply_kernel<<<blocks_for(n), kThreads>>>(t, dbase, dcodes, lo, lo + groups, group, bits, alpha, n, dout);
+    quant_apply_kernel<<<blocks_for(n), kThreads, 0, s.stream>>>(t, dbase, dcodes, lo, lo + groups, group, bits, alpha,
+                                                                 n, dout);
   check(cudaGetLastError(), "launching the quant apply kernel");
-  check(cudaMemcpy(out.data(), dout, out.size(), cudaMemcpyDeviceToHost), "copy the output");
+  s.to_host(out.data(), dout, out.size(), "copy the output");
 }
 
 void CudaDevice::combine(const CombineEntryOptions& o, std::span<const float> base,
                          const std::vector<std::span<const float>>& tv, std::span<const double> weights,
                          std::span<float> out) {
+  s_->bind();
   State& s = *s_;
   const uint64_t len = out.size();
   const unsigned m = static_cast<unsigned>(tv.size());
@@ -394,18 +444,18 @@ void CudaDevice::combine(const CombineEntryOptions& o, std::span<const float> ba
   float* dtv = s.ft.as<float>(len * m);
   double* dweights = s.piece_err.as<double>(m);
   float* dout = s.out.as<float>(len);
-  check(cudaMemcpy(dbase, base.data(), len * 4, cudaMemcpyHostToDevice), "copy base");
-  for (unsigned k = 0; k < m; ++k)
-    check(cudaMemcpy(dtv + k * len, tv[k].data(), len * 4, cudaMemcpyHostToDevice), "copy a task vector");
-  check(cudaMemcpy(dweights, weights.data(), m * 8, cudaMemcpyHostToDevice), "copy the weights");
-  if (len && m) weigh_kernel<<<blocks_for(len * m), kThreads>>>(dtv, len, m, dweights);
-  if (len) combine_kernel<<<blocks_for(len), kThreads>>>(o, dbase, dtv, len, m, dweights, dout);
+  s.to_device(dbase, base.data(), len * 4, "copy base");
+  for (unsigned k = 0; k < m; ++k) s.to_device(dtv + k * len, tv[k].data(), len * 4, "copy a task vector");
+  s.to_device(dweights, weights.data(), m * 8, "copy the weights");
+  if (len && m) weigh_kernel<<<blocks_for(len * m), kThreads, 0, s.stream>>>(dtv, len, m, dweights);
+  if (len) combine_kernel<<<blocks_for(len), kThreads, 0, s.stream>>>(o, dbase, dtv, len, m, dweights, dout);
   check(cudaGetLastError(), "launching the merge kernels");
-  check(cudaMemcpy(out.data(), dout, len * 4, cudaMemcpyDeviceToHost), "copy the merged entries");
+  s.to_host(out.data(), dout, len * 4, "copy the merged entries");
 }
 
 void CudaDevice::dare_apply(ElemType t, std::span<const uint8_t> base, std::span<const uint64_t> positions,
                             std::span<const uint8_t> values, float alpha, std::span<uint8_t> out) {
+  s_->bind();
   State& s = *s_;
   const uint64_t n = out.size() / elem_bytes(t), count = positions.size();
   uint8_t* dbase = s.base.as<uint8_t>(base.size());
@@ -413,16 +463,16 @@ void CudaDevice::dare_apply(ElemType t, std::span<const uint8_t> base, std::span
   uint8_t* dvals = s.values.as<uint8_t>(values.size());
   float* dense = s.ft.as<float>(n);
   uint8_t* dout = s.out.as<uint8_t>(out.size());
-  check(cudaMemcpy(dbase, base.data(), base.size(), cudaMemcpyHostToDevice), "copy base");
+  s.to_device(dbase, base.data(), base.size(), "copy base");
   if (count) {
-    check(cudaMemcpy(dpos, positions.data(), count * 8, cudaMemcpyHostToDevice), "copy the positions");
-    check(cudaMemcpy(dvals, values.data(), values.size(), cudaMemcpyHostToDevice), "copy the values");
+    s.to_device(dpos, positions.data(), count * 8, "copy the positions");
+    s.to_device(dvals, values.data(), values.size(), "copy the values");
   }
-  check(cudaMemset(dense, 0, n * 4), "cudaMemset");
-  if (count) scatter_kernel<<<blocks_for(count), kThreads>>>(t, dpos, dvals, count, dense);
-  if (n) sparse_apply_kernel<<<blocks_for(n), kThreads>>>(t, dbase, dense, alpha, n, dout);
+  check(cudaMemsetAsync(dense, 0, n * 4, s.stream), "cudaMemsetAsync");
+  if (count) scatter_kernel<<<blocks_for(count), kThreads, 0, s.stream>>>(t, dpos, dvals, count, dense);
+  if (n) sparse_apply_kernel<<<blocks_for(n), kThreads, 0, s.stream>>>(t, dbase, dense, alpha, n, dout);
   check(cudaGetLastError(), "launching the DARE apply kernels");
-  check(cudaMemcpy(out.data(), dout, out.size(), cudaMemcpyDeviceToHost), "copy the output");
+  s.to_host(out.data(), dout, out.size(), "copy the output");
 }
 
 namespace {
@@ -445,12 +495,14 @@ double event_seconds(Copy copy) {
 }  // namespace
 
 double CudaDevice::h2d_seconds(std::span<const uint8_t> host) {
+  s_->bind();
   uint8_t* dst = s_->out.as<uint8_t>(host.size());
   return event_seconds(
       [&] { check(cudaMemcpy(dst, host.data(), host.size(), cudaMemcpyHostToDevice), "copy to the device"); });
 }
 
 double CudaDevice::d2d_seconds(uint64_t bytes) {
+  s_->bind();
   uint8_t* src = s_->base.as<uint8_t>(bytes);
   uint8_t* dst = s_->out.as<uint8_t>(bytes);
   return event_seconds([&] { check(cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToDevice), "copy on the device"); });
@@ -459,18 +511,20 @@ double CudaDevice::d2d_seconds(uint64_t bytes) {
 void CudaDevice::bitdelta_apply(ElemType t, std::span<const uint8_t> base, std::span<const uint8_t> signs,
                                 std::span<const float> scales, const UnitMap& units, float alpha,
                                 std::span<uint8_t> out) {
+  s_->bind();
   State& s = *s_;
   const uint64_t n = out.size() / elem_bytes(t);
   uint8_t* dbase = s.base.as<uint8_t>(base.size());
   uint8_t* dsigns = s.words.as<uint8_t>(signs.size());
   float* dscales = s.scales.as<float>(scales.size());
   uint8_t* dout = s.out.as<uint8_t>(out.size());
-  check(cudaMemcpy(dbase, base.data(), base.size(), cudaMemcpyHostToDevice), "copy base");
-  check(cudaMemcpy(dsigns, signs.data(), signs.size(), cudaMemcpyHostToDevice), "copy sign bits");
-  check(cudaMemcpy(dscales, scales.data(), scales.size() * 4, cudaMemcpyHostToDevice), "copy scales");
-  if (n) bitdelta_apply_kernel<<<blocks_for(n), kThreads>>>(t, dbase, dsigns, dscales, units, alpha, n, dout);
+  s.to_device(dbase, base.data(), base.size(), "copy base");
+  s.to_device(dsigns, signs.data(), signs.size(), "copy sign bits");
+  s.to_device(dscales, scales.data(), scales.size() * 4, "copy scales");
+  if (n)
+    bitdelta_apply_kernel<<<blocks_for(n), kThreads, 0, s.stream>>>(t, dbase, dsigns, dscales, units, alpha, n, dout);
   check(cudaGetLastError(), "launching the BitDelta apply kernel");
-  check(cudaMemcpy(out.data(), dout, out.size(), cudaMemcpyDeviceToHost), "copy the output");
+  s.to_host(out.data(), dout, out.size(), "copy the output");
 }
 
 }  // namespace deltakit::gpu

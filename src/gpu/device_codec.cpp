@@ -1,5 +1,8 @@
 #include "src/gpu/device_codec.h"
 
+#include <algorithm>
+#include <stdexcept>
+
 #include "src/codec/bitdelta.h"
 #include "src/codec/quant.h"
 #include "src/codec/stage.h"
@@ -15,6 +18,26 @@ Device parse_device(const std::string& name) {
 }
 
 std::unique_ptr<CudaDevice> open_device(Device d) { return d == Device::Cuda ? CudaDevice::open() : nullptr; }
+
+DevicePool::DevicePool(Device d) {
+  if (d != Device::Cuda) return;
+  for (unsigned k = 0; k < kWorkersPerGpu; ++k) free_.push_back(CudaDevice::open());
+  size_ = free_.size();
+}
+
+DevicePool::Lease DevicePool::take() {
+  if (!size_) return {nullptr, nullptr};
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (free_.empty()) throw std::logic_error("DevicePool::take: more workers than devices");
+  std::unique_ptr<CudaDevice> dev = std::move(free_.back());
+  free_.pop_back();
+  return {this, std::move(dev)};
+}
+
+void DevicePool::give_back(std::unique_ptr<CudaDevice> dev) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  free_.push_back(std::move(dev));
+}
 
 namespace {
 // DARE alone on the device: what it kept, coded into the adapter's parts on the host.

@@ -2,7 +2,10 @@
 // the caller names a device (or none) and gets what the CPU codec would give, byte for byte.
 #pragma once
 
+#include <memory>
+#include <mutex>
 #include <span>
+#include <vector>
 
 #include "src/codec/codec.h"
 #include "src/gpu/cuda_device.h"
@@ -15,6 +18,40 @@ Device parse_device(const std::string& name);  // throws Error(Usage) for anothe
 // The device a job asked for, opened: nullptr for the CPU; throws Error(Device) saying why a GPU
 // cannot be used.
 std::unique_ptr<CudaDevice> open_device(Device d);
+
+// One CudaDevice per worker of a job, each with its own stream and buffers, so that on one GPU a
+// worker's copies overlap another's kernels. A worker takes one for as long as it computes and
+// gives it back; a pool for the CPU is empty and hands out nullptr.
+class DevicePool {
+ public:
+  static constexpr unsigned kWorkersPerGpu = 2;
+  // kWorkersPerGpu devices for --device cuda (throws Error(Device) as open_device), none for the
+  // CPU; a job runs at most that many workers on them.
+  explicit DevicePool(Device d);
+  bool gpu() const { return size_ > 0; }
+
+  class Lease {
+   public:
+    Lease(DevicePool* pool, std::unique_ptr<CudaDevice> dev) : pool_(pool), dev_(std::move(dev)) {}
+    Lease(Lease&&) = default;
+    ~Lease() {
+      if (pool_ && dev_) pool_->give_back(std::move(dev_));
+    }
+    CudaDevice* get() const { return dev_.get(); }
+
+   private:
+    DevicePool* pool_;
+    std::unique_ptr<CudaDevice> dev_;
+  };
+  // A device no other worker holds (nullptr for the CPU); at most `workers` leases at once.
+  Lease take();
+
+ private:
+  void give_back(std::unique_ptr<CudaDevice> dev);
+  std::mutex mutex_;
+  std::vector<std::unique_ptr<CudaDevice>> free_;
+  size_t size_ = 0;
+};
 
 // prepare_delta (src/codec/codec.h) with the fused pass computed on `dev` for a one-level
 // BitDelta recipe (its statistics) or DARE alone (the kept entries and the error) over an F32,

@@ -123,11 +123,11 @@ ApplyReport run_apply(const ApplyOptions& opt, Comm& comm) {
   std::unique_ptr<Checkpoint> base;
   std::unique_ptr<AdapterReader> ad;
   std::vector<TensorSpec> specs;
-  std::unique_ptr<gpu::CudaDevice> device;
+  std::unique_ptr<gpu::DevicePool> devices;  // --device cuda: one per worker (empty: the CPU)
   // the "all" phase: headers, records, pairing and output path before any tensor byte
   collectively(comm, [&] {
     if (!std::isfinite(opt.alpha)) throw Error(ErrorCode::Usage, "", "--alpha must be a finite number");
-    device = gpu::open_device(opt.device);
+    devices = std::make_unique<gpu::DevicePool>(opt.device);
     base = std::make_unique<Checkpoint>(opt.base);
     ad = std::make_unique<AdapterReader>(opt.adapter);
     check_adapter_matches_base(*base, *ad);
@@ -149,14 +149,16 @@ ApplyReport run_apply(const ApplyOptions& opt, Comm& comm) {
   for (const auto& s : base->shards()) spec.input_files.push_back(s->path());
   Job job(comm, std::move(spec));
   // one writer per shard, shards spread over the ranks by bytes, and a rank's threads each take
-  // a shard (a GPU is one device: one worker)
-  const unsigned workers = device ? 1 : opt.threads ? opt.threads : default_threads_per_rank(comm);
+  // a shard (on a GPU, two workers: one's copies overlap the other's kernels)
+  const unsigned threads = opt.threads ? opt.threads : default_threads_per_rank(comm);
+  const unsigned workers = devices->gpu() ? std::min(threads, gpu::DevicePool::kWorkersPerGpu) : threads;
   if (const std::string w = threads_warning(workers); !w.empty() && comm.is_root()) rep.warnings.push_back(w);
   std::mutex report_mutex;
   std::map<size_t, std::vector<std::string>> warnings_of;  // per shard, reported in shard order
   job.run_items(
       [&](size_t s, const std::string& path) {
         SafetensorsWriter w(path, plan.shards[s], {{"format", "pt"}});
+        const gpu::DevicePool::Lease device = devices->take();
         uint64_t written = 0;
         std::vector<std::string> warnings;
         for (const auto& t : plan.shards[s]) {

@@ -60,8 +60,8 @@ struct CompressJob {
   ImportanceFiles importance;
   std::vector<ScoreCut> cuts;  // per tensor, for recipes with a scope=model stage
   std::vector<bool> has_cut;
-  std::unique_ptr<gpu::CudaDevice> device;  // --device cuda (nullptr: the CPU)
-  unsigned item_threads = 1;                // per tensor, where the rank's threads take tensors at once
+  std::unique_ptr<gpu::DevicePool> devices;  // --device cuda: one per worker (empty: the CPU)
+  unsigned item_threads = 1;                 // per tensor, where the rank's threads take tensors at once
 
   static std::string item(size_t i) {
     char buf[32];
@@ -80,7 +80,7 @@ struct CompressJob {
     if (std::span<const float> exact = ft->held_lora_delta(name); !exact.empty())
       p.prepared = prepare_given_delta(*p.recipe, p.fv, exact);
     else
-      p.prepared = gpu::prepare_delta_on(device.get(), *p.recipe, p.bv, p.fv);
+      p.prepared = gpu::prepare_delta_on(devices->take().get(), *p.recipe, p.bv, p.fv);
     if (p.lossy() && p.recipe->cherry && p.recipe->cherry->importance != "magnitude")
       p.importance = importance.load(*p.recipe->cherry, name, p.fv.numel(), p.fv.cols());
     return p;
@@ -294,7 +294,7 @@ CompressReport compress_adapter(const CompressOptions& opt, Comm& comm) {
                               {},
                               {},
                               nullptr});
-    job->device = gpu::open_device(opt.device);
+    job->devices = std::make_unique<gpu::DevicePool>(opt.device);
     job->base = std::make_unique<Checkpoint>(opt.base);
     job->ft = std::make_unique<FinetuneInput>(opt.finetuned, *job->base);
     check_finetune_pairs(*job->base, *job->ft);
@@ -323,9 +323,9 @@ CompressReport compress_adapter(const CompressOptions& opt, Comm& comm) {
   for (size_t i = 0; i < names.size(); ++i)
     spec.items.push_back({CompressJob::item(i), job->ft->entry(names[i]).nbytes()});
   Job run(comm, std::move(spec));
-  // the rank's threads take whole tensors (the fused pass is one pass per tensor); a GPU is one
-  // device, driven by one worker
-  const unsigned workers = job->device ? 1 : job->threads;
+  // the rank's threads take whole tensors (the fused pass is one pass per tensor); on a GPU, two
+  // workers, so that one's copies overlap the other's kernels
+  const unsigned workers = job->devices->gpu() ? std::min(job->threads, gpu::DevicePool::kWorkersPerGpu) : job->threads;
   if (const std::string w = threads_warning(job->threads); !w.empty() && comm.is_root()) rep.warnings.push_back(w);
   job->item_threads = workers > 1 ? 1 : job->threads;
   run.run_items([&](size_t i, const std::string& path) { job->encode(i, path); }, [&] { job->find_cuts(); },

@@ -17,8 +17,8 @@ namespace fs = std::filesystem;
 namespace deltakit {
 
 std::vector<std::string> default_demo_recipes() {
-  return {"raw", "dare:p=0.9", "dare:p=0.99", "bitdelta", "bitdelta:scale=row + cherry:frac=0.01", "quant:bits=4",
-          "lowrank:rank=8"};
+  return {"raw",          "dare:p=0.9",    "dare:p=0.99", "bitdelta", "bitdelta:scale=row + cherry:frac=0.01",
+          "quant:bits=4", "lowrank:rank=8"};
 }
 
 namespace {
@@ -112,11 +112,13 @@ std::vector<DemoRow> run_demo(const DemoOptions& o) {
       rows.push_back(a);
     }
   }
-  std::string csv = "skill,model,recipe,accuracy,perplexity,adapter_bytes,finetune_bytes,ratio,rel_error,mean_rel_delta\n";
+  std::string csv =
+      "skill,model,recipe,accuracy,perplexity,adapter_bytes,finetune_bytes,ratio,rel_error,mean_rel_delta\n";
   for (const auto& r : rows) {
     csv += r.skill + "," + r.model + ",\"" + r.recipe + "\"," + std::to_string(r.accuracy) + "," +
-           std::to_string(r.perplexity) + "," + std::to_string(r.adapter_bytes) + "," + std::to_string(r.finetune_bytes) +
-           "," + std::to_string(r.ratio) + "," + std::to_string(r.rel_error) + "," + std::to_string(r.mean_rel_delta) + "\n";
+           std::to_string(r.perplexity) + "," + std::to_string(r.adapter_bytes) + "," +
+           std::to_string(r.finetune_bytes) + "," + std::to_string(r.ratio) + "," + std::to_string(r.rel_error) + "," +
+           std::to_string(r.mean_rel_delta) + "\n";
   }
   write_file_atomically((fs::path(o.out) / "demo.csv").string(), csv);
   return rows;

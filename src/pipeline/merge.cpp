@@ -151,7 +151,7 @@ struct MergeJob {
   std::unique_ptr<Checkpoint> base;
   const Checkpoint* layout = nullptr;
   std::vector<MergeInput> inputs;
-  std::unique_ptr<gpu::CudaDevice> device;  // --device cuda (nullptr: the CPU)
+  std::unique_ptr<gpu::DevicePool> devices;  // --device cuda: one per worker (empty: the CPU)
 
   // Every mapped input is still whole (a truncated one read as zeros under the SIGBUS guard).
   void check_intact() const {
@@ -210,7 +210,7 @@ struct MergeJob {
       cfg.dtype = opt.dtype;
     }
     method = &merge_method(cfg.method);
-    device = gpu::open_device(opt.device);
+    devices = std::make_unique<gpu::DevicePool>(opt.device);
     if (!cfg.rescale_norm.empty())
       rescale_norm =
           locate_invalid_values(ErrorCode::Usage, opt.config, [&] { return parse_rescale(cfg.rescale_norm); });
@@ -509,7 +509,7 @@ struct MergeJob {
           [&] {
             if (!ta) return merge_tensor(*method, a, merged);
             for (size_t j = 0; j < sparsifiers.size(); ++j) sparsifiers[j]->drop(first, a.models[j]);
-            gpu::combine_on(device.get(), *method, a, merged);
+            gpu::combine_on(devices->take().get(), *method, a, merged);
           },
           context);
       const std::span<uint8_t> out_b = buf.out_bytes.first(m * es);
@@ -611,7 +611,9 @@ MergeReport run_merge(const MergeOptions& opt, Comm& comm) {
   // a rank's threads each take a shard; a whole-tensor method's OpenMP loops then run on one
   // thread per shard (a single worker keeps them on every thread)
   const unsigned threads = opt.threads ? opt.threads : default_threads_per_rank(comm);
-  const unsigned workers = m.device ? 1 : std::min<size_t>(threads, plan.shards.size());  // a GPU: one worker
+  const unsigned workers =
+      std::min<size_t>(m.devices->gpu() ? std::min(threads, gpu::DevicePool::kWorkersPerGpu) : threads,
+                       plan.shards.size());  // on a GPU, two: one's copies overlap the other's kernels
   if (const std::string w = threads_warning(threads); !w.empty() && comm.is_root()) rep.warnings.push_back(w);
   std::mutex report_mutex;
   std::map<size_t, std::vector<std::string>> warnings_of;  // per shard, reported in shard order

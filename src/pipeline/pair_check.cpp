@@ -30,8 +30,9 @@ void check_same_tensors(const Checkpoint& base, const Checkpoint& other) {
     const auto& b = *base.at(n).entry;
     const auto& o = *other.at(n).entry;
     if (b.shape != o.shape)
-      throw Error(ErrorCode::ShapeMismatch, other.path(),
-                  "tensor '" + n + "' has shape " + shape_string(o.shape) + " but the base's is " + shape_string(b.shape));
+      throw Error(
+          ErrorCode::ShapeMismatch, other.path(),
+          "tensor '" + n + "' has shape " + shape_string(o.shape) + " but the base's is " + shape_string(b.shape));
     if (b.dtype != o.dtype)
       throw Error(ErrorCode::DtypeMismatch, other.path(),
                   "tensor '" + n + "' is " + std::string(dtype_name(o.dtype)) + " but the base's is " +

@@ -11,23 +11,28 @@
 namespace deltakit {
 
 namespace {
-double now_s() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
+double now_s() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
 std::string eta_text(double s) {
   if (!std::isfinite(s) || s < 0) return "?";
   char buf[32];
-  if (s < 120) std::snprintf(buf, sizeof buf, "%.0fs", s);
-  else if (s < 7200) std::snprintf(buf, sizeof buf, "%.0fm%02.0fs", std::floor(s / 60), std::fmod(s, 60));
-  else std::snprintf(buf, sizeof buf, "%.0fh%02.0fm", std::floor(s / 3600), std::fmod(s / 60, 60));
+  if (s < 120)
+    std::snprintf(buf, sizeof buf, "%.0fs", s);
+  else if (s < 7200)
+    std::snprintf(buf, sizeof buf, "%.0fm%02.0fs", std::floor(s / 60), std::fmod(s, 60));
+  else
+    std::snprintf(buf, sizeof buf, "%.0fh%02.0fm", std::floor(s / 3600), std::fmod(s / 60, 60));
   return buf;
 }
 }  // namespace
 
-ProgressReporter::ProgressReporter(const ProgressOptions& opt, std::string what, std::string unit,
-                                   uint64_t total_items, uint64_t total_bytes, std::function<ProgressCount()> poll,
-                                   bool active)
-    : opt_(opt), what_(std::move(what)), unit_(std::move(unit)), total_items_(total_items), total_bytes_(total_bytes), poll_(std::move(poll)) {
+ProgressReporter::ProgressReporter(const ProgressOptions& opt, std::string what, std::string unit, uint64_t total_items,
+                                   uint64_t total_bytes, std::function<ProgressCount()> poll, bool active)
+    : opt_(opt),
+      what_(std::move(what)),
+      unit_(std::move(unit)),
+      total_items_(total_items),
+      total_bytes_(total_bytes),
+      poll_(std::move(poll)) {
   if (!active) return;
   tty_ = !opt_.quiet && ::isatty(STDERR_FILENO);
   if (!opt_.log_json.empty()) {
@@ -75,15 +80,16 @@ void ProgressReporter::report(bool final) {
   const double eta = rate > 0 ? (double(total_bytes_) - double(c.bytes)) / rate : NAN;
   char line[256];
   std::snprintf(line, sizeof line, "%s: %llu/%llu %s, %.2f/%.2f GB, %.2f GB/s, %s %s", what_.c_str(),
-                (unsigned long long)c.items, (unsigned long long)total_items_, unit_.c_str(), c.bytes / 1e9, total_bytes_ / 1e9,
-                rate / 1e9, final ? "done in" : "ETA", final ? eta_text(elapsed).c_str() : eta_text(eta).c_str());
+                (unsigned long long)c.items, (unsigned long long)total_items_, unit_.c_str(), c.bytes / 1e9,
+                total_bytes_ / 1e9, rate / 1e9, final ? "done in" : "ETA",
+                final ? eta_text(elapsed).c_str() : eta_text(eta).c_str());
   if (log_ && (c.items != last_items_ || final)) {
     std::fprintf(log_,
                  "{\"what\":%s,\"unit\":\"%s\",\"done\":%llu,\"total\":%llu,\"bytes_done\":%llu,\"bytes_total\":%llu,"
                  "\"elapsed_s\":%.3f,\"gbps\":%.4f,\"eta_s\":%.1f,\"final\":%s}\n",
                  nlohmann::json(what_).dump().c_str(), unit_.c_str(), (unsigned long long)c.items,
-                 (unsigned long long)total_items_, (unsigned long long)c.bytes, (unsigned long long)total_bytes_, elapsed, rate / 1e9,
-                 std::isfinite(eta) ? eta : -1.0, final ? "true" : "false");
+                 (unsigned long long)total_items_, (unsigned long long)c.bytes, (unsigned long long)total_bytes_,
+                 elapsed, rate / 1e9, std::isfinite(eta) ? eta : -1.0, final ? "true" : "false");
     std::fflush(log_);
   }
   last_items_ = c.items;

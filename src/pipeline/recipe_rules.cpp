@@ -81,13 +81,15 @@ RecipeRules RecipeRules::read_file(const std::string& path, uint64_t seed) {
         for (const auto& f : rule) {
           std::string k = f.first.as<std::string>();
           if (k == "match") {
-            if (f.second.IsScalar()) rr.patterns.push_back(f.second.as<std::string>());
+            if (f.second.IsScalar())
+              rr.patterns.push_back(f.second.as<std::string>());
             else if (f.second.IsSequence())
               for (const auto& p : f.second) {
                 if (!p.IsScalar()) throw fail(at + ": 'match' entries must be strings");
                 rr.patterns.push_back(p.as<std::string>());
               }
-            else throw fail(at + ": 'match' must be a glob or a list of globs");
+            else
+              throw fail(at + ": 'match' must be a glob or a list of globs");
           } else if (k == "recipe") {
             rr.recipe = recipe_of(f.second, at);
             has_recipe = true;
