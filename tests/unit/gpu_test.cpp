@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <cstring>
+#include <thread>
 
 #include "src/codec/bitdelta.h"
 #include "src/codec/codec.h"
@@ -339,6 +340,12 @@ TEST(GpuHost, OpeningADeviceSaysWhyThereIsNone) {
   EXPECT_EQ(gpu::parse_device("cuda"), gpu::Device::Cuda);
   EXPECT_THROW(gpu::parse_device("gpu"), Error);
   EXPECT_EQ(gpu::open_device(gpu::Device::Cpu), nullptr);
+  gpu::DevicePool cpu(gpu::Device::Cpu);  // the CPU's pool: no device, leases of nullptr
+  EXPECT_FALSE(cpu.gpu());
+  EXPECT_EQ(cpu.take().get(), nullptr);
+  if (!why.empty()) {
+    EXPECT_THROW(gpu::DevicePool pool(gpu::Device::Cuda), Error);
+  }
 }
 
 // --- on a GPU ---------------------------------------------------------------------------------
@@ -417,6 +424,28 @@ TEST(GpuDevice, DareKeptIsTheHostReference) {
   std::memcpy(p.ft.data() + 2 * 16390, &inf, 2);
   EXPECT_EQ(gpu::prepare_delta_on(dev.get(), parse_recipe("dare:p=0.9", 0), p.base_view(), p.ft_view()).fallback,
             kNonFiniteDelta);
+}
+
+// Two workers' devices at once, as a job runs them: each its own stream and buffers.
+TEST(GpuDevice, PoolDevicesWorkSideBySide) {
+  DEVICE_OR_SKIP(dev);
+  gpu::DevicePool pool(gpu::Device::Cuda);
+  ASSERT_TRUE(pool.gpu());
+  const Pair p = make_tensor_pair({96, 700}, DType::BF16, 3);
+  const Recipe r = parse_recipe("dare:p=0.9", 0);
+  const Encoded want = cpu_encoding(r, p);
+  std::vector<Encoded> got(2);
+  std::vector<std::thread> workers;
+  for (int w = 0; w < 2; ++w)
+    workers.emplace_back([&, w] {
+      const gpu::DevicePool::Lease lease = pool.take();
+      for (int k = 0; k < 20; ++k) {
+        const PreparedDelta prep = gpu::prepare_delta_on(lease.get(), r, p.base_view(), p.ft_view());
+        got[w] = encode_streamed(r, p.base_view(), p.ft_view(), *prep.stream);
+      }
+    });
+  for (auto& t : workers) t.join();
+  for (const Encoded& e : got) expect_same(e, want);
 }
 
 TEST(GpuDevice, BitDeltaApplyIsTheCpuApply) {
