@@ -7,6 +7,7 @@
 #include <cstring>
 #include <cub/device/device_scan.cuh>
 #include <string>
+#include <vector>
 
 #include "src/core/error.h"
 #include "src/gpu/cuda_device.h"
@@ -232,6 +233,24 @@ struct CudaDevice::State {
       check(cudaEventRecord(staged[k], stream), what);
     }
   }
+  // A pass's per-piece error sums (err_sq then delta_sq, `pieces` each) to the host.
+  void pieces_to_host(const double* piece, uint64_t pieces, std::vector<double>& err, std::vector<double>& sq) {
+    err.resize(pieces), sq.resize(pieces);
+    to_host(err.data(), piece, pieces * 8, "copy the error sums");
+    to_host(sq.data(), piece + pieces, pieces * 8, "copy the delta sums");
+  }
+  // The non-finite flag, cleared on the stream before a pass's kernels.
+  unsigned* cleared_flag() {
+    unsigned* f = flag.as<unsigned>(1);
+    check(cudaMemsetAsync(f, 0, sizeof(unsigned), stream), "cudaMemsetAsync");
+    return f;
+  }
+  // Whether a kernel set the non-finite flag.
+  bool flag_set(const unsigned* f) {
+    unsigned bad = 0;
+    to_host(&bad, f, sizeof bad, "copy the finite flag");
+    return bad != 0;
+  }
   // Device bytes to the host, after everything queued before them on the stream.
   void to_host(void* dst, const void* src, size_t bytes, const char* what) {
     if (bytes) check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, stream), what);
@@ -295,10 +314,9 @@ BitDeltaSums CudaDevice::bitdelta_sums_resident(ElemType type, const BitDeltaLay
   float* run_abs = s.run_abs.as<float>(R);
   double* piece_sq = s.piece_sq.as<double>(Q);
   uint32_t* word_bits = s.words.as<uint32_t>(words);
-  unsigned* flag = s.flag.as<unsigned>(1);
   s.to_device(runs, l.runs.data(), (R + 1) * 8, "copy runs");
   s.to_device(pieces, l.pieces.data(), (Q + 1) * 8, "copy pieces");
-  check(cudaMemsetAsync(flag, 0, sizeof(unsigned), s.stream), "cudaMemsetAsync");
+  unsigned* flag = s.cleared_flag();
   constexpr unsigned A = BitDeltaLayout::kAbsLanes, S = BitDeltaLayout::kSqLanes;
   static_assert(kThreads % A == 0 && kThreads % S == 0);
   if (R) slice_sums_kernel<A, AbsLanes><<<blocks_for(R * A), kThreads, 0, s.stream>>>(dev, runs, R, run_abs);
@@ -309,13 +327,11 @@ BitDeltaSums CudaDevice::bitdelta_sums_resident(ElemType type, const BitDeltaLay
   out.run_abs.resize(R);
   out.piece_sq.resize(Q);
   out.signs.resize(4 * words);
-  unsigned bad = 0;
   s.to_host(out.run_abs.data(), run_abs, R * 4, "copy run sums");
   s.to_host(out.piece_sq.data(), piece_sq, Q * 8, "copy piece sums");
   s.to_host(out.signs.data(), word_bits, words * 4, "copy sign bits");
-  s.to_host(&bad, flag, sizeof bad, "copy the finite flag");
+  nonfinite = s.flag_set(flag);
   out.signs.resize((l.n + 7) / 8);  // the words' bytes are the packed stream, LSB first
-  nonfinite = bad != 0;
   return out;
 }
 
@@ -334,8 +350,7 @@ DareKept CudaDevice::dare_kept_resident(ElemType type, const DareDraw& draw, uin
   uint64_t* counts = s.counts.as<uint64_t>(words);
   uint64_t* slots = s.slots.as<uint64_t>(words);
   double* piece = s.piece_err.as<double>(2 * pieces);
-  unsigned* flag = s.flag.as<unsigned>(1);
-  check(cudaMemsetAsync(flag, 0, sizeof(unsigned), s.stream), "cudaMemsetAsync");
+  unsigned* flag = s.cleared_flag();
   DareKept k;
   if (words) {
     dare_keep_kernel<<<blocks_for(words), kThreads, 0, s.stream>>>(dev, draw, n, bits, counts, flag);
@@ -356,18 +371,13 @@ DareKept CudaDevice::dare_kept_resident(ElemType type, const DareDraw& draw, uin
     check(cudaGetLastError(), "launching the DARE kernels");
     k.positions.resize(kept);
     k.values.resize(kept * elem_bytes(type));
-    k.piece_err_sq.resize(pieces);
-    k.piece_delta_sq.resize(pieces);
     if (kept) {  // (p = 1 keeps none: no buffer to copy from)
       s.to_host(k.positions.data(), positions, kept * 8, "copy the kept positions");
       s.to_host(k.values.data(), values, k.values.size(), "copy the kept values");
     }
-    s.to_host(k.piece_err_sq.data(), piece, pieces * 8, "copy the error sums");
-    s.to_host(k.piece_delta_sq.data(), piece + pieces, pieces * 8, "copy the delta sums");
+    s.pieces_to_host(piece, pieces, k.piece_err_sq, k.piece_delta_sq);
   }
-  unsigned bad = 0;
-  s.to_host(&bad, flag, sizeof bad, "copy the finite flag");
-  nonfinite = bad != 0;
+  nonfinite = s.flag_set(flag);
   return k;
 }
 
@@ -388,8 +398,7 @@ QuantGroups CudaDevice::quant_groups_resident(ElemType type, unsigned bits, uint
   float* step = lo + groups;
   uint8_t* codes = s.values.as<uint8_t>(code_bytes);
   double* piece = s.piece_err.as<double>(2 * pieces);
-  unsigned* flag = s.flag.as<unsigned>(1);
-  check(cudaMemsetAsync(flag, 0, sizeof(unsigned), s.stream), "cudaMemsetAsync");
+  unsigned* flag = s.cleared_flag();
   QuantGroups q;
   if (n) {
     quant_group_kernel<<<blocks_for(groups), kThreads, 0, s.stream>>>(dev, n, group, bits, groups, lo, step, codes,
@@ -399,16 +408,12 @@ QuantGroups CudaDevice::quant_groups_resident(ElemType type, unsigned bits, uint
     check(cudaGetLastError(), "launching the quant kernels");
     q.codes.resize(code_bytes);
     q.mins.resize(groups), q.steps.resize(groups);
-    q.piece_err_sq.resize(pieces), q.piece_delta_sq.resize(pieces);
     s.to_host(q.codes.data(), codes, code_bytes, "copy the codes");
     s.to_host(q.mins.data(), lo, groups * 4, "copy the mins");
     s.to_host(q.steps.data(), step, groups * 4, "copy the steps");
-    s.to_host(q.piece_err_sq.data(), piece, pieces * 8, "copy the error sums");
-    s.to_host(q.piece_delta_sq.data(), piece + pieces, pieces * 8, "copy the delta sums");
+    s.pieces_to_host(piece, pieces, q.piece_err_sq, q.piece_delta_sq);
   }
-  unsigned bad = 0;
-  s.to_host(&bad, flag, sizeof bad, "copy the finite flag");
-  nonfinite = bad != 0;
+  nonfinite = s.flag_set(flag);
   return q;
 }
 

@@ -56,6 +56,18 @@ const std::vector<std::vector<uint64_t>> kShapes = {{96, 700}, {3, 40001}, {37, 
 const char* const kRecipes[] = {"bitdelta", "bitdelta:scale=row", "bitdelta:scale=group:13", "bitdelta:scale=group:128",
                                 "bitdelta:scale=group:20000"};
 
+// Every (recipe, dtype, shape) case of a recipe list, traced.
+template <size_t N, class Body>
+void for_each_case(const char* const (&recipes)[N], Body body) {
+  for (const char* recipe : recipes)
+    for (DType dt : {DType::BF16, DType::F16, DType::F32})
+      for (const auto& shape : kShapes) {
+        SCOPED_TRACE(std::string(recipe) + " " + std::string(dtype_name(dt)) + " " + std::to_string(shape[0]) + "x" +
+                     std::to_string(shape[1]));
+        body(recipe, dt, shape);
+      }
+}
+
 TEST(GpuHost, PhiloxStreamIsTheCpuStream) {
   for (uint64_t seed : {0ull, 7ull, 0x123456789abcdefull})
     for (const char* name : {"w", "model.layers.3.mlp.down_proj.weight"}) {
@@ -67,21 +79,17 @@ TEST(GpuHost, PhiloxStreamIsTheCpuStream) {
 }
 
 TEST(GpuHost, BitDeltaSumsGiveTheCpuAdapterBytes) {
-  for (const char* recipe : kRecipes)
-    for (DType dt : {DType::BF16, DType::F16, DType::F32})
-      for (const auto& shape : kShapes) {
-        SCOPED_TRACE(std::string(recipe) + " " + std::string(dtype_name(dt)) + " " + std::to_string(shape[0]) + "x" +
-                     std::to_string(shape[1]));
-        const Pair p = make_tensor_pair(shape, dt, 3);
-        const Recipe r = parse_recipe(recipe, 0);
-        const auto prm = one_level_bitdelta(r);
-        ASSERT_TRUE(prm);
-        bool nonfinite = true;
-        BitDeltaSums sums = gpu::bitdelta_sums_reference(gpu::pair_view(p.base_view(), p.ft_view()),
-                                                         bitdelta_layout(*prm, shape[0], shape[1]), nonfinite);
-        EXPECT_FALSE(nonfinite);
-        expect_same(encoding_from_sums(r, p, std::move(sums)), cpu_encoding(r, p));
-      }
+  for_each_case(kRecipes, [&](const char* recipe, DType dt, const std::vector<uint64_t>& shape) {
+    const Pair p = make_tensor_pair(shape, dt, 3);
+    const Recipe r = parse_recipe(recipe, 0);
+    const auto prm = one_level_bitdelta(r);
+    ASSERT_TRUE(prm);
+    bool nonfinite = true;
+    BitDeltaSums sums = gpu::bitdelta_sums_reference(gpu::pair_view(p.base_view(), p.ft_view()),
+                                                     bitdelta_layout(*prm, shape[0], shape[1]), nonfinite);
+    EXPECT_FALSE(nonfinite);
+    expect_same(encoding_from_sums(r, p, std::move(sums)), cpu_encoding(r, p));
+  });
 }
 
 TEST(GpuHost, NonFiniteDeltaIsFlagged) {
@@ -115,21 +123,17 @@ Encoded encoding_from_kept(const Recipe& r, const Pair& p, DareKept kept) {
 }
 
 TEST(GpuHost, DareKeptGivesTheCpuAdapterBytes) {
-  for (const char* recipe : kDareRecipes)
-    for (DType dt : {DType::BF16, DType::F16, DType::F32})
-      for (const auto& shape : kShapes) {
-        SCOPED_TRACE(std::string(recipe) + " " + std::string(dtype_name(dt)) + " " + std::to_string(shape[0]) + "x" +
-                     std::to_string(shape[1]));
-        const Pair p = make_tensor_pair(shape, dt, 3);
-        const Recipe r = parse_recipe(recipe, 0);
-        const auto prm = dare_alone(r);
-        ASSERT_TRUE(prm);
-        bool nonfinite = true;
-        DareKept kept = gpu::dare_kept_reference(gpu::pair_view(p.base_view(), p.ft_view()), gpu::dare_draw(*prm, "w"),
-                                                 shape[0] * shape[1], nonfinite);
-        EXPECT_FALSE(nonfinite);
-        expect_same(encoding_from_kept(r, p, std::move(kept)), cpu_encoding(r, p));
-      }
+  for_each_case(kDareRecipes, [&](const char* recipe, DType dt, const std::vector<uint64_t>& shape) {
+    const Pair p = make_tensor_pair(shape, dt, 3);
+    const Recipe r = parse_recipe(recipe, 0);
+    const auto prm = dare_alone(r);
+    ASSERT_TRUE(prm);
+    bool nonfinite = true;
+    DareKept kept = gpu::dare_kept_reference(gpu::pair_view(p.base_view(), p.ft_view()), gpu::dare_draw(*prm, "w"),
+                                             shape[0] * shape[1], nonfinite);
+    EXPECT_FALSE(nonfinite);
+    expect_same(encoding_from_kept(r, p, std::move(kept)), cpu_encoding(r, p));
+  });
 }
 
 TEST(GpuHost, DareNonFiniteDeltaIsFlagged) {
@@ -151,23 +155,22 @@ TEST(GpuHost, OnlyDareAloneTakesTheDareDevicePass) {
 
 // decode_add_stored (the CPU's apply) against the per-entry function the apply kernel runs.
 TEST(GpuHost, BitDeltaApplyGivesTheCpuBytes) {
-  for (const char* recipe : kRecipes)
-    for (DType dt : {DType::BF16, DType::F16, DType::F32})
-      for (const auto& shape : kShapes)
-        for (float alpha : {1.0f, 0.5f, -1.25f}) {
-          SCOPED_TRACE(std::string(recipe) + " " + std::string(dtype_name(dt)) + " alpha " + std::to_string(alpha));
-          const Pair p = make_tensor_pair(shape, dt, 9);
-          const Encoded e = cpu_encoding(parse_recipe(recipe, 0), p);
-          std::vector<uint8_t> cpu(p.base.size()), ref(p.base.size());
-          const EncodedSource src(e);
-          const StoredTensor st{e.attrs, src, "test"};
-          decode_add_stored(st, p.base_view(), alpha, cpu);
-          const auto b = stored_one_level_bitdelta({e.attrs, "test"}, src, shape[0], shape[1]);
-          ASSERT_TRUE(b);
-          gpu::bitdelta_apply_reference(gpu::elem_type(dt), p.base, b->signs, b->scales, gpu::unit_map_of(*b, shape[1]),
-                                        alpha, ref);
-          EXPECT_EQ(ref, cpu);
-        }
+  for_each_case(kRecipes, [&](const char* recipe, DType dt, const std::vector<uint64_t>& shape) {
+    for (float alpha : {1.0f, 0.5f, -1.25f}) {
+      SCOPED_TRACE("alpha " + std::to_string(alpha));
+      const Pair p = make_tensor_pair(shape, dt, 9);
+      const Encoded e = cpu_encoding(parse_recipe(recipe, 0), p);
+      std::vector<uint8_t> cpu(p.base.size()), ref(p.base.size());
+      const EncodedSource src(e);
+      const StoredTensor st{e.attrs, src, "test"};
+      decode_add_stored(st, p.base_view(), alpha, cpu);
+      const auto b = stored_one_level_bitdelta({e.attrs, "test"}, src, shape[0], shape[1]);
+      ASSERT_TRUE(b);
+      gpu::bitdelta_apply_reference(gpu::elem_type(dt), p.base, b->signs, b->scales, gpu::unit_map_of(*b, shape[1]),
+                                    alpha, ref);
+      EXPECT_EQ(ref, cpu);
+    }
+  });
 }
 
 const char* const kQuantRecipes[] = {"quant:bits=4", "quant:bits=2,group=64", "quant:bits=3,group=8",
@@ -188,41 +191,36 @@ Pair quant_pair(const std::vector<uint64_t>& shape, DType dt, uint32_t seed) {
 }
 
 TEST(GpuHost, QuantGroupsGiveTheCpuAdapterBytes) {
-  for (const char* recipe : kQuantRecipes)
-    for (DType dt : {DType::BF16, DType::F16, DType::F32})
-      for (const auto& shape : kShapes) {
-        SCOPED_TRACE(std::string(recipe) + " " + std::string(dtype_name(dt)) + " " + std::to_string(shape[0]) + "x" +
-                     std::to_string(shape[1]));
-        const Pair p = quant_pair(shape, dt, 3);
-        const Recipe r = parse_recipe(recipe, 0);
-        const auto prm = quant_alone(r);
-        ASSERT_TRUE(prm);
-        const uint64_t n = shape[0] * shape[1];
-        bool nonfinite = true;
-        QuantGroups g = gpu::quant_groups_reference(gpu::pair_view(p.base_view(), p.ft_view()), prm->bits, prm->group,
-                                                    n, nonfinite);
-        EXPECT_FALSE(nonfinite);
-        auto enc = quant_encoder_from_groups(*prm, n, std::move(g));
-        expect_same(encode_streamed(r, p.base_view(), p.ft_view(), *enc), cpu_encoding(r, p));
-      }
+  for_each_case(kQuantRecipes, [&](const char* recipe, DType dt, const std::vector<uint64_t>& shape) {
+    const Pair p = quant_pair(shape, dt, 3);
+    const Recipe r = parse_recipe(recipe, 0);
+    const auto prm = quant_alone(r);
+    ASSERT_TRUE(prm);
+    const uint64_t n = shape[0] * shape[1];
+    bool nonfinite = true;
+    QuantGroups g =
+        gpu::quant_groups_reference(gpu::pair_view(p.base_view(), p.ft_view()), prm->bits, prm->group, n, nonfinite);
+    EXPECT_FALSE(nonfinite);
+    auto enc = quant_encoder_from_groups(*prm, n, std::move(g));
+    expect_same(encode_streamed(r, p.base_view(), p.ft_view(), *enc), cpu_encoding(r, p));
+  });
 }
 
 TEST(GpuHost, QuantApplyGivesTheCpuBytes) {
-  for (const char* recipe : kQuantRecipes)
-    for (DType dt : {DType::BF16, DType::F16, DType::F32})
-      for (const auto& shape : kShapes)
-        for (float alpha : {1.0f, -1.25f}) {
-          SCOPED_TRACE(std::string(recipe) + " " + std::string(dtype_name(dt)) + " alpha " + std::to_string(alpha));
-          const Pair p = quant_pair(shape, dt, 9);
-          const Encoded e = cpu_encoding(parse_recipe(recipe, 0), p);
-          std::vector<uint8_t> cpu(p.base.size()), ref(p.base.size());
-          const EncodedSource src(e);
-          decode_add_stored({e.attrs, src, "test"}, p.base_view(), alpha, cpu);
-          const auto q = stored_quant_alone({e.attrs, "test"}, src, shape[0] * shape[1]);
-          ASSERT_TRUE(q);
-          gpu::quant_apply_reference(gpu::elem_type(dt), p.base, *q, alpha, ref);
-          EXPECT_EQ(ref, cpu);
-        }
+  for_each_case(kQuantRecipes, [&](const char* recipe, DType dt, const std::vector<uint64_t>& shape) {
+    for (float alpha : {1.0f, -1.25f}) {
+      SCOPED_TRACE("alpha " + std::to_string(alpha));
+      const Pair p = quant_pair(shape, dt, 9);
+      const Encoded e = cpu_encoding(parse_recipe(recipe, 0), p);
+      std::vector<uint8_t> cpu(p.base.size()), ref(p.base.size());
+      const EncodedSource src(e);
+      decode_add_stored({e.attrs, src, "test"}, p.base_view(), alpha, cpu);
+      const auto q = stored_quant_alone({e.attrs, "test"}, src, shape[0] * shape[1]);
+      ASSERT_TRUE(q);
+      gpu::quant_apply_reference(gpu::elem_type(dt), p.base, *q, alpha, ref);
+      EXPECT_EQ(ref, cpu);
+    }
+  });
 }
 
 TEST(GpuHost, OnlyQuantAloneInBlocksTakesTheQuantDevicePass) {
@@ -279,21 +277,20 @@ TEST(GpuHost, CombineGivesTheCpuBits) {
 }
 
 TEST(GpuHost, DareApplyGivesTheCpuBytes) {
-  for (const char* recipe : kDareRecipes)
-    for (DType dt : {DType::BF16, DType::F16, DType::F32})
-      for (const auto& shape : kShapes)
-        for (float alpha : {1.0f, 0.5f, -1.25f}) {
-          SCOPED_TRACE(std::string(recipe) + " " + std::string(dtype_name(dt)) + " alpha " + std::to_string(alpha));
-          const Pair p = make_tensor_pair(shape, dt, 9);
-          const Encoded e = cpu_encoding(parse_recipe(recipe, 0), p);
-          std::vector<uint8_t> cpu(p.base.size()), ref(p.base.size());
-          const EncodedSource src(e);
-          decode_add_stored({e.attrs, src, "test"}, p.base_view(), alpha, cpu);
-          const auto d = stored_dare_alone({e.attrs, "test"}, src, shape[0] * shape[1], dt);
-          ASSERT_TRUE(d);
-          gpu::dare_apply_reference(gpu::elem_type(dt), p.base, d->positions, d->values, alpha, ref);
-          EXPECT_EQ(ref, cpu);
-        }
+  for_each_case(kDareRecipes, [&](const char* recipe, DType dt, const std::vector<uint64_t>& shape) {
+    for (float alpha : {1.0f, 0.5f, -1.25f}) {
+      SCOPED_TRACE("alpha " + std::to_string(alpha));
+      const Pair p = make_tensor_pair(shape, dt, 9);
+      const Encoded e = cpu_encoding(parse_recipe(recipe, 0), p);
+      std::vector<uint8_t> cpu(p.base.size()), ref(p.base.size());
+      const EncodedSource src(e);
+      decode_add_stored({e.attrs, src, "test"}, p.base_view(), alpha, cpu);
+      const auto d = stored_dare_alone({e.attrs, "test"}, src, shape[0] * shape[1], dt);
+      ASSERT_TRUE(d);
+      gpu::dare_apply_reference(gpu::elem_type(dt), p.base, d->positions, d->values, alpha, ref);
+      EXPECT_EQ(ref, cpu);
+    }
+  });
 }
 
 TEST(GpuHost, StoredDareAloneOnly) {
@@ -361,29 +358,25 @@ std::unique_ptr<gpu::CudaDevice> device_or_skip() {
 
 TEST(GpuDevice, BitDeltaSumsAreTheHostReference) {
   DEVICE_OR_SKIP(dev);
-  for (const char* recipe : kRecipes)
-    for (DType dt : {DType::BF16, DType::F16, DType::F32})
-      for (const auto& shape : kShapes) {
-        SCOPED_TRACE(std::string(recipe) + " " + std::string(dtype_name(dt)));
-        const Pair p = make_tensor_pair(shape, dt, 3);
-        const auto prm = one_level_bitdelta(parse_recipe(recipe, 0));
-        const BitDeltaLayout layout = bitdelta_layout(*prm, shape[0], shape[1]);
-        bool bad_ref = true, bad_dev = true;
-        const BitDeltaSums ref =
-            gpu::bitdelta_sums_reference(gpu::pair_view(p.base_view(), p.ft_view()), layout, bad_ref);
-        const BitDeltaSums got = dev->bitdelta_sums(gpu::pair_view(p.base_view(), p.ft_view()), layout, bad_dev);
-        EXPECT_EQ(bad_dev, bad_ref);
-        EXPECT_EQ(got.signs, ref.signs);
-        ASSERT_EQ(got.run_abs.size(), ref.run_abs.size());
-        EXPECT_EQ(0, std::memcmp(got.run_abs.data(), ref.run_abs.data(), 4 * ref.run_abs.size()));
-        ASSERT_EQ(got.piece_sq.size(), ref.piece_sq.size());
-        EXPECT_EQ(0, std::memcmp(got.piece_sq.data(), ref.piece_sq.data(), 8 * ref.piece_sq.size()));
-        // and so the adapter's bytes through the device pass
-        const Recipe r = parse_recipe(recipe, 0);
-        const PreparedDelta prep = gpu::prepare_delta_on(dev.get(), r, p.base_view(), p.ft_view());
-        ASSERT_TRUE(prep.stream);
-        expect_same(encode_streamed(r, p.base_view(), p.ft_view(), *prep.stream), cpu_encoding(r, p));
-      }
+  for_each_case(kRecipes, [&](const char* recipe, DType dt, const std::vector<uint64_t>& shape) {
+    const Pair p = make_tensor_pair(shape, dt, 3);
+    const auto prm = one_level_bitdelta(parse_recipe(recipe, 0));
+    const BitDeltaLayout layout = bitdelta_layout(*prm, shape[0], shape[1]);
+    bool bad_ref = true, bad_dev = true;
+    const BitDeltaSums ref = gpu::bitdelta_sums_reference(gpu::pair_view(p.base_view(), p.ft_view()), layout, bad_ref);
+    const BitDeltaSums got = dev->bitdelta_sums(gpu::pair_view(p.base_view(), p.ft_view()), layout, bad_dev);
+    EXPECT_EQ(bad_dev, bad_ref);
+    EXPECT_EQ(got.signs, ref.signs);
+    ASSERT_EQ(got.run_abs.size(), ref.run_abs.size());
+    EXPECT_EQ(0, std::memcmp(got.run_abs.data(), ref.run_abs.data(), 4 * ref.run_abs.size()));
+    ASSERT_EQ(got.piece_sq.size(), ref.piece_sq.size());
+    EXPECT_EQ(0, std::memcmp(got.piece_sq.data(), ref.piece_sq.data(), 8 * ref.piece_sq.size()));
+    // and so the adapter's bytes through the device pass
+    const Recipe r = parse_recipe(recipe, 0);
+    const PreparedDelta prep = gpu::prepare_delta_on(dev.get(), r, p.base_view(), p.ft_view());
+    ASSERT_TRUE(prep.stream);
+    expect_same(encode_streamed(r, p.base_view(), p.ft_view(), *prep.stream), cpu_encoding(r, p));
+  });
 }
 
 TEST(GpuDevice, NonFiniteDeltaIsFlagged) {
@@ -397,28 +390,25 @@ TEST(GpuDevice, NonFiniteDeltaIsFlagged) {
 
 TEST(GpuDevice, DareKeptIsTheHostReference) {
   DEVICE_OR_SKIP(dev);
-  for (const char* recipe : kDareRecipes)
-    for (DType dt : {DType::BF16, DType::F16, DType::F32})
-      for (const auto& shape : kShapes) {
-        SCOPED_TRACE(std::string(recipe) + " " + std::string(dtype_name(dt)));
-        const Pair p = make_tensor_pair(shape, dt, 3);
-        const Recipe r = parse_recipe(recipe, 0);
-        const gpu::DareDraw draw = gpu::dare_draw(*dare_alone(r), "w");
-        const gpu::PairView pv = gpu::pair_view(p.base_view(), p.ft_view());
-        bool bad_ref = true, bad_dev = true;
-        const DareKept ref = gpu::dare_kept_reference(pv, draw, shape[0] * shape[1], bad_ref);
-        const DareKept got = dev->dare_kept(pv, draw, shape[0] * shape[1], bad_dev);
-        EXPECT_EQ(bad_dev, bad_ref);
-        EXPECT_EQ(got.positions, ref.positions);
-        EXPECT_EQ(got.values, ref.values);
-        ASSERT_EQ(got.piece_err_sq.size(), ref.piece_err_sq.size());
-        EXPECT_EQ(0, std::memcmp(got.piece_err_sq.data(), ref.piece_err_sq.data(), 8 * ref.piece_err_sq.size()));
-        EXPECT_EQ(0, std::memcmp(got.piece_delta_sq.data(), ref.piece_delta_sq.data(), 8 * ref.piece_delta_sq.size()));
-        // and so the adapter's bytes through the device pass
-        const PreparedDelta prep = gpu::prepare_delta_on(dev.get(), r, p.base_view(), p.ft_view());
-        ASSERT_TRUE(prep.stream);
-        expect_same(encode_streamed(r, p.base_view(), p.ft_view(), *prep.stream), cpu_encoding(r, p));
-      }
+  for_each_case(kDareRecipes, [&](const char* recipe, DType dt, const std::vector<uint64_t>& shape) {
+    const Pair p = make_tensor_pair(shape, dt, 3);
+    const Recipe r = parse_recipe(recipe, 0);
+    const gpu::DareDraw draw = gpu::dare_draw(*dare_alone(r), "w");
+    const gpu::PairView pv = gpu::pair_view(p.base_view(), p.ft_view());
+    bool bad_ref = true, bad_dev = true;
+    const DareKept ref = gpu::dare_kept_reference(pv, draw, shape[0] * shape[1], bad_ref);
+    const DareKept got = dev->dare_kept(pv, draw, shape[0] * shape[1], bad_dev);
+    EXPECT_EQ(bad_dev, bad_ref);
+    EXPECT_EQ(got.positions, ref.positions);
+    EXPECT_EQ(got.values, ref.values);
+    ASSERT_EQ(got.piece_err_sq.size(), ref.piece_err_sq.size());
+    EXPECT_EQ(0, std::memcmp(got.piece_err_sq.data(), ref.piece_err_sq.data(), 8 * ref.piece_err_sq.size()));
+    EXPECT_EQ(0, std::memcmp(got.piece_delta_sq.data(), ref.piece_delta_sq.data(), 8 * ref.piece_delta_sq.size()));
+    // and so the adapter's bytes through the device pass
+    const PreparedDelta prep = gpu::prepare_delta_on(dev.get(), r, p.base_view(), p.ft_view());
+    ASSERT_TRUE(prep.stream);
+    expect_same(encode_streamed(r, p.base_view(), p.ft_view(), *prep.stream), cpu_encoding(r, p));
+  });
   Pair p = make_tensor_pair({4, 4100}, DType::BF16, 5);
   const uint16_t inf = 0xff80;
   std::memcpy(p.ft.data() + 2 * 16390, &inf, 2);
@@ -448,57 +438,51 @@ TEST(GpuDevice, PoolDevicesWorkSideBySide) {
   for (const Encoded& e : got) expect_same(e, want);
 }
 
-TEST(GpuDevice, BitDeltaApplyIsTheCpuApply) {
+// The device's apply of what the CPU stored for each case, against the CPU's apply.
+template <size_t N, class Make>
+void expect_device_apply_is_cpu(gpu::CudaDevice& dev, const char* const (&recipes)[N], Make make, float alpha) {
+  for_each_case(recipes, [&](const char* recipe, DType dt, const std::vector<uint64_t>& shape) {
+    const Pair p = make(shape, dt, 9);
+    const Encoded e = cpu_encoding(parse_recipe(recipe, 0), p);
+    std::vector<uint8_t> cpu(p.base.size()), got(p.base.size());
+    const EncodedSource src(e);
+    const StoredTensor st{e.attrs, src, "test"};
+    decode_add_stored(st, p.base_view(), alpha, cpu);
+    gpu::decode_add_on(&dev, st, p.base_view(), alpha, got);
+    EXPECT_EQ(got, cpu);
+  });
+}
+
+TEST(GpuDevice, ApplyIsTheCpuApply) {
   DEVICE_OR_SKIP(dev);
-  for (const char* recipe : kRecipes)
-    for (DType dt : {DType::BF16, DType::F16, DType::F32})
-      for (const auto& shape : kShapes) {
-        SCOPED_TRACE(std::string(recipe) + " " + std::string(dtype_name(dt)));
-        const Pair p = make_tensor_pair(shape, dt, 9);
-        const Encoded e = cpu_encoding(parse_recipe(recipe, 0), p);
-        std::vector<uint8_t> cpu(p.base.size()), got(p.base.size());
-        const EncodedSource src(e);
-        const StoredTensor st{e.attrs, src, "test"};
-        decode_add_stored(st, p.base_view(), 0.5f, cpu);
-        gpu::decode_add_on(dev.get(), st, p.base_view(), 0.5f, got);
-        EXPECT_EQ(got, cpu);
-      }
+  expect_device_apply_is_cpu(*dev, kRecipes, make_tensor_pair, 0.5f);
+  expect_device_apply_is_cpu(*dev, kDareRecipes, make_tensor_pair, -1.25f);
+  expect_device_apply_is_cpu(*dev, kQuantRecipes, quant_pair, -1.25f);
 }
 
 TEST(GpuDevice, QuantGroupsAreTheHostReference) {
   DEVICE_OR_SKIP(dev);
-  for (const char* recipe : kQuantRecipes)
-    for (DType dt : {DType::BF16, DType::F16, DType::F32})
-      for (const auto& shape : kShapes) {
-        SCOPED_TRACE(std::string(recipe) + " " + std::string(dtype_name(dt)));
-        const Pair p = quant_pair(shape, dt, 3);
-        const Recipe r = parse_recipe(recipe, 0);
-        const QuantParams prm = *quant_alone(r);
-        const gpu::PairView pv = gpu::pair_view(p.base_view(), p.ft_view());
-        const uint64_t n = shape[0] * shape[1];
-        bool bad_ref = true, bad_dev = true;
-        const QuantGroups ref = gpu::quant_groups_reference(pv, prm.bits, prm.group, n, bad_ref);
-        const QuantGroups got = dev->quant_groups(pv, prm.bits, prm.group, n, bad_dev);
-        EXPECT_EQ(bad_dev, bad_ref);
-        EXPECT_EQ(got.codes, ref.codes);
-        ASSERT_EQ(got.mins.size(), ref.mins.size());
-        EXPECT_EQ(0, std::memcmp(got.mins.data(), ref.mins.data(), 4 * ref.mins.size()));
-        EXPECT_EQ(0, std::memcmp(got.steps.data(), ref.steps.data(), 4 * ref.steps.size()));
-        ASSERT_EQ(got.piece_err_sq.size(), ref.piece_err_sq.size());
-        EXPECT_EQ(0, std::memcmp(got.piece_err_sq.data(), ref.piece_err_sq.data(), 8 * ref.piece_err_sq.size()));
-        EXPECT_EQ(0, std::memcmp(got.piece_delta_sq.data(), ref.piece_delta_sq.data(), 8 * ref.piece_delta_sq.size()));
-        const PreparedDelta prep = gpu::prepare_delta_on(dev.get(), r, p.base_view(), p.ft_view());
-        ASSERT_TRUE(prep.stream);
-        expect_same(encode_streamed(r, p.base_view(), p.ft_view(), *prep.stream), cpu_encoding(r, p));
-        // and its apply
-        const Encoded e = cpu_encoding(r, p);
-        std::vector<uint8_t> cpu(p.base.size()), applied(p.base.size());
-        const EncodedSource src(e);
-        const StoredTensor st{e.attrs, src, "test"};
-        decode_add_stored(st, p.base_view(), -1.25f, cpu);
-        gpu::decode_add_on(dev.get(), st, p.base_view(), -1.25f, applied);
-        EXPECT_EQ(applied, cpu);
-      }
+  for_each_case(kQuantRecipes, [&](const char* recipe, DType dt, const std::vector<uint64_t>& shape) {
+    const Pair p = quant_pair(shape, dt, 3);
+    const Recipe r = parse_recipe(recipe, 0);
+    const QuantParams prm = *quant_alone(r);
+    const gpu::PairView pv = gpu::pair_view(p.base_view(), p.ft_view());
+    const uint64_t n = shape[0] * shape[1];
+    bool bad_ref = true, bad_dev = true;
+    const QuantGroups ref = gpu::quant_groups_reference(pv, prm.bits, prm.group, n, bad_ref);
+    const QuantGroups got = dev->quant_groups(pv, prm.bits, prm.group, n, bad_dev);
+    EXPECT_EQ(bad_dev, bad_ref);
+    EXPECT_EQ(got.codes, ref.codes);
+    ASSERT_EQ(got.mins.size(), ref.mins.size());
+    EXPECT_EQ(0, std::memcmp(got.mins.data(), ref.mins.data(), 4 * ref.mins.size()));
+    EXPECT_EQ(0, std::memcmp(got.steps.data(), ref.steps.data(), 4 * ref.steps.size()));
+    ASSERT_EQ(got.piece_err_sq.size(), ref.piece_err_sq.size());
+    EXPECT_EQ(0, std::memcmp(got.piece_err_sq.data(), ref.piece_err_sq.data(), 8 * ref.piece_err_sq.size()));
+    EXPECT_EQ(0, std::memcmp(got.piece_delta_sq.data(), ref.piece_delta_sq.data(), 8 * ref.piece_delta_sq.size()));
+    const PreparedDelta prep = gpu::prepare_delta_on(dev.get(), r, p.base_view(), p.ft_view());
+    ASSERT_TRUE(prep.stream);
+    expect_same(encode_streamed(r, p.base_view(), p.ft_view(), *prep.stream), cpu_encoding(r, p));
+  });
 }
 
 TEST(GpuDevice, CombineIsTheHostReference) {
@@ -519,23 +503,6 @@ TEST(GpuDevice, CombineIsTheHostReference) {
       gpu::combine_on(nullptr, merge_method(method), a, cpu);
       EXPECT_EQ(0, std::memcmp(got.data(), cpu.data(), 4 * n));
     }
-}
-
-TEST(GpuDevice, DareApplyIsTheCpuApply) {
-  DEVICE_OR_SKIP(dev);
-  for (const char* recipe : kDareRecipes)
-    for (DType dt : {DType::BF16, DType::F16, DType::F32})
-      for (const auto& shape : kShapes) {
-        SCOPED_TRACE(std::string(recipe) + " " + std::string(dtype_name(dt)));
-        const Pair p = make_tensor_pair(shape, dt, 9);
-        const Encoded e = cpu_encoding(parse_recipe(recipe, 0), p);
-        std::vector<uint8_t> cpu(p.base.size()), got(p.base.size());
-        const EncodedSource src(e);
-        const StoredTensor st{e.attrs, src, "test"};
-        decode_add_stored(st, p.base_view(), -1.25f, cpu);
-        gpu::decode_add_on(dev.get(), st, p.base_view(), -1.25f, got);
-        EXPECT_EQ(got, cpu);
-      }
 }
 
 }  // namespace
