@@ -42,7 +42,9 @@ void read_elements(const TensorView& t, uint64_t first, uint64_t count, uint8_t*
 void decode_to_f32(DType dtype, std::span<const uint8_t> bytes, uint64_t first, std::span<float> out) {
   const size_t n = out.size();
   switch (dtype) {
-    case DType::F32: std::memcpy(out.data(), bytes.data() + first * 4, n * 4); return;
+    case DType::F32:
+      if (n) std::memcpy(out.data(), bytes.data() + first * 4, n * 4);  // an empty span's data() may be null
+      return;
     case DType::BF16: {
       const uint8_t* p = bytes.data() + first * 2;
       for (size_t i = 0; i < n; ++i) {
@@ -68,7 +70,9 @@ void decode_to_f32(DType dtype, std::span<const uint8_t> bytes, uint64_t first, 
 void encode_from_f32(DType dtype, std::span<const float> in, std::span<uint8_t> out) {
   const size_t n = in.size();
   switch (dtype) {
-    case DType::F32: std::memcpy(out.data(), in.data(), n * 4); return;
+    case DType::F32:
+      if (n) std::memcpy(out.data(), in.data(), n * 4);
+      return;
     case DType::BF16:
       for (size_t i = 0; i < n; ++i) {
         uint16_t h = f32_to_bf16(in[i]);
