@@ -1,6 +1,5 @@
 #include "src/gpu/device_codec.h"
 
-#include <algorithm>
 #include <stdexcept>
 
 #include "src/codec/bitdelta.h"
@@ -40,56 +39,41 @@ void DevicePool::give_back(std::unique_ptr<CudaDevice> dev) {
 }
 
 namespace {
-// DARE alone on the device: what it kept, coded into the adapter's parts on the host.
-PreparedDelta prepare_dare_on(CudaDevice& dev, const DareParams& prm, const Recipe& r, const TensorView& base,
-                              const TensorView& ft) {
+// A device's fused pass after the CPU's comparison: `pass` runs it and returns the encoder of
+// its results, setting its flag where δ had a NaN/Inf entry (then raw stands in, as on the CPU).
+template <class Pass>
+PreparedDelta on_device(const Recipe& r, const TensorView& base, const TensorView& ft, Pass pass) {
   PreparedDelta p = compare_pair(r, base, ft);
   if (!p.lossy(r)) return p;
-  const uint64_t n = ft.numel();
   bool nonfinite = false;
-  DareKept kept = dev.dare_kept(pair_view(base, ft), dare_draw(prm, ft.name), n, nonfinite);
+  std::unique_ptr<BlockEncoder> enc = pass(nonfinite);
   if (nonfinite)
     p.fallback = kNonFiniteDelta;
   else
-    p.stream = dare_encoder_from_kept(prm, ft.dtype, n, std::move(kept));
-  return p;
-}
-
-// Quant alone on the device: the groups' ranges, codes and error, stored on the host.
-PreparedDelta prepare_quant_on(CudaDevice& dev, const QuantParams& prm, const Recipe& r, const TensorView& base,
-                               const TensorView& ft) {
-  PreparedDelta p = compare_pair(r, base, ft);
-  if (!p.lossy(r)) return p;
-  const uint64_t n = ft.numel();
-  bool nonfinite = false;
-  QuantGroups groups = dev.quant_groups(pair_view(base, ft), prm.bits, prm.group, n, nonfinite);
-  if (nonfinite)
-    p.fallback = kNonFiniteDelta;
-  else
-    p.stream = quant_encoder_from_groups(prm, n, std::move(groups));
+    p.stream = std::move(enc);
   return p;
 }
 }  // namespace
 
 PreparedDelta prepare_delta_on(CudaDevice* dev, const Recipe& r, const TensorView& base, const TensorView& ft) {
-  const bool device_pass = dev && dtype_is_float_decodable(ft.dtype) && ft.numel() > 0;
-  if (const std::optional<DareParams> dare = dare_alone(r); device_pass && dare)
-    return prepare_dare_on(*dev, *dare, r, base, ft);
-  if (const std::optional<QuantParams> quant = quant_alone(r); device_pass && quant)
-    return prepare_quant_on(*dev, *quant, r, base, ft);
-  const std::optional<BitDeltaParams> prm = one_level_bitdelta(r);
-  if (!dev || !prm || !dtype_is_float_decodable(ft.dtype) || ft.numel() == 0) return prepare_delta(r, base, ft);
-  PreparedDelta p = compare_pair(r, base, ft);
-  if (!p.lossy(r)) return p;
+  if (!dev || !dtype_is_float_decodable(ft.dtype) || ft.numel() == 0) return prepare_delta(r, base, ft);
   const uint64_t n = ft.numel(), cols = ft.shape.empty() ? 1 : ft.shape.back();
-  const BitDeltaLayout layout = bitdelta_layout(*prm, n / cols, cols);
-  bool nonfinite = false;
-  BitDeltaSums sums = dev->bitdelta_sums(pair_view(base, ft), layout, nonfinite);
-  if (nonfinite)
-    p.fallback = kNonFiniteDelta;
-  else
-    p.stream = bitdelta_encoder_from_sums(*prm, layout, std::move(sums));
-  return p;
+  const PairView pair = pair_view(base, ft);
+  if (const std::optional<DareParams> dare = dare_alone(r))  // the kept entries and the error
+    return on_device(r, base, ft, [&](bool& bad) {
+      return dare_encoder_from_kept(*dare, ft.dtype, n, dev->dare_kept(pair, dare_draw(*dare, ft.name), n, bad));
+    });
+  if (const std::optional<QuantParams> quant = quant_alone(r))  // the groups' ranges, codes and error
+    return on_device(r, base, ft, [&](bool& bad) {
+      return quant_encoder_from_groups(*quant, n, dev->quant_groups(pair, quant->bits, quant->group, n, bad));
+    });
+  if (const std::optional<BitDeltaParams> prm = one_level_bitdelta(r)) {  // the statistics
+    const BitDeltaLayout layout = bitdelta_layout(*prm, n / cols, cols);
+    return on_device(r, base, ft, [&](bool& bad) {
+      return bitdelta_encoder_from_sums(*prm, layout, dev->bitdelta_sums(pair, layout, bad));
+    });
+  }
+  return prepare_delta(r, base, ft);
 }
 
 void decode_add_on(CudaDevice* dev, const StoredTensor& st, const TensorView& base, float alpha,
