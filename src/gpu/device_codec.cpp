@@ -16,8 +16,6 @@ Device parse_device(const std::string& name) {
   throw Error(ErrorCode::Usage, "", "--device must be cpu or cuda, not \"" + name + "\"");
 }
 
-std::unique_ptr<CudaDevice> open_device(Device d) { return d == Device::Cuda ? CudaDevice::open() : nullptr; }
-
 DevicePool::DevicePool(Device d) {
   if (d != Device::Cuda) return;
   for (unsigned k = 0; k < kWorkersPerGpu; ++k) free_.push_back(CudaDevice::open());

@@ -15,9 +15,6 @@ namespace deltakit::gpu {
 // Where a job computes (`--device cpu|cuda`).
 enum class Device { Cpu, Cuda };
 Device parse_device(const std::string& name);  // throws Error(Usage) for another name
-// The device a job asked for, opened: nullptr for the CPU; throws Error(Device) saying why a GPU
-// cannot be used.
-std::unique_ptr<CudaDevice> open_device(Device d);
 
 // One CudaDevice per worker of a job, each with its own stream and buffers, so that on one GPU a
 // worker's copies overlap another's kernels. A worker takes one for as long as it computes and
@@ -25,8 +22,8 @@ std::unique_ptr<CudaDevice> open_device(Device d);
 class DevicePool {
  public:
   static constexpr unsigned kWorkersPerGpu = 2;
-  // kWorkersPerGpu devices for --device cuda (throws Error(Device) as open_device), none for the
-  // CPU; a job runs at most that many workers on them.
+  // kWorkersPerGpu devices for --device cuda (throws Error(Device) saying why a GPU cannot be
+  // used), none for the CPU; a job runs at most that many workers on them.
   explicit DevicePool(Device d);
   bool gpu() const { return size_ > 0; }
 
