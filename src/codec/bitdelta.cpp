@@ -612,6 +612,9 @@ class BitDeltaStage final : public Stage {
   std::unique_ptr<BlockEncoder> block_encoder(uint64_t rows, uint64_t cols) const override {
     return bitdelta_block_encoder(p_, rows, cols);
   }
+  std::unique_ptr<CherryCoder> cherry_coder(uint64_t rows, uint64_t cols) const override {
+    return bitdelta_cherry_coder(p_, rows, cols);
+  }
 
  private:
   BitDeltaParams p_;

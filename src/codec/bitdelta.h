@@ -34,6 +34,10 @@ struct BitDeltaParams {
 void bitdelta_encode(const BitDeltaParams& prm, const ValueStream& s, Encoded& out);
 // Its block form for a dense rows × cols stream with nothing skipped (one level only; else nullptr).
 std::unique_ptr<BlockEncoder> bitdelta_block_encoder(const BitDeltaParams& prm, uint64_t rows, uint64_t cols);
+// Its side of a cherry's fused pass over a dense rows × cols stream (one level only; else
+// nullptr): src/codec/cherry_stream.h.
+class CherryCoder;
+std::unique_ptr<CherryCoder> bitdelta_cherry_coder(const BitDeltaParams& prm, uint64_t rows, uint64_t cols);
 // The same stream a range at a time, holding only the stored bits and scales.
 std::unique_ptr<RangeDecoder> bitdelta_decoder(const AttrReader& attrs, const PartSource& src, uint64_t count,
                                                std::span<const uint64_t> row_offsets);

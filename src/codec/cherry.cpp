@@ -13,19 +13,27 @@ uint64_t cherry_count(double frac, uint64_t unit) {
 std::vector<float> cherry_scores(std::span<const float> delta, std::span<const float> recon, uint64_t cols,
                                  const Importance& imp) {
   std::vector<float> score(delta.size());
+  cherry_scores_into(delta, recon, 0, cols, imp, score.data());
+  return score;
+}
+
+void cherry_scores_into(std::span<const float> delta, std::span<const float> recon, uint64_t first, uint64_t cols,
+                        const Importance& imp, float* score) {
   const uint64_t n = delta.size();
   // one loop per kind of importance, so the common ones vectorize
   switch (imp.kind) {
-    case Importance::Kind::PerElement:
-      for (uint64_t i = 0; i < n; ++i) score[i] = imp.h[i] * (delta[i] - recon[i]) * (delta[i] - recon[i]);
+    case Importance::Kind::PerElement: {
+      const float* h = imp.h.data() + first;
+      for (uint64_t i = 0; i < n; ++i) score[i] = h[i] * (delta[i] - recon[i]) * (delta[i] - recon[i]);
       break;
+    }
     case Importance::Kind::PerColumn:
-      for (uint64_t i = 0; i < n; ++i) score[i] = imp.h[i % cols] * (delta[i] - recon[i]) * (delta[i] - recon[i]);
+      for (uint64_t i = 0, c = first % cols; i < n; ++i, c = c + 1 == cols ? 0 : c + 1)
+        score[i] = imp.h[c] * (delta[i] - recon[i]) * (delta[i] - recon[i]);
       break;
     case Importance::Kind::None:
       for (uint64_t i = 0; i < n; ++i) score[i] = 1.0f * (delta[i] - recon[i]) * (delta[i] - recon[i]);
   }
-  return score;
 }
 
 std::vector<uint64_t> cherry_select(const CherryParams& prm, std::span<const float> delta, std::span<const float> recon,

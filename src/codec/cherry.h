@@ -35,6 +35,9 @@ uint64_t cherry_count(double frac, uint64_t unit);  // ceil(frac · unit), at mo
 // s_i = H_ii · (δ_i − δ̂_i)², the one definition both the per-tensor and the model-wide paths use.
 std::vector<float> cherry_scores(std::span<const float> delta, std::span<const float> reconstruction, uint64_t cols,
                                  const Importance& imp);
+// The same for the entries [first, first + delta.size()) of a tensor with `cols` columns, into out.
+void cherry_scores_into(std::span<const float> delta, std::span<const float> reconstruction, uint64_t first,
+                        uint64_t cols, const Importance& imp, float* out);
 // Sorted positions of the kept entries (per row or per tensor; scope=model goes through
 // select_by_cut in src/codec/score_cut.h instead).
 std::vector<uint64_t> cherry_select(const CherryParams& prm, std::span<const float> delta,

@@ -6,6 +6,7 @@
 #include <set>
 #include <type_traits>
 
+#include "src/codec/cherry_stream.h"
 #include "src/codec/stage.h"
 #include "src/codec/tensor_codec.h"
 #include "src/core/error.h"
@@ -16,12 +17,13 @@ namespace deltakit {
 
 namespace {
 // The coder of a recipe that can take this tensor's δ a block at a time: one value coder over the
-// dense tensor or one sparsifier, no cherry (which needs the whole chain's reconstruction), a
-// block form.
+// dense tensor or one sparsifier with a block form, or a value coder with a cherry whose
+// selection can stream (src/codec/cherry_stream.h).
 std::unique_ptr<BlockEncoder> block_encoder_for(const Recipe& r, const TensorView& ft) {
-  if (r.cherry || r.chain.size() != 1) return nullptr;
   const uint64_t n = ft.numel(), cols = ft.shape.empty() ? 1 : ft.shape.back();
   if (n == 0 || cols == 0) return nullptr;
+  if (r.cherry) return cherry_block_encoder(r, ft.dtype, n / cols, cols);
+  if (r.chain.size() != 1) return nullptr;
   const Stage& s = *r.chain[0];
   if (s.role() == StageRole::ValueCoder) return s.block_encoder(n / cols, cols);
   if (s.role() == StageRole::Sparsifier) return s.sparse_block_encoder(ft.name, ft.dtype, n);
@@ -108,7 +110,9 @@ bool for_each_delta_block(PairWindow& win, uint64_t n, DType dtype, const BlockE
 }
 }  // namespace
 
-Encoded encode_streamed(const Recipe& r, const TensorView& base, const TensorView& ft, BlockEncoder& enc) {
+Encoded encode_streamed(const Recipe& r, const TensorView& base, const TensorView& ft, BlockEncoder& enc,
+                        const Importance& importance, const ScoreCut* cut) {
+  if (auto* cherry = dynamic_cast<CherryBlockEncoder*>(&enc)) cherry->select_with(importance, cut);
   if (enc.second_pass()) {
     PairWindow win(base, ft, /*track=*/false);
     for_each_delta_block(win, ft.numel(), ft.dtype, enc,
@@ -119,6 +123,17 @@ Encoded encode_streamed(const Recipe& r, const TensorView& base, const TensorVie
   e.attrs["recipe"] = r.canonical();  // after the coder's own, as encode_chain stores them
   e.attrs["codec"] = r.codec_names();
   return e;
+}
+
+std::vector<float> streamed_cherry_scores(const TensorView& base, const TensorView& ft, BlockEncoder& enc,
+                                          const Importance& importance) {
+  auto& cherry = dynamic_cast<CherryBlockEncoder&>(enc);
+  std::vector<float> scores(ft.numel());
+  PairWindow win(base, ft, /*track=*/false);
+  for_each_delta_block(win, ft.numel(), ft.dtype, enc, [&](uint64_t first, std::span<const float> d) {
+    cherry.scores(first, d, importance, scores.data() + first);
+  });
+  return scores;
 }
 
 PreparedDelta compare_pair(const Recipe& r, const TensorView& base, const TensorView& ft) {

@@ -58,8 +58,14 @@ struct TensorPair {
   std::string where;              // names the tensor in errors ("out.h5: tensor 'x'")
 };
 
-// The fused pass's second half: δ's blocks from the pair again, encoded by prepared.stream.
-Encoded encode_streamed(const Recipe& r, const TensorView& base, const TensorView& ft, BlockEncoder& enc);
+// The fused pass's second half: δ's blocks from the pair again, encoded by prepared.stream (a
+// cherry's selection takes the importance and, for scope=model, the cut).
+Encoded encode_streamed(const Recipe& r, const TensorView& base, const TensorView& ft, BlockEncoder& enc,
+                        const Importance& importance = {}, const ScoreCut* cut = nullptr);
+// A cherry recipe's scores for the model-wide cut, from its fused pass's encoder (prepared.stream)
+// after the statistics: one more read of δ's blocks.
+std::vector<float> streamed_cherry_scores(const TensorView& base, const TensorView& ft, BlockEncoder& enc,
+                                          const Importance& importance);
 
 // The lossy chain's view of a pair: its prepared δ, importance, threads and cut.
 TensorDelta chain_input(const TensorPair& t);

@@ -92,6 +92,21 @@ inline void encode_in_blocks(BlockEncoder& enc, std::span<const float> values, E
   enc.finish(out);
 }
 
+// A value coder's side of a cherry's fused pass (Stage::cherry_coder, src/codec/cherry_stream.h):
+// its statistics pass, its reconstruction after it, and the refit with the cherries left out.
+class CherryCoder {
+ public:
+  virtual ~CherryCoder() = default;
+  virtual uint64_t block_end(uint64_t first) const = 0;
+  virtual void stats(uint64_t first, std::span<const float> block) = 0;
+  // δ̂ of the chain alone over the block's entries (after every block's stats)
+  virtual void reconstruct(uint64_t first, std::span<const float> block, float* recon) = 0;
+  // every entry once, in index order: kept[k] != 0 where a cherry took entry first + k
+  virtual void refit(uint64_t first, std::span<const float> block, std::span<const uint8_t> kept) = 0;
+  // parts and attributes; err_sq over the entries not kept, delta_sq over all
+  virtual void finish(Encoded& e) = 0;
+};
+
 class Stage {
  public:
   virtual ~Stage() = default;
@@ -122,6 +137,8 @@ class Stage {
   // The same for a dense rows × cols stream with nothing skipped, block by block; nullptr where
   // this coder has no block form.
   virtual std::unique_ptr<BlockEncoder> block_encoder(uint64_t /*rows*/, uint64_t /*cols*/) const { return nullptr; }
+  // Its side of a cherry's fused pass over a dense rows × cols stream; nullptr where it has none.
+  virtual std::unique_ptr<CherryCoder> cherry_coder(uint64_t /*rows*/, uint64_t /*cols*/) const { return nullptr; }
   virtual std::vector<float> decode_values(const AttrReader& a, const PartSource& src, uint64_t count,
                                            std::span<const uint64_t> row_offsets) const;
   // The same values a range at a time, held in the coder's stored form (the default holds

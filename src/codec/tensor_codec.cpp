@@ -5,6 +5,7 @@
 #include <stdexcept>
 
 #include "src/codec/bits.h"
+#include "src/codec/cherry_stream.h"
 #include "src/codec/stage.h"
 #include "src/core/error.h"
 #include "src/core/half.h"
@@ -197,6 +198,19 @@ uint64_t model_scope_budget(const Recipe& r, uint64_t total) {
 std::vector<float> model_scope_scores(const Recipe& r, const TensorDelta& t) {
   if (r.cherry && r.cherry->scope_model) {
     const Geometry g = geometry(t.shape);
+    if (auto enc = cherry_block_encoder(r, t.dtype, g.rows, g.cols)) {  // the fused pass's scores
+      std::vector<float> scores(g.n);
+      for (int pass = 0; pass < 2; ++pass)
+        for (uint64_t first = 0, end; first < g.n; first = end) {
+          end = enc->block_end(first);
+          const std::span<const float> block = t.delta.subspan(first, end - first);
+          if (pass == 0)
+            enc->stats(first, block);
+          else
+            enc->scores(first, block, t.importance, scores.data() + first);
+        }
+      return scores;
+    }
     return cherry_scores(t.delta, chain_reconstruction(r, t), g.cols, t.importance);
   }
   std::vector<float> mag(t.delta.size());
@@ -208,6 +222,14 @@ Encoded encode_tensor(const Recipe& r, const TensorDelta& t) {
   if (!r.cherry) return encode_chain(r, t, t.delta, {});
   const Geometry g = geometry(t.shape);
   const ValueType vt = value_type_for(t.dtype);
+  if (auto enc = cherry_block_encoder(r, t.dtype, g.rows, g.cols)) {  // the fused pass's form, over δ in memory
+    enc->select_with(t.importance, t.cut);
+    Encoded e;
+    encode_in_blocks(*enc, t.delta, e);
+    e.attrs["recipe"] = r.canonical();
+    e.attrs["codec"] = r.codec_names();
+    return e;
+  }
   // pass 1: what the chain alone reconstructs, to score against
   std::vector<float> recon = chain_reconstruction(r, t);
   std::vector<uint64_t> kept;
@@ -233,9 +255,14 @@ Encoded encode_tensor(const Recipe& r, const TensorDelta& t) {
   std::vector<float> vals;
   vals.reserve(kept.size());
   for (uint64_t p : kept) vals.push_back(t.delta[p]);
-  add_positions(e, "cherry", kept, g.n);
-  e.add({"cherry.values", vt.kind, {kept.size()}, store_values(vt, vals), vt.encoding});
+  add_cherry_parts(e, kept, vals, g.n, vt);
   return e;
+}
+
+void add_cherry_parts(Encoded& e, std::span<const uint64_t> kept, std::span<const float> values, uint64_t n,
+                      const ValueType& vt) {
+  add_positions(e, "cherry", kept, n);
+  e.add({"cherry.values", vt.kind, {kept.size()}, store_values(vt, values), vt.encoding});
 }
 
 namespace {

@@ -35,6 +35,11 @@ Encoded encode_tensor(const Recipe& r, const TensorDelta& t);
 // and the part "<prefix>.positions".
 void store_positions(Encoded& e, const std::string& prefix, CodedPositions c, uint64_t count);
 
+// A cherry's parts: "cherry.positions" (with its attributes) and "cherry.values" in the value type,
+// after the chain's parts.
+void add_cherry_parts(Encoded& e, std::span<const uint64_t> kept, std::span<const float> values, uint64_t n,
+                      const ValueType& vt);
+
 // `where` prefixes errors ("adapter.h5: tensor 'x'"). Throws Error(AdapterInvalid) on anything
 // inconsistent, including a non-finite decoded value.
 std::vector<float> decode_tensor(const Json& attrs, const PartSource& src, const std::vector<uint64_t>& shape,

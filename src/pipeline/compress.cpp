@@ -128,7 +128,10 @@ struct CompressJob {
       auto scores_of = [&](size_t j) {
         PreparedTensor p = prepare(pool[j]);
         std::vector<float> s;
-        if (p.lossy()) s = model_scope_scores(*p.recipe, chain_input(p.pair(names[pool[j]], threads)));
+        if (p.lossy() && p.prepared.stream)  // a cherry's fused pass: its scores, one more read
+          s = streamed_cherry_scores(p.bv, p.fv, *p.prepared.stream, p.pair(names[pool[j]], threads).importance);
+        else if (p.lossy())
+          s = model_scope_scores(*p.recipe, chain_input(p.pair(names[pool[j]], threads)));
         release(pool[j]);
         ++scored;
         scored_bytes += bytes[j];

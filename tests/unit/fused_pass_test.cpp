@@ -121,8 +121,9 @@ TEST(FusedPass, NonFiniteDeltaFallsBackToRawAndOtherRecipesKeepTheWholeDelta) {
   const PreparedDelta prep = prepare_delta(bd, base, ft);
   EXPECT_FALSE(prep.stream);
   EXPECT_NE(prep.fallback.find("NaN/Inf"), std::string::npos);
-  for (const char* other : {"bitdelta:levels=2", "bitdelta + cherry:frac=0.01", "dare:p=0.5>bitdelta",
-                            "quant:bits=3,group=50", "quant:bits=4,group=32768"}) {
+  for (const char* other :
+       {"bitdelta:levels=2", "bitdelta + cherry:frac=0.01,per=tensor", "quant:bits=4 + cherry:frac=0.01",
+        "dare:p=0.5>bitdelta", "quant:bits=3,group=50", "quant:bits=4,group=32768"}) {
     const Pair q = make_pair(64 * 300, DType::F32, 4);
     const TensorView b2{"w", DType::F32, {64, 300}, q.base}, f2{"w", DType::F32, {64, 300}, q.ft};
     const Recipe r = parse_recipe(other, 7);

@@ -1,0 +1,60 @@
+// A cherry recipe's fused pass (algorithms.md §3, src/codec/codec.h): the same bytes encode_tensor
+// stores for `coder + cherry`, from δ a block at a time in two passes and no tensor-sized buffer:
+//   1. the coder's statistics: what the chain alone reconstructs, δ̂_i, is known after it;
+//   2. per block, the scores s_i = H_ii·(δ_i − δ̂_i)² and the selection — by the model-wide cut
+//      in index order (scope=model) or the top k of each row once the row is whole (per=row) —
+//      then the coder's refit fed every entry in index order with whether a cherry took it.
+// The error comes out of the same passes (the coder's closed form over the entries it keeps, and
+// the cherries' own rounding), so nothing is decoded again. per=tensor (a cut over one tensor's
+// scores needs two more passes) and chains without a cherry coder keep the whole-δ path.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "src/codec/cherry.h"
+#include "src/codec/codec_types.h"
+#include "src/codec/score_cut.h"
+#include "src/codec/stage.h"
+
+namespace deltakit {
+
+struct Recipe;  // src/codec/recipe.h
+
+class CherryBlockEncoder final : public BlockEncoder {
+ public:
+  CherryBlockEncoder(const CherryParams& prm, DType dtype, uint64_t rows, uint64_t cols,
+                     std::unique_ptr<CherryCoder> coder);
+  // Before the second pass: the importance and, for scope=model, the cut (copied: it is spent).
+  void select_with(const Importance& imp, const ScoreCut* cut);
+
+  uint64_t block_end(uint64_t first) const override { return coder_->block_end(first); }
+  void stats(uint64_t first, std::span<const float> block) override { coder_->stats(first, block); }
+  void encode(uint64_t first, std::span<const float> block) override;
+  void finish(Encoded& e) override;
+  // The scores alone (for the model-wide cut), after the statistics pass: out holds block.size().
+  void scores(uint64_t first, std::span<const float> block, const Importance& imp, float* out);
+
+ private:
+  void take_row();  // the buffered row is whole: its top k, then the refit over it
+
+  CherryParams prm_;
+  ValueType vt_;
+  uint64_t rows_, cols_, n_;
+  std::unique_ptr<CherryCoder> coder_;
+  Importance imp_;
+  ScoreCut cut_;
+  std::vector<float> recon_, score_;
+  std::vector<uint8_t> kept_flags_;
+  std::vector<float> row_delta_, row_score_;  // per=row: the row being filled
+  uint64_t row_first_ = 0;
+  std::vector<uint64_t> kept_;  // positions, ascending
+  std::vector<float> kept_values_;
+};
+
+// The fused form of a cherry recipe over this dense rows × cols tensor; nullptr where it has none.
+std::unique_ptr<CherryBlockEncoder> cherry_block_encoder(const Recipe& r, DType dtype, uint64_t rows, uint64_t cols);
+
+}  // namespace deltakit
