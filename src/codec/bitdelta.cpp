@@ -141,6 +141,10 @@ void encode_one_level(const ValueStream& s, std::span<const uint64_t> units, std
 }
 }  // namespace
 
+float refit_scale(double unit_abs, double skipped_abs, uint64_t count) {
+  return count ? static_cast<float>(std::max(0.0, unit_abs - skipped_abs) / static_cast<double>(count)) : 0.0f;
+}
+
 namespace {
 // One level's scales and closed-form error from per-unit Σ|δ| and Σδ² (the block encoder's, or a
 // device's: bitdelta_encoder_from_sums), then its parts.
@@ -205,6 +209,8 @@ class BitDeltaBlockEncoder final : public BlockEncoder {
   void encode(uint64_t, std::span<const float>) override {}
 
   void finish(Encoded& out) override { finish_one_level(prm_, n_, units_, abs_, sq_, std::move(signs_), out); }
+  std::span<const double> unit_abs() const { return abs_; }
+  std::span<const double> unit_sq() const { return sq_; }
 
  private:
   static constexpr uint64_t kBlock = BitDeltaLayout::kSqPiece;  // a multiple of sum_abs_into's runs
@@ -295,6 +301,11 @@ std::unique_ptr<BlockEncoder> bitdelta_encoder_from_sums(const BitDeltaParams& p
   return std::make_unique<BitDeltaSumsEncoder>(prm, layout, std::move(sums));
 }
 
+BitDeltaUnitSums bitdelta_unit_sums(const BlockEncoder& enc) {
+  const auto& e = dynamic_cast<const BitDeltaBlockEncoder&>(enc);
+  return {e.unit_abs(), e.unit_sq()};
+}
+
 std::unique_ptr<BlockEncoder> bitdelta_block_encoder(const BitDeltaParams& prm, uint64_t rows, uint64_t cols) {
   if (prm.levels != 1) return nullptr;
   return std::make_unique<BitDeltaBlockEncoder>(
@@ -320,12 +331,12 @@ void bitdelta_encode(const BitDeltaParams& prm, const ValueStream& s, Encoded& o
   } else {
     for (uint64_t u = 0; u < U; ++u) {
       const uint64_t b = units[u], e = units[u + 1];
-      if (M == 1) {
-        double sum = 0;
-        uint64_t cnt = 0;
+      if (M == 1) {  // the unit's Σ|δ| as the block encoder sums it, less the skipped entries'
+        double skipped = 0;
+        uint64_t cnt = e - b;
         for (uint64_t i = b; i < e; ++i)
-          if (!s.skip[i]) sum += std::fabs(s.values[i]), ++cnt;
-        scales[u] = cnt ? static_cast<float>(sum / static_cast<double>(cnt)) : 0.0f;
+          if (s.skip[i]) skipped += std::fabs(s.values[i]), --cnt;
+        scales[u] = refit_scale(sum_abs(s.values.subspan(b, e - b)), skipped, cnt);
         continue;
       }
       std::vector<std::pair<float, uint64_t>> mags;

@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <span>
 
 #include "src/codec/bitdelta_layout.h"
 #include "src/codec/codec_types.h"
@@ -34,6 +35,15 @@ struct BitDeltaParams {
 void bitdelta_encode(const BitDeltaParams& prm, const ValueStream& s, Encoded& out);
 // Its block form for a dense rows × cols stream with nothing skipped (one level only; else nullptr).
 std::unique_ptr<BlockEncoder> bitdelta_block_encoder(const BitDeltaParams& prm, uint64_t rows, uint64_t cols);
+// Per unit Σ|δ| (summed in the block encoder's float runs) and Σδ², once that encoder's statistics
+// pass is done (views into it).
+struct BitDeltaUnitSums {
+  std::span<const double> abs, sq;
+};
+BitDeltaUnitSums bitdelta_unit_sums(const BlockEncoder& enc);
+// A unit's one-level scale with some entries skipped (a cherry's): mean |δ| over the other
+// `count`, as the unit's Σ|δ| less the skipped entries' (a cherry coder needs no pass over the rest).
+float refit_scale(double unit_abs, double skipped_abs, uint64_t count);
 // Its side of a cherry's fused pass over a dense rows × cols stream (one level only; else
 // nullptr): src/codec/cherry_stream.h.
 class CherryCoder;

@@ -1,8 +1,9 @@
 // One-level BitDelta's side of a cherry's fused pass (src/codec/cherry_stream.h). Its statistics
 // pass is plain BitDelta's block encoder, so the chain alone's scales — what the cherries are
 // scored against — and the sign bits are those bitdelta stores. The refit is bitdelta_encode's
-// with a skip mask: per unit, Σ|δ| over the entries no cherry took, in index order in one double,
-// over their count; its error is the closed form Σδ² − 2sΣ|δ| + m·s² over those same entries.
+// with a skip mask (refit_scale): per unit, its Σ|δ| less the cherries', over the count left, so
+// only the cherries are visited; the error is the closed form Σδ² − 2sΣ|δ| + m·s² over the
+// entries no cherry took, from the unit's sums less the cherries'.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -21,9 +22,9 @@ class BitDeltaCherryCoder final : public CherryCoder {
   BitDeltaCherryCoder(const BitDeltaParams& prm, uint64_t rows, uint64_t cols)
       : chain_(bitdelta_block_encoder(prm, rows, cols)),
         units_(unit_offsets(prm.scale, prm.group, rows * cols, dense_row_offsets(rows, cols))),
-        abs_(units_.size() - 1, 0.0),
-        sq_(units_.size() - 1, 0.0),
-        count_(units_.size() - 1, 0) {
+        kept_abs_(units_.size() - 1, 0.0),
+        kept_sq_(units_.size() - 1, 0.0),
+        kept_count_(units_.size() - 1, 0) {
     if (!chain_ || chain_->second_pass()) throw std::logic_error("bitdelta_cherry_coder: one level, one pass");
   }
 
@@ -38,28 +39,27 @@ class BitDeltaCherryCoder final : public CherryCoder {
     });
   }
 
-  void refit(uint64_t first, std::span<const float> block, std::span<const uint8_t> kept) override {
-    for_units(first, block.size(), [&](uint64_t u, uint64_t b, uint64_t e) {
-      double a = abs_[u], q = sq_[u];
-      uint64_t c = count_[u];
-      for (uint64_t i = b; i < e; ++i) {
-        if (kept[i - first]) continue;
-        const float v = block[i - first];
-        a += std::fabs(v), q += static_cast<double>(v) * v, ++c;
-      }
-      abs_[u] = a, sq_[u] = q, count_[u] = c;
-    });
+  void refit(uint64_t /*first*/, std::span<const float> /*block*/, std::span<const uint64_t> kept,
+             std::span<const float> kept_values) override {
+    for (size_t j = 0; j < kept.size(); ++j) {  // index order: the sums bitdelta_encode makes
+      const uint64_t u = unit_of(kept[j]);
+      const float v = kept_values[j];
+      kept_abs_[u] += std::fabs(v), kept_sq_[u] += static_cast<double>(v) * v, ++kept_count_[u];
+    }
   }
 
   void finish(Encoded& e) override {
     if (!alone_done_) finish_alone();
+    const BitDeltaUnitSums sums = bitdelta_unit_sums(*chain_);
     const uint64_t U = units_.size() - 1;
     std::vector<float> scales(U);
     double err_sq = 0;
     for (uint64_t u = 0; u < U; ++u) {
-      scales[u] = count_[u] ? static_cast<float>(abs_[u] / static_cast<double>(count_[u])) : 0.0f;
-      const double s = scales[u];
-      err_sq += std::max(0.0, sq_[u] - 2 * s * abs_[u] + static_cast<double>(count_[u]) * s * s);
+      const uint64_t m = units_[u + 1] - units_[u] - kept_count_[u];
+      scales[u] = refit_scale(sums.abs[u], kept_abs_[u], m);
+      const double s = scales[u], a = std::max(0.0, sums.abs[u] - kept_abs_[u]);
+      const double q = std::max(0.0, sums.sq[u] - kept_sq_[u]);
+      err_sq += std::max(0.0, q - 2 * s * a + static_cast<double>(m) * s * s);
     }
     e.attrs = alone_.attrs;  // bitdelta.scale, .group, .levels, .units: the same unit layout
     for (Part& p : alone_.parts) {
@@ -70,12 +70,14 @@ class BitDeltaCherryCoder final : public CherryCoder {
   }
 
  private:
+  uint64_t unit_of(uint64_t i) const {
+    return static_cast<uint64_t>(std::upper_bound(units_.begin(), units_.end(), i) - units_.begin()) - 1;
+  }
   // fn(u, b, e) over the pieces of [first, first + m) inside one unit each, in order
   template <class Fn>
   void for_units(uint64_t first, uint64_t m, Fn fn) {
     for (uint64_t i = first, end = first + m; i < end;) {
-      const uint64_t u = static_cast<uint64_t>(std::upper_bound(units_.begin(), units_.end(), i) - units_.begin()) - 1;
-      const uint64_t e = std::min(end, units_[u + 1]);
+      const uint64_t u = unit_of(i), e = std::min(end, units_[u + 1]);
       fn(u, i, e);
       i = e;
     }
@@ -93,8 +95,8 @@ class BitDeltaCherryCoder final : public CherryCoder {
 
   std::unique_ptr<BlockEncoder> chain_;
   std::vector<uint64_t> units_;
-  std::vector<double> abs_, sq_;  // over the entries no cherry took
-  std::vector<uint64_t> count_;
+  std::vector<double> kept_abs_, kept_sq_;  // per unit, over the cherries
+  std::vector<uint64_t> kept_count_;
   Encoded alone_;
   bool alone_done_ = false;
   std::vector<float> scales_;  // the chain alone's

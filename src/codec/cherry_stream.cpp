@@ -1,7 +1,7 @@
 #include "src/codec/cherry_stream.h"
 
 #include <algorithm>
-#include <numeric>
+#include <bit>
 #include <stdexcept>
 
 #include "src/codec/recipe.h"
@@ -30,47 +30,98 @@ void CherryBlockEncoder::encode(uint64_t first, std::span<const float> block) {
   score_.resize(m);
   scores(first, block, imp_, score_.data());
   if (prm_.scope_model) {  // every key asked once, in index order, as select_by_cut asks them
-    kept_flags_.assign(m, 0);
-    for (uint64_t k = 0; k < m; ++k)
-      if (cut_.keep(score_key(score_[k]))) {
-        kept_flags_[k] = 1;
-        kept_.push_back(first + k);
-        kept_values_.push_back(block[k]);
-      }
-    coder_->refit(first, block, kept_flags_);
+    const size_t before = kept_.size();
+    uint64_t k = 0;
+    // 16 keys at a time are first asked whether any reaches the threshold: below it keep() is
+    // false and spends nothing, so a cut that keeps 1% skips almost every group
+    for (; k + 16 <= m; k += 16) {
+      uint32_t any = 0;
+      for (uint64_t l = 0; l < 16; ++l) any |= score_key(score_[k + l]) >= cut_.threshold;
+      if (any)
+        for (uint64_t l = 0; l < 16; ++l) keep_if(cut_.keep(score_key(score_[k + l])), first + k + l, block[k + l]);
+    }
+    for (; k < m; ++k) keep_if(cut_.keep(score_key(score_[k])), first + k, block[k]);
+    refit_since(before, first, block);
     return;
   }
-  // per=row: fill the row; a whole row is selected, then refitted (rows come in order)
+  // per=row: whole rows inside the block are selected where they lie; a row across blocks is
+  // gathered first (rows come in order)
   for (uint64_t k = 0; k < m;) {
+    if (row_delta_.empty() && m - k >= cols_) {
+      take_row(first + k, block.subspan(k, cols_), std::span<const float>(score_).subspan(k, cols_));
+      k += cols_;
+      continue;
+    }
     const uint64_t take = std::min(m - k, cols_ - row_delta_.size());
+    if (row_delta_.empty()) row_first_ = first + k;
     row_delta_.insert(row_delta_.end(), block.begin() + k, block.begin() + k + take);
     row_score_.insert(row_score_.end(), score_.begin() + k, score_.begin() + k + take);
     k += take;
-    if (row_delta_.size() == cols_) take_row();
+    if (row_delta_.size() == cols_) {
+      take_row(row_first_, row_delta_, row_score_);
+      row_delta_.clear();
+      row_score_.clear();
+    }
   }
 }
 
-void CherryBlockEncoder::take_row() {
-  // the row's top k by score, ties toward the lower index (cherry_select's order)
-  const uint64_t L = row_delta_.size(), k = cherry_count(prm_.frac, L);
-  std::vector<uint64_t> idx(L);
-  std::iota(idx.begin(), idx.end(), uint64_t{0});
-  const auto higher = [&](uint64_t a, uint64_t b) {
-    return row_score_[a] != row_score_[b] ? row_score_[a] > row_score_[b] : a < b;
-  };
-  if (k < L) std::nth_element(idx.begin(), idx.begin() + static_cast<std::ptrdiff_t>(k), idx.end(), higher);
-  idx.resize(k);
-  std::sort(idx.begin(), idx.end());
-  kept_flags_.assign(L, 0);
-  for (uint64_t i : idx) {
-    kept_flags_[i] = 1;
-    kept_.push_back(row_first_ + i);
-    kept_values_.push_back(row_delta_[i]);
+namespace {
+// A non-negative score's bits, which order as the scores do (integer compares vectorize where
+// float ones, under the default trapping-math, do not).
+inline uint32_t key_of(float s) { return std::bit_cast<uint32_t>(s); }
+
+// the largest key of v[0..n) in 16 lanes; n > 0
+uint32_t max_key(const float* v, uint64_t n) {
+  uint32_t lane[16] = {};
+  uint64_t i = 0;
+  for (; i + 16 <= n; i += 16)
+    for (uint64_t l = 0; l < 16; ++l) lane[l] = std::max(lane[l], key_of(v[i + l]));
+  for (; i < n; ++i) lane[0] = std::max(lane[0], key_of(v[i]));
+  uint32_t m = 0;
+  for (uint32_t x : lane) m = std::max(m, x);
+  return m;
+}
+}  // namespace
+
+void CherryBlockEncoder::take_row(uint64_t first, std::span<const float> delta, std::span<const float> score) {
+  // The row's top k by score, ties toward the lower index (cherry_select's order). The smallest
+  // of the maxima of k disjoint chunks is a floor: those are k distinct entries, so the k-th
+  // largest score is at least it. Only entries at or above the floor (a few times k) are ranked.
+  const uint64_t L = delta.size(), k = cherry_count(prm_.frac, L);
+  const size_t before = kept_.size();
+  if (k > 0) {
+    uint32_t floor = UINT32_MAX;
+    for (uint64_t c = 0; c < k; ++c) {
+      const uint64_t b = c * L / k, e = (c + 1) * L / k;
+      floor = std::min(floor, max_key(score.data() + b, e - b));
+    }
+    cand_.clear();
+    uint64_t i = 0;
+    for (; i + 16 <= L; i += 16) {
+      uint32_t any = 0;
+      for (uint64_t l = 0; l < 16; ++l) any |= key_of(score[i + l]) >= floor;
+      if (any)
+        for (uint64_t l = 0; l < 16; ++l)
+          if (key_of(score[i + l]) >= floor) cand_.push_back({score[i + l], static_cast<uint32_t>(i + l)});
+    }
+    for (; i < L; ++i)
+      if (key_of(score[i]) >= floor) cand_.push_back({score[i], static_cast<uint32_t>(i)});
+    if (cand_.size() > k) {
+      const auto better = [](const std::pair<float, uint32_t>& a, const std::pair<float, uint32_t>& b) {
+        return a.first != b.first ? a.first > b.first : a.second < b.second;
+      };
+      std::nth_element(cand_.begin(), cand_.begin() + static_cast<std::ptrdiff_t>(k), cand_.end(), better);
+      cand_.resize(k);
+    }
+    std::sort(cand_.begin(), cand_.end(), [](const auto& a, const auto& b) { return a.second < b.second; });
+    for (const auto& [s, j] : cand_) keep_if(true, first + j, delta[j]);
   }
-  coder_->refit(row_first_, row_delta_, kept_flags_);
-  row_first_ += L;
-  row_delta_.clear();
-  row_score_.clear();
+  refit_since(before, first, delta);
+}
+
+void CherryBlockEncoder::refit_since(size_t before, uint64_t first, std::span<const float> block) {
+  coder_->refit(first, block, std::span<const uint64_t>(kept_).subspan(before),
+                std::span<const float>(kept_values_).subspan(before));
 }
 
 void CherryBlockEncoder::finish(Encoded& e) {
@@ -91,7 +142,7 @@ void CherryBlockEncoder::finish(Encoded& e) {
 std::unique_ptr<CherryBlockEncoder> cherry_block_encoder(const Recipe& r, DType dtype, uint64_t rows, uint64_t cols) {
   if (!r.cherry || r.chain.size() != 1 || r.chain[0]->role() != StageRole::ValueCoder) return nullptr;
   if (!r.cherry->scope_model && !r.cherry->per_row) return nullptr;  // per=tensor: the whole-δ path
-  if (rows == 0 || cols == 0) return nullptr;
+  if (rows == 0 || cols == 0 || cols > UINT32_MAX) return nullptr;
   std::unique_ptr<CherryCoder> coder = r.chain[0]->cherry_coder(rows, cols);
   if (!coder) return nullptr;
   return std::make_unique<CherryBlockEncoder>(*r.cherry, dtype, rows, cols, std::move(coder));

@@ -38,7 +38,15 @@ class CherryBlockEncoder final : public BlockEncoder {
   void scores(uint64_t first, std::span<const float> block, const Importance& imp, float* out);
 
  private:
-  void take_row();  // the buffered row is whole: its top k, then the refit over it
+  // a whole row (per=row): its top k, then the coder's refit over it
+  void take_row(uint64_t first, std::span<const float> delta, std::span<const float> score);
+  void keep_if(bool keep, uint64_t position, float value) {
+    if (!keep) return;
+    kept_.push_back(position);
+    kept_values_.push_back(value);
+  }
+  // the coder's refit over a block, with the cherries taken since kept_[before]
+  void refit_since(size_t before, uint64_t first, std::span<const float> block);
 
   CherryParams prm_;
   ValueType vt_;
@@ -47,10 +55,10 @@ class CherryBlockEncoder final : public BlockEncoder {
   Importance imp_;
   ScoreCut cut_;
   std::vector<float> recon_, score_;
-  std::vector<uint8_t> kept_flags_;
-  std::vector<float> row_delta_, row_score_;  // per=row: the row being filled
+  std::vector<float> row_delta_, row_score_;  // per=row: a row that runs across blocks
   uint64_t row_first_ = 0;
-  std::vector<uint64_t> kept_;  // positions, ascending
+  std::vector<std::pair<float, uint32_t>> cand_;  // per=row: the row's entries that may be kept
+  std::vector<uint64_t> kept_;                    // positions, ascending
   std::vector<float> kept_values_;
 };
 

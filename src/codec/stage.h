@@ -101,8 +101,10 @@ class CherryCoder {
   virtual void stats(uint64_t first, std::span<const float> block) = 0;
   // δ̂ of the chain alone over the block's entries (after every block's stats)
   virtual void reconstruct(uint64_t first, std::span<const float> block, float* recon) = 0;
-  // every entry once, in index order: kept[k] != 0 where a cherry took entry first + k
-  virtual void refit(uint64_t first, std::span<const float> block, std::span<const uint8_t> kept) = 0;
+  // every block once, in index order, with the positions (ascending, inside the block) and δ of
+  // the entries cherries took from it
+  virtual void refit(uint64_t first, std::span<const float> block, std::span<const uint64_t> kept,
+                     std::span<const float> kept_values) = 0;
   // parts and attributes; err_sq over the entries not kept, delta_sq over all
   virtual void finish(Encoded& e) = 0;
 };
