@@ -125,15 +125,16 @@ Encoded encode_streamed(const Recipe& r, const TensorView& base, const TensorVie
   return e;
 }
 
-std::vector<float> streamed_cherry_scores(const TensorView& base, const TensorView& ft, BlockEncoder& enc,
-                                          const Importance& importance) {
+void streamed_cherry_scores(const TensorView& base, const TensorView& ft, BlockEncoder& enc,
+                            const Importance& importance, const std::function<void(std::span<const float>)>& visit) {
   auto& cherry = dynamic_cast<CherryBlockEncoder&>(enc);
-  std::vector<float> scores(ft.numel());
+  std::vector<float> scores;
   PairWindow win(base, ft, /*track=*/false);
   for_each_delta_block(win, ft.numel(), ft.dtype, enc, [&](uint64_t first, std::span<const float> d) {
-    cherry.scores(first, d, importance, scores.data() + first);
+    scores.resize(d.size());
+    cherry.scores(first, d, importance, scores.data());
+    visit(scores);
   });
-  return scores;
 }
 
 PreparedDelta compare_pair(const Recipe& r, const TensorView& base, const TensorView& ft) {

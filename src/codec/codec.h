@@ -7,6 +7,7 @@
 // bit-exact at α = 1), lossy codecs the fp32 δ, which prepare_delta() computes once per tensor.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <optional>
 #include <span>
@@ -63,9 +64,9 @@ struct TensorPair {
 Encoded encode_streamed(const Recipe& r, const TensorView& base, const TensorView& ft, BlockEncoder& enc,
                         const Importance& importance = {}, const ScoreCut* cut = nullptr);
 // A cherry recipe's scores for the model-wide cut, from its fused pass's encoder (prepared.stream)
-// after the statistics: one more read of δ's blocks.
-std::vector<float> streamed_cherry_scores(const TensorView& base, const TensorView& ft, BlockEncoder& enc,
-                                          const Importance& importance);
+// after the statistics: one more read of δ's blocks, each block's scores handed to `visit`.
+void streamed_cherry_scores(const TensorView& base, const TensorView& ft, BlockEncoder& enc,
+                            const Importance& importance, const std::function<void(std::span<const float>)>& visit);
 
 // The lossy chain's view of a pair: its prepared δ, importance, threads and cut.
 TensorDelta chain_input(const TensorPair& t);

@@ -103,13 +103,14 @@ struct CompressJob {
     for (const auto& entry : pools) {
       const std::string& key = entry.first;  // not a structured binding: lambdas below capture it
       const std::vector<size_t>& pool = entry.second;
-      std::vector<uint64_t> bytes;
+      std::vector<uint64_t> bytes, sizes;
       uint64_t elements = 0;
       for (size_t i : pool) {
         const SafetensorsEntry& e = ft->entry(names[i]);
         bytes.push_back(e.nbytes());
         uint64_t n = 1;
         for (uint64_t d : e.shape) n *= d;
+        sizes.push_back(n);
         elements += n;
       }
       const Recipe& recipe = rules.for_tensor(names[pool[0]]);
@@ -125,20 +126,19 @@ struct CompressJob {
             return ProgressCount{scored.load(), scored_bytes.load()};
           },
           comm.is_root());
-      auto scores_of = [&](size_t j) {
+      auto scores_of = [&](size_t j, const ScoreVisit& visit) {
         PreparedTensor p = prepare(pool[j]);
-        std::vector<float> s;
-        if (p.lossy() && p.prepared.stream)  // a cherry's fused pass: its scores, one more read
-          s = streamed_cherry_scores(p.bv, p.fv, *p.prepared.stream, p.pair(names[pool[j]], threads).importance);
-        else if (p.lossy())
-          s = model_scope_scores(*p.recipe, chain_input(p.pair(names[pool[j]], threads)));
+        if (p.lossy() && p.prepared.stream) {  // a cherry's fused pass: its scores a block at a time
+          streamed_cherry_scores(p.bv, p.fv, *p.prepared.stream, p.pair(names[pool[j]], threads).importance, visit);
+        } else if (p.lossy()) {
+          visit(model_scope_scores(*p.recipe, chain_input(p.pair(names[pool[j]], threads))));
+        }  // unchanged, or raw standing in: no scores (it keeps nothing)
         release(pool[j]);
         ++scored;
         scored_bytes += bytes[j];
-        return s;
       };
       auto pool_cuts =
-          find_global_cut(comm, pool.size(), local, model_scope_budget(recipe, elements), scores_of, elements);
+          find_global_cut(comm, pool.size(), local, model_scope_budget(recipe, elements), scores_of, sizes);
       progress.finish();
       for (size_t j = 0; j < pool.size(); ++j) cuts[pool[j]] = pool_cuts[j], has_cut[pool[j]] = true;
     }

@@ -1,6 +1,9 @@
 #include "src/pipeline/global_cut.h"
 
+#include <algorithm>
+#include <bit>
 #include <map>
+#include <stdexcept>
 
 namespace deltakit {
 
@@ -12,34 +15,117 @@ struct TopKeys {
   uint32_t from_bucket = 0;
   std::vector<uint32_t> keys;
 };
+
+// score_key over a block on the bits alone (integer compares vectorize where float ones do not):
+// a positive finite score or +Inf keeps its bits, anything else (zero, negative, NaN) is 0.
+void keys_of(std::span<const float> block, std::vector<uint32_t>& keys) {
+  keys.resize(block.size());
+  for (size_t i = 0; i < block.size(); ++i) {
+    const uint32_t b = std::bit_cast<uint32_t>(block[i]);
+    keys[i] = (b - 1u < 0x7f800000u) ? b : 0u;  // b in [1, 0x7f800000]
+  }
+}
+
+// ++hist[key >> 16] over a block's keys, in two interleaved histograms: a run of equal buckets
+// (scores crowd into a few) then waits on two store-to-load chains, not one.
+void add_high_bits(std::span<const uint32_t> keys, std::vector<uint32_t>& even, std::vector<uint32_t>& odd) {
+  uint64_t i = 0;
+  for (; i + 2 <= keys.size(); i += 2) {
+    ++even[keys[i] >> 16];
+    ++odd[keys[i + 1] >> 16];
+  }
+  if (i < keys.size()) ++even[keys[i] >> 16];
+}
+
+// keys at or above bucket `from` appended to out, 16 at a time first asked whether any is
+void append_from(std::span<const uint32_t> keys, uint32_t from, std::vector<uint32_t>& out) {
+  const uint32_t floor = from << 16;
+  size_t i = 0;
+  for (; i + 16 <= keys.size(); i += 16) {
+    uint32_t any = 0;
+    for (size_t l = 0; l < 16; ++l) any |= keys[i + l] >= floor;
+    if (any)
+      for (size_t l = 0; l < 16; ++l)
+        if (keys[i + l] >= floor) out.push_back(keys[i + l]);
+  }
+  for (; i < keys.size(); ++i)
+    if (keys[i] >= floor) out.push_back(keys[i]);
+}
+
+void keep_from(std::vector<uint32_t>& keys, uint32_t from) {
+  size_t w = 0;
+  for (uint32_t key : keys)
+    if ((key >> 16) >= from) keys[w++] = key;
+  keys.resize(w);
+}
 }  // namespace
 
 std::vector<ScoreCut> find_global_cut(Comm& comm, size_t pool_size, const std::vector<size_t>& local, uint64_t budget,
-                                      const std::function<std::vector<float>(size_t)>& scores_of,
-                                      uint64_t pool_elements, uint64_t keep_bytes) {
+                                      const ScoreSource& scores_of, const std::vector<uint64_t>& pool_sizes,
+                                      uint64_t keep_bytes) {
+  if (!pool_sizes.empty() && pool_sizes.size() != pool_size)
+    throw std::logic_error("find_global_cut: pool_sizes must give every pool tensor's count");
+  uint64_t pool_elements = 0;
+  for (uint64_t n : pool_sizes) pool_elements += n;
   std::vector<ScoreCut> cuts(pool_size);  // default: nothing kept
   std::vector<uint64_t> high(kScoreBuckets, 0), mine(kScoreBuckets);
+  std::vector<uint32_t> even(kScoreBuckets, 0), odd(kScoreBuckets, 0);
+  uint64_t unflushed = 0;
+  const auto flush = [&] {  // the 32-bit counts into this tensor's histogram
+    for (size_t b = 0; b < kScoreBuckets; ++b) mine[b] += uint64_t{even[b]} + odd[b];
+    std::fill(even.begin(), even.end(), 0);
+    std::fill(odd.begin(), odd.end(), 0);
+    unflushed = 0;
+  };
   std::vector<TopKeys> top(local.size());
+  std::vector<uint32_t> block_keys;
   uint64_t kept_bytes = 0;
   const double frac = pool_elements ? static_cast<double>(budget) / static_cast<double>(pool_elements) : 0;
   for (size_t j = 0; j < local.size(); ++j) {
-    const std::vector<float> scores = scores_of(local[j]);
-    std::fill(mine.begin(), mine.end(), 0);
-    for (float x : scores) ++mine[score_key(x) >> 16];
-    for (size_t b = 0; b < kScoreBuckets; ++b) high[b] += mine[b];
-    if (frac == 0) continue;
+    const uint64_t n = pool_sizes.empty() ? 0 : pool_sizes[local[j]];
     // keep the keys of the top buckets that hold 4x this tensor's share of the budget (and some):
     // the global bucket lands inside them unless this tensor's scores run far above the others'
-    const uint64_t want = static_cast<uint64_t>(4 * frac * static_cast<double>(scores.size())) + 1024;
-    auto [from, above] = find_bucket(mine, std::min<uint64_t>(want, scores.size()));
-    const uint64_t count = above + mine[from];
-    if (kept_bytes + count * 4 > keep_bytes) continue;
-    kept_bytes += count * 4;
+    const uint64_t want = std::min<uint64_t>(static_cast<uint64_t>(4 * frac * static_cast<double>(n)) + 1024, n);
     TopKeys& t = top[j];
+    bool keeping = frac > 0;
+    uint32_t from = 0;  // provisional: the top buckets of the scores seen so far
+    std::fill(mine.begin(), mine.end(), 0);
+    uint64_t seen = 0;
+    uint64_t prune_at = 2 * want + 65536;
+    scores_of(local[j], [&](std::span<const float> block) {
+      seen += block.size();
+      if (unflushed + block.size() >= (uint64_t{1} << 31)) flush();
+      unflushed += block.size();
+      keys_of(block, block_keys);
+      add_high_bits(block_keys, even, odd);
+      if (!keeping) return;
+      append_from(block_keys, from, t.keys);
+      if (t.keys.size() > prune_at) {  // prune to the top buckets of what was seen
+        flush();
+        from = find_bucket(mine, want).first;
+        keep_from(t.keys, from);
+        prune_at = 2 * t.keys.size();
+        // a bucket crowded far past the share (bf16 δ: every unchanged entry scores the same) is
+        // cheaper scored again than held and pruned
+        if (kept_bytes + t.keys.size() * 4 > keep_bytes || t.keys.size() > 3 * want + 65536)
+          keeping = false, t.keys = {};
+      }
+    });
+    flush();
+    for (size_t b = 0; b < kScoreBuckets; ++b) high[b] += mine[b];
+    if (!keeping || seen != n) {
+      t.keys = {};
+      continue;
+    }
+    from = find_bucket(mine, want).first;
+    keep_from(t.keys, from);
+    if (kept_bytes + t.keys.size() * 4 > keep_bytes) {
+      t.keys = {};
+      continue;
+    }
+    kept_bytes += t.keys.size() * 4;
+    t.keys.shrink_to_fit();
     t.kept = true, t.from_bucket = from;
-    t.keys.reserve(count);
-    for (float x : scores)
-      if (const uint32_t key = score_key(x); (key >> 16) >= from) t.keys.push_back(key);
   }
   comm.allreduce_sum(high);
   uint64_t total = 0;
@@ -60,7 +146,9 @@ std::vector<ScoreCut> find_global_cut(Comm& comm, size_t pool_size, const std::v
     if (top[j].kept && top[j].from_bucket <= hb) {
       for (uint32_t key : top[j].keys) count(key);
     } else {
-      for (float x : scores_of(local[j])) count(score_key(x));
+      scores_of(local[j], [&](std::span<const float> block) {
+        for (float x : block) count(score_key(x));
+      });
     }
   }
   comm.allreduce_sum(low);

@@ -6,7 +6,9 @@
 
 #include <algorithm>
 #include <numeric>
+#include <span>
 #include <string>
+#include <tuple>
 
 #include "src/core/comm.h"
 #include "src/core/philox.h"
@@ -47,10 +49,19 @@ std::vector<std::vector<uint64_t>> reference(const std::vector<std::vector<float
   return kept;
 }
 
-uint64_t count_elements(const std::vector<std::vector<float>>& s) {
-  uint64_t n = 0;
-  for (const auto& v : s) n += v.size();
+std::vector<uint64_t> sizes_of(const std::vector<std::vector<float>>& s) {
+  std::vector<uint64_t> n;
+  for (const auto& v : s) n.push_back(v.size());
   return n;
+}
+
+// The scores of a tensor in blocks of `block` (the last one shorter), counting the calls.
+ScoreSource source(const std::vector<std::vector<float>>& s, size_t& calls, size_t block = 97) {
+  return [&s, &calls, block](size_t t, const ScoreVisit& visit) {
+    ++calls;
+    for (size_t b = 0; b < s[t].size(); b += block)
+      visit(std::span<const float>(s[t]).subspan(b, std::min(block, s[t].size() - b)));
+  };
 }
 
 // Every way of running the cut selects what the sort does: scoring twice (no element count),
@@ -62,20 +73,19 @@ void check_scores(const std::vector<std::vector<float>>& scores, uint64_t k) {
   for (auto& s : scores) bytes.push_back(s.size() * 4);
   auto local = items_of(partition_by_bytes(bytes, world->size()), world->rank());
   auto want = reference(scores, k);
-  const uint64_t n = count_elements(scores);
-  for (const auto& [elements, keep] : std::vector<std::pair<uint64_t, uint64_t>>{{0, 0}, {n, 256 << 20}, {n, 600}}) {
+  const std::vector<uint64_t> sizes = sizes_of(scores);
+  // no sizes (scored twice); the first pass's keys kept, in blocks of 97 and of 100,000 (whole
+  // tensors); a keep budget too small for most tensors, and one that runs out while a tensor streams
+  const std::vector<std::tuple<bool, uint64_t, size_t>> ways = {
+      {false, 0, 97}, {true, 256 << 20, 97}, {true, 256 << 20, 100000}, {true, 600, 97}, {true, 300000, 5000}};
+  for (const auto& [with_sizes, keep, block] : ways) {
     size_t calls = 0;
-    auto cuts = find_global_cut(
-        *world, tensors, local, k,
-        [&](size_t t) {
-          ++calls;
-          return scores[t];
-        },
-        elements, keep);
+    auto cuts = find_global_cut(*world, tensors, local, k, source(scores, calls, block),
+                                with_sizes ? sizes : std::vector<uint64_t>{}, keep);
     for (size_t t = 0; t < tensors; ++t)
       ASSERT_EQ(select_by_cut(scores[t], cuts[t]), want[t])
-          << "tensor " << t << " k " << k << " elements " << elements << " keep " << keep;
-    if (elements == 0 && k > 0) {
+          << "tensor " << t << " k " << k << " sizes " << with_sizes << " keep " << keep << " block " << block;
+    if (!with_sizes && k > 0) {
       EXPECT_EQ(calls, 2 * local.size());
     }
   }
@@ -91,13 +101,7 @@ TEST(GlobalCutMpi, KeptKeysSpareTheSecondScoring) {
   for (auto& s : scores) bytes.push_back(s.size() * 4);
   auto local = items_of(partition_by_bytes(bytes, world->size()), world->rank());
   size_t calls = 0;
-  find_global_cut(
-      *world, scores.size(), local, 300,
-      [&](size_t t) {
-        ++calls;
-        return scores[t];
-      },
-      count_elements(scores));
+  find_global_cut(*world, scores.size(), local, 300, source(scores, calls), sizes_of(scores));
   EXPECT_EQ(calls, local.size());
 }
 

@@ -120,7 +120,9 @@ TEST(CherryStream, ModelScopeScoresFromThePair) {
     const std::vector<float> delta = delta_of(p, 64 * 300);
     const PreparedDelta prep = prepare_delta(r, p.base_view(), p.ft_view());
     ASSERT_TRUE(prep.stream);
-    const std::vector<float> got = streamed_cherry_scores(p.base_view(), p.ft_view(), *prep.stream, {});
+    std::vector<float> got;
+    streamed_cherry_scores(p.base_view(), p.ft_view(), *prep.stream, {},
+                           [&](std::span<const float> b) { got.insert(got.end(), b.begin(), b.end()); });
     // the chain alone's reconstruction by bitdelta_encode, the scores by their definition
     std::vector<float> recon(delta.size());
     Encoded alone;
