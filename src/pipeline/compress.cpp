@@ -7,6 +7,8 @@
 #include <filesystem>
 #include <map>
 #include <memory>
+#include <mutex>
+#include <optional>
 
 #include "formats/adapter_h5.h"
 #include "formats/checkpoint.h"
@@ -77,12 +79,35 @@ struct CompressJob {
     const bool populate = p.recipe->is_raw();
     p.bv = base->acquire(name, populate);
     p.fv = ft->acquire(name, populate);
-    if (std::span<const float> exact = ft->held_lora_delta(name); !exact.empty())
+    if (std::optional<PreparedDelta> done = take_prepared(i))
+      p.prepared = std::move(*done);
+    else if (std::span<const float> exact = ft->held_lora_delta(name); !exact.empty())
       p.prepared = prepare_given_delta(*p.recipe, p.fv, exact);
     else
       p.prepared = gpu::prepare_delta_on(devices->take().get(), *p.recipe, p.bv, p.fv);
     if (p.lossy() && p.recipe->cherry && p.recipe->cherry->importance != "magnitude")
       p.importance = importance.load(*p.recipe->cherry, name, p.fv.numel(), p.fv.cols());
+    return p;
+  }
+
+  // A cherry's fused pass after the scoring, its statistics pass done (BitDelta's sums and sign
+  // bits, n/8 bytes), kept for the encode pass — up to 256 MB in all — so that pass need not read
+  // the pair for them again.
+  std::mutex prepared_mutex{};
+  std::map<size_t, PreparedDelta> prepared_kept{};
+  uint64_t prepared_bytes = 0;
+  void keep_prepared(size_t i, PreparedDelta p, uint64_t bytes) {
+    std::lock_guard<std::mutex> lock(prepared_mutex);
+    if (prepared_kept.count(i) || prepared_bytes + bytes > (uint64_t{256} << 20)) return;
+    prepared_bytes += bytes;
+    prepared_kept.emplace(i, std::move(p));
+  }
+  std::optional<PreparedDelta> take_prepared(size_t i) {
+    std::lock_guard<std::mutex> lock(prepared_mutex);
+    auto it = prepared_kept.find(i);
+    if (it == prepared_kept.end()) return std::nullopt;
+    std::optional<PreparedDelta> p = std::move(it->second);
+    prepared_kept.erase(it);
     return p;
   }
 
@@ -129,16 +154,19 @@ struct CompressJob {
       auto scores_of = [&](size_t j, const ScoreVisit& visit) {
         PreparedTensor p = prepare(pool[j]);
         if (p.lossy() && p.prepared.stream) {  // a cherry's fused pass: its scores a block at a time
-          streamed_cherry_scores(p.bv, p.fv, *p.prepared.stream, p.pair(names[pool[j]], threads).importance, visit);
+          streamed_cherry_scores(p.bv, p.fv, *p.prepared.stream, p.pair(names[pool[j]], 1).importance, visit);
+          keep_prepared(pool[j], std::move(p.prepared), p.fv.numel() / 8 + 4096);
         } else if (p.lossy()) {
-          visit(model_scope_scores(*p.recipe, chain_input(p.pair(names[pool[j]], threads))));
+          visit(model_scope_scores(*p.recipe, chain_input(p.pair(names[pool[j]], 1))));
         }  // unchanged, or raw standing in: no scores (it keeps nothing)
         release(pool[j]);
         ++scored;
         scored_bytes += bytes[j];
       };
-      auto pool_cuts =
-          find_global_cut(comm, pool.size(), local, model_scope_budget(recipe, elements), scores_of, sizes);
+      // the rank's workers score tensors side by side, as they encode them (two per GPU)
+      const unsigned workers = devices->gpu() ? std::min(threads, gpu::DevicePool::kWorkersPerGpu) : threads;
+      auto pool_cuts = find_global_cut(comm, pool.size(), local, model_scope_budget(recipe, elements), scores_of, sizes,
+                                       uint64_t{256} << 20, workers);
       progress.finish();
       for (size_t j = 0; j < pool.size(); ++j) cuts[pool[j]] = pool_cuts[j], has_cut[pool[j]] = true;
     }

@@ -3,7 +3,10 @@
 #include <algorithm>
 #include <bit>
 #include <map>
+#include <mutex>
 #include <stdexcept>
+
+#include "src/core/parallel.h"
 
 namespace deltakit {
 
@@ -58,41 +61,32 @@ void keep_from(std::vector<uint32_t>& keys, uint32_t from) {
     if ((key >> 16) >= from) keys[w++] = key;
   keys.resize(w);
 }
-}  // namespace
 
-std::vector<ScoreCut> find_global_cut(Comm& comm, size_t pool_size, const std::vector<size_t>& local, uint64_t budget,
-                                      const ScoreSource& scores_of, const std::vector<uint64_t>& pool_sizes,
-                                      uint64_t keep_bytes) {
-  if (!pool_sizes.empty() && pool_sizes.size() != pool_size)
-    throw std::logic_error("find_global_cut: pool_sizes must give every pool tensor's count");
-  uint64_t pool_elements = 0;
-  for (uint64_t n : pool_sizes) pool_elements += n;
-  std::vector<ScoreCut> cuts(pool_size);  // default: nothing kept
-  std::vector<uint64_t> high(kScoreBuckets, 0), mine(kScoreBuckets);
-  std::vector<uint32_t> even(kScoreBuckets, 0), odd(kScoreBuckets, 0);
+// One tensor's first pass: its high-bit histogram into `mine`, and the keys of its top buckets
+// into `t` where they fit the shared budget.
+struct FirstPass {
+  std::vector<uint64_t> mine = std::vector<uint64_t>(kScoreBuckets, 0);
+  std::vector<uint32_t> even = std::vector<uint32_t>(kScoreBuckets, 0), odd = std::vector<uint32_t>(kScoreBuckets, 0);
+  std::vector<uint32_t> block_keys;
   uint64_t unflushed = 0;
-  const auto flush = [&] {  // the 32-bit counts into this tensor's histogram
+
+  void flush() {  // the 32-bit counts into the tensor's histogram
     for (size_t b = 0; b < kScoreBuckets; ++b) mine[b] += uint64_t{even[b]} + odd[b];
     std::fill(even.begin(), even.end(), 0);
     std::fill(odd.begin(), odd.end(), 0);
     unflushed = 0;
-  };
-  std::vector<TopKeys> top(local.size());
-  std::vector<uint32_t> block_keys;
-  uint64_t kept_bytes = 0;
-  const double frac = pool_elements ? static_cast<double>(budget) / static_cast<double>(pool_elements) : 0;
-  for (size_t j = 0; j < local.size(); ++j) {
-    const uint64_t n = pool_sizes.empty() ? 0 : pool_sizes[local[j]];
+  }
+
+  // `budget_left` says whether `bytes` more of kept keys still fit (and takes them if asked)
+  template <class Budget>
+  void run(size_t tensor, uint64_t n, double frac, const ScoreSource& scores_of, TopKeys& t, Budget budget_left) {
     // keep the keys of the top buckets that hold 4x this tensor's share of the budget (and some):
     // the global bucket lands inside them unless this tensor's scores run far above the others'
     const uint64_t want = std::min<uint64_t>(static_cast<uint64_t>(4 * frac * static_cast<double>(n)) + 1024, n);
-    TopKeys& t = top[j];
     bool keeping = frac > 0;
-    uint32_t from = 0;  // provisional: the top buckets of the scores seen so far
-    std::fill(mine.begin(), mine.end(), 0);
-    uint64_t seen = 0;
-    uint64_t prune_at = 2 * want + 65536;
-    scores_of(local[j], [&](std::span<const float> block) {
+    uint32_t from = 0;  // provisional: the top buckets of the scores seen so far, which only rise
+    uint64_t seen = 0, prune_at = 2 * want + 65536;
+    scores_of(tensor, [&](std::span<const float> block) {
       seen += block.size();
       if (unflushed + block.size() >= (uint64_t{1} << 31)) flush();
       unflushed += block.size();
@@ -107,26 +101,51 @@ std::vector<ScoreCut> find_global_cut(Comm& comm, size_t pool_size, const std::v
         prune_at = 2 * t.keys.size();
         // a bucket crowded far past the share (bf16 δ: every unchanged entry scores the same) is
         // cheaper scored again than held and pruned
-        if (kept_bytes + t.keys.size() * 4 > keep_bytes || t.keys.size() > 3 * want + 65536)
-          keeping = false, t.keys = {};
+        if (!budget_left(t.keys.size() * 4, false) || t.keys.size() > 3 * want + 65536) keeping = false, t.keys = {};
       }
     });
     flush();
-    for (size_t b = 0; b < kScoreBuckets; ++b) high[b] += mine[b];
-    if (!keeping || seen != n) {
-      t.keys = {};
-      continue;
+    if (keeping && seen == n) {
+      from = find_bucket(mine, want).first;
+      keep_from(t.keys, from);
+      if (budget_left(t.keys.size() * 4, true)) {
+        t.keys.shrink_to_fit();
+        t.kept = true, t.from_bucket = from;
+        return;
+      }
     }
-    from = find_bucket(mine, want).first;
-    keep_from(t.keys, from);
-    if (kept_bytes + t.keys.size() * 4 > keep_bytes) {
-      t.keys = {};
-      continue;
-    }
-    kept_bytes += t.keys.size() * 4;
-    t.keys.shrink_to_fit();
-    t.kept = true, t.from_bucket = from;
+    t.keys = {};
   }
+};
+}  // namespace
+
+std::vector<ScoreCut> find_global_cut(Comm& comm, size_t pool_size, const std::vector<size_t>& local, uint64_t budget,
+                                      const ScoreSource& scores_of, const std::vector<uint64_t>& pool_sizes,
+                                      uint64_t keep_bytes, unsigned threads) {
+  if (!pool_sizes.empty() && pool_sizes.size() != pool_size)
+    throw std::logic_error("find_global_cut: pool_sizes must give every pool tensor's count");
+  uint64_t pool_elements = 0;
+  for (uint64_t n : pool_sizes) pool_elements += n;
+  const double frac = pool_elements ? static_cast<double>(budget) / static_cast<double>(pool_elements) : 0;
+  std::vector<ScoreCut> cuts(pool_size);  // default: nothing kept
+  std::vector<uint64_t> high(kScoreBuckets, 0);
+  std::vector<TopKeys> top(local.size());
+  std::mutex mutex;  // over high and kept_bytes
+  uint64_t kept_bytes = 0;
+  // tensors side by side: their histograms are integer counts and their kept keys their own, so
+  // the cut does not depend on the order (only which tensors are scored again may)
+  parallel_blocks(local.size(), 1, threads, [&](uint64_t j, uint64_t, uint64_t) {
+    FirstPass pass;
+    pass.run(local[j], pool_sizes.empty() ? 0 : pool_sizes[local[j]], frac, scores_of, top[j],
+             [&](uint64_t bytes, bool take) {
+               std::lock_guard<std::mutex> lock(mutex);
+               if (kept_bytes + bytes > keep_bytes) return false;
+               if (take) kept_bytes += bytes;
+               return true;
+             });
+    std::lock_guard<std::mutex> lock(mutex);
+    for (size_t b = 0; b < kScoreBuckets; ++b) high[b] += pass.mine[b];
+  });
   comm.allreduce_sum(high);
   uint64_t total = 0;
   for (uint64_t c : high) total += c;
@@ -135,13 +154,10 @@ std::vector<ScoreCut> find_global_cut(Comm& comm, size_t pool_size, const std::v
 
   const auto [boundary, above_bucket] = find_bucket(high, k);
   const uint32_t hb = boundary;  // (a lambda below uses it: clang 14 captures no structured binding)
-  std::vector<uint64_t> low(kScoreBuckets, 0);
   std::vector<std::map<uint32_t, uint64_t>> local_low(local.size());  // per tensor: low bits -> count
-  for (size_t j = 0; j < local.size(); ++j) {
+  parallel_blocks(local.size(), 1, threads, [&](uint64_t j, uint64_t, uint64_t) {
     const auto count = [&](uint32_t key) {
-      if ((key >> 16) != hb) return;
-      ++low[key & 0xffff];
-      ++local_low[j][key & 0xffff];
+      if ((key >> 16) == hb) ++local_low[j][key & 0xffff];
     };
     if (top[j].kept && top[j].from_bucket <= hb) {
       for (uint32_t key : top[j].keys) count(key);
@@ -150,7 +166,10 @@ std::vector<ScoreCut> find_global_cut(Comm& comm, size_t pool_size, const std::v
         for (float x : block) count(score_key(x));
       });
     }
-  }
+  });
+  std::vector<uint64_t> low(kScoreBuckets, 0);
+  for (const auto& m : local_low)
+    for (const auto& [bits, c] : m) low[bits] += c;
   comm.allreduce_sum(low);
   const auto [lb, above_value] = find_bucket(low, k - above_bucket);
   const uint32_t threshold = (hb << 16) | lb;

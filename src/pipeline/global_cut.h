@@ -30,8 +30,9 @@ using ScoreSource = std::function<void(size_t tensor, const ScoreVisit& visit)>;
 // Pool tensors are numbered 0..pool_size-1 the same way on every rank; `local` are the ones
 // this rank scores; `pool_sizes` (empty, or one per pool tensor) their score counts. Returns the
 // cut of every pool tensor, identical on every rank; in all they keep exactly min(budget, total).
+// `threads` score this rank's tensors side by side (scores_of is then called from them at once).
 std::vector<ScoreCut> find_global_cut(Comm& comm, size_t pool_size, const std::vector<size_t>& local, uint64_t budget,
                                       const ScoreSource& scores_of, const std::vector<uint64_t>& pool_sizes = {},
-                                      uint64_t keep_bytes = uint64_t{256} << 20);
+                                      uint64_t keep_bytes = uint64_t{256} << 20, unsigned threads = 1);
 
 }  // namespace deltakit

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <atomic>
 #include <numeric>
 #include <span>
 #include <string>
@@ -56,7 +57,7 @@ std::vector<uint64_t> sizes_of(const std::vector<std::vector<float>>& s) {
 }
 
 // The scores of a tensor in blocks of `block` (the last one shorter), counting the calls.
-ScoreSource source(const std::vector<std::vector<float>>& s, size_t& calls, size_t block = 97) {
+ScoreSource source(const std::vector<std::vector<float>>& s, std::atomic<size_t>& calls, size_t block = 97) {
   return [&s, &calls, block](size_t t, const ScoreVisit& visit) {
     ++calls;
     for (size_t b = 0; b < s[t].size(); b += block)
@@ -78,17 +79,19 @@ void check_scores(const std::vector<std::vector<float>>& scores, uint64_t k) {
   // tensors); a keep budget too small for most tensors, and one that runs out while a tensor streams
   const std::vector<std::tuple<bool, uint64_t, size_t>> ways = {
       {false, 0, 97}, {true, 256 << 20, 97}, {true, 256 << 20, 100000}, {true, 600, 97}, {true, 300000, 5000}};
-  for (const auto& [with_sizes, keep, block] : ways) {
-    size_t calls = 0;
-    auto cuts = find_global_cut(*world, tensors, local, k, source(scores, calls, block),
-                                with_sizes ? sizes : std::vector<uint64_t>{}, keep);
-    for (size_t t = 0; t < tensors; ++t)
-      ASSERT_EQ(select_by_cut(scores[t], cuts[t]), want[t])
-          << "tensor " << t << " k " << k << " sizes " << with_sizes << " keep " << keep << " block " << block;
-    if (!with_sizes && k > 0) {
-      EXPECT_EQ(calls, 2 * local.size());
+  for (const auto& [with_sizes, keep, block] : ways)
+    for (unsigned threads : {1u, 3u}) {  // tensors scored one after another, or side by side
+      std::atomic<size_t> calls{0};
+      auto cuts = find_global_cut(*world, tensors, local, k, source(scores, calls, block),
+                                  with_sizes ? sizes : std::vector<uint64_t>{}, keep, threads);
+      for (size_t t = 0; t < tensors; ++t)
+        ASSERT_EQ(select_by_cut(scores[t], cuts[t]), want[t])
+            << "tensor " << t << " k " << k << " sizes " << with_sizes << " keep " << keep << " block " << block
+            << " threads " << threads;
+      if (!with_sizes && k > 0) {
+        EXPECT_EQ(calls.load(), 2 * local.size());
+      }
     }
-  }
 }
 
 void check(size_t tensors, uint32_t distinct, uint64_t k) {
@@ -100,9 +103,9 @@ TEST(GlobalCutMpi, KeptKeysSpareTheSecondScoring) {
   std::vector<uint64_t> bytes;
   for (auto& s : scores) bytes.push_back(s.size() * 4);
   auto local = items_of(partition_by_bytes(bytes, world->size()), world->rank());
-  size_t calls = 0;
+  std::atomic<size_t> calls{0};
   find_global_cut(*world, scores.size(), local, 300, source(scores, calls), sizes_of(scores));
-  EXPECT_EQ(calls, local.size());
+  EXPECT_EQ(calls.load(), local.size());
 }
 
 TEST(GlobalCutMpi, OneTensorFarAboveTheOthers) {
