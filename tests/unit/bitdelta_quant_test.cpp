@@ -39,14 +39,15 @@ TEST(BitDelta, ScaleIsMeanAbsAndErrorMatchesClosedForm) {
 // A coder that measures its error while encoding gives the sums a decoded copy gives: bit for bit
 // where it compares each value with its reconstruction (quant, dare, topk), to 1e-12 where it uses
 // the closed form (one-level BitDelta: Σδ² − 2sΣ|δ| + n·s² per unit, Σ|δ| in float runs: to ~1e-8; 1e-6
-// asserted). A chain whose coder cannot
-// see the whole tensor leaves it to the decoded copy.
+// asserted; with a cherry, that form over the entries no cherry took plus the cherries' rounding).
+// A chain whose coder cannot see the whole tensor leaves it to the decoded copy.
 TEST(CodecError, MeasuredWhileEncodingEqualsTheDecodedCopy) {
   auto d = normal_vector(37 * 101, 5);  // odd sizes: unaligned lane heads and tails per row
   d[3] = 0.0f, d[4] = -0.0f;
   for (const char* recipe :
        {"bitdelta", "bitdelta:scale=row", "bitdelta:scale=group:13", "quant:bits=4", "quant:bits=3,group=50",
-        "quant:bits=8", "quant:bits=2", "dare:p=0.9", "dare:p=0.5,rescale=none", "topk:density=0.1"}) {
+        "quant:bits=8", "quant:bits=2", "dare:p=0.9", "dare:p=0.5,rescale=none", "topk:density=0.1",
+        "bitdelta + cherry:frac=0.01", "bitdelta:scale=row + cherry:frac=0.02"}) {
     SCOPED_TRACE(recipe);
     const bool closed_form = std::string(recipe).starts_with("bitdelta");
     for (DType dt : {DType::F32, DType::BF16}) {
@@ -64,7 +65,8 @@ TEST(CodecError, MeasuredWhileEncodingEqualsTheDecodedCopy) {
     }
   }
   for (const char* recipe :
-       {"bitdelta:levels=4", "dare:p=0.5>bitdelta", "bitdelta+cherry:frac=0.01", "topk:density=0.1>quant:bits=4"})
+       {"bitdelta:levels=4", "dare:p=0.5>bitdelta", "bitdelta+cherry:frac=0.01,per=tensor", "quant:bits=4+cherry:frac=0.01",
+        "topk:density=0.1>quant:bits=4"})
     EXPECT_FALSE(round_trip(recipe, d, {37, 101}).enc.error_measured) << recipe;
 }
 
