@@ -24,17 +24,23 @@ class BitDeltaCherryCoder final : public CherryCoder {
         units_(unit_offsets(prm.scale, prm.group, rows * cols, dense_row_offsets(rows, cols))),
         kept_abs_(units_.size() - 1, 0.0),
         kept_sq_(units_.size() - 1, 0.0),
-        kept_count_(units_.size() - 1, 0) {
+        kept_count_(units_.size() - 1, 0),
+        row_units_(prm.scale == ScaleUnit::Row) {
     if (!chain_ || chain_->second_pass()) throw std::logic_error("bitdelta_cherry_coder: one level, one pass");
   }
 
   uint64_t block_end(uint64_t first) const override { return chain_->block_end(first); }
   void stats(uint64_t first, std::span<const float> block) override { chain_->stats(first, block); }
 
+  bool rows_are_units() const override { return row_units_; }
+
   void reconstruct(uint64_t first, std::span<const float> block, float* recon) override {
-    if (!alone_done_) finish_alone();
+    // α of each unit from its sums so far: complete once the unit's stats are in (finish()
+    // computes the stored scales the same way)
+    const BitDeltaUnitSums sums = bitdelta_unit_sums(*chain_);
     for_units(first, block.size(), [&](uint64_t u, uint64_t b, uint64_t e) {
-      const float pos = scales_[u], neg = -scales_[u];
+      const uint64_t len = units_[u + 1] - units_[u];
+      const float pos = len ? static_cast<float>(sums.abs[u] / static_cast<double>(len)) : 0.0f, neg = -pos;
       for (uint64_t i = b; i < e; ++i) recon[i - first] = block[i - first] >= 0.0f ? pos : neg;
     });
   }
@@ -49,7 +55,7 @@ class BitDeltaCherryCoder final : public CherryCoder {
   }
 
   void finish(Encoded& e) override {
-    if (!alone_done_) finish_alone();
+    finish_alone();
     const BitDeltaUnitSums sums = bitdelta_unit_sums(*chain_);
     const uint64_t U = units_.size() - 1;
     std::vector<float> scales(U);
@@ -82,15 +88,12 @@ class BitDeltaCherryCoder final : public CherryCoder {
       i = e;
     }
   }
-  // the chain alone: its scales (to score against) and its parts (signs, kept; scales, refitted)
+  // the chain alone's parts: its sign bits kept, its scales overwritten by the refit
   void finish_alone() {
     chain_->finish(alone_);
     const Part& s = alone_.parts.at(1);
     if (s.name != "bitdelta.scales" || s.bytes.size() != (units_.size() - 1) * sizeof(float))
       throw std::logic_error("bitdelta_cherry_coder: unexpected parts");
-    scales_.resize(units_.size() - 1);
-    std::memcpy(scales_.data(), s.bytes.data(), s.bytes.size());
-    alone_done_ = true;
   }
 
   std::unique_ptr<BlockEncoder> chain_;
@@ -98,8 +101,7 @@ class BitDeltaCherryCoder final : public CherryCoder {
   std::vector<double> kept_abs_, kept_sq_;  // per unit, over the cherries
   std::vector<uint64_t> kept_count_;
   Encoded alone_;
-  bool alone_done_ = false;
-  std::vector<float> scales_;  // the chain alone's
+  bool row_units_;
 };
 
 }  // namespace

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <bit>
+#include <functional>
 #include <stdexcept>
 
 #include "src/codec/recipe.h"
@@ -11,10 +12,20 @@ namespace deltakit {
 
 CherryBlockEncoder::CherryBlockEncoder(const CherryParams& prm, DType dtype, uint64_t rows, uint64_t cols,
                                        std::unique_ptr<CherryCoder> coder)
-    : prm_(prm), vt_(value_type_for(dtype)), rows_(rows), cols_(cols), n_(rows * cols), coder_(std::move(coder)) {}
+    : prm_(prm),
+      vt_(value_type_for(dtype)),
+      rows_(rows),
+      cols_(cols),
+      n_(rows * cols),
+      coder_(std::move(coder)),
+      // per=row with a scale per row and no importance file: a row is scored, selected and
+      // refitted as soon as its statistics are in, so the statistics pass is the only one
+      one_pass_(!prm.scope_model && prm.per_row && prm.importance == "magnitude" && coder_->rows_are_units()) {}
 
 void CherryBlockEncoder::select_with(const Importance& imp, const ScoreCut* cut) {
   if (prm_.scope_model && !cut) throw std::logic_error("cherry scope=model needs the pipeline's model-wide cut");
+  if (one_pass_ && imp.kind != Importance::Kind::None)
+    throw std::logic_error("cherry: an importance handed to a recipe that names none");
   imp_ = imp;
   if (cut) cut_ = *cut;
 }
@@ -25,42 +36,53 @@ void CherryBlockEncoder::scores(uint64_t first, std::span<const float> block, co
   cherry_scores_into(block, recon_, first, cols_, imp, out);
 }
 
+void CherryBlockEncoder::stats(uint64_t first, std::span<const float> block) {
+  coder_->stats(first, block);
+  if (one_pass_) select_rows(first, block);  // each whole row's α is known once its stats are in
+}
+
 void CherryBlockEncoder::encode(uint64_t first, std::span<const float> block) {
+  if (!prm_.scope_model) return select_rows(first, block);
   const uint64_t m = block.size();
   score_.resize(m);
   scores(first, block, imp_, score_.data());
-  if (prm_.scope_model) {  // every key asked once, in index order, as select_by_cut asks them
-    const size_t before = kept_.size();
-    uint64_t k = 0;
-    // 16 keys at a time are first asked whether any reaches the threshold: below it keep() is
-    // false and spends nothing, so a cut that keeps 1% skips almost every group
-    for (; k + 16 <= m; k += 16) {
-      uint32_t any = 0;
-      for (uint64_t l = 0; l < 16; ++l) any |= score_key(score_[k + l]) >= cut_.threshold;
-      if (any)
-        for (uint64_t l = 0; l < 16; ++l) keep_if(cut_.keep(score_key(score_[k + l])), first + k + l, block[k + l]);
-    }
-    for (; k < m; ++k) keep_if(cut_.keep(score_key(score_[k])), first + k, block[k]);
-    refit_since(before, first, block);
-    return;
+  // every key asked once, in index order, as select_by_cut asks them; 16 keys at a time are
+  // first asked whether any reaches the threshold: below it keep() is false and spends nothing,
+  // so a cut that keeps 1% skips almost every group
+  const size_t before = kept_.size();
+  uint64_t k = 0;
+  for (; k + 16 <= m; k += 16) {
+    uint32_t any = 0;
+    for (uint64_t l = 0; l < 16; ++l) any |= score_key(score_[k + l]) >= cut_.threshold;
+    if (any)
+      for (uint64_t l = 0; l < 16; ++l) keep_if(cut_.keep(score_key(score_[k + l])), first + k + l, block[k + l]);
   }
-  // per=row: whole rows inside the block are selected where they lie; a row across blocks is
+  for (; k < m; ++k) keep_if(cut_.keep(score_key(score_[k])), first + k, block[k]);
+  refit_since(before, first, block);
+}
+
+void CherryBlockEncoder::select_rows(uint64_t first, std::span<const float> block) {
+  // whole rows inside the block are scored and selected where they lie; a row across blocks is
   // gathered first (rows come in order)
+  const auto row = [&](uint64_t row_first, std::span<const float> delta) {
+    score_.resize(delta.size());
+    scores(row_first, delta, imp_, score_.data());
+    take_row(row_first, delta, score_);
+  };
+  const uint64_t m = block.size();
   for (uint64_t k = 0; k < m;) {
     if (row_delta_.empty() && m - k >= cols_) {
-      take_row(first + k, block.subspan(k, cols_), std::span<const float>(score_).subspan(k, cols_));
+      row(first + k, block.subspan(k, cols_));
       k += cols_;
       continue;
     }
     const uint64_t take = std::min(m - k, cols_ - row_delta_.size());
     if (row_delta_.empty()) row_first_ = first + k;
     row_delta_.insert(row_delta_.end(), block.begin() + k, block.begin() + k + take);
-    row_score_.insert(row_score_.end(), score_.begin() + k, score_.begin() + k + take);
     k += take;
     if (row_delta_.size() == cols_) {
-      take_row(row_first_, row_delta_, row_score_);
+      row(row_first_, row_delta_);
       row_delta_.clear();
-      row_score_.clear();
     }
   }
 }
@@ -70,31 +92,30 @@ namespace {
 // float ones, under the default trapping-math, do not).
 inline uint32_t key_of(float s) { return std::bit_cast<uint32_t>(s); }
 
-// the largest key of v[0..n) in 16 lanes; n > 0
-uint32_t max_key(const float* v, uint64_t n) {
-  uint32_t lane[16] = {};
-  uint64_t i = 0;
-  for (; i + 16 <= n; i += 16)
-    for (uint64_t l = 0; l < 16; ++l) lane[l] = std::max(lane[l], key_of(v[i + l]));
-  for (; i < n; ++i) lane[0] = std::max(lane[0], key_of(v[i]));
-  uint32_t m = 0;
-  for (uint32_t x : lane) m = std::max(m, x);
-  return m;
-}
 }  // namespace
 
 void CherryBlockEncoder::take_row(uint64_t first, std::span<const float> delta, std::span<const float> score) {
-  // The row's top k by score, ties toward the lower index (cherry_select's order). The smallest
-  // of the maxima of k disjoint chunks is a floor: those are k distinct entries, so the k-th
-  // largest score is at least it. Only entries at or above the floor (a few times k) are ranked.
+  // The row's top k by score, ties toward the lower index (cherry_select's order). Of the maxima
+  // of m ≥ k disjoint sets of entries, the k-th largest is a floor: those maxima are m distinct
+  // entries, so at least k entries reach it, and the k-th largest score does too. The sets are
+  // the 16 lanes of each of S runs of vectors (lane-wise maxima: no horizontal reductions) and
+  // each tail entry alone; with 16·S ≈ 4k the floor sits near the row's k-th score, and only the
+  // entries at or above it (a few times k) are ranked.
   const uint64_t L = delta.size(), k = cherry_count(prm_.frac, L);
   const size_t before = kept_.size();
   if (k > 0) {
-    uint32_t floor = UINT32_MAX;
-    for (uint64_t c = 0; c < k; ++c) {
-      const uint64_t b = c * L / k, e = (c + 1) * L / k;
-      floor = std::min(floor, max_key(score.data() + b, e - b));
+    const uint64_t vecs = L / 16, S = std::min(vecs, (4 * k + 15) / 16);
+    chunk_max_.clear();
+    for (uint64_t r = 0; r < S; ++r) {
+      uint32_t lane[16] = {};
+      for (uint64_t v = r * vecs / S, ve = (r + 1) * vecs / S; v < ve; ++v)
+        for (uint64_t l = 0; l < 16; ++l) lane[l] = std::max(lane[l], key_of(score[16 * v + l]));
+      chunk_max_.insert(chunk_max_.end(), lane, lane + 16);
     }
+    for (uint64_t i = 16 * vecs; i < L; ++i) chunk_max_.push_back(key_of(score[i]));
+    std::nth_element(chunk_max_.begin(), chunk_max_.begin() + static_cast<std::ptrdiff_t>(k - 1), chunk_max_.end(),
+                     std::greater<uint32_t>());
+    const uint32_t floor = chunk_max_[k - 1];
     cand_.clear();
     uint64_t i = 0;
     for (; i + 16 <= L; i += 16) {

@@ -31,13 +31,16 @@ class CherryBlockEncoder final : public BlockEncoder {
   void select_with(const Importance& imp, const ScoreCut* cut);
 
   uint64_t block_end(uint64_t first) const override { return coder_->block_end(first); }
-  void stats(uint64_t first, std::span<const float> block) override { coder_->stats(first, block); }
+  void stats(uint64_t first, std::span<const float> block) override;
+  bool second_pass() const override { return !one_pass_; }
   void encode(uint64_t first, std::span<const float> block) override;
   void finish(Encoded& e) override;
   // The scores alone (for the model-wide cut), after the statistics pass: out holds block.size().
   void scores(uint64_t first, std::span<const float> block, const Importance& imp, float* out);
 
  private:
+  // per=row: the rows of a block, each scored and selected once whole
+  void select_rows(uint64_t first, std::span<const float> block);
   // a whole row (per=row): its top k, then the coder's refit over it
   void take_row(uint64_t first, std::span<const float> delta, std::span<const float> score);
   void keep_if(bool keep, uint64_t position, float value) {
@@ -55,9 +58,11 @@ class CherryBlockEncoder final : public BlockEncoder {
   Importance imp_;
   ScoreCut cut_;
   std::vector<float> recon_, score_;
-  std::vector<float> row_delta_, row_score_;  // per=row: a row that runs across blocks
+  bool one_pass_;
+  std::vector<float> row_delta_;  // per=row: a row that runs across blocks
   uint64_t row_first_ = 0;
   std::vector<std::pair<float, uint32_t>> cand_;  // per=row: the row's entries that may be kept
+  std::vector<uint32_t> chunk_max_;               // per=row: the keys that set its floor
   std::vector<uint64_t> kept_;                    // positions, ascending
   std::vector<float> kept_values_;
 };

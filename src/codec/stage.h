@@ -99,7 +99,10 @@ class CherryCoder {
   virtual ~CherryCoder() = default;
   virtual uint64_t block_end(uint64_t first) const = 0;
   virtual void stats(uint64_t first, std::span<const float> block) = 0;
-  // δ̂ of the chain alone over the block's entries (after every block's stats)
+  // Whether each row is a unit of the statistics, so reconstruct() of a row is valid as soon as
+  // that row's stats are in (a one-pass cherry per row).
+  virtual bool rows_are_units() const { return false; }
+  // δ̂ of the chain alone over the block's entries (after the stats of the units they lie in)
   virtual void reconstruct(uint64_t first, std::span<const float> block, float* recon) = 0;
   // every block once, in index order, with the positions (ascending, inside the block) and δ of
   // the entries cherries took from it

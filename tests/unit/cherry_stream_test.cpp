@@ -73,7 +73,11 @@ TEST(CherryStream, SameBytesAsTheTwoPassDefinition) {
       for (const auto& shape : shapes)
         for (Importance::Kind kind :
              {Importance::Kind::None, Importance::Kind::PerColumn, Importance::Kind::PerElement}) {
-          const std::string text = std::string(chain_text) + " + " + cherry_text;
+          // the importance the recipe names (the file is the caller's to load: here, made up)
+          const std::string text = std::string(chain_text) + " + " + cherry_text +
+                                   (kind == Importance::Kind::PerElement  ? ",importance=fisher:unused"
+                                    : kind == Importance::Kind::PerColumn ? ",importance=act:unused"
+                                                                          : "");
           const Recipe r = parse_recipe(text, 7), chain = parse_recipe(chain_text, 7);
           const testing::TensorPairFixture p = make_tensor_pair(shape, dt, 21);
           const uint64_t n = p.base.size() / dtype_size(dt), cols = shape.back(), rows = n / cols;
