@@ -14,7 +14,6 @@ CherryBlockEncoder::CherryBlockEncoder(const CherryParams& prm, DType dtype, uin
                                        std::unique_ptr<CherryCoder> coder)
     : prm_(prm),
       vt_(value_type_for(dtype)),
-      rows_(rows),
       cols_(cols),
       n_(rows * cols),
       coder_(std::move(coder)),
@@ -46,18 +45,8 @@ void CherryBlockEncoder::encode(uint64_t first, std::span<const float> block) {
   const uint64_t m = block.size();
   score_.resize(m);
   scores(first, block, imp_, score_.data());
-  // every key asked once, in index order, as select_by_cut asks them; 16 keys at a time are
-  // first asked whether any reaches the threshold: below it keep() is false and spends nothing,
-  // so a cut that keeps 1% skips almost every group
-  const size_t before = kept_.size();
-  uint64_t k = 0;
-  for (; k + 16 <= m; k += 16) {
-    uint32_t any = 0;
-    for (uint64_t l = 0; l < 16; ++l) any |= score_key(score_[k + l]) >= cut_.threshold;
-    if (any)
-      for (uint64_t l = 0; l < 16; ++l) keep_if(cut_.keep(score_key(score_[k + l])), first + k + l, block[k + l]);
-  }
-  for (; k < m; ++k) keep_if(cut_.keep(score_key(score_[k])), first + k, block[k]);
+  const size_t before = kept_.size();  // the cut spends its ties in index order, across blocks
+  for_each_kept(std::span<const float>(score_), cut_, [&](uint64_t k) { keep_if(true, first + k, block[k]); });
   refit_since(before, first, block);
 }
 
@@ -88,10 +77,9 @@ void CherryBlockEncoder::select_rows(uint64_t first, std::span<const float> bloc
 }
 
 namespace {
-// A non-negative score's bits, which order as the scores do (integer compares vectorize where
-// float ones, under the default trapping-math, do not).
-inline uint32_t key_of(float s) { return std::bit_cast<uint32_t>(s); }
-
+// A row's scores are finite and ≥ 0 (squares times a non-negative importance), so their bits
+// order as they do: score_key's clamp of negatives and NaN is not needed in the per-row loops.
+inline uint32_t bits_of(float s) { return std::bit_cast<uint32_t>(s); }
 }  // namespace
 
 void CherryBlockEncoder::take_row(uint64_t first, std::span<const float> delta, std::span<const float> score) {
@@ -109,10 +97,10 @@ void CherryBlockEncoder::take_row(uint64_t first, std::span<const float> delta, 
     for (uint64_t r = 0; r < S; ++r) {
       uint32_t lane[16] = {};
       for (uint64_t v = r * vecs / S, ve = (r + 1) * vecs / S; v < ve; ++v)
-        for (uint64_t l = 0; l < 16; ++l) lane[l] = std::max(lane[l], key_of(score[16 * v + l]));
+        for (uint64_t l = 0; l < 16; ++l) lane[l] = std::max(lane[l], bits_of(score[16 * v + l]));
       chunk_max_.insert(chunk_max_.end(), lane, lane + 16);
     }
-    for (uint64_t i = 16 * vecs; i < L; ++i) chunk_max_.push_back(key_of(score[i]));
+    for (uint64_t i = 16 * vecs; i < L; ++i) chunk_max_.push_back(bits_of(score[i]));
     std::nth_element(chunk_max_.begin(), chunk_max_.begin() + static_cast<std::ptrdiff_t>(k - 1), chunk_max_.end(),
                      std::greater<uint32_t>());
     const uint32_t floor = chunk_max_[k - 1];
@@ -120,13 +108,13 @@ void CherryBlockEncoder::take_row(uint64_t first, std::span<const float> delta, 
     uint64_t i = 0;
     for (; i + 16 <= L; i += 16) {
       uint32_t any = 0;
-      for (uint64_t l = 0; l < 16; ++l) any |= key_of(score[i + l]) >= floor;
+      for (uint64_t l = 0; l < 16; ++l) any |= bits_of(score[i + l]) >= floor;
       if (any)
         for (uint64_t l = 0; l < 16; ++l)
-          if (key_of(score[i + l]) >= floor) cand_.push_back({score[i + l], static_cast<uint32_t>(i + l)});
+          if (bits_of(score[i + l]) >= floor) cand_.push_back({score[i + l], static_cast<uint32_t>(i + l)});
     }
     for (; i < L; ++i)
-      if (key_of(score[i]) >= floor) cand_.push_back({score[i], static_cast<uint32_t>(i)});
+      if (bits_of(score[i]) >= floor) cand_.push_back({score[i], static_cast<uint32_t>(i)});
     if (cand_.size() > k) {
       const auto better = [](const std::pair<float, uint32_t>& a, const std::pair<float, uint32_t>& b) {
         return a.first != b.first ? a.first > b.first : a.second < b.second;

@@ -1,9 +1,11 @@
-// A cherry recipe's fused pass (algorithms.md §3, src/codec/codec.h): the same bytes encode_tensor
-// stores for `coder + cherry`, from δ a block at a time in two passes and no tensor-sized buffer:
+// A cherry recipe's fused pass (algorithms.md §3, src/codec/codec.h): the same bytes the two-pass
+// definition stores for `coder + cherry`, from δ a block at a time and no tensor-sized buffer:
 //   1. the coder's statistics: what the chain alone reconstructs, δ̂_i, is known after it;
 //   2. per block, the scores s_i = H_ii·(δ_i − δ̂_i)² and the selection — by the model-wide cut
 //      in index order (scope=model) or the top k of each row once the row is whole (per=row) —
-//      then the coder's refit fed every entry in index order with whether a cherry took it.
+//      then the coder's refit, handed the cherries each block gave.
+// With a scale per row and no importance file, a row is selected as soon as its own statistics
+// are in, so the first pass is the only one.
 // The error comes out of the same passes (the coder's closed form over the entries it keeps, and
 // the cherries' own rounding), so nothing is decoded again. per=tensor (a cut over one tensor's
 // scores needs two more passes) and chains without a cherry coder keep the whole-δ path.
@@ -53,7 +55,7 @@ class CherryBlockEncoder final : public BlockEncoder {
 
   CherryParams prm_;
   ValueType vt_;
-  uint64_t rows_, cols_, n_;
+  uint64_t cols_, n_;
   std::unique_ptr<CherryCoder> coder_;
   Importance imp_;
   ScoreCut cut_;

@@ -63,20 +63,7 @@ ScoreCut magnitude_cut(std::span<const float> x, uint64_t k, std::span<const uin
 std::vector<uint64_t> select_by_cut(std::span<const float> scores, const ScoreCut& cut) {
   std::vector<uint64_t> kept;
   ScoreCut c = cut;
-  const uint64_t n = scores.size();
-  uint64_t i = 0;
-  // 16 keys at a time are first asked whether any reaches the threshold (a loop that vectorizes):
-  // a cut that keeps 1% (cherries) skips almost every group; below the threshold keep() is false
-  // and spends nothing, so skipping them changes nothing
-  for (; i + 16 <= n; i += 16) {
-    uint32_t any = 0;
-    for (uint64_t l = 0; l < 16; ++l) any |= score_key(scores[i + l]) >= c.threshold;
-    if (!any) continue;
-    for (uint64_t l = 0; l < 16; ++l)
-      if (c.keep(score_key(scores[i + l]))) kept.push_back(i + l);
-  }
-  for (; i < n; ++i)
-    if (c.keep(score_key(scores[i]))) kept.push_back(i);
+  for_each_kept(scores, c, [&](uint64_t i) { kept.push_back(i); });
   return kept;
 }
 

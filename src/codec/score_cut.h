@@ -27,12 +27,32 @@ struct ScoreCut {
   }
 };
 
-// NaN and negative scores (which valid inputs never give) count as 0.
+// NaN and negative scores (which valid inputs never give) count as 0. On the bits alone: a
+// positive finite score or +Inf keeps its bits (in [1, 0x7f800000]), anything else is 0 — integer
+// compares, so the loops over keys vectorize where float compares (trapping math) do not.
 inline uint32_t score_key(float s) {
-  if (!(s > 0.0f)) return 0;
   uint32_t k;
   std::memcpy(&k, &s, 4);
-  return k;
+  return k - 1u < 0x7f800000u ? k : 0u;
+}
+
+// fn(i) for each entry the cut keeps, asking each key once in index order (so `cut` spends its
+// ties as select_by_cut does; it may go on over the next scores of the same tensor). 16 keys at
+// a time are first asked whether any reaches the threshold: below it keep() is false and spends
+// nothing, so a cut that keeps 1% skips almost every group.
+template <class Fn>
+void for_each_kept(std::span<const float> scores, ScoreCut& cut, Fn fn) {
+  const uint64_t n = scores.size();
+  uint64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    uint32_t any = 0;
+    for (uint64_t l = 0; l < 16; ++l) any |= score_key(scores[i + l]) >= cut.threshold;
+    if (!any) continue;
+    for (uint64_t l = 0; l < 16; ++l)
+      if (cut.keep(score_key(scores[i + l]))) fn(i + l);
+  }
+  for (; i < n; ++i)
+    if (cut.keep(score_key(scores[i]))) fn(i);
 }
 
 // |x| as a score (magnitude top-k): score_key(|x|) computed on the bits, NaN as 0. (Through

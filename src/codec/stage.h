@@ -78,17 +78,20 @@ class BlockEncoder {
   virtual void finish(Encoded& e) = 0;  // parts, attributes and the measured error
 };
 
+// fn(first, block) over a stream in memory, in the blocks `enc` draws.
+template <class Fn>
+void for_each_block(const BlockEncoder& enc, std::span<const float> values, Fn fn) {
+  for (uint64_t first = 0, end; first < values.size(); first = end) {
+    end = enc.block_end(first);
+    fn(first, values.subspan(first, end - first));
+  }
+}
+
 // A block encoder fed a stream already in memory (the whole-δ path): its passes, then finish.
 inline void encode_in_blocks(BlockEncoder& enc, std::span<const float> values, Encoded& out) {
-  for (int pass = 0; pass < (enc.second_pass() ? 2 : 1); ++pass)
-    for (uint64_t first = 0, end; first < values.size(); first = end) {
-      end = enc.block_end(first);
-      const std::span<const float> block = values.subspan(first, end - first);
-      if (pass == 0)
-        enc.stats(first, block);
-      else
-        enc.encode(first, block);
-    }
+  for_each_block(enc, values, [&](uint64_t first, std::span<const float> b) { enc.stats(first, b); });
+  if (enc.second_pass())
+    for_each_block(enc, values, [&](uint64_t first, std::span<const float> b) { enc.encode(first, b); });
   enc.finish(out);
 }
 

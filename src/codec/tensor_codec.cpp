@@ -200,15 +200,10 @@ std::vector<float> model_scope_scores(const Recipe& r, const TensorDelta& t) {
     const Geometry g = geometry(t.shape);
     if (auto enc = cherry_block_encoder(r, t.dtype, g.rows, g.cols)) {  // the fused pass's scores
       std::vector<float> scores(g.n);
-      for (int pass = 0; pass < 2; ++pass)
-        for (uint64_t first = 0, end; first < g.n; first = end) {
-          end = enc->block_end(first);
-          const std::span<const float> block = t.delta.subspan(first, end - first);
-          if (pass == 0)
-            enc->stats(first, block);
-          else
-            enc->scores(first, block, t.importance, scores.data() + first);
-        }
+      for_each_block(*enc, t.delta, [&](uint64_t first, std::span<const float> b) { enc->stats(first, b); });
+      for_each_block(*enc, t.delta, [&](uint64_t first, std::span<const float> b) {
+        enc->scores(first, b, t.importance, scores.data() + first);
+      });
       return scores;
     }
     return cherry_scores(t.delta, chain_reconstruction(r, t), g.cols, t.importance);

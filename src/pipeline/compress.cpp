@@ -65,6 +65,10 @@ struct CompressJob {
   std::unique_ptr<gpu::DevicePool> devices;  // --device cuda: one per worker (empty: the CPU)
   unsigned item_threads = 1;                 // per tensor, where the rank's threads take tensors at once
 
+  // The rank's threads, each taking whole tensors; on a GPU, two (one's copies overlap the
+  // other's kernels)
+  unsigned workers() const { return devices->gpu() ? std::min(threads, gpu::DevicePool::kWorkersPerGpu) : threads; }
+
   static std::string item(size_t i) {
     char buf[32];
     std::snprintf(buf, sizeof buf, "t%07zu.h5", i);
@@ -163,10 +167,9 @@ struct CompressJob {
         ++scored;
         scored_bytes += bytes[j];
       };
-      // the rank's workers score tensors side by side, as they encode them (two per GPU)
-      const unsigned workers = devices->gpu() ? std::min(threads, gpu::DevicePool::kWorkersPerGpu) : threads;
+      // the rank's workers score tensors side by side, as they encode them
       auto pool_cuts = find_global_cut(comm, pool.size(), local, model_scope_budget(recipe, elements), scores_of, sizes,
-                                       uint64_t{256} << 20, workers);
+                                       uint64_t{256} << 20, workers());
       progress.finish();
       for (size_t j = 0; j < pool.size(); ++j) cuts[pool[j]] = pool_cuts[j], has_cut[pool[j]] = true;
     }
@@ -354,9 +357,8 @@ CompressReport compress_adapter(const CompressOptions& opt, Comm& comm) {
   for (size_t i = 0; i < names.size(); ++i)
     spec.items.push_back({CompressJob::item(i), job->ft->entry(names[i]).nbytes()});
   Job run(comm, std::move(spec));
-  // the rank's threads take whole tensors (the fused pass is one pass per tensor); on a GPU, two
-  // workers, so that one's copies overlap the other's kernels
-  const unsigned workers = job->devices->gpu() ? std::min(job->threads, gpu::DevicePool::kWorkersPerGpu) : job->threads;
+  // the rank's threads take whole tensors (the fused pass is one pass per tensor)
+  const unsigned workers = job->workers();
   if (const std::string w = threads_warning(job->threads); !w.empty() && comm.is_root()) rep.warnings.push_back(w);
   job->item_threads = workers > 1 ? 1 : job->threads;
   run.run_items([&](size_t i, const std::string& path) { job->encode(i, path); }, [&] { job->find_cuts(); },

@@ -1,7 +1,6 @@
 #include "src/pipeline/global_cut.h"
 
 #include <algorithm>
-#include <bit>
 #include <map>
 #include <mutex>
 #include <stdexcept>
@@ -19,14 +18,10 @@ struct TopKeys {
   std::vector<uint32_t> keys;
 };
 
-// score_key over a block on the bits alone (integer compares vectorize where float ones do not):
-// a positive finite score or +Inf keeps its bits, anything else (zero, negative, NaN) is 0.
+// score_key over a block (it vectorizes: score_cut.h)
 void keys_of(std::span<const float> block, std::vector<uint32_t>& keys) {
   keys.resize(block.size());
-  for (size_t i = 0; i < block.size(); ++i) {
-    const uint32_t b = std::bit_cast<uint32_t>(block[i]);
-    keys[i] = (b - 1u < 0x7f800000u) ? b : 0u;  // b in [1, 0x7f800000]
-  }
+  for (size_t i = 0; i < block.size(); ++i) keys[i] = score_key(block[i]);
 }
 
 // ++hist[key >> 16] over a block's keys, in two interleaved histograms: a run of equal buckets
@@ -40,7 +35,7 @@ void add_high_bits(std::span<const uint32_t> keys, std::vector<uint32_t>& even, 
   if (i < keys.size()) ++even[keys[i] >> 16];
 }
 
-// keys at or above bucket `from` appended to out, 16 at a time first asked whether any is
+// keys at or above bucket `from` appended to out; 16 at a time are first asked whether any is
 void append_from(std::span<const uint32_t> keys, uint32_t from, std::vector<uint32_t>& out) {
   const uint32_t floor = from << 16;
   size_t i = 0;
