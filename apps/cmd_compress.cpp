@@ -23,7 +23,10 @@ int cmd_compress(const Args& args) {
       "seed", po::value<uint64_t>()->default_value(0), "default seed of dare and randomized lowrank")(
       "threads", po::value<unsigned>()->default_value(0), "worker threads (0: all cores)")(
       "zstd-level", po::value<int>()->default_value(kDefaultZstdLevel), "zstd level of the adapter's datasets (1-19)")(
-      "out", po::value<std::string>(), "adapter file to write (.h5)")(
+      "split-mb", po::value<uint64_t>()->default_value(256),
+      "split a tensor whose fp32 delta is over this many MB into row blocks that ranks and threads share "
+      "(bitdelta or quant alone; the same adapter bytes; 0: never)")("out", po::value<std::string>(),
+                                                                     "adapter file to write (.h5)")(
       "overwrite", po::bool_switch(), "replace an existing output (atomically)")("json", po::bool_switch(),
                                                                                  "print a JSON summary")(
       "distill", po::bool_switch(), "then fit the bitdelta scales to the fine-tune's logits (signs fixed)")(
@@ -51,6 +54,7 @@ int cmd_compress(const Args& args) {
   o.seed = vm["seed"].as<uint64_t>();
   o.threads = vm["threads"].as<unsigned>();
   o.zstd_level = vm["zstd-level"].as<int>();
+  o.split_mb = vm["split-mb"].as<uint64_t>();
   o.overwrite = vm["overwrite"].as<bool>();
   o.resume = vm["resume"].as<bool>();
   o.progress = progress_options(vm);

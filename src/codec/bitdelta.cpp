@@ -54,7 +54,7 @@ std::vector<uint8_t> pack_signs(std::span<const float> v) {
 // lanes added into `sum` (a double; the float partials stay short, so the sum stays accurate).
 // Called on consecutive pieces of a unit that each start on a run, it adds the same parts in
 // the same order as one call on the whole unit.
-void sum_abs_into(std::span<const float> v, double& sum) {
+void sum_abs_into(std::span<const float> v, double& sum, std::vector<float>* runs = nullptr) {
   constexpr uint64_t kLanes = BitDeltaLayout::kAbsLanes, kRun = BitDeltaLayout::kAbsRun;
   for (uint64_t r = 0; r < v.size(); r += kRun) {
     const uint64_t e = std::min<uint64_t>(v.size(), r + kRun);
@@ -74,6 +74,7 @@ void sum_abs_into(std::span<const float> v, double& sum) {
     float part = 0;
     for (uint64_t l = 0; l < kLanes; ++l) part += lane[l];
     sum += part;
+    if (runs) runs->push_back(part);
   }
 }
 
@@ -199,8 +200,10 @@ class BitDeltaBlockEncoder final : public BlockEncoder {
     for (uint64_t i = first, end = first + block.size(); i < end;) {
       const uint64_t u = unit_at(i), e = std::min(end, units_[u + 1]);
       const std::span<const float> v = block.subspan(i - first, e - i);
-      sum_abs_into(v, abs_[u]);
-      sq_[u] += sum_sq(v);
+      sum_abs_into(v, abs_[u], &run_abs_);
+      const double sq = sum_sq(v);  // a block's part of a unit is one of its pieces (block_end)
+      sq_[u] += sq;
+      piece_sq_.push_back(sq);
       pack_signs_at(v, i, signs_.data());
       i = e;
     }
@@ -211,6 +214,8 @@ class BitDeltaBlockEncoder final : public BlockEncoder {
   void finish(Encoded& out) override { finish_one_level(prm_, n_, units_, abs_, sq_, std::move(signs_), out); }
   std::span<const double> unit_abs() const { return abs_; }
   std::span<const double> unit_sq() const { return sq_; }
+  // BitDeltaLayout's sums of what the statistics pass saw (the encoder is spent after this)
+  BitDeltaSums take_sums() { return {std::move(run_abs_), std::move(piece_sq_), std::move(signs_)}; }
 
  private:
   static constexpr uint64_t kBlock = BitDeltaLayout::kSqPiece;  // a multiple of sum_abs_into's runs
@@ -238,6 +243,8 @@ class BitDeltaBlockEncoder final : public BlockEncoder {
   std::vector<uint64_t> units_;
   std::vector<double> abs_, sq_;
   std::vector<uint8_t> signs_;
+  std::vector<float> run_abs_;    // each run's float sum, in order (BitDeltaLayout::runs)
+  std::vector<double> piece_sq_;  // each piece's Σδ², in order (BitDeltaLayout::pieces)
   mutable uint64_t cursor_ = 0;
 };
 }  // namespace
@@ -300,6 +307,8 @@ std::unique_ptr<BlockEncoder> bitdelta_encoder_from_sums(const BitDeltaParams& p
                                                          BitDeltaSums sums) {
   return std::make_unique<BitDeltaSumsEncoder>(prm, layout, std::move(sums));
 }
+
+BitDeltaSums take_bitdelta_sums(BlockEncoder& enc) { return dynamic_cast<BitDeltaBlockEncoder&>(enc).take_sums(); }
 
 BitDeltaUnitSums bitdelta_unit_sums(const BlockEncoder& enc) {
   const auto& e = dynamic_cast<const BitDeltaBlockEncoder&>(enc);

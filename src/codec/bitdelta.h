@@ -41,6 +41,9 @@ struct BitDeltaUnitSums {
   std::span<const double> abs, sq;
 };
 BitDeltaUnitSums bitdelta_unit_sums(const BlockEncoder& enc);
+// BitDeltaLayout's sums (runs, pieces, sign bits) of what bitdelta_block_encoder's statistics
+// pass saw: a split tensor's block (src/codec/split_pass.h). The encoder is spent after it.
+BitDeltaSums take_bitdelta_sums(BlockEncoder& enc);
 // A unit's one-level scale with some entries skipped (a cherry's): mean |δ| over the other
 // `count`, as the unit's Σ|δ| less the skipped entries' (a cherry coder needs no pass over the rest).
 float refit_scale(double unit_abs, double skipped_abs, uint64_t count);

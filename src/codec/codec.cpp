@@ -53,8 +53,8 @@ uint32_t delta_block(DType dtype, std::span<const uint8_t> base, std::span<const
 // byte is read, compared and fingerprinted once.
 class PairWindow {
  public:
-  PairWindow(const TensorView& base, const TensorView& ft, bool track)
-      : base_(base), ft_(ft), es_(dtype_size(ft.dtype)), n_(ft.numel()), track_(track) {}
+  PairWindow(const TensorView& base, const TensorView& ft, bool track, bool fingerprint = true)
+      : base_(base), ft_(ft), es_(dtype_size(ft.dtype)), n_(ft.numel()), track_(track), fingerprint_on_(fingerprint) {}
 
   // Entries [first, end) are in the window from here on; first must not go back.
   void need(uint64_t first, uint64_t end) {
@@ -73,7 +73,7 @@ class PairWindow {
     if (track_) {
       const uint64_t bytes = (to - from) * es_;
       differs_ = differs_ || std::memcmp(nb, nf, bytes) != 0;
-      fingerprint_.add({nb, bytes});
+      if (fingerprint_on_) fingerprint_.add({nb, bytes});
     }
     lo_ = first, hi_ = to;
   }
@@ -88,7 +88,7 @@ class PairWindow {
   const TensorView &base_, &ft_;
   size_t es_;
   uint64_t n_, lo_ = 0, hi_ = 0;
-  bool track_, differs_ = false;
+  bool track_, fingerprint_on_, differs_ = false;
   std::vector<uint8_t> b_, f_;
   Fingerprinter fingerprint_;
 };
@@ -145,24 +145,31 @@ PreparedDelta compare_pair(const Recipe& r, const TensorView& base, const Tensor
   return p;
 }
 
-PreparedDelta prepare_delta(const Recipe& r, const TensorView& base, const TensorView& ft) {
-  std::unique_ptr<BlockEncoder> enc;
+StatsPass stats_pass(const Recipe& r, const TensorView& base, const TensorView& ft, bool fingerprint) {
+  StatsPass s;
   if (!r.is_raw() && base.bytes.size() == ft.bytes.size() && recipe_unsuitable(r, ft.dtype, ft.shape).empty())
-    enc = block_encoder_for(r, ft);
-  if (enc) {
-    // the fused pass's first half, one read of both inputs: the comparison, the base's
-    // fingerprint, the finite check and the coder's statistics, block by block
+    s.enc = block_encoder_for(r, ft);
+  if (!s.enc) return s;
+  // one read of both inputs: the comparison, the base's fingerprint, the finite check and the
+  // coder's statistics, block by block
+  PairWindow win(base, ft, /*track=*/true, fingerprint);
+  s.nonfinite = for_each_delta_block(win, ft.numel(), ft.dtype, *s.enc,
+                                     [&](uint64_t first, std::span<const float> d) { s.enc->stats(first, d); });
+  s.changed = win.differs();
+  s.base_fingerprint = win.fingerprint();
+  return s;
+}
+
+PreparedDelta prepare_delta(const Recipe& r, const TensorView& base, const TensorView& ft) {
+  if (StatsPass s = stats_pass(r, base, ft); s.enc) {  // the fused pass's first half
     PreparedDelta p;
-    PairWindow win(base, ft, /*track=*/true);
-    const bool nonfinite = for_each_delta_block(
-        win, ft.numel(), ft.dtype, *enc, [&](uint64_t first, std::span<const float> d) { enc->stats(first, d); });
-    p.changed = win.differs();
-    p.base_fingerprint = win.fingerprint();
+    p.changed = s.changed;
+    p.base_fingerprint = s.base_fingerprint;
     if (!p.changed) return p;  // all δ zero: stored as unchanged, the statistics unused
-    if (nonfinite)
+    if (s.nonfinite)
       p.fallback = kNonFiniteDelta;
     else
-      p.stream = std::move(enc);
+      p.stream = std::move(s.enc);
     return p;
   }
   PreparedDelta p = compare_pair(r, base, ft);

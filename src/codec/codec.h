@@ -41,6 +41,16 @@ struct PreparedDelta {
   bool lossy(const Recipe& r) const { return changed && !r.is_raw() && fallback.empty(); }
 };
 PreparedDelta prepare_delta(const Recipe& r, const TensorView& base, const TensorView& ft);
+// The fused pass's first half whatever δ holds (prepare_delta stops at an unchanged pair or a
+// NaN): the recipe's block encoder after its statistics pass, whether the pair differs, whether δ
+// had a NaN/Inf, the base's fingerprint (unless not asked for); a null encoder where the recipe
+// has no block form here.
+struct StatsPass {
+  std::shared_ptr<BlockEncoder> enc;
+  bool changed = false, nonfinite = false;
+  uint64_t base_fingerprint = 0;
+};
+StatsPass stats_pass(const Recipe& r, const TensorView& base, const TensorView& ft, bool fingerprint = true);
 // Its first step alone: `changed` and the recipe's own fallback (another device's pass starts so).
 PreparedDelta compare_pair(const Recipe& r, const TensorView& base, const TensorView& ft);
 inline constexpr const char* kNonFiniteDelta = "the delta has NaN/Inf entries (raw carries them exactly)";

@@ -16,6 +16,7 @@ void ErrorLanes::add_block(const float* block, uint64_t b, uint64_t e, const flo
     add_in_piece(block, b, end, recon);
     if (end % kPiece == 0) {  // the piece is whole: its sum joins the total
       total_.err_sq += lane_sum(num_), total_.delta_sq += lane_sum(den_);
+      if (keep_) kept_err_.push_back(lane_sum(num_)), kept_den_.push_back(lane_sum(den_));
       std::fill(num_, num_ + kLanes, 0.0), std::fill(den_, den_ + kLanes, 0.0);
     }
     block += end - b, recon += end - b, b = end;

@@ -10,6 +10,7 @@
 #include <cmath>
 #include <cstdint>
 #include <span>
+#include <vector>
 
 namespace deltakit {
 
@@ -35,6 +36,14 @@ class ErrorLanes {
     r.err_sq += lane_sum(num_), r.delta_sq += lane_sum(den_);  // the last piece, whole or not
     return r;
   }
+  // Keep every piece's sums as well (err_sq and delta_sq, lanes added), for a tensor split into
+  // blocks whose passes are joined (src/codec/split_pass.h): take_pieces() gives them, the last
+  // piece whole or not, and from_pieces() of the joined lists is sums().
+  void keep_pieces() { keep_ = true; }
+  void take_pieces(std::vector<double>& err_sq, std::vector<double>& delta_sq) {
+    err_sq = std::move(kept_err_), delta_sq = std::move(kept_den_);
+    err_sq.push_back(lane_sum(num_)), delta_sq.push_back(lane_sum(den_));
+  }
   // The same sums from every piece's (lanes already added, in order: a device computes them).
   static ErrorNorms from_pieces(std::span<const double> err_sq, std::span<const double> delta_sq) {
     ErrorNorms r;
@@ -52,6 +61,8 @@ class ErrorLanes {
   void add_in_piece(const float* block, uint64_t b, uint64_t e, const float* recon);
   double num_[kLanes] = {}, den_[kLanes] = {};  // the current piece's lanes
   ErrorNorms total_;                            // the pieces before it
+  bool keep_ = false;
+  std::vector<double> kept_err_, kept_den_;  // with keep_pieces(): each whole piece's sums
 };
 
 inline ErrorNorms error_norms(std::span<const float> delta, std::span<const float> recon) {

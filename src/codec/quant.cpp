@@ -129,6 +129,7 @@ class QuantBlockEncoder final : public BlockEncoder {
     p_.codes.assign(packed_bytes(n, prm.bits), 0);
     p_.mins.assign(groups_, 0.0f), p_.steps.assign(groups_, 0.0f);
     codes_.resize(std::min(kBlock / p_.G * p_.G, n)), recon_.resize(codes_.size());
+    lanes_.keep_pieces();  // a split tensor's block joins its pieces to the others' (take_groups)
   }
 
   uint64_t block_end(uint64_t first) const override { return std::min(n_, first + kBlock / p_.G * p_.G); }
@@ -157,6 +158,11 @@ class QuantBlockEncoder final : public BlockEncoder {
   void encode(uint64_t, std::span<const float>) override {}
 
   void finish(Encoded& out) override { finish_quant(out, n_, std::move(p_), lanes_.sums()); }
+  QuantGroups take_groups() {
+    QuantGroups g{std::move(p_.codes), std::move(p_.mins), std::move(p_.steps), {}, {}};
+    lanes_.take_pieces(g.piece_err_sq, g.piece_delta_sq);
+    return g;
+  }
 
  private:
   uint64_t n_, groups_;
@@ -171,6 +177,8 @@ std::unique_ptr<BlockEncoder> quant_block_encoder(const QuantParams& prm, uint64
   if (!QuantBlockEncoder::suits(prm) || n == 0) return nullptr;
   return std::make_unique<QuantBlockEncoder>(prm, n);
 }
+
+QuantGroups take_quant_groups(BlockEncoder& enc) { return dynamic_cast<QuantBlockEncoder&>(enc).take_groups(); }
 
 namespace {
 // The block encoder's pass done by a device: what it found, stored here (finish() only).

@@ -29,6 +29,9 @@ void quant_encode(const QuantParams& prm, const ValueStream& s, Encoded& out);
 // Its block form for a stream of n values with nothing skipped (nullptr unless each group starts
 // on a byte of codes and fits a block).
 std::unique_ptr<BlockEncoder> quant_block_encoder(const QuantParams& prm, uint64_t n);
+// What quant_block_encoder's pass found, as a device returns it (a split tensor's block:
+// src/codec/split_pass.h). The encoder is spent after it.
+QuantGroups take_quant_groups(BlockEncoder& enc);
 // The parameters of a recipe that is quant alone and takes the block form (the fused pass a
 // device can take over).
 std::optional<QuantParams> quant_alone(const Recipe& r);

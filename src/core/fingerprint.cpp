@@ -2,8 +2,13 @@
 
 #include <xxhash.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <new>
+#include <vector>
+
+#include "src/core/dtype.h"
+#include "src/core/tensor_view.h"
 
 namespace deltakit {
 
@@ -23,6 +28,18 @@ std::string fingerprint_hex(uint64_t fp) {
   char buf[17];
   std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(fp));
   return buf;
+}
+
+uint64_t fingerprint_by_read(const TensorView& t) {
+  const uint64_t es = dtype_size(t.dtype), n = t.numel(), window = std::max<uint64_t>(1, (uint64_t{1} << 20) / es);
+  std::vector<uint8_t> buf(std::min(n, window) * es);
+  Fingerprinter f;
+  for (uint64_t first = 0; first < n; first += window) {
+    const uint64_t m = std::min(window, n - first);
+    read_elements(t, first, m, buf.data());
+    f.add({buf.data(), m * es});
+  }
+  return f.value();
 }
 
 }  // namespace deltakit

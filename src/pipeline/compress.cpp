@@ -15,11 +15,14 @@
 #include "formats/h5_chunks.h"
 #include "formats/safetensors.h"
 #include "src/codec/codec.h"
+#include "src/codec/split_pass.h"
+#include "src/codec/tensor_codec.h"
 #include "src/core/atomic_output.h"
 #include "src/core/collective.h"
 #include "src/core/error.h"
 #include "src/core/fingerprint.h"
 #include "src/core/half.h"
+#include "src/core/whole_file.h"
 #include "src/pipeline/finetune_input.h"
 #include "src/pipeline/global_cut.h"
 #include "src/pipeline/importance_files.h"
@@ -73,6 +76,87 @@ struct CompressJob {
     char buf[32];
     std::snprintf(buf, sizeof buf, "t%07zu.h5", i);
     return buf;
+  }
+
+  // Tensors split into row blocks that the ranks and threads share (src/codec/split_pass.h): per
+  // tensor its blocks' row starts, then its rows; empty for a tensor encoded whole. A block's
+  // item is its pass's share in the journal; rank 0 joins a tensor's shares when it stitches.
+  std::vector<std::vector<uint64_t>> splits{};
+  static constexpr size_t kWhole = SIZE_MAX, kFingerprint = SIZE_MAX - 1;
+  struct ItemRef {
+    size_t tensor, block;  // block: kWhole for a tensor encoded whole; kFingerprint for a split
+                           // tensor's base fingerprint (one more item, so it runs beside the blocks)
+  };
+  std::vector<ItemRef> items{};
+  static std::string block_item(size_t i, size_t k) {
+    char buf[64];
+    if (k == kFingerprint)
+      std::snprintf(buf, sizeof buf, "t%07zu.fp", i);
+    else
+      std::snprintf(buf, sizeof buf, "t%07zu.b%04zu.blk", i, k);
+    return buf;
+  }
+
+  void plan_splits() {
+    splits.assign(names.size(), {});
+    // the CPU's pass only (a GPU holds its tensor whole); a LoRA's δ is one product per tensor
+    if (opt.split_mb == 0 || devices->gpu() || ft->lora()) return;
+    const uint64_t limit = opt.split_mb << 20;
+    for (size_t i = 0; i < names.size(); ++i) {
+      const SafetensorsEntry& e = ft->entry(names[i]);
+      uint64_t n = 1;
+      for (uint64_t d : e.shape) n *= d;
+      const uint64_t cols = e.shape.empty() ? 1 : e.shape.back();
+      if (n == 0 || cols == 0 || n * 4 <= limit || !dtype_is_float_decodable(e.dtype)) continue;
+      const Recipe& r = rules.for_tensor(names[i]);
+      if (!recipe_unsuitable(r, e.dtype, e.shape).empty()) continue;
+      std::vector<uint64_t> starts = split_blocks(r, n / cols, cols, limit / 4 / cols);
+      if (starts.size() > 2) splits[i] = std::move(starts);
+    }
+  }
+
+  // One block's pass (or the base's fingerprint) into its journal file (whole, or not there).
+  void encode_block(size_t i, size_t k, const std::string& path) {
+    const std::string& name = names[i];
+    const Recipe& r = rules.for_tensor(name);
+    const TensorView bv = base->acquire(name, false), fv = ft->acquire(name, false);
+    std::vector<uint8_t> bytes;
+    if (k == kFingerprint) {
+      const uint64_t fp = fingerprint_by_read(bv);
+      bytes.assign(reinterpret_cast<const uint8_t*>(&fp), reinterpret_cast<const uint8_t*>(&fp) + 8);
+    } else {
+      bytes = block_pass_bytes(block_pass(r, bv, fv, splits[i][k], splits[i][k + 1]));
+    }
+    AtomicFile out(path);
+    out.write(bytes.data(), bytes.size());
+    out.commit();
+  }
+
+  // A split tensor's prepared δ, from its blocks' shares in the journal.
+  PreparedTensor join_blocks(size_t i, const JobJournal& journal) {
+    const std::string& name = names[i];
+    const std::vector<uint64_t>& starts = splits[i];
+    PreparedTensor p;
+    p.recipe = &rules.for_tensor(name);
+    p.bv = base->acquire(name, false);
+    p.fv = ft->acquire(name, false);
+    const uint64_t cols = p.fv.cols();
+    std::vector<BlockPass> blocks;
+    for (size_t k = 0; k + 1 < starts.size(); ++k) {
+      const std::string path = journal.item_path(block_item(i, k)), rows = std::to_string(starts[k + 1] - starts[k]);
+      const std::string bytes =
+          read_whole_file(path, "a split block", (starts[k + 1] - starts[k]) * cols * 2 + (1 << 20));
+      blocks.push_back(block_pass_from_bytes({reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()}, *p.recipe,
+                                             starts[k + 1] - starts[k], cols, path));
+    }
+    p.prepared = join_block_passes(*p.recipe, p.fv, std::move(blocks));
+    const std::string fp_path = journal.item_path(block_item(i, kFingerprint));
+    const std::string fp = read_whole_file(fp_path, "a split tensor's fingerprint", 8);
+    if (fp.size() != 8)
+      throw Error(ErrorCode::AdapterInvalid, fp_path, "a fingerprint is 8 bytes, not " + std::to_string(fp.size()));
+    p.prepared.base_fingerprint = 0;
+    std::memcpy(&*p.prepared.base_fingerprint, fp.data(), 8);
+    return p;
   }
 
   PreparedTensor prepare(size_t i) {
@@ -189,10 +273,40 @@ struct CompressJob {
     return root;
   }
 
+  // A tensor encoded: its attributes, its parts through the filter pipeline, its report.
+  struct EncodedItem {
+    Json attrs;
+    std::vector<FilteredPart> parts;
+    CompressTensorReport report;
+    uint64_t base_fingerprint = 0;
+  };
+
   // Encodes tensor i into its part file in the journal.
   void encode(size_t i, const std::string& path) {
-    const std::string& name = names[i];
     PreparedTensor p = prepare(i);
+    write_part(i, encode_prepared(i, p, path), path);
+  }
+
+  // A split tensor's part file, from its blocks' shares: the same part file as unsplit, so the
+  // stitch copies it as it copies the others (and the adapter is the same bytes).
+  void join_into_part(size_t i, const JobJournal& journal) {
+    const std::string path = journal.item_path(item(i));
+    PreparedTensor p = join_blocks(i, journal);
+    write_part(i, encode_prepared(i, p, path), path);
+  }
+
+  void write_part(size_t i, EncodedItem e, const std::string& path) {
+    Json root = root_attrs(1, std::string(reinterpret_cast<const char*>(&e.base_fingerprint), 8));
+    std::lock_guard<std::recursive_mutex> lock(h5_lock());
+    AdapterWriter w(path, opt.zstd_level, /*in_memory=*/true);
+    e.report.stored_bytes = w.add_tensor(names[i], e.attrs, e.parts);
+    root["report"] = nlohmann::json(e.report).dump();
+    w.commit(root, {});
+  }
+
+  // `where` names the output in the filter's errors.
+  EncodedItem encode_prepared(size_t i, PreparedTensor& p, const std::string& where) {
+    const std::string& name = names[i];
     const TensorView &bv = p.bv, &fv = p.fv;
     TensorPair pair = p.pair(name, item_threads);
     if (has_cut[i]) pair.cut = &cuts[i];
@@ -217,15 +331,9 @@ struct CompressJob {
     attrs["rel_error"] = tr.rel_error;
     release(i);
     // compressed outside the HDF5 lock, so the workers' zstd runs at once; HDF5 only places it
-    std::vector<FilteredPart> parts;
-    for (const Part& part : e.encoded.parts) parts.push_back(filter_part(part, opt.zstd_level, path));
-    e.encoded.parts.clear();
-    Json root = root_attrs(1, std::string(reinterpret_cast<const char*>(&fp), 8));
-    std::lock_guard<std::recursive_mutex> lock(h5_lock());
-    AdapterWriter w(path, opt.zstd_level, /*in_memory=*/true);
-    tr.stored_bytes = w.add_tensor(name, attrs, parts);
-    root["report"] = nlohmann::json(tr).dump();
-    w.commit(root, {});
+    EncodedItem out{std::move(attrs), {}, std::move(tr), fp};
+    for (const Part& part : e.encoded.parts) out.parts.push_back(filter_part(part, opt.zstd_level, where));
+    return out;
   }
 };
 
@@ -347,26 +455,52 @@ CompressReport compress_adapter(const CompressOptions& opt, Comm& comm) {
     }
   });
   const auto& names = job->names;
-  // the job: one item per tensor, a one-tensor part file in the journal that rank 0 stitches
+  job->plan_splits();
+  // the job: one item per tensor, a one-tensor part file in the journal that rank 0 stitches, or
+  // per block of a split tensor, its pass's share that rank 0 joins
   JobSpec spec{"compress", opt.out, opt.resume, opt.progress, "tensors", nlohmann::json::object(), {}, {}};
   spec.identity["rules"] = job->rules.to_json().dump();
   spec.identity["seed"] = opt.seed;
   spec.identity["zstd_level"] = opt.zstd_level;
+  spec.identity["split_mb"] = opt.split_mb;  // not the bytes, but the journal's items
   for (const auto& s : job->base->shards()) spec.input_files.push_back(s->path());
   for (const auto& f : job->ft->input_files()) spec.input_files.push_back(f);
-  for (size_t i = 0; i < names.size(); ++i)
-    spec.items.push_back({CompressJob::item(i), job->ft->entry(names[i]).nbytes()});
+  for (size_t i = 0; i < names.size(); ++i) {
+    const SafetensorsEntry& e = job->ft->entry(names[i]);
+    const std::vector<uint64_t>& starts = job->splits[i];
+    if (starts.empty()) {
+      spec.items.push_back({CompressJob::item(i), e.nbytes()});
+      job->items.push_back({i, CompressJob::kWhole});
+      continue;
+    }
+    const uint64_t row_bytes = e.nbytes() / starts.back();
+    for (size_t k = 0; k + 1 < starts.size(); ++k) {
+      spec.items.push_back({CompressJob::block_item(i, k), (starts[k + 1] - starts[k]) * row_bytes});
+      job->items.push_back({i, k});
+    }
+    // the base's fingerprint reads one input where a block reads two and codes: about a quarter
+    spec.items.push_back({CompressJob::block_item(i, CompressJob::kFingerprint), e.nbytes() / 4});
+    job->items.push_back({i, CompressJob::kFingerprint});
+  }
   Job run(comm, std::move(spec));
   // the rank's threads take whole tensors (the fused pass is one pass per tensor)
   const unsigned workers = job->workers();
   if (const std::string w = threads_warning(job->threads); !w.empty() && comm.is_root()) rep.warnings.push_back(w);
   job->item_threads = workers > 1 ? 1 : job->threads;
-  run.run_items([&](size_t i, const std::string& path) { job->encode(i, path); }, [&] { job->find_cuts(); },
-                [&] {
-                  job->base->check_intact();
-                  job->ft->check_intact();
-                },
-                workers);
+  run.run_items(
+      [&](size_t item, const std::string& path) {
+        const CompressJob::ItemRef ref = job->items[item];
+        if (ref.block == CompressJob::kWhole)
+          job->encode(ref.tensor, path);
+        else
+          job->encode_block(ref.tensor, ref.block, path);
+      },
+      [&] { job->find_cuts(); },
+      [&] {
+        job->base->check_intact();
+        job->ft->check_intact();
+      },
+      workers);
   rep.resumed = run.resumed();
   rep.complete = run.commit([&](JobJournal& journal) {
     std::map<std::string, uint64_t> fallbacks;
@@ -375,6 +509,9 @@ CompressReport compress_adapter(const CompressOptions& opt, Comm& comm) {
     check_free_space(opt.out, journal);
     AdapterWriter writer(opt.out, opt.zstd_level);
     for (size_t i = 0; i < names.size(); ++i) {
+      // a split tensor's part file from its blocks' shares (unless a killed stitch left it whole)
+      if (!job->splits[i].empty() && !std::filesystem::exists(journal.item_path(CompressJob::item(i))))
+        job->join_into_part(i, journal);
       // written by this job's ranks (or a run it resumes) and renamed in whole: no hostile-file
       // walk in a child, which forked a copy of the mapped inputs' page tables per tensor
       AdapterReader part(journal.item_path(CompressJob::item(i)), AdapterReader::kTrusted);

@@ -23,6 +23,9 @@ struct CompressOptions {
   uint64_t seed = 0;           // default seed of dare / randomized lowrank
   unsigned threads = 0;        // 0: all cores
   int zstd_level = kDefaultZstdLevel;
+  // a tensor whose fp32 δ is over this many MB is split into row blocks of about as much that the
+  // ranks and threads share (src/codec/split_pass.h: the same adapter bytes); 0: never
+  uint64_t split_mb = 256;
   bool overwrite = false;
   bool resume = false;                    // continue a killed job from its journal
   gpu::Device device = gpu::Device::Cpu;  // --device cuda: the fused pass's statistics on the GPU
