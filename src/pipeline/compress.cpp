@@ -100,8 +100,8 @@ struct CompressJob {
   void plan_splits() {
     splits.assign(names.size(), {});
     // the CPU's pass only (a GPU holds its tensor whole); a LoRA's δ is one product per tensor
-    if (opt.split_mb == 0 || devices->gpu() || ft->lora()) return;
-    const uint64_t limit = opt.split_mb << 20;
+    const auto limit = static_cast<uint64_t>(opt.split_mb * (1 << 20));
+    if (limit == 0 || devices->gpu() || ft->lora()) return;
     for (size_t i = 0; i < names.size(); ++i) {
       const SafetensorsEntry& e = ft->entry(names[i]);
       uint64_t n = 1;

@@ -25,7 +25,7 @@ struct CompressOptions {
   int zstd_level = kDefaultZstdLevel;
   // a tensor whose fp32 δ is over this many MB is split into row blocks of about as much that the
   // ranks and threads share (src/codec/split_pass.h: the same adapter bytes); 0: never
-  uint64_t split_mb = 256;
+  double split_mb = 256;
   bool overwrite = false;
   bool resume = false;                    // continue a killed job from its journal
   gpu::Device device = gpu::Device::Cpu;  // --device cuda: the fused pass's statistics on the GPU

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Kill sweep: compress, apply and merge on 1, 2 and 3 ranks, each SIGKILLed (the whole job: its
+"""Kill sweep: compress (whole tensors, and split into row blocks), apply and merge on 1, 2 and 3 ranks, each SIGKILLed (the whole job: its
 session, mpirun and every rank) at TRIALS random moments, then run again with --resume. Every time:
 
   - right after the kill the output path holds nothing, or the complete output (the job had
@@ -46,6 +46,9 @@ class Sweep:
         if cmd == "compress":
             return ["compress", "--base", self.base, "--finetuned", self.ft, "--recipe",
                     "bitdelta + cherry:frac=0.01,scope=model", "--out", out, "--threads", "1", "--quiet"]
+        if cmd == "compress_split":  # tensors over 256 KB of fp32 δ in row blocks, joined by rank 0
+            return ["compress", "--base", self.base, "--finetuned", self.ft, "--recipe", "quant:bits=4",
+                    "--split-mb", "0.25", "--out", out, "--threads", "1", "--quiet"]
         if cmd == "apply":
             return ["apply", "--base", self.base, "--adapter", self.adapter, "--out", out, "--max-shard-size", "1MB",
                     "--quiet"]
@@ -73,7 +76,7 @@ class Sweep:
             return []
 
     def sweep(self, cmd, ranks, reference):
-        out = os.path.join(self.out_dir, "out.h5" if cmd == "compress" else "out")
+        out = os.path.join(self.out_dir, "out.h5" if cmd.startswith("compress") else "out")
         argv = self.argv(cmd, out)
         t0 = time.time()
         p = subprocess.run(self.launch(ranks, argv), capture_output=True, text=True, env=ENV, timeout=300)
@@ -143,14 +146,14 @@ def main():
     ap.add_argument("--deltakit", required=True)
     ap.add_argument("--mpirun")
     ap.add_argument("--trials", type=int, default=20)
-    ap.add_argument("--commands", default="compress,apply,merge")
+    ap.add_argument("--commands", default="compress,compress_split,apply,merge")
     a = ap.parse_args()
     work = tempfile.mkdtemp(prefix="deltakit-kill-")
     try:
         s = Sweep(a, work)
         total = {"journal": 0, "before": 0, "finished": 0}
         for cmd in a.commands.split(","):
-            reference = os.path.join(work, "reference-" + cmd + (".h5" if cmd == "compress" else ""))
+            reference = os.path.join(work, "reference-" + cmd + (".h5" if cmd.startswith("compress") else ""))
             run(a.deltakit, *s.argv(cmd, reference))
             for ranks in (1, 2, 3) if a.mpirun else (1,):
                 for k, v in s.sweep(cmd, ranks, reference).items():

@@ -6,6 +6,9 @@
                topk one keeps exactly the largest |δ| of the whole model
   resume       a run killed after some tensors, resumed (with another rank count), gives the
                adapter of an uninterrupted run; a stale journal without --resume is refused
+  split        --split-mb 0.25: the tensors over 256 KB of fp32 δ split into row blocks that the
+               ranks and threads share; the adapter byte-identical to the unsplit one for -n 1, 2, 3
+               and 1 and 2 threads (bitdelta matrix and row scales, quant)
   bad_shard    a base tensor that only rank 2 of 3 reads is damaged: apply ends in seconds with
                rank 2's message, non-zero, and leaves neither output nor journal
   full_disk    a 1 MiB tmpfs as the output folder: compress and apply fail with "No space left
@@ -150,6 +153,28 @@ def case_identical(a, work):
     print("ok: threads beyond a bound rank's CPUs are warned of; the default stays within them")
 
 
+def case_split(a, work):
+    base, ft = fixture(a, work)
+    for recipe in ["bitdelta", "bitdelta:scale=row", "quant:bits=4"]:
+        whole = os.path.join(work, "whole.h5")
+        run_mpi(a, 1, "compress", "--base", base, "--finetuned", ft, "--recipe", recipe, "--split-mb", "0",
+                "--out", whole, "--overwrite", "--quiet")
+        outs = [whole]
+        for n, threads in [(1, 1), (1, 2), (2, 1), (3, 1)]:
+            out = os.path.join(work, f"split-{n}-{threads}.h5")
+            log = os.path.join(work, f"split-{n}-{threads}.jsonl")
+            run_mpi(a, n, "compress", "--base", base, "--finetuned", ft, "--recipe", recipe, "--split-mb", "0.25",
+                    "--threads", str(threads), "--out", out, "--overwrite", "--quiet", "--log-json", log)
+            outs.append(out)
+            # the progress counts the journal's items: more than the tensors once some are split
+            done = [json.loads(ln) for ln in open(log) if json.loads(ln)["what"] == "compress"][-1]
+            if not (done["final"] and done["done"] == done["total"] > len(read_checkpoint(ft))):
+                sys.exit(f"FAIL: {recipe}: no tensor was split (--log-json ends with {done})")
+        same_bytes(outs, f"{recipe} split")
+        print(f"ok: {recipe}: split into {done['total']} items for {len(read_checkpoint(ft))} tensors, "
+              f"the unsplit adapter's bytes for -n 1/2/3 and 1/2 threads")
+
+
 def journal_items(journal):
     try:
         return [f for f in os.listdir(journal) if f.startswith("t")]
@@ -287,7 +312,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--deltakit", required=True)
     ap.add_argument("--mpirun", required=True)
-    ap.add_argument("--case", required=True, choices=["identical", "resume", "bad_shard", "full_disk"])
+    ap.add_argument("--case", required=True, choices=["identical", "resume", "split", "bad_shard", "full_disk"])
     a = ap.parse_args()
     with tempfile.TemporaryDirectory() as work:
         globals()["case_" + a.case](a, work)
