@@ -7,7 +7,11 @@ PyTorch on CPU (read, subtract, sign or drop, write: mergekit's way), on the sam
 torch is importable (Debian's python3-torch).
 
     bench/bench_stream.py --deltakit build/apps/deltakit [--size large] [--layers 16]
-                          [--base B --finetuned F] [--ranks 1,2,1x2] [--reps 2]
+                          [--base B --finetuned F | --embedding 262144x2048] [--ranks 1,2,1x2] [--reps 2]
+                          [--compress-args "--split-mb 0"]
+
+--embedding VxD makes a pair that is one V x D bf16 embedding (and a norm), the shape whose
+one tensor a rank would otherwise hold whole; --compress-args is appended to every compress.
 
 Prints one Markdown table: seconds (best of reps after a warm-up, mpirun's start included), GB/s
 of input read (compress: base + fine-tune; apply: base + adapter), the ratio to the ceiling, the
@@ -107,6 +111,32 @@ def peer_compress_bitdelta(base, ft, out):
         os.fsync(f.fileno())
 
 
+def embedding_pair(work, shape):
+    """base and fine-tune folders of one V x D bf16 embedding (δ ~ N(0, 0.001²)) and a norm, written
+    a slab of rows at a time"""
+    V, D = (int(x) for x in shape.split("x"))
+    rng = np.random.default_rng(0)
+    folders = []
+    for name in ("base", "ft"):
+        folder = os.path.join(work, name)
+        os.makedirs(folder)
+        header = {"model.embed_tokens.weight": {"dtype": "BF16", "shape": [V, D], "data_offsets": [0, V * D * 2]},
+                  "model.norm.weight": {"dtype": "BF16", "shape": [D], "data_offsets": [V * D * 2, V * D * 2 + D * 2]}}
+        h = json.dumps(header).encode()
+        h += b" " * ((8 - len(h) % 8) % 8)
+        with open(os.path.join(folder, "model.safetensors"), "wb") as f:
+            f.write(len(h).to_bytes(8, "little") + h)
+            for r0 in range(0, V, 8192):
+                rows = min(8192, V - r0)
+                x = np.random.default_rng(r0).standard_normal((rows, D), dtype=np.float32) * 0.02
+                if name == "ft":
+                    x += rng.standard_normal((rows, D), dtype=np.float32) * 0.001
+                f.write((x.view(np.uint32) >> 16).astype(np.uint16).tobytes())
+            f.write(np.full(D, 0x3f80 if name == "base" else 0x3f81, np.uint16).tobytes())
+        folders.append(folder)
+    return folders
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--deltakit", required=True)
@@ -114,6 +144,8 @@ def main():
     ap.add_argument("--layers", default="16")
     ap.add_argument("--base")
     ap.add_argument("--finetuned")
+    ap.add_argument("--embedding")
+    ap.add_argument("--compress-args", default="")
     ap.add_argument("--ranks", default="1,2,1x2")
     ap.add_argument("--recipes", default="bitdelta,dare:p=0.9,quant:bits=4,raw")
     ap.add_argument("--reps", type=int, default=2)
@@ -123,7 +155,9 @@ def main():
     runs = [tuple(int(x) for x in (r.split("x") + ["1"])[:2]) for r in a.ranks.split(",")]  # (ranks, threads)
     with tempfile.TemporaryDirectory(dir=a.workdir) as work:
         base, ft = a.base, a.finetuned
-        if not base:
+        if a.embedding:
+            base, ft = embedding_pair(work, a.embedding)
+        elif not base:
             base, ft = os.path.join(work, "base"), os.path.join(work, "ft")
             subprocess.run([dk, "make-fixture", "--out-base", base, "--out-finetuned", ft, "--size", a.size, "--layers",
                             a.layers, "--max-shard-size", "200MB", "--overwrite"], check=True, capture_output=True)
@@ -154,7 +188,7 @@ def main():
         for recipe in a.recipes.split(","):
             adapter = os.path.join(work, recipe.replace(":", "_").replace("=", "") + ".h5")
             cmd = lambda n, r=recipe, o=adapter: ["compress", "--base", base, "--finetuned", ft, "--recipe", r, "--out", o,
-                                                  "--overwrite"]
+                                                  "--overwrite", *a.compress_args.split()]
             subprocess.run(["mpirun", "--oversubscribe", "-n", "1", dk, *cmd(1), "--threads", "1"], check=True,
                            capture_output=True, env=ENV)
             ceiling = t_read + (write_ceiling(os.path.getsize(adapter), work) if recipe == "raw" else 0)

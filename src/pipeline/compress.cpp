@@ -130,6 +130,19 @@ struct CompressJob {
     AtomicFile out(path);
     out.write(bytes.data(), bytes.size());
     out.commit();
+    join_if_last(i);
+  }
+
+  // The item that finds every share of its tensor in the journal once its own is there joins
+  // them, so the joins run beside the other items rather than in rank 0's stitch. Two that finish
+  // at once may both join (each renames the same bytes into place); where none saw them all (a
+  // file of another node's rank not visible yet), the stitch joins.
+  const JobJournal* journal = nullptr;
+  void join_if_last(size_t i) {
+    for (size_t k = 0; k + 1 < splits[i].size(); ++k)
+      if (!std::filesystem::exists(journal->item_path(block_item(i, k)))) return;
+    if (!std::filesystem::exists(journal->item_path(block_item(i, kFingerprint)))) return;
+    join_into_part(i, *journal);
   }
 
   // A split tensor's prepared δ, from its blocks' shares in the journal.
@@ -483,6 +496,7 @@ CompressReport compress_adapter(const CompressOptions& opt, Comm& comm) {
     job->items.push_back({i, CompressJob::kFingerprint});
   }
   Job run(comm, std::move(spec));
+  job->journal = &run.journal();
   // the rank's threads take whole tensors (the fused pass is one pass per tensor)
   const unsigned workers = job->workers();
   if (const std::string w = threads_warning(job->threads); !w.empty() && comm.is_root()) rep.warnings.push_back(w);

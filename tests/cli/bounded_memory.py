@@ -6,9 +6,15 @@ model-wide) and each adapter applied again; each
 run's peak RSS (the child's ru_maxrss) must stay far below the tensor: the inputs are read by
 pread a window at a time, δ and δ̂ are never held whole, the output is written a block at a time,
 and only the adapter's own stored form grows with the tensor.
-    bounded_memory.py --deltakit BIN
+
+The tensor's fp32 δ (1 GiB) is over compress's --split-mb (256): bitdelta and quant split it into
+four row blocks that ranks and threads share (src/codec/split_pass.h). Their adapters must be the
+bytes of an unsplit run (--split-mb 0), and with --mpirun the same again from two ranks, each
+rank's peak RSS within the same limit (ru_maxrss of mpirun's waited-for children: the largest).
+    bounded_memory.py --deltakit BIN [--mpirun MPIEXEC]
 """
 import argparse
+import filecmp
 import json
 import os
 import struct
@@ -49,8 +55,12 @@ def bf16(x):
     return (x.view(np.uint32) >> 16).astype(np.uint16)
 
 
+MPI_ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
+               OMPI_MCA_rmaps_base_oversubscribe="1")
+
+
 def peak_rss_mb(argv):
-    p = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    p = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=MPI_ENV)
     _, status, usage = os.wait4(p.pid, 0)
     err = p.stderr.read().decode()
     if os.waitstatus_to_exitcode(status) != 0:
@@ -71,6 +81,7 @@ def make_pair(work):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--deltakit", required=True)
+    ap.add_argument("--mpirun")
     ap.add_argument("--make-pair", help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.make_pair:
@@ -91,6 +102,24 @@ def main():
             print(f"{recipe}: peak RSS {mb:.0f} MB (limit {limit}; each input tensor {tensor_mb:.0f} MB, its fp32 "
                   f"delta {2 * tensor_mb:.0f} MB)")
             assert mb <= limit, f"{recipe}: peak RSS {mb:.0f} MB > {limit} MB"
+            if recipe in ("bitdelta", "quant:bits=4"):  # split in row blocks: the unsplit bytes
+                whole = os.path.join(work, "whole.h5")
+                subprocess.run([a.deltakit, "compress", "--base", os.path.join(work, "base"), "--finetuned",
+                                os.path.join(work, "ft"), "--recipe", recipe, "--out", whole, "--overwrite",
+                                "--quiet", "--split-mb", "0"], check=True)
+                # compared a block at a time: this process's resident pages count in its next child's RSS
+                assert filecmp.cmp(whole, out, shallow=False), f"{recipe}: split != unsplit"
+                if a.mpirun:
+                    two = os.path.join(work, "two.h5")
+                    mb2 = peak_rss_mb([a.mpirun, "--oversubscribe", "-n", "2", a.deltakit, "compress", "--base",
+                                       os.path.join(work, "base"), "--finetuned", os.path.join(work, "ft"),
+                                       "--recipe", recipe, "--out", two, "--overwrite", "--quiet", "--threads", "1"])
+                    assert filecmp.cmp(two, out, shallow=False), f"{recipe}: 2 ranks != 1 rank"
+                    print(f"  2 ranks: peak RSS {mb2:.0f} MB per rank (limit {limit}); split, 1 rank, 2 ranks and "
+                          f"unsplit adapters identical")
+                    assert mb2 <= limit, f"{recipe} on 2 ranks: peak RSS {mb2:.0f} MB > {limit} MB"
+                else:
+                    print("  split and unsplit adapters identical")
             applied = os.path.join(work, "applied")
             mb = peak_rss_mb([a.deltakit, "apply", "--base", os.path.join(work, "base"), "--adapter", out, "--out",
                               applied, "--overwrite", "--quiet"])
