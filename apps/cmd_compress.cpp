@@ -23,10 +23,10 @@ int cmd_compress(const Args& args) {
       "seed", po::value<uint64_t>()->default_value(0), "default seed of dare and randomized lowrank")(
       "threads", po::value<unsigned>()->default_value(0), "worker threads (0: all cores)")(
       "zstd-level", po::value<int>()->default_value(kDefaultZstdLevel), "zstd level of the adapter's datasets (1-19)")(
-      "split-mb", po::value<double>()->default_value(256),
+      "split-mb", po::value<std::string>()->default_value("auto"),
       "split a tensor whose fp32 delta is over this many MB into row blocks that ranks and threads share "
-      "(bitdelta or quant alone; the same adapter bytes; 0: never)")("out", po::value<std::string>(),
-                                                                     "adapter file to write (.h5)")(
+      "(bitdelta or quant alone; the same adapter bytes; 0: never; auto: over 256 MB and over one worker's "
+      "share of the model)")("out", po::value<std::string>(), "adapter file to write (.h5)")(
       "overwrite", po::bool_switch(), "replace an existing output (atomically)")("json", po::bool_switch(),
                                                                                  "print a JSON summary")(
       "distill", po::bool_switch(), "then fit the bitdelta scales to the fine-tune's logits (signs fixed)")(
@@ -54,7 +54,17 @@ int cmd_compress(const Args& args) {
   o.seed = vm["seed"].as<uint64_t>();
   o.threads = vm["threads"].as<unsigned>();
   o.zstd_level = vm["zstd-level"].as<int>();
-  o.split_mb = vm["split-mb"].as<double>();
+  if (const std::string split = vm["split-mb"].as<std::string>(); split != "auto") {
+    size_t used = 0;
+    try {
+      o.split_mb = std::stod(split, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (used != split.size() || !(o.split_mb >= 0 && o.split_mb <= 1e9))
+      throw Error(ErrorCode::Usage, "",
+                  "--split-mb must be auto or a number of MB from 0 (never split) up, not \"" + split + "\"");
+  }
   o.overwrite = vm["overwrite"].as<bool>();
   o.resume = vm["resume"].as<bool>();
   o.progress = progress_options(vm);
@@ -62,8 +72,6 @@ int cmd_compress(const Args& args) {
   if (!o.rules_file.empty() && (!vm["recipe"].defaulted() || !o.only.empty()))
     throw Error(ErrorCode::Usage, "", "give either --recipe [--only] or --rules, not both");
   if (o.zstd_level < 1 || o.zstd_level > 19) throw Error(ErrorCode::Usage, "", "--zstd-level must be 1..19");
-  if (!(o.split_mb >= 0 && o.split_mb <= 1e9))
-    throw Error(ErrorCode::Usage, "", "--split-mb must be a number of MB from 0 (never split) up");
   if (vm["distill"].as<bool>()) {
     DistillOptions d;
     d.calibration = vm["calibration"].as<std::string>();

@@ -100,14 +100,20 @@ struct CompressJob {
   void plan_splits() {
     splits.assign(names.size(), {});
     // the CPU's pass only (a GPU holds its tensor whole); a LoRA's δ is one product per tensor
-    const auto limit = static_cast<uint64_t>(opt.split_mb * (1 << 20));
+    const bool automatic = opt.split_mb < 0;
+    const auto limit = static_cast<uint64_t>((automatic ? 256 : opt.split_mb) * (1 << 20));
     if (limit == 0 || devices->gpu() || ft->lora()) return;
+    // auto: only a tensor larger than one worker's share of the model's bytes (the other workers
+    // would wait for it); the bytes are the same whatever splits, so the rule may use the ranks
+    uint64_t total = 0;
+    for (const auto& name : names) total += ft->entry(name).nbytes();
+    const uint64_t share = automatic ? total / (static_cast<uint64_t>(comm.size()) * workers()) : 0;
     for (size_t i = 0; i < names.size(); ++i) {
       const SafetensorsEntry& e = ft->entry(names[i]);
       uint64_t n = 1;
       for (uint64_t d : e.shape) n *= d;
       const uint64_t cols = e.shape.empty() ? 1 : e.shape.back();
-      if (n == 0 || cols == 0 || n * 4 <= limit || !dtype_is_float_decodable(e.dtype)) continue;
+      if (n == 0 || cols == 0 || n * 4 <= limit || e.nbytes() <= share || !dtype_is_float_decodable(e.dtype)) continue;
       const Recipe& r = rules.for_tensor(names[i]);
       if (!recipe_unsuitable(r, e.dtype, e.shape).empty()) continue;
       std::vector<uint64_t> starts = split_blocks(r, n / cols, cols, limit / 4 / cols);
@@ -475,7 +481,9 @@ CompressReport compress_adapter(const CompressOptions& opt, Comm& comm) {
   spec.identity["rules"] = job->rules.to_json().dump();
   spec.identity["seed"] = opt.seed;
   spec.identity["zstd_level"] = opt.zstd_level;
-  spec.identity["split_mb"] = opt.split_mb;  // not the bytes, but the journal's items
+  // not the bytes, but the journal's items (a resume with another plan redoes only what differs:
+  // a whole tensor's part file and a split one's joined part file are the same file)
+  spec.identity["split_mb"] = opt.split_mb;
   for (const auto& s : job->base->shards()) spec.input_files.push_back(s->path());
   for (const auto& f : job->ft->input_files()) spec.input_files.push_back(f);
   for (size_t i = 0; i < names.size(); ++i) {

@@ -24,8 +24,10 @@ struct CompressOptions {
   unsigned threads = 0;        // 0: all cores
   int zstd_level = kDefaultZstdLevel;
   // a tensor whose fp32 δ is over this many MB is split into row blocks of about as much that the
-  // ranks and threads share (src/codec/split_pass.h: the same adapter bytes); 0: never
-  double split_mb = 256;
+  // ranks and threads share (src/codec/split_pass.h: the same adapter bytes); 0: never; negative
+  // (auto): over 256 MB and over one worker's share of the model's bytes, where a whole tensor
+  // would leave the other workers idle (splitting costs a join on one worker)
+  double split_mb = -1;
   bool overwrite = false;
   bool resume = false;                    // continue a killed job from its journal
   gpu::Device device = gpu::Device::Cpu;  // --device cuda: the fused pass's statistics on the GPU

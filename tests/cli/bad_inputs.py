@@ -497,6 +497,12 @@ def recipe_invalid(ctx):
     return argv, out, "bitdelta > dare", "bitdelta cannot come first in a chain"
 
 
+@case
+def split_mb_not_a_number(ctx):
+    argv, out = bad_recipe_setup(ctx, "--recipe", "bitdelta", "--split-mb", "half")
+    return argv, out, "--split-mb", 'not "half"'
+
+
 def rules_file(ctx, text):
     path = ctx.path("rules.yaml")
     with open(path, "w") as f:

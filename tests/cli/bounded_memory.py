@@ -7,8 +7,7 @@ run's peak RSS (the child's ru_maxrss) must stay far below the tensor: the input
 pread a window at a time, δ and δ̂ are never held whole, the output is written a block at a time,
 and only the adapter's own stored form grows with the tensor.
 
-The tensor's fp32 δ (1 GiB) is over compress's --split-mb (256): bitdelta and quant split it into
-four row blocks that ranks and threads share (src/codec/split_pass.h). Their adapters must be the
+The tensor's fp32 δ (1 GiB) is over --split-mb 256: bitdelta and quant split it into four row blocks that ranks and threads share (src/codec/split_pass.h). Their adapters must be the
 bytes of an unsplit run (--split-mb 0), and with --mpirun the same again from two ranks, each
 rank's peak RSS within the same limit (ru_maxrss of mpirun's waited-for children: the largest).
     bounded_memory.py --deltakit BIN [--mpirun MPIEXEC]
@@ -95,7 +94,7 @@ def main():
             out = os.path.join(work, "a.h5")
             mb = peak_rss_mb([a.deltakit, "compress", "--base", os.path.join(work, "base"), "--finetuned",
                               os.path.join(work, "ft"), "--recipe", recipe, "--out", out, "--overwrite",
-                              "--quiet", "--threads", "1"])
+                              "--quiet", "--threads", "1", "--split-mb", "256"])
             with h5py.File(out, "r") as f:
                 codecs = {str(f["tensors"][k].attrs["name"]): str(f["tensors"][k].attrs["codec"]) for k in f["tensors"]}
             assert codecs["model.embed_tokens.weight"] == recipe.split(":")[0].replace(" ", ""), codecs
@@ -113,7 +112,8 @@ def main():
                     two = os.path.join(work, "two.h5")
                     mb2 = peak_rss_mb([a.mpirun, "--oversubscribe", "-n", "2", a.deltakit, "compress", "--base",
                                        os.path.join(work, "base"), "--finetuned", os.path.join(work, "ft"),
-                                       "--recipe", recipe, "--out", two, "--overwrite", "--quiet", "--threads", "1"])
+                                       "--recipe", recipe, "--out", two, "--overwrite", "--quiet", "--threads", "1",
+                                       "--split-mb", "256"])
                     assert filecmp.cmp(two, out, shallow=False), f"{recipe}: 2 ranks != 1 rank"
                     print(f"  2 ranks: peak RSS {mb2:.0f} MB per rank (limit {limit}); split, 1 rank, 2 ranks and "
                           f"unsplit adapters identical")
