@@ -174,32 +174,45 @@ BlockPass block_pass_from_bytes(std::span<const uint8_t> bytes, const Recipe& r,
   return b;
 }
 
-PreparedDelta join_block_passes(const Recipe& r, const TensorView& ft, std::vector<BlockPass> blocks) {
+BlockJoiner::BlockJoiner(const Recipe& r, const TensorView& ft) : r_(r), n_(ft.numel()), cols_(ft.cols()) {
+  const Expected e = expected(r, cols_ ? n_ / cols_ : 0, cols_);
+  all_.bitdelta.run_abs.reserve(e.runs), all_.bitdelta.piece_sq.reserve(e.pieces);
+  all_.bitdelta.signs.reserve(e.signs);
+  all_.quant.codes.reserve(e.codes), all_.quant.mins.reserve(e.groups), all_.quant.steps.reserve(e.groups);
+  // each block's error pieces end with one that may be empty: up to a piece more per block
+  all_.quant.piece_err_sq.reserve(e.err_pieces), all_.quant.piece_delta_sq.reserve(e.err_pieces);
+}
+
+void BlockJoiner::add(BlockPass b) {
+  changed_ |= b.changed, nonfinite_ |= b.nonfinite;
+  append(all_.bitdelta.run_abs, b.bitdelta.run_abs), append(all_.bitdelta.piece_sq, b.bitdelta.piece_sq);
+  append(all_.bitdelta.signs, b.bitdelta.signs);
+  append(all_.quant.codes, b.quant.codes), append(all_.quant.mins, b.quant.mins);
+  append(all_.quant.steps, b.quant.steps), append(all_.quant.piece_err_sq, b.quant.piece_err_sq);
+  append(all_.quant.piece_delta_sq, b.quant.piece_delta_sq);
+}
+
+PreparedDelta BlockJoiner::finish() {
   PreparedDelta p;
-  bool nonfinite = false;
-  for (const BlockPass& b : blocks) p.changed |= b.changed, nonfinite |= b.nonfinite;
+  p.changed = changed_;
   if (!p.changed) return p;  // all δ zero: stored as unchanged
-  if (nonfinite) {
+  if (nonfinite_) {
     p.fallback = kNonFiniteDelta;
     return p;
   }
-  const uint64_t n = ft.numel(), cols = ft.cols();
-  if (const std::optional<BitDeltaParams> prm = one_level_bitdelta(r)) {
-    BitDeltaSums all;
-    for (BlockPass& b : blocks)
-      append(all.run_abs, b.bitdelta.run_abs), append(all.piece_sq, b.bitdelta.piece_sq),
-          append(all.signs, b.bitdelta.signs);
-    p.stream = bitdelta_encoder_from_sums(*prm, bitdelta_layout(*prm, n / cols, cols), std::move(all));
-  } else if (const std::optional<QuantParams> q = quant_alone(r)) {
-    QuantGroups all;
-    for (BlockPass& b : blocks)
-      append(all.codes, b.quant.codes), append(all.mins, b.quant.mins), append(all.steps, b.quant.steps),
-          append(all.piece_err_sq, b.quant.piece_err_sq), append(all.piece_delta_sq, b.quant.piece_delta_sq);
-    p.stream = quant_encoder_from_groups(*q, n, std::move(all));
-  } else {
-    throw std::logic_error("join_block_passes: the recipe has no split form");
-  }
+  if (const std::optional<BitDeltaParams> prm = one_level_bitdelta(r_))
+    p.stream = bitdelta_encoder_from_sums(*prm, bitdelta_layout(*prm, n_ / cols_, cols_), std::move(all_.bitdelta));
+  else if (const std::optional<QuantParams> q = quant_alone(r_))
+    p.stream = quant_encoder_from_groups(*q, n_, std::move(all_.quant));
+  else
+    throw std::logic_error("BlockJoiner: the recipe has no split form");
   return p;
+}
+
+PreparedDelta join_block_passes(const Recipe& r, const TensorView& ft, std::vector<BlockPass> blocks) {
+  BlockJoiner j(r, ft);
+  for (BlockPass& b : blocks) j.add(std::move(b));
+  return j.finish();
 }
 
 }  // namespace deltakit

@@ -44,9 +44,22 @@ std::vector<uint8_t> block_pass_bytes(const BlockPass& b);
 BlockPass block_pass_from_bytes(std::span<const uint8_t> bytes, const Recipe& r, uint64_t rows, uint64_t cols,
                                 const std::string& where);
 
-// The whole tensor's prepared δ from its blocks' passes in row order: unchanged, raw standing in
-// (a NaN/Inf anywhere), or the stream encoder that stores the unsplit pass's bytes. Its base
-// fingerprint is the caller's to add (no block saw the whole base).
+// The whole tensor's prepared δ from its blocks' passes, added in row order (each freed as it is
+// appended to the whole, whose arrays are sized once): unchanged, raw standing in (a NaN/Inf
+// anywhere), or the stream encoder that stores the unsplit pass's bytes. Its base fingerprint is
+// the caller's to add (no block saw the whole base).
+class BlockJoiner {
+ public:
+  BlockJoiner(const Recipe& r, const TensorView& ft);
+  void add(BlockPass b);
+  PreparedDelta finish();
+
+ private:
+  const Recipe& r_;
+  uint64_t n_, cols_;
+  bool changed_ = false, nonfinite_ = false;
+  BlockPass all_;
+};
 PreparedDelta join_block_passes(const Recipe& r, const TensorView& ft, std::vector<BlockPass> blocks);
 
 }  // namespace deltakit

@@ -160,15 +160,15 @@ struct CompressJob {
     p.bv = base->acquire(name, false);
     p.fv = ft->acquire(name, false);
     const uint64_t cols = p.fv.cols();
-    std::vector<BlockPass> blocks;
+    BlockJoiner joined(*p.recipe, p.fv);  // a block at a time: one block's share beside the whole
     for (size_t k = 0; k + 1 < starts.size(); ++k) {
-      const std::string path = journal.item_path(block_item(i, k)), rows = std::to_string(starts[k + 1] - starts[k]);
-      const std::string bytes =
-          read_whole_file(path, "a split block", (starts[k + 1] - starts[k]) * cols * 2 + (1 << 20));
-      blocks.push_back(block_pass_from_bytes({reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()}, *p.recipe,
-                                             starts[k + 1] - starts[k], cols, path));
+      const std::string path = journal.item_path(block_item(i, k));
+      const uint64_t rows = starts[k + 1] - starts[k];
+      const std::string bytes = read_whole_file(path, "a split block", rows * cols * 2 + (1 << 20));
+      joined.add(block_pass_from_bytes({reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()}, *p.recipe, rows,
+                                       cols, path));
     }
-    p.prepared = join_block_passes(*p.recipe, p.fv, std::move(blocks));
+    p.prepared = joined.finish();
     const std::string fp_path = journal.item_path(block_item(i, kFingerprint));
     const std::string fp = read_whole_file(fp_path, "a split tensor's fingerprint", 8);
     if (fp.size() != 8)
