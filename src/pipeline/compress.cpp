@@ -1,5 +1,6 @@
 #include "src/pipeline/compress.h"
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cmath>
@@ -477,7 +478,10 @@ CompressReport compress_adapter(const CompressOptions& opt, Comm& comm) {
   job->plan_splits();
   // the job: one item per tensor, a one-tensor part file in the journal that rank 0 stitches, or
   // per block of a split tensor, its pass's share that rank 0 joins
-  JobSpec spec{"compress", opt.out, opt.resume, opt.progress, "tensors", nlohmann::json::object(), {}, {}};
+  const bool split = std::any_of(job->splits.begin(), job->splits.end(), [](const auto& s) { return !s.empty(); });
+  // a split tensor is several items (its blocks, its base's fingerprint): the progress counts items
+  JobSpec spec{"compress", opt.out, opt.resume, opt.progress, split ? "items" : "tensors", nlohmann::json::object(),
+               {},         {}};
   spec.identity["rules"] = job->rules.to_json().dump();
   spec.identity["seed"] = opt.seed;
   spec.identity["zstd_level"] = opt.zstd_level;
