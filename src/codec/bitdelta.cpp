@@ -35,6 +35,11 @@ void pack_signs_into(std::span<const float> v, uint8_t* out) {
     const __mmask16 m = _mm512_cmp_ps_mask(_mm512_loadu_ps(v.data() + i), _mm512_setzero_ps(), _CMP_GE_OQ);
     out[i / 8] = static_cast<uint8_t>(m), out[i / 8 + 1] = static_cast<uint8_t>(m >> 8);
   }
+#elif defined(__AVX2__)
+  // 8 comparisons, their sign bits gathered into one byte in the same LSB-first order
+  for (; i + 8 <= n; i += 8)
+    out[i / 8] = static_cast<uint8_t>(
+        _mm256_movemask_ps(_mm256_cmp_ps(_mm256_loadu_ps(v.data() + i), _mm256_setzero_ps(), _CMP_GE_OQ)));
 #endif
   for (; i + 8 <= n; i += 8) {
     unsigned b = 0;
@@ -66,6 +71,15 @@ void sum_abs_into(std::span<const float> v, double& sum, std::vector<float>* run
     __m512 acc = _mm512_setzero_ps();
     for (; i + kLanes <= e; i += kLanes) acc = _mm512_add_ps(acc, _mm512_abs_ps(_mm512_loadu_ps(v.data() + i)));
     _mm512_storeu_ps(lane, acc);
+#elif defined(__AVX2__)
+    // lanes 0-7 and 8-15 in two registers: the same adds in the same order
+    const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+    __m256 lo = _mm256_setzero_ps(), hi = _mm256_setzero_ps();
+    for (; i + kLanes <= e; i += kLanes) {
+      lo = _mm256_add_ps(lo, _mm256_and_ps(_mm256_loadu_ps(v.data() + i), abs_mask));
+      hi = _mm256_add_ps(hi, _mm256_and_ps(_mm256_loadu_ps(v.data() + i + 8), abs_mask));
+    }
+    _mm256_storeu_ps(lane, lo), _mm256_storeu_ps(lane + 8, hi);
 #else
     for (; i + kLanes <= e; i += kLanes)
       for (uint64_t l = 0; l < kLanes; ++l) lane[l] += std::fabs(v[i + l]);
@@ -429,7 +443,8 @@ std::optional<OneLevelBitDelta> stored_one_level_bitdelta(const AttrReader& a, c
 
 namespace {
 // out[k − first] = ±scale (its magnitude bits `mag`) by sign bit k, for k in [i, e): branch-free; with
-// AVX-512, 16 entries from two bytes of bits by a masked blend (GCC 12 leaves the plain loop scalar).
+// AVX-512, 16 entries from two bytes of bits by a masked blend, with AVX2 8 from a byte (GCC 12
+// leaves the plain loop scalar).
 void decode_one_level(const uint8_t* signs, uint32_t mag, uint64_t i, uint64_t e, float* out, uint64_t first) {
   const auto one = [&](uint64_t k) {
     out[k - first] = f32_from_bits(mag | ((~static_cast<uint32_t>(signs[k / 8] >> (k % 8)) & 1u) << 31));
@@ -442,6 +457,17 @@ void decode_one_level(const uint8_t* signs, uint32_t mag, uint64_t i, uint64_t e
     uint16_t bits;
     std::memcpy(&bits, signs + i / 8, 2);
     _mm512_storeu_ps(out + (i - first), _mm512_mask_blend_ps(static_cast<__mmask16>(bits), neg, pos));
+  }
+#elif defined(__AVX2__)
+  // 8 entries from a byte of bits: lane k takes bit k (AND, compare), then a blend
+  for (; i < e && i % 8; ++i) one(i);
+  const __m256 pos = _mm256_castsi256_ps(_mm256_set1_epi32(static_cast<int>(mag)));
+  const __m256 neg = _mm256_castsi256_ps(_mm256_set1_epi32(static_cast<int>(mag | 0x80000000u)));
+  const __m256i bit = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
+  for (; i + 8 <= e; i += 8) {
+    const __m256i set = _mm256_and_si256(_mm256_set1_epi32(signs[i / 8]), bit);
+    const __m256 take = _mm256_castsi256_ps(_mm256_cmpeq_epi32(set, bit));
+    _mm256_storeu_ps(out + (i - first), _mm256_blendv_ps(neg, pos, take));
   }
 #endif
   for (; i < e; ++i) one(i);
