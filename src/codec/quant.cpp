@@ -47,6 +47,20 @@ struct QuantPayload {
           _mm512_storeu_ps(out + (i - first), _mm512_permutex2var_ps(a, even, b));
           _mm512_storeu_ps(out + (i - first) + 16, _mm512_permutex2var_ps(a, odd, b));
         }
+#elif defined(__AVX2__)
+        // 16 codes from 8 bytes: low nibbles (even entries) and high nibbles (odd), each lo + code·step
+        // (a multiply, then an add), interleaved within 128-bit halves and then across them
+        const __m256 vlo = _mm256_set1_ps(lo), vstep = _mm256_set1_ps(step);
+        for (; i + 16 <= e; i += 16) {
+          const __m256i v =
+              _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(codes.data() + i / 2)));
+          const __m256 a =
+              _mm256_add_ps(vlo, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_and_si256(v, _mm256_set1_epi32(15))), vstep));
+          const __m256 b = _mm256_add_ps(vlo, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_srli_epi32(v, 4)), vstep));
+          const __m256 x = _mm256_unpacklo_ps(a, b), y = _mm256_unpackhi_ps(a, b);
+          _mm256_storeu_ps(out + (i - first), _mm256_permute2f128_ps(x, y, 0x20));
+          _mm256_storeu_ps(out + (i - first) + 8, _mm256_permute2f128_ps(x, y, 0x31));
+        }
 #endif
         for (; i + 2 <= e; i += 2) {
           const uint8_t b = codes[i / 2];
