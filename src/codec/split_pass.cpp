@@ -31,12 +31,11 @@ uint64_t split_rows(const Recipe& r, uint64_t cols) {
 
 std::vector<uint64_t> split_blocks(const Recipe& r, uint64_t rows, uint64_t cols, uint64_t block_rows) {
   const uint64_t g = split_rows(r, cols);
-  if (g == 0 || block_rows == 0) return {0, rows};
+  if (g == 0 || block_rows == 0 || rows == 0) return {0, rows};
   const uint64_t b = std::max(g, block_rows / g * g);
   std::vector<uint64_t> starts;
   for (uint64_t r0 = 0; r0 < rows; r0 += b) starts.push_back(r0);
   starts.push_back(rows);
-  if (starts.size() < 2) starts.insert(starts.begin(), 0);
   return starts;
 }
 
@@ -111,7 +110,6 @@ class Reader {
   [[noreturn]] void fail(const std::string& what) const {
     throw Error(ErrorCode::AdapterInvalid, where_, "split block: " + what);
   }
-  uint64_t at_ = 0;
 
  private:
   void need(uint64_t n, const char* what) const {
@@ -119,6 +117,7 @@ class Reader {
   }
   std::span<const uint8_t> b_;
   const std::string& where_;
+  uint64_t at_ = 0;
 };
 
 template <class T>
@@ -207,12 +206,6 @@ PreparedDelta BlockJoiner::finish() {
   else
     throw std::logic_error("BlockJoiner: the recipe has no split form");
   return p;
-}
-
-PreparedDelta join_block_passes(const Recipe& r, const TensorView& ft, std::vector<BlockPass> blocks) {
-  BlockJoiner j(r, ft);
-  for (BlockPass& b : blocks) j.add(std::move(b));
-  return j.finish();
 }
 
 }  // namespace deltakit

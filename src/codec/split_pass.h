@@ -4,7 +4,7 @@
 // sign bits, quant's codes, ranges and error pieces. Those shares joined in row order are the
 // whole tensor's, so the codec's *_encoder_from_* stores the same bytes as the unsplit pass, for
 // any split. Blocks start on split_rows(); the job (src/pipeline/compress.cpp) draws them and
-// keeps each block's share in its journal between the ranks' passes and rank 0's join.
+// keeps each block's share in its journal between the blocks' passes and the join.
 #pragma once
 
 #include <cstdint>
@@ -60,6 +60,5 @@ class BlockJoiner {
   bool changed_ = false, nonfinite_ = false;
   BlockPass all_;
 };
-PreparedDelta join_block_passes(const Recipe& r, const TensorView& ft, std::vector<BlockPass> blocks);
 
 }  // namespace deltakit

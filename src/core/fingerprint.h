@@ -24,11 +24,11 @@ class Fingerprinter {
  private:
   void* state_;  // XXH3_state_t
 };
-std::string fingerprint_hex(uint64_t fp);
+std::string fingerprint_hex(uint64_t fp);  // 16 lowercase hex digits
 
 struct TensorView;
 // fingerprint64 of a tensor's bytes read a window at a time (read_elements: pread where the view
 // knows its file, so the mapping's pages are not made resident).
-uint64_t fingerprint_by_read(const TensorView& t);  // 16 lowercase hex digits
+uint64_t fingerprint_by_read(const TensorView& t);
 
 }  // namespace deltakit

@@ -81,7 +81,8 @@ struct CompressJob {
 
   // Tensors split into row blocks that the ranks and threads share (src/codec/split_pass.h): per
   // tensor its blocks' row starts, then its rows; empty for a tensor encoded whole. A block's
-  // item is its pass's share in the journal; rank 0 joins a tensor's shares when it stitches.
+  // item is its pass's share in the journal; the last of a tensor's items to finish joins them
+  // (join_if_last), else rank 0's stitch does.
   std::vector<std::vector<uint64_t>> splits{};
   static constexpr size_t kWhole = SIZE_MAX, kFingerprint = SIZE_MAX - 1;
   struct ItemRef {
@@ -125,14 +126,14 @@ struct CompressJob {
   // One block's pass (or the base's fingerprint) into its journal file (whole, or not there).
   void encode_block(size_t i, size_t k, const std::string& path) {
     const std::string& name = names[i];
-    const Recipe& r = rules.for_tensor(name);
-    const TensorView bv = base->acquire(name, false), fv = ft->acquire(name, false);
+    const TensorView bv = base->acquire(name, false);
     std::vector<uint8_t> bytes;
     if (k == kFingerprint) {
       const uint64_t fp = fingerprint_by_read(bv);
       bytes.assign(reinterpret_cast<const uint8_t*>(&fp), reinterpret_cast<const uint8_t*>(&fp) + 8);
     } else {
-      bytes = block_pass_bytes(block_pass(r, bv, fv, splits[i][k], splits[i][k + 1]));
+      bytes = block_pass_bytes(
+          block_pass(rules.for_tensor(name), bv, ft->acquire(name, false), splits[i][k], splits[i][k + 1]));
     }
     AtomicFile out(path);
     out.write(bytes.data(), bytes.size());
@@ -477,7 +478,7 @@ CompressReport compress_adapter(const CompressOptions& opt, Comm& comm) {
   const auto& names = job->names;
   job->plan_splits();
   // the job: one item per tensor, a one-tensor part file in the journal that rank 0 stitches, or
-  // per block of a split tensor, its pass's share that rank 0 joins
+  // per block of a split tensor, its pass's share that the last of its items (or the stitch) joins
   const bool split = std::any_of(job->splits.begin(), job->splits.end(), [](const auto& s) { return !s.empty(); });
   // a split tensor is several items (its blocks, its base's fingerprint): the progress counts items
   JobSpec spec{"compress", opt.out, opt.resume, opt.progress, split ? "items" : "tensors", nlohmann::json::object(),
@@ -509,7 +510,7 @@ CompressReport compress_adapter(const CompressOptions& opt, Comm& comm) {
   }
   Job run(comm, std::move(spec));
   job->journal = &run.journal();
-  // the rank's threads take whole tensors (the fused pass is one pass per tensor)
+  // the rank's threads take whole items: tensors (the fused pass is one pass per tensor) or blocks
   const unsigned workers = job->workers();
   if (const std::string w = threads_warning(job->threads); !w.empty() && comm.is_root()) rep.warnings.push_back(w);
   job->item_threads = workers > 1 ? 1 : job->threads;

@@ -38,16 +38,16 @@ void expect_same(const EncodedTensor& got, const EncodedTensor& want) {
   }
 }
 
-// The blocks' passes, each through its bytes, joined.
+// The blocks' passes, each through its bytes, joined in row order.
 PreparedDelta split_and_join(const Recipe& r, const testing::TensorPairFixture& p,
                              const std::vector<uint64_t>& starts) {
   const uint64_t cols = p.shape.back();
-  std::vector<BlockPass> blocks;
+  BlockJoiner joined(r, p.ft_view());
   for (size_t k = 0; k + 1 < starts.size(); ++k) {
     const BlockPass b = block_pass(r, p.base_view(), p.ft_view(), starts[k], starts[k + 1]);
-    blocks.push_back(block_pass_from_bytes(block_pass_bytes(b), r, starts[k + 1] - starts[k], cols, "block"));
+    joined.add(block_pass_from_bytes(block_pass_bytes(b), r, starts[k + 1] - starts[k], cols, "block"));
   }
-  return join_block_passes(r, p.ft_view(), std::move(blocks));
+  return joined.finish();
 }
 
 TEST(SplitPass, SameBytesAsTheUnsplitPass) {
