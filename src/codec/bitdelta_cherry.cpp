@@ -45,6 +45,8 @@ class BitDeltaCherryCoder final : public CherryCoder {
     });
   }
 
+  bool refit_reads_block() const override { return false; }  // a unit's sums less the cherries'
+
   void refit(uint64_t /*first*/, std::span<const float> /*block*/, std::span<const uint64_t> kept,
              std::span<const float> kept_values) override {
     for (size_t j = 0; j < kept.size(); ++j) {  // index order: the sums bitdelta_encode makes

@@ -39,7 +39,7 @@ class ChainTensorCodec final : public TensorCodec {
     EncodedTensor out;
     // the fused pass (no tensor-sized δ; its coder always measures the error) or the whole δ
     out.encoded = t.prepared->stream
-                      ? encode_streamed(*t.recipe, t.base, t.ft, *t.prepared->stream, t.importance, t.cut)
+                      ? encode_streamed(*t.recipe, t.base, t.ft, *t.prepared->stream, t.importance, t.cut, t.selection)
                       : encode_tensor(*t.recipe, chain_input(t));
     // the error is measured on what decoding will really produce: by the coder while it encoded
     // (src/codec/error_norms.h; one-level BitDelta by its closed form), or else on a decoded copy

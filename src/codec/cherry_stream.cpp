@@ -21,12 +21,23 @@ CherryBlockEncoder::CherryBlockEncoder(const CherryParams& prm, DType dtype, uin
       // refitted as soon as its statistics are in, so the statistics pass is the only one
       one_pass_(!prm.scope_model && prm.per_row && prm.importance == "magnitude" && coder_->rows_are_units()) {}
 
-void CherryBlockEncoder::select_with(const Importance& imp, const ScoreCut* cut) {
+void CherryBlockEncoder::select_with(const Importance& imp, const ScoreCut* cut, const CutSelection* selection) {
   if (prm_.scope_model && !cut) throw std::logic_error("cherry scope=model needs the pipeline's model-wide cut");
   if (one_pass_ && imp.kind != Importance::Kind::None)
     throw std::logic_error("cherry: an importance handed to a recipe that names none");
   imp_ = imp;
   if (cut) cut_ = *cut;
+  if (given_) throw std::logic_error("cherry: select_with twice after a selection");
+  if (prm_.scope_model && selection && !coder_->refit_reads_block()) {
+    if (selection->values.size() != selection->positions.size() ||
+        !std::is_sorted(selection->positions.begin(), selection->positions.end()) ||
+        (!selection->positions.empty() && selection->positions.back() >= n_))
+      throw std::logic_error("cherry: a selection out of order or past the tensor");
+    kept_ = selection->positions;
+    kept_values_ = selection->values;
+    coder_->refit(0, {}, kept_, kept_values_);  // the coder's refit visits the cherries alone
+    given_ = true;
+  }
 }
 
 void CherryBlockEncoder::scores(uint64_t first, std::span<const float> block, const Importance& imp, float* out) {

@@ -30,11 +30,13 @@ class CherryBlockEncoder final : public BlockEncoder {
   CherryBlockEncoder(const CherryParams& prm, DType dtype, uint64_t rows, uint64_t cols,
                      std::unique_ptr<CherryCoder> coder);
   // Before the second pass: the importance and, for scope=model, the cut (copied: it is spent).
-  void select_with(const Importance& imp, const ScoreCut* cut);
+  // Where the cut's search already holds what it keeps of this tensor (`selection`) and the
+  // coder's refit needs only the cherries, they are taken as given and no second pass is run.
+  void select_with(const Importance& imp, const ScoreCut* cut, const CutSelection* selection = nullptr);
 
   uint64_t block_end(uint64_t first) const override { return coder_->block_end(first); }
   void stats(uint64_t first, std::span<const float> block) override;
-  bool second_pass() const override { return !one_pass_; }
+  bool second_pass() const override { return !one_pass_ && !given_; }
   void encode(uint64_t first, std::span<const float> block) override;
   void finish(Encoded& e) override;
   // The scores alone (for the model-wide cut), after the statistics pass: out holds block.size().
@@ -61,6 +63,7 @@ class CherryBlockEncoder final : public BlockEncoder {
   ScoreCut cut_;
   std::vector<float> recon_, score_;
   bool one_pass_;
+  bool given_ = false;            // the cherries came with select_with
   std::vector<float> row_delta_;  // per=row: a row that runs across blocks
   uint64_t row_first_ = 0;
   std::vector<std::pair<float, uint32_t>> cand_;  // per=row: the row's entries that may be kept

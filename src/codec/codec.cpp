@@ -111,8 +111,8 @@ bool for_each_delta_block(PairWindow& win, uint64_t n, DType dtype, const BlockE
 }  // namespace
 
 Encoded encode_streamed(const Recipe& r, const TensorView& base, const TensorView& ft, BlockEncoder& enc,
-                        const Importance& importance, const ScoreCut* cut) {
-  if (auto* cherry = dynamic_cast<CherryBlockEncoder*>(&enc)) cherry->select_with(importance, cut);
+                        const Importance& importance, const ScoreCut* cut, const CutSelection* selection) {
+  if (auto* cherry = dynamic_cast<CherryBlockEncoder*>(&enc)) cherry->select_with(importance, cut, selection);
   if (enc.second_pass()) {
     PairWindow win(base, ft, /*track=*/false);
     for_each_delta_block(win, ft.numel(), ft.dtype, enc,
@@ -125,15 +125,16 @@ Encoded encode_streamed(const Recipe& r, const TensorView& base, const TensorVie
   return e;
 }
 
-void streamed_cherry_scores(const TensorView& base, const TensorView& ft, BlockEncoder& enc,
-                            const Importance& importance, const std::function<void(std::span<const float>)>& visit) {
+void streamed_cherry_scores(
+    const TensorView& base, const TensorView& ft, BlockEncoder& enc, const Importance& importance,
+    const std::function<void(std::span<const float> scores, std::span<const float> delta)>& visit) {
   auto& cherry = dynamic_cast<CherryBlockEncoder&>(enc);
   std::vector<float> scores;
   PairWindow win(base, ft, /*track=*/false);
   for_each_delta_block(win, ft.numel(), ft.dtype, enc, [&](uint64_t first, std::span<const float> d) {
     scores.resize(d.size());
     cherry.scores(first, d, importance, scores.data());
-    visit(scores);
+    visit(scores, d);
   });
 }
 

@@ -66,17 +66,21 @@ struct TensorPair {
   Importance importance;  // for cherry (loaded by the caller: codecs read no files)
   unsigned threads = 0;
   const ScoreCut* cut = nullptr;  // the model-wide cut, for a recipe with a scope=model stage
-  std::string where;              // names the tensor in errors ("out.h5: tensor 'x'")
+  // what that cut keeps of this tensor, where its search held it (a cherry then need not score again)
+  const CutSelection* selection = nullptr;
+  std::string where;  // names the tensor in errors ("out.h5: tensor 'x'")
 };
 
 // The fused pass's second half: δ's blocks from the pair again, encoded by prepared.stream (a
 // cherry's selection takes the importance and, for scope=model, the cut).
 Encoded encode_streamed(const Recipe& r, const TensorView& base, const TensorView& ft, BlockEncoder& enc,
-                        const Importance& importance = {}, const ScoreCut* cut = nullptr);
+                        const Importance& importance = {}, const ScoreCut* cut = nullptr,
+                        const CutSelection* selection = nullptr);
 // A cherry recipe's scores for the model-wide cut, from its fused pass's encoder (prepared.stream)
-// after the statistics: one more read of δ's blocks, each block's scores handed to `visit`.
-void streamed_cherry_scores(const TensorView& base, const TensorView& ft, BlockEncoder& enc,
-                            const Importance& importance, const std::function<void(std::span<const float>)>& visit);
+// after the statistics: one more read of δ's blocks, each block's scores and δ handed to `visit`.
+void streamed_cherry_scores(
+    const TensorView& base, const TensorView& ft, BlockEncoder& enc, const Importance& importance,
+    const std::function<void(std::span<const float> scores, std::span<const float> delta)>& visit);
 
 // The lossy chain's view of a pair: its prepared δ, importance, threads and cut.
 TensorDelta chain_input(const TensorPair& t);

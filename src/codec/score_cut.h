@@ -96,4 +96,11 @@ ScoreCut magnitude_cut(std::span<const float> x, uint64_t k, std::span<const uin
 // Sorted positions selected by the cut.
 std::vector<uint64_t> select_by_cut(std::span<const float> scores, const ScoreCut& cut);
 
+// What a cut keeps of one tensor, found without its scores at hand (src/pipeline/global_cut.h):
+// the positions, ascending, and the values there.
+struct CutSelection {
+  std::vector<uint64_t> positions;
+  std::vector<float> values;
+};
+
 }  // namespace deltakit

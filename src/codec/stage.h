@@ -111,6 +111,9 @@ class CherryCoder {
   // the entries cherries took from it
   virtual void refit(uint64_t first, std::span<const float> block, std::span<const uint64_t> kept,
                      std::span<const float> kept_values) = 0;
+  // Whether refit reads the block; where it does not, the cherries may be handed over at once
+  // (one call, the tensor's every cherry) and the pair need not be read again.
+  virtual bool refit_reads_block() const { return true; }
   // parts and attributes; err_sq over the entries not kept, delta_sq over all
   virtual void finish(Encoded& e) = 0;
 };

@@ -45,7 +45,7 @@ struct PreparedTensor {
   std::vector<float> importance;
   bool lossy() const { return prepared.lossy(*recipe); }
   TensorPair pair(const std::string& name, unsigned threads) const {
-    TensorPair t{name, bv, fv, recipe, &prepared, {}, threads, nullptr, ""};
+    TensorPair t{name, bv, fv, recipe, &prepared, {}, threads, nullptr, nullptr, ""};
     if (recipe->cherry && recipe->cherry->importance != "magnitude")
       t.importance = {
           recipe->cherry->importance == "fisher" ? Importance::Kind::PerElement : Importance::Kind::PerColumn,
@@ -66,6 +66,8 @@ struct CompressJob {
   ImportanceFiles importance;
   std::vector<ScoreCut> cuts;  // per tensor, for recipes with a scope=model stage
   std::vector<bool> has_cut;
+  // per tensor, what its cut keeps where the cut's search held it (taken by the tensor's encode)
+  std::vector<std::optional<CutSelection>> selections{};
   std::unique_ptr<gpu::DevicePool> devices;  // --device cuda: one per worker (empty: the CPU)
   unsigned item_threads = 1;                 // per tensor, where the rank's threads take tensors at once
 
@@ -229,6 +231,7 @@ struct CompressJob {
   void find_cuts() {
     cuts.assign(names.size(), ScoreCut{});
     has_cut.assign(names.size(), false);
+    selections.assign(names.size(), std::nullopt);
     std::map<std::string, std::vector<size_t>> pools;
     for (size_t i = 0; i < names.size(); ++i) {
       std::string key = model_scope_key(rules.for_tensor(names[i]));
@@ -266,17 +269,20 @@ struct CompressJob {
           streamed_cherry_scores(p.bv, p.fv, *p.prepared.stream, p.pair(names[pool[j]], 1).importance, visit);
           keep_prepared(pool[j], std::move(p.prepared), p.fv.numel() / 8 + 4096);
         } else if (p.lossy()) {
-          visit(model_scope_scores(*p.recipe, chain_input(p.pair(names[pool[j]], 1))));
+          visit(model_scope_scores(*p.recipe, chain_input(p.pair(names[pool[j]], 1))), {});
         }  // unchanged, or raw standing in: no scores (it keeps nothing)
         release(pool[j]);
         ++scored;
         scored_bytes += bytes[j];
       };
       // the rank's workers score tensors side by side, as they encode them
-      auto pool_cuts = find_global_cut(comm, pool.size(), local, model_scope_budget(recipe, elements), scores_of, sizes,
-                                       uint64_t{256} << 20, workers());
+      GlobalCutOptions cut_opt;
+      cut_opt.pool_sizes = sizes, cut_opt.threads = workers();
+      GlobalCut found =
+          find_global_cut(comm, pool.size(), local, model_scope_budget(recipe, elements), scores_of, cut_opt);
       progress.finish();
-      for (size_t j = 0; j < pool.size(); ++j) cuts[pool[j]] = pool_cuts[j], has_cut[pool[j]] = true;
+      for (size_t j = 0; j < pool.size(); ++j) cuts[pool[j]] = found.cuts[j], has_cut[pool[j]] = true;
+      for (size_t j = 0; j < local.size(); ++j) selections[pool[local[j]]] = std::move(found.selected[j]);
     }
   }
 
@@ -331,8 +337,10 @@ struct CompressJob {
     const TensorView &bv = p.bv, &fv = p.fv;
     TensorPair pair = p.pair(name, item_threads);
     if (has_cut[i]) pair.cut = &cuts[i];
+    if (selections[i]) pair.selection = &*selections[i];
     pair.where = opt.out + ": tensor '" + name + "'";
     EncodedTensor e = encode_tensor_pair(pair);
+    if (selections[i]) selections[i].reset();  // spent
     CompressTensorReport tr;
     tr.name = name;
     tr.numel = fv.numel();
@@ -452,6 +460,7 @@ CompressReport compress_adapter(const CompressOptions& opt, Comm& comm) {
                                                      : RecipeRules::from_file(opt.rules_file, opt.seed),
                               nullptr,
                               nullptr,
+                              {},
                               {},
                               {},
                               {},

@@ -1,11 +1,13 @@
 #include "src/pipeline/global_cut.h"
 
 #include <algorithm>
+#include <atomic>
 #include <map>
 #include <mutex>
 #include <stdexcept>
 
 #include "src/core/parallel.h"
+#include "src/pipeline/cut_candidates.h"
 
 namespace deltakit {
 
@@ -81,7 +83,7 @@ struct FirstPass {
     bool keeping = frac > 0;
     uint32_t from = 0;  // provisional: the top buckets of the scores seen so far, which only rise
     uint64_t seen = 0, prune_at = 2 * want + 65536;
-    scores_of(tensor, [&](std::span<const float> block) {
+    scores_of(tensor, [&](std::span<const float> block, std::span<const float>) {
       seen += block.size();
       if (unflushed + block.size() >= (uint64_t{1} << 31)) flush();
       unflushed += block.size();
@@ -112,13 +114,12 @@ struct FirstPass {
     t.keys = {};
   }
 };
-}  // namespace
-
-std::vector<ScoreCut> find_global_cut(Comm& comm, size_t pool_size, const std::vector<size_t>& local, uint64_t budget,
-                                      const ScoreSource& scores_of, const std::vector<uint64_t>& pool_sizes,
-                                      uint64_t keep_bytes, unsigned threads) {
-  if (!pool_sizes.empty() && pool_sizes.size() != pool_size)
-    throw std::logic_error("find_global_cut: pool_sizes must give every pool tensor's count");
+// The radix select over every score (the header's second way).
+std::vector<ScoreCut> histogram_cut(Comm& comm, size_t pool_size, const std::vector<size_t>& local, uint64_t budget,
+                                    const ScoreSource& scores_of, const GlobalCutOptions& opt) {
+  const std::vector<uint64_t>& pool_sizes = opt.pool_sizes;
+  const uint64_t keep_bytes = opt.keep_bytes;
+  const unsigned threads = opt.threads;
   uint64_t pool_elements = 0;
   for (uint64_t n : pool_sizes) pool_elements += n;
   const double frac = pool_elements ? static_cast<double>(budget) / static_cast<double>(pool_elements) : 0;
@@ -157,7 +158,7 @@ std::vector<ScoreCut> find_global_cut(Comm& comm, size_t pool_size, const std::v
     if (top[j].kept && top[j].from_bucket <= hb) {
       for (uint32_t key : top[j].keys) count(key);
     } else {
-      scores_of(local[j], [&](std::span<const float> block) {
+      scores_of(local[j], [&](std::span<const float> block, std::span<const float>) {
         for (float x : block) count(score_key(x));
       });
     }
@@ -182,6 +183,97 @@ std::vector<ScoreCut> find_global_cut(Comm& comm, size_t pool_size, const std::v
     ties_left -= cuts[t].ties_keep;
   }
   return cuts;
+}
+
+// Whether a rank's share of the cut is likely to fit what the kept entries may hold (a third of
+// keep_bytes at 16 bytes an entry): a share is at most k, and about k over the ranks (twice that
+// for an unlucky rank); where it is not, the first pass would only be scored again. Every rank
+// must decide alike (the all-reduces that follow differ), so this asks nothing of its own.
+bool candidates_may_fit(const Comm& comm, uint64_t budget, const GlobalCutOptions& opt) {
+  const uint64_t ranks = static_cast<uint64_t>(comm.size());
+  return std::min(budget, 2 * budget / ranks) <= opt.keep_bytes / 16 / 3;
+}
+
+// The cut from the kept entries alone, or nullopt where it may not be the exact one (then every
+// rank says so: the decision is all-reduced).
+std::optional<GlobalCut> candidate_cut(Comm& comm, size_t pool_size, const std::vector<size_t>& local, uint64_t budget,
+                                       const ScoreSource& scores_of, const GlobalCutOptions& opt) {
+  CandidatePool pool(local.size(), budget, opt.keep_bytes);
+  std::atomic<uint64_t> scored{0};
+  parallel_blocks(local.size(), 1, opt.threads, [&](uint64_t j, uint64_t, uint64_t) {
+    StagedEntries staged;
+    uint64_t first = 0;
+    scores_of(local[j], [&](std::span<const float> scores, std::span<const float> values) {
+      pool.add(j, first, scores, values, staged);
+      first += scores.size();
+    });
+    pool.hand_over(j, staged);
+    scored += first;
+  });
+  // one all-reduce: the held keys' high bits, and the counts of scores and of held entries
+  std::vector<uint64_t> high = pool.high_counts();
+  uint64_t held = 0;
+  for (uint64_t c : high) held += c;
+  high.push_back(scored.load());
+  high.push_back(held);
+  comm.allreduce_sum(high);
+  const uint64_t k = std::min(budget, high[kScoreBuckets]);
+  GlobalCut out;
+  out.cuts.assign(pool_size, ScoreCut{});
+  out.selected.resize(local.size());
+  if (k > 0) {
+    if (high[kScoreBuckets + 1] < k) return std::nullopt;  // the floors dropped entries the cut needs
+    high.resize(kScoreBuckets);
+    const auto [hb, above_bucket] = find_bucket(high, k);
+    std::vector<uint64_t> low(kScoreBuckets, 0);
+    for (size_t j = 0; j < local.size(); ++j)
+      pool.entries(j).for_each([&](uint32_t key, uint64_t, float) {
+        if ((key >> 16) == hb) ++low[key & 0xffffu];
+      });
+    comm.allreduce_sum(low);
+    const auto [lb, above_value] = find_bucket(low, k - above_bucket);
+    const uint32_t threshold = (hb << 16) | lb;
+    // per pool tensor its entries tied at the threshold; last, how many ranks' floors lie above it
+    std::vector<uint64_t> ties(pool_size + 1, 0);
+    for (size_t j = 0; j < local.size(); ++j)
+      pool.entries(j).for_each([&](uint32_t key, uint64_t, float) { ties[local[j]] += key == threshold; });
+    ties[pool_size] = pool.floor() > threshold;
+    comm.allreduce_sum(ties);
+    if (ties[pool_size] != 0) return std::nullopt;
+    uint64_t ties_left = k - above_bucket - above_value;
+    for (size_t t = 0; t < pool_size; ++t) {
+      out.cuts[t].threshold = threshold;
+      out.cuts[t].ties_keep = std::min(ties_left, ties[t]);
+      ties_left -= out.cuts[t].ties_keep;
+    }
+  }
+  for (size_t j = 0; j < local.size(); ++j) {
+    KeptEntries& held_j = pool.entries(j);
+    if (pool.valued(j)) {
+      CutSelection sel;
+      ScoreCut cut = out.cuts[local[j]];  // spent here in index order, as the encoder would
+      held_j.for_each([&](uint32_t key, uint64_t position, float value) {
+        if (cut.keep(key)) sel.positions.push_back(position), sel.values.push_back(value);
+      });
+      out.selected[j] = std::move(sel);
+    }
+    held_j = KeptEntries{};
+  }
+  return out;
+}
+
+}  // namespace
+
+GlobalCut find_global_cut(Comm& comm, size_t pool_size, const std::vector<size_t>& local, uint64_t budget,
+                          const ScoreSource& scores_of, const GlobalCutOptions& opt) {
+  if (!opt.pool_sizes.empty() && opt.pool_sizes.size() != pool_size)
+    throw std::logic_error("find_global_cut: pool_sizes must give every pool tensor's count");
+  if (opt.candidates && candidates_may_fit(comm, budget, opt))
+    if (std::optional<GlobalCut> cut = candidate_cut(comm, pool_size, local, budget, scores_of, opt)) return *cut;
+  GlobalCut out;
+  out.cuts = histogram_cut(comm, pool_size, local, budget, scores_of, opt);
+  out.selected.resize(local.size());
+  return out;
 }
 
 }  // namespace deltakit

@@ -26,9 +26,10 @@ import numpy as np
 
 V, D = 131072, 2048
 LIMITS_MB = {"bitdelta": 200, "dare:p=0.9": 320, "quant:bits=4": 640,  # compress
-             # a cherry's fused pass holds the cherries (1%: positions and values; 179 MB measured)
-             # and, for the model-wide cut, the keys of the tensor's top buckets and its statistics
-             # between the passes (279 MB); the whole-δ path held about 13 bytes per entry (3.5 GB)
+             # a cherry's fused pass holds the cherries (1%: positions and values; 218 MB measured)
+             # and, for the model-wide cut, its search's kept entries (16 bytes each, about 3x the
+             # cut's 1% at most) and the statistics between the passes (210 MB); the whole-δ path
+             # held about 13 bytes per entry (3.5 GB)
              "bitdelta + cherry:frac=0.01": 240, "bitdelta + cherry:frac=0.01,scope=model": 340}
 # apply holds a tensor's stored form: DARE's 32-bit positions and bf16 values (205 MB measured;
 # 64-bit positions and fp32 values were 409), inside the 2 x block + 256 MB

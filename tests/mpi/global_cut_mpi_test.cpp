@@ -56,18 +56,33 @@ std::vector<uint64_t> sizes_of(const std::vector<std::vector<float>>& s) {
   return n;
 }
 
-// The scores of a tensor in blocks of `block` (the last one shorter), counting the calls.
+// A tensor's value at i, handed beside its score (what a selection returns)
+float value_at(size_t t, uint64_t i) { return static_cast<float>(t) * 1e6f + static_cast<float>(i); }
+
+// The scores of a tensor in blocks of `block` (the last one shorter), with their values, counting the calls.
 ScoreSource source(const std::vector<std::vector<float>>& s, std::atomic<size_t>& calls, size_t block = 97) {
   return [&s, &calls, block](size_t t, const ScoreVisit& visit) {
     ++calls;
-    for (size_t b = 0; b < s[t].size(); b += block)
-      visit(std::span<const float>(s[t]).subspan(b, std::min(block, s[t].size() - b)));
+    std::vector<float> values;
+    for (size_t b = 0; b < s[t].size(); b += block) {
+      const size_t m = std::min(block, s[t].size() - b);
+      values.resize(m);
+      for (size_t i = 0; i < m; ++i) values[i] = value_at(t, b + i);
+      visit(std::span<const float>(s[t]).subspan(b, m), values);
+    }
   };
 }
 
-// Every way of running the cut selects what the sort does: scoring twice (no element count),
-// keeping the first pass's top keys (each tensor then scored once), and a keep budget too small
-// for most tensors (those are scored twice).
+struct Way {
+  bool candidates, with_sizes;
+  uint64_t keep;
+  size_t block;
+};
+
+// Every way of running the cut selects what the sort does: the one-pass kept entries (each
+// tensor scored once, its selection handed back), and without them: scoring twice (no element
+// count), keeping the first pass's top keys (each tensor then scored once), and a keep budget too
+// small for most tensors (those are scored twice; the kept entries then fall back to scoring).
 void check_scores(const std::vector<std::vector<float>>& scores, uint64_t k) {
   const size_t tensors = scores.size();
   std::vector<uint64_t> bytes;
@@ -75,21 +90,49 @@ void check_scores(const std::vector<std::vector<float>>& scores, uint64_t k) {
   auto local = items_of(partition_by_bytes(bytes, world->size()), world->rank());
   auto want = reference(scores, k);
   const std::vector<uint64_t> sizes = sizes_of(scores);
-  // no sizes (scored twice); the first pass's keys kept, in blocks of 97 and of 100,000 (whole
-  // tensors); a keep budget too small for most tensors, and one that runs out while a tensor streams
-  const std::vector<std::tuple<bool, uint64_t, size_t>> ways = {
-      {false, 0, 97}, {true, 256 << 20, 97}, {true, 256 << 20, 100000}, {true, 600, 97}, {true, 300000, 5000}};
-  for (const auto& [with_sizes, keep, block] : ways)
+  const std::vector<Way> ways = {{true, true, 256 << 20, 97},
+                                 {true, false, 256 << 20, 100000},
+                                 {true, true, 600, 97},
+                                 {true, true, 300000, 5000},
+                                 {false, false, 0, 97},
+                                 {false, true, 256 << 20, 97},
+                                 {false, true, 256 << 20, 100000},
+                                 {false, true, 600, 97},
+                                 {false, true, 300000, 5000}};
+  for (const Way& w : ways)
     for (unsigned threads : {1u, 3u}) {  // tensors scored one after another, or side by side
       std::atomic<size_t> calls{0};
-      auto cuts = find_global_cut(*world, tensors, local, k, source(scores, calls, block),
-                                  with_sizes ? sizes : std::vector<uint64_t>{}, keep, threads);
+      GlobalCutOptions opt;
+      opt.pool_sizes = w.with_sizes ? sizes : std::vector<uint64_t>{};
+      opt.keep_bytes = w.keep, opt.threads = threads, opt.candidates = w.candidates;
+      GlobalCut cut = find_global_cut(*world, tensors, local, k, source(scores, calls, w.block), opt);
+      const std::string what = "k " + std::to_string(k) + " candidates " + std::to_string(w.candidates) + " sizes " +
+                               std::to_string(w.with_sizes) + " keep " + std::to_string(w.keep) + " block " +
+                               std::to_string(w.block) + " threads " + std::to_string(threads);
+      ASSERT_EQ(cut.cuts.size(), tensors);
+      ASSERT_EQ(cut.selected.size(), local.size());
       for (size_t t = 0; t < tensors; ++t)
-        ASSERT_EQ(select_by_cut(scores[t], cuts[t]), want[t])
-            << "tensor " << t << " k " << k << " sizes " << with_sizes << " keep " << keep << " block " << block
-            << " threads " << threads;
-      if (!with_sizes && k > 0) {
-        EXPECT_EQ(calls.load(), 2 * local.size());
+        ASSERT_EQ(select_by_cut(scores[t], cut.cuts[t]), want[t]) << "tensor " << t << " " << what;
+      size_t selected = 0;
+      for (size_t j = 0; j < local.size(); ++j) {
+        if (!cut.selected[j]) continue;
+        ++selected;
+        const size_t t = local[j];
+        ASSERT_EQ(cut.selected[j]->positions, want[t]) << "tensor " << t << " " << what;
+        std::vector<float> values;
+        for (uint64_t i : want[t]) values.push_back(value_at(t, i));
+        ASSERT_EQ(cut.selected[j]->values, values) << "tensor " << t << " " << what;
+      }
+      // the kept entries, where they suffice, hand back every selection from one scoring
+      if (w.candidates && w.keep >= (uint64_t{256} << 20)) {
+        EXPECT_EQ(selected, local.size()) << what;
+        EXPECT_EQ(calls.load(), local.size()) << what;
+      }
+      if (!w.candidates) {
+        EXPECT_EQ(selected, 0u) << what;
+      }
+      if (!w.candidates && !w.with_sizes && k > 0) {
+        EXPECT_EQ(calls.load(), 2 * local.size()) << what;
       }
     }
 }
@@ -104,8 +147,30 @@ TEST(GlobalCutMpi, KeptKeysSpareTheSecondScoring) {
   for (auto& s : scores) bytes.push_back(s.size() * 4);
   auto local = items_of(partition_by_bytes(bytes, world->size()), world->rank());
   std::atomic<size_t> calls{0};
-  find_global_cut(*world, scores.size(), local, 300, source(scores, calls), sizes_of(scores));
+  GlobalCutOptions opt;
+  opt.pool_sizes = sizes_of(scores), opt.candidates = false;
+  find_global_cut(*world, scores.size(), local, 300, source(scores, calls), opt);
   EXPECT_EQ(calls.load(), local.size());
+}
+
+TEST(GlobalCutMpi, FloorsAboveTheCutFallBackToScoringAgain) {
+  // room for 150 kept entries a rank, a cut of 40, but half of every tensor ties at the top
+  // score: a rank's ties cannot all be held, its floor rises past them and so above the cut;
+  // every tensor is scored again and the cut is still exact
+  auto scores = make_scores(6, 9, 2);
+  std::vector<uint64_t> bytes;
+  for (auto& s : scores) bytes.push_back(s.size() * 4);
+  auto local = items_of(partition_by_bytes(bytes, world->size()), world->rank());
+  const auto want = reference(scores, 40);
+  std::atomic<size_t> calls{0};
+  GlobalCutOptions opt;
+  opt.keep_bytes = 150 * 16;
+  GlobalCut cut = find_global_cut(*world, scores.size(), local, 40, source(scores, calls), opt);
+  for (size_t t = 0; t < scores.size(); ++t) EXPECT_EQ(select_by_cut(scores[t], cut.cuts[t]), want[t]);
+  for (const auto& s : cut.selected) EXPECT_FALSE(s.has_value());
+  if (!local.empty()) {
+    EXPECT_EQ(calls.load(), 3 * local.size());  // tried, then scored twice (no sizes given)
+  }
 }
 
 TEST(GlobalCutMpi, OneTensorFarAboveTheOthers) {

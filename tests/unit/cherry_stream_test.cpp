@@ -3,6 +3,8 @@
 // (cherry_select per row, select_by_cut for a model-wide cut), the chain refitted with the
 // cherries skipped. Same attributes and parts, byte for byte, from a bf16/f16/f32 pair (the
 // fused pass) and from δ in memory (encode_tensor); the error within 1e-6 of a decoded copy's.
+#include "src/codec/cherry_stream.h"
+
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -113,6 +115,19 @@ TEST(CherryStream, SameBytesAsTheTwoPassDefinition) {
           EXPECT_NEAR(fused.encoded.err_sq, ref.err_sq, 1e-6 * ref.err_sq + 1e-30);
           EXPECT_NEAR(fused.stats.delta_sq, ref.delta_sq, 1e-12 * ref.delta_sq);
           EXPECT_NEAR(fused.stats.rel_error, std::sqrt(ref.err_sq / ref.delta_sq), 1e-6);
+          if (!cut_ptr) continue;
+          // scope=model, the cut's search having handed over what it keeps: no second read
+          CutSelection sel;
+          sel.positions = select_by_cut(cherry_scores(delta, recon, cols, imp), cut);
+          for (uint64_t i : sel.positions) sel.values.push_back(delta[i]);
+          const PreparedDelta prep2 = prepare_delta(r, p.base_view(), p.ft_view());
+          ASSERT_TRUE(dynamic_cast<CherryBlockEncoder*>(prep2.stream.get()));
+          // the pair handed over is the fine-tune twice (δ = 0): a second read would see no δ
+          pair.base = p.ft_view();
+          pair.prepared = &prep2, pair.selection = &sel;
+          const EncodedTensor given = encode_tensor_pair(pair);
+          expect_same_parts(given.encoded, want);
+          EXPECT_EQ(given.encoded.err_sq, fused.encoded.err_sq);
         }
 }
 
@@ -124,9 +139,14 @@ TEST(CherryStream, ModelScopeScoresFromThePair) {
     const std::vector<float> delta = delta_of(p, 64 * 300);
     const PreparedDelta prep = prepare_delta(r, p.base_view(), p.ft_view());
     ASSERT_TRUE(prep.stream);
-    std::vector<float> got;
+    std::vector<float> got, got_delta;
     streamed_cherry_scores(p.base_view(), p.ft_view(), *prep.stream, {},
-                           [&](std::span<const float> b) { got.insert(got.end(), b.begin(), b.end()); });
+                           [&](std::span<const float> b, std::span<const float> d) {
+                             ASSERT_EQ(b.size(), d.size());
+                             got.insert(got.end(), b.begin(), b.end());
+                             got_delta.insert(got_delta.end(), d.begin(), d.end());
+                           });
+    EXPECT_EQ(got_delta, delta);
     // the chain alone's reconstruction by bitdelta_encode, the scores by their definition
     std::vector<float> recon(delta.size());
     Encoded alone;

@@ -1,0 +1,90 @@
+// The first pass of the model-wide cut (src/pipeline/global_cut.h) where it can be the only one:
+// of the scores a rank sees, every entry at or above a floor, with its key, position and value.
+// The floor rises as entries come in, to about the rank's `target`-th largest key seen so far
+// (target = k, or a third of what keep_bytes holds at 16 bytes an entry): entries below it
+// cannot be in the rank's top target, so they are dropped, and the pool holds at most keep_bytes
+// (the ties of that key too, where they fit in 2/3 of it).
+// Whatever the cut, if it lies at or above every rank's floor, every entry it keeps is here.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <span>
+#include <vector>
+
+namespace deltakit {
+
+// Entries of one tensor in index order: their score keys (score_cut.h), positions and values,
+// in chunks of 4096 (16 bytes an entry), so that growing never copies them and what the floor
+// drops is given back a chunk at a time.
+class KeptEntries {
+ public:
+  size_t size() const { return n_; }
+  void append(const uint32_t* keys, const uint64_t* positions, const float* values, size_t n);
+  // Drops the entries whose key is below `floor`, the others keeping their order.
+  void keep_at_least(uint32_t floor);
+  // fn(key, position, value) over the entries in order
+  template <class Fn>
+  void for_each(Fn fn) const {
+    for (size_t i = 0; i < n_; ++i) {
+      const Chunk& c = *chunks_[i / kChunk];
+      const size_t s = i % kChunk;
+      fn(c.keys[s], c.positions[s], c.values[s]);
+    }
+  }
+
+ private:
+  static constexpr size_t kChunk = 4096;
+  struct Chunk {
+    uint32_t keys[kChunk];
+    uint64_t positions[kChunk];
+    float values[kChunk];
+  };
+  std::vector<std::unique_ptr<Chunk>> chunks_;
+  size_t n_ = 0;
+};
+
+// A thread's entries of one block at a time waiting to be handed over (sized once, reused).
+struct StagedEntries {
+  std::vector<uint32_t> keys, block_keys;
+  std::vector<uint64_t> positions;
+  std::vector<float> values;
+  size_t n = 0;
+};
+
+class CandidatePool {
+ public:
+  CandidatePool(size_t tensors, uint64_t k, uint64_t keep_bytes);
+
+  // Tensor j's next block (its first entry at `first`): the entries at or above the floor into
+  // `staged`, handed over when it fills. A tensor is scored by one thread, tensors side by side.
+  // `values` empty: the source gives none, so no selection can come from this tensor.
+  void add(size_t j, uint64_t first, std::span<const float> scores, std::span<const float> values,
+           StagedEntries& staged);
+  void hand_over(size_t j, StagedEntries& staged);
+
+  uint32_t floor() const { return floor_.load(); }
+  // the held entries' keys by their high 16 bits (kScoreBuckets counts)
+  const std::vector<uint64_t>& high_counts() const { return high_; }
+  KeptEntries& entries(size_t j) { return lists_[j]; }
+  bool valued(size_t j) const { return valued_[j] != 0; }
+
+ private:
+  void prune();
+
+  std::vector<KeptEntries> lists_;
+  std::vector<uint8_t> valued_;  // per tensor: every block came with its values
+  std::vector<uint64_t> high_;
+  uint64_t cap_, target_, prune_at_, held_ = 0;  // entries
+  std::atomic<uint32_t> floor_{0};
+  std::mutex mutex_;
+};
+
+// The entries of keys[0, m) at or above `floor`, appended at out_*[0..) in order (positions from
+// `first`, values from `values`, or 0 where null); returns how many. out_* hold m + 16.
+uint64_t take_at_least(const uint32_t* keys, uint32_t floor, const float* values, uint64_t first, uint64_t m,
+                       uint32_t* out_keys, uint64_t* out_positions, float* out_values);
+
+}  // namespace deltakit
