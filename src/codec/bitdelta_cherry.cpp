@@ -39,10 +39,34 @@ class BitDeltaCherryCoder final : public CherryCoder {
     // computes the stored scales the same way)
     const BitDeltaUnitSums sums = bitdelta_unit_sums(*chain_);
     for_units(first, block.size(), [&](uint64_t u, uint64_t b, uint64_t e) {
-      const uint64_t len = units_[u + 1] - units_[u];
-      const float pos = len ? static_cast<float>(sums.abs[u] / static_cast<double>(len)) : 0.0f, neg = -pos;
+      const float pos = scale_of(sums, u), neg = -pos;
       for (uint64_t i = b; i < e; ++i) recon[i - first] = block[i - first] >= 0.0f ? pos : neg;
     });
+  }
+
+  bool scores_bounded_by_magnitude() const override { return true; }
+
+  void reconstruct_at(std::span<const uint32_t> positions, std::span<const float> delta, float* recon) override {
+    const BitDeltaUnitSums sums = bitdelta_unit_sums(*chain_);
+    uint64_t u = 0;
+    for (size_t j = 0; j < positions.size(); ++j) {  // ascending: the unit only moves forward
+      while (positions[j] >= units_[u + 1]) ++u;
+      const float a = scale_of(sums, u);
+      recon[j] = delta[j] >= 0.0f ? a : -a;
+    }
+  }
+
+  // Over each unit: (0 − α)² at δ = 0, and (m − α)² where m passes α; scores fall from δ = 0 to
+  // |δ| = α and rise after it, and float rounding keeps that order, so no |δ| < m scores more.
+  float score_bound_below(float m) const override {
+    const BitDeltaUnitSums sums = bitdelta_unit_sums(*chain_);
+    float bound = 0.0f;
+    for (uint64_t u = 0; u + 1 < units_.size(); ++u) {
+      const float a = scale_of(sums, u);
+      bound = std::max(bound, 1.0f * (0.0f - a) * (0.0f - a));  // cherry_scores_into's arithmetic
+      if (m > a) bound = std::max(bound, 1.0f * (m - a) * (m - a));
+    }
+    return bound;
   }
 
   bool refit_reads_block() const override { return false; }  // a unit's sums less the cherries'
@@ -78,6 +102,11 @@ class BitDeltaCherryCoder final : public CherryCoder {
   }
 
  private:
+  // α of unit u from its sums (complete once the unit's stats are in)
+  float scale_of(const BitDeltaUnitSums& sums, uint64_t u) const {
+    const uint64_t len = units_[u + 1] - units_[u];
+    return len ? static_cast<float>(sums.abs[u] / static_cast<double>(len)) : 0.0f;
+  }
   uint64_t unit_of(uint64_t i) const {
     return static_cast<uint64_t>(std::upper_bound(units_.begin(), units_.end(), i) - units_.begin()) - 1;
   }

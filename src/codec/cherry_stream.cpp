@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <bit>
+#include <cmath>
+#include <cstring>
 #include <functional>
 #include <stdexcept>
 
@@ -19,7 +21,36 @@ CherryBlockEncoder::CherryBlockEncoder(const CherryParams& prm, DType dtype, uin
       coder_(std::move(coder)),
       // per=row with a scale per row and no importance file: a row is scored, selected and
       // refitted as soon as its statistics are in, so the statistics pass is the only one
-      one_pass_(!prm.scope_model && prm.per_row && prm.importance == "magnitude" && coder_->rows_are_units()) {}
+      one_pass_(!prm.scope_model && prm.per_row && prm.importance == "magnitude" && coder_->rows_are_units()) {
+  if (prm.scope_model && prm.importance == "magnitude" && coder_->scores_bounded_by_magnitude() &&
+      n_ < (uint64_t{1} << 32))
+    magnitudes_.emplace(n_, 3 * prm.frac);  // 3x the cut's share: a tensor may take more than its share
+}
+
+void CherryBlockEncoder::kept_scores(const KeptScores& fn) {
+  if (!magnitudes_) throw std::logic_error("cherry: no kept scores");
+  uint32_t complete_from = 0;  // nothing dropped: every entry is here
+  if (const uint32_t bits = magnitudes_->floor(); bits != 0) {
+    float floor;
+    std::memcpy(&floor, &bits, 4);
+    const float bound = coder_->score_bound_below(floor);
+    complete_from = std::isnan(bound) ? UINT32_MAX : score_key(bound) + 1;
+  }
+  // a chunk at a time, so the scores never take more than the kept entries do
+  const std::span<const uint32_t> at = magnitudes_->positions();
+  const std::span<const float> delta = magnitudes_->values();
+  constexpr size_t kChunk = 65536;
+  std::vector<uint64_t> positions;
+  for (size_t c = 0; c < at.size(); c += kChunk) {
+    const size_t m = std::min(kChunk, at.size() - c);
+    recon_.resize(m), score_.resize(m);
+    coder_->reconstruct_at(at.subspan(c, m), delta.subspan(c, m), recon_.data());
+    cherry_scores_into(delta.subspan(c, m), recon_, 0, cols_, {}, score_.data());
+    positions.assign(at.begin() + c, at.begin() + c + m);
+    fn(n_, positions, score_, delta.subspan(c, m), complete_from);
+  }
+  magnitudes_.reset();
+}
 
 void CherryBlockEncoder::select_with(const Importance& imp, const ScoreCut* cut, const CutSelection* selection) {
   if (prm_.scope_model && !cut) throw std::logic_error("cherry scope=model needs the pipeline's model-wide cut");
@@ -27,6 +58,7 @@ void CherryBlockEncoder::select_with(const Importance& imp, const ScoreCut* cut,
     throw std::logic_error("cherry: an importance handed to a recipe that names none");
   imp_ = imp;
   if (cut) cut_ = *cut;
+  magnitudes_.reset();  // the cut is found: what the statistics pass kept for it is spent
   if (given_) throw std::logic_error("cherry: select_with twice after a selection");
   if (prm_.scope_model && selection && !coder_->refit_reads_block()) {
     if (selection->values.size() != selection->positions.size() ||
@@ -48,6 +80,7 @@ void CherryBlockEncoder::scores(uint64_t first, std::span<const float> block, co
 
 void CherryBlockEncoder::stats(uint64_t first, std::span<const float> block) {
   coder_->stats(first, block);
+  if (magnitudes_) magnitudes_->add(first, block);
   if (one_pass_) select_rows(first, block);  // each whole row's α is known once its stats are in
 }
 

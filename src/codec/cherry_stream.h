@@ -12,12 +12,15 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
+#include <optional>
 #include <span>
 #include <vector>
 
 #include "src/codec/cherry.h"
 #include "src/codec/codec_types.h"
+#include "src/codec/magnitude_kept.h"
 #include "src/codec/score_cut.h"
 #include "src/codec/stage.h"
 
@@ -41,6 +44,16 @@ class CherryBlockEncoder final : public BlockEncoder {
   void finish(Encoded& e) override;
   // The scores alone (for the model-wide cut), after the statistics pass: out holds block.size().
   void scores(uint64_t first, std::span<const float> block, const Importance& imp, float* out);
+  // scope=model with no importance file and a coder whose scores are bounded by |δ|: the
+  // statistics pass kept the entries of largest |δ| (about twice the cut's fraction), so after
+  // it their scores are known without reading the pair again (src/codec/magnitude_kept.h).
+  bool has_kept_scores() const { return magnitudes_.has_value(); }
+  // fn(n, positions, scores, values, complete_from) over the kept entries a chunk at a time, in
+  // index order: every entry not handed over scores a key (score_cut.h) below complete_from.
+  // The kept entries are spent.
+  using KeptScores = std::function<void(uint64_t n, std::span<const uint64_t> positions, std::span<const float> scores,
+                                        std::span<const float> values, uint32_t complete_from)>;
+  void kept_scores(const KeptScores& fn);
 
  private:
   // per=row: the rows of a block, each scored and selected once whole
@@ -63,7 +76,8 @@ class CherryBlockEncoder final : public BlockEncoder {
   ScoreCut cut_;
   std::vector<float> recon_, score_;
   bool one_pass_;
-  bool given_ = false;            // the cherries came with select_with
+  bool given_ = false;  // the cherries came with select_with
+  std::optional<MagnitudeKept> magnitudes_;
   std::vector<float> row_delta_;  // per=row: a row that runs across blocks
   uint64_t row_first_ = 0;
   std::vector<std::pair<float, uint32_t>> cand_;  // per=row: the row's entries that may be kept

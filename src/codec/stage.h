@@ -116,6 +116,13 @@ class CherryCoder {
   virtual bool refit_reads_block() const { return true; }
   // parts and attributes; err_sq over the entries not kept, delta_sq over all
   virtual void finish(Encoded& e) = 0;
+  // Where the score 1·(δ − δ̂)² is a function of |δ| that falls toward the scale and rises past
+  // it (BitDelta's (|δ| − α)²), after the stats: δ̂ at some positions (ascending) holding δ, and
+  // the largest score an entry with |δ| below m can have (magnitude_kept.h).
+  virtual bool scores_bounded_by_magnitude() const { return false; }
+  virtual void reconstruct_at(std::span<const uint32_t> /*positions*/, std::span<const float> /*delta*/,
+                              float* /*recon*/) {}
+  virtual float score_bound_below(float /*m*/) const { return 0.0f; }
 };
 
 class Stage {

@@ -15,6 +15,7 @@
 #include "formats/checkpoint.h"
 #include "formats/h5_chunks.h"
 #include "formats/safetensors.h"
+#include "src/codec/cherry_stream.h"
 #include "src/codec/codec.h"
 #include "src/codec/split_pass.h"
 #include "src/codec/tensor_codec.h"
@@ -263,13 +264,17 @@ struct CompressJob {
             return ProgressCount{scored.load(), scored_bytes.load()};
           },
           comm.is_root());
-      auto scores_of = [&](size_t j, const ScoreVisit& visit) {
+      auto scores_of = [&](size_t j, const ScoreVisitor& visit) {
         PreparedTensor p = prepare(pool[j]);
-        if (p.lossy() && p.prepared.stream) {  // a cherry's fused pass: its scores a block at a time
-          streamed_cherry_scores(p.bv, p.fv, *p.prepared.stream, p.pair(names[pool[j]], 1).importance, visit);
+        if (p.lossy() && p.prepared.stream) {  // a cherry's fused pass
+          auto& cherry = dynamic_cast<CherryBlockEncoder&>(*p.prepared.stream);
+          if (visit.some && cherry.has_kept_scores())  // those its statistics pass kept
+            cherry.kept_scores(visit.some);
+          else  // every score, reading the pair again
+            streamed_cherry_scores(p.bv, p.fv, cherry, p.pair(names[pool[j]], 1).importance, visit.block);
           keep_prepared(pool[j], std::move(p.prepared), p.fv.numel() / 8 + 4096);
         } else if (p.lossy()) {
-          visit(model_scope_scores(*p.recipe, chain_input(p.pair(names[pool[j]], 1))), {});
+          visit.block(model_scope_scores(*p.recipe, chain_input(p.pair(names[pool[j]], 1))), {});
         }  // unchanged, or raw standing in: no scores (it keeps nothing)
         release(pool[j]);
         ++scored;

@@ -10,8 +10,8 @@
 
 namespace deltakit {
 
-uint64_t take_at_least(const uint32_t* keys, uint32_t floor, const float* values, uint64_t first, uint64_t m,
-                       uint32_t* out_keys, uint64_t* out_positions, float* out_values) {
+uint64_t take_at_least(const uint32_t* keys, uint32_t floor, const float* values, const uint64_t* positions,
+                       uint64_t first, uint64_t m, uint32_t* out_keys, uint64_t* out_positions, float* out_values) {
   uint64_t k = 0, j = 0;
 #ifdef __AVX512F__
   // 16 keys at a time, the kept ones compressed in registers and stored whole (dare.cpp's way):
@@ -30,8 +30,10 @@ uint64_t take_at_least(const uint32_t* keys, uint32_t floor, const float* values
       _mm512_storeu_ps(out_values + k, _mm512_maskz_compress_ps(keep, v));
       const __mmask8 lo = static_cast<__mmask8>(keep), hi = static_cast<__mmask8>(keep >> 8);
       const unsigned n_lo = static_cast<unsigned>(__builtin_popcount(lo));
-      _mm512_storeu_si512(out_positions + k, _mm512_maskz_compress_epi64(lo, at));
-      _mm512_storeu_si512(out_positions + k + n_lo, _mm512_maskz_compress_epi64(hi, _mm512_add_epi64(at, step)));
+      const __m512i p_lo = positions ? _mm512_loadu_si512(positions + j) : at;
+      const __m512i p_hi = positions ? _mm512_loadu_si512(positions + j + 8) : _mm512_add_epi64(at, step);
+      _mm512_storeu_si512(out_positions + k, _mm512_maskz_compress_epi64(lo, p_lo));
+      _mm512_storeu_si512(out_positions + k + n_lo, _mm512_maskz_compress_epi64(hi, p_hi));
       k += static_cast<unsigned>(__builtin_popcount(keep));
     }
     at = _mm512_add_epi64(at, _mm512_add_epi64(step, step));
@@ -39,7 +41,7 @@ uint64_t take_at_least(const uint32_t* keys, uint32_t floor, const float* values
 #endif
   for (; j < m; ++j) {  // branchless: written always, kept by advancing
     out_keys[k] = keys[j];
-    out_positions[k] = first + j;
+    out_positions[k] = positions ? positions[j] : first + j;
     out_values[k] = values ? values[j] : 0.0f;
     k += keys[j] >= floor;
   }
@@ -49,10 +51,11 @@ uint64_t take_at_least(const uint32_t* keys, uint32_t floor, const float* values
 CandidatePool::CandidatePool(size_t tensors, uint64_t k, uint64_t keep_bytes)
     : lists_(tensors),
       valued_(tensors, 1),
+      tensor_from_(tensors, 0),
       high_(kScoreBuckets, 0),
       cap_(std::max<uint64_t>(keep_bytes / 16, 3)),
       target_(std::clamp<uint64_t>(k, 1, cap_ / 3)),
-      prune_at_(2 * target_) {}
+      prune_at_(target_ + target_ / 2) {}
 
 void CandidatePool::add(size_t j, uint64_t first, std::span<const float> scores, std::span<const float> values,
                         StagedEntries& staged) {
@@ -65,7 +68,7 @@ void CandidatePool::add(size_t j, uint64_t first, std::span<const float> scores,
   if (staged.block_keys.size() < m) staged.block_keys.resize(m);
   for (uint64_t i = 0; i < m; ++i) staged.block_keys[i] = score_key(scores[i]);  // vectorizes
   staged.n += take_at_least(staged.block_keys.data(), floor_.load(std::memory_order_relaxed),
-                            valued_[j] ? values.data() : nullptr, first, m, staged.keys.data() + staged.n,
+                            valued_[j] ? values.data() : nullptr, nullptr, first, m, staged.keys.data() + staged.n,
                             staged.positions.data() + staged.n, staged.values.data() + staged.n);
   if (staged.n >= 4096) hand_over(j, staged);
 }
@@ -95,6 +98,32 @@ void KeptEntries::keep_at_least(uint32_t floor) {
   chunks_.resize((w + kChunk - 1) / kChunk);
 }
 
+void CandidatePool::add_some(size_t j, std::span<const uint64_t> positions, std::span<const float> scores,
+                             std::span<const float> values, uint32_t complete_from, StagedEntries& staged) {
+  const uint64_t m = positions.size();
+  if (values.size() != m) valued_[j] = 0;
+  tensor_from_[j] = complete_from;
+  if (staged.keys.size() < staged.n + m + 16) {
+    const size_t size = staged.n + m + 16;
+    staged.keys.resize(size), staged.positions.resize(size), staged.values.resize(size);
+  }
+  if (staged.block_keys.size() < m) staged.block_keys.resize(m);
+  for (uint64_t i = 0; i < m; ++i) staged.block_keys[i] = score_key(scores[i]);
+  staged.n += take_at_least(staged.block_keys.data(), floor_.load(std::memory_order_relaxed),
+                            valued_[j] ? values.data() : nullptr, positions.data(), 0, m, staged.keys.data() + staged.n,
+                            staged.positions.data() + staged.n, staged.values.data() + staged.n);
+  if (staged.n >= 4096) hand_over(j, staged);
+}
+
+void CandidatePool::clear(size_t j) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  lists_[j].for_each([&](uint32_t key, uint64_t, float) { --high_[key >> 16]; });
+  held_ -= lists_[j].size();
+  lists_[j] = KeptEntries{};
+  tensor_from_[j] = 0;
+  valued_[j] = 1;
+}
+
 void CandidatePool::hand_over(size_t j, StagedEntries& staged) {
   const size_t n = staged.n;
   staged.n = 0;
@@ -107,11 +136,12 @@ void CandidatePool::hand_over(size_t j, StagedEntries& staged) {
 
 void CandidatePool::prune() {
   // the floor: the start of the bucket holding the target-th largest key, where that keeps at
-  // most 1.5·target; else that key itself (a second histogram, over its bucket), and past it
+  // most 1.125·target; else that key itself (a second histogram, over its bucket), and past it
   // where its ties would leave more than 2/3 of the cap
-  const auto [hb, above_bucket] = find_bucket(high_, target_);
+  const auto [bucket, above_bucket] = find_bucket(high_, target_);
+  const uint32_t hb = bucket;  // (a lambda below uses it: clang 14 captures no structured binding)
   uint32_t floor = hb << 16;
-  if (above_bucket + high_[hb] > target_ + target_ / 2) {
+  if (above_bucket + high_[hb] > target_ + target_ / 8) {
     std::vector<uint64_t> low(kScoreBuckets, 0);
     for (const KeptEntries& l : lists_)
       l.for_each([&](uint32_t key, uint64_t, float) {
@@ -131,7 +161,7 @@ void CandidatePool::prune() {
     held_ += l.size();
   }
   floor_.store(floor);
-  prune_at_ = held_ + std::max(target_, held_ / 2);  // ≤ the cap; pruning costs O(held), amortized
+  prune_at_ = held_ + std::max(target_ / 2, held_ / 4);  // ≤ the cap; pruning costs O(held), amortized
 }
 
 }  // namespace deltakit

@@ -7,6 +7,7 @@
 // Whatever the cut, if it lies at or above every rank's floor, every entry it keeps is here.
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <cstdint>
 #include <memory>
@@ -63,7 +64,15 @@ class CandidatePool {
   // `values` empty: the source gives none, so no selection can come from this tensor.
   void add(size_t j, uint64_t first, std::span<const float> scores, std::span<const float> values,
            StagedEntries& staged);
+  // Or some of tensor j's entries only (positions ascending, over calls too), every other one's
+  // key below `complete_from` (global_cut.h's SomeScoresVisit).
+  void add_some(size_t j, std::span<const uint64_t> positions, std::span<const float> scores,
+                std::span<const float> values, uint32_t complete_from, StagedEntries& staged);
   void hand_over(size_t j, StagedEntries& staged);
+  // Forget tensor j's entries (before it is scored again, whole).
+  void clear(size_t j);
+  // At and above this key, every entry of tensor j scored is held.
+  uint32_t complete_from(size_t j) const { return std::max(floor(), tensor_from_[j]); }
 
   uint32_t floor() const { return floor_.load(); }
   // the held entries' keys by their high 16 bits (kScoreBuckets counts)
@@ -75,7 +84,8 @@ class CandidatePool {
   void prune();
 
   std::vector<KeptEntries> lists_;
-  std::vector<uint8_t> valued_;  // per tensor: every block came with its values
+  std::vector<uint8_t> valued_;        // per tensor: every block came with its values
+  std::vector<uint32_t> tensor_from_;  // per tensor given by some entries: their complete_from
   std::vector<uint64_t> high_;
   uint64_t cap_, target_, prune_at_, held_ = 0;  // entries
   std::atomic<uint32_t> floor_{0};
@@ -83,8 +93,9 @@ class CandidatePool {
 };
 
 // The entries of keys[0, m) at or above `floor`, appended at out_*[0..) in order (positions from
-// `first`, values from `values`, or 0 where null); returns how many. out_* hold m + 16.
-uint64_t take_at_least(const uint32_t* keys, uint32_t floor, const float* values, uint64_t first, uint64_t m,
-                       uint32_t* out_keys, uint64_t* out_positions, float* out_values);
+// `positions`, or first + index where null; values from `values`, or 0 where null); returns how
+// many. out_* hold m + 16.
+uint64_t take_at_least(const uint32_t* keys, uint32_t floor, const float* values, const uint64_t* positions,
+                       uint64_t first, uint64_t m, uint32_t* out_keys, uint64_t* out_positions, float* out_values);
 
 }  // namespace deltakit

@@ -83,24 +83,26 @@ struct FirstPass {
     bool keeping = frac > 0;
     uint32_t from = 0;  // provisional: the top buckets of the scores seen so far, which only rise
     uint64_t seen = 0, prune_at = 2 * want + 65536;
-    scores_of(tensor, [&](std::span<const float> block, std::span<const float>) {
-      seen += block.size();
-      if (unflushed + block.size() >= (uint64_t{1} << 31)) flush();
-      unflushed += block.size();
-      keys_of(block, block_keys);
-      add_high_bits(block_keys, even, odd);
-      if (!keeping) return;
-      append_from(block_keys, from, t.keys);
-      if (t.keys.size() > prune_at) {  // prune to the top buckets of what was seen
-        flush();
-        from = find_bucket(mine, want).first;
-        keep_from(t.keys, from);
-        prune_at = 2 * t.keys.size();
-        // a bucket crowded far past the share (bf16 δ: every unchanged entry scores the same) is
-        // cheaper scored again than held and pruned
-        if (!budget_left(t.keys.size() * 4, false) || t.keys.size() > 3 * want + 65536) keeping = false, t.keys = {};
-      }
-    });
+    scores_of(tensor, {[&](std::span<const float> block, std::span<const float>) {
+                         seen += block.size();
+                         if (unflushed + block.size() >= (uint64_t{1} << 31)) flush();
+                         unflushed += block.size();
+                         keys_of(block, block_keys);
+                         add_high_bits(block_keys, even, odd);
+                         if (!keeping) return;
+                         append_from(block_keys, from, t.keys);
+                         if (t.keys.size() > prune_at) {  // prune to the top buckets of what was seen
+                           flush();
+                           from = find_bucket(mine, want).first;
+                           keep_from(t.keys, from);
+                           prune_at = 2 * t.keys.size();
+                           // a bucket crowded far past the share (bf16 δ: every unchanged entry scores the same) is
+                           // cheaper scored again than held and pruned
+                           if (!budget_left(t.keys.size() * 4, false) || t.keys.size() > 3 * want + 65536)
+                             keeping = false, t.keys = {};
+                         }
+                       },
+                       nullptr});
     flush();
     if (keeping && seen == n) {
       from = find_bucket(mine, want).first;
@@ -158,9 +160,10 @@ std::vector<ScoreCut> histogram_cut(Comm& comm, size_t pool_size, const std::vec
     if (top[j].kept && top[j].from_bucket <= hb) {
       for (uint32_t key : top[j].keys) count(key);
     } else {
-      scores_of(local[j], [&](std::span<const float> block, std::span<const float>) {
-        for (float x : block) count(score_key(x));
-      });
+      scores_of(local[j], {[&](std::span<const float> block, std::span<const float>) {
+                             for (float x : block) count(score_key(x));
+                           },
+                           nullptr});
     }
   });
   std::vector<uint64_t> low(kScoreBuckets, 0);
@@ -194,59 +197,106 @@ bool candidates_may_fit(const Comm& comm, uint64_t budget, const GlobalCutOption
   return std::min(budget, 2 * budget / ranks) <= opt.keep_bytes / 16 / 3;
 }
 
+// The local tensors `which` scored into the pool, side by side; `some`: a source may give some
+// entries only. scored[j]: how many entries tensor j has.
+void score_into(CandidatePool& pool, const std::vector<size_t>& local, const std::vector<size_t>& which, bool some,
+                const ScoreSource& scores_of, unsigned threads, std::vector<uint64_t>& scored) {
+  parallel_blocks(which.size(), 1, threads, [&](uint64_t w, uint64_t, uint64_t) {
+    const size_t j = which[w];
+    StagedEntries staged;
+    uint64_t first = 0;
+    ScoreVisitor visit{[&](std::span<const float> scores, std::span<const float> values) {
+                         pool.add(j, first, scores, values, staged);
+                         first += scores.size();
+                       },
+                       nullptr};
+    if (some)
+      visit.some = [&](uint64_t n, std::span<const uint64_t> positions, std::span<const float> scores,
+                       std::span<const float> values, uint32_t complete_from) {
+        pool.add_some(j, positions, scores, values, complete_from, staged);
+        first = n;
+      };
+    scores_of(local[j], visit);
+    pool.hand_over(j, staged);
+    scored[j] = first;
+  });
+}
+
+// The cut of the pool's entries: the radix select over them, one all-reduce per histogram.
+// `outcome` comes back all-reduced: [ranks whose floor lies above the cut, tensors given by some
+// entries not complete down to it]; `incomplete` lists this rank's.
+std::vector<ScoreCut> cut_of_pool(Comm& comm, CandidatePool& pool, size_t pool_size, const std::vector<size_t>& local,
+                                  uint64_t budget, const std::vector<uint64_t>& scored, uint64_t outcome[2],
+                                  std::vector<size_t>& incomplete) {
+  std::vector<ScoreCut> cuts(pool_size);  // default: nothing kept
+  outcome[0] = outcome[1] = 0;
+  incomplete.clear();
+  std::vector<uint64_t> high = pool.high_counts();  // and the counts of scores and of held entries
+  uint64_t held = 0, total = 0;
+  for (uint64_t c : high) held += c;
+  for (uint64_t n : scored) total += n;
+  high.push_back(total);
+  high.push_back(held);
+  comm.allreduce_sum(high);
+  const uint64_t k = std::min(budget, high[kScoreBuckets]);
+  if (k == 0) return cuts;
+  if (high[kScoreBuckets + 1] < k) {  // the floors dropped entries the cut needs
+    outcome[0] = 1;
+    return cuts;
+  }
+  high.resize(kScoreBuckets);
+  const auto [boundary, above_bucket] = find_bucket(high, k);
+  const uint32_t hb = boundary;  // (a lambda below uses it: clang 14 captures no structured binding)
+  std::vector<uint64_t> low(kScoreBuckets, 0);
+  for (size_t j = 0; j < local.size(); ++j)
+    pool.entries(j).for_each([&](uint32_t key, uint64_t, float) {
+      if ((key >> 16) == hb) ++low[key & 0xffffu];
+    });
+  comm.allreduce_sum(low);
+  const auto [lb, above_value] = find_bucket(low, k - above_bucket);
+  const uint32_t threshold = (hb << 16) | lb;
+  // per pool tensor its entries tied at the threshold, then the outcome's two counts
+  std::vector<uint64_t> ties(pool_size + 2, 0);
+  for (size_t j = 0; j < local.size(); ++j) {
+    pool.entries(j).for_each([&](uint32_t key, uint64_t, float) { ties[local[j]] += key == threshold; });
+    if (pool.complete_from(j) > threshold && pool.floor() <= threshold) incomplete.push_back(j);
+  }
+  ties[pool_size] = pool.floor() > threshold;
+  ties[pool_size + 1] = incomplete.size();
+  comm.allreduce_sum(ties);
+  outcome[0] = ties[pool_size], outcome[1] = ties[pool_size + 1];
+  uint64_t ties_left = k - above_bucket - above_value;
+  for (size_t t = 0; t < pool_size; ++t) {
+    cuts[t].threshold = threshold;
+    cuts[t].ties_keep = std::min(ties_left, ties[t]);
+    ties_left -= cuts[t].ties_keep;
+  }
+  return cuts;
+}
+
 // The cut from the kept entries alone, or nullopt where it may not be the exact one (then every
 // rank says so: the decision is all-reduced).
 std::optional<GlobalCut> candidate_cut(Comm& comm, size_t pool_size, const std::vector<size_t>& local, uint64_t budget,
                                        const ScoreSource& scores_of, const GlobalCutOptions& opt) {
   CandidatePool pool(local.size(), budget, opt.keep_bytes);
-  std::atomic<uint64_t> scored{0};
-  parallel_blocks(local.size(), 1, opt.threads, [&](uint64_t j, uint64_t, uint64_t) {
-    StagedEntries staged;
-    uint64_t first = 0;
-    scores_of(local[j], [&](std::span<const float> scores, std::span<const float> values) {
-      pool.add(j, first, scores, values, staged);
-      first += scores.size();
-    });
-    pool.hand_over(j, staged);
-    scored += first;
-  });
-  // one all-reduce: the held keys' high bits, and the counts of scores and of held entries
-  std::vector<uint64_t> high = pool.high_counts();
-  uint64_t held = 0;
-  for (uint64_t c : high) held += c;
-  high.push_back(scored.load());
-  high.push_back(held);
-  comm.allreduce_sum(high);
-  const uint64_t k = std::min(budget, high[kScoreBuckets]);
+  std::vector<uint64_t> scored(local.size(), 0);
+  std::vector<size_t> all(local.size()), incomplete;
+  for (size_t j = 0; j < all.size(); ++j) all[j] = j;
+  score_into(pool, local, all, /*some=*/true, scores_of, opt.threads, scored);
+  uint64_t outcome[2];
   GlobalCut out;
-  out.cuts.assign(pool_size, ScoreCut{});
-  out.selected.resize(local.size());
-  if (k > 0) {
-    if (high[kScoreBuckets + 1] < k) return std::nullopt;  // the floors dropped entries the cut needs
-    high.resize(kScoreBuckets);
-    const auto [hb, above_bucket] = find_bucket(high, k);
-    std::vector<uint64_t> low(kScoreBuckets, 0);
-    for (size_t j = 0; j < local.size(); ++j)
-      pool.entries(j).for_each([&](uint32_t key, uint64_t, float) {
-        if ((key >> 16) == hb) ++low[key & 0xffffu];
-      });
-    comm.allreduce_sum(low);
-    const auto [lb, above_value] = find_bucket(low, k - above_bucket);
-    const uint32_t threshold = (hb << 16) | lb;
-    // per pool tensor its entries tied at the threshold; last, how many ranks' floors lie above it
-    std::vector<uint64_t> ties(pool_size + 1, 0);
-    for (size_t j = 0; j < local.size(); ++j)
-      pool.entries(j).for_each([&](uint32_t key, uint64_t, float) { ties[local[j]] += key == threshold; });
-    ties[pool_size] = pool.floor() > threshold;
-    comm.allreduce_sum(ties);
-    if (ties[pool_size] != 0) return std::nullopt;
-    uint64_t ties_left = k - above_bucket - above_value;
-    for (size_t t = 0; t < pool_size; ++t) {
-      out.cuts[t].threshold = threshold;
-      out.cuts[t].ties_keep = std::min(ties_left, ties[t]);
-      ties_left -= out.cuts[t].ties_keep;
-    }
+  out.cuts = cut_of_pool(comm, pool, pool_size, local, budget, scored, outcome, incomplete);
+  if (outcome[0] == 0 && outcome[1] != 0) {
+    // tensors whose given entries stop above the cut: scored again whole (every rank takes part
+    // in the all-reduces, with or without its own); adding entries only raises the cut, so the
+    // others stay complete down to it
+    for (size_t j : incomplete) pool.clear(j);
+    score_into(pool, local, incomplete, /*some=*/false, scores_of, opt.threads, scored);
+    out.cuts = cut_of_pool(comm, pool, pool_size, local, budget, scored, outcome, incomplete);
+    if (outcome[1] != 0) throw std::logic_error("find_global_cut: a tensor scored whole is still incomplete");
   }
+  if (outcome[0] != 0) return std::nullopt;
+  out.selected.resize(local.size());
   for (size_t j = 0; j < local.size(); ++j) {
     KeptEntries& held_j = pool.entries(j);
     if (pool.valued(j)) {

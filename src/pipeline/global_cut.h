@@ -8,6 +8,9 @@
 // rank's floor: every entry it keeps was kept. Then no tensor is scored again, and each tensor's
 // selection (positions and values) is known, so its encoder need not score it again either.
 //
+// A tensor given by some of its entries whose `complete_from` lies above the cut found is scored
+// again whole and the cut found again (once: a cut only rises as entries are added).
+//
 // Otherwise (a rank whose share of the cut outgrew `keep_bytes`), the radix select over every
 // score, two passes of 2^16-bucket histograms:
 //   1. every rank histograms the high 16 bits of its scores' keys (score_cut.h), one all-reduce
@@ -34,10 +37,22 @@
 
 namespace deltakit {
 
-// Hands one tensor's scores to `visit` a block at a time, in index order, with the values at the
-// same positions (what a selection stores; empty where the source has none to give).
+// What one tensor's scoring hands the cut. Either every score, through `block` a block at a time
+// in index order, with the values at the same positions (what a selection stores; empty where
+// the source has none to give); or, where `some` is set and the source can, only some of its n
+// entries (positions ascending across calls, with scores and values), every entry not given
+// having a score key below `complete_from` (a source that scores where the scale is known:
+// magnitude_kept.h).
+// Where those do not reach the cut, the tensor is asked again, for every score.
 using ScoreVisit = std::function<void(std::span<const float> scores, std::span<const float> values)>;
-using ScoreSource = std::function<void(size_t tensor, const ScoreVisit& visit)>;
+using SomeScoresVisit =
+    std::function<void(uint64_t n, std::span<const uint64_t> positions, std::span<const float> scores,
+                       std::span<const float> values, uint32_t complete_from)>;
+struct ScoreVisitor {
+  ScoreVisit block;
+  SomeScoresVisit some;  // null: every score, by block
+};
+using ScoreSource = std::function<void(size_t tensor, const ScoreVisitor& visit)>;
 
 struct GlobalCutOptions {
   std::vector<uint64_t> pool_sizes;  // empty, or every pool tensor's score count

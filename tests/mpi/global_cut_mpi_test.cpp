@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <functional>
 #include <numeric>
 #include <span>
 #include <string>
@@ -61,14 +62,14 @@ float value_at(size_t t, uint64_t i) { return static_cast<float>(t) * 1e6f + sta
 
 // The scores of a tensor in blocks of `block` (the last one shorter), with their values, counting the calls.
 ScoreSource source(const std::vector<std::vector<float>>& s, std::atomic<size_t>& calls, size_t block = 97) {
-  return [&s, &calls, block](size_t t, const ScoreVisit& visit) {
+  return [&s, &calls, block](size_t t, const ScoreVisitor& visit) {
     ++calls;
     std::vector<float> values;
     for (size_t b = 0; b < s[t].size(); b += block) {
       const size_t m = std::min(block, s[t].size() - b);
       values.resize(m);
       for (size_t i = 0; i < m; ++i) values[i] = value_at(t, b + i);
-      visit(std::span<const float>(s[t]).subspan(b, m), values);
+      visit.block(std::span<const float>(s[t]).subspan(b, m), values);
     }
   };
 }
@@ -170,6 +171,79 @@ TEST(GlobalCutMpi, FloorsAboveTheCutFallBackToScoringAgain) {
   for (const auto& s : cut.selected) EXPECT_FALSE(s.has_value());
   if (!local.empty()) {
     EXPECT_EQ(calls.load(), 3 * local.size());  // tried, then scored twice (no sizes given)
+  }
+}
+
+// A source that gives only each tensor's top `give(t)` scores (all tied entries of the last one
+// too), with complete_from above every score it leaves out; asked for blocks, every score.
+ScoreSource some_source(const std::vector<std::vector<float>>& s, std::atomic<size_t>& calls,
+                        std::function<uint64_t(size_t)> give) {
+  return [&s, &calls, give](size_t t, const ScoreVisitor& visit) {
+    ++calls;
+    std::vector<float> values(s[t].size());
+    for (size_t i = 0; i < values.size(); ++i) values[i] = value_at(t, i);
+    if (!visit.some) {
+      visit.block(s[t], values);
+      return;
+    }
+    std::vector<uint32_t> keys;
+    for (float x : s[t]) keys.push_back(score_key(x));
+    std::vector<uint32_t> sorted = keys;
+    std::sort(sorted.begin(), sorted.end(), std::greater<uint32_t>());
+    const uint64_t g = std::min<uint64_t>(give(t), sorted.size());
+    const uint32_t floor = g == 0 ? UINT32_MAX : sorted[g - 1];
+    std::vector<uint64_t> at;
+    std::vector<float> scores, vals;
+    uint32_t left_out = 0;
+    bool any_left = false;
+    for (size_t i = 0; i < keys.size(); ++i)
+      if (keys[i] >= floor) {
+        at.push_back(i), scores.push_back(s[t][i]), vals.push_back(values[i]);
+      } else {
+        left_out = std::max(left_out, keys[i]), any_left = true;
+      }
+    // handed over in two calls, as a chunked source does
+    const size_t half = at.size() / 2;
+    const uint32_t from = any_left ? left_out + 1 : 0;
+    visit.some(s[t].size(), std::span<const uint64_t>(at).first(half), std::span<const float>(scores).first(half),
+               std::span<const float>(vals).first(half), from);
+    visit.some(s[t].size(), std::span<const uint64_t>(at).subspan(half), std::span<const float>(scores).subspan(half),
+               std::span<const float>(vals).subspan(half), from);
+  };
+}
+
+TEST(GlobalCutMpi, SomeEntriesGivenAreEnoughWhenTheyReachTheCut) {
+  auto scores = make_scores(8, 13, 1u << 12);  // some ties
+  std::vector<uint64_t> bytes;
+  for (auto& s : scores) bytes.push_back(s.size() * 4);
+  auto local = items_of(partition_by_bytes(bytes, world->size()), world->rank());
+  for (uint64_t k : {0ull, 1ull, 25ull, 150ull, 400ull}) {
+    const auto want = reference(scores, k);
+    // each tensor gives its top 40% (enough for any of these cuts), or tensor 3 only its top 2
+    for (bool starved : {false, true}) {
+      std::atomic<size_t> calls{0};
+      const auto give = [&](size_t t) -> uint64_t { return starved && t == 3 ? 2 : scores[t].size() * 2 / 5; };
+      GlobalCut cut = find_global_cut(*world, scores.size(), local, k, some_source(scores, calls, give), {});
+      const std::string what = "k " + std::to_string(k) + " starved " + std::to_string(starved);
+      for (size_t t = 0; t < scores.size(); ++t)
+        ASSERT_EQ(select_by_cut(scores[t], cut.cuts[t]), want[t]) << "tensor " << t << " " << what;
+      for (size_t j = 0; j < local.size(); ++j) {
+        ASSERT_TRUE(cut.selected[j].has_value()) << what;
+        ASSERT_EQ(cut.selected[j]->positions, want[local[j]]) << what;
+        std::vector<float> values;
+        for (uint64_t i : want[local[j]]) values.push_back(value_at(local[j], i));
+        ASSERT_EQ(cut.selected[j]->values, values) << what;
+      }
+      // tensor 3, starved, is asked again for every score where its two cannot reach the cut
+      const bool holds_3 = std::find(local.begin(), local.end(), size_t{3}) != local.end();
+      const bool again = starved && holds_3 && want[3].size() >= 2 && k > 0;
+      if (!starved || !holds_3) {
+        EXPECT_EQ(calls.load(), local.size()) << what;
+      }
+      if (again) {
+        EXPECT_EQ(calls.load(), local.size() + 1) << what;
+      }
+    }
   }
 }
 

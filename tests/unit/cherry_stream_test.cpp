@@ -7,11 +7,14 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
+#include <cstring>
 
 #include "src/codec/bitdelta.h"
 #include "src/codec/codec.h"
 #include "src/codec/error_norms.h"
+#include "src/codec/magnitude_kept.h"
 #include "src/codec/stage.h"
 #include "src/core/half.h"
 #include "tests/unit/codec_test_util.h"
@@ -155,6 +158,95 @@ TEST(CherryStream, ModelScopeScoresFromThePair) {
     EXPECT_EQ(got, cherry_scores(delta, recon, 300, {}));
     EXPECT_EQ(got, model_scope_scores(r, TensorDelta{"w", dt, {64, 300}, delta, {}, 1, nullptr}));
   }
+}
+
+// The kept entries are exactly those at or above the floor, in order, and no more than 1.5
+// times the target: with ties (bf16-like values, many zeros) and blocks of any size.
+TEST(MagnitudeKept, HoldsEveryEntryAtOrAboveItsFloor) {
+  const uint64_t n = 300000;
+  std::vector<float> delta = normal_vector(n, 17, 1.0f);
+  for (uint64_t i = 0; i < n; ++i) {
+    if (i % 3 == 0) delta[i] = 0.0f;
+    delta[i] = std::round(delta[i] * 64) / 64;  // few distinct magnitudes: ties at the floor
+  }
+  for (uint64_t block : {uint64_t{1}, uint64_t{97}, uint64_t{4096}, uint64_t{70000}, n})
+    for (double fraction : {0.0, 0.03, 0.5}) {
+      const uint64_t want = 20000;
+      MagnitudeKept kept(want, fraction);
+      for (uint64_t b = 0; b < n; b += block)
+        kept.add(b, std::span<const float>(delta).subspan(b, std::min(block, n - b)));
+      std::vector<uint32_t> expect;
+      for (uint64_t i = 0; i < n; ++i)
+        if (magnitude_bits(delta[i]) >= kept.floor()) expect.push_back(static_cast<uint32_t>(i));
+      const auto got = kept.positions();
+      SCOPED_TRACE("block " + std::to_string(block) + " fraction " + std::to_string(fraction));
+      ASSERT_EQ(std::vector<uint32_t>(got.begin(), got.end()), expect);
+      for (size_t j = 0; j < got.size(); ++j) ASSERT_EQ(kept.values()[j], delta[got[j]]);
+      EXPECT_GT(kept.floor(), 0u);  // it did drop entries
+      const uint64_t target = std::min<uint64_t>(want, static_cast<uint64_t>(fraction * n) + 1024);
+      EXPECT_LE(2 * got.size(), 3 * target);
+    }
+}
+
+// scope=model's scores from the statistics pass alone: at each kept position the score the
+// second read gives, and every entry left out below complete_from — matrix, row and group
+// scales, bf16 and f32, a third of δ zero (whose scores are α²).
+TEST(CherryStream, KeptScoresBoundTheOthers) {
+  for (const char* text :
+       {"bitdelta + cherry:frac=0.01,scope=model", "bitdelta:scale=row + cherry:frac=0.02,scope=model",
+        "bitdelta:scale=group:13 + cherry:frac=0.01,scope=model"})
+    for (DType dt : {DType::BF16, DType::F32}) {
+      SCOPED_TRACE(std::string(text) + " " + std::string(dtype_name(dt)));
+      testing::TensorPairFixture p = make_tensor_pair({300, 700}, dt, 31);
+      const uint64_t n = 300 * 700, w = dtype_size(dt);
+      for (uint64_t i = 0; i < n; i += 3) std::memcpy(&p.ft[i * w], &p.base[i * w], w);  // unchanged
+      const Recipe r = parse_recipe(text, 7);
+      const PreparedDelta prep = prepare_delta(r, p.base_view(), p.ft_view());
+      auto* cherry = dynamic_cast<CherryBlockEncoder*>(prep.stream.get());
+      ASSERT_TRUE(cherry);
+      ASSERT_TRUE(cherry->has_kept_scores());
+      std::vector<uint64_t> at;
+      std::vector<float> scores, values;
+      uint32_t from = 0;
+      cherry->kept_scores([&](uint64_t count, std::span<const uint64_t> pos, std::span<const float> sc,
+                              std::span<const float> val, uint32_t complete_from) {
+        EXPECT_EQ(count, n);
+        at.insert(at.end(), pos.begin(), pos.end());
+        scores.insert(scores.end(), sc.begin(), sc.end());
+        values.insert(values.end(), val.begin(), val.end());
+        from = complete_from;
+      });
+      EXPECT_FALSE(cherry->has_kept_scores());
+      std::vector<float> all, delta;
+      streamed_cherry_scores(p.base_view(), p.ft_view(), *cherry, {},
+                             [&](std::span<const float> b, std::span<const float> d) {
+                               all.insert(all.end(), b.begin(), b.end());
+                               delta.insert(delta.end(), d.begin(), d.end());
+                             });
+      ASSERT_TRUE(std::is_sorted(at.begin(), at.end()));
+      EXPECT_LT(at.size(), n / 10);  // it kept a few percent
+      EXPECT_GT(from, 0u);
+      std::vector<uint8_t> given(n, 0);
+      for (size_t j = 0; j < at.size(); ++j) {
+        ASSERT_EQ(scores[j], all[at[j]]) << at[j];
+        ASSERT_EQ(values[j], delta[at[j]]) << at[j];
+        given[at[j]] = 1;
+      }
+      for (uint64_t i = 0; i < n; ++i) {
+        if (!given[i]) {
+          ASSERT_LT(score_key(all[i]), from) << i;
+        }
+      }
+      // and, with a scale per tensor or per row, the 1% a model-wide cut of this tensor alone
+      // keeps lies above it. (With groups of 13 a near-zero δ in the group of largest α may truly
+      // score among the top: the bound is α² there, and the cut rescores such a tensor.)
+      if (std::string(text).find("group") == std::string::npos) {
+        std::vector<uint32_t> keys;
+        for (float x : all) keys.push_back(score_key(x));
+        std::nth_element(keys.begin(), keys.begin() + n / 100, keys.end(), std::greater<uint32_t>());
+        EXPECT_GE(keys[n / 100], from);
+      }
+    }
 }
 
 }  // namespace
