@@ -19,7 +19,7 @@
 //      the exact k-th key T and how many entries equal to T still fit;
 //   3. an all-reduce of per-tensor tie counts hands those remaining slots to the tied entries
 //      in (tensor, index) order, so the result is the same for any number of ranks.
-// Given the pool's sizes, its first pass keeps each tensor's keys from its top buckets (4x its
+// In this fallback, given the pool's sizes, its first pass keeps each tensor's keys from its top buckets (4x its
 // share of the budget, up to `keep_bytes` in all; while a tensor streams, its keys are pruned
 // to the top buckets of what it has seen so far, which only rise), so the second pass scores a
 // tensor again only where the global bucket falls below what it kept. Without sizes, every
