@@ -24,7 +24,7 @@ CherryBlockEncoder::CherryBlockEncoder(const CherryParams& prm, DType dtype, uin
       one_pass_(!prm.scope_model && prm.per_row && prm.importance == "magnitude" && coder_->rows_are_units()) {
   if (prm.scope_model && prm.importance == "magnitude" && coder_->scores_bounded_by_magnitude() &&
       n_ < (uint64_t{1} << 32))
-    magnitudes_.emplace(n_, 3 * prm.frac);  // 3x the cut's share: a tensor may take more than its share
+    magnitudes_.emplace(n_, 2 * prm.frac);  // 2x the cut's share: a tensor may take more than its share
 }
 
 void CherryBlockEncoder::kept_scores(const KeptScores& fn) {
@@ -39,7 +39,7 @@ void CherryBlockEncoder::kept_scores(const KeptScores& fn) {
   // a chunk at a time, so the scores never take more than the kept entries do
   const std::span<const uint32_t> at = magnitudes_->positions();
   const std::span<const float> delta = magnitudes_->values();
-  constexpr size_t kChunk = 65536;
+  constexpr size_t kChunk = 8192;  // small: the scratch comes from the heap's reused memory
   std::vector<uint64_t> positions;
   for (size_t c = 0; c < at.size(); c += kChunk) {
     const size_t m = std::min(kChunk, at.size() - c);

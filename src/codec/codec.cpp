@@ -12,6 +12,7 @@
 #include "src/core/error.h"
 #include "src/core/fingerprint.h"
 #include "src/core/half.h"
+#include "src/core/thread_spare.h"
 
 namespace deltakit {
 
@@ -54,7 +55,17 @@ uint32_t delta_block(DType dtype, std::span<const uint8_t> base, std::span<const
 class PairWindow {
  public:
   PairWindow(const TensorView& base, const TensorView& ft, bool track, bool fingerprint = true)
-      : base_(base), ft_(ft), es_(dtype_size(ft.dtype)), n_(ft.numel()), track_(track), fingerprint_on_(fingerprint) {}
+      : base_(base),
+        ft_(ft),
+        es_(dtype_size(ft.dtype)),
+        n_(ft.numel()),
+        track_(track),
+        fingerprint_on_(fingerprint),
+        b_(ThreadSpare<uint8_t, 0>::take()),
+        f_(ThreadSpare<uint8_t, 1>::take()) {}
+  ~PairWindow() { ThreadSpare<uint8_t, 0>::give(std::move(b_)), ThreadSpare<uint8_t, 1>::give(std::move(f_)); }
+  PairWindow(const PairWindow&) = delete;
+  PairWindow& operator=(const PairWindow&) = delete;
 
   // Entries [first, end) are in the window from here on; first must not go back.
   void need(uint64_t first, uint64_t end) {
@@ -89,7 +100,7 @@ class PairWindow {
   size_t es_;
   uint64_t n_, lo_ = 0, hi_ = 0;
   bool track_, fingerprint_on_, differs_ = false;
-  std::vector<uint8_t> b_, f_;
+  std::vector<uint8_t> b_, f_;  // the thread's spares while this window lives
   Fingerprinter fingerprint_;
 };
 

@@ -5,8 +5,8 @@
 #endif
 
 #include <algorithm>
-
-#include "src/codec/score_cut.h"
+#include <functional>
+#include <utility>
 
 namespace deltakit {
 
@@ -44,8 +44,16 @@ uint64_t keep_magnitudes(const float* delta, uint32_t floor, uint32_t first, uin
 
 void MagnitudeKept::add(uint64_t first, std::span<const float> delta) {
   const uint64_t m = delta.size();
-  if (pos_.size() < n_ + m + 16) pos_.resize(n_ + m + 16), val_.resize(n_ + m + 16);
-  n_ += keep_magnitudes(delta.data(), floor_, static_cast<uint32_t>(first), m, pos_.data() + n_, val_.data() + n_);
+  if (store_.capacity < n_ + m + 16) {
+    // at most 1.5 targets are held before a block: room for the largest target at once, so a
+    // stream of `want` entries grows it once (else by doubling)
+    const uint64_t most = std::min(want_, static_cast<uint64_t>(fraction_ * static_cast<double>(want_)) + 1024);
+    Storage grown = Storage::at_least(std::max<size_t>({n_ + m + 16, 3 * most / 2 + 2 * m + 16, 2 * store_.capacity}));
+    if (n_) std::copy_n(store_.pos.get(), n_, grown.pos.get()), std::copy_n(store_.val.get(), n_, grown.val.get());
+    store_ = std::move(grown);
+  }
+  n_ += keep_magnitudes(delta.data(), floor_, static_cast<uint32_t>(first), m, store_.pos.get() + n_,
+                        store_.val.get() + n_);
   seen_ += m;
   if (2 * n_ > 3 * target()) prune();
 }
@@ -55,26 +63,52 @@ uint64_t MagnitudeKept::target() const {
 }
 
 void MagnitudeKept::prune() {
-  // the target-th largest magnitude: a histogram of the high 16 bits, then of the low 16 inside
-  // its bucket; the floor rises to it (its ties stay, unless they alone are more than 1.5·target:
-  // then the floor passes them too)
+  // the target-th largest magnitude, by nth_element over the held keys (O(held), and held is
+  // about 1.5 targets: a histogram of 2^16 buckets would cost more to clear than to fill here);
+  // the floor rises to it (its ties stay, unless with them more than 1.5·target would: then the
+  // floor passes them too)
   const uint64_t want = target();
-  std::vector<uint64_t> hist(kScoreBuckets, 0);
-  for (size_t i = 0; i < n_; ++i) ++hist[magnitude_bits(val_[i]) >> 16];
-  const auto [hi, above_bucket] = find_bucket(hist, want);
-  std::fill(hist.begin(), hist.end(), 0);
-  for (size_t i = 0; i < n_; ++i)
-    if (const uint32_t key = magnitude_bits(val_[i]); (key >> 16) == hi) ++hist[key & 0xffffu];
-  const auto [lo, above_value] = find_bucket(hist, want - above_bucket);
-  uint32_t floor = (hi << 16) | lo;
-  if (2 * (above_bucket + above_value + hist[lo]) > 3 * want) ++floor;
+  uint32_t *pos = store_.pos.get(), *keys = store_.keys.get();
+  float* val = store_.val.get();
+  for (size_t i = 0; i < n_; ++i) keys[i] = magnitude_bits(val[i]);
+  std::nth_element(keys, keys + want - 1, keys + n_, std::greater<>());
+  const uint32_t at = keys[want - 1];
+  uint32_t floor = at;
+  uint64_t at_least = 0;
+  for (size_t i = 0; i < n_; ++i) at_least += keys[i] >= at;
+  if (2 * at_least > 3 * want) ++floor;
   floor_ = std::max(floor_, floor);
   size_t w = 0;
   for (size_t i = 0; i < n_; ++i) {
-    pos_[w] = pos_[i], val_[w] = val_[i];
-    w += magnitude_bits(val_[i]) >= floor_;
+    pos[w] = pos[i], val[w] = val[i];
+    w += magnitude_bits(val[i]) >= floor_;
   }
   n_ = w;
+}
+
+namespace {
+thread_local std::unique_ptr<MagnitudeKept::Storage> spare;  // the thread's, freed at its exit
+}  // namespace
+
+MagnitudeKept::Storage MagnitudeKept::Storage::at_least(size_t capacity) {
+  if (spare && spare->capacity >= capacity) {
+    Storage s = std::move(*spare);
+    spare.reset();
+    return s;
+  }
+  Storage s;
+  s.pos = std::make_unique_for_overwrite<uint32_t[]>(capacity);
+  s.keys = std::make_unique_for_overwrite<uint32_t[]>(capacity);
+  s.val = std::make_unique_for_overwrite<float[]>(capacity);
+  s.capacity = capacity;
+  return s;
+}
+
+MagnitudeKept::Storage::~Storage() {
+  if (capacity == 0 || spare.get() == this || (spare && spare->capacity >= capacity)) return;
+  auto kept = std::make_unique<Storage>();
+  *kept = std::move(*this);
+  spare = std::move(kept);
 }
 
 }  // namespace deltakit

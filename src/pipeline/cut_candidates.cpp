@@ -4,7 +4,10 @@
 #include <immintrin.h>
 #endif
 
+#include <sys/mman.h>
+
 #include <algorithm>
+#include <new>
 
 #include "src/codec/score_cut.h"
 
@@ -73,10 +76,29 @@ void CandidatePool::add(size_t j, uint64_t first, std::span<const float> scores,
   if (staged.n >= 4096) hand_over(j, staged);
 }
 
-void KeptEntries::append(const uint32_t* keys, const uint64_t* positions, const float* values, size_t n) {
+KeptChunk* ChunkStore::take() {
+  if (free_.empty()) {
+    constexpr size_t kSlab = size_t{2} << 20, kPer = kSlab / sizeof(KeptChunk);
+    static_assert(kPer >= 1);
+    void* p = std::aligned_alloc(kSlab, kSlab);
+    if (!p) throw std::bad_alloc();
+#ifdef MADV_HUGEPAGE
+    ::madvise(p, kSlab, MADV_HUGEPAGE);  // a hint: without THP this changes nothing
+#endif
+    slabs_.emplace_back(p);
+    for (size_t i = kPer; i-- > 0;) free_.push_back(static_cast<KeptChunk*>(p) + i);
+  }
+  KeptChunk* c = free_.back();
+  free_.pop_back();
+  return c;
+}
+
+void KeptEntries::append(const uint32_t* keys, const uint64_t* positions, const float* values, size_t n,
+                         ChunkStore& store) {
+  constexpr size_t kChunk = KeptChunk::kSize;
   for (size_t i = 0; i < n;) {
-    if (n_ % kChunk == 0 && n_ / kChunk == chunks_.size()) chunks_.push_back(std::make_unique<Chunk>());
-    Chunk& c = *chunks_[n_ / kChunk];
+    if (n_ % kChunk == 0 && n_ / kChunk == chunks_.size()) chunks_.push_back(store.take());
+    KeptChunk& c = *chunks_[n_ / kChunk];
     const size_t s = n_ % kChunk, m = std::min(n - i, kChunk - s);
     std::copy_n(keys + i, m, c.keys + s);
     std::copy_n(positions + i, m, c.positions + s);
@@ -85,17 +107,26 @@ void KeptEntries::append(const uint32_t* keys, const uint64_t* positions, const 
   }
 }
 
-void KeptEntries::keep_at_least(uint32_t floor) {
+void KeptEntries::keep_at_least(uint32_t floor, ChunkStore& store) {
+  constexpr size_t kChunk = KeptChunk::kSize;
   size_t w = 0;
   for (size_t i = 0; i < n_; ++i) {  // branchless: written always, kept by advancing
-    const Chunk& from = *chunks_[i / kChunk];
-    Chunk& to = *chunks_[w / kChunk];
+    const KeptChunk& from = *chunks_[i / kChunk];
+    KeptChunk& to = *chunks_[w / kChunk];
     const size_t r = i % kChunk, s = w % kChunk;
     to.keys[s] = from.keys[r], to.positions[s] = from.positions[r], to.values[s] = from.values[r];
     w += from.keys[r] >= floor;
   }
   n_ = w;
-  chunks_.resize((w + kChunk - 1) / kChunk);
+  const size_t used = (w + kChunk - 1) / kChunk;
+  for (size_t c = used; c < chunks_.size(); ++c) store.give(chunks_[c]);
+  chunks_.resize(used);
+}
+
+void KeptEntries::clear(ChunkStore& store) {
+  for (KeptChunk* c : chunks_) store.give(c);
+  chunks_.clear();
+  n_ = 0;
 }
 
 void CandidatePool::add_some(size_t j, std::span<const uint64_t> positions, std::span<const float> scores,
@@ -119,7 +150,7 @@ void CandidatePool::clear(size_t j) {
   std::lock_guard<std::mutex> lock(mutex_);
   lists_[j].for_each([&](uint32_t key, uint64_t, float) { --high_[key >> 16]; });
   held_ -= lists_[j].size();
-  lists_[j] = KeptEntries{};
+  lists_[j].clear(store_);
   tensor_from_[j] = 0;
   valued_[j] = 1;
 }
@@ -128,7 +159,7 @@ void CandidatePool::hand_over(size_t j, StagedEntries& staged) {
   const size_t n = staged.n;
   staged.n = 0;
   std::lock_guard<std::mutex> lock(mutex_);
-  lists_[j].append(staged.keys.data(), staged.positions.data(), staged.values.data(), n);
+  lists_[j].append(staged.keys.data(), staged.positions.data(), staged.values.data(), n, store_);
   for (size_t i = 0; i < n; ++i) ++high_[staged.keys[i] >> 16];
   held_ += n;
   if (held_ > prune_at_) prune();
@@ -156,7 +187,7 @@ void CandidatePool::prune() {
   std::fill(high_.begin(), high_.end(), 0);
   held_ = 0;
   for (KeptEntries& l : lists_) {
-    l.keep_at_least(floor);
+    l.keep_at_least(floor, store_);
     l.for_each([&](uint32_t key, uint64_t, float) { ++high_[key >> 16]; });
     held_ += l.size();
   }

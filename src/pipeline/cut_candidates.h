@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdint>
+#include <cstdlib>
 #include <memory>
 #include <mutex>
 #include <span>
@@ -17,33 +18,52 @@
 
 namespace deltakit {
 
-// Entries of one tensor in index order: their score keys (score_cut.h), positions and values,
-// in chunks of 4096 (16 bytes an entry), so that growing never copies them and what the floor
-// drops is given back a chunk at a time.
+// Kept entries are held in chunks of 4096 (16 bytes an entry), so that growing never copies
+// them and what the floor drops is given back a chunk at a time.
+struct KeptChunk {
+  static constexpr size_t kSize = 4096;
+  uint32_t keys[kSize];
+  uint64_t positions[kSize];
+  float values[kSize];
+};
+
+// Where chunks come from: 2 MiB slabs offered for huge pages, never zeroed, and the chunks
+// given back reused; so a pool that fills, prunes and fills again faults its memory in once,
+// a few faults per 2 MiB rather than one per 4 KiB. Its memory lives as long as the store.
+class ChunkStore {
+ public:
+  KeptChunk* take();
+  void give(KeptChunk* c) { free_.push_back(c); }
+
+ private:
+  struct Free {
+    void operator()(void* p) const { std::free(p); }
+  };
+  std::vector<std::unique_ptr<void, Free>> slabs_;
+  std::vector<KeptChunk*> free_;
+};
+
+// Entries of one tensor in index order: their score keys (score_cut.h), positions and values.
 class KeptEntries {
  public:
   size_t size() const { return n_; }
-  void append(const uint32_t* keys, const uint64_t* positions, const float* values, size_t n);
+  void append(const uint32_t* keys, const uint64_t* positions, const float* values, size_t n, ChunkStore& store);
   // Drops the entries whose key is below `floor`, the others keeping their order.
-  void keep_at_least(uint32_t floor);
+  void keep_at_least(uint32_t floor, ChunkStore& store);
+  // Drops every entry.
+  void clear(ChunkStore& store);
   // fn(key, position, value) over the entries in order
   template <class Fn>
   void for_each(Fn fn) const {
     for (size_t i = 0; i < n_; ++i) {
-      const Chunk& c = *chunks_[i / kChunk];
-      const size_t s = i % kChunk;
+      const KeptChunk& c = *chunks_[i / KeptChunk::kSize];
+      const size_t s = i % KeptChunk::kSize;
       fn(c.keys[s], c.positions[s], c.values[s]);
     }
   }
 
  private:
-  static constexpr size_t kChunk = 4096;
-  struct Chunk {
-    uint32_t keys[kChunk];
-    uint64_t positions[kChunk];
-    float values[kChunk];
-  };
-  std::vector<std::unique_ptr<Chunk>> chunks_;
+  std::vector<KeptChunk*> chunks_;  // the store's
   size_t n_ = 0;
 };
 
@@ -77,12 +97,13 @@ class CandidatePool {
   uint32_t floor() const { return floor_.load(); }
   // the held entries' keys by their high 16 bits (kScoreBuckets counts)
   const std::vector<uint64_t>& high_counts() const { return high_; }
-  KeptEntries& entries(size_t j) { return lists_[j]; }
+  const KeptEntries& entries(size_t j) const { return lists_[j]; }
   bool valued(size_t j) const { return valued_[j] != 0; }
 
  private:
   void prune();
 
+  ChunkStore store_;  // before lists_: they point into it
   std::vector<KeptEntries> lists_;
   std::vector<uint8_t> valued_;        // per tensor: every block came with its values
   std::vector<uint32_t> tensor_from_;  // per tensor given by some entries: their complete_from

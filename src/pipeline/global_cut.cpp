@@ -203,7 +203,9 @@ void score_into(CandidatePool& pool, const std::vector<size_t>& local, const std
                 const ScoreSource& scores_of, unsigned threads, std::vector<uint64_t>& scored) {
   parallel_blocks(which.size(), 1, threads, [&](uint64_t w, uint64_t, uint64_t) {
     const size_t j = which[w];
-    StagedEntries staged;
+    // a thread's staging reused from tensor to tensor: sized once, not faulted in per tensor
+    thread_local StagedEntries staged;
+    staged.n = 0;
     uint64_t first = 0;
     ScoreVisitor visit{[&](std::span<const float> scores, std::span<const float> values) {
                          pool.add(j, first, scores, values, staged);
@@ -298,16 +300,20 @@ std::optional<GlobalCut> candidate_cut(Comm& comm, size_t pool_size, const std::
   if (outcome[0] != 0) return std::nullopt;
   out.selected.resize(local.size());
   for (size_t j = 0; j < local.size(); ++j) {
-    KeptEntries& held_j = pool.entries(j);
+    const KeptEntries& held_j = pool.entries(j);
     if (pool.valued(j)) {
       CutSelection sel;
       ScoreCut cut = out.cuts[local[j]];  // spent here in index order, as the encoder would
+      ScoreCut count = cut;               // sized first: growing by doubling copies and faults in every step
+      uint64_t kept = 0;
+      held_j.for_each([&](uint32_t key, uint64_t, float) { kept += count.keep(key); });
+      sel.positions.reserve(kept), sel.values.reserve(kept);
       held_j.for_each([&](uint32_t key, uint64_t position, float value) {
         if (cut.keep(key)) sel.positions.push_back(position), sel.values.push_back(value);
       });
       out.selected[j] = std::move(sel);
     }
-    held_j = KeptEntries{};
+    pool.clear(j);
   }
   return out;
 }
