@@ -4,8 +4,6 @@
 #include <immintrin.h>
 #endif
 
-#include <sys/mman.h>
-
 #include <algorithm>
 #include <new>
 
@@ -60,6 +58,10 @@ CandidatePool::CandidatePool(size_t tensors, uint64_t k, uint64_t keep_bytes)
       target_(std::clamp<uint64_t>(k, 1, cap_ / 3)),
       prune_at_(target_ + target_ / 2) {}
 
+CandidatePool::~CandidatePool() {
+  for (KeptEntries& l : lists_) l.clear(store_);
+}
+
 void CandidatePool::add(size_t j, uint64_t first, std::span<const float> scores, std::span<const float> values,
                         StagedEntries& staged) {
   const uint64_t m = scores.size();
@@ -77,20 +79,15 @@ void CandidatePool::add(size_t j, uint64_t first, std::span<const float> scores,
 }
 
 KeptChunk* ChunkStore::take() {
-  if (free_.empty()) {
-    constexpr size_t kSlab = size_t{2} << 20, kPer = kSlab / sizeof(KeptChunk);
-    static_assert(kPer >= 1);
-    void* p = std::aligned_alloc(kSlab, kSlab);
-    if (!p) throw std::bad_alloc();
-#ifdef MADV_HUGEPAGE
-    ::madvise(p, kSlab, MADV_HUGEPAGE);  // a hint: without THP this changes nothing
-#endif
-    slabs_.emplace_back(p);
-    for (size_t i = kPer; i-- > 0;) free_.push_back(static_cast<KeptChunk*>(p) + i);
-  }
+  if (free_.empty()) return new KeptChunk;  // default-initialized: not zeroed
   KeptChunk* c = free_.back();
   free_.pop_back();
   return c;
+}
+
+void ChunkStore::trim() {
+  for (KeptChunk* c : free_) delete c;
+  free_.clear();
 }
 
 void KeptEntries::append(const uint32_t* keys, const uint64_t* positions, const float* values, size_t n,
@@ -153,6 +150,12 @@ void CandidatePool::clear(size_t j) {
   lists_[j].clear(store_);
   tensor_from_[j] = 0;
   valued_[j] = 1;
+}
+
+void CandidatePool::release(size_t j) {
+  clear(j);
+  std::lock_guard<std::mutex> lock(mutex_);
+  store_.trim();
 }
 
 void CandidatePool::hand_over(size_t j, StagedEntries& staged) {

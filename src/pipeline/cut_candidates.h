@@ -27,19 +27,21 @@ struct KeptChunk {
   float values[kSize];
 };
 
-// Where chunks come from: 2 MiB slabs offered for huge pages, never zeroed, and the chunks
-// given back reused; so a pool that fills, prunes and fills again faults its memory in once,
-// a few faults per 2 MiB rather than one per 4 KiB. Its memory lives as long as the store.
+// Where chunks come from: the heap, never zeroed, and the chunks given back reused, so a pool
+// that fills, prunes and fills again touches its memory once. What `trim` frees goes back to
+// the heap (which this program keeps: core/allocator.h), where the selections built from the
+// pool and the encoders after them find it without faulting fresh pages in.
 class ChunkStore {
  public:
+  ChunkStore() = default;
+  ChunkStore(const ChunkStore&) = delete;
+  ChunkStore& operator=(const ChunkStore&) = delete;
+  ~ChunkStore() { trim(); }
   KeptChunk* take();
   void give(KeptChunk* c) { free_.push_back(c); }
+  void trim();  // frees the chunks given back
 
  private:
-  struct Free {
-    void operator()(void* p) const { std::free(p); }
-  };
-  std::vector<std::unique_ptr<void, Free>> slabs_;
   std::vector<KeptChunk*> free_;
 };
 
@@ -78,6 +80,7 @@ struct StagedEntries {
 class CandidatePool {
  public:
   CandidatePool(size_t tensors, uint64_t k, uint64_t keep_bytes);
+  ~CandidatePool();  // the lists' chunks freed
 
   // Tensor j's next block (its first entry at `first`): the entries at or above the floor into
   // `staged`, handed over when it fills. A tensor is scored by one thread, tensors side by side.
@@ -91,6 +94,8 @@ class CandidatePool {
   void hand_over(size_t j, StagedEntries& staged);
   // Forget tensor j's entries (before it is scored again, whole).
   void clear(size_t j);
+  // Forget tensor j's entries and free their memory (once its selection is taken).
+  void release(size_t j);
   // At and above this key, every entry of tensor j scored is held.
   uint32_t complete_from(size_t j) const { return std::max(floor(), tensor_from_[j]); }
 
@@ -103,7 +108,7 @@ class CandidatePool {
  private:
   void prune();
 
-  ChunkStore store_;  // before lists_: they point into it
+  ChunkStore store_;  // before lists_: their chunks go back to it
   std::vector<KeptEntries> lists_;
   std::vector<uint8_t> valued_;        // per tensor: every block came with its values
   std::vector<uint32_t> tensor_from_;  // per tensor given by some entries: their complete_from

@@ -313,7 +313,7 @@ std::optional<GlobalCut> candidate_cut(Comm& comm, size_t pool_size, const std::
       });
       out.selected[j] = std::move(sel);
     }
-    pool.clear(j);
+    pool.release(j);  // its memory to the next selection
   }
   return out;
 }
