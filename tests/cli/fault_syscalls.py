@@ -2,7 +2,7 @@
 """Failing system calls: compress, apply and merge run under an LD_PRELOAD shim
 (tests/fault/fail_syscall.c) that makes the Nth write / pwrite / read / fsync / rename / open
 (for writing) / mmap on a regular file fail, swept over N (every N where the command makes at
-most 12 such calls, 12 spread values beyond). For each N:
+most 12 such calls, 11 spread values beyond; --points P: P, fewer beyond). For each N:
 
   - with EIO or ENOSPC (alternating): exit 1 or 2, exactly one line on stderr, and nothing left
     beside the output: no temporary, no journal, and at the output path nothing, or (for a
@@ -34,9 +34,13 @@ LSAN_SUPPRESSIONS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..
 
 
 
-def spread(count):
-    if count <= 12:
+def spread(count, points=12):
+    """Which calls to fail: every one up to `points` calls, else the first, the last and points
+    spread between (points=12: 11 of them; a thinner sweep keeps both ends and the middle)."""
+    if count <= points:
         return list(range(1, count + 1))
+    if points < 12:
+        return sorted({1, 2, count - 1, count} | {1 + (count - 1) * k // (points - 3) for k in range(1, points - 3)})
     picks = {1, 2, 3, count - 1, count} | {1 + (count - 1) * k // 7 for k in range(1, 7)}
     return sorted(picks)
 
@@ -76,7 +80,7 @@ class Sweep:
             sys.exit(f"FAIL {cmd}: a run under the shim without faults: rc {p.returncode}\n{p.stderr}")
         remove(out)
         outcomes = {"failed cleanly": 0, "retried": 0, "complete, then failed": 0, "no effect": 0}
-        for i, n in enumerate(spread(count)):
+        for i, n in enumerate(spread(count, self.a.points)):
             # mmap never fails with EINTR (mmap(2)): only the errors
             for err in (["EIO", "ENOSPC"][i % 2],) + (() if call == "mmap" else ("EINTR",)):
                 p, _ = self.run(cmd, out, call, n, err)
@@ -114,6 +118,9 @@ def main():
     ap.add_argument("--shim", required=True)
     ap.add_argument("--commands", default="compress,apply,merge")
     ap.add_argument("--calls", default=",".join(CALLS))
+    # the sanitizer build's run: every command, call and outcome, at fewer points of each sweep
+    # (each run there costs several times a Release run; the Release build sweeps them all)
+    ap.add_argument("--points", type=int, default=12)
     a = ap.parse_args()
     work = tempfile.mkdtemp(prefix="deltakit-fault-")
     try:
