@@ -100,7 +100,7 @@ class PairWindow {
   size_t es_;
   uint64_t n_, lo_ = 0, hi_ = 0;
   bool track_, fingerprint_on_, differs_ = false;
-  std::vector<uint8_t> b_, f_;  // the thread's spares while this window lives
+  SpareVector<uint8_t> b_, f_;  // the thread's spares while this window lives
   Fingerprinter fingerprint_;
 };
 

@@ -42,18 +42,29 @@ uint64_t keep_magnitudes(const float* delta, uint32_t floor, uint32_t first, uin
 }
 }  // namespace
 
+MagnitudeKept::MagnitudeKept(uint64_t want, double fraction)
+    : want_(want < 1 ? 1 : want),
+      fraction_(fraction),
+      pos_(ThreadSpare<uint32_t, 2>::take()),
+      keys_(ThreadSpare<uint32_t, 3>::take()),
+      val_(ThreadSpare<float, 4>::take()) {}
+
+MagnitudeKept::~MagnitudeKept() {
+  ThreadSpare<uint32_t, 2>::give(std::move(pos_));
+  ThreadSpare<uint32_t, 3>::give(std::move(keys_));
+  ThreadSpare<float, 4>::give(std::move(val_));
+}
+
 void MagnitudeKept::add(uint64_t first, std::span<const float> delta) {
   const uint64_t m = delta.size();
-  if (store_.capacity < n_ + m + 16) {
+  if (pos_.size() < n_ + m + 16) {
     // at most 1.5 targets are held before a block: room for the largest target at once, so a
     // stream of `want` entries grows it once (else by doubling)
     const uint64_t most = std::min(want_, static_cast<uint64_t>(fraction_ * static_cast<double>(want_)) + 1024);
-    Storage grown = Storage::at_least(std::max<size_t>({n_ + m + 16, 3 * most / 2 + 2 * m + 16, 2 * store_.capacity}));
-    if (n_) std::copy_n(store_.pos.get(), n_, grown.pos.get()), std::copy_n(store_.val.get(), n_, grown.val.get());
-    store_ = std::move(grown);
+    const size_t size = std::max<size_t>({n_ + m + 16, 3 * most / 2 + 2 * m + 16, 2 * pos_.size()});
+    pos_.resize(size), keys_.resize(size), val_.resize(size);
   }
-  n_ += keep_magnitudes(delta.data(), floor_, static_cast<uint32_t>(first), m, store_.pos.get() + n_,
-                        store_.val.get() + n_);
+  n_ += keep_magnitudes(delta.data(), floor_, static_cast<uint32_t>(first), m, pos_.data() + n_, val_.data() + n_);
   seen_ += m;
   if (2 * n_ > 3 * target()) prune();
 }
@@ -68,8 +79,8 @@ void MagnitudeKept::prune() {
   // the floor rises to it (its ties stay, unless with them more than 1.5·target would: then the
   // floor passes them too)
   const uint64_t want = target();
-  uint32_t *pos = store_.pos.get(), *keys = store_.keys.get();
-  float* val = store_.val.get();
+  uint32_t *pos = pos_.data(), *keys = keys_.data();
+  float* val = val_.data();
   for (size_t i = 0; i < n_; ++i) keys[i] = magnitude_bits(val[i]);
   std::nth_element(keys, keys + want - 1, keys + n_, std::greater<>());
   const uint32_t at = keys[want - 1];
@@ -84,31 +95,6 @@ void MagnitudeKept::prune() {
     w += magnitude_bits(val[i]) >= floor_;
   }
   n_ = w;
-}
-
-namespace {
-thread_local std::unique_ptr<MagnitudeKept::Storage> spare;  // the thread's, freed at its exit
-}  // namespace
-
-MagnitudeKept::Storage MagnitudeKept::Storage::at_least(size_t capacity) {
-  if (spare && spare->capacity >= capacity) {
-    Storage s = std::move(*spare);
-    spare.reset();
-    return s;
-  }
-  Storage s;
-  s.pos = std::make_unique_for_overwrite<uint32_t[]>(capacity);
-  s.keys = std::make_unique_for_overwrite<uint32_t[]>(capacity);
-  s.val = std::make_unique_for_overwrite<float[]>(capacity);
-  s.capacity = capacity;
-  return s;
-}
-
-MagnitudeKept::Storage::~Storage() {
-  if (capacity == 0 || spare.get() == this || (spare && spare->capacity >= capacity)) return;
-  auto kept = std::make_unique<Storage>();
-  *kept = std::move(*this);
-  spare = std::move(kept);
 }
 
 }  // namespace deltakit

@@ -13,42 +13,27 @@
 #pragma once
 
 #include <cstdint>
-#include <memory>
 #include <span>
 #include <utility>
 #include <vector>
+
+#include "src/core/thread_spare.h"
 
 namespace deltakit {
 
 class MagnitudeKept {
  public:
-  MagnitudeKept(uint64_t want, double fraction) : want_(want < 1 ? 1 : want), fraction_(fraction) {}
+  MagnitudeKept(uint64_t want, double fraction);
+  ~MagnitudeKept();  // the buffers back to the thread's spares
+  MagnitudeKept(MagnitudeKept&&) = default;
+  MagnitudeKept& operator=(MagnitudeKept&&) = default;
 
   // the next block of the stream, its first entry at `first` (blocks in index order)
   void add(uint64_t first, std::span<const float> delta);
   // every entry not held has a magnitude key (|δ|'s bits) below this; 0: none was dropped
   uint32_t floor() const { return floor_; }
-  std::span<const uint32_t> positions() const { return {store_.pos.get(), n_}; }
-  std::span<const float> values() const { return {store_.val.get(), n_}; }
-
-  // (public for the thread's spare) Positions, values and prune's scratch keys, sized once for
-  // the most the target can hold, never zeroed. A thread keeps the largest it has given back and hands it to the next
-  // stream it serves: tensor after tensor, the same pages, not faulted in again (a fresh allocation of a few MB is a
-  // fresh mapping: a fault per 4 KiB, the scoring pass's largest cost).
-  struct Storage {
-    std::unique_ptr<uint32_t[]> pos, keys;
-    std::unique_ptr<float[]> val;
-    size_t capacity = 0;
-    Storage() = default;
-    Storage(Storage&& o) noexcept { *this = std::move(o); }
-    Storage& operator=(Storage&& o) noexcept {
-      pos = std::move(o.pos), keys = std::move(o.keys), val = std::move(o.val);
-      capacity = std::exchange(o.capacity, 0);
-      return *this;
-    }
-    ~Storage();                                // to the thread's spare, if larger
-    static Storage at_least(size_t capacity);  // the thread's spare if it is large enough
-  };
+  std::span<const uint32_t> positions() const { return {pos_.data(), n_}; }
+  std::span<const float> values() const { return {val_.data(), n_}; }
 
  private:
   uint64_t target() const;
@@ -57,7 +42,12 @@ class MagnitudeKept {
   uint64_t want_, seen_ = 0;
   double fraction_;
   uint32_t floor_ = 0;
-  Storage store_;
+  // positions, values and prune's scratch keys: lent by the thread from stream to stream
+  // (src/core/thread_spare.h), grown once for the most the target can hold, so tensor after
+  // tensor the same pages serve (a fresh mapping of a few MB faults per 4 KiB: the scoring
+  // pass's largest cost on these VMs); growth zero-fills nothing
+  SpareVector<uint32_t> pos_, keys_;
+  SpareVector<float> val_;
   size_t n_ = 0;
 };
 
