@@ -64,6 +64,11 @@ CandidatePool::~CandidatePool() {
 
 void CandidatePool::add(size_t j, uint64_t first, std::span<const float> scores, std::span<const float> values,
                         StagedEntries& staged) {
+  stage(j, nullptr, first, scores, values, staged);
+}
+
+void CandidatePool::stage(size_t j, const uint64_t* positions, uint64_t first, std::span<const float> scores,
+                          std::span<const float> values, StagedEntries& staged) {
   const uint64_t m = scores.size();
   if (values.size() != m) valued_[j] = 0;  // only tensor j's thread writes its flag
   if (staged.keys.size() < staged.n + m + 16) {
@@ -73,7 +78,7 @@ void CandidatePool::add(size_t j, uint64_t first, std::span<const float> scores,
   if (staged.block_keys.size() < m) staged.block_keys.resize(m);
   for (uint64_t i = 0; i < m; ++i) staged.block_keys[i] = score_key(scores[i]);  // vectorizes
   staged.n += take_at_least(staged.block_keys.data(), floor_.load(std::memory_order_relaxed),
-                            valued_[j] ? values.data() : nullptr, nullptr, first, m, staged.keys.data() + staged.n,
+                            valued_[j] ? values.data() : nullptr, positions, first, m, staged.keys.data() + staged.n,
                             staged.positions.data() + staged.n, staged.values.data() + staged.n);
   if (staged.n >= 4096) hand_over(j, staged);
 }
@@ -128,19 +133,8 @@ void KeptEntries::clear(ChunkStore& store) {
 
 void CandidatePool::add_some(size_t j, std::span<const uint64_t> positions, std::span<const float> scores,
                              std::span<const float> values, uint32_t complete_from, StagedEntries& staged) {
-  const uint64_t m = positions.size();
-  if (values.size() != m) valued_[j] = 0;
   tensor_from_[j] = complete_from;
-  if (staged.keys.size() < staged.n + m + 16) {
-    const size_t size = staged.n + m + 16;
-    staged.keys.resize(size), staged.positions.resize(size), staged.values.resize(size);
-  }
-  if (staged.block_keys.size() < m) staged.block_keys.resize(m);
-  for (uint64_t i = 0; i < m; ++i) staged.block_keys[i] = score_key(scores[i]);
-  staged.n += take_at_least(staged.block_keys.data(), floor_.load(std::memory_order_relaxed),
-                            valued_[j] ? values.data() : nullptr, positions.data(), 0, m, staged.keys.data() + staged.n,
-                            staged.positions.data() + staged.n, staged.values.data() + staged.n);
-  if (staged.n >= 4096) hand_over(j, staged);
+  stage(j, positions.data(), 0, scores.first(positions.size()), values, staged);
 }
 
 void CandidatePool::clear(size_t j) {

@@ -106,6 +106,10 @@ class CandidatePool {
   bool valued(size_t j) const { return valued_[j] != 0; }
 
  private:
+  // add's and add_some's work: the block's keys, the entries at or above the floor staged
+  // (positions from `positions`, or first + index where null)
+  void stage(size_t j, const uint64_t* positions, uint64_t first, std::span<const float> scores,
+             std::span<const float> values, StagedEntries& staged);
   void prune();
 
   ChunkStore store_;  // before lists_: their chunks go back to it
