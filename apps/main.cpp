@@ -1,5 +1,8 @@
 // deltakit: one binary, git-style subcommands. Every error ends here as one line on stderr
 // naming the file and the problem, with exit code 1 (2 for bad usage).
+#include <unistd.h>
+
+#include <algorithm>
 #include <boost/program_options.hpp>
 #include <cstring>
 #include <iostream>
@@ -61,6 +64,9 @@ int main(int argc, char** argv) {
     return argc < 2 ? 2 : 0;
   }
   deltakit::keep_freed_memory();
+  // the heap's first GiBs on huge pages (src/core/allocator.h): address space, not memory
+  deltakit::huge_page_heap(std::min<size_t>(
+      size_t{4} << 30, static_cast<size_t>(sysconf(_SC_PHYS_PAGES)) * static_cast<size_t>(sysconf(_SC_PAGESIZE)) / 2));
   // OpenBLAS on one thread inside our own splits, for every command: LAPACK's SVD (the lowrank
   // codec, export-lora) rounds differently with another BLAS thread count, and a job's bytes
   // must not depend on how many ranks share a node
