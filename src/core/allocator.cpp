@@ -19,6 +19,18 @@ void keep_freed_memory() {
 }
 
 namespace {
+#if defined(__SANITIZE_ADDRESS__)
+constexpr bool kSanitized = true;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+constexpr bool kSanitized = true;
+#else
+constexpr bool kSanitized = false;
+#endif
+#else
+constexpr bool kSanitized = false;
+#endif
+
 // the first bytes of a small system file ("" if it cannot be read)
 std::string first_line(const char* path) {
   char buf[128] = {};
@@ -31,15 +43,7 @@ std::string first_line(const char* path) {
 }  // namespace
 
 bool huge_page_heap(size_t bytes) {
-#if defined(__SANITIZE_ADDRESS__)
-  (void)bytes;
-  return false;  // the sanitizer's allocator is not glibc's
-#else
-#if defined(__has_feature)
-#if __has_feature(address_sanitizer)
-  return false;
-#endif
-#endif
+  if (kSanitized) return false;  // the sanitizer's allocator is not glibc's
   if (const char* e = std::getenv("DELTAKIT_HUGE_PAGES"); e && std::strcmp(e, "0") == 0) return false;
   rlimit as{};
   if (getrlimit(RLIMIT_AS, &as) != 0 || as.rlim_cur != RLIM_INFINITY) return false;  // reserving would count
@@ -57,7 +61,6 @@ bool huge_page_heap(size_t bytes) {
   const bool ok = e > b && madvise(reinterpret_cast<void*>(b), e - b, MADV_HUGEPAGE) == 0;
   std::free(p);  // back to the top chunk, which is never trimmed: later allocations carve it
   return ok;
-#endif
 }
 
 }  // namespace deltakit
