@@ -31,7 +31,8 @@ constexpr bool kSanitized = false;
 constexpr bool kSanitized = false;
 #endif
 
-// the first bytes of a small system file ("" if it cannot be read)
+// the first bytes of a small system file ("" if it cannot be read); not read_whole_file: /proc
+// and /sys files report a size of 0, which it reads exactly
 std::string first_line(const char* path) {
   char buf[128] = {};
   const int fd = ::open(path, O_RDONLY | O_CLOEXEC);
