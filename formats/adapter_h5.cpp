@@ -97,6 +97,11 @@ uint64_t AdapterWriter::write_dataset(hid_t group, const Part& p) {
 }
 
 uint64_t AdapterWriter::write_dataset(hid_t group, const FilteredPart& p) {
+  return write_dataset(group, p, p.chunks.size(),
+                       [&](size_t, size_t c) { return std::span<const uint8_t>(p.chunks[c]); });
+}
+
+uint64_t AdapterWriter::write_dataset(hid_t group, const FilteredPart& p, size_t chunks, const ChunkSource& chunk_of) {
   const size_t esize = part_kind_size(p.kind);
   std::vector<hsize_t> dims(p.dims.begin(), p.dims.end()), chunk(p.chunk.begin(), p.chunk.end());
   H5Handle dcpl(H5Pcreate(H5P_DATASET_CREATE), H5Pclose);
@@ -120,9 +125,10 @@ uint64_t AdapterWriter::write_dataset(hid_t group, const FilteredPart& p) {
     throw Error(ErrorCode::Io, file_.final_path(),
                 "cannot create dataset '" + p.name + "' (" + h5_error_detail() + ")");
   std::vector<hsize_t> offset(dims.size(), 0);
-  for (size_t c = 0; c < p.chunks.size(); ++c) {
+  for (size_t c = 0; c < chunks; ++c) {
     offset[0] = c * chunk[0];
-    if (H5Dwrite_chunk(ds.get(), H5P_DEFAULT, 0, offset.data(), p.chunks[c].size(), p.chunks[c].data()) < 0)
+    const std::span<const uint8_t> bytes = chunk_of(0, c);
+    if (H5Dwrite_chunk(ds.get(), H5P_DEFAULT, 0, offset.data(), bytes.size(), bytes.data()) < 0)
       throw Error(ErrorCode::Io, file_.final_path(),
                   "cannot write dataset '" + p.name + "' (" + h5_error_detail() + ")");
   }
@@ -137,13 +143,24 @@ uint64_t AdapterWriter::add_tensor(const std::string& name, const Json& attrs, c
 }
 
 uint64_t AdapterWriter::add_tensor(const std::string& name, const Json& attrs, const std::vector<FilteredPart>& parts) {
+  std::vector<size_t> counts;
+  for (const auto& p : parts) counts.push_back(p.chunks.size());
+  return add_tensor(name, attrs, parts, counts,
+                    [&](size_t p, size_t c) { return std::span<const uint8_t>(parts[p].chunks[c]); });
+}
+
+uint64_t AdapterWriter::add_tensor(const std::string& name, const Json& attrs, const std::vector<FilteredPart>& layouts,
+                                   const std::vector<size_t>& chunk_counts, const ChunkSource& chunk) {
   if (name.empty()) throw Error(ErrorCode::Usage, file_.final_path(), "a tensor with an empty name cannot be stored");
+  if (chunk_counts.size() != layouts.size())
+    throw Error(ErrorCode::Usage, file_.final_path(), "tensor '" + name + "': a chunk count per part is needed");
   H5Handle g = create_group(tensors_.get(), h5_escape_name(name));
   h5_write_attr(g.get(), "name", name);
   for (const auto& [k, v] : attrs.items())
     if (k != "name") h5_write_attr(g.get(), k, v);
   uint64_t stored = 0;
-  for (const auto& p : parts) stored += write_dataset(g.get(), p);
+  for (size_t i = 0; i < layouts.size(); ++i)
+    stored += write_dataset(g.get(), layouts[i], chunk_counts[i], [&](size_t, size_t c) { return chunk(i, c); });
   return stored;
 }
 

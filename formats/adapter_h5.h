@@ -12,7 +12,9 @@
 // ("bfloat16" or "float16"). docs/formats.md has the full layout and an h5py decoder.
 #pragma once
 
+#include <functional>
 #include <map>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -45,6 +47,12 @@ class AdapterWriter {
   // The same with parts already through the filter pipeline (filter_part, formats/h5_chunks.h):
   // what a worker holding the HDF5 lock calls after compressing without it.
   uint64_t add_tensor(const std::string& name, const Json& attrs, const std::vector<FilteredPart>& parts);
+  // The same with the chunks fetched one at a time (a compress journal's record on disk, so the
+  // stitch holds one chunk, not a tensor): `layouts` are the parts without their chunks,
+  // `chunk_counts` how many each has, `chunk(p, c)` the filtered bytes of chunk c of part p.
+  using ChunkSource = std::function<std::span<const uint8_t>(size_t part, size_t chunk)>;
+  uint64_t add_tensor(const std::string& name, const Json& attrs, const std::vector<FilteredPart>& layouts,
+                      const std::vector<size_t>& chunk_counts, const ChunkSource& chunk);
   // Copies tensor `name` of another adapter (a compress journal's one-tensor part file) as it
   // is: H5Ocopy moves the compressed, checksummed chunks without decoding them, so ranks can
   // encode and compress in parallel and rank 0 only stitches. Returns its stored bytes.
@@ -59,6 +67,7 @@ class AdapterWriter {
  private:
   uint64_t write_dataset(hid_t group, const Part& p);
   uint64_t write_dataset(hid_t group, const FilteredPart& p);
+  uint64_t write_dataset(hid_t group, const FilteredPart& layout, size_t chunks, const ChunkSource& chunk);
   AtomicFile file_;
   int level_;
   bool in_memory_;

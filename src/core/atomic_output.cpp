@@ -168,17 +168,17 @@ void AtomicFile::write_at(uint64_t offset, const void* data, size_t n) {
   }
 }
 
-void AtomicFile::commit() {
+void AtomicFile::commit(bool sync) {
   check_mapped_inputs_intact();
   flush_buffer();
-  if (retry_eintr([&] { return ::fsync(fd_); }) != 0) throw_errno(final_, "fsync failed");
+  if (sync && retry_eintr([&] { return ::fsync(fd_); }) != 0) throw_errno(final_, "fsync failed");
   int rc = ::close(fd_);
   fd_ = -1;
   if (rc != 0) throw_errno(final_, "close failed");
   if (retry_eintr([&] { return ::rename(temp_.c_str(), final_.c_str()); }) != 0)
     throw_errno(final_, "rename into place failed");
   committed_ = true;
-  fsync_directory(parent_dir(final_));
+  if (sync) fsync_directory(parent_dir(final_));
 }
 
 // --- AtomicDirectory -------------------------------------------------------------------------

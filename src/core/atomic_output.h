@@ -44,8 +44,10 @@ class AtomicFile {
   // Flush buffered bytes so the temporary file can be read back.
   void flush() { flush_buffer(); }
   uint64_t bytes_written() const { return written_; }
-  // fsync, close, rename into place, fsync the folder.
-  void commit();
+  // fsync, close, rename into place, fsync the folder. With sync false only close and rename:
+  // for a file whose contents carry their own checksum (a journal record), which a crash may
+  // lose or tear but never pass off as whole.
+  void commit(bool sync = true);
   const std::string& final_path() const { return final_; }
   const std::string& temp_path() const { return temp_; }
 

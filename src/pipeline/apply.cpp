@@ -141,8 +141,8 @@ ApplyReport run_apply(const ApplyOptions& opt, Comm& comm) {
 
   ApplyReport rep;
   const ShardPlan plan = plan_shards(specs, opt.max_shard_bytes);
-  JobSpec spec{"apply",      opt.out,          opt.resume, opt.progress, "shards", nlohmann::json::object(),
-               {ad->path()}, shard_items(plan)};
+  JobSpec spec{"apply",      opt.out,           opt.resume, opt.progress, "shards", nlohmann::json::object(),
+               {ad->path()}, shard_items(plan), {}};
   spec.identity["alpha"] = opt.alpha;
   spec.identity["force"] = opt.force;
   spec.identity["max_shard_bytes"] = opt.max_shard_bytes;

@@ -29,6 +29,7 @@
 #include "src/pipeline/global_cut.h"
 #include "src/pipeline/importance_files.h"
 #include "src/pipeline/job.h"
+#include "src/pipeline/journal_part.h"
 #include "src/pipeline/pair_check.h"
 #include "src/pipeline/partition.h"
 #include "src/pipeline/recipe_rules.h"
@@ -78,7 +79,7 @@ struct CompressJob {
 
   static std::string item(size_t i) {
     char buf[32];
-    std::snprintf(buf, sizeof buf, "t%07zu.h5", i);
+    std::snprintf(buf, sizeof buf, "t%07zu.part", i);
     return buf;
   }
 
@@ -327,13 +328,12 @@ struct CompressJob {
     write_part(i, encode_prepared(i, p, path), path);
   }
 
+  // the tensor's record (src/pipeline/journal_part.h): its chunks as they will lie in the adapter
   void write_part(size_t i, EncodedItem e, const std::string& path) {
-    Json root = root_attrs(1, std::string(reinterpret_cast<const char*>(&e.base_fingerprint), 8));
-    std::lock_guard<std::recursive_mutex> lock(h5_lock());
-    AdapterWriter w(path, opt.zstd_level, /*in_memory=*/true);
-    e.report.stored_bytes = w.add_tensor(names[i], e.attrs, e.parts);
-    root["report"] = nlohmann::json(e.report).dump();
-    w.commit(root, {});
+    for (const auto& part : e.parts)
+      for (const auto& c : part.chunks) e.report.stored_bytes += c.size();
+    write_journal_part(path, {names[i], std::move(e.attrs), nlohmann::json(e.report).dump(), e.base_fingerprint},
+                       e.parts);
   }
 
   // `where` names the output in the filter's errors.
@@ -450,6 +450,10 @@ CompressReport run_compress(const CompressOptions& opt, Comm& comm) {
 
 namespace {
 
+// A resumed journal's tensor records are checked whole (they are renamed in without an fsync);
+// a split tensor's block shares are fsynced files, whole once present.
+bool journal_item_whole(const std::string& path) { return !path.ends_with(".part") || journal_part_whole(path); }
+
 CompressReport compress_adapter(const CompressOptions& opt, Comm& comm) {
   auto t0 = std::chrono::steady_clock::now();
   CompressReport rep;
@@ -495,8 +499,9 @@ CompressReport compress_adapter(const CompressOptions& opt, Comm& comm) {
   // per block of a split tensor, its pass's share that the last of its items (or the stitch) joins
   const bool split = std::any_of(job->splits.begin(), job->splits.end(), [](const auto& s) { return !s.empty(); });
   // a split tensor is several items (its blocks, its base's fingerprint): the progress counts items
-  JobSpec spec{"compress", opt.out, opt.resume, opt.progress, split ? "items" : "tensors", nlohmann::json::object(),
-               {},         {}};
+  JobSpec spec{
+      "compress", opt.out, opt.resume,        opt.progress, split ? "items" : "tensors", nlohmann::json::object(),
+      {},         {},      journal_item_whole};
   spec.identity["rules"] = job->rules.to_json().dump();
   spec.identity["seed"] = opt.seed;
   spec.identity["zstd_level"] = opt.zstd_level;
@@ -553,20 +558,23 @@ CompressReport compress_adapter(const CompressOptions& opt, Comm& comm) {
       // a split tensor's part file from its blocks' shares (unless a killed stitch left it whole)
       if (!job->splits[i].empty() && !std::filesystem::exists(journal.item_path(CompressJob::item(i))))
         job->join_into_part(i, journal);
-      // written by this job's ranks (or a run it resumes) and renamed in whole: no hostile-file
-      // walk in a child, which forked a copy of the mapped inputs' page tables per tensor
-      AdapterReader part(journal.item_path(CompressJob::item(i)), AdapterReader::kTrusted);
-      if (part.names().size() != 1 || part.names()[0] != names[i])
-        throw Error(ErrorCode::AdapterInvalid, part.path(), "journal part does not hold tensor '" + names[i] + "'");
-      const auto r = nlohmann::json::parse(part.root().value("report", std::string("{}")), nullptr, false);
-      if (!r.is_object()) throw Error(ErrorCode::AdapterInvalid, part.path(), "journal part has no valid report");
+      // its record, sizes and checksum checked; its chunks go into the adapter as they are
+      const std::string path = journal.item_path(CompressJob::item(i));
+      JournalPartReader part(path);
+      if (part.tensor().name != names[i])
+        throw Error(ErrorCode::AdapterInvalid, path, "journal part does not hold tensor '" + names[i] + "'");
+      const auto r = nlohmann::json::parse(part.tensor().report, nullptr, false);
+      if (!r.is_object()) throw Error(ErrorCode::AdapterInvalid, path, "journal part has no valid report");
       CompressTensorReport tr = r.get<CompressTensorReport>();
       tr.name = names[i];
       err_sq += tr.rel_error * tr.rel_error * tr.delta_sq;
       total_sq += tr.delta_sq;
-      const uint64_t fp = part.base_fingerprint(names[i]);
+      const uint64_t fp = part.tensor().base_fingerprint;
       fingerprints.append(reinterpret_cast<const char*>(&fp), 8);
-      tr.stored_bytes = writer.copy_tensor(part, names[i]);
+      std::vector<size_t> counts;
+      for (size_t p = 0; p < part.layouts().size(); ++p) counts.push_back(part.chunk_count(p));
+      tr.stored_bytes = writer.add_tensor(names[i], part.tensor().attrs, part.layouts(), counts,
+                                          [&](size_t p, size_t c) { return part.chunk(p, c); });
       if (!tr.fallback.empty()) ++fallbacks[tr.fallback];
       if (tr.nonfinite)
         rep.warnings.push_back(opt.finetuned + ": tensor '" + names[i] + "' has " + std::to_string(tr.nonfinite) +

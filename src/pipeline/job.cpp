@@ -16,7 +16,8 @@ Job::Job(Comm& comm, JobSpec spec) : comm_(comm), spec_(std::move(spec)) {
   id["out"] = spec_.out;
   for (const auto& [k, v] : spec_.identity.items()) id[k] = v;
   id["inputs"] = describe_input_files(spec_.input_files);
-  journal_ = std::make_unique<JobJournal>(comm_, spec_.out, spec_.command, id.dump(1) + "\n", spec_.resume);
+  journal_ =
+      std::make_unique<JobJournal>(comm_, spec_.out, spec_.command, id.dump(1) + "\n", spec_.resume, spec_.item_whole);
   for (size_t i = 0; i < spec_.items.size(); ++i)
     if (!journal_->done_at_start().count(spec_.items[i].file)) todo_.push_back(i);
 }

@@ -42,6 +42,8 @@ struct JobSpec {
   nlohmann::json identity;               // every option that changes the output (not threads or ranks)
   std::vector<std::string> input_files;  // their paths, sizes and times join the identity
   std::vector<JobItem> items;
+  // checks an item file a resumed journal holds (JobJournal); empty: its presence says it is whole
+  std::function<bool(const std::string& path)> item_whole;
 };
 
 class Job {

@@ -36,7 +36,8 @@ nlohmann::json describe_input_files(const std::vector<std::string>& paths) {
   return files;
 }
 
-JobJournal::JobJournal(Comm& comm, const std::string& out, const std::string& tag, const std::string& job, bool resume)
+JobJournal::JobJournal(Comm& comm, const std::string& out, const std::string& tag, const std::string& job, bool resume,
+                       const std::function<bool(const std::string&)>& whole)
     : dir_(out, stable_sibling(out, tag)), resume_(resume) {
   const std::string folder = dir_.temp_dir();
   std::string listing;
@@ -69,7 +70,13 @@ JobJournal::JobJournal(Comm& comm, const std::string& out, const std::string& ta
         throw;
       }
     }
-    for (const auto& item : list()) listing += item + "\n";
+    for (const auto& item : list()) {
+      if (exists && whole && !whole(folder + "/" + item)) {
+        fs::remove(folder + "/" + item, ec);
+        continue;
+      }
+      listing += item + "\n";
+    }
   });  // the folder exists for every rank from here
   comm.broadcast(listing, 0);
   std::istringstream ls(listing);

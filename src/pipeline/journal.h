@@ -6,6 +6,7 @@
 // folder is removed unless --resume was given, so nothing is left behind.
 #pragma once
 
+#include <functional>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <string>
@@ -24,7 +25,10 @@ class JobJournal {
  public:
   // Collective (call inside collectively()). `job` is a text that changes whenever the output
   // would (inputs' headers and sizes, options); rank 0 creates or checks the folder.
-  JobJournal(Comm& comm, const std::string& out, const std::string& tag, const std::string& job, bool resume);
+  // `whole(path)`, where given, checks each item a resumed journal holds (a record renamed in
+  // without an fsync may be torn by a crash): one that fails is removed and done again.
+  JobJournal(Comm& comm, const std::string& out, const std::string& tag, const std::string& job, bool resume,
+             const std::function<bool(const std::string& path)>& whole = {});
   ~JobJournal();
   const std::string& dir() const { return dir_.temp_dir(); }
   std::string item_path(const std::string& item) const { return dir() + "/" + item; }

@@ -356,7 +356,8 @@ struct MergeJob {
   }
 
   JobSpec job_spec(const ShardPlan& plan, uint64_t max_shard) const {
-    JobSpec spec{"merge", opt.out, opt.resume, opt.progress, "shards", nlohmann::json::object(), {}, shard_items(plan)};
+    JobSpec spec{"merge", opt.out,           opt.resume, opt.progress, "shards", nlohmann::json::object(),
+                 {},      shard_items(plan), {}};
     spec.identity["config"] = cfg.source_text;
     spec.identity["dtype"] = cfg.dtype;
     spec.identity["max_shard_bytes"] = max_shard;

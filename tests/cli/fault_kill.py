@@ -6,7 +6,10 @@ session, mpirun and every rank) at TRIALS random moments, then run again with --
     finished): never a partial file or folder;
   - the rerun with --resume ends with exit 0 and the output is byte-identical to an
     uninterrupted run; no journal and no temporary is left beside it;
-  - once per command, a plain rerun over a journal the kill left is refused, naming --resume.
+  - once per command, a plain rerun over a journal the kill left is refused, naming --resume;
+  - where a compress kill at k items left a journal, two of its tensor records are first torn as a
+    machine crash may leave them (they are renamed in without an fsync): one cut short, one
+    zeroed; --resume checks every record and redoes those.
 
 Half the moments are uniform over [0, 1.2 x the uninterrupted run's time], half come once the
 journal holds k random items (from a fixed seed), so they fall in start-up, the per-item work,
@@ -31,6 +34,24 @@ from cli_run import MPI_ENV as ENV, run  # noqa: E402
 from fault_common import JobInputs, leftovers, remove, tree_equal  # noqa: E402
 
 
+
+
+def tear_records(journal):
+    """A compress journal's tensor records (renamed in without an fsync) as a crash may leave them:
+    the first cut to half its length, the second zeroed at its full length. --resume must check
+    them and redo those tensors. Returns how many were torn."""
+    if not journal:
+        return 0
+    records = sorted(f for f in os.listdir(journal) if f.endswith(".part"))[:2]
+    for k, f in enumerate(records):
+        path = os.path.join(journal, f)
+        size = os.path.getsize(path)
+        with open(path, "r+b") as fh:
+            if k == 0:
+                fh.truncate(size // 2)
+            else:
+                fh.write(bytes(size))
+    return len(records)
 
 
 class Sweep:
@@ -85,7 +106,7 @@ class Sweep:
             sys.exit(f"FAIL {cmd} x{ranks}: the uninterrupted run: rc {p.returncode}, same bytes "
                      f"{tree_equal(out, reference)}\n{p.stderr}")
         remove(out)
-        counts = {"journal": 0, "before": 0, "finished": 0}
+        counts = {"journal": 0, "before": 0, "finished": 0, "torn": 0}
         refused = False
         for trial in range(self.a.trials):
             p = subprocess.Popen(self.launch(ranks, argv), env=ENV, stdout=subprocess.DEVNULL,
@@ -123,6 +144,8 @@ class Sweep:
                     if q.returncode == 0 or "--resume" not in q.stderr or os.path.lexists(out):
                         sys.exit(f"{where}: a rerun without --resume over the journal: rc {q.returncode}\n{q.stderr}")
                     refused = True
+                if trial % 2 == 1:  # as a machine crash may leave records renamed in but unwritten
+                    counts["torn"] += tear_records(self.journal(out))
             else:
                 counts["before"] += 1
             q = subprocess.run(self.launch(ranks, argv + ["--resume"]), capture_output=True, text=True, env=ENV,
@@ -136,7 +159,8 @@ class Sweep:
                 sys.exit(f"{where}: left beside the output after the resumed run: {left}")
             remove(out)
         print(f"{cmd:9s} ranks {ranks}: {self.a.trials} kills: {counts['journal']} mid-job (resumed), "
-              f"{counts['before']} before any journal, {counts['finished']} after the end; "
+              f"{counts['before']} before any journal, {counts['finished']} after the end, "
+              f"{counts['torn']} records torn; "
               f"every output identical to an uninterrupted run ({took:.2f} s)", flush=True)
         return counts
 
@@ -151,7 +175,7 @@ def main():
     work = tempfile.mkdtemp(prefix="deltakit-kill-")
     try:
         s = Sweep(a, work)
-        total = {"journal": 0, "before": 0, "finished": 0}
+        total = {"journal": 0, "before": 0, "finished": 0, "torn": 0}
         for cmd in a.commands.split(","):
             reference = os.path.join(work, "reference-" + cmd + (".h5" if cmd.startswith("compress") else ""))
             run(a.deltakit, *s.argv(cmd, reference))
@@ -160,7 +184,9 @@ def main():
                     total[k] += v
         if total["journal"] == 0:
             sys.exit("FAIL: no kill landed mid-job; the sweep tested nothing")
-        print(f"ok: {sum(total.values())} kills, {total['journal']} mid-job; every resumed output identical")
+        kills = total["journal"] + total["before"] + total["finished"]
+        print(f"ok: {kills} kills, {total['journal']} mid-job, {total['torn']} journal records torn before a "
+              f"resume; every resumed output identical")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -69,6 +69,26 @@ put("tokenizer_json", "llama2c", json.dumps({"type": "llama2c", "file": "tokeniz
                                              "eos_token_id": 2, "vocab_size": 260}))
 put("token_file", "ids", struct.pack("<8I", 1, 2, 3, 256, 257, 10, 0, 511))
 
+
+def journal_part(attrs, parts):
+    """A compress journal record (src/pipeline/journal_part.h); the checksum is left zero (the
+    fuzz target also runs each input with it made to match)."""
+    payload = b"".join(c for p in parts for c in p["data"])
+    for p in parts:
+        p["chunks"] = [len(c) for c in p.pop("data")]
+    header = json.dumps({"name": "w", "attrs": attrs, "report": "{}", "base_fingerprint": 7, "parts": parts}).encode()
+    return b"DKJPART1" + struct.pack("<3Q", len(header), len(payload), 0) + header + payload
+
+
+put("journal_part", "bitdelta", journal_part(
+    ["o", {"codec": ["s", "bitdelta"], "shape": ["a", [["u", 4], ["u", 8]]], "rel_error": ["f", 4598175219545276416],
+           "offset": ["i", -1], "none": ["n"], "flag": ["b", True]}],
+    [{"name": "bitdelta.signs", "kind": 0, "dims": [4, 1], "chunk": [2, 1], "encoding": "", "zstd_level": 1,
+      "data": [b"\x28\xb5\x2f\xfd", b"\x01\x02"]},
+     {"name": "bitdelta.scale", "kind": 1, "dims": [1], "chunk": [1], "encoding": "bfloat16", "zstd_level": 1,
+      "data": [b"\x80\x3f\x00\x00"]},
+     {"name": "x", "kind": 4, "dims": [3], "chunk": [3], "encoding": "", "zstd_level": 1, "data": []}]))
+
 # --- recipes, rules, merge configs
 recipes = ["raw", "dare:p=0.5", "topk:density=0.3", "bitdelta:scale=row", "bitdelta:levels=4",
            "quant:bits=3,group=16", "lowrank:rank=2", "dare:p=0.5 > quant:bits=4",
