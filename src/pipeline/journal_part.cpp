@@ -144,26 +144,27 @@ void write_journal_part(const std::string& path, const JournalPart& tensor, cons
 }
 
 JournalPartReader::JournalPartReader(const std::string& path) : path_(path) {
-  fd_ = retry_eintr([&] { return ::open(path.c_str(), O_RDONLY | O_CLOEXEC); });
-  if (fd_ < 0) throw_errno(path, "cannot open journal part");
+  fd_.fd = retry_eintr([&] { return ::open(path.c_str(), O_RDONLY | O_CLOEXEC); });
+  const int fd = fd_.fd;
+  if (fd < 0) throw_errno(path, "cannot open journal part");
   struct stat st {};
-  if (::fstat(fd_, &st) != 0 || !S_ISREG(st.st_mode)) damaged(path, "not a regular file");
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) damaged(path, "not a regular file");
   const auto size = static_cast<uint64_t>(st.st_size);
   if (size < kPrefix) damaged(path, "shorter than its header");
   uint8_t prefix[kPrefix];
-  read_at(fd_, path, 0, prefix, kPrefix);
+  read_at(fd, path, 0, prefix, kPrefix);
   if (std::memcmp(prefix, kMagic, 8) != 0) damaged(path, "not a deltakit journal part");
   const uint64_t header_bytes = get_u64(prefix + 8), payload = get_u64(prefix + 16), want = get_u64(prefix + 24);
   if (header_bytes > kHeaderCap || payload > size || kPrefix + header_bytes + payload != size)
     damaged(path, "its sizes do not add up to the file's " + std::to_string(size) + " bytes");
   std::string text(header_bytes, '\0');
-  read_at(fd_, path, kPrefix, text.data(), header_bytes);
+  read_at(fd, path, kPrefix, text.data(), header_bytes);
   Fingerprinter sum;
   sum.add({reinterpret_cast<const uint8_t*>(text.data()), text.size()});
   buffer_.resize(std::min(payload, kReadPiece));
   for (uint64_t at = 0; at < payload;) {
     const uint64_t n = std::min(kReadPiece, payload - at);
-    read_at(fd_, path, kPrefix + header_bytes + at, buffer_.data(), n);
+    read_at(fd, path, kPrefix + header_bytes + at, buffer_.data(), n);
     sum.add({buffer_.data(), n});
     at += n;
   }
@@ -214,14 +215,14 @@ JournalPartReader::JournalPartReader(const std::string& path) : path_(path) {
   if (at != size) damaged(path, "its chunks do not fill the payload");
 }
 
-JournalPartReader::~JournalPartReader() {
-  if (fd_ >= 0) ::close(fd_);
+JournalPartReader::Fd::~Fd() {
+  if (fd >= 0) ::close(fd);
 }
 
 std::span<const uint8_t> JournalPartReader::chunk(size_t part, size_t c) {
   const uint64_t n = sizes_.at(part).at(c);
   if (buffer_.size() < n) buffer_.resize(n);
-  read_at(fd_, path_, offsets_[part][c], buffer_.data(), n);
+  read_at(fd_.fd, path_, offsets_[part][c], buffer_.data(), n);
   return {buffer_.data(), n};
 }
 

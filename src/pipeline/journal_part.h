@@ -44,7 +44,6 @@ bool journal_part_whole(const std::string& path);
 class JournalPartReader {
  public:
   explicit JournalPartReader(const std::string& path);
-  ~JournalPartReader();
   JournalPartReader(const JournalPartReader&) = delete;
   JournalPartReader& operator=(const JournalPartReader&) = delete;
   const JournalPart& tensor() const { return tensor_; }
@@ -55,8 +54,12 @@ class JournalPartReader {
   std::span<const uint8_t> chunk(size_t part, size_t c);
 
  private:
+  struct Fd {  // closed however the constructor ends (it throws on a damaged record)
+    int fd = -1;
+    ~Fd();
+  };
   std::string path_;
-  int fd_ = -1;
+  Fd fd_;
   JournalPart tensor_;
   std::vector<FilteredPart> layouts_;
   std::vector<std::vector<uint64_t>> sizes_, offsets_;  // per part, per chunk: bytes, file offset
