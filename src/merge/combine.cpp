@@ -6,6 +6,34 @@
 
 namespace deltakit {
 
+namespace {
+
+// The per-model loops over a block, each in its own function with restrict pointers: inlined
+// into the loop over models, GCC 12 vectorized the two together with gathers (vgatherqps: a
+// quarter of a task-arithmetic merge's time)
+[[gnu::noinline]] void add_block(double* __restrict acc, const float* __restrict v, size_t len) {
+  for (size_t j = 0; j < len; ++j) acc[j] += static_cast<double>(v[j]);
+}
+
+[[gnu::noinline]] void add_signs(double* __restrict acc, const float* __restrict v, size_t len) {
+  for (size_t j = 0; j < len; ++j) acc[j] += static_cast<double>((v[j] > 0.0f) - (v[j] < 0.0f));
+}
+
+// ±1 majority (a tie counts as +); v agrees iff v·majority > 0, so a zero never does. All in
+// double: one width throughout lets the compiler turn the selects into masked vector adds.
+[[gnu::noinline]] void add_agreeing(double* __restrict mixed, double* __restrict divisor,
+                                    const double* __restrict majority, const float* __restrict v, double w,
+                                    size_t len) {
+  for (size_t j = 0; j < len; ++j) {
+    const double x = v[j];
+    const bool agrees = x * majority[j] > 0.0;
+    mixed[j] += agrees ? x : 0.0;
+    divisor[j] += agrees ? w : 0.0;
+  }
+}
+
+}  // namespace
+
 void combine_deltas(std::span<const float> base, const std::vector<std::span<const float>>& weighted,
                     std::span<const double> weights, const CombineOptions& o, std::span<float> out) {
   const size_t m = weighted.size(), n = base.size();
@@ -23,36 +51,22 @@ void combine_deltas(std::span<const float> base, const std::vector<std::span<con
     double mixed[kBlock], divisor[kBlock];
     std::fill_n(mixed, len, 0.0);
     if (o.consensus == Consensus::None) {
-      for (size_t k = 0; k < m; ++k) {
-        const float* v = weighted[k].data() + first;
-        for (size_t j = 0; j < len; ++j) mixed[j] += v[j];
-      }
+      for (size_t k = 0; k < m; ++k) add_block(mixed, weighted[k].data() + first, len);
       std::fill_n(divisor, len, all_weights);
     } else {
       double vote[kBlock];
       std::fill_n(vote, len, 0.0);
       for (size_t k = 0; k < m; ++k) {
-        const float* v = weighted[k].data() + first;
         if (o.consensus == Consensus::Sum)
-          for (size_t j = 0; j < len; ++j) vote[j] += static_cast<double>(v[j]);
+          add_block(vote, weighted[k].data() + first, len);
         else
-          for (size_t j = 0; j < len; ++j) vote[j] += static_cast<double>((v[j] > 0.0f) - (v[j] < 0.0f));
+          add_signs(vote, weighted[k].data() + first, len);
       }
-      // ±1 (a tie counts as +); v agrees iff v·majority > 0, so a zero never does. All in double:
-      // one width throughout lets the compiler turn the selects below into masked vector adds.
       double majority[kBlock];
       for (size_t j = 0; j < len; ++j) majority[j] = vote[j] >= 0 ? 1.0 : -1.0;
       std::fill_n(divisor, len, 0.0);
-      for (size_t k = 0; k < m; ++k) {
-        const float* v = weighted[k].data() + first;
-        const double w = weights[k];
-        for (size_t j = 0; j < len; ++j) {
-          const double x = v[j];
-          const bool agrees = x * majority[j] > 0.0;
-          mixed[j] += agrees ? x : 0.0;
-          divisor[j] += agrees ? w : 0.0;
-        }
-      }
+      for (size_t k = 0; k < m; ++k)
+        add_agreeing(mixed, divisor, majority, weighted[k].data() + first, weights[k], len);
       for (size_t j = 0; j < len; ++j) divisor[j] = divisor[j] == 0 ? 1.0 : divisor[j];
     }
     const float* b = base.data() + first;
