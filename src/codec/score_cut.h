@@ -80,10 +80,18 @@ class MagnitudeCutBuilder {
   ScoreCut cut() const { return cut_; }
 
  private:
+  void flush();  // the lanes' counts into hist_
   uint64_t k_;
   bool done_;
   int pass_ = 0;
   std::vector<uint64_t> hist_;
+  // kLanes interleaved 32-bit counts per bucket, entry i counted in lane i % kLanes: a delta's
+  // magnitudes fall in a few buckets, and one count per bucket made every increment wait for the
+  // last one to the same address (a store-to-load chain); flushed into hist_ long before a lane
+  // could overflow
+  static constexpr size_t kLanes = 4;
+  std::vector<uint32_t> lanes_;
+  uint64_t in_lanes_ = 0;
   uint64_t candidates_ = 0, above_bucket_ = 0;
   uint32_t hi_ = 0;
   ScoreCut cut_;  // default: nothing kept
