@@ -314,13 +314,13 @@ struct CompressJob {
     uint64_t base_fingerprint = 0;
   };
 
-  // Encodes tensor i into its part file in the journal.
+  // Encodes tensor i into its record in the journal.
   void encode(size_t i, const std::string& path) {
     PreparedTensor p = prepare(i);
     write_part(i, encode_prepared(i, p, path), path);
   }
 
-  // A split tensor's part file, from its blocks' shares: the same part file as unsplit, so the
+  // A split tensor's record, from its blocks' shares: the same record as unsplit, so the
   // stitch copies it as it copies the others (and the adapter is the same bytes).
   void join_into_part(size_t i, const JobJournal& journal) {
     const std::string path = journal.item_path(item(i));
@@ -371,7 +371,7 @@ struct CompressJob {
   }
 };
 
-// The stitched adapter takes about what the part files take. Refuse up front if the disk cannot
+// The stitched adapter takes about what the records take. Refuse up front if the disk cannot
 // hold it: HDF5 1.10 cannot close a file whose flush hit a full disk, so rather than fail there
 // we fail here, cleanly (a disk that fills in the meantime still ends in an error, and the
 // temporary is still removed).
@@ -495,7 +495,7 @@ CompressReport compress_adapter(const CompressOptions& opt, Comm& comm) {
   });
   const auto& names = job->names;
   job->plan_splits();
-  // the job: one item per tensor, a one-tensor part file in the journal that rank 0 stitches, or
+  // the job: one item per tensor, a record in the journal that rank 0 stitches, or
   // per block of a split tensor, its pass's share that the last of its items (or the stitch) joins
   const bool split = std::any_of(job->splits.begin(), job->splits.end(), [](const auto& s) { return !s.empty(); });
   // a split tensor is several items (its blocks, its base's fingerprint): the progress counts items
@@ -506,7 +506,7 @@ CompressReport compress_adapter(const CompressOptions& opt, Comm& comm) {
   spec.identity["seed"] = opt.seed;
   spec.identity["zstd_level"] = opt.zstd_level;
   // not the bytes, but the journal's items (a resume with another plan redoes only what differs:
-  // a whole tensor's part file and a split one's joined part file are the same file)
+  // a whole tensor's record and a split one's joined record are the same file)
   spec.identity["split_mb"] = opt.split_mb;
   for (const auto& s : job->base->shards()) spec.input_files.push_back(s->path());
   for (const auto& f : job->ft->input_files()) spec.input_files.push_back(f);
@@ -555,7 +555,7 @@ CompressReport compress_adapter(const CompressOptions& opt, Comm& comm) {
     check_free_space(opt.out, journal);
     AdapterWriter writer(opt.out, opt.zstd_level);
     for (size_t i = 0; i < names.size(); ++i) {
-      // a split tensor's part file from its blocks' shares (unless a killed stitch left it whole)
+      // a split tensor's record from its blocks' shares (unless a killed stitch left it whole)
       if (!job->splits[i].empty() && !std::filesystem::exists(journal.item_path(CompressJob::item(i))))
         job->join_into_part(i, journal);
       // its record, sizes and checksum checked; its chunks go into the adapter as they are

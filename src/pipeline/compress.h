@@ -43,7 +43,7 @@ struct CompressTensorReport {
   double rel_error = 0;
   double delta_sq = 0;  // ‖δ‖² (finite entries), to total the error over the model
 };
-// how a rank hands a tensor's report to rank 0 (in its part file in the journal)
+// how a rank hands a tensor's report to rank 0 (in its record in the journal)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(CompressTensorReport, name, codec, fallback, numel, input_bytes,
                                                 stored_bytes, exact_patches, nonfinite, rel_error, delta_sq)
 
@@ -60,7 +60,7 @@ struct CompressReport {
 };
 
 // Every rank of `comm` calls it with the same options. Tensors are partitioned by bytes over
-// the ranks; each rank encodes its tensors into one-tensor part files in the job's journal
+// the ranks; each rank encodes its tensors into records (src/pipeline/journal_part.h) in the job's journal
 // (".<out>.deltakit-compress" beside the output), and rank 0 stitches them, in the fine-tune's
 // tensor order, into the adapter, copying compressed chunks as they are. The output is the
 // same bytes for any number of ranks and threads. With `distill`, the adapter is first written
