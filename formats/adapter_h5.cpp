@@ -67,8 +67,7 @@ hid_t h5_part_type(PartKind k) {
 
 // --- writer ----------------------------------------------------------------------------------
 
-AdapterWriter::AdapterWriter(const std::string& path, int zstd_level, bool in_memory)
-    : file_(path), level_(zstd_level), in_memory_(in_memory) {
+AdapterWriter::AdapterWriter(const std::string& path, int zstd_level) : file_(path), level_(zstd_level) {
   h5_setup();
   H5Handle fcpl(H5Pcreate(H5P_FILE_CREATE), H5Pclose);
   H5Pset_link_creation_order(fcpl.get(), H5P_CRT_ORDER_TRACKED | H5P_CRT_ORDER_INDEXED);
@@ -76,10 +75,6 @@ AdapterWriter::AdapterWriter(const std::string& path, int zstd_level, bool in_me
   H5Handle fapl(H5Pcreate(H5P_FILE_ACCESS), H5Pclose);
   // 1.10 object formats: compact chunk indexes instead of v1 B-tree nodes (docs/formats.md)
   H5Pset_libver_bounds(fapl.get(), H5F_LIBVER_V110, H5F_LIBVER_V110);
-  if (in_memory_) {
-    H5Pset_fapl_core(fapl.get(), 1 << 20, /*backing_store=*/false);
-    H5Pset_libver_bounds(fapl.get(), H5F_LIBVER_EARLIEST, H5F_LIBVER_V18);
-  }
   h5_ =
       H5Handle(retry_eintr([&] { return H5Fcreate(file_.temp_path().c_str(), H5F_ACC_TRUNC, fcpl.get(), fapl.get()); }),
                H5Fclose);
@@ -237,13 +232,6 @@ void AdapterWriter::commit(const Json& root_attrs, const std::map<std::string, s
   tensors_.reset();
   if (H5Fflush(h5_.get(), H5F_SCOPE_GLOBAL) < 0)
     throw Error(ErrorCode::Io, file_.final_path(), "cannot flush the HDF5 file (" + h5_error_detail() + ")");
-  if (in_memory_) {
-    ssize_t n = H5Fget_file_image(h5_.get(), nullptr, 0);
-    std::vector<uint8_t> image(n > 0 ? static_cast<size_t>(n) : 0);
-    if (n <= 0 || H5Fget_file_image(h5_.get(), image.data(), image.size()) != n)
-      throw Error(ErrorCode::Io, file_.final_path(), "cannot take the HDF5 file image (" + h5_error_detail() + ")");
-    file_.write(image.data(), image.size());
-  }
   if (!h5_.close())
     throw Error(ErrorCode::Io, file_.final_path(), "cannot close the HDF5 file (" + h5_error_detail() + ")");
   file_.commit();

@@ -36,11 +36,7 @@ hid_t h5_part_type(PartKind k);
 
 class AdapterWriter {
  public:
-  // in_memory: HDF5 builds the file in memory (its core driver) and commit() writes the image
-  // with plain writes: for small files (a journal's one-tensor parts), so that a full disk is an
-  // ordinary write error rather than an HDF5 file left half-flushed (which HDF5 1.10 cannot
-  // close, and crashes on at exit).
-  explicit AdapterWriter(const std::string& path, int zstd_level = kDefaultZstdLevel, bool in_memory = false);
+  explicit AdapterWriter(const std::string& path, int zstd_level = kDefaultZstdLevel);
   ~AdapterWriter();
   // Writes one tensor's group; returns the bytes its datasets occupy in the file.
   uint64_t add_tensor(const std::string& name, const Json& attrs, const std::vector<Part>& parts);
@@ -53,9 +49,9 @@ class AdapterWriter {
   using ChunkSource = std::function<std::span<const uint8_t>(size_t part, size_t chunk)>;
   uint64_t add_tensor(const std::string& name, const Json& attrs, const std::vector<FilteredPart>& layouts,
                       const std::vector<size_t>& chunk_counts, const ChunkSource& chunk);
-  // Copies tensor `name` of another adapter (a compress journal's one-tensor part file) as it
-  // is: H5Ocopy moves the compressed, checksummed chunks without decoding them, so ranks can
-  // encode and compress in parallel and rank 0 only stitches. Returns its stored bytes.
+  // Copies tensor `name` of another adapter as it is (distillation keeps every tensor it does not
+  // rewrite): the compressed, checksummed chunks are moved without decoding them. Returns its
+  // stored bytes.
   uint64_t copy_tensor(const AdapterReader& from, const std::string& name);
   // The same with these attributes, and with the parts named in `replaced` written anew instead
   // of copied (scale distillation rewrites only its scales).
@@ -70,7 +66,6 @@ class AdapterWriter {
   uint64_t write_dataset(hid_t group, const FilteredPart& layout, size_t chunks, const ChunkSource& chunk);
   AtomicFile file_;
   int level_;
-  bool in_memory_;
   H5Handle h5_, tensors_;
 };
 
