@@ -90,4 +90,25 @@ TEST(H5Chunks, FilterPartIsHdf5sOwnPipeline) {
 }
 
 }  // namespace
+
+// HDF5's own Fletcher32 (exported by libhdf5, declared in its private headers).
+extern "C" uint32_t H5_checksum_fletcher32(const void* data, size_t len);
+
+namespace {
+
+// Every length from 0 to 2,000 bytes (odd ones, runs of 360 words and their remainders) and a
+// few long ones, over bytes that push the sums to their largest (0xff) and random ones.
+TEST(H5Chunks, Fletcher32IsHdf5s) {
+  std::mt19937 rng(7);
+  std::vector<uint8_t> ones(100000, 0xff), noise(100000);
+  for (auto& b : noise) b = static_cast<uint8_t>(rng());
+  for (const auto* buf : {&ones, &noise}) {
+    for (size_t n = 0; n <= 2000; ++n)
+      ASSERT_EQ(h5_fletcher32(buf->data(), n), H5_checksum_fletcher32(buf->data(), n)) << n;
+    for (size_t n : {size_t{65535}, size_t{65536}, size_t{99999}, size_t{100000}})
+      ASSERT_EQ(h5_fletcher32(buf->data(), n), H5_checksum_fletcher32(buf->data(), n)) << n;
+  }
+}
+
+}  // namespace
 }  // namespace deltakit
