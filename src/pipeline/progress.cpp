@@ -97,7 +97,8 @@ void ProgressReporter::report(bool final) {
   if (tty_) {
     std::fprintf(stderr, "\r%-100s%s", line, final ? "\n" : "");
   } else if (final || t - last_line_ >= 10 || (c.items - last_line_items_) * 10 >= total_items_ + 9) {
-    if (!final && c.items == last_line_items_) return;
+    // none in a job's first 2 s: a short job's log holds its summary (or its one error line) alone
+    if (!final && (c.items == last_line_items_ || elapsed < 2.0)) return;
     std::fprintf(stderr, "%s\n", line);
     last_line_ = t;
     last_line_items_ = c.items;

@@ -1,5 +1,6 @@
 // Progress of a long job on rank 0's stderr: items done / total, bytes, GB/s and ETA, redrawn in
-// place on a terminal and as a plain line every 10 s (or 10% of the items) otherwise; with
+// place on a terminal and as a plain line every 10 s (or 10% of the items, none in the first 2 s)
+// otherwise; with
 // log_json, one JSON object per line per change for machines. A thread polls a function (the
 // journal's listing) so that the work loop never waits for the display, and no MPI call is made
 // off the main thread.
