@@ -329,9 +329,8 @@ struct CompressJob {
   }
 
   // the tensor's record (src/pipeline/journal_part.h): its chunks as they will lie in the adapter
+  // (its report's stored_bytes is the stitch's to set, from the adapter)
   void write_part(size_t i, EncodedItem e, const std::string& path) {
-    for (const auto& part : e.parts)
-      for (const auto& c : part.chunks) e.report.stored_bytes += c.size();
     write_journal_part(path, {names[i], std::move(e.attrs), nlohmann::json(e.report).dump(), e.base_fingerprint},
                        e.parts);
   }

@@ -1,14 +1,9 @@
 #include "src/pipeline/journal_part.h"
 
-#include <fcntl.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
 #include <bit>
 #include <cstring>
 
 #include "src/core/atomic_output.h"
-#include "src/core/eintr.h"
 #include "src/core/error.h"
 #include "src/core/fingerprint.h"
 
@@ -83,16 +78,6 @@ uint64_t get_u64(const uint8_t* p) {
   return v;
 }
 
-void read_at(int fd, const std::string& path, uint64_t offset, void* dst, uint64_t n) {
-  auto* p = static_cast<uint8_t*>(dst);
-  while (n) {
-    const ssize_t k = retry_eintr([&] { return ::pread(fd, p, n, static_cast<off_t>(offset)); });
-    if (k < 0) throw_errno(path, "cannot read journal part");
-    if (k == 0) damaged(path, "shorter than its header says");
-    p += k, n -= static_cast<uint64_t>(k), offset += static_cast<uint64_t>(k);
-  }
-}
-
 std::vector<uint64_t> u64_list(const Json& j, const std::string& path, const char* what) {
   if (!j.is_array()) damaged(path, std::string(what) + " is not a list");
   std::vector<uint64_t> out;
@@ -143,28 +128,23 @@ void write_journal_part(const std::string& path, const JournalPart& tensor, cons
   out.commit(/*sync=*/false);
 }
 
-JournalPartReader::JournalPartReader(const std::string& path) : path_(path) {
-  fd_.fd = retry_eintr([&] { return ::open(path.c_str(), O_RDONLY | O_CLOEXEC); });
-  const int fd = fd_.fd;
-  if (fd < 0) throw_errno(path, "cannot open journal part");
-  struct stat st {};
-  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) damaged(path, "not a regular file");
-  const auto size = static_cast<uint64_t>(st.st_size);
+JournalPartReader::JournalPartReader(const std::string& path) : file_(path) {
+  const uint64_t size = file_.size();
   if (size < kPrefix) damaged(path, "shorter than its header");
   uint8_t prefix[kPrefix];
-  read_at(fd, path, 0, prefix, kPrefix);
+  file_.read_into(0, kPrefix, prefix);
   if (std::memcmp(prefix, kMagic, 8) != 0) damaged(path, "not a deltakit journal part");
   const uint64_t header_bytes = get_u64(prefix + 8), payload = get_u64(prefix + 16), want = get_u64(prefix + 24);
   if (header_bytes > kHeaderCap || payload > size || kPrefix + header_bytes + payload != size)
     damaged(path, "its sizes do not add up to the file's " + std::to_string(size) + " bytes");
   std::string text(header_bytes, '\0');
-  read_at(fd, path, kPrefix, text.data(), header_bytes);
+  file_.read_into(kPrefix, header_bytes, reinterpret_cast<uint8_t*>(text.data()));
   Fingerprinter sum;
   sum.add({reinterpret_cast<const uint8_t*>(text.data()), text.size()});
   buffer_.resize(std::min(payload, kReadPiece));
   for (uint64_t at = 0; at < payload;) {
     const uint64_t n = std::min(kReadPiece, payload - at);
-    read_at(fd, path, kPrefix + header_bytes + at, buffer_.data(), n);
+    file_.read_into(kPrefix + header_bytes + at, n, buffer_.data());
     sum.add({buffer_.data(), n});
     at += n;
   }
@@ -215,14 +195,10 @@ JournalPartReader::JournalPartReader(const std::string& path) : path_(path) {
   if (at != size) damaged(path, "its chunks do not fill the payload");
 }
 
-JournalPartReader::Fd::~Fd() {
-  if (fd >= 0) ::close(fd);
-}
-
 std::span<const uint8_t> JournalPartReader::chunk(size_t part, size_t c) {
   const uint64_t n = sizes_.at(part).at(c);
   if (buffer_.size() < n) buffer_.resize(n);
-  read_at(fd_.fd, path_, offsets_[part][c], buffer_.data(), n);
+  file_.read_into(offsets_[part][c], n, buffer_.data());
   return {buffer_.data(), n};
 }
 

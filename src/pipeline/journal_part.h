@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "formats/h5_chunks.h"
+#include "src/core/mapped_file.h"
 
 namespace deltakit {
 
@@ -54,12 +55,7 @@ class JournalPartReader {
   std::span<const uint8_t> chunk(size_t part, size_t c);
 
  private:
-  struct Fd {  // closed however the constructor ends (it throws on a damaged record)
-    int fd = -1;
-    ~Fd();
-  };
-  std::string path_;
-  Fd fd_;
+  MappedFile file_;  // opened and read by pread, never mapped; closed however the constructor ends
   JournalPart tensor_;
   std::vector<FilteredPart> layouts_;
   std::vector<std::vector<uint64_t>> sizes_, offsets_;  // per part, per chunk: bytes, file offset
