@@ -74,27 +74,40 @@ std::pair<uint32_t, uint64_t> find_bucket(const std::vector<uint64_t>& hist, uin
 class MagnitudeCutBuilder {
  public:
   explicit MagnitudeCutBuilder(uint64_t k);
+  ~MagnitudeCutBuilder();  // the counting tables, cleared, back to the thread's spares
+  MagnitudeCutBuilder(MagnitudeCutBuilder&& o) noexcept;
+  MagnitudeCutBuilder& operator=(MagnitudeCutBuilder&&) = delete;
+  MagnitudeCutBuilder(const MagnitudeCutBuilder&) = delete;
   bool done() const { return done_; }
   void add(std::span<const float> x, std::span<const uint8_t> skip = {});
   void next();
   ScoreCut cut() const { return cut_; }
 
+  // The counts of a pass. A tensor's magnitudes fall in a few hundred of the 2^16 buckets, so
+  // only the buckets touched are ever summed, searched or cleared; tables are lent from one
+  // builder to the next on a thread, always cleared, so none is zero-filled per tensor.
+  // Pass 0 counts into kLanes interleaved 32-bit lanes per bucket (entry i in lane i % kLanes):
+  // a count per bucket made every increment wait for the last one to the same address (a
+  // store-to-load chain). Pass 1 counts the few entries of the cut's bucket into hist directly.
+  static constexpr size_t kLanes = 4;
+  struct Tables {
+    uint64_t hist[kScoreBuckets];
+    uint32_t lanes[kScoreBuckets * kLanes];
+  };
+
  private:
-  void flush();  // the lanes' counts into hist_
+  void flush();       // the lanes' counts in [lo_, top_] into hist, lanes cleared there
+  void clear_hist();  // hist cleared in [lo_, top_], the range emptied
+  std::pair<uint32_t, uint64_t> find(uint64_t need) const;  // find_bucket over [lo_, top_]
   uint64_t k_;
   bool done_;
   int pass_ = 0;
-  std::vector<uint64_t> hist_;
-  // kLanes interleaved 32-bit counts per bucket, entry i counted in lane i % kLanes: a delta's
-  // magnitudes fall in a few buckets, and one count per bucket made every increment wait for the
-  // last one to the same address (a store-to-load chain); flushed into hist_ long before a lane
-  // could overflow
-  static constexpr size_t kLanes = 4;
-  std::vector<uint32_t> lanes_;
+  Tables* t_ = nullptr;                 // taken at the first add
+  uint32_t lo_ = UINT32_MAX, top_ = 0;  // the buckets touched, [lo_, top_] (empty: lo_ > top_)
   uint64_t in_lanes_ = 0;
   uint64_t candidates_ = 0, above_bucket_ = 0;
-  uint32_t hi_ = 0;
-  ScoreCut cut_;  // default: nothing kept
+  uint32_t hi_ = 0;  // pass 1: the high 16 bits of the cut's bucket
+  ScoreCut cut_;     // default: nothing kept
 };
 
 // The cut keeping the k largest |x| among the entries not marked in `skip` (empty: none skipped;
