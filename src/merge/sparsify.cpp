@@ -60,6 +60,15 @@ void keep_by_cut(ScoreCut& cut, const float* x, size_t len, uint8_t* keep) {
     for (size_t j = 0; j < len; ++j) keep[j] = keys[j] > cut.threshold;
     return;
   }
+  // deltas of bf16 weights tie often, so many blocks hold ties: where the ties left cover all of
+  // this block's, each is kept (a vectorized count and compare); one by one only where they run out
+  uint64_t ties = 0;
+  for (size_t j = 0; j < len; ++j) ties += keys[j] == cut.threshold;
+  if (ties <= cut.ties_keep) {
+    for (size_t j = 0; j < len; ++j) keep[j] = keys[j] >= cut.threshold;
+    cut.ties_keep -= ties;
+    return;
+  }
   for (size_t j = 0; j < len; ++j) keep[j] = cut.keep(keys[j]);
 }
 
