@@ -202,7 +202,9 @@ std::string safetensors_header_bytes(const std::vector<TensorSpec>& specs,
 
 SafetensorsWriter::SafetensorsWriter(const std::string& path, std::vector<TensorSpec> specs,
                                      std::map<std::string, std::string> metadata)
-    : file_(std::make_unique<AtomicFile>(path)), specs_(std::move(specs)), metadata_(std::move(metadata)) {
+    : file_(std::make_unique<AtomicFile>(path, FileIo::Direct)),
+      specs_(std::move(specs)),
+      metadata_(std::move(metadata)) {
   std::string header = safetensors_header_bytes(specs_, metadata_);
   file_->write(header.data(), header.size());
   advance_past_complete_tensors();

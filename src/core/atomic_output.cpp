@@ -13,6 +13,7 @@
 #include <iterator>
 #include <vector>
 
+#include "src/core/direct_writer.h"
 #include "src/core/eintr.h"
 #include "src/core/error.h"
 #include "src/core/mapped_file.h"
@@ -105,13 +106,27 @@ void fsync_directory(const std::string& dir) {
 }
 
 // --- AtomicFile ------------------------------------------------------------------------------
-AtomicFile::AtomicFile(std::string final_path) : final_(std::move(final_path)), temp_(temp_sibling(final_)) {
-  fd_ = retry_eintr([&] { return ::open(temp_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644); });
+AtomicFile::AtomicFile(std::string final_path, FileIo io) : final_(std::move(final_path)), temp_(temp_sibling(final_)) {
+  const auto create = [&](int extra) {
+    return retry_eintr([&] { return ::open(temp_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | extra, 0644); });
+  };
+  if (io == FileIo::Direct && direct_io_allowed()) {
+    fd_ = create(O_DIRECT);
+    if (fd_ >= 0) {
+      direct_ = std::make_unique<DirectWriter>(fd_, final_);
+    } else if (errno == EINVAL) {  // a file system without O_DIRECT (it may have made the file)
+      ::unlink(temp_.c_str());
+      fd_ = create(0);
+    }
+  } else {
+    fd_ = create(0);
+  }
   if (fd_ < 0) throw_errno(final_, "cannot create temporary file " + temp_);
-  buffer_.reserve(1 << 20);
+  if (!direct_) buffer_.reserve(1 << 20);
 }
 
 AtomicFile::~AtomicFile() {
+  direct_.reset();  // its thread done with the descriptor before it is closed
   if (fd_ >= 0) ::close(fd_);
   if (!committed_) ::unlink(temp_.c_str());
 }
@@ -133,7 +148,21 @@ void AtomicFile::flush_buffer() {
   buffer_.clear();
 }
 
+void AtomicFile::end_direct() {
+  if (!direct_) return;
+  direct_->finish();
+  direct_.reset();
+  const int flags = ::fcntl(fd_, F_GETFL);
+  if (flags < 0 || ::fcntl(fd_, F_SETFL, flags & ~O_DIRECT) != 0 || ::lseek(fd_, 0, SEEK_END) < 0)
+    throw_errno(final_, "cannot go on writing after direct I/O");
+}
+
 void AtomicFile::write(const void* data, size_t n) {
+  if (direct_) {
+    direct_->write(data, n);
+    written_ += n;
+    return;
+  }
   const char* p = static_cast<const char*>(data);
   if (buffer_.size() + n > buffer_.capacity()) flush_buffer();
   if (n >= buffer_.capacity()) {  // large block: straight to the file, no copy
@@ -154,6 +183,7 @@ void AtomicFile::write_zeros(size_t n) {
 }
 
 void AtomicFile::write_at(uint64_t offset, const void* data, size_t n) {
+  end_direct();
   flush_buffer();
   const char* p = static_cast<const char*>(data);
   while (n) {
@@ -170,6 +200,7 @@ void AtomicFile::write_at(uint64_t offset, const void* data, size_t n) {
 
 void AtomicFile::commit(bool sync) {
   check_mapped_inputs_intact();
+  end_direct();
   flush_buffer();
   if (sync && retry_eintr([&] { return ::fsync(fd_); }) != 0) throw_errno(final_, "fsync failed");
   int rc = ::close(fd_);

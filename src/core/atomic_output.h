@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <string>
 #include <string_view>
@@ -30,9 +31,16 @@ void remove_dead_temporaries(const std::string& dir);
 // A small file written whole through an AtomicFile (configs, indexes, CSVs).
 void write_file_atomically(const std::string& path, std::string_view contents);
 
+class DirectWriter;
+
+// How a large output's bytes reach the file: through the page cache, or (where the file system
+// takes O_DIRECT and DELTAKIT_DIRECT_IO is not 0) around it, a thread writing behind the caller
+// (src/core/direct_writer.h): for outputs of model size, written in order.
+enum class FileIo { Buffered, Direct };
+
 class AtomicFile {
  public:
-  explicit AtomicFile(std::string final_path);
+  explicit AtomicFile(std::string final_path, FileIo io = FileIo::Buffered);
   ~AtomicFile();  // removes the temporary unless commit() succeeded
   AtomicFile(const AtomicFile&) = delete;
   AtomicFile& operator=(const AtomicFile&) = delete;
@@ -42,7 +50,10 @@ class AtomicFile {
   // Overwrite bytes already written (e.g. a header reserved at the start).
   void write_at(uint64_t offset, const void* data, size_t n);
   // Flush buffered bytes so the temporary file can be read back.
-  void flush() { flush_buffer(); }
+  void flush() {
+    end_direct();
+    flush_buffer();
+  }
   uint64_t bytes_written() const { return written_; }
   // fsync, close, rename into place, fsync the folder. With sync false only close and rename:
   // for a file whose contents carry their own checksum (a journal record), which a crash may
@@ -54,8 +65,10 @@ class AtomicFile {
  private:
   void flush_buffer();
   void write_all(const char* p, size_t n);
+  void end_direct();  // what the direct writer holds on the file; ordinary writes from here
   std::string final_, temp_;
   int fd_ = -1;
+  std::unique_ptr<DirectWriter> direct_;
   uint64_t written_ = 0;
   std::string buffer_;  // writes are batched so small header pieces don't each cost a syscall
   bool committed_ = false;
