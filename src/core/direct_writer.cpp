@@ -6,16 +6,38 @@
 #include <cstdlib>
 #include <cstring>
 #include <new>
+#include <vector>
 
 #include "src/core/eintr.h"
 #include "src/core/error.h"
 
 namespace deltakit {
 
-void DirectWriter::Free::operator()(uint8_t* p) const { std::free(p); }
+namespace {
+// Buffers given back by finished writers, for the next (a merge writes shard after shard): the
+// same pages each time, not 8 MB of fresh ones per shard.
+std::mutex spare_mutex;
+std::vector<uint8_t*>& spare_buffers() {
+  static std::vector<uint8_t*> spares;
+  return spares;
+}
+}  // namespace
+
+void DirectWriter::Free::operator()(uint8_t* p) const {
+  std::lock_guard lock(spare_mutex);
+  spare_buffers().push_back(p);
+}
 
 DirectWriter::DirectWriter(int fd, std::string where) : fd_(fd), where_(std::move(where)) {
   for (auto& b : buf_) {
+    {
+      std::lock_guard lock(spare_mutex);
+      if (!spare_buffers().empty()) {
+        b.reset(spare_buffers().back());
+        spare_buffers().pop_back();
+        continue;
+      }
+    }
     b.reset(static_cast<uint8_t*>(std::aligned_alloc(kAlign, kBuffer)));
     if (!b) throw std::bad_alloc();
   }
