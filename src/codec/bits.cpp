@@ -23,7 +23,20 @@ void pack_fields_into(std::span<const uint16_t> fields, unsigned width, uint8_t*
   // was 13% of a quant compress)
   uint64_t i = 0;
   const uint64_t n = fields.size();
-  if (width <= 8) {
+  // the widths of quant:bits=2/4/8 as plain byte loops, which vectorize (a word per 8 fields with a
+  // run-time width did not: a third of a 4-bit quant compress's own time)
+  const uint16_t* f = fields.data();
+  if (width == 8) {
+    for (; i < n / 8 * 8; ++i) out[i] = static_cast<uint8_t>(f[i]);
+    out += i;
+  } else if (width == 4) {
+    for (uint64_t j = 0; j < n / 8 * 4; ++j) out[j] = static_cast<uint8_t>(f[2 * j] | f[2 * j + 1] << 4);
+    i = n / 8 * 8, out += n / 8 * 4;
+  } else if (width == 2) {
+    for (uint64_t j = 0; j < n / 8 * 2; ++j)
+      out[j] = static_cast<uint8_t>(f[4 * j] | f[4 * j + 1] << 2 | f[4 * j + 2] << 4 | f[4 * j + 3] << 6);
+    i = n / 8 * 8, out += n / 8 * 2;
+  } else if (width <= 8) {
     for (; i + 8 <= n; i += 8, out += width) {
       uint64_t acc = 0;
       for (unsigned k = 0; k < 8; ++k) acc |= static_cast<uint64_t>(fields[i + k]) << (k * width);
