@@ -109,10 +109,23 @@ PositionsCoder::PositionsCoder(uint64_t n) : n_(n), bitmap_(bitmap_bytes(n), 0) 
 void PositionsCoder::add(uint64_t pos) { add({&pos, 1}); }
 
 void PositionsCoder::add(std::span<const uint64_t> positions) {
-  for (uint64_t pos : positions) {
-    bitmap_[pos / 8] |= static_cast<uint8_t>(1u << (pos % 8));
-    append_varint(varint_, pos - prev_ - 1);
-    prev_ = pos;
+  // the varints of up to 256 positions into a local buffer, then appended at once: a push_back
+  // per byte (a capacity check and a size store each) was half of this loop
+  constexpr size_t kRun = 256;
+  uint8_t run[kRun * 10];  // a varint of 64 bits takes at most 10 bytes
+  uint8_t* bitmap = bitmap_.data();
+  for (size_t at = 0; at < positions.size(); at += kRun) {
+    const size_t m = std::min(kRun, positions.size() - at);
+    size_t len = 0;
+    for (size_t j = 0; j < m; ++j) {
+      const uint64_t pos = positions[at + j];
+      bitmap[pos / 8] |= static_cast<uint8_t>(1u << (pos % 8));
+      uint64_t v = pos - prev_ - 1;
+      for (; v >= 0x80; v >>= 7) run[len++] = static_cast<uint8_t>(v | 0x80);
+      run[len++] = static_cast<uint8_t>(v);
+      prev_ = pos;
+    }
+    varint_.insert(varint_.end(), run, run + len);
   }
   count_ += positions.size();
 }
