@@ -113,7 +113,17 @@ AtomicFile::AtomicFile(std::string final_path, FileIo io) : final_(std::move(fin
   if (io == FileIo::Direct && direct_io_allowed()) {
     fd_ = create(O_DIRECT);
     if (fd_ >= 0) {
-      direct_ = std::make_unique<DirectWriter>(fd_, final_);
+      try {
+        direct_ = std::make_unique<DirectWriter>(fd_, final_);
+      } catch (...) {  // no memory or no thread for it: written through the page cache instead
+        const int flags = ::fcntl(fd_, F_GETFL);
+        if (flags < 0 || ::fcntl(fd_, F_SETFL, flags & ~O_DIRECT) != 0) {
+          const int e = errno;
+          ::close(fd_), ::unlink(temp_.c_str());
+          errno = e;
+          throw_errno(final_, "cannot write temporary file " + temp_);
+        }
+      }
     } else if (errno == EINVAL) {  // a file system without O_DIRECT (it may have made the file)
       ::unlink(temp_.c_str());
       fd_ = create(0);
