@@ -15,26 +15,34 @@ namespace deltakit {
 
 namespace {
 // Buffers given back by finished writers, for the next (a merge writes shard after shard): the
-// same pages each time, not 8 MB of fresh ones per shard.
-std::mutex spare_mutex;
-std::vector<uint8_t*>& spare_buffers() {
-  static std::vector<uint8_t*> spares;
-  return spares;
+// same pages each time, not 8 MB of fresh ones per shard. Freed at exit.
+struct SpareBuffers {
+  std::mutex mutex;
+  std::vector<uint8_t*> buffers;
+  ~SpareBuffers() {
+    for (uint8_t* p : buffers) std::free(p);
+  }
+};
+SpareBuffers& spares() {
+  static SpareBuffers s;
+  return s;
 }
 }  // namespace
 
 void DirectWriter::Free::operator()(uint8_t* p) const {
-  std::lock_guard lock(spare_mutex);
-  spare_buffers().push_back(p);
+  SpareBuffers& s = spares();
+  std::lock_guard lock(s.mutex);
+  s.buffers.push_back(p);
 }
 
 DirectWriter::DirectWriter(int fd, std::string where) : fd_(fd), where_(std::move(where)) {
   for (auto& b : buf_) {
     {
-      std::lock_guard lock(spare_mutex);
-      if (!spare_buffers().empty()) {
-        b.reset(spare_buffers().back());
-        spare_buffers().pop_back();
+      SpareBuffers& s = spares();
+      std::lock_guard lock(s.mutex);
+      if (!s.buffers.empty()) {
+        b.reset(s.buffers.back());
+        s.buffers.pop_back();
         continue;
       }
     }
