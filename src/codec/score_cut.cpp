@@ -33,6 +33,14 @@ std::vector<std::unique_ptr<MagnitudeCutBuilder::Tables>>& spare_tables() {
   return spares;
 }
 
+#ifdef __AVX512F__
+// magnitude_key(v[j]) >> 16 for 16 entries: |x|'s bits, NaN as 0, the high half
+inline __m512i buckets16(const float* v) {
+  const __m512i k = _mm512_and_si512(_mm512_loadu_si512(v), _mm512_set1_epi32(0x7fffffff));
+  return _mm512_srli_epi32(_mm512_maskz_mov_epi32(_mm512_cmple_epu32_mask(k, _mm512_set1_epi32(0x7f800000)), k), 16);
+}
+#endif
+
 // Pass 0's lane index of m entries (m a multiple of 16): the bucket (the magnitude key's high
 // 16 bits) times kLanes plus the lane (the entry's index mod kLanes); lo and top take the
 // buckets' min and max. Written with AVX-512 where there is one (GCC made the key's NaN test a
@@ -41,12 +49,10 @@ void lane_indices(const float* v, uint64_t m, uint32_t* at, uint32_t& lo, uint32
   constexpr uint32_t kLanes = MagnitudeCutBuilder::kLanes;
   static_assert(kLanes == 4, "the lane pattern and the shift below");
 #ifdef __AVX512F__
-  const __m512i abs_mask = _mm512_set1_epi32(0x7fffffff), inf = _mm512_set1_epi32(0x7f800000);
   const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2, 3);
   __m512i vmin = _mm512_set1_epi32(-1), vmax = _mm512_setzero_si512();
   for (uint64_t j = 0; j < m; j += 16) {
-    const __m512i k = _mm512_and_si512(_mm512_loadu_si512(v + j), abs_mask);
-    const __m512i b = _mm512_srli_epi32(_mm512_maskz_mov_epi32(_mm512_cmple_epu32_mask(k, inf), k), 16);
+    const __m512i b = buckets16(v + j);
     vmin = _mm512_min_epu32(vmin, b), vmax = _mm512_max_epu32(vmax, b);
     _mm512_storeu_si512(at + j, _mm512_add_epi32(_mm512_slli_epi32(b, 2), lane));
   }
@@ -64,13 +70,8 @@ void lane_indices(const float* v, uint64_t m, uint32_t* at, uint32_t& lo, uint32
 uint64_t in_bucket(const float* v, uint32_t hi) {
   uint64_t mask = 0;
 #ifdef __AVX512F__
-  const __m512i abs_mask = _mm512_set1_epi32(0x7fffffff), inf = _mm512_set1_epi32(0x7f800000);
   const __m512i want = _mm512_set1_epi32(static_cast<int>(hi));
-  for (int j = 0; j < 64; j += 16) {
-    const __m512i k = _mm512_and_si512(_mm512_loadu_si512(v + j), abs_mask);
-    const __m512i b = _mm512_srli_epi32(_mm512_maskz_mov_epi32(_mm512_cmple_epu32_mask(k, inf), k), 16);
-    mask |= static_cast<uint64_t>(_mm512_cmpeq_epu32_mask(b, want)) << j;
-  }
+  for (int j = 0; j < 64; j += 16) mask |= static_cast<uint64_t>(_mm512_cmpeq_epu32_mask(buckets16(v + j), want)) << j;
 #else
   for (int j = 0; j < 64; ++j) mask |= static_cast<uint64_t>((magnitude_key(v[j]) >> 16) == hi) << j;
 #endif

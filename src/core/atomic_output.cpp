@@ -38,6 +38,12 @@ std::string parent_dir(const std::string& path) {
   return parent.empty() ? "." : parent.string();
 }
 
+// Ordinary I/O on a descriptor opened with O_DIRECT; false (errno set) where fcntl fails.
+bool clear_o_direct(int fd) {
+  const int flags = ::fcntl(fd, F_GETFL);
+  return flags >= 0 && ::fcntl(fd, F_SETFL, flags & ~O_DIRECT) == 0;
+}
+
 bool is_within(const fs::path& inner, const fs::path& outer) {
   auto mismatch = std::mismatch(outer.begin(), outer.end(), inner.begin(), inner.end());
   return mismatch.first == outer.end();
@@ -116,8 +122,7 @@ AtomicFile::AtomicFile(std::string final_path, FileIo io) : final_(std::move(fin
       try {
         direct_ = std::make_unique<DirectWriter>(fd_, final_);
       } catch (...) {  // no memory or no thread for it: written through the page cache instead
-        const int flags = ::fcntl(fd_, F_GETFL);
-        if (flags < 0 || ::fcntl(fd_, F_SETFL, flags & ~O_DIRECT) != 0) {
+        if (!clear_o_direct(fd_)) {
           const int e = errno;
           ::close(fd_), ::unlink(temp_.c_str());
           errno = e;
@@ -162,8 +167,7 @@ void AtomicFile::end_direct() {
   if (!direct_) return;
   direct_->finish();
   direct_.reset();
-  const int flags = ::fcntl(fd_, F_GETFL);
-  if (flags < 0 || ::fcntl(fd_, F_SETFL, flags & ~O_DIRECT) != 0 || ::lseek(fd_, 0, SEEK_END) < 0)
+  if (!clear_o_direct(fd_) || ::lseek(fd_, 0, SEEK_END) < 0)
     throw_errno(final_, "cannot go on writing after direct I/O");
 }
 

@@ -87,10 +87,13 @@ void DirectWriter::submit() {
 void DirectWriter::wait_idle() {
   std::unique_lock lock(m_);
   cv_.wait(lock, [&] { return !busy_; });
-  if (err_) {
-    errno = err_;
-    throw_errno(where_, "write failed");
-  }
+  throw_if_failed();
+}
+
+void DirectWriter::throw_if_failed() const {
+  if (!err_) return;
+  errno = err_;
+  throw_errno(where_, "write failed");
 }
 
 void DirectWriter::finish() {
@@ -99,10 +102,7 @@ void DirectWriter::finish() {
   const size_t padded = (fill_ + kAlign - 1) / kAlign * kAlign;
   std::memset(buf_[cur_].get() + fill_, 0, padded - fill_);
   write_out(buf_[cur_].get(), padded, offset_);
-  if (err_) {
-    errno = err_;
-    throw_errno(where_, "write failed");
-  }
+  throw_if_failed();
   if (retry_eintr([&] { return ::ftruncate(fd_, static_cast<off_t>(offset_ + fill_)); }) != 0)
     throw_errno(where_, "cannot cut the file to its length");
   offset_ += fill_, fill_ = 0;  // (unaligned now: nothing more is written here)

@@ -38,9 +38,10 @@ class DirectWriter {
   uint64_t size() const { return offset_ + fill_; }
 
  private:
-  void submit();     // the full current buffer to the thread, after the one in flight
-  void wait_idle();  // the write in flight done; throws its error
-  void run();        // the thread
+  void submit();                 // the full current buffer to the thread, after the one in flight
+  void wait_idle();              // the write in flight done; throws its error
+  void throw_if_failed() const;  // Error(Io) with a failed write's errno
+  void run();                    // the thread
   void write_out(const uint8_t* p, size_t n, uint64_t at);  // pwrite until done; a failure's errno in err_
 
   int fd_;
