@@ -4,10 +4,12 @@
 
 #include <algorithm>
 #include <cstring>
+#include <filesystem>
 #include <map>
 
 #include "formats/adapter_preflight.h"
 #include "formats/h5_chunks.h"
+#include "formats/h5_direct_driver.h"
 #include "src/core/checked.h"
 #include "src/core/eintr.h"
 #include "src/core/error.h"
@@ -67,7 +69,11 @@ hid_t h5_part_type(PartKind k) {
 
 // --- writer ----------------------------------------------------------------------------------
 
-AdapterWriter::AdapterWriter(const std::string& path, int zstd_level) : file_(path), level_(zstd_level) {
+AdapterWriter::AdapterWriter(const std::string& path, int zstd_level)
+    : AdapterWriter(path, zstd_level, std::filesystem::path(path).parent_path().string()) {}
+
+AdapterWriter::AdapterWriter(const std::string& path, int zstd_level, const std::string& temp_folder)
+    : file_(path, FileIo::Direct, temp_folder), level_(zstd_level) {
   h5_setup();
   H5Handle fcpl(H5Pcreate(H5P_FILE_CREATE), H5Pclose);
   H5Pset_link_creation_order(fcpl.get(), H5P_CRT_ORDER_TRACKED | H5P_CRT_ORDER_INDEXED);
@@ -75,6 +81,9 @@ AdapterWriter::AdapterWriter(const std::string& path, int zstd_level) : file_(pa
   H5Handle fapl(H5Pcreate(H5P_FILE_ACCESS), H5Pclose);
   // 1.10 object formats: compact chunk indexes instead of v1 B-tree nodes (docs/formats.md)
   H5Pset_libver_bounds(fapl.get(), H5F_LIBVER_V110, H5F_LIBVER_V110);
+  // the chunks around the page cache, into the temporary AtomicFile made (formats/h5_direct_driver.h)
+  if (!h5_use_direct_driver(fapl.get(), file_))
+    throw Error(ErrorCode::Io, path, "cannot set up the HDF5 file driver (" + h5_error_detail() + ")");
   h5_ =
       H5Handle(retry_eintr([&] { return H5Fcreate(file_.temp_path().c_str(), H5F_ACC_TRUNC, fcpl.get(), fapl.get()); }),
                H5Fclose);

@@ -37,6 +37,8 @@ hid_t h5_part_type(PartKind k);
 class AdapterWriter {
  public:
   explicit AdapterWriter(const std::string& path, int zstd_level = kDefaultZstdLevel);
+  // The file written in `temp_folder` until commit() renames it to `path` (AtomicFile).
+  AdapterWriter(const std::string& path, int zstd_level, const std::string& temp_folder);
   ~AdapterWriter();
   // Writes one tensor's group; returns the bytes its datasets occupy in the file.
   uint64_t add_tensor(const std::string& name, const Json& attrs, const std::vector<Part>& parts);

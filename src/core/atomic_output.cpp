@@ -23,14 +23,17 @@ namespace fs = std::filesystem;
 namespace deltakit {
 
 namespace {
-// A sibling name that no other run of this process will pick.
-std::string temp_sibling(const std::string& final_path) {
+// A name in `folder` that no other run of this process will pick.
+std::string temp_in(const fs::path& folder, const std::string& final_path) {
   static std::atomic<unsigned> counter{0};  // compress's workers make part files at once
-  fs::path p(final_path);
-  std::string leaf = p.filename().string();
+  std::string leaf = fs::path(final_path).filename().string();
   if (leaf.empty()) leaf = "out";
   std::string name = "." + leaf + ".deltakit-tmp-" + std::to_string(::getpid()) + "-" + std::to_string(counter++);
-  return (p.parent_path().empty() ? fs::path(name) : p.parent_path() / name).string();
+  return (folder.empty() ? fs::path(name) : folder / name).string();
+}
+
+std::string temp_sibling(const std::string& final_path) {
+  return temp_in(fs::path(final_path).parent_path(), final_path);
 }
 
 std::string parent_dir(const std::string& path) {
@@ -112,9 +115,13 @@ void fsync_directory(const std::string& dir) {
 }
 
 // --- AtomicFile ------------------------------------------------------------------------------
-AtomicFile::AtomicFile(std::string final_path, FileIo io) : final_(std::move(final_path)), temp_(temp_sibling(final_)) {
+AtomicFile::AtomicFile(std::string final_path, FileIo io)
+    : AtomicFile(final_path, io, fs::path(final_path).parent_path().string()) {}
+
+AtomicFile::AtomicFile(std::string final_path, FileIo io, const std::string& temp_folder)
+    : final_(std::move(final_path)), temp_(temp_in(temp_folder, final_)) {
   const auto create = [&](int extra) {
-    return retry_eintr([&] { return ::open(temp_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | extra, 0644); });
+    return retry_eintr([&] { return ::open(temp_.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | extra, 0644); });
   };
   if (io == FileIo::Direct && direct_io_allowed()) {
     fd_ = create(O_DIRECT);
@@ -210,6 +217,28 @@ void AtomicFile::write_at(uint64_t offset, const void* data, size_t n) {
     n -= static_cast<size_t>(k);
     offset += static_cast<uint64_t>(k);
   }
+}
+
+void AtomicFile::read_back(uint64_t offset, void* data, size_t n) {
+  end_direct();
+  flush_buffer();
+  char* p = static_cast<char*>(data);
+  while (n) {
+    ssize_t k = ::pread(fd_, p, n, static_cast<off_t>(offset));
+    if (k < 0 && errno == EINTR) continue;
+    if (k < 0) throw_errno(final_, "cannot read back the temporary file");
+    if (k == 0) throw Error(ErrorCode::Io, final_, "read back past the end of the temporary file");
+    p += k;
+    n -= static_cast<size_t>(k);
+    offset += static_cast<uint64_t>(k);
+  }
+}
+
+void AtomicFile::resize(uint64_t size) {
+  end_direct();
+  flush_buffer();
+  if (retry_eintr([&] { return ::ftruncate(fd_, static_cast<off_t>(size)); }) != 0)
+    throw_errno(final_, "cannot set the temporary file's length");
 }
 
 void AtomicFile::commit(bool sync) {

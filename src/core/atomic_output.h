@@ -41,6 +41,9 @@ enum class FileIo { Buffered, Direct };
 class AtomicFile {
  public:
   explicit AtomicFile(std::string final_path, FileIo io = FileIo::Buffered);
+  // The temporary in `temp_folder` (on the output's file system) rather than beside the output:
+  // a job's journal folder, which an aborted job's ranks remove whichever rank fails.
+  AtomicFile(std::string final_path, FileIo io, const std::string& temp_folder);
   ~AtomicFile();  // removes the temporary unless commit() succeeded
   AtomicFile(const AtomicFile&) = delete;
   AtomicFile& operator=(const AtomicFile&) = delete;
@@ -55,6 +58,12 @@ class AtomicFile {
     flush_buffer();
   }
   uint64_t bytes_written() const { return written_; }
+  // Reads back bytes already written (ends direct writing: for a rare read of the output).
+  void read_back(uint64_t offset, void* data, size_t n);
+  // Sets the file's length (ends direct writing).
+  void resize(uint64_t size);
+  // Whether writes still go around the page cache.
+  bool writes_direct() const { return direct_ != nullptr; }
   // fsync, close, rename into place, fsync the folder. With sync false only close and rename:
   // for a file whose contents carry their own checksum (a journal record), which a crash may
   // lose or tear but never pass off as whole.

@@ -4,8 +4,10 @@
 #include <atomic>
 #include <chrono>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -33,7 +35,9 @@
 #include "src/pipeline/pair_check.h"
 #include "src/pipeline/partition.h"
 #include "src/pipeline/recipe_rules.h"
+#include "src/pipeline/record_queue.h"
 #include "src/pipeline/side_files.h"
+#include "src/pipeline/stitch_ahead.h"
 
 namespace deltakit {
 
@@ -329,11 +333,19 @@ struct CompressJob {
   }
 
   // the tensor's record (src/pipeline/journal_part.h): its chunks as they will lie in the adapter
-  // (its report's stored_bytes is the stitch's to set, from the adapter)
+  // (its report's stored_bytes is the stitch's to set, from the adapter); on rank 0 the stitch
+  // is offered it from memory first
+  std::function<void(size_t, std::shared_ptr<const HeldRecord>)> offer{};
   void write_part(size_t i, EncodedItem e, const std::string& path) {
-    write_journal_part(path, {names[i], std::move(e.attrs), nlohmann::json(e.report).dump(), e.base_fingerprint},
-                       e.parts);
+    auto rec = std::make_shared<const HeldRecord>(HeldRecord{
+        {names[i], std::move(e.attrs), nlohmann::json(e.report).dump(), e.base_fingerprint}, std::move(e.parts)});
+    if (offer) offer(i, rec);
+    if (records)
+      records->push(path, std::move(rec));
+    else
+      write_journal_part(path, rec->tensor, rec->parts);
   }
+  RecordQueue* records = nullptr;  // the items phase's: records written behind the encoders
 
   // `where` names the output in the filter's errors.
   EncodedItem encode_prepared(size_t i, PreparedTensor& p, const std::string& where) {
@@ -371,13 +383,18 @@ struct CompressJob {
 };
 
 // The stitched adapter takes about what the records take. Refuse up front if the disk cannot
-// hold it: HDF5 1.10 cannot close a file whose flush hit a full disk, so rather than fail there
-// we fail here, cleanly (a disk that fills in the meantime still ends in an error, and the
-// temporary is still removed).
-void check_free_space(const std::string& out, const JobJournal& journal) {
+// hold what is left to place: HDF5 1.10 cannot close a file whose flush hit a full disk, so
+// rather than fail there we fail here, cleanly (a disk that fills in the meantime still ends in
+// an error, and the temporary is still removed). Records from tensor `from` on count, and the
+// block shares not yet joined into one.
+void check_free_space(const std::string& out, const JobJournal& journal, size_t from) {
   uint64_t need = 1 << 20;
   std::error_code ec;
-  for (const auto& e : std::filesystem::directory_iterator(journal.dir(), ec)) need += e.file_size(ec);
+  for (const auto& e : std::filesystem::directory_iterator(journal.dir(), ec)) {
+    const std::string name = e.path().filename().string();
+    if (name.size() > 8 && name[0] == 't' && std::strtoull(name.c_str() + 1, nullptr, 10) < from) continue;
+    need += e.file_size(ec);
+  }
   std::filesystem::path dir = std::filesystem::path(out).parent_path();
   auto space = std::filesystem::space(dir.empty() ? "." : dir, ec);
   if (!ec && space.available < need)
@@ -385,6 +402,113 @@ void check_free_space(const std::string& out, const JobJournal& journal) {
                 "not enough free space to write the adapter: it needs about " + std::to_string(need >> 20) + " MiB, " +
                     std::to_string(space.available >> 20) + " MiB are free (No space left on device)");
 }
+
+// DELTAKIT_STITCH_AHEAD=0 leaves the whole stitch to the commit (as before the thread; for
+// comparing the two).
+bool stitch_ahead_enabled() {
+  const char* v = std::getenv("DELTAKIT_STITCH_AHEAD");
+  return !v || std::string(v) != "0";
+}
+
+// Rank 0's adapter, assembled from the journal's records in the tensors' order: each record's
+// sizes and checksum checked, its chunks placed as they are, its report summed into the job's.
+// Rank 0's own records come from memory where its workers offered them (up to kHeldCap bytes
+// held at once; beyond that, and for the other ranks' records, from the journal's files).
+struct AdapterAssembly {
+  static constexpr uint64_t kHeldCap = uint64_t{64} << 20;
+  const CompressOptions& opt;
+  const std::vector<std::string>& names;
+  const JobJournal& journal;
+  CompressReport& rep;
+  AdapterWriter writer;
+  std::map<std::string, uint64_t> fallbacks{};
+  std::string fingerprints{};
+  double err_sq = 0, total_sq = 0;
+  std::mutex held_mutex{};
+  std::map<size_t, std::shared_ptr<const HeldRecord>> held{};
+  uint64_t held_bytes = 0;
+  size_t placed = 0;  // records 0 .. placed-1 are in the adapter
+
+  AdapterAssembly(const CompressOptions& o, const std::vector<std::string>& n, const JobJournal& j, CompressReport& r)
+      : opt(o), names(n), journal(j), rep(r), writer(o.out, o.zstd_level, j.dir()) {}
+
+  std::string record(size_t i) const { return journal.item_path(CompressJob::item(i)); }
+
+  void offer(size_t i, std::shared_ptr<const HeldRecord> rec) {
+    std::lock_guard<std::mutex> lock(held_mutex);
+    const uint64_t n = rec->bytes();
+    if (i < placed || held_bytes + n > kHeldCap) return;
+    held_bytes += n;
+    held.emplace(i, std::move(rec));
+  }
+
+  std::shared_ptr<const HeldRecord> take(size_t i) {
+    std::lock_guard<std::mutex> lock(held_mutex);
+    auto it = held.find(i);
+    if (it == held.end()) return nullptr;
+    auto rec = std::move(it->second);
+    held.erase(it);
+    held_bytes -= rec->bytes();
+    return rec;
+  }
+
+  // Record i is held or in the journal, and (placed while the ranks still write theirs) the
+  // disk has room for it beside them; otherwise the commit places it after its free-space check.
+  bool ready_ahead(size_t i) {
+    uint64_t bytes = 0;
+    {
+      std::lock_guard<std::mutex> lock(held_mutex);
+      if (auto it = held.find(i); it != held.end()) bytes = it->second->bytes();
+    }
+    std::error_code ec;
+    if (!bytes) bytes = std::filesystem::file_size(record(i), ec);
+    if (ec) return false;
+    const std::filesystem::path dir = std::filesystem::path(opt.out).parent_path();
+    const auto space = std::filesystem::space(dir.empty() ? "." : dir, ec);
+    return !ec && space.available >= bytes + (16u << 20);
+  }
+
+  void place(size_t i) {
+    if (auto rec = take(i)) {
+      add(i, rec->tensor, [&] {
+        std::lock_guard<std::recursive_mutex> lock(h5_lock());
+        return writer.add_tensor(names[i], rec->tensor.attrs, rec->parts);
+      });
+    } else {
+      const std::string path = record(i);
+      JournalPartReader part(path);
+      if (part.tensor().name != names[i])
+        throw Error(ErrorCode::AdapterInvalid, path, "journal part does not hold tensor '" + names[i] + "'");
+      std::vector<size_t> counts;
+      for (size_t p = 0; p < part.layouts().size(); ++p) counts.push_back(part.chunk_count(p));
+      add(i, part.tensor(), [&] {
+        std::lock_guard<std::recursive_mutex> lock(h5_lock());
+        return writer.add_tensor(names[i], part.tensor().attrs, part.layouts(), counts,
+                                 [&](size_t p, size_t c) { return part.chunk(p, c); });
+      });
+    }
+    std::lock_guard<std::mutex> lock(held_mutex);
+    placed = i + 1;
+  }
+
+  // the record's report into the job's, around `write` placing its chunks
+  void add(size_t i, const JournalPart& t, const std::function<uint64_t()>& write) {
+    const auto r = nlohmann::json::parse(t.report, nullptr, false);
+    if (!r.is_object()) throw Error(ErrorCode::AdapterInvalid, record(i), "journal part has no valid report");
+    CompressTensorReport tr = r.get<CompressTensorReport>();
+    tr.name = names[i];
+    err_sq += tr.rel_error * tr.rel_error * tr.delta_sq;
+    total_sq += tr.delta_sq;
+    fingerprints.append(reinterpret_cast<const char*>(&t.base_fingerprint), 8);
+    tr.stored_bytes = write();
+    if (!tr.fallback.empty()) ++fallbacks[tr.fallback];
+    if (tr.nonfinite)
+      rep.warnings.push_back(opt.finetuned + ": tensor '" + names[i] + "' has " + std::to_string(tr.nonfinite) +
+                             " NaN/Inf entries (carried exactly by raw)");
+    rep.input_bytes += tr.input_bytes;
+    rep.tensors.push_back(std::move(tr));
+  }
+};
 
 }  // namespace
 
@@ -532,6 +656,19 @@ CompressReport compress_adapter(const CompressOptions& opt, Comm& comm) {
   const unsigned workers = job->workers();
   if (const std::string w = threads_warning(job->threads); !w.empty() && comm.is_root()) rep.warnings.push_back(w);
   job->item_threads = workers > 1 ? 1 : job->threads;
+  // Rank 0 places the records in the adapter while the ranks still encode (stitch_ahead.h);
+  // the adapter's temporary sits in the journal folder, which an aborted job's ranks remove.
+  // Declared in this order so the thread stops before the adapter it writes goes.
+  std::unique_ptr<AdapterAssembly> assembly;
+  std::unique_ptr<StitchAhead> ahead;
+  if (comm.is_root() && stitch_ahead_enabled()) {
+    independently(comm, [&] { assembly = std::make_unique<AdapterAssembly>(opt, names, run.journal(), rep); });
+    job->offer = [&](size_t i, std::shared_ptr<const HeldRecord> rec) { assembly->offer(i, std::move(rec)); };
+    ahead = std::make_unique<StitchAhead>(
+        names.size(), [&](size_t i) { return assembly->ready_ahead(i); }, [&](size_t i) { assembly->place(i); });
+  }
+  RecordQueue records;
+  job->records = &records;
   run.run_items(
       [&](size_t item, const std::string& path) {
         const CompressJob::ItemRef ref = job->items[item];
@@ -539,52 +676,35 @@ CompressReport compress_adapter(const CompressOptions& opt, Comm& comm) {
           job->encode(ref.tensor, path);
         else
           job->encode_block(ref.tensor, ref.block, path);
+        if (ahead) ahead->poke();
       },
       [&] { job->find_cuts(); },
       [&] {
+        records.drain();
         job->base->check_intact();
         job->ft->check_intact();
       },
       workers);
+  job->records = nullptr;  // a join in the commit writes its record at once: the stitch reads it next
   rep.resumed = run.resumed();
   rep.complete = run.commit([&](JobJournal& journal) {
-    std::map<std::string, uint64_t> fallbacks;
-    std::string fingerprints;
-    double err_sq = 0, total_sq = 0;
-    check_free_space(opt.out, journal);
-    AdapterWriter writer(opt.out, opt.zstd_level);
-    for (size_t i = 0; i < names.size(); ++i) {
+    // what the thread did not place: the records that were not there yet, or not room for
+    size_t next = 0;
+    if (ahead) next = ahead->finish();
+    ahead.reset();
+    job->offer = nullptr;
+    check_free_space(opt.out, journal, next);
+    if (!assembly) assembly = std::make_unique<AdapterAssembly>(opt, names, journal, rep);
+    for (size_t i = next; i < names.size(); ++i) {
       // a split tensor's record from its blocks' shares (unless a killed stitch left it whole)
       if (!job->splits[i].empty() && !std::filesystem::exists(journal.item_path(CompressJob::item(i))))
         job->join_into_part(i, journal);
-      // its record, sizes and checksum checked; its chunks go into the adapter as they are
-      const std::string path = journal.item_path(CompressJob::item(i));
-      JournalPartReader part(path);
-      if (part.tensor().name != names[i])
-        throw Error(ErrorCode::AdapterInvalid, path, "journal part does not hold tensor '" + names[i] + "'");
-      const auto r = nlohmann::json::parse(part.tensor().report, nullptr, false);
-      if (!r.is_object()) throw Error(ErrorCode::AdapterInvalid, path, "journal part has no valid report");
-      CompressTensorReport tr = r.get<CompressTensorReport>();
-      tr.name = names[i];
-      err_sq += tr.rel_error * tr.rel_error * tr.delta_sq;
-      total_sq += tr.delta_sq;
-      const uint64_t fp = part.tensor().base_fingerprint;
-      fingerprints.append(reinterpret_cast<const char*>(&fp), 8);
-      std::vector<size_t> counts;
-      for (size_t p = 0; p < part.layouts().size(); ++p) counts.push_back(part.chunk_count(p));
-      tr.stored_bytes = writer.add_tensor(names[i], part.tensor().attrs, part.layouts(), counts,
-                                          [&](size_t p, size_t c) { return part.chunk(p, c); });
-      if (!tr.fallback.empty()) ++fallbacks[tr.fallback];
-      if (tr.nonfinite)
-        rep.warnings.push_back(opt.finetuned + ": tensor '" + names[i] + "' has " + std::to_string(tr.nonfinite) +
-                               " NaN/Inf entries (carried exactly by raw)");
-      rep.input_bytes += tr.input_bytes;
-      rep.tensors.push_back(std::move(tr));
+      assembly->place(i);
     }
-    for (const auto& [why, count] : fallbacks)
+    for (const auto& [why, count] : assembly->fallbacks)
       rep.warnings.push_back(std::to_string(count) + " tensor(s) stored raw instead: " + why);
-    rep.rel_error = total_sq > 0 ? std::sqrt(err_sq / total_sq) : 0.0;
-    writer.commit(job->root_attrs(names.size(), fingerprints), side);
+    rep.rel_error = assembly->total_sq > 0 ? std::sqrt(assembly->err_sq / assembly->total_sq) : 0.0;
+    assembly->writer.commit(job->root_attrs(names.size(), assembly->fingerprints), side);
     journal.remove();
     rep.adapter_bytes = std::filesystem::file_size(opt.out);
   });

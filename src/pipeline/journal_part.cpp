@@ -120,7 +120,7 @@ void write_journal_part(const std::string& path, const JournalPart& tensor, cons
   put_u64(prefix + 8, text.size());
   put_u64(prefix + 16, payload);
   put_u64(prefix + 24, sum.value());
-  AtomicFile out(path);
+  AtomicFile out(path, FileIo::Direct);
   out.write(prefix, sizeof prefix);
   out.write(text.data(), text.size());
   for (const FilteredPart& p : parts)
@@ -200,6 +200,13 @@ std::span<const uint8_t> JournalPartReader::chunk(size_t part, size_t c) {
   if (buffer_.size() < n) buffer_.resize(n);
   file_.read_into(offsets_[part][c], n, buffer_.data());
   return {buffer_.data(), n};
+}
+
+uint64_t HeldRecord::bytes() const {
+  uint64_t n = 0;
+  for (const FilteredPart& p : parts)
+    for (const auto& c : p.chunks) n += c.size();
+  return n;
 }
 
 bool journal_part_whole(const std::string& path) {

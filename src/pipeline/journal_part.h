@@ -34,8 +34,17 @@ struct JournalPart {
   uint64_t base_fingerprint = 0;
 };
 
-// Writes the record to a temporary beside `path` and renames it into place (no fsync).
+// Writes the record to a temporary beside `path` and renames it into place (no fsync). Written
+// around the page cache (FileIo::Direct): the stitch reads it once, later, and a record's bytes
+// in fresh page-cache pages cost the encoder more than the disk's write does.
 void write_journal_part(const std::string& path, const JournalPart& tensor, const std::vector<FilteredPart>& parts);
+
+// A record as its writer held it: rank 0's stitch takes its own records from memory.
+struct HeldRecord {
+  JournalPart tensor;
+  std::vector<FilteredPart> parts;
+  uint64_t bytes() const;
+};
 
 // True if `path` holds a whole record (sizes and checksum); for --resume.
 bool journal_part_whole(const std::string& path);

@@ -192,7 +192,11 @@ def case_resume(a, work):
     journal = os.path.join(work, ".resumed.h5.deltakit-compress")
     argv = ["compress", "--base", base, "--finetuned", ft, "--recipe", recipe, "--out", out, "--threads", "1",
             "--quiet"]
-    p = subprocess.Popen(mpi(a, 2, *argv), env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    # each rename (a record into the journal) slowed by the fault shim, so the kill lands between
+    # items: with the stitch running beside the items, the job otherwise ends milliseconds after
+    # its third record
+    slow = dict(ENV, LD_PRELOAD=a.shim, DELTAKIT_FAULT_CALL="rename", DELTAKIT_FAULT_DELAY_MS="20")
+    p = subprocess.Popen(mpi(a, 2, *argv), env=slow, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                          start_new_session=True)
     deadline = time.time() + 120
     while len(journal_items(journal)) < 3 and time.time() < deadline and p.poll() is None:
@@ -312,6 +316,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--deltakit", required=True)
     ap.add_argument("--mpirun", required=True)
+    ap.add_argument("--shim", help="tests/fault's LD_PRELOAD shim (the resume case slows its job with it)")
     ap.add_argument("--case", required=True, choices=["identical", "resume", "split", "bad_shard", "full_disk"])
     a = ap.parse_args()
     with tempfile.TemporaryDirectory() as work:

@@ -3,12 +3,18 @@
 //   DELTAKIT_FAULT_N      which call fails (1 = the first); for EINTR, that call and the next
 //                         DELTAKIT_FAULT_REPEAT-1 ones (default 3), so a retry loop is exercised
 //   DELTAKIT_FAULT_ERRNO  EIO | ENOSPC | EINTR
+//   DELTAKIT_FAULT_DELAY_MS  instead of failing, every call of that kind first sleeps this long:
+//                         a job made slow enough that a kill lands between its items
 // Only calls on regular files count (writes to the terminal, pipes and sockets pass through, so
 // the error line itself can be written), and `open` counts only opens for writing: the sweep is
 // about the outputs. At exit the shim writes how many calls it saw to DELTAKIT_FAULT_COUNT (if
 // set), so a sweep knows when N has passed the last call.
 #include <dlfcn.h>
 #include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <cstdarg>
@@ -16,14 +22,9 @@
 #include <cstdlib>
 #include <cstring>
 
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <sys/types.h>
-#include <unistd.h>
-
 namespace {
 const char* target;
-long fail_at, repeat = 3, seen;
+long fail_at, repeat = 3, seen, delay_ms;
 int fail_errno;
 
 void report() {
@@ -41,6 +42,8 @@ __attribute__((constructor)) void init() {
   const char* n = getenv("DELTAKIT_FAULT_N");
   const char* e = getenv("DELTAKIT_FAULT_ERRNO");
   const char* r = getenv("DELTAKIT_FAULT_REPEAT");
+  const char* d = getenv("DELTAKIT_FAULT_DELAY_MS");
+  if (d) delay_ms = atol(d);
   fail_at = n ? atol(n) : 0;
   if (r) repeat = atol(r);
   fail_errno = !e ? EIO : !strcmp(e, "ENOSPC") ? ENOSPC : !strcmp(e, "EINTR") ? EINTR : EIO;
@@ -56,6 +59,10 @@ bool is_regular(int fd) {
 bool inject(const char* call, bool counts) {
   if (!target || strcmp(target, call) != 0 || !counts) return false;
   const long at = __atomic_add_fetch(&seen, 1, __ATOMIC_RELAXED);  // OpenMP threads write too
+  if (delay_ms > 0) {
+    usleep(static_cast<useconds_t>(delay_ms * 1000));
+    return false;
+  }
   const long last = fail_at + (fail_errno == EINTR ? repeat - 1 : 0);
   if (fail_at > 0 && at >= fail_at && at <= last) {
     errno = fail_errno;
