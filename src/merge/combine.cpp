@@ -32,6 +32,12 @@ namespace {
   }
 }
 
+// acc += w·(t − b), the difference and the product rounded to float as when weighed in place
+[[gnu::noinline]] void add_weighted_difference(double* __restrict acc, const float* __restrict t,
+                                               const float* __restrict b, float w, size_t len) {
+  for (size_t j = 0; j < len; ++j) acc[j] += static_cast<double>((t[j] - b[j]) * w);
+}
+
 }  // namespace
 
 void combine_deltas(std::span<const float> base, const std::vector<std::span<const float>>& weighted,
@@ -74,6 +80,29 @@ void combine_deltas(std::span<const float> base, const std::vector<std::span<con
     for (size_t j = 0; j < len; ++j)
       y[j] =
           static_cast<float>(static_cast<double>(b[j]) + o.lambda * (o.normalize ? mixed[j] / divisor[j] : mixed[j]));
+  }
+}
+
+void combine_task_arithmetic(std::span<const float> base, const std::vector<std::span<const float>>& models,
+                             std::span<const double> weights, double lambda, bool normalize, std::span<float> out) {
+  const size_t n = base.size();
+  double all_weights = 0;
+  for (double w : weights) all_weights += w;
+  if (std::fabs(all_weights) < 1e-8) all_weights = 1;
+  constexpr size_t kBlock = 512;
+  for (size_t first = 0; first < n; first += kBlock) {
+    const size_t len = std::min(kBlock, n - first);
+    const float* b = base.data() + first;
+    double mixed[kBlock];
+    std::fill_n(mixed, len, 0.0);
+    for (size_t k = 0; k < models.size(); ++k)
+      add_weighted_difference(mixed, models[k].data() + first, b, static_cast<float>(weights[k]), len);
+    float* y = out.data() + first;
+    if (normalize)
+      for (size_t j = 0; j < len; ++j)
+        y[j] = static_cast<float>(static_cast<double>(b[j]) + lambda * (mixed[j] / all_weights));
+    else
+      for (size_t j = 0; j < len; ++j) y[j] = static_cast<float>(static_cast<double>(b[j]) + lambda * mixed[j]);
   }
 }
 

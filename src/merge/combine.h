@@ -26,6 +26,13 @@ struct CombineOptions {
 void combine_deltas(std::span<const float> base, const std::vector<std::span<const float>>& weighted,
                     std::span<const double> weights, const CombineOptions& o, std::span<float> out);
 
+// Plain task arithmetic (no consensus, nothing sparsified) from the models' own values θ_j, in
+// one pass: θ = θ_b + λ·Σ_j w_j·(θ_j − θ_b) (over Σw where normalize), each element's operations
+// those of weighing θ_j − θ_b in place and combine_deltas (the difference and its weighting in
+// float, the sum in double over the models in order), so the bits are the same.
+void combine_task_arithmetic(std::span<const float> base, const std::vector<std::span<const float>>& models,
+                             std::span<const double> weights, double lambda, bool normalize, std::span<float> out);
+
 const char* consensus_name(Consensus c);
 
 }  // namespace deltakit

@@ -49,6 +49,7 @@ class StreamSparsifier {
   StreamSparsifier(uint64_t n, const SparsifyOptions& o);
   ~StreamSparsifier();
   bool needs_pass() const;
+  bool active() const { return active_; }  // false: drop() leaves every value as it is
   void observe(uint64_t first, std::span<const float> block);
   void end_pass();
   void drop(uint64_t first, std::span<float> block);

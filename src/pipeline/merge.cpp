@@ -2,6 +2,7 @@
 
 #include <omp.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <filesystem>
@@ -21,6 +22,7 @@
 #include "src/core/whole_file.h"
 #include "src/gpu/device_codec.h"
 #include "src/gpu/device_merge.h"
+#include "src/merge/combine.h"
 #include "src/merge/merge_config.h"
 #include "src/merge/methods.h"
 #include "src/pipeline/apply.h"
@@ -467,6 +469,10 @@ struct MergeJob {
     }
     if (!o.base_name.empty()) rep.bytes_read += numel * dtype_size(bv.dtype);
     for (const TensorView& v : views) rep.bytes_read += numel * dtype_size(v.dtype);
+    // plain task arithmetic on the CPU: θ_j as read into one fused pass (combine_task_arithmetic)
+    const bool plain_ta =
+        ta && !o.base_name.empty() && method->consensus == Consensus::None && !devices->gpu() &&
+        std::none_of(sparsifiers.begin(), sparsifiers.end(), [](const auto& s) { return s->active(); });
     std::vector<uint8_t> raw(std::min(numel, kBlock) * 4);  // one input's block, any float dtype
     const auto read = [&](const TensorView& v, uint64_t first, std::span<float> f) {
       read_elements(v, first, f.size(), raw.data());
@@ -483,7 +489,7 @@ struct MergeJob {
       for (size_t j = 0; j < views.size(); ++j) {
         const std::span<float> f = buf.model_f[o.inputs[j]].first(m);
         read(views[j], first, f);
-        if (ta)
+        if (ta && !plain_ta)
           for (size_t i = 0; i < m; ++i) f[i] -= a.base[i];
         a.models.push_back(f);
       }
@@ -509,6 +515,10 @@ struct MergeJob {
           ErrorCode::Usage, opt.config,
           [&] {
             if (!ta) return merge_tensor(*method, a, merged);
+            if (plain_ta) {
+              const std::vector<std::span<const float>> models(a.models.begin(), a.models.end());
+              return combine_task_arithmetic(a.base, models, a.weight, a.lambda, a.normalize, merged);
+            }
             for (size_t j = 0; j < sparsifiers.size(); ++j) sparsifiers[j]->drop(first, a.models[j]);
             gpu::combine_on(devices->take().get(), *method, a, merged);
           },

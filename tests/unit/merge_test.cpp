@@ -11,6 +11,7 @@
 
 #include "src/core/error.h"
 #include "src/core/philox.h"
+#include "src/merge/combine.h"
 #include "src/merge/merge_config.h"
 #include "src/merge/methods.h"
 #include "src/merge/slerp.h"
@@ -309,6 +310,39 @@ TEST(Merge, NuSlerpOfTaskVectorsWholeRowsAndColumns) {
   b.models[1] = m1;
   const auto got = f.run("nuslerp", b);
   for (size_t i = 0; i < f.n; ++i) EXPECT_NEAR(got[i], f.base[i] + 2.0f * d0[i], 1e-6);
+}
+
+// merge's streamed task arithmetic, fused (combine_task_arithmetic), is weighing θ_j − θ_b in
+// place and combine_deltas, bit for bit: weights summing to zero and not, λ, normalize, a length
+// that is not a multiple of the block, values of every magnitude.
+TEST(Merge, FusedTaskArithmeticIsWeighingThenCombining) {
+  const size_t n = 1500;
+  std::vector<float> base(n);
+  std::vector<std::vector<float>> models(3, std::vector<float>(n));
+  uint32_t x = 12345;
+  const auto next = [&] {
+    x = x * 1664525u + 1013904223u;
+    return std::ldexp(static_cast<float>(static_cast<int32_t>(x)) / 2147483648.0f, static_cast<int>(x % 40) - 20);
+  };
+  for (auto& v : base) v = next();
+  for (auto& m : models)
+    for (auto& v : m) v = next();
+  for (const std::vector<double>& w : {std::vector<double>{0.5, 0.3, 0.7}, std::vector<double>{1.0, -0.5, -0.5}})
+    for (double lambda : {1.0, 0.37})
+      for (bool normalize : {false, true}) {
+        std::vector<float> fused(n), reference(n);
+        const std::vector<std::span<const float>> thetas(models.begin(), models.end());
+        combine_task_arithmetic(base, thetas, w, lambda, normalize, fused);
+        std::vector<std::vector<float>> weighed = models;
+        for (size_t k = 0; k < weighed.size(); ++k)
+          for (size_t i = 0; i < n; ++i) weighed[k][i] = (weighed[k][i] - base[i]) * static_cast<float>(w[k]);
+        const std::vector<std::span<const float>> spans(weighed.begin(), weighed.end());
+        CombineOptions o;
+        o.lambda = lambda, o.normalize = normalize;
+        combine_deltas(base, spans, w, o, reference);
+        EXPECT_EQ(0, std::memcmp(fused.data(), reference.data(), n * sizeof(float)))
+            << "lambda " << lambda << " normalize " << normalize << " weights " << w[0] << "," << w[1];
+      }
 }
 
 TEST(Merge, ResultsDoNotDependOnThreads) {
