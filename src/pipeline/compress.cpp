@@ -415,7 +415,7 @@ bool stitch_ahead_enabled() {
 // Rank 0's own records come from memory where its workers offered them (up to kHeldCap bytes
 // held at once; beyond that, and for the other ranks' records, from the journal's files).
 struct AdapterAssembly {
-  static constexpr uint64_t kHeldCap = uint64_t{64} << 20;
+  static constexpr uint64_t kHeldCap = uint64_t{16} << 20;
   const CompressOptions& opt;
   const std::vector<std::string>& names;
   const JobJournal& journal;

@@ -1,9 +1,16 @@
 #include "src/pipeline/journal_part.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <bit>
+#include <cerrno>
+#include <cstdlib>
 #include <cstring>
 
 #include "src/core/atomic_output.h"
+#include "src/core/direct_writer.h"
+#include "src/core/eintr.h"
 #include "src/core/error.h"
 #include "src/core/fingerprint.h"
 
@@ -16,6 +23,29 @@ constexpr uint64_t kPrefix = 32;
 constexpr uint64_t kHeaderCap = uint64_t{64} << 20;
 constexpr uint64_t kChunkCap = uint64_t{64} << 20;  // as the adapter reader accepts
 constexpr uint64_t kReadPiece = uint64_t{4} << 20;
+constexpr uint64_t kWholeCap = uint64_t{64} << 20;
+constexpr uint64_t kDirectAlign = 4096;
+
+// The file's `size` bytes in an aligned buffer read with O_DIRECT, or null where that cannot be
+// done (not allowed, too large, a file system without O_DIRECT, a short read): the caller then
+// reads by pieces, and reports what is wrong with the file.
+uint8_t* read_whole_direct(const std::string& path, uint64_t size) {
+  if (size == 0 || size > kWholeCap || !direct_io_allowed()) return nullptr;
+  const int fd = retry_eintr([&] { return ::open(path.c_str(), O_RDONLY | O_DIRECT | O_CLOEXEC); });
+  if (fd < 0) return nullptr;
+  const uint64_t padded = (size + kDirectAlign - 1) / kDirectAlign * kDirectAlign;
+  auto* buf = static_cast<uint8_t*>(std::aligned_alloc(kDirectAlign, padded));
+  uint64_t done = 0;
+  while (buf && done < size) {
+    const ssize_t k = ::pread(fd, buf + done, padded - done, static_cast<off_t>(done));
+    if (k < 0 && errno == EINTR) continue;
+    if (k <= 0) break;
+    done += static_cast<uint64_t>(k);
+  }
+  ::close(fd);
+  if (buf && done < size) std::free(buf), buf = nullptr;
+  return buf;
+}
 
 [[noreturn]] void damaged(const std::string& path, const std::string& what) {
   throw Error(ErrorCode::AdapterInvalid, path, "journal part is damaged: " + what);
@@ -128,21 +158,31 @@ void write_journal_part(const std::string& path, const JournalPart& tensor, cons
   out.commit(/*sync=*/false);
 }
 
+void JournalPartReader::Free::operator()(uint8_t* p) const { std::free(p); }
+
 JournalPartReader::JournalPartReader(const std::string& path) : file_(path) {
   const uint64_t size = file_.size();
   if (size < kPrefix) damaged(path, "shorter than its header");
+  whole_.reset(read_whole_direct(path, size));
+  const auto read_at = [&](uint64_t offset, uint64_t n, uint8_t* dst) {
+    if (whole_)
+      std::memcpy(dst, whole_.get() + offset, n);
+    else
+      file_.read_into(offset, n, dst);
+  };
   uint8_t prefix[kPrefix];
-  file_.read_into(0, kPrefix, prefix);
+  read_at(0, kPrefix, prefix);
   if (std::memcmp(prefix, kMagic, 8) != 0) damaged(path, "not a deltakit journal part");
   const uint64_t header_bytes = get_u64(prefix + 8), payload = get_u64(prefix + 16), want = get_u64(prefix + 24);
   if (header_bytes > kHeaderCap || payload > size || kPrefix + header_bytes + payload != size)
     damaged(path, "its sizes do not add up to the file's " + std::to_string(size) + " bytes");
   std::string text(header_bytes, '\0');
-  file_.read_into(kPrefix, header_bytes, reinterpret_cast<uint8_t*>(text.data()));
+  read_at(kPrefix, header_bytes, reinterpret_cast<uint8_t*>(text.data()));
   Fingerprinter sum;
   sum.add({reinterpret_cast<const uint8_t*>(text.data()), text.size()});
-  buffer_.resize(std::min(payload, kReadPiece));
-  for (uint64_t at = 0; at < payload;) {
+  if (whole_) sum.add({whole_.get() + kPrefix + header_bytes, payload});
+  if (!whole_) buffer_.resize(std::min(payload, kReadPiece));
+  for (uint64_t at = 0; !whole_ && at < payload;) {
     const uint64_t n = std::min(kReadPiece, payload - at);
     file_.read_into(kPrefix + header_bytes + at, n, buffer_.data());
     sum.add({buffer_.data(), n});
@@ -197,6 +237,7 @@ JournalPartReader::JournalPartReader(const std::string& path) : file_(path) {
 
 std::span<const uint8_t> JournalPartReader::chunk(size_t part, size_t c) {
   const uint64_t n = sizes_.at(part).at(c);
+  if (whole_) return {whole_.get() + offsets_[part][c], n};
   if (buffer_.size() < n) buffer_.resize(n);
   file_.read_into(offsets_[part][c], n, buffer_.data());
   return {buffer_.data(), n};

@@ -50,7 +50,8 @@ struct HeldRecord {
 bool journal_part_whole(const std::string& path);
 
 // A record opened for the stitch: every size checked against the file and the checksum verified
-// (one read of the file), then its chunks read one at a time.
+// (one read of the file), then its chunks read one at a time (or, for a record of up to 64 MB
+// where O_DIRECT is allowed, the file read whole, once, around the page cache).
 class JournalPartReader {
  public:
   explicit JournalPartReader(const std::string& path);
@@ -64,7 +65,13 @@ class JournalPartReader {
   std::span<const uint8_t> chunk(size_t part, size_t c);
 
  private:
+  struct Free {
+    void operator()(uint8_t* p) const;
+  };
   MappedFile file_;  // opened and read by pread, never mapped; closed however the constructor ends
+  // the whole record, read around the page cache where it could be (one read, no page-cache
+  // pages: another rank's records were written so and are read once); else read by pieces
+  std::unique_ptr<uint8_t, Free> whole_;
   JournalPart tensor_;
   std::vector<FilteredPart> layouts_;
   std::vector<std::vector<uint64_t>> sizes_, offsets_;  // per part, per chunk: bytes, file offset

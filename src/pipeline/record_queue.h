@@ -23,7 +23,7 @@ namespace deltakit {
 
 class RecordQueue {
  public:
-  explicit RecordQueue(uint64_t cap_bytes = uint64_t{64} << 20);
+  explicit RecordQueue(uint64_t cap_bytes = uint64_t{16} << 20);
   ~RecordQueue();  // stops after the record being written; the rest are dropped (the job is failing)
   RecordQueue(const RecordQueue&) = delete;
   RecordQueue& operator=(const RecordQueue&) = delete;
