@@ -8,7 +8,7 @@ or drop, write: mergekit's way), on the same files, when torch is importable (De
 python3-torch).
 
     bench/bench_stream.py --deltakit build/apps/deltakit [--size large] [--layers 16]
-                          [--base B --finetuned F | --embedding 262144x2048] [--ranks 1,2,1x2] [--reps 2]
+                          [--base B --finetuned F | --embedding 262144x2048] [--ranks p,1,2,1x2] [--reps 2]
                           [--compress-args "--split-mb 0"]
 
 --embedding VxD makes a pair that is one V x D bf16 embedding (and a norm), the shape whose
@@ -18,7 +18,9 @@ Prints one Markdown table: seconds (best of reps after a warm-up, mpirun's start
 of input read (compress: base + fine-tune; apply: base + adapter), the ratio to the ceiling, the
 efficiency of 2 ranks, and each rank's peak RSS. `--ranks` lists the runs: N is N ranks of one
 thread each, NxT N ranks of T threads (1x2: one process on both cores, what a user gets without
-mpirun's -n).
+mpirun's -n), and p one process of one thread started without mpirun (not bound to a core, so
+its I/O threads — the stitch, the writers — may run beside the encoder on another core; under
+mpirun -n 1 they share the rank's one core).
 """
 import argparse
 import json
@@ -173,13 +175,14 @@ def main():
     ap.add_argument("--finetuned")
     ap.add_argument("--embedding")
     ap.add_argument("--compress-args", default="")
-    ap.add_argument("--ranks", default="1,2,1x2")
+    ap.add_argument("--ranks", default="p,1,2,1x2")
     ap.add_argument("--recipes", default="bitdelta,dare:p=0.9,quant:bits=4,raw")
     ap.add_argument("--reps", type=int, default=2)
     ap.add_argument("--workdir", default=tempfile.gettempdir())
     a = ap.parse_args()
     dk = os.path.abspath(a.deltakit)
-    runs = [tuple(int(x) for x in (r.split("x") + ["1"])[:2]) for r in a.ranks.split(",")]  # (ranks, threads)
+    # (ranks, threads); p: (0, 1), one process without mpirun
+    runs = [(0, 1) if r == "p" else tuple(int(x) for x in (r.split("x") + ["1"])[:2]) for r in a.ranks.split(",")]
     with tempfile.TemporaryDirectory(dir=a.workdir) as work:
         base, ft = a.base, a.finetuned
         if a.embedding:
@@ -205,14 +208,15 @@ def main():
             for n, threads in runs:
                 # each rank bound to its own `threads` cores (mpirun binds a rank to one core by default)
                 bind = ["--map-by", f"slot:PE={threads}"] if threads > 1 else []
-                argv = ["mpirun", "--oversubscribe", *bind, "-n", str(n), "/usr/bin/time", "-f", "rss_kb=%M", dk,
-                        *argv_of(n), "--threads", str(threads), "--quiet"]
+                launch = ["mpirun", "--oversubscribe", *bind, "-n", str(n)] if n else []
+                argv = [*launch, "/usr/bin/time", "-f", "rss_kb=%M", dk, *argv_of(max(n, 1)), "--threads", str(threads),
+                        "--quiet"]
                 timed(argv, 1)  # warm-up: page cache, the output in place
                 t, rss = timed(argv, a.reps)
                 if n * threads == 1:
                     t1 = t
                 eff = f"{t1 / t / (n * threads):.2f}" if n * threads > 1 and t1 else ""
-                label = str(n) if threads == 1 else f"{n} x {threads} threads"
+                label = "1, no mpirun" if not n else str(n) if threads == 1 else f"{n} x {threads} threads"
                 print(f"| {what} | {label} | {t:.2f} | {read_bytes / t / 1e9:.2f} | {ceiling:.2f} | {ceiling / t:.2f} | "
                       f"{eff} | {', '.join(f'{r:.0f}' for r in rss)} |", flush=True)
 
