@@ -53,7 +53,7 @@ struct DirectFile {
 DirectFile* as_file(H5FD_t* f) { return reinterpret_cast<DirectFile*>(f); }
 const DirectFile* as_file(const H5FD_t* f) { return reinterpret_cast<const DirectFile*>(f); }
 
-herr_t failed(H5E_major_t, hid_t minor, const char* what) {
+herr_t failed(hid_t minor, const char* what) {
   H5Epush2(H5E_DEFAULT, __FILE__, "deltakit direct driver", __LINE__, H5E_ERR_CLS, H5E_VFL, minor, "%s", what);
   return -1;
 }
@@ -61,7 +61,7 @@ herr_t failed(H5E_major_t, hid_t minor, const char* what) {
 H5FD_t* open_file(const char*, unsigned, hid_t fapl, haddr_t) {
   const auto* info = static_cast<const DriverInfo*>(H5Pget_driver_info(fapl));
   if (!info || !info->out) {
-    failed(H5E_VFL, H5E_CANTOPENFILE, "no output file given to the direct driver");
+    failed(H5E_CANTOPENFILE, "no output file given to the direct driver");
     return nullptr;
   }
   try {
@@ -69,7 +69,7 @@ H5FD_t* open_file(const char*, unsigned, hid_t fapl, haddr_t) {
     f->out = info->out;
     return &f->pub;
   } catch (const std::exception& e) {
-    failed(H5E_VFL, H5E_CANTOPENFILE, e.what());
+    failed(H5E_CANTOPENFILE, e.what());
     return nullptr;
   }
 }
@@ -84,7 +84,7 @@ herr_t close_file(H5FD_t* file) {
       if (k.addr < f->eof) f->out->write_at(k.addr, k.bytes.data(), std::min<haddr_t>(k.bytes.size(), f->eof - k.addr));
     if (f->streamed > f->eof) f->out->resize(f->eof);
   } catch (const std::exception& e) {
-    rc = failed(H5E_VFL, H5E_CLOSEERROR, e.what());
+    rc = failed(H5E_CLOSEERROR, e.what());
   }
   delete f;
   return rc;
@@ -122,7 +122,7 @@ herr_t read(H5FD_t* file, H5FD_mem_t, hid_t, haddr_t addr, size_t size, void* bu
     }
     return 0;
   } catch (const std::exception& e) {
-    return failed(H5E_VFL, H5E_READERROR, e.what());
+    return failed(H5E_READERROR, e.what());
   }
 }
 
@@ -142,7 +142,7 @@ herr_t write(H5FD_t* file, H5FD_mem_t type, hid_t, haddr_t addr, size_t size, co
     f->eof = std::max(f->eof, end);
     return 0;
   } catch (const std::exception& e) {
-    return failed(H5E_VFL, H5E_WRITEERROR, e.what());
+    return failed(H5E_WRITEERROR, e.what());
   }
 }
 

@@ -32,6 +32,13 @@ namespace {
   }
 }
 
+// Σw, what normalize divides by (1 where the weights sum to about zero)
+double weight_sum(std::span<const double> weights) {
+  double all = 0;
+  for (double w : weights) all += w;
+  return std::fabs(all) < 1e-8 ? 1 : all;
+}
+
 // acc += w·(t − b), the difference and the product rounded to float as when weighed in place
 [[gnu::noinline]] void add_weighted_difference(double* __restrict acc, const float* __restrict t,
                                                const float* __restrict b, float w, size_t len) {
@@ -43,9 +50,7 @@ namespace {
 void combine_deltas(std::span<const float> base, const std::vector<std::span<const float>>& weighted,
                     std::span<const double> weights, const CombineOptions& o, std::span<float> out) {
   const size_t m = weighted.size(), n = base.size();
-  double all_weights = 0;
-  for (double w : weights) all_weights += w;
-  if (std::fabs(all_weights) < 1e-8) all_weights = 1;
+  const double all_weights = weight_sum(weights);
   // Blocks of elements, one model at a time across a block: branch-free loops the compiler
   // vectorizes (random signs made the element-at-a-time version mispredict on every vote). Each
   // element's sums still run over the models in order, so the bits are the same.
@@ -86,9 +91,7 @@ void combine_deltas(std::span<const float> base, const std::vector<std::span<con
 void combine_task_arithmetic(std::span<const float> base, const std::vector<std::span<const float>>& models,
                              std::span<const double> weights, double lambda, bool normalize, std::span<float> out) {
   const size_t n = base.size();
-  double all_weights = 0;
-  for (double w : weights) all_weights += w;
-  if (std::fabs(all_weights) < 1e-8) all_weights = 1;
+  const double all_weights = weight_sum(weights);
   constexpr size_t kBlock = 512;
   for (size_t first = 0; first < n; first += kBlock) {
     const size_t len = std::min(kBlock, n - first);

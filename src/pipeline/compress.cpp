@@ -382,6 +382,12 @@ struct CompressJob {
   }
 };
 
+// Bytes free on the output's file system (ec set where that cannot be known).
+uint64_t free_beside(const std::string& out, std::error_code& ec) {
+  const std::filesystem::path dir = std::filesystem::path(out).parent_path();
+  return std::filesystem::space(dir.empty() ? "." : dir, ec).available;
+}
+
 // The stitched adapter takes about what the records take. Refuse up front if the disk cannot
 // hold what is left to place: HDF5 1.10 cannot close a file whose flush hit a full disk, so
 // rather than fail there we fail here, cleanly (a disk that fills in the meantime still ends in
@@ -395,12 +401,11 @@ void check_free_space(const std::string& out, const JobJournal& journal, size_t 
     if (name.size() > 8 && name[0] == 't' && std::strtoull(name.c_str() + 1, nullptr, 10) < from) continue;
     need += e.file_size(ec);
   }
-  std::filesystem::path dir = std::filesystem::path(out).parent_path();
-  auto space = std::filesystem::space(dir.empty() ? "." : dir, ec);
-  if (!ec && space.available < need)
+  const uint64_t available = free_beside(out, ec);
+  if (!ec && available < need)
     throw Error(ErrorCode::Io, out,
                 "not enough free space to write the adapter: it needs about " + std::to_string(need >> 20) + " MiB, " +
-                    std::to_string(space.available >> 20) + " MiB are free (No space left on device)");
+                    std::to_string(available >> 20) + " MiB are free (No space left on device)");
 }
 
 // DELTAKIT_STITCH_AHEAD=0 leaves the whole stitch to the commit (as before the thread; for
@@ -463,9 +468,8 @@ struct AdapterAssembly {
     std::error_code ec;
     if (!bytes) bytes = std::filesystem::file_size(record(i), ec);
     if (ec) return false;
-    const std::filesystem::path dir = std::filesystem::path(opt.out).parent_path();
-    const auto space = std::filesystem::space(dir.empty() ? "." : dir, ec);
-    return !ec && space.available >= bytes + (16u << 20);
+    const uint64_t available = free_beside(opt.out, ec);
+    return !ec && available >= bytes + (16u << 20);
   }
 
   void place(size_t i) {

@@ -180,13 +180,16 @@ JournalPartReader::JournalPartReader(const std::string& path) : file_(path) {
   read_at(kPrefix, header_bytes, reinterpret_cast<uint8_t*>(text.data()));
   Fingerprinter sum;
   sum.add({reinterpret_cast<const uint8_t*>(text.data()), text.size()});
-  if (whole_) sum.add({whole_.get() + kPrefix + header_bytes, payload});
-  if (!whole_) buffer_.resize(std::min(payload, kReadPiece));
-  for (uint64_t at = 0; !whole_ && at < payload;) {
-    const uint64_t n = std::min(kReadPiece, payload - at);
-    file_.read_into(kPrefix + header_bytes + at, n, buffer_.data());
-    sum.add({buffer_.data(), n});
-    at += n;
+  if (whole_) {
+    sum.add({whole_.get() + kPrefix + header_bytes, payload});
+  } else {
+    buffer_.resize(std::min(payload, kReadPiece));
+    for (uint64_t at = 0; at < payload;) {
+      const uint64_t n = std::min(kReadPiece, payload - at);
+      file_.read_into(kPrefix + header_bytes + at, n, buffer_.data());
+      sum.add({buffer_.data(), n});
+      at += n;
+    }
   }
   if (sum.value() != want) damaged(path, "checksum mismatch");
 
