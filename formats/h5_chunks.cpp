@@ -38,6 +38,38 @@ void shuffle_bytes(const uint8_t* src, size_t n, size_t esize, uint8_t* dst) {
   std::memcpy(dst + count * esize, src + count * esize, n - count * esize);
 }
 
+// Its inverse: element i's bytes gathered from the byte planes.
+template <size_t E>
+void unshuffle_fixed(const uint8_t* src, size_t count, uint8_t* dst) {
+  for (size_t i = 0; i < count; ++i)
+    for (size_t b = 0; b < E; ++b) dst[i * E + b] = src[b * count + i];
+}
+
+void unshuffle_bytes(const uint8_t* src, size_t n, size_t esize, uint8_t* dst) {
+  const size_t count = n / esize;
+  if (esize <= 1 || count <= 1) {
+    std::memcpy(dst, src, n);
+    return;
+  }
+  switch (esize) {
+    case 2: unshuffle_fixed<2>(src, count, dst); break;
+    case 4: unshuffle_fixed<4>(src, count, dst); break;
+    case 8: unshuffle_fixed<8>(src, count, dst); break;
+    default:
+      for (size_t b = 0; b < esize; ++b)
+        for (size_t i = 0; i < count; ++i) dst[i * esize + b] = src[b * count + i];
+  }
+  std::memcpy(dst + count * esize, src + count * esize, n - count * esize);
+}
+
+ZSTD_DCtx* thread_dctx() {
+  struct Free {
+    void operator()(ZSTD_DCtx* c) const { ZSTD_freeDCtx(c); }
+  };
+  thread_local std::unique_ptr<ZSTD_DCtx, Free> dctx(ZSTD_createDCtx());
+  return dctx.get();
+}
+
 // A reused compression context per thread: ZSTD_compressCCtx writes what ZSTD_compress writes.
 ZSTD_CCtx* thread_cctx() {
   struct Free {
@@ -133,6 +165,38 @@ FilteredPart filter_part(const Part& p, int zstd_level, const std::string& where
     f.chunks.push_back(std::move(out));
   }
   return f;
+}
+
+bool unfilter_chunk(const uint8_t* raw, size_t raw_size, uint64_t chunk_bytes, size_t esize, uint8_t* out,
+                    uint64_t keep) {
+  if (raw_size < 4 || keep > chunk_bytes) return false;
+  const size_t frame = raw_size - 4;
+  uint32_t stored = 0;
+  for (int b = 0; b < 4; ++b) stored |= uint32_t{raw[frame + b]} << (8 * b);
+  const uint32_t sum = h5_fletcher32(raw, frame);
+  if (stored != sum && stored != __builtin_bswap32(sum)) return false;
+  if (ZSTD_getFrameContentSize(raw, frame) != chunk_bytes) return false;
+  ZSTD_DCtx* dctx = thread_dctx();
+  if (!dctx) return false;
+  // straight into `out` where nothing needs reordering or cutting; else through scratch
+  const bool direct = esize <= 1 && keep == chunk_bytes;
+  thread_local std::vector<uint8_t> plain;
+  if (!direct && plain.size() < chunk_bytes) plain.resize(chunk_bytes);
+  uint8_t* to = direct ? out : plain.data();
+  const size_t got = ZSTD_decompressDCtx(dctx, to, chunk_bytes, raw, frame);
+  if (ZSTD_isError(got) || got != chunk_bytes) return false;
+  if (direct) return true;
+  if (esize <= 1) {
+    std::memcpy(out, plain.data(), keep);
+  } else if (keep == chunk_bytes) {
+    unshuffle_bytes(plain.data(), chunk_bytes, esize, out);
+  } else {  // the edge chunk: whole, then its rows in the tensor
+    thread_local std::vector<uint8_t> whole;
+    if (whole.size() < chunk_bytes) whole.resize(chunk_bytes);
+    unshuffle_bytes(plain.data(), chunk_bytes, esize, whole.data());
+    std::memcpy(out, whole.data(), keep);
+  }
+  return true;
 }
 
 std::recursive_mutex& h5_lock() {

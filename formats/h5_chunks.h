@@ -37,6 +37,15 @@ FilteredPart filter_part(const Part& p, int zstd_level, const std::string& where
 // HDF5's Fletcher32 (Fletcher's sum over big-endian 16-bit words, reduced every 360 words).
 uint32_t h5_fletcher32(const uint8_t* data, size_t n);
 
+// The way back for one stored chunk of `raw_size` bytes (zstd frame + Fletcher32), as HDF5's
+// pipeline reads it, by our own code so a reader decodes outside the HDF5 lock: the checksum
+// checked (HDF5 also accepts it byte-reversed, as files of its 1.6 era wrote it), the frame
+// decompressed to exactly `chunk_bytes` (its declared size too, as our zstd filter asks), the
+// bytes unshuffled when `esize` > 1, and the first `keep` of them written to `out`.
+// False where the chunk is damaged.
+bool unfilter_chunk(const uint8_t* raw, size_t raw_size, uint64_t chunk_bytes, size_t esize, uint8_t* out,
+                    uint64_t keep);
+
 // Every HDF5 call of a process whose workers run at once goes through this lock (recursive: an
 // adapter's part reads take it themselves, and may run inside a holder's section).
 std::recursive_mutex& h5_lock();

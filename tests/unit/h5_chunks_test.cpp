@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <random>
 
@@ -87,6 +88,45 @@ TEST(H5Chunks, FilterPartIsHdf5sOwnPipeline) {
       EXPECT_EQ(mine.chunks, chunks_hdf5_writes(p, level, dir + "/ref.h5"));
     }
   std::filesystem::remove_all(dir);
+}
+
+// Each stored chunk unfiltered gives back its rows of the part (the edge chunk cut to them); a
+// flipped byte anywhere in it is refused; the checksum byte-reversed (HDF5 1.6's files) is not.
+TEST(H5Chunks, UnfilterChunkIsTheWayBack) {
+  const struct {
+    PartKind kind;
+    std::vector<uint64_t> dims;
+  } cases[] = {{PartKind::U8, {1}},       {PartKind::U8, {3 * (1u << 20) + 5}},
+               {PartKind::U16, {630050}}, {PartKind::F32, {1000, 300}},
+               {PartKind::U32, {17, 3}},  {PartKind::U64, {200000}}};
+  uint32_t seed = 100;
+  for (const auto& c : cases) {
+    const Part p = random_part("x", c.kind, c.dims, seed++);
+    SCOPED_TRACE(std::string(part_kind_name(c.kind)) + " of " + std::to_string(p.count()));
+    const FilteredPart f = filter_part(p, 1, "test");
+    uint64_t chunk_bytes = part_kind_size(p.kind);
+    for (uint64_t d : f.chunk) chunk_bytes *= d;
+    std::vector<uint8_t> back(p.bytes.size(), 0xee);
+    for (size_t i = 0; i < f.chunks.size(); ++i) {
+      const uint64_t at = i * chunk_bytes, keep = std::min<uint64_t>(chunk_bytes, back.size() - at);
+      ASSERT_TRUE(unfilter_chunk(f.chunks[i].data(), f.chunks[i].size(), chunk_bytes, part_kind_size(p.kind),
+                                 back.data() + at, keep));
+    }
+    EXPECT_EQ(back, p.bytes);
+    std::vector<uint8_t> damaged = f.chunks[0];
+    for (size_t at : {size_t{0}, damaged.size() / 2, damaged.size() - 1}) {
+      damaged[at] ^= 0x10;
+      EXPECT_FALSE(unfilter_chunk(damaged.data(), damaged.size(), chunk_bytes, part_kind_size(p.kind), back.data(),
+                                  std::min<uint64_t>(chunk_bytes, back.size())))
+          << at;
+      damaged[at] ^= 0x10;
+    }
+    std::reverse(damaged.end() - 4, damaged.end());
+    EXPECT_TRUE(unfilter_chunk(damaged.data(), damaged.size(), chunk_bytes, part_kind_size(p.kind), back.data(),
+                               std::min<uint64_t>(chunk_bytes, back.size())));
+    EXPECT_FALSE(unfilter_chunk(damaged.data(), damaged.size(), chunk_bytes + 1, part_kind_size(p.kind), back.data(),
+                                std::min<uint64_t>(chunk_bytes, back.size())));  // not its size
+  }
 }
 
 }  // namespace
