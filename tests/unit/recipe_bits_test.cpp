@@ -110,5 +110,29 @@ TEST(Bits, PositionsRoundTripAndRefuseMalformedStreams) {
   refuses("rle", {}, 8, 0);
 }
 
+// Runs of one-byte gaps decode eight at a time: the same positions as one by one, whatever
+// mixes with longer gaps, and the same refusals inside such a run.
+TEST(Bits, VarintRunsOfShortGapsDecodeAsOneByOne) {
+  const uint64_t n = 3'000'000;
+  std::vector<uint64_t> pos;
+  uint64_t x = 88172645463325252ull, p = 0;
+  while (true) {
+    x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+    p += 1 + (x % 16 == 0 ? x % 5000 : x % 20);  // mostly one byte, some two
+    if (p >= n) break;
+    pos.push_back(p);
+  }
+  auto c = encode_positions(pos, n);
+  ASSERT_EQ(c.coding, "varint");
+  EXPECT_EQ(decode_positions(c.coding, c.bytes, n, pos.size(), "t"), pos);
+  std::vector<uint32_t> pos32(pos.begin(), pos.end());
+  EXPECT_EQ(decode_positions32(c.coding, c.bytes, n, pos.size(), "t"), pos32);
+  const std::vector<uint8_t> ones(16, 0x00);  // positions 0, 1, ..., 15
+  EXPECT_EQ(decode_positions("varint", ones, 16, 16, "t").back(), 15u);
+  EXPECT_THROW(decode_positions("varint", ones, 15, 16, "t"), Error);  // the last one past the end
+  EXPECT_THROW(decode_positions("varint", ones, 16, 12, "t"), Error);  // more than declared
+  EXPECT_THROW(decode_positions("varint", ones, 16, 17, "t"), Error);  // fewer than declared
+}
+
 }  // namespace
 }  // namespace deltakit
