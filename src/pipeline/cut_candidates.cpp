@@ -54,7 +54,7 @@ CandidatePool::CandidatePool(size_t tensors, uint64_t k, uint64_t keep_bytes)
       valued_(tensors, 1),
       tensor_from_(tensors, 0),
       high_(kScoreBuckets, 0),
-      cap_(std::max<uint64_t>(keep_bytes / 16, 3)),
+      cap_(std::max<uint64_t>(keep_bytes / KeptChunk::kEntryBytes, 3)),
       target_(std::clamp<uint64_t>(k, 1, cap_ / 3)),
       prune_at_(target_ + target_ / 2) {}
 
@@ -70,6 +70,11 @@ void CandidatePool::add(size_t j, uint64_t first, std::span<const float> scores,
 void CandidatePool::stage(size_t j, const uint64_t* positions, uint64_t first, std::span<const float> scores,
                           std::span<const float> values, StagedEntries& staged) {
   const uint64_t m = scores.size();
+  if (m == 0) return;
+  if ((positions ? positions[m - 1] : first + m - 1) > UINT32_MAX) {  // positions ascend: the last is the largest
+    too_wide_.store(true);
+    return;
+  }
   if (values.size() != m) valued_[j] = 0;  // only tensor j's thread writes its flag
   if (staged.keys.size() < staged.n + m + 16) {
     const size_t size = staged.n + m + 16;

@@ -1,7 +1,7 @@
 // The first pass of the model-wide cut (src/pipeline/global_cut.h) where it can be the only one:
 // of the scores a rank sees, every entry at or above a floor, with its key, position and value.
 // The floor rises as entries come in, to about the rank's `target`-th largest key seen so far
-// (target = k, or a third of what keep_bytes holds at 16 bytes an entry): entries below it
+// (target = k, or a third of what keep_bytes holds at KeptChunk::kEntryBytes an entry): entries below it
 // cannot be in the rank's top target, so they are dropped, and the pool holds at most keep_bytes
 // (the ties of that key too, where they fit in 2/3 of it).
 // Whatever the cut, if it lies at or above every rank's floor, every entry it keeps is here.
@@ -18,12 +18,13 @@
 
 namespace deltakit {
 
-// Kept entries are held in chunks of 4096 (16 bytes an entry), so that growing never copies
-// them and what the floor drops is given back a chunk at a time.
+// Kept entries are held in chunks of 4096 (12 bytes an entry: positions in 32 bits, the pool
+// refusing a tensor of more entries), so that growing never copies them and what the floor
+// drops is given back a chunk at a time.
 struct KeptChunk {
-  static constexpr size_t kSize = 4096;
+  static constexpr size_t kSize = 4096, kEntryBytes = 12;
   uint32_t keys[kSize];
-  uint64_t positions[kSize];
+  uint32_t positions[kSize];
   float values[kSize];
 };
 
@@ -98,6 +99,8 @@ class CandidatePool {
   void release(size_t j);
   // At and above this key, every entry of tensor j scored is held.
   uint32_t complete_from(size_t j) const { return std::max(floor(), tensor_from_[j]); }
+  // A tensor had entries past 2^32 (not held): the pool cannot give the cut.
+  bool too_wide() const { return too_wide_.load(); }
 
   uint32_t floor() const { return floor_.load(); }
   // the held entries' keys by their high 16 bits (kScoreBuckets counts)
@@ -119,6 +122,7 @@ class CandidatePool {
   std::vector<uint64_t> high_;
   uint64_t cap_, target_, prune_at_, held_ = 0;  // entries
   std::atomic<uint32_t> floor_{0};
+  std::atomic<bool> too_wide_{false};
   std::mutex mutex_;
 };
 

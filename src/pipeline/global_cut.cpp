@@ -189,12 +189,12 @@ std::vector<ScoreCut> histogram_cut(Comm& comm, size_t pool_size, const std::vec
 }
 
 // Whether a rank's share of the cut is likely to fit what the kept entries may hold (a third of
-// keep_bytes at 16 bytes an entry): a share is at most k, and about k over the ranks (twice that
+// keep_bytes at 12 bytes an entry): a share is at most k, and about k over the ranks (twice that
 // for an unlucky rank); where it is not, the first pass would only be scored again. Every rank
 // must decide alike (the all-reduces that follow differ), so this asks nothing of its own.
 bool candidates_may_fit(const Comm& comm, uint64_t budget, const GlobalCutOptions& opt) {
   const uint64_t ranks = static_cast<uint64_t>(comm.size());
-  return std::min(budget, 2 * budget / ranks) <= opt.keep_bytes / 16 / 3;
+  return std::min(budget, 2 * budget / ranks) <= opt.keep_bytes / KeptChunk::kEntryBytes / 3;
 }
 
 // The local tensors `which` scored into the pool, side by side; `some`: a source may give some
@@ -263,7 +263,7 @@ std::vector<ScoreCut> cut_of_pool(Comm& comm, CandidatePool& pool, size_t pool_s
     pool.entries(j).for_each([&](uint32_t key, uint64_t, float) { ties[local[j]] += key == threshold; });
     if (pool.complete_from(j) > threshold && pool.floor() <= threshold) incomplete.push_back(j);
   }
-  ties[pool_size] = pool.floor() > threshold;
+  ties[pool_size] = pool.floor() > threshold || pool.too_wide();
   ties[pool_size + 1] = incomplete.size();
   comm.allreduce_sum(ties);
   outcome[0] = ties[pool_size], outcome[1] = ties[pool_size + 1];

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "src/core/philox.h"
+#include "src/pipeline/cut_candidates.h"
 
 namespace deltakit {
 namespace {
@@ -97,6 +98,26 @@ TEST(MagnitudeCut, BlockwiseBuilderEqualsAStableSort) {
       EXPECT_EQ(in, by_sort(finite_or_zero, k, {})) << "k=" << k << " round " << round;
     }
   }
+}
+
+// The model-wide cut's kept entries hold positions in 32 bits: up to 2^32 - 1 they come back
+// whole; a tensor with an entry past that marks the pool too wide (the cut then takes the
+// radix select over every score).
+TEST(CandidatePool, PositionsPast32BitsMarkItTooWide) {
+  CandidatePool pool(2, 4, 1 << 20);
+  StagedEntries staged;
+  const std::vector<float> scores = {1, 2, 3}, values = {0.25f, 0.5f, 0.75f};
+  pool.add(0, (uint64_t{1} << 32) - 3, scores, values, staged);
+  pool.hand_over(0, staged);
+  EXPECT_FALSE(pool.too_wide());
+  std::vector<uint64_t> positions;
+  std::vector<float> kept;
+  pool.entries(0).for_each([&](uint32_t, uint64_t p, float v) { positions.push_back(p), kept.push_back(v); });
+  EXPECT_EQ(positions, (std::vector<uint64_t>{(uint64_t{1} << 32) - 3, (uint64_t{1} << 32) - 2, UINT32_MAX}));
+  EXPECT_EQ(kept, values);
+  const std::vector<uint64_t> past = {5, uint64_t{1} << 32};
+  pool.add_some(1, past, std::span(scores).first(2), std::span(values).first(2), 0, staged);
+  EXPECT_TRUE(pool.too_wide());
 }
 
 }  // namespace
