@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstring>
 #include <filesystem>
+#include <future>
 #include <map>
 #include <mutex>
 
@@ -53,17 +54,30 @@ void check_base_fingerprint(const AdapterReader& ad, const TensorView& bv, const
   check_fingerprint_value(ad, bv.name, fingerprint64(bv.bytes), base_path, force, warnings);
 }
 
-void apply_adapter_tensor(const AdapterReader& ad, const TensorView& bv, float alpha, bool force,
-                          const std::string& base_path, const TensorSink& sink, std::vector<std::string>& warnings,
-                          gpu::CudaDevice* dev) {
+namespace {
+
+// A tensor's stored form made ready for its pass: its parts read, unfiltered and loaded into a
+// block decoder (none: the whole-tensor pass). Apart from the pass, so that a shard's next
+// tensor is made ready beside the pass over this one.
+struct ReadyTensor {
+  ReadyTensor(const AdapterReader& ad, const TensorView& bv, gpu::CudaDevice* dev)
+      : src(ad.source(bv.name)), st{ad.attrs(bv.name), src, ad.where(bv.name)} {
+    if (!dev) blocks = block_applier_of_stored(st, bv);
+  }
+  const AdapterTensorSource src;
+  const StoredTensor st;
+  std::unique_ptr<BlockApplier> blocks;
+};
+
+void apply_ready_tensor(const AdapterReader& ad, const TensorView& bv, ReadyTensor& ready, float alpha, bool force,
+                        const std::string& base_path, const TensorSink& sink, std::vector<std::string>& warnings,
+                        gpu::CudaDevice* dev) {
   const std::string& name = bv.name;
-  const AdapterTensorSource src = ad.source(name);
-  const StoredTensor st{ad.attrs(name), src, ad.where(name)};
-  std::unique_ptr<BlockApplier> blocks = dev ? nullptr : block_applier_of_stored(st, bv);
+  const std::unique_ptr<BlockApplier>& blocks = ready.blocks;
   if (!blocks) {  // the whole tensor at once: the GPU's pass, stored forms without a block path
     check_base_fingerprint(ad, bv, base_path, force, warnings);
     std::vector<uint8_t> out(bv.bytes.size());
-    gpu::decode_add_on(dev, st, bv, alpha, out);
+    gpu::decode_add_on(dev, ready.st, bv, alpha, out);
     sink(out);
     return;
   }
@@ -84,6 +98,15 @@ void apply_adapter_tensor(const AdapterReader& ad, const TensorView& bv, float a
     sink(o);
   }
   check_fingerprint_value(ad, name, fp.value(), base_path, force, warnings);
+}
+
+}  // namespace
+
+void apply_adapter_tensor(const AdapterReader& ad, const TensorView& bv, float alpha, bool force,
+                          const std::string& base_path, const TensorSink& sink, std::vector<std::string>& warnings,
+                          gpu::CudaDevice* dev) {
+  ReadyTensor ready(ad, bv, dev);
+  apply_ready_tensor(ad, bv, ready, alpha, force, base_path, sink, warnings, dev);
 }
 
 void apply_adapter_tensor(const AdapterReader& ad, const TensorView& bv, float alpha, bool force,
@@ -161,17 +184,33 @@ ApplyReport run_apply(const ApplyOptions& opt, Comm& comm) {
         const gpu::DevicePool::Lease device = devices->take();
         uint64_t written = 0;
         std::vector<std::string> warnings;
-        for (const auto& t : plan.shards[s]) {
-          // not populated: the block pass reads the base by pread; a whole-tensor pass faults it in
-          TensorView bv = base->acquire(t.name, /*populate=*/false);
-          apply_adapter_tensor(
-              *ad, bv, opt.alpha, opt.force, opt.base,
+        const std::vector<TensorSpec>& tensors = plan.shards[s];
+        // not populated: the block pass reads the base by pread; a whole-tensor pass faults it in
+        auto view = [&](size_t k) { return base->acquire(tensors[k].name, /*populate=*/false); };
+        // the next tensor's stored form read and decoded by a helper while this one streams (on
+        // the CPU, and where that tensor is at most kReadyAhead: memory stays a tensor's parts)
+        constexpr uint64_t kReadyAhead = uint64_t{64} << 20;
+        auto ahead = [&](size_t k) {
+          std::future<std::unique_ptr<ReadyTensor>> f;
+          if (k < tensors.size() && !device.get() && tensors[k].nbytes() <= kReadyAhead)
+            f = std::async(std::launch::async,
+                           [&, bv = view(k)] { return std::make_unique<ReadyTensor>(*ad, bv, nullptr); });
+          return f;
+        };
+        std::future<std::unique_ptr<ReadyTensor>> next = ahead(0);
+        for (size_t k = 0; k < tensors.size(); ++k) {
+          TensorView bv = view(k);
+          std::unique_ptr<ReadyTensor> ready =
+              next.valid() ? next.get() : std::make_unique<ReadyTensor>(*ad, bv, device.get());
+          next = ahead(k + 1);
+          apply_ready_tensor(
+              *ad, bv, *ready, opt.alpha, opt.force, opt.base,
               [&](std::span<const uint8_t> b) {
                 w.write(b.data(), b.size());
                 written += b.size();
               },
               warnings, device.get());
-          base->release(t.name);
+          base->release(tensors[k].name);
         }
         w.commit();
         std::lock_guard<std::mutex> lock(report_mutex);
