@@ -46,7 +46,9 @@ def memcpy_gbps(folder, reps=5):
     return src.size / best / 1e9
 
 
-def timed(argv, reps):
+def timed(argv, reps, rss_of=None):
+    """Best wall time of `reps` runs and that run's peak RSS per process in MB (from `rss_of()`,
+    or /usr/bin/time's rss_kb= lines on stderr)."""
     best, rss = 1e9, []
     for _ in range(reps):
         t = time.perf_counter()
@@ -55,7 +57,7 @@ def timed(argv, reps):
         if p.returncode != 0:
             raise SystemExit(f"FAIL: {' '.join(argv)}\n{p.stderr}")
         if dt < best:
-            best, rss = dt, [int(x) / 1024 for x in re.findall(r"rss_kb=(\d+)", p.stderr)]
+            best, rss = dt, rss_of() if rss_of else [int(x) / 1024 for x in re.findall(r"rss_kb=(\d+)", p.stderr)]
     return best, rss
 
 

@@ -209,10 +209,16 @@ def main():
                 # each rank bound to its own `threads` cores (mpirun binds a rank to one core by default)
                 bind = ["--map-by", f"slot:PE={threads}"] if threads > 1 else []
                 launch = ["mpirun", "--oversubscribe", *bind, "-n", str(n)] if n else []
-                argv = [*launch, "/usr/bin/time", "-f", "rss_kb=%M", dk, *argv_of(max(n, 1)), "--threads", str(threads),
-                        "--quiet"]
+                # each rank's peak RSS into its own file: ranks' stderr lines interleave under mpirun
+                rss_at = os.path.join(work, "rss")
+                timer = ["sh", "-c", 'exec /usr/bin/time -f "%M" -o "$0.${OMPI_COMM_WORLD_RANK:-0}" "$@"', rss_at]
+                argv = [*launch, *timer, dk, *argv_of(max(n, 1)), "--threads", str(threads), "--quiet"]
+
+                def rss_of():
+                    return [int(open(f"{rss_at}.{r}").read().split()[-1]) / 1024 for r in range(max(n, 1))]
+
                 timed(argv, 1)  # warm-up: page cache, the output in place
-                t, rss = timed(argv, a.reps)
+                t, rss = timed(argv, a.reps, rss_of)
                 if n * threads == 1:
                     t1 = t
                 eff = f"{t1 / t / (n * threads):.2f}" if n * threads > 1 and t1 else ""
