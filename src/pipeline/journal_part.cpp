@@ -7,6 +7,7 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <utility>
 
 #include "src/core/atomic_output.h"
 #include "src/core/direct_writer.h"
@@ -26,15 +27,41 @@ constexpr uint64_t kReadPiece = uint64_t{4} << 20;
 constexpr uint64_t kWholeCap = uint64_t{64} << 20;
 constexpr uint64_t kDirectAlign = 4096;
 
-// The file's `size` bytes in an aligned buffer read with O_DIRECT, or null where that cannot be
-// done (not allowed, too large, a file system without O_DIRECT, a short read): the caller then
-// reads by pieces, and reports what is wrong with the file.
-uint8_t* read_whole_direct(const std::string& path, uint64_t size) {
+// A thread's aligned buffer for whole records, lent record after record and grown to the largest:
+// records of every size, each aligned_alloc'ed in the heap the encoders share, fragmented it
+// (rank 0 of a 2-rank quant compress of 3.8 GB peaked at 229 MB, against 113 without O_DIRECT).
+struct SpareAligned {
+  uint8_t* p = nullptr;
+  uint64_t bytes = 0;
+  ~SpareAligned() { std::free(p); }
+};
+SpareAligned& spare_aligned() {
+  thread_local SpareAligned s;
+  return s;
+}
+void give_spare(uint8_t* p, uint64_t capacity) {  // kept if the largest the thread has
+  SpareAligned& spare = spare_aligned();
+  if (capacity <= spare.bytes) return std::free(p);
+  std::free(spare.p);
+  spare.p = p, spare.bytes = capacity;
+}
+
+// The file's `size` bytes in an aligned buffer of `capacity` bytes read with O_DIRECT, or null
+// where that cannot be done (not allowed, too large, a file system without O_DIRECT, a short
+// read): the caller then reads by pieces, and reports what is wrong with the file.
+uint8_t* read_whole_direct(const std::string& path, uint64_t size, uint64_t& capacity) {
   if (size == 0 || size > kWholeCap || !direct_io_allowed()) return nullptr;
   const int fd = retry_eintr([&] { return ::open(path.c_str(), O_RDONLY | O_DIRECT | O_CLOEXEC); });
   if (fd < 0) return nullptr;
   const uint64_t padded = (size + kDirectAlign - 1) / kDirectAlign * kDirectAlign;
-  auto* buf = static_cast<uint8_t*>(std::aligned_alloc(kDirectAlign, padded));
+  SpareAligned& spare = spare_aligned();
+  if (spare.bytes < padded) {
+    std::free(spare.p);
+    spare.p = static_cast<uint8_t*>(std::aligned_alloc(kDirectAlign, padded));
+    spare.bytes = spare.p ? padded : 0;
+  }
+  uint8_t* buf = std::exchange(spare.p, nullptr);
+  capacity = std::exchange(spare.bytes, 0);
   uint64_t done = 0;
   while (buf && done < size) {
     const ssize_t k = ::pread(fd, buf + done, padded - done, static_cast<off_t>(done));
@@ -43,7 +70,7 @@ uint8_t* read_whole_direct(const std::string& path, uint64_t size) {
     done += static_cast<uint64_t>(k);
   }
   ::close(fd);
-  if (buf && done < size) std::free(buf), buf = nullptr;
+  if (buf && done < size) give_spare(buf, capacity), buf = nullptr;
   return buf;
 }
 
@@ -158,12 +185,14 @@ void write_journal_part(const std::string& path, const JournalPart& tensor, cons
   out.commit(/*sync=*/false);
 }
 
-void JournalPartReader::Free::operator()(uint8_t* p) const { std::free(p); }
+void JournalPartReader::Free::operator()(uint8_t* p) const { give_spare(p, capacity); }
 
 JournalPartReader::JournalPartReader(const std::string& path) : file_(path) {
   const uint64_t size = file_.size();
   if (size < kPrefix) damaged(path, "shorter than its header");
-  whole_.reset(read_whole_direct(path, size));
+  uint64_t capacity = 0;
+  uint8_t* whole = read_whole_direct(path, size, capacity);
+  whole_ = std::unique_ptr<uint8_t, Free>(whole, Free{capacity});
   const auto read_at = [&](uint64_t offset, uint64_t n, uint8_t* dst) {
     if (whole_)
       std::memcpy(dst, whole_.get() + offset, n);

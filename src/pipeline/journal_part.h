@@ -66,12 +66,13 @@ class JournalPartReader {
 
  private:
   struct Free {
+    uint64_t capacity;  // the buffer's bytes: it goes back to the thread's spare
     void operator()(uint8_t* p) const;
   };
   MappedFile file_;  // opened and read by pread, never mapped; closed however the constructor ends
   // the whole record, read around the page cache where it could be (one read, no page-cache
   // pages: another rank's records were written so and are read once); else read by pieces
-  std::unique_ptr<uint8_t, Free> whole_;
+  std::unique_ptr<uint8_t, Free> whole_{nullptr, Free{0}};
   JournalPart tensor_;
   std::vector<FilteredPart> layouts_;
   std::vector<std::vector<uint64_t>> sizes_, offsets_;  // per part, per chunk: bytes, file offset
