@@ -12,52 +12,34 @@ namespace deltakit {
 
 namespace {
 
-// HDF5's shuffle filter: byte b of every element, then byte b + 1, ... (one element: unchanged).
-// One output stream per byte of the element, written in order: the strided loop over bytes
-// first was 17% of a raw compress.
-template <size_t E>
-void shuffle_fixed(const uint8_t* src, size_t count, uint8_t* dst) {
+// HDF5's shuffle filter (to planes: byte b of every element, then byte b + 1, ...) and its
+// inverse (element i's bytes gathered from the planes); one element: unchanged. Elements outside,
+// bytes inside: one stream per byte of the element, each in order (the strided loop over bytes
+// first was 17% of a raw compress). E = 0: any element size.
+template <bool ToPlanes, size_t E>
+void planes_fixed(const uint8_t* src, size_t count, size_t esize, uint8_t* dst) {
+  const size_t e = E ? E : esize;
   for (size_t i = 0; i < count; ++i)
-    for (size_t b = 0; b < E; ++b) dst[b * count + i] = src[i * E + b];
+    for (size_t b = 0; b < e; ++b) {
+      if constexpr (ToPlanes)
+        dst[b * count + i] = src[i * e + b];
+      else
+        dst[i * e + b] = src[b * count + i];
+    }
 }
 
-void shuffle_bytes(const uint8_t* src, size_t n, size_t esize, uint8_t* dst) {
+template <bool ToPlanes>
+void byte_planes(const uint8_t* src, size_t n, size_t esize, uint8_t* dst) {
   const size_t count = n / esize;
   if (esize <= 1 || count <= 1) {
     std::memcpy(dst, src, n);
     return;
   }
   switch (esize) {
-    case 2: shuffle_fixed<2>(src, count, dst); break;
-    case 4: shuffle_fixed<4>(src, count, dst); break;
-    case 8: shuffle_fixed<8>(src, count, dst); break;
-    default:
-      for (size_t b = 0; b < esize; ++b)
-        for (size_t i = 0; i < count; ++i) dst[b * count + i] = src[i * esize + b];
-  }
-  std::memcpy(dst + count * esize, src + count * esize, n - count * esize);
-}
-
-// Its inverse: element i's bytes gathered from the byte planes.
-template <size_t E>
-void unshuffle_fixed(const uint8_t* src, size_t count, uint8_t* dst) {
-  for (size_t i = 0; i < count; ++i)
-    for (size_t b = 0; b < E; ++b) dst[i * E + b] = src[b * count + i];
-}
-
-void unshuffle_bytes(const uint8_t* src, size_t n, size_t esize, uint8_t* dst) {
-  const size_t count = n / esize;
-  if (esize <= 1 || count <= 1) {
-    std::memcpy(dst, src, n);
-    return;
-  }
-  switch (esize) {
-    case 2: unshuffle_fixed<2>(src, count, dst); break;
-    case 4: unshuffle_fixed<4>(src, count, dst); break;
-    case 8: unshuffle_fixed<8>(src, count, dst); break;
-    default:
-      for (size_t b = 0; b < esize; ++b)
-        for (size_t i = 0; i < count; ++i) dst[i * esize + b] = src[b * count + i];
+    case 2: planes_fixed<ToPlanes, 2>(src, count, esize, dst); break;
+    case 4: planes_fixed<ToPlanes, 4>(src, count, esize, dst); break;
+    case 8: planes_fixed<ToPlanes, 8>(src, count, esize, dst); break;
+    default: planes_fixed<ToPlanes, 0>(src, count, esize, dst);
   }
   std::memcpy(dst + count * esize, src + count * esize, n - count * esize);
 }
@@ -153,7 +135,7 @@ FilteredPart filter_part(const Part& p, int zstd_level, const std::string& where
       src = padded.data();
     }
     const uint8_t* in = src;
-    if (esize > 1) shuffle_bytes(src, chunk_bytes, esize, shuffled.data()), in = shuffled.data();
+    if (esize > 1) byte_planes<true>(src, chunk_bytes, esize, shuffled.data()), in = shuffled.data();
     const size_t got = ZSTD_compressCCtx(cctx, frame.data(), frame.size(), in, chunk_bytes, zstd_level);
     if (ZSTD_isError(got))
       throw Error(ErrorCode::Io, where, "zstd failed on part '" + p.name + "': " + ZSTD_getErrorName(got));
@@ -189,11 +171,11 @@ bool unfilter_chunk(const uint8_t* raw, size_t raw_size, uint64_t chunk_bytes, s
   if (esize <= 1) {
     std::memcpy(out, plain.data(), keep);
   } else if (keep == chunk_bytes) {
-    unshuffle_bytes(plain.data(), chunk_bytes, esize, out);
+    byte_planes<false>(plain.data(), chunk_bytes, esize, out);
   } else {  // the edge chunk: whole, then its rows in the tensor
     thread_local std::vector<uint8_t> whole;
     if (whole.size() < chunk_bytes) whole.resize(chunk_bytes);
-    unshuffle_bytes(plain.data(), chunk_bytes, esize, whole.data());
+    byte_planes<false>(plain.data(), chunk_bytes, esize, whole.data());
     std::memcpy(out, whole.data(), keep);
   }
   return true;
