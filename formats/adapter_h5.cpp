@@ -284,10 +284,13 @@ bool read_raw_chunks(hid_t ds, const std::vector<hsize_t>& chunk, const std::vec
   const uint64_t chunks = (dims[0] + chunk[0] - 1) / chunk[0];
   std::vector<hsize_t> offset(dims.size(), 0);
   std::vector<hsize_t> sizes(chunks);
+  // a stored chunk larger than any zstd frame of it (plus the checksum) is left to HDF5, which
+  // reads one chunk at a time: the raw chunks held at once stay about the dataset's own size
+  const uint64_t most = r.chunk_bytes + r.chunk_bytes / 64 + 4096;
   uint64_t total = 0;
   for (uint64_t c = 0; c < chunks; ++c) {
     offset[0] = c * chunk[0];
-    if (H5Dget_chunk_storage_size(ds, offset.data(), &sizes[c]) < 0 || sizes[c] > kChunkLimit) return false;
+    if (H5Dget_chunk_storage_size(ds, offset.data(), &sizes[c]) < 0 || sizes[c] > most) return false;
     total += sizes[c];
   }
   r.raw.resize(total);
