@@ -272,16 +272,13 @@ struct DatasetRead {
   }
 };
 
-// Chunk by chunk where every chunk is a run of whole leading-dim rows (as we write them) stored
-// with every filter; false (nothing taken) where one is not, for HDF5's own read.
-bool read_raw_chunks(hid_t ds, const std::vector<hsize_t>& chunk, const std::vector<uint64_t>& dims, size_t esize,
+// The `chunks` stored chunks into r (its chunk_bytes set), where every chunk is a run of whole
+// leading-dim rows (as we write them) stored with every filter; false (nothing taken) where one
+// is not, for HDF5's own read.
+bool read_raw_chunks(hid_t ds, const std::vector<hsize_t>& chunk, const std::vector<uint64_t>& dims, uint64_t chunks,
                      DatasetRead& r) {
   for (size_t d = 1; d < dims.size(); ++d)
     if (chunk[d] != dims[d]) return false;
-  r.chunk_bytes = esize;
-  for (hsize_t c : chunk) r.chunk_bytes *= c;
-  r.esize = esize;
-  const uint64_t chunks = (dims[0] + chunk[0] - 1) / chunk[0];
   std::vector<hsize_t> offset(dims.size(), 0);
   std::vector<hsize_t> sizes(chunks);
   // a stored chunk larger than any zstd frame of it (plus the checksum) is left to HDF5, which
@@ -371,8 +368,9 @@ DatasetRead read_dataset(hid_t ds, const std::string& where, const std::string& 
     invalid(where, what + " stores " + std::to_string(stored) + " of its " + std::to_string(chunks) + " chunks");
   DatasetRead r;
   r.where = where, r.what = what;
-  r.out.resize(count * part_kind_size(kind));
-  if (count && !read_raw_chunks(ds, chunk, want, part_kind_size(kind), r) &&
+  r.chunk_bytes = chunk_bytes, r.esize = part_kind_size(kind);
+  r.out.resize(count * r.esize);
+  if (count && !read_raw_chunks(ds, chunk, want, chunks, r) &&
       H5Dread(ds, memory_type(kind), H5S_ALL, H5S_ALL, H5P_DEFAULT, r.out.data()) < 0)
     invalid(where, what + " is damaged: checksum or decompression failed (" + h5_error_detail() + ")");
   return r;

@@ -440,9 +440,9 @@ struct MergeJob {
 
   // The same merge a block of 32K entries at a time (four inputs' blocks in fp32 and the output's
   // then fit a 1 MB L2 beside the read buffer; 64K took 10-15% more user time): each input read
-  // by pread (the mapping untouched) and decoded; the task vectors' statistics (a magnitude cut, norms) in passes over
-  // the blocks first, then each block sparsified, weighed, mixed, encoded and handed on. The same
-  // bytes as the whole tensor, in memory that does not grow with it.
+  // by pread (the mapping untouched) and decoded; the task vectors' statistics (a magnitude cut,
+  // norms) in passes over the blocks first, then each block sparsified, weighed, mixed, encoded
+  // and handed on. The same bytes as the whole tensor, in memory that does not grow with it.
   void merge_streamed(Buffers& buf, const TensorSpec& spec, const OutputTensor& o, uint64_t numel, MergeReport& rep,
                       const std::function<void(std::span<const uint8_t>)>& sink) {
     constexpr uint64_t kBlock = 1 << 15;
